@@ -1,0 +1,1 @@
+"""fl-launch: plan a run, spawn Flower's SuperLink and SuperNodes, supervise, stop."""

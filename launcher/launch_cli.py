@@ -1,0 +1,117 @@
+"""``fl-launch``: train (or serve a model to) N Flower clients on this machine.
+
+    $ fl-launch --client-num 10 --task train                 # digits, 10 IID clients
+    $ fl-launch --client-num 10 --dataset cifar10 --data-dir ~/data/cifar-10-batches-py
+    $ fl-launch --client-num 3 --task inference              # the newest run's model
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import click
+
+from launcher.cli_errors import OneLineErrors, UserError
+from launcher.live_view import make_view, print_summary
+from launcher.plan import TASKS, LaunchOptions, PlanError, prepare_run
+from launcher.processes import RUN_ENV, TAG_ENV
+from launcher.run_folder import RUN_ID_RE, RunFolder
+from launcher.supervisor import Supervisor
+from partitions import SCHEMES
+from simulator.datasets import DATASETS
+
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
+@click.command(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--client-num", type=click.IntRange(min=1), default=10, help="Clients to start, one process each.")
+@click.option("--task", type=click.Choice(TASKS), default="train",
+              help="train: FedAvg rounds; getModel: each client receives and saves an earlier run's model; "
+                   "inference: each client labels its test split with it.")
+@click.option("--rounds", type=click.IntRange(min=1), default=10, help="Federated iterations.")
+@click.option("--local-epochs", type=click.IntRange(min=1), default=1, help="Local epochs per round.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32)
+@click.option("--lr", type=POSITIVE, default=0.001, help="Adam learning rate.")
+@click.option("--fraction-fit", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              help="Share of the clients sampled for each round.")
+@click.option("--min-clients", type=click.IntRange(min=1), default=None,
+              help="Fewest replies a round needs to be aggregated.  [default: all sampled]")
+@click.option("--round-timeout", type=POSITIVE, default=300.0, help="Seconds the server waits for a round's replies.")
+@click.option("--seed", type=int, default=0, help="Same seed: same partitions, same initial model.")
+@click.option("--log-dir", type=click.Path(file_okay=False), default="logs", help="Root of the run folders.")
+@click.option("--kill-tag", default=None, help="Tag every process of the run carries, for fl-finish.  [default: the run id]")
+@click.option("--dataset", type=click.Choice(DATASETS), default="digits",
+              help="digits: scikit-learn's bundled handwriting; cifar10: --data-dir in the python pickle format; "
+                   "synthetic: generated 3x32x32 images.")
+@click.option("--data-dir", type=click.Path(), default=None, help="Where the data set lies (cifar10).")
+@click.option("--partition", type=click.Choice(SCHEMES), default="iid",
+              help="iid; dirichlet (label skew by --alpha); shards (each client sees few classes).")
+@click.option("--alpha", type=POSITIVE, default=0.5, help="Dirichlet concentration: smaller is more skewed.")
+@click.option("--samples-per-client", type=click.IntRange(min=2), default=500, help="synthetic: samples per client.")
+@click.option("--num-classes", type=click.IntRange(min=2), default=10, help="synthetic: number of classes.")
+@click.option("--torch-threads", type=click.IntRange(min=1), default=1, help="Torch threads per client process.")
+@click.option("--run", "run", default=None, help="getModel/inference: the earlier run (id or folder).  [default: the newest with a checkpoint]")
+@click.option("--startup-timeout", type=POSITIVE, default=None, help="Seconds for all clients to connect.  [default: 60 + 3 per client]")
+@click.option("--grace", type=click.FloatRange(min=0), default=10.0, help="Seconds between SIGTERM and SIGKILL when stopping.")
+@click.option("--detach", is_flag=True, help="Return once all clients are up; a small supervisor process keeps the run going.")
+def main(**kwargs) -> None:
+    """Start a Flower SuperLink and N client nodes on this machine, train, and stop them all."""
+    opts = LaunchOptions(**kwargs)
+    _validate(opts)
+    try:
+        folder = prepare_run(opts)
+    except PlanError as err:
+        raise UserError(str(err)) from None
+    if opts.detach:
+        sys.exit(_detach(folder, opts))
+    view = make_view(folder.run_id)
+    view.start()
+    supervisor = Supervisor(folder, view=view)
+    try:
+        code = supervisor.run()
+    finally:
+        view.stop()
+    print_summary(folder.read(), supervisor.events, view.console)
+    sys.exit(code)
+
+
+def _validate(opts: LaunchOptions) -> None:
+    if opts.kill_tag is not None and not RUN_ID_RE.match(opts.kill_tag):
+        raise UserError(f"--kill-tag {opts.kill_tag!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    if "'" in opts.log_dir or "\n" in opts.log_dir:
+        raise UserError(f"--log-dir {opts.log_dir!r} must not hold a quote or newline")
+    sampled = max(1, int(opts.client_num * opts.fraction_fit))
+    if opts.min_clients is not None and opts.min_clients > sampled:
+        raise UserError(f"--min-clients {opts.min_clients} exceeds the {sampled} clients sampled per round")
+    if opts.data_dir is not None and opts.dataset in ("digits", "synthetic"):
+        raise UserError(f"--data-dir is not used by --dataset {opts.dataset}")
+
+
+def _detach(folder: RunFolder, opts: LaunchOptions) -> int:
+    """Start the supervisor in its own session; return when round 1 starts (or the run fails)."""
+    info = folder.read()
+    log = open(folder.path / "supervisor.log", "ab")
+    env = dict(__import__("os").environ, **{TAG_ENV: info["kill_tag"], RUN_ENV: info["run_id"], "PYTHONSAFEPATH": "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "launcher.supervisor", str(folder.path)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env=env, cwd=folder.path)
+    folder.update(supervisor={"pid": proc.pid, "host": "localhost"})
+    deadline = time.monotonic() + opts.startup_deadline() + 30
+    while time.monotonic() < deadline:
+        status = folder.read().get("status")
+        if status in ("running", "finished"):
+            click.echo(f"run {folder.run_id} is running in the background (supervisor pid {proc.pid}, "
+                       f"kill tag {info['kill_tag']})\nrun folder: {folder.path}\n"
+                       f"stop it with: fl-finish --kill-tag {info['kill_tag']}")
+            return 0
+        if status in ("failed", "interrupted") or proc.poll() is not None:
+            info = folder.read()
+            click.echo(f"run {folder.run_id} {info.get('status', 'failed')}: {info.get('reason', '')} "
+                       f"(see {folder.path})", err=True)
+            return 1
+        time.sleep(0.25)
+    click.echo(f"run {folder.run_id}: clients not up after {opts.startup_deadline():.0f} s; "
+               f"it goes on in the background (fl-finish --kill-tag {info['kill_tag']} stops it)", err=True)
+    return 1

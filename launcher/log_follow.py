@@ -1,0 +1,34 @@
+"""Read the complete lines a log file gained since the last call, as parsed events.
+
+    >>> follow = LogFollower(run / "server" / "server.log")
+    >>> for event in follow.events():       # [] until the server writes
+    ...     print(event.kind, event.values)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from simulator.loglines import Event, parse_line
+
+
+class LogFollower:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._offset = 0
+        self._partial = b""
+
+    def lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        *complete, self._partial = data.split(b"\n")
+        return [line.decode("utf-8", "replace") for line in complete]
+
+    def events(self) -> list[Event]:
+        return [e for e in map(parse_line, self.lines()) if e is not None]

@@ -1,0 +1,147 @@
+"""Turn validated options into a prepared run folder that a Supervisor can execute.
+
+    >>> folder = prepare_run(opts)            # partitions, app dir, configs, run.json
+    >>> Supervisor(folder).run()
+
+Everything that can fail on bad input (the data set, the split, an earlier run's
+checkpoint) is done in memory before the run folder exists, so a refused launch
+leaves no folder behind. What the Supervisor needs later is in run.json's "plan".
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from launcher.run_folder import RunFolder, RunFolderError, now_iso
+from partitions import PartitionError, split
+from simulator.client_data import write_partitions
+from simulator.datasets import DataSetError, load_dataset
+from simulator.flower_app import write_app_dir
+from simulator.run_settings import RunSettings, latest_checkpoint
+
+TASKS = ("train", "getModel", "inference")
+MIN_SAMPLES_PER_CLIENT = 2  # one train and one test sample
+
+
+class PlanError(ValueError):
+    """Bad input found while planning; the message is the one line the user sees."""
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    client_num: int = 10
+    task: str = "train"
+    rounds: int = 10
+    local_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 0.001
+    fraction_fit: float = 1.0
+    min_clients: int | None = None
+    round_timeout: float = 300.0
+    seed: int = 0
+    log_dir: str = "logs"
+    kill_tag: str | None = None
+    dataset: str = "digits"
+    data_dir: str | None = None
+    partition: str = "iid"
+    alpha: float = 0.5
+    samples_per_client: int = 500
+    num_classes: int = 10
+    detach: bool = False
+    run: str | None = None
+    torch_threads: int = 1
+    startup_timeout: float | None = None
+    grace: float = 10.0
+
+    def startup_deadline(self) -> float:
+        """Seconds for every client to import torch and connect (2 cores share the work)."""
+        return self.startup_timeout or 60.0 + 3.0 * self.client_num
+
+
+def flwr_bin(name: str) -> str:
+    """A Flower entry point from the same environment as this Python."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def prepare_run(opts: LaunchOptions) -> RunFolder:
+    checkpoint = ""
+    source_run = None
+    if opts.task != "train":
+        source, found = _model_source(opts)
+        checkpoint, source_run = str(found[1]), source.run_id
+    try:
+        dataset = load_dataset(
+            opts.dataset, opts.data_dir, seed=opts.seed,
+            num_samples=opts.samples_per_client * opts.client_num, num_classes=opts.num_classes,
+        )
+        parts = split(dataset.y, opts.client_num, opts.partition, seed=opts.seed, alpha=opts.alpha,
+                      min_size=MIN_SAMPLES_PER_CLIENT)
+    except (DataSetError, PartitionError) as err:
+        raise PlanError(str(err)) from None
+
+    try:
+        folder = RunFolder.create(opts.log_dir)
+    except RunFolderError as err:
+        raise PlanError(str(err)) from None
+    tag = opts.kill_tag or folder.run_id
+    settings = RunSettings(
+        task=opts.task, rounds=opts.rounds, local_epochs=opts.local_epochs, batch_size=opts.batch_size,
+        lr=opts.lr, fraction_fit=opts.fraction_fit, min_clients=opts.min_clients or 0,
+        round_timeout=opts.round_timeout, seed=opts.seed, num_clients=opts.client_num,
+        channels=dataset.channels, num_classes=dataset.num_classes, run_dir=str(folder.path),
+        checkpoint=checkpoint, torch_threads=opts.torch_threads,
+    )
+    data_files = write_partitions(dataset, parts, folder.path / "data", seed=opts.seed)
+    app_dir = write_app_dir(folder.path / "app", settings)
+    nodes = []
+    for client, data_file in enumerate(data_files):
+        client_dir = folder.client_dir(client)
+        client_dir.mkdir()
+        node_config = client_dir / "node_config.toml"
+        node_config.write_text(
+            f"partition-id = {client}\nnum-partitions = {opts.client_num}\n"
+            f"client-dir = {_toml_str(client_dir)}\ndata-file = {_toml_str(data_file)}\n"
+        )
+        nodes.append({"client": client, "host": "localhost", "node_config": str(node_config),
+                      "samples": int(len(parts[client]))})
+    folder.server_dir.mkdir()
+    folder.update(
+        run_id=folder.run_id, run_dir=str(folder.path), kill_tag=tag, status="prepared", created=now_iso(),
+        task=opts.task, source_run=source_run, options=asdict(opts), settings=settings.to_config(),
+        plan={"app_dir": str(app_dir), "nodes": nodes, "startup_timeout": opts.startup_deadline(),
+              "grace": opts.grace, "torch_threads": opts.torch_threads},
+        processes=[],
+    )
+    folder.point_latest()
+    return folder
+
+
+def _model_source(opts: LaunchOptions):
+    """The run whose newest checkpoint getModel/inference serve: --run, else the newest with one."""
+    try:
+        if opts.run is not None:
+            candidates = [RunFolder.resolve(opts.log_dir, opts.run)]
+        else:
+            root = Path(opts.log_dir)
+            candidates = [RunFolder(p) for p in sorted(root.glob("*/run.json"), reverse=True)
+                          if not p.parent.is_symlink()] if root.is_dir() else []
+            candidates = [RunFolder(c.path.parent) for c in candidates]
+    except RunFolderError as err:
+        raise PlanError(f"--task {opts.task} needs an earlier run's model: {err}") from None
+    for source in candidates:
+        found = latest_checkpoint(source.path)
+        if found is not None:
+            return source, found
+    if opts.run is not None:
+        raise PlanError(f"run {candidates[0].run_id} has no checkpoint to serve")
+    raise PlanError(f"--task {opts.task} needs an earlier training run; none in {opts.log_dir} has a checkpoint")
+
+
+def _toml_str(path: Path) -> str:
+    text = str(path)
+    if "'" in text or "\n" in text:
+        raise PlanError(f"path {text!r} holds a quote or newline; choose another --log-dir")
+    return f"'{text}'"

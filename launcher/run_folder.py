@@ -1,0 +1,139 @@
+"""A run's folder under the log dir, its ``latest`` link and its run.json.
+
+    >>> folder = RunFolder.create("logs")           # logs/20261124-053012-4f2a/
+    >>> folder.update(status="running")              # atomic read-modify-write
+    >>> RunFolder.resolve("logs", None).run_id       # the newest run
+    '20261124-053012-4f2a'
+
+No run ever writes into another run's folder: ids are unique (time plus random
+suffix, created with ``mkdir`` that fails on a clash), and ``latest`` is a
+symlink replaced atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+
+RUN_JSON = "run.json"
+LATEST = "latest"
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class RunFolderError(ValueError):
+    """An unknown run, an unwritable log dir, a malformed run.json."""
+
+
+def now_iso() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+class RunFolder:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / RUN_JSON
+
+    def client_dir(self, client: int) -> Path:
+        return self.path / f"client_{client}"
+
+    @property
+    def server_dir(self) -> Path:
+        return self.path / "server"
+
+    @classmethod
+    def create(cls, log_dir: str | Path) -> "RunFolder":
+        log_dir = Path(log_dir)
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunFolderError(f"cannot create log dir {log_dir}: {err.strerror}") from None
+        if not os.access(log_dir, os.W_OK | os.X_OK):
+            raise RunFolderError(f"log dir {log_dir} is not writable")
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        for _ in range(20):
+            path = log_dir / f"{stamp}-{secrets.token_hex(2)}"
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as err:
+                raise RunFolderError(f"cannot create a run folder in {log_dir}: {err.strerror}") from None
+            return cls(path.resolve())
+        raise RunFolderError(f"could not find a free run id in {log_dir}")
+
+    def point_latest(self) -> None:
+        link = self.path.parent / LATEST
+        tmp = self.path.parent / f".{LATEST}.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(self.path.name)
+        tmp.replace(link)
+
+    @classmethod
+    def resolve(cls, log_dir: str | Path, run: str | None) -> "RunFolder":
+        """A run by id or path (None: the latest) that has a run.json."""
+        log_dir = Path(log_dir)
+        if run is None:
+            candidate = log_dir / LATEST
+            if not candidate.exists():
+                raise RunFolderError(f"no earlier run in {log_dir}")
+            candidate = candidate.resolve()
+        elif "/" in run or run in (".", ".."):
+            candidate = Path(run)
+        else:
+            if not RUN_ID_RE.match(run):
+                raise RunFolderError(f"malformed run id {run!r}")
+            candidate = log_dir / run
+        if not (candidate / RUN_JSON).is_file():
+            raise RunFolderError(f"unknown run {run or LATEST!r}: no {RUN_JSON} in {candidate}")
+        return cls(candidate.resolve())
+
+    # run.json -----------------------------------------------------------
+    @contextmanager
+    def _locked(self):
+        with open(self.path / ".run.json.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def read(self) -> dict:
+        try:
+            return json.loads(self.run_json.read_text())
+        except FileNotFoundError:
+            return {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RunFolderError(f"{self.run_json} is not valid JSON: {err}") from None
+
+    def _write(self, data: dict) -> None:
+        tmp = self.run_json.with_name(f".{RUN_JSON}.{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        tmp.replace(self.run_json)
+
+    def update(self, **fields) -> dict:
+        with self._locked():
+            data = self.read()
+            data.update(fields)
+            self._write(data)
+            return data
+
+    def edit(self, fn) -> dict:
+        """Apply fn(data) under the lock and write the result."""
+        with self._locked():
+            data = self.read()
+            fn(data)
+            self._write(data)
+            return data

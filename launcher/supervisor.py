@@ -1,0 +1,226 @@
+"""Execute a prepared run: start the SuperLink, the client nodes and the Flower run; watch; stop.
+
+    >>> code = Supervisor(RunFolder("logs/20261124-053012-4f2a"), view=PlainView()).run()
+    $ python -m launcher.supervisor logs/20261124-053012-4f2a    # what --detach starts
+
+Local processes of a run, each in its own session and carrying the run's tag:
+
+    superlink    flower-superlink on 127.0.0.1 (its SuperExec and ServerApp below it)
+    supernode i  flower-supernode --isolation process, Runtime API on its own port
+    clientapp i  launcher.warm_clientapp: serves node i's tasks, torch loaded once
+    flwr-run     `flwr run APP --stream`: submits the run, exits when the run ends
+
+Stop order: client apps and SuperNodes, then `flwr run`, then the SuperLink.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from launcher.log_follow import LogFollower
+from launcher.plan import flwr_bin
+from launcher.ports import free_ports, wait_for_port
+from launcher.processes import ProcessTable
+from launcher.run_folder import RunFolder, now_iso
+
+CLIENT_ROLES = ["clientapp", "supernode"]
+POLL_SECONDS = 0.25
+
+
+def flower_env(folder: RunFolder, threads: int) -> dict[str, str]:
+    return {
+        "FLWR_HOME": str(folder.path / "flwr_home"),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "PYTHONSAFEPATH": "1",  # a run folder must never shadow a package
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
+
+
+class NullView:
+    def update(self, **state) -> None: ...
+    def event(self, event) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class Supervisor:
+    def __init__(self, folder: RunFolder, view=None) -> None:
+        self.folder = folder
+        self.view = view or NullView()
+        self.info = folder.read()
+        self.table = ProcessTable(self.info["kill_tag"], self.info["run_id"])
+        self._stop_reason: str | None = None
+        self.state = {"round": 0, "rounds": self.info["settings"]["rounds"], "acc": None,
+                      "clients": len(self.info["plan"]["nodes"]), "alive": 0, "phase": "starting"}
+        self.events = []
+
+    # signals ---------------------------------------------------------------
+    def _on_signal(self, signum, _frame) -> None:
+        self._stop_reason = signal.Signals(signum).name
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
+
+    # run -------------------------------------------------------------------
+    def run(self) -> int:
+        self.install_signal_handlers()
+        status, reason = "failed", ""
+        try:
+            status, reason = self._run()
+        except Exception as err:  # never leave processes behind on a bug of ours
+            status, reason = "failed", f"supervisor error: {type(err).__name__}: {err}"
+            raise
+        finally:
+            self.view.message(f"stopping the run's processes ({reason or status})")
+            self._stop_all()
+            self._finish(status, reason)
+        return {"finished": 0, "interrupted": 130}.get(status, 1)
+
+    def _run(self) -> tuple[str, str]:
+        plan, settings = self.info["plan"], self.info["settings"]
+        env = flower_env(self.folder, plan["torch_threads"])
+        nodes = plan["nodes"]
+        link_port, *node_ports = free_ports(1 + len(nodes))
+        self._write_flwr_config(env, link_port)
+        superlink = self.table.spawn(
+            "superlink",
+            [flwr_bin("flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port", str(link_port),
+             "--disable-runtime-dependency-installation"],
+            log=self.folder.server_dir / "superlink.log", env=env, cwd=self.folder.path, port=link_port,
+        )
+        self.update_processes(status="starting", started=now_iso(), superlink=f"127.0.0.1:{link_port}",
+                              supervisor={"pid": os.getpid(), "host": "localhost"})
+        if not wait_for_port("127.0.0.1", link_port, 30, alive=lambda: self._alive(superlink)):
+            return "failed", f"the SuperLink did not start (see {superlink.log})"
+        for node, port in zip(nodes, node_ports):
+            self._start_node(node, port, link_port, env)
+        self.update_processes()
+        self.table.spawn(
+            "flwr-run", [flwr_bin("flwr"), "run", plan["app_dir"], "local", "--stream"],
+            log=self.folder.server_dir / "serverapp.log", env=env, cwd=self.folder.path,
+        )
+        self.update_processes()
+        return self._watch(float(plan["startup_timeout"]), float(settings["round-timeout"]))
+
+    @staticmethod
+    def _write_flwr_config(env: dict[str, str], link_port: int) -> None:
+        """The run's own FLWR_HOME: `flwr run` finds its SuperLink there, never in ~/.flwr."""
+        home = Path(env["FLWR_HOME"])
+        home.mkdir(exist_ok=True)
+        (home / "config.toml").write_text(
+            f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
+            f'address = "127.0.0.1:{link_port}"\ninsecure = true\n'
+        )
+
+    def _start_node(self, node: dict, runtime_port: int, link_port: int, env: dict[str, str]) -> None:
+        client = node["client"]
+        client_dir = self.folder.client_dir(client)
+        node_env = dict(env, FLWR_HOME=str(self.folder.path / "flwr_home" / "nodes" / f"client_{client}"))
+        self.table.spawn(
+            "supernode",
+            [flwr_bin("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link_port}",
+             "--isolation", "process", "--host", "127.0.0.1", "--port", str(runtime_port),
+             "--node-config", node["node_config"]],
+            log=client_dir / "supernode.log", env=node_env, cwd=client_dir, client=client, port=runtime_port,
+        )
+        self.table.spawn(
+            "clientapp",
+            [sys.executable, "-m", "launcher.warm_clientapp", "--runtime-api", f"127.0.0.1:{runtime_port}",
+             "--node-config", node["node_config"], "--preload", "simulator.client_app:preload",
+             "--torch-threads", str(self.info["plan"]["torch_threads"])],
+            log=client_dir / "worker.log", env=node_env, cwd=client_dir, client=client,
+        )
+
+    def _watch(self, startup_timeout: float, round_timeout: float) -> tuple[str, str]:
+        follower = LogFollower(self.folder.server_dir / "server.log")
+        start = time.monotonic()
+        last_progress = start
+        outcome = None
+        while True:
+            ended = self.table.reap()
+            for proc in ended:
+                if proc.role in CLIENT_ROLES:
+                    self.view.message(f"client {proc.client}: {proc.role} ended ({proc.exit_code})")
+            if ended:
+                self.update_processes()
+            for event in follower.events():
+                self.events.append(event)
+                last_progress = time.monotonic()
+                outcome = self._apply(event) or outcome
+            self.state["alive"] = len({p.client for p in self.table.alive("clientapp")})
+            self.view.update(**self.state)
+            if self._stop_reason:
+                return "interrupted", f"stopped by {self._stop_reason}"
+            if not self.table.alive("flwr-run"):
+                for event in follower.events():
+                    outcome = self._apply(event) or outcome
+                if outcome is None:
+                    return "failed", f"the Flower run ended without a result (see {self.folder.server_dir})"
+                return outcome
+            if not self.table.alive("superlink"):
+                return "failed", "the SuperLink exited"
+            waited = time.monotonic() - last_progress
+            if self.state["round"] == 0 and time.monotonic() - start > startup_timeout:
+                return "failed", (f"round 1 did not start within {startup_timeout:.0f} s: "
+                                  f"{self.state['alive']} of {self.state['clients']} clients alive")
+            if self.state["round"] > 0 and waited > round_timeout + 60:
+                return "failed", f"no progress for {waited:.0f} s (round timeout {round_timeout:.0f} s)"
+            time.sleep(POLL_SECONDS)
+
+    def _apply(self, event) -> tuple[str, str] | None:
+        self.view.event(event)
+        kind, v = event.kind, event.values
+        if kind == "server_round_start":
+            self.state.update(round=v["round"], phase="training")
+            if v["round"] == 1:
+                self.folder.update(status="running", running_since=now_iso())
+        elif kind == "server_round_end":
+            self.state.update(acc=v["acc"], rounds_done=v["round"])
+        elif kind == "served" and self.info["task"] != "train":
+            self.folder.update(status="running")
+        elif kind == "run_finished":
+            return "finished", ""
+        elif kind == "run_failed":
+            return "failed", v["reason"]
+        return None
+
+    def _alive(self, proc) -> bool:
+        self.table.reap()
+        return proc.alive
+
+    def update_processes(self, **fields) -> None:
+        self.folder.update(processes=[p.record() for p in self.table.procs], **fields)
+
+    def _stop_all(self) -> None:
+        grace = float(self.info["plan"]["grace"])
+        self.table.stop(CLIENT_ROLES, grace=grace)
+        self.table.stop(["flwr-run"], grace=grace)
+        self.table.stop(["superlink"], grace=grace)
+
+    def _finish(self, status: str, reason: str) -> None:
+        summary = {}
+        for event in self.events:
+            if event.kind == "server_final":
+                summary = {"final_accuracy": event.values["acc"], "final_test_samples": event.values["num_test"]}
+        rounds_done = max((e.values["round"] for e in self.events if e.kind == "server_round_end"), default=0)
+        self.update_processes(status=status, reason=reason, ended=now_iso(), rounds_done=rounds_done, **summary)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry of the detached supervisor: ``python -m launcher.supervisor RUN_DIR``."""
+    argv = sys.argv[1:] if argv is None else argv
+    folder = RunFolder(argv[0])
+    sys.exit(Supervisor(folder).run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""A long-lived process that runs a SuperNode's ClientApp tasks without a fresh Python each.
+
+    python -m launcher.warm_clientapp --runtime-api 127.0.0.1:9094 \
+        --node-config client_0/node_config.toml --preload simulator.client_app:preload
+
+It stands where Flower's ``flower-superexec`` stands for a SuperNode started with
+``--isolation process``: it asks the SuperNode's Runtime API for the next task and
+runs it with Flower's own ``run_clientapp``. The difference is the process: torch,
+the app and the node's data are imported once (``--preload``), and each task runs
+in a child forked from this process, sharing that memory copy-on-write. One task
+runs at a time; SIGTERM stops the current task and this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+import time
+import tomllib
+
+from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
+from flwr.supercore.constant import TaskType
+from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
+from flwr.supercore.retry import make_simple_http_retry_invoker
+from flwr.supercore.runtime import RuntimeHttpClient
+from flwr.supernode.runtime.run_clientapp import run_clientapp
+
+_stopping = False
+_child = 0
+
+
+def _on_term(signum, _frame) -> None:
+    global _stopping
+    _stopping = True
+    if _child:
+        try:
+            os.kill(_child, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def load_preload(ref: str):
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr or "preload")
+
+
+def run_task_in_child(runtime_api: str, token: str) -> int:
+    """Fork; the child serves the task with Flower's run_clientapp and exits."""
+    global _child
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        code = 1
+        try:
+            run_clientapp(runtime_api_address=runtime_api, token=token, insecure=True,
+                          runtime_dependency_install=False)
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _child = pid
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    _child = 0
+    return os.waitstatus_to_exitcode(status)
+
+
+def serve(runtime_api: str, poll: float) -> None:
+    client = RuntimeHttpClient.from_server_address(
+        server_address=runtime_api,
+        insecure=True,
+        root_certificates=None,
+        interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
+        retry_invoker=make_simple_http_retry_invoker(),
+    )
+    request = AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value])
+    while not _stopping:
+        res = client.AcquireTask(request)
+        if res.HasField("task") and res.token:
+            code = run_task_in_child(runtime_api, res.token)
+            if code != 0 and not _stopping:
+                print(f"fl-launch: task {res.task.task_id} exited with code {code}", file=sys.stderr, flush=True)
+            continue  # a reply often follows at once: ask again without sleeping
+        time.sleep(poll)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runtime-api", required=True, help="the SuperNode's Runtime API, HOST:PORT")
+    parser.add_argument("--node-config", required=True, help="the node's TOML config (as given to the SuperNode)")
+    parser.add_argument("--preload", default="", help="MODULE:FUNCTION called once with the node config")
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--poll", type=float, default=0.1, help="seconds between task polls when idle")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, _on_term)
+    with open(args.node_config, "rb") as fh:
+        node_config = tomllib.load(fh)
+    if args.preload:
+        load_preload(args.preload)(node_config, torch_threads=args.torch_threads)
+    try:
+        serve(args.runtime_api, args.poll)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

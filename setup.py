@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="fl-launch",
+    version="0.1.0",
+    description="Run federated learning on many clients: local processes or IoT devices over SSH, on Flower",
+    python_requires=">=3.10",
+    packages=find_packages(include=["launcher", "launcher.*", "simulator", "simulator.*", "partitions", "partitions.*"]),
+    install_requires=[
+        "flwr==1.41.0",
+        "torch==2.13.0",
+        "numpy",
+        "psutil",
+        "click",
+        "rich",
+        "pandas",
+        "scikit-learn",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest", "pytest-timeout"]},
+    entry_points={
+        "console_scripts": [
+            "fl-launch=launcher.launch_cli:main",
+            "fl-stats=launcher.stats_cli:main",
+            "fl-finish=launcher.finish_cli:main",
+        ]
+    },
+)

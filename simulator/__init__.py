@@ -1,0 +1,1 @@
+"""The built-in Flower app: LeNet5 trained with FedAvg, MindSpore-style client logs."""

@@ -1,0 +1,127 @@
+"""The built-in ClientApp: each train message evaluates the received model, then trains.
+
+    flower-supernode ... --node-config client_3/node_config.toml   # partition-id, data-file
+    # fl-launch's warm host calls preload(node_config) once, then serves each task
+    # in a child forked from it, so torch and the partition stay loaded.
+
+Lines go to ``<client-dir>/client.log`` through simulator.loglines.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from pathlib import Path
+
+import torch
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from simulator.client_data import Partition, load_partition
+from simulator.loglines import LogWriter, client_log_path
+from simulator.model import LeNet5
+from simulator.run_settings import RunSettings, node_paths
+from simulator.training import evaluate, predict, train
+
+app = ClientApp()
+
+_PARTITIONS: dict[Path, Partition] = {}
+_LOGS: dict[Path, LogWriter] = {}
+
+
+def preload(node_config: dict, torch_threads: int = 1) -> None:
+    """Load this node's partition before any task arrives (called by the warm host)."""
+    torch.set_num_threads(max(1, torch_threads))
+    _, client_dir, data_file = node_paths(node_config, run_dir=".")
+    _partition(data_file)
+    LeNet5(1, 10)  # warm the module code paths once
+
+
+def _partition(path: Path) -> Partition:
+    if path not in _PARTITIONS:
+        _PARTITIONS[path] = load_partition(path)
+    return _PARTITIONS[path]
+
+
+def _log(client_dir: Path) -> LogWriter:
+    path = client_log_path(client_dir)
+    if path not in _LOGS:
+        _LOGS[path] = LogWriter(path, "FLClient")
+    return _LOGS[path]
+
+
+def _setup(msg: Message, context: Context):
+    settings = RunSettings.from_config(context.run_config)
+    torch.set_num_threads(max(1, settings.torch_threads))
+    pid, client_dir, data_file = node_paths(context.node_config, settings.run_dir)
+    part = _partition(data_file)
+    model = LeNet5(part.channels, part.num_classes)
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    return settings, pid, client_dir, part, model, _log(client_dir)
+
+
+def _nbytes(arrays: ArrayRecord) -> int:
+    return sum(len(a.data) for a in arrays.values())
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@app.train()
+def train_round(msg: Message, context: Context) -> Message:
+    start = time.perf_counter()
+    settings, pid, _, part, model, log = _setup(msg, context)
+    server_round = int(msg.content["config"]["server-round"])
+    log.write("round_start", round=server_round, rounds=settings.rounds)
+    correct, total, _ = evaluate(model, part.x_test, part.y_test)
+    log.write("evaluate", acc=correct / total)
+    losses = train(
+        model, part.x_train, part.y_train,
+        epochs=settings.local_epochs, batch_size=settings.batch_size, lr=settings.lr,
+        seed=settings.seed * 1_000_003 + server_round * 10_007 + pid,
+        on_epoch=lambda epoch, loss: log.write("epoch", epoch=epoch, loss=loss),
+    )
+    arrays = ArrayRecord(model.state_dict())
+    metrics = MetricRecord({
+        "num-examples": part.num_train,
+        "train-loss": float(sum(losses) / len(losses)) if losses else float("nan"),
+        "eval-correct": correct,
+        "eval-total": total,
+    })
+    log.write(
+        "round_end", round=server_round, seconds=time.perf_counter() - start, peak_mib=_peak_mib(),
+        recv_bytes=_nbytes(msg.content["arrays"]), sent_bytes=_nbytes(arrays),
+        num_train=part.num_train, num_test=part.num_test,
+    )
+    return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+
+
+@app.evaluate()
+def final_evaluate(msg: Message, context: Context) -> Message:
+    _, _, _, part, model, log = _setup(msg, context)
+    correct, total, loss = evaluate(model, part.x_test, part.y_test)
+    log.write("final_evaluate", acc=correct / total, num_test=total)
+    metrics = MetricRecord({"num-examples": total, "eval-correct": correct, "eval-total": total, "eval-loss": loss})
+    return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+
+
+@app.query()
+def serve_model(msg: Message, context: Context) -> Message:
+    """getModel: keep the received global model; inference: label the test split with it."""
+    settings, _, client_dir, part, model, log = _setup(msg, context)
+    config = msg.content["config"]
+    metrics = {"num-examples": part.num_test}
+    if settings.task == "getModel":
+        log.write("get_model")
+        path = client_dir / "model.pt"
+        torch.save(model.state_dict(), path)
+        log.write("model_saved", round=int(config["model-round"]), path=str(path))
+    else:
+        labels = predict(model, part.x_test)
+        log.write("inference", labels=labels.tolist())
+        correct = int((labels == part.y_test).sum())
+        log.write("inference_acc", acc=correct / part.num_test, num_test=part.num_test)
+        metrics.update({"eval-correct": correct, "eval-total": part.num_test})
+    return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

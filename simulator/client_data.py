@@ -1,0 +1,86 @@
+"""One client's partition on disk (``client_<i>.npz``) and in memory as tensors.
+
+    >>> from simulator.client_data import write_partitions, load_partition
+    >>> files = write_partitions(dataset, index_arrays, "run/partitions", seed=0)
+    >>> part = load_partition(files[0])        # float tensors, normalised
+    >>> part.x_train.shape, part.num_train
+    (torch.Size([143, 1, 32, 32]), 143)
+
+The launcher splits once per run and writes one file per client; a client reads
+only its own file. Images stay uint8 on disk and become float32 once, on load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from partitions import train_test_split
+
+TEST_FRACTION = 0.2
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def partition_path(folder: str | Path, client: int) -> Path:
+    return Path(folder) / f"client_{client}.npz"
+
+
+def write_partitions(dataset, index_arrays, folder: str | Path, seed: int) -> list[Path]:
+    """Write each client's train/test split; returns the files in client order."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for client, indices in enumerate(index_arrays):
+        train, test = train_test_split(indices, TEST_FRACTION, seed=seed * 100_003 + client)
+        path = partition_path(folder, client)
+        np.savez(
+            path,
+            x_train=dataset.x[train], y_train=dataset.y[train],
+            x_test=dataset.x[test], y_test=dataset.y[test],
+            num_classes=np.int64(dataset.num_classes),
+        )
+        files.append(path)
+    return files
+
+
+@dataclass
+class Partition:
+    x_train: "torch.Tensor"
+    y_train: "torch.Tensor"
+    x_test: "torch.Tensor"
+    y_test: "torch.Tensor"
+    num_classes: int
+
+    @property
+    def num_train(self) -> int:
+        return int(self.y_train.shape[0])
+
+    @property
+    def num_test(self) -> int:
+        return int(self.y_test.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+
+def load_partition(path: str | Path) -> Partition:
+    """Read one client's file into normalised float32 tensors (values in -1..1)."""
+    import torch
+
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in KEYS}
+        num_classes = int(npz["num_classes"])
+
+    def images(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).float().div_(127.5).sub_(1.0)
+
+    return Partition(
+        x_train=images(arrays["x_train"]),
+        y_train=torch.from_numpy(arrays["y_train"]).long(),
+        x_test=images(arrays["x_test"]),
+        y_test=torch.from_numpy(arrays["y_test"]).long(),
+        num_classes=num_classes,
+    )

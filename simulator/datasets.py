@@ -1,0 +1,125 @@
+"""Whole data sets as uint8 images (N, C, 32, 32) and int64 labels.
+
+    >>> from simulator.datasets import load_dataset
+    >>> ds = load_dataset("digits")
+    >>> ds.x.shape, ds.num_classes
+    ((1797, 1, 32, 32), 10)
+
+Nothing is downloaded: ``digits`` ships inside scikit-learn, ``cifar10`` is read
+from a ``cifar-10-batches-py`` folder in its standard pickle format, and
+``synthetic`` is generated from the seed.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = ("digits", "cifar10", "synthetic")
+CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+class DataSetError(ValueError):
+    """A data set cannot be read: a missing, incomplete or malformed data dir."""
+
+
+@dataclass(frozen=True)
+class DataSet:
+    x: np.ndarray  # uint8, (N, C, 32, 32)
+    y: np.ndarray  # int64, (N,)
+    num_classes: int
+
+    @property
+    def channels(self) -> int:
+        return int(self.x.shape[1])
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    num_samples: int = 1000,
+    num_classes: int = 10,
+) -> DataSet:
+    """Load ``name``; ``num_samples``/``num_classes`` only shape ``synthetic``."""
+    if name == "digits":
+        return _digits()
+    if name == "cifar10":
+        if data_dir is None:
+            raise DataSetError("--dataset cifar10 needs --data-dir pointing at cifar-10-batches-py")
+        return _cifar10(Path(data_dir))
+    if name == "synthetic":
+        return _synthetic(num_samples, num_classes, seed)
+    raise DataSetError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+
+
+def _digits() -> DataSet:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.float32) / 16.0  # (N, 8, 8) in 0..1
+    up = _bilinear_matrix(8, 32)
+    big = np.einsum("ij,njk,lk->nil", up, images, up)
+    x = np.clip(np.rint(big * 255.0), 0, 255).astype(np.uint8)[:, None]
+    return DataSet(x=x, y=bunch.target.astype(np.int64), num_classes=10)
+
+
+def _bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) matrix that resizes one axis by linear interpolation."""
+    pos = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    pos = np.clip(pos, 0, n_in - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = pos - lo
+    mat = np.zeros((n_out, n_in), dtype=np.float32)
+    mat[np.arange(n_out), lo] += 1 - frac
+    mat[np.arange(n_out), hi] += frac
+    return mat
+
+
+def _cifar10(root: Path) -> DataSet:
+    if root.is_dir() and (root / "cifar-10-batches-py").is_dir():
+        root = root / "cifar-10-batches-py"
+    if not root.is_dir():
+        raise DataSetError(f"data dir {root} does not exist or is not a folder")
+    present = [f for f in CIFAR_FILES if (root / f).is_file()]
+    if not present:
+        raise DataSetError(f"{root} holds none of {', '.join(CIFAR_FILES)}: not a cifar-10-batches-py folder")
+    xs, ys = [], []
+    for name in present:
+        batch = _read_cifar_batch(root / name)
+        xs.append(batch[0])
+        ys.append(batch[1])
+    return DataSet(x=np.concatenate(xs), y=np.concatenate(ys), num_classes=10)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except Exception as err:  # a truncated or foreign file: one clear line
+        raise DataSetError(f"{path} is not a CIFAR-10 python batch ({type(err).__name__}: {err})") from None
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise DataSetError(f"{path}: expected data of shape (N, 3072) and N labels, got {data.shape} and {len(labels)}")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DataSetError(f"{path}: labels outside 0..9")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _synthetic(num_samples: int, num_classes: int, seed: int) -> DataSet:
+    """Class prototypes plus noise: learnable, CIFAR-shaped, any size."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.uniform(40, 215, size=(num_classes, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, num_classes, size=num_samples).astype(np.int64)
+    x = np.empty((num_samples, 3, 32, 32), dtype=np.uint8)
+    for start in range(0, num_samples, 4096):  # chunks bound the float32 scratch
+        stop = min(start + 4096, num_samples)
+        noise = rng.normal(0, 60, size=(stop - start, 3, 32, 32)).astype(np.float32)
+        x[start:stop] = np.clip(prototypes[y[start:stop]] + noise, 0, 255).astype(np.uint8)
+    return DataSet(x=x, y=y, num_classes=num_classes)

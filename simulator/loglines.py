@@ -1,0 +1,171 @@
+"""The one place that writes and parses client and server log lines.
+
+    >>> log = LogWriter("run/client_0/client.log", "FLClient")
+    >>> log.write("evaluate", acc=0.125)
+    # 2026-11-24 05:30:00.123 INFO: <FLClient> [evaluate] evaluate acc: 0.125
+    >>> parse_line("INFO: <FLClient> [evaluate] evaluate acc: 0.125")
+    Event(source='FLClient', kind='evaluate', values={'acc': 0.125}, time=None)
+
+Every line is ``<timestamp> <LEVEL>: <FLClient|FLServer> <message>``. The client
+messages keep MindSpore's exact substrings (``average loss:``, ``evaluate acc:``,
+``the predicted labels:``, ``get response from server ok!``), so its tutorial's
+greps work, and the parser also reads MindSpore's own client logs, whose
+timestamp stands on the line before.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# kind -> message template. Field names select their type in _CONVERT.
+TEMPLATES: dict[str, str] = {
+    # client
+    "round_start": "[round] iteration:{round}/{rounds} start",
+    "epoch": "----------epoch:{epoch},average loss:{loss} ----------",
+    "evaluate": "[evaluate] evaluate acc: {acc}",
+    "round_end": "[round] iteration:{round} end time:{seconds}s peak_rss:{peak_mib}MiB "
+    "recv:{recv_bytes}B sent:{sent_bytes}B train_samples:{num_train} test_samples:{num_test}",
+    "final_evaluate": "[final] final model accuracy: {acc} test_samples:{num_test}",
+    "get_model": "[getModel] get response from server ok!",
+    "model_saved": "[getModel] saved global model of round {round} to {path}",
+    "inference": "[model inference] the predicted labels: {labels}",
+    "inference_acc": "[model inference] accuracy on the test split: {acc} test_samples:{num_test}",
+    # server
+    "server_waiting": "[server] waiting for {clients} clients to connect",
+    "server_round_start": "[round] iteration:{round}/{rounds} start sampled:{sampled}",
+    "server_round_end": "[round] iteration:{round}/{rounds} end replies:{replies} failures:{failures} "
+    "aggregated:{aggregated} acc:{acc} test_samples:{num_test} train_loss:{loss} time:{seconds}s",
+    "checkpoint": "[checkpoint] iteration:{round} saved {path}",
+    "server_final": "[final] final model accuracy: {acc} test_samples:{num_test} clients:{replies}",
+    "served": "[{task}] served the round {round} global model to {replies} of {clients} clients",
+    "run_finished": "[run] finished",
+    "run_failed": "[run] failed: {reason}",
+}
+
+_INT = {"round", "rounds", "epoch", "recv_bytes", "sent_bytes", "num_train", "num_test",
+        "clients", "sampled", "replies", "failures"}
+_FLOAT = {"loss", "acc", "seconds", "peak_mib"}
+_DIGITS = {"seconds": 3, "peak_mib": 1}  # decimals written; others get 7
+_TEXT_TAIL = {"path", "reason"}  # may hold spaces: runs to the end of the line
+
+
+def _number(text: str) -> float | None:
+    return None if text == "nan" else float(text)
+
+
+def _convert(name: str, text: str):
+    if name in _INT:
+        return int(text)
+    if name in _FLOAT:
+        return _number(text)
+    if name == "aggregated":
+        return text == "yes"
+    if name == "labels":
+        return [int(v) for v in ast.literal_eval(text)]
+    return text
+
+
+def _pattern(template: str) -> re.Pattern:
+    parts = re.split(r"(\{\w+\})", template)
+    out = []
+    for part in parts:
+        m = re.fullmatch(r"\{(\w+)\}", part)
+        if not m:
+            out.append(re.escape(part))
+        elif m.group(1) == "labels":
+            out.append(r"(?P<labels>\[[-\d, ]*\])")
+        elif m.group(1) in _TEXT_TAIL:
+            out.append(f"(?P<{m.group(1)}>.+)")
+        else:
+            out.append(f"(?P<{m.group(1)}>[^\\s,/]+)")
+    return re.compile("".join(out) + r"\s*$")
+
+
+_PATTERNS = {kind: _pattern(t) for kind, t in TEMPLATES.items()}
+_HEAD = re.compile(
+    r"^(?:(?P<ts>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?)\s+)?"
+    r"(?P<level>[A-Z]+):?\s+<(?P<source>FLClient|FLServer)>\s?(?P<msg>.*)$"
+)
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+@dataclass
+class Event:
+    source: str
+    kind: str
+    values: dict = field(default_factory=dict)
+    time: dt.datetime | None = None
+
+
+def format_message(kind: str, **values) -> str:
+    def show(name, v):
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, float):
+            if v != v:
+                return "nan"
+            return f"{v:.{_DIGITS.get(name, 7)}f}".rstrip("0").rstrip(".") or "0"
+        return str(v)
+
+    return TEMPLATES[kind].format(**{k: show(k, v) for k, v in values.items()})
+
+
+def parse_message(source: str, msg: str, time: dt.datetime | None = None) -> Event | None:
+    for kind, pattern in _PATTERNS.items():
+        m = pattern.match(msg)
+        if m:
+            try:
+                values = {k: _convert(k, v) for k, v in m.groupdict().items()}
+            except (ValueError, SyntaxError):
+                return None
+            return Event(source, kind, values, time)
+    return None
+
+
+def parse_line(line: str, time: dt.datetime | None = None) -> Event | None:
+    """One line of ours or of MindSpore's; None when it is not an event line."""
+    m = _HEAD.match(line.strip())
+    if not m:
+        return None
+    if m.group("ts"):
+        time = _parse_time(m.group("ts")) or time
+    return parse_message(m.group("source"), m.group("msg").strip(), time)
+
+
+def _parse_time(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text.replace(",", "."))
+    except ValueError:
+        return None
+
+
+class LogWriter:
+    """Appends timestamped event lines to one file, each flushed as written."""
+
+    def __init__(self, path: str | Path, source: str) -> None:
+        self.source = source
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "a", buffering=1, encoding="utf-8")
+
+    def write(self, kind: str, level: str = "INFO", **values) -> str:
+        stamp = dt.datetime.now().strftime(TIME_FORMAT)[:-3]
+        line = f"{stamp} {level}: <{self.source}> {format_message(kind, **values)}"
+        self._fh.write(line + "\n")
+        return line
+
+    def text(self, message: str, level: str = "INFO") -> None:
+        """A free-form line (warnings, errors) that the parser skips."""
+        stamp = dt.datetime.now().strftime(TIME_FORMAT)[:-3]
+        self._fh.write(f"{stamp} {level}: <{self.source}> {message}\n")
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def client_log_path(client_dir: str | os.PathLike) -> Path:
+    return Path(client_dir) / "client.log"

@@ -1,0 +1,72 @@
+"""The keys the built-in app reads from Flower's run config and node config.
+
+    >>> s = RunSettings.from_config(context.run_config)
+    >>> s.rounds, s.lr
+    (5, 0.001)
+
+fl-launch writes these into ``run_config.toml`` (``flwr run --run-config``) and
+``node_config.toml`` (``flower-supernode --node-config``); under plain Flower a
+user sets them the same way, so the app runs without fl-launch too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    task: str = "train"
+    rounds: int = 5
+    local_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 0.001
+    fraction_fit: float = 1.0
+    min_clients: int = 0  # 0: every sampled client must reply
+    round_timeout: float = 600.0
+    seed: int = 0
+    num_clients: int = 1
+    channels: int = 1
+    num_classes: int = 10
+    run_dir: str = "."
+    checkpoint: str = ""  # getModel / inference: the state_dict to serve
+    torch_threads: int = 1
+
+    @classmethod
+    def from_config(cls, config) -> "RunSettings":
+        names = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in dict(config).items():
+            name = key.replace("-", "_")
+            if name in names:
+                values[name] = type(getattr(cls, name))(value)
+        return cls(**values)
+
+    def to_config(self) -> dict:
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.run_dir) / "checkpoints"
+
+
+def checkpoint_path(run_dir: str | Path, server_round: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"round_{server_round:04d}.pt"
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
+    """(round, path) of the newest checkpoint in a run folder, or None."""
+    found = sorted(Path(run_dir, "checkpoints").glob("round_*.pt"))
+    if not found:
+        return None
+    path = found[-1]
+    return int(path.stem.split("_")[1]), path
+
+
+def node_paths(node_config, run_dir: str) -> tuple[int, Path, Path]:
+    """(partition id, client folder, partition file) of this node."""
+    pid = int(node_config["partition-id"])
+    client_dir = Path(str(node_config.get("client-dir") or Path(run_dir) / f"client_{pid}"))
+    data_file = Path(str(node_config.get("data-file") or Path(run_dir) / "data" / f"client_{pid}.npz"))
+    return pid, client_dir, data_file

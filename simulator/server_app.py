@@ -1,0 +1,89 @@
+"""The built-in ServerApp: FedAvg rounds, a final evaluation, or serving a saved model.
+
+    flwr run simulator/flower_app CONNECTION --run-config run_config.toml
+
+``task = "train"`` runs ``rounds`` FedAvg rounds from a seeded LeNet5, then has
+every client evaluate the final model. ``getModel`` and ``inference`` send the
+checkpoint named by ``checkpoint`` to every client in one query message.
+Everything worth reading goes to ``<run-dir>/server/server.log``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from pathlib import Path
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from simulator.loglines import LogWriter
+from simulator.model import initial_model
+from simulator.run_settings import RunSettings
+from simulator.strategy import LoggedFedAvg, pooled_accuracy
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    settings = RunSettings.from_config(context.run_config)
+    torch.set_num_threads(max(1, settings.torch_threads))
+    log = LogWriter(Path(settings.run_dir) / "server" / "server.log", "FLServer")
+    try:
+        if settings.task == "train":
+            _train(grid, settings, log)
+        else:
+            _serve_model(grid, settings, log)
+        log.write("run_finished")
+    except BaseException as err:
+        log.text(traceback.format_exc().rstrip().replace("\n", "\n    "), level="ERROR")
+        log.write("run_failed", reason=f"{type(err).__name__}: {err}".splitlines()[0] or "unknown")
+        raise
+    finally:
+        log.close()
+
+
+def _train(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
+    random.seed(settings.seed)
+    model = initial_model(settings.channels, settings.num_classes, settings.seed)
+    strategy = LoggedFedAvg(settings, log)
+    log.write("server_waiting", clients=settings.num_clients)
+    result = strategy.start(
+        grid=grid,
+        initial_arrays=ArrayRecord(model.state_dict()),
+        num_rounds=settings.rounds,
+        timeout=settings.round_timeout,
+        evaluate_fn=strategy.checkpoint,
+    )
+    final = result.arrays if len(result.arrays) else ArrayRecord(model.state_dict())
+    replies = _to_all(grid, final, MessageType.EVALUATE, ConfigRecord({"server-round": settings.rounds}), settings)
+    acc, tested = pooled_accuracy(replies)
+    log.write("server_final", acc=acc, num_test=tested, replies=len([m for m in replies if not m.has_error()]))
+
+
+def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
+    path = Path(settings.checkpoint)
+    model_round = int(path.stem.split("_")[-1]) if path.stem.startswith("round_") else 0
+    arrays = ArrayRecord(torch.load(path, map_location="cpu", weights_only=True))
+    log.write("server_waiting", clients=settings.num_clients)
+    config = ConfigRecord({"task": settings.task, "model-round": model_round})
+    replies = _to_all(grid, arrays, MessageType.QUERY, config, settings, wait_for=settings.num_clients)
+    ok = [m for m in replies if not m.has_error()]
+    log.write("served", task=settings.task, round=model_round, replies=len(ok), clients=settings.num_clients)
+    if settings.task == "inference":
+        acc, tested = pooled_accuracy(ok)
+        log.write("server_final", acc=acc, num_test=tested, replies=len(ok))
+
+
+def _to_all(grid, arrays, message_type, config, settings, wait_for: int = 1) -> list[Message]:
+    """One message to every connected node; the replies that came within the round timeout."""
+    while len(node_ids := list(grid.get_node_ids())) < wait_for:
+        time.sleep(0.5)
+    messages = [
+        Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)
+        for node in node_ids
+    ]
+    return list(grid.send_and_receive(messages, timeout=settings.round_timeout))

@@ -1,0 +1,97 @@
+"""FedAvg where a round is one train message, logged through simulator.loglines.
+
+    >>> strategy = LoggedFedAvg(settings, server_log)
+    >>> strategy.start(grid=grid, initial_arrays=arrays, num_rounds=settings.rounds,
+    ...                timeout=settings.round_timeout, evaluate_fn=strategy.checkpoint)
+
+Flower's FedAvg does the sampling and the weighted average; this subclass turns
+off its separate evaluate phase (clients evaluate the received model inside the
+train message, as MindSpore does), refuses to aggregate a round with fewer than
+``min_clients`` replies, checkpoints every round and logs each round's numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+
+from simulator.loglines import LogWriter
+from simulator.run_settings import RunSettings, checkpoint_path
+
+
+def pooled_accuracy(replies: Iterable[Message]) -> tuple[float, int]:
+    """Accuracy over the union of the replying clients' test splits."""
+    correct = total = 0
+    for msg in replies:
+        if msg.has_error() or "metrics" not in msg.content:
+            continue
+        metrics = msg.content["metrics"]
+        correct += int(metrics.get("eval-correct", 0))
+        total += int(metrics.get("eval-total", 0))
+    return (correct / total if total else float("nan")), total
+
+
+class LoggedFedAvg(FedAvg):
+    def __init__(self, settings: RunSettings, log: LogWriter) -> None:
+        super().__init__(
+            fraction_train=settings.fraction_fit,
+            fraction_evaluate=0.0,
+            min_train_nodes=1,
+            min_available_nodes=settings.num_clients,
+        )
+        self.settings = settings
+        self.log = log
+        self._sampled = 0
+        self._round_start = 0.0
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        # Round 1 waits for every client; later rounds go on with those connected.
+        self.min_available_nodes = 1
+        self._sampled = len(messages)
+        self._round_start = time.perf_counter()
+        self.log.write("server_round_start", round=server_round, rounds=self.settings.rounds, sampled=self._sampled)
+        return messages
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        valid = [m for m in replies if not m.has_error()]
+        needed = self.settings.min_clients or self._sampled
+        arrays = metrics = None
+        if valid and len(valid) >= needed:
+            arrays, metrics = super().aggregate_train(server_round, valid)
+        acc, tested = pooled_accuracy(valid)
+        weights = [int(m.content["metrics"]["num-examples"]) for m in valid]
+        losses = [float(m.content["metrics"]["train-loss"]) for m in valid]
+        loss = sum(w * l for w, l in zip(weights, losses)) / sum(weights) if valid else math.nan
+        self.log.write(
+            "server_round_end", round=server_round, rounds=self.settings.rounds,
+            replies=len(valid), failures=self._sampled - len(valid), aggregated=arrays is not None,
+            acc=acc, num_test=tested, loss=loss, seconds=time.perf_counter() - self._round_start,
+        )
+        if arrays is None:
+            self.log.text(
+                f"round {server_round}: {len(valid)} replies, {needed} needed; the global model stays as it was",
+                level="WARNING",
+            )
+        return arrays, metrics
+
+    def checkpoint(self, server_round: int, arrays: ArrayRecord) -> None:
+        """evaluate_fn hook: Flower calls it with the global model after every round."""
+        path = checkpoint_path(self.settings.run_dir, server_round)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(arrays.to_torch_state_dict(), tmp)
+        tmp.replace(path)
+        self.log.write("checkpoint", round=server_round, path=str(path))
+        return None
