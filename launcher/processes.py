@@ -123,40 +123,83 @@ class ProcessTable:
         return [p for p in self.procs if p.alive and (role is None or p.role == role)]
 
     def stop(self, roles: list[str] | None = None, grace: float = 10.0) -> None:
-        """TERM the process groups of these roles, KILL what is left after ``grace``."""
-        targets = [p for p in self.procs if roles is None or p.role in roles]
-        groups = {p.pid for p in targets}
-        for pgid in groups:
-            _signal_group(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            self.reap()
-            if not (live_pgids() & groups) and not any(p.alive for p in targets):
-                break
-            time.sleep(0.05)
-        for pgid in live_pgids() & groups:
-            _signal_group(pgid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and (any(p.alive for p in targets) or live_pgids() & groups):
-            self.reap()
-            time.sleep(0.02)
+        """SIGTERM these roles' processes and all their descendants; SIGKILL what is left after ``grace``."""
+        self.reap()
+        targets = [p.pid for p in self.procs if p.alive and (roles is None or p.role in roles)]
+        terminate_then_kill(_with_descendants(targets), grace, on_wait=self.reap)
+        self.reap()
+
+    def stop_all(self, grace: float = 10.0) -> None:
+        """Everything still below this process, adopted orphans included."""
+        self.stop(None, grace)
+        try:
+            leftovers = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            leftovers = []
+        terminate_then_kill(leftovers, grace, on_wait=self.reap)
         self.reap()
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+@dataclass
+class StopResult:
+    pid: int
+    name: str
+    outcome: str  # terminated | killed | gone | survived | would stop
 
 
-def live_pgids() -> set[int]:
-    """Process groups that still hold a process that is not a zombie."""
-    groups = set()
-    for proc in psutil.process_iter(["status"]):
+def _with_descendants(pids: list[int]) -> list[psutil.Process]:
+    found: dict[int, psutil.Process] = {}
+    for pid in pids:
         try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE:
-                groups.add(os.getpgid(proc.pid))
-        except (ProcessLookupError, OSError):
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                found.setdefault(p.pid, p)
+        except psutil.Error:
             continue
-    return groups
+    return list(found.values())
+
+
+def _gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def command_of(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline()) or proc.name()
+    except psutil.Error:
+        return "?"
+
+
+def terminate_then_kill(procs: list[psutil.Process], grace: float, on_wait=None) -> list[StopResult]:
+    """SIGTERM all, SIGKILL those still alive after ``grace`` seconds; zombies count as gone."""
+    names = {p.pid: command_of(p) for p in procs}
+    outcome: dict[int, str] = {}
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            outcome[proc.pid] = "gone"
+    pending = [p for p in procs if p.pid not in outcome]
+    for sig_deadline, label in ((grace, "terminated"), (5.0, "killed")):
+        deadline = time.monotonic() + sig_deadline
+        while pending and time.monotonic() < deadline:
+            if on_wait is not None:
+                on_wait()
+            for p in pending:
+                if _gone(p):
+                    outcome[p.pid] = label
+            pending = [p for p in pending if p.pid not in outcome]
+            if pending:
+                time.sleep(0.05)
+        if label == "terminated":
+            for proc in pending:
+                try:
+                    proc.kill()
+                except psutil.NoSuchProcess:
+                    pass
+    for proc in pending:
+        outcome[proc.pid] = "survived"
+    return [StopResult(p.pid, names[p.pid], outcome[p.pid]) for p in procs]

@@ -205,6 +205,7 @@ class Supervisor:
         self.table.stop(CLIENT_ROLES, grace=grace)
         self.table.stop(["flwr-run"], grace=grace)
         self.table.stop(["superlink"], grace=grace)
+        self.table.stop_all(grace=grace)
 
     def _finish(self, status: str, reason: str) -> None:
         summary = {}

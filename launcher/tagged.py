@@ -1,0 +1,31 @@
+"""Find and stop the processes that carry a run's kill tag, by exact environment match.
+
+    >>> procs = tagged_processes("run-42")      # FL_LAUNCH_TAG == "run-42", nothing looser
+    >>> results = terminate_then_kill(procs, grace=10)      # launcher.processes
+
+fl-launch sets ``FL_LAUNCH_TAG`` on every process it starts and their children
+inherit it; matching reads /proc/<pid>/environ, so a process that merely has the
+tag text in its command line or name is never a match.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+
+from launcher.processes import TAG_ENV
+
+
+def tagged_processes(tag: str, exclude: set[int] | None = None) -> list[psutil.Process]:
+    exclude = (exclude or set()) | {os.getpid(), os.getppid()}
+    found = []
+    for proc in psutil.process_iter(["status"]):
+        if proc.pid in exclude or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if proc.environ().get(TAG_ENV) == tag:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
