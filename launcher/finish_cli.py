@@ -42,7 +42,7 @@ def _supervisor(folder: RunFolder, candidates: list[psutil.Process]) -> psutil.P
     return next((p for p in candidates if p.pid == pid), None)
 
 
-@click.command(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command("fl-finish", cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--kill-tag", default=None, help="The run's tag.  [default: the newest run's, from its run.json]")
 @click.option("--log-dir", type=click.Path(file_okay=False), default="logs", help="Where the run folders are.")
 @click.option("--grace", type=click.FloatRange(min=0), default=10.0, help="Seconds between SIGTERM and SIGKILL.")
@@ -98,3 +98,7 @@ def _print(console: Console, tag: str, results: list[StopResult]) -> None:
     for r in results:
         table.add_row(str(r.pid), "localhost", r.name[:80], r.outcome)
     console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,7 @@ from simulator.datasets import DATASETS
 POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
-@click.command(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command("fl-launch", cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--client-num", type=click.IntRange(min=1), default=10, help="Clients to start, one process each.")
 @click.option("--task", type=click.Choice(TASKS), default="train",
               help="train: FedAvg rounds; getModel: each client receives and saves an earlier run's model; "
@@ -115,3 +115,7 @@ def _detach(folder: RunFolder, opts: LaunchOptions) -> int:
     click.echo(f"run {folder.run_id}: clients not up after {opts.startup_deadline():.0f} s; "
                f"it goes on in the background (fl-finish --kill-tag {info['kill_tag']} stops it)", err=True)
     return 1
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,11 @@ import click
 from launcher.cli_errors import OneLineErrors
 
 
-@click.command(cls=OneLineErrors)
+@click.command("fl-stats", cls=OneLineErrors)
 def main() -> None:
     """Not yet: reads client logs."""
     raise click.ClickException("fl-stats is not implemented yet")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Bad input: one clear line, exit code 2, no folder, no process."""
+
+import pytest
+
+from tests.helpers import run, runs
+
+
+def _cases(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "data_batch_1").write_bytes(b"\x80\x04not really")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    return {
+        "client-num below 1": (["--client-num", "0"], "--client-num"),
+        "unknown data set": (["--dataset", "mnist-9000"], "--dataset"),
+        "missing data dir": (["--dataset", "cifar10", "--data-dir", str(tmp_path / "nope")], "does not exist"),
+        "no data dir": (["--dataset", "cifar10"], "needs --data-dir"),
+        "empty data dir": (["--dataset", "cifar10", "--data-dir", str(empty)], "holds none of"),
+        "malformed data dir": (["--dataset", "cifar10", "--data-dir", str(garbage)], "not a CIFAR-10"),
+        "more clients than samples": (["--client-num", "1000"], "cannot give 1000 clients"),
+        "unwritable log dir": (["--log-dir", str(a_file / "logs")], "log dir"),
+        "unknown task": (["--task", "fly"], "--task"),
+        "getModel with no earlier run": (["--task", "getModel"], "needs an earlier"),
+        "inference with an unknown run": (["--task", "inference", "--run", "20990101-000000-dead"], "unknown run"),
+        "bad kill tag": (["--kill-tag", "a b;c"], "--kill-tag"),
+        "fraction above 1": (["--fraction-fit", "1.5"], "--fraction-fit"),
+        "min-clients above sampled": (["--client-num", "3", "--min-clients", "4"], "--min-clients"),
+        "negative lr": (["--lr", "-1"], "--lr"),
+        "zero alpha": (["--partition", "dirichlet", "--alpha", "0"], "--alpha"),
+        "unknown partition": (["--partition", "zipf"], "--partition"),
+    }
+
+
+NAMES = [
+    "client-num below 1", "unknown data set", "missing data dir", "no data dir", "empty data dir",
+    "malformed data dir", "more clients than samples", "unwritable log dir", "unknown task",
+    "getModel with no earlier run", "inference with an unknown run", "bad kill tag", "fraction above 1",
+    "min-clients above sampled", "negative lr", "zero alpha", "unknown partition",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, name):
+    args, expected = _cases(tmp_path)[name]
+    log_dir = tmp_path / "logs"
+    if "--log-dir" not in args:
+        args = [*args, "--log-dir", str(log_dir)]
+    result = run("fl-launch", *args, timeout=60)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fl-launch: error: "), result.stderr
+    assert expected in lines[0]
+    assert result.stdout == ""
+    assert runs(log_dir) == []  # nothing prepared, so nothing started

@@ -1,0 +1,49 @@
+"""One writer, one parser: what the client writes keeps MindSpore's greppable substrings."""
+
+import re
+
+from simulator.loglines import LogWriter, format_message, parse_line
+
+
+def test_client_lines_keep_mindspore_substrings(tmp_path):
+    log = LogWriter(tmp_path / "client.log", "FLClient")
+    log.write("round_start", round=1, rounds=5)
+    log.write("evaluate", acc=0.125)
+    log.write("epoch", epoch=0, loss=4.1258564)
+    log.write("inference", labels=[0, 0, 1])
+    log.write("get_model")
+    log.close()
+    text = (tmp_path / "client.log").read_text()
+    lines = text.splitlines()
+    assert all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} INFO: <FLClient> ", line) for line in lines)
+    assert "----------epoch:0,average loss:4.1258564 ----------" in text
+    assert "[evaluate] evaluate acc: 0.125" in text
+    assert "[model inference] the predicted labels: [0, 0, 1]" in text
+    assert "[getModel] get response from server ok!" in text
+    kinds = [parse_line(line).kind for line in lines]
+    assert kinds == ["round_start", "evaluate", "epoch", "inference", "get_model"]
+
+
+def test_parses_mindspore_lines():
+    assert parse_line("INFO: <FLClient> ----------epoch:0,average loss:4.1258564 ----------").values == \
+        {"epoch": 0, "loss": 4.1258564}
+    assert parse_line("INFO: <FLClient> [evaluate] evaluate acc: 0.125").values == {"acc": 0.125}
+    event = parse_line("INFO: <FLClient> [model inference] the predicted labels: [0, 0, 0, 1, 1, 1, 2, 2, 2]")
+    assert event.values["labels"] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert parse_line("INFO: <FLClient> [getModel] get response from server ok!").kind == "get_model"
+
+
+def test_server_round_line_round_trips():
+    msg = format_message("server_round_end", round=3, rounds=10, replies=9, failures=1, aggregated=True,
+                         acc=0.9123456789, num_test=360, loss=0.25, seconds=6.789)
+    event = parse_line("2026-11-24 05:30:00.123 INFO: <FLServer> " + msg)
+    assert event.kind == "server_round_end"
+    assert event.values == {"round": 3, "rounds": 10, "replies": 9, "failures": 1, "aggregated": True,
+                            "acc": 0.9123457, "num_test": 360, "loss": 0.25, "seconds": 6.789}
+    assert event.time.year == 2026
+
+
+def test_garbage_is_not_an_event():
+    for line in ["", "random text", "INFO: <FLClient> [evaluate] evaluate acc: zero",
+                 "INFO: <FLClient> ----------epoch:0,average loss:4.12", "\x00\xff<FLClient>"]:
+        assert parse_line(line) is None

@@ -1,0 +1,33 @@
+"""Planning a run without starting it: determinism and the folder it prepares."""
+
+import numpy as np
+import torch
+
+from launcher.plan import LaunchOptions, prepare_run
+from simulator.model import initial_model
+
+
+def test_same_seed_same_partitions_and_initial_model(tmp_path):
+    opts = LaunchOptions(client_num=4, log_dir=str(tmp_path), partition="dirichlet", seed=7)
+    a, b = prepare_run(opts), prepare_run(opts)
+    assert a.path != b.path
+    for i in range(4):
+        with np.load(a.path / "data" / f"client_{i}.npz") as x, np.load(b.path / "data" / f"client_{i}.npz") as y:
+            assert all(np.array_equal(x[k], y[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
+    m1, m2, m3 = initial_model(1, 10, 7), initial_model(1, 10, 7), initial_model(1, 10, 8)
+    assert all(torch.equal(p, q) for p, q in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert not torch.equal(m1.state_dict()["features.0.weight"], m3.state_dict()["features.0.weight"])
+
+
+def test_prepared_folder_for_the_flower_tutorial_setting(tmp_path):
+    from tests.test_datasets import write_cifar
+
+    write_cifar(tmp_path / "data", per_batch=100)
+    folder = prepare_run(LaunchOptions(client_num=10, dataset="cifar10", data_dir=str(tmp_path / "data"),
+                                       log_dir=str(tmp_path / "logs")))
+    info = folder.read()
+    assert info["status"] == "prepared" and info["settings"]["channels"] == 3
+    assert [n["samples"] for n in info["plan"]["nodes"]] == [30] * 10
+    assert (folder.path / "app" / "pyproject.toml").read_text().count("num-clients = 10") == 1
+    node = (folder.path / "client_3" / "node_config.toml").read_text()
+    assert "partition-id = 3" in node and "num-partitions = 10" in node

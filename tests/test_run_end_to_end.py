@@ -1,0 +1,121 @@
+"""Real runs: SuperLink, SuperNodes, warm client processes, `flwr run`, on digits."""
+
+import re
+
+import pytest
+import torch
+
+from launcher.tagged import tagged_processes
+from tests.helpers import run, run_json, runs
+from tests.test_datasets import write_cifar
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("logs")
+    result = run("fl-launch", "--client-num", "3", "--rounds", "2", "--log-dir", str(log_dir), "--seed", "1")
+    return log_dir, result
+
+
+def test_train_run_exits_zero_with_a_summary(trained):
+    log_dir, result = trained
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "round 2/2" in result.stdout and "final model accuracy" in result.stdout
+    assert "status: finished" in result.stdout
+
+
+def test_each_client_log_has_its_rounds_in_mindspore_form(trained):
+    log_dir, _ = trained
+    (run_dir,) = runs(log_dir)
+    for i in range(3):
+        text = (run_dir / f"client_{i}" / "client.log").read_text()
+        accs = re.findall(r"evaluate acc: ([\d.]+)", text)  # MindSpore's own grep
+        assert len(accs) == 2
+        assert all(0.0 <= float(a) <= 1.0 for a in accs)
+        assert len(re.findall(r"----------epoch:0,average loss:[\d.]+ ----------", text)) == 2
+        assert "[round] iteration:1/2 start" in text and "[round] iteration:2/2 start" in text
+        ends = re.findall(r"\[round\] iteration:\d end time:[\d.]+s peak_rss:[\d.]+MiB recv:(\d+)B sent:(\d+)B", text)
+        assert len(ends) == 2 and all(int(r) > 200_000 and int(s) > 200_000 for r, s in ends)
+        assert "[final] final model accuracy:" in text
+        assert (run_dir / f"client_{i}" / "supernode.log").exists()
+        assert (run_dir / f"client_{i}" / "worker.log").exists()
+
+
+def test_the_model_learns(trained):
+    log_dir, _ = trained
+    info = run_json(runs(log_dir)[0])
+    assert info["final_accuracy"] > 0.5  # chance is 0.1; measured 0.94 after 2 rounds
+    assert info["final_test_samples"] == 360  # the union of the clients' test splits
+
+
+def test_a_checkpoint_per_round_that_loads_without_this_tool(trained):
+    log_dir, _ = trained
+    run_dir = runs(log_dir)[0]
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["round_0000.pt", "round_0001.pt", "round_0002.pt"]
+    state = torch.load(run_dir / "checkpoints" / "round_0002.pt", weights_only=True)
+    assert set(state) >= {"features.0.weight", "features.1.running_mean", "classifier.6.bias"}
+    assert state["classifier.6.weight"].shape == (10, 84)
+    first = torch.load(run_dir / "checkpoints" / "round_0001.pt", weights_only=True)
+    assert not torch.equal(first["features.0.weight"], state["features.0.weight"])
+
+
+def test_run_json_is_complete(trained):
+    log_dir, _ = trained
+    run_dir = runs(log_dir)[0]
+    info = run_json(run_dir)
+    assert info["status"] == "finished" and info["kill_tag"] == run_dir.name
+    assert info["rounds_done"] == 2 and info["options"]["client_num"] == 3
+    assert info["started"] and info["ended"]
+    roles = [p["role"] for p in info["processes"]]
+    assert roles.count("supernode") == 3 and roles.count("clientapp") == 3
+    assert roles.count("superlink") == 1 and roles.count("flwr-run") == 1
+    for proc in info["processes"]:
+        assert proc["pid"] > 0 and proc["host"] == "localhost" and proc["exit_code"] is not None
+    ports = [p["port"] for p in info["processes"] if p["port"]]
+    assert len(ports) == len(set(ports)) == 4
+    assert (log_dir / "latest").resolve() == run_dir.resolve()
+    assert (run_dir / "server" / "server.log").read_text().count("[checkpoint]") == 3
+
+
+def test_nothing_of_the_run_is_left(trained):
+    log_dir, _ = trained
+    assert tagged_processes(runs(log_dir)[0].name) == []
+
+
+def test_get_model_then_inference_serve_the_trained_model(trained):
+    log_dir, _ = trained
+    train_dir = runs(log_dir)[0]
+    got = run("fl-launch", "--client-num", "3", "--task", "getModel", "--log-dir", str(log_dir), "--seed", "1")
+    assert got.returncode == 0, got.stdout + got.stderr
+    get_dir = run_json(log_dir / "latest")
+    assert get_dir["source_run"] == train_dir.name and get_dir["status"] == "finished"
+    final = torch.load(train_dir / "checkpoints" / "round_0002.pt", weights_only=True)
+    for i in range(3):
+        client = log_dir / "latest" / f"client_{i}"
+        assert "[getModel] get response from server ok!" in (client / "client.log").read_text()
+        saved = torch.load(client / "model.pt", weights_only=True)
+        assert all(torch.equal(saved[k], final[k]) for k in final)
+
+    inf = run("fl-launch", "--client-num", "3", "--task", "inference", "--log-dir", str(log_dir), "--seed", "1")
+    assert inf.returncode == 0, inf.stdout + inf.stderr
+    info = run_json(log_dir / "latest")
+    assert info["source_run"] == train_dir.name  # the newest run that has a checkpoint
+    # same seed, same partitions: inference scores what training's final evaluation scored
+    assert info["final_accuracy"] == pytest.approx(run_json(train_dir)["final_accuracy"], abs=1e-6)
+    for i in range(3):
+        text = (log_dir / "latest" / f"client_{i}" / "client.log").read_text()
+        labels = re.search(r"\[model inference\] the predicted labels: \[([\d, ]+)\]", text).group(1)
+        assert len(labels.split(",")) in (24, 25)  # 20% of this client's ~120 samples
+    assert len(runs(log_dir)) == 3  # each command its own folder; none overwritten
+
+
+def test_cifar10_two_clients_one_round(tmp_path):
+    _, _ = write_cifar(tmp_path / "data", per_batch=40)
+    result = run("fl-launch", "--client-num", "2", "--rounds", "1", "--dataset", "cifar10",
+                 "--data-dir", str(tmp_path / "data"), "--log-dir", str(tmp_path / "logs"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = runs(tmp_path / "logs")[0]
+    state = torch.load(run_dir / "checkpoints" / "round_0001.pt", weights_only=True)
+    assert state["features.0.weight"].shape == (6, 3, 5, 5)  # three channels from the data
+    assert run_json(run_dir)["final_test_samples"] == 24  # 20% of 120

@@ -1,0 +1,91 @@
+"""Stopping: Ctrl-C in the foreground, fl-finish on a detached run, and only the tagged."""
+
+import os
+import signal
+import subprocess
+import sys
+
+from launcher.tagged import tagged_processes
+from tests.helpers import run, run_json, runs, start, wait_for_status, wait_until_nothing_tagged
+
+
+def test_sigint_during_round_one_stops_everything(tmp_path):
+    proc = start("fl-launch", "--client-num", "2", "--rounds", "50", "--log-dir", str(tmp_path), "--grace", "5")
+    try:
+        while not runs(tmp_path):
+            assert proc.poll() is None
+        run_dir = runs(tmp_path)[0]
+        wait_for_status(run_dir, {"running"}, timeout=120)
+        assert len(tagged_processes(run_dir.name)) >= 6
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    info = run_json(run_dir)
+    assert info["status"] == "interrupted" and "SIGINT" in info["reason"]
+    assert wait_until_nothing_tagged(run_dir.name) == []
+    assert all(p["exit_code"] is not None for p in info["processes"])
+
+
+def _decoy(tag: str, tmp_path):
+    """Processes that carry the tag text but not the marker: fl-finish must not touch them."""
+    named = tmp_path / f"{tag}.txt"
+    named.write_text("a file named after the tag, held open")
+    return [
+        subprocess.Popen(["sleep", "600", tag]),
+        subprocess.Popen([sys.executable, "-c", f"import time; f = open({str(named)!r}); time.sleep(600)"]),
+        subprocess.Popen(["sleep", "600"], env=dict(os.environ, FL_LAUNCH_TAG=tag + "x")),
+    ]
+
+
+def test_detached_run_is_stopped_by_fl_finish_and_nothing_else(tmp_path):
+    tag = "detach-test-1"
+    result = run("fl-launch", "--client-num", "2", "--rounds", "50", "--log-dir", str(tmp_path),
+                 "--kill-tag", tag, "--detach", timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"fl-finish --kill-tag {tag}" in result.stdout
+    run_dir = runs(tmp_path)[0]
+    info = run_json(run_dir)
+    assert info["status"] == "running" and info["kill_tag"] == tag
+    supervisor = info["supervisor"]["pid"]
+    tagged = {p.pid for p in tagged_processes(tag)}
+    assert supervisor in tagged and len(tagged) >= 7  # supervisor, superlink and its apps, 2 x (node, app)
+    decoys = _decoy(tag, tmp_path)
+    try:
+        dry = run("fl-finish", "--kill-tag", tag, "--dry-run", "--log-dir", str(tmp_path))
+        assert dry.returncode == 0 and "would stop" in dry.stdout
+        assert {p.pid for p in tagged_processes(tag)} >= tagged - {supervisor} | {supervisor}
+        done = run("fl-finish", "--kill-tag", tag, "--log-dir", str(tmp_path), "--grace", "5")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert str(supervisor) in done.stdout
+        assert wait_until_nothing_tagged(tag) == []
+        assert all(d.poll() is None for d in decoys)
+    finally:
+        for d in decoys:
+            d.kill()
+            d.wait()
+    info = run_json(run_dir)
+    assert info["status"] == "interrupted" and info["finish"][0]["survived"] == []
+    assert all(p["exit_code"] is not None for p in info["processes"])
+
+
+def test_fl_finish_kills_what_ignores_sigterm(tmp_path):
+    tag = "stubborn-1"
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                               "print('ready', flush=True); time.sleep(600)"],
+        env=dict(os.environ, FL_LAUNCH_TAG=tag), stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline().strip() == "ready"
+    result = run("fl-finish", "--kill-tag", tag, "--grace", "1", "--log-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout
+    assert "killed" in result.stdout
+    assert stubborn.wait(timeout=10) == -signal.SIGKILL
+
+
+def test_fl_finish_bad_input(tmp_path):
+    for args in (["--kill-tag", ""], ["--kill-tag", "bad tag;rm"], ["--log-dir", str(tmp_path)]):
+        result = run("fl-finish", *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
