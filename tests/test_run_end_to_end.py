@@ -54,8 +54,8 @@ def test_a_checkpoint_per_round_that_loads_without_this_tool(trained):
     names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert names == ["round_0000.pt", "round_0001.pt", "round_0002.pt"]
     state = torch.load(run_dir / "checkpoints" / "round_0002.pt", weights_only=True)
-    assert set(state) >= {"features.0.weight", "features.1.running_mean", "classifier.6.bias"}
-    assert state["classifier.6.weight"].shape == (10, 84)
+    assert set(state) >= {"features.0.weight", "features.1.running_mean", "classifier.5.bias"}
+    assert state["classifier.5.weight"].shape == (10, 84)
     first = torch.load(run_dir / "checkpoints" / "round_0001.pt", weights_only=True)
     assert not torch.equal(first["features.0.weight"], state["features.0.weight"])
 
@@ -106,7 +106,7 @@ def test_get_model_then_inference_serve_the_trained_model(trained):
     for i in range(3):
         text = (log_dir / "latest" / f"client_{i}" / "client.log").read_text()
         labels = re.search(r"\[model inference\] the predicted labels: \[([\d, ]+)\]", text).group(1)
-        assert len(labels.split(",")) in (24, 25)  # 20% of this client's ~120 samples
+        assert len(labels.split(",")) == 120  # 20% of this client's 599 samples
     assert len(runs(log_dir)) == 3  # each command its own folder; none overwritten
 
 

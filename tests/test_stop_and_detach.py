@@ -34,7 +34,8 @@ def _decoy(tag: str, tmp_path):
     named = tmp_path / f"{tag}.txt"
     named.write_text("a file named after the tag, held open")
     return [
-        subprocess.Popen(["sleep", "600", tag]),
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", tag]),
+        subprocess.Popen(["bash", "-c", f"exec -a {tag} sleep 600"]),  # its name is the tag
         subprocess.Popen([sys.executable, "-c", f"import time; f = open({str(named)!r}); time.sleep(600)"]),
         subprocess.Popen(["sleep", "600"], env=dict(os.environ, FL_LAUNCH_TAG=tag + "x")),
     ]
