@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
+from launcher.live_view import make_console
 from launcher.run_folder import RUN_ID_RE, RunFolder, RunFolderError, now_iso
 from launcher.processes import StopResult, command_of, terminate_then_kill
 from launcher.tagged import tagged_processes
@@ -60,7 +61,7 @@ def main(kill_tag: str | None, log_dir: str, grace: float, dry_run: bool) -> Non
         raise UserError(f"malformed kill tag {kill_tag!r}: 1-64 letters, digits, '.', '_' or '-'")
     folders = runs_with_tag(log_path, kill_tag) if log_path.is_dir() else []
     procs = tagged_processes(kill_tag)
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     if not procs:
         console.print(f"no process carries kill tag {kill_tag}")
         sys.exit(0)

@@ -16,6 +16,11 @@ from rich.live import Live
 from rich.table import Table
 
 
+def make_console() -> Console:
+    """Rich output; wide enough off a terminal that ids and paths are never cut."""
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
 def _fmt_acc(acc) -> str:
     return "-" if acc is None or acc != acc else f"{acc:.4f}"
 
@@ -31,7 +36,7 @@ class PlainView:
     """One line per round and per message; fit for logs and pipes."""
 
     def __init__(self, run_id: str, console: Console | None = None) -> None:
-        self.console = console or Console(highlight=False, soft_wrap=True)
+        self.console = console or make_console()
         self.run_id = run_id
 
     def start(self) -> None:
@@ -88,7 +93,7 @@ def make_view(run_id: str):
 
 
 def print_summary(info: dict, events, console: Console | None = None) -> None:
-    console = console or Console(highlight=False, soft_wrap=True)
+    console = console or make_console()
     rounds = [e.values for e in events if e.kind == "server_round_end"]
     if rounds:
         table = Table(title=f"run {info.get('run_id')}: {info.get('status')}")

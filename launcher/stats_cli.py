@@ -1,14 +1,241 @@
-"""``fl-stats``: loss and accuracy out of a run's logs (filled in by the next issue)."""
+"""``fl-stats``: loss and accuracy out of client logs, per client or across a run's clients.
+
+    $ fl-stats client_0                 # a client of the newest run: per round and per epoch
+    $ fl-stats logs/r1/client_3/client.log --csv -o c3.csv
+    $ fl-stats                          # the newest run: AVG / TOP5 / LOW5 per round
+    $ fl-stats --run r1 --plot acc.png  # the figure of MindSpore's tutorial
+    $ fl-stats path/to/mindspore/run    # any folder of client_*/client.log, MindSpore's too
+    $ fl-stats --runs                   # every run in the log dir and its state
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
 
 import click
+import pandas as pd
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
-from launcher.cli_errors import OneLineErrors
+from launcher.cli_errors import OneLineErrors, UserError
+from launcher.live_view import make_console
+from launcher.log_history import read_client_log
+from launcher.run_folder import RunFolder, RunFolderError
+from launcher.run_status import LIVE, live_status
+from launcher.stats import across_clients, client_tables, plot_across, read_logs
 
 
-@click.command("fl-stats", cls=OneLineErrors)
-def main() -> None:
-    """Not yet: reads client logs."""
-    raise click.ClickException("fl-stats is not implemented yet")
+def _client_logs(folder: Path) -> list[Path]:
+    logs = [p for p in folder.glob("client_*/client.log")]
+    return sorted(logs, key=lambda p: int(p.parent.name.rpartition("_")[2]) if p.parent.name.rpartition("_")[2].isdigit() else 1 << 30)
+
+
+def resolve(target: str | None, run: str | None, log_dir: Path) -> tuple[str, Path]:
+    """('client', log file) or ('run', folder) for what the user named."""
+    if target is not None:
+        path = Path(target)
+        if path.is_file():
+            return "client", path
+        if path.is_dir() and (path / "client.log").is_file():
+            return "client", path / "client.log"
+        if path.is_dir() and _client_logs(path):
+            return "run", path
+        if "/" not in target and target.startswith("client_"):
+            folder = _run_folder(run, log_dir)
+            log = folder / target / "client.log"
+            if not log.is_file():
+                raise UserError(f"no {target}/client.log in run {folder.name}")
+            return "client", log
+        raise UserError(f"{target}: not a client log, a client folder, a run folder or a client name")
+    return "run", _run_folder(run, log_dir)
+
+
+def _run_folder(run: str | None, log_dir: Path) -> Path:
+    try:
+        return RunFolder.resolve(log_dir, run).path
+    except RunFolderError as err:
+        raise UserError(str(err)) from None
+
+
+def _emit(text: str, out: str | None) -> None:
+    if out:
+        Path(out).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _fmt(value, digits=4) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(title: str, frame: pd.DataFrame, index_name: str | None = None) -> Table:
+    table = Table(title=title)
+    columns = ([index_name] if index_name else []) + list(frame.columns)
+    for column in columns:
+        table.add_column(str(column), justify="right")
+    for idx, *cells in frame.astype(object).itertuples():
+        table.add_row(*(([str(idx)] if index_name else []) + [_fmt(v) for v in cells]))
+    return table
+
+
+def _clean(value):
+    return None if isinstance(value, float) and value != value else value
+
+
+@click.command("fl-stats", cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("target", required=False)
+@click.option("--run", "run", default=None, help="The run (id or folder).  [default: the newest]")
+@click.option("--log-dir", type=click.Path(file_okay=False), default="logs", help="Where the run folders are.")
+@click.option("--csv", "as_csv", is_flag=True, help="Write the per-round table as CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Write everything as JSON.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="File for --csv/--json.  [default: stdout]")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw AVG/TOP5/LOW5 per round into this PNG.")
+@click.option("--watch", is_flag=True, help="Refresh while the run is live.")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, help="Seconds between --watch refreshes.")
+@click.option("--runs", "list_runs", is_flag=True, help="List the runs in the log dir.")
+def main(target, run, log_dir, as_csv, as_json, output, plot, watch, interval, list_runs) -> None:
+    """Loss and accuracy per round out of client logs: one client, or AVG/TOP5/LOW5 across a run."""
+    console = make_console()
+    log_path = Path(log_dir)
+    if as_csv and as_json:
+        raise UserError("--csv and --json exclude each other")
+    if list_runs:
+        _list_runs(log_path, console, as_json, output)
+        return
+    kind, path = resolve(target, run, log_path)
+    if plot and kind != "run":
+        raise UserError("--plot draws across a run's clients; name a run, not a client")
+    if watch:
+        _watch(kind, path, console, interval)
+        return
+    if kind == "client":
+        _client(path, console, as_csv, as_json, output)
+    else:
+        _run(path, console, as_csv, as_json, output, plot)
+
+
+def _client(log: Path, console: Console, as_csv: bool, as_json: bool, output: str | None) -> None:
+    history = read_client_log(log)
+    rounds, epochs = client_tables([history])
+    rounds = rounds.drop(columns=["client"]).set_index("round")
+    if as_csv:
+        _emit(rounds.to_csv(), output)
+        return
+    if as_json:
+        _emit(json.dumps({
+            "log": str(log), "format": history.format, "skipped_lines": history.skipped,
+            "rounds": [{k: _clean(v) for k, v in r.items()} for r in history.rounds],
+            "epochs": history.epochs, "final_accuracy": history.final_acc,
+            "get_model": history.get_model, "inference": history.inference,
+        }, indent=2) + "\n", output)
+        return
+    console.print(_table(f"{log} ({history.format} format): per round", rounds, "round"))
+    if not epochs.empty:
+        console.print(_table("per epoch", epochs.drop(columns=["client"]).set_index(["round", "epoch"])
+                             .reset_index(), None))
+    if history.final_acc is not None:
+        console.print(f"final model accuracy: {history.final_acc:.4f}")
+    if history.get_model:
+        console.print(f"getModel: {history.get_model} response(s) from the server")
+    for inf in history.inference:
+        acc = f", accuracy {inf['acc']:.4f}" if "acc" in inf else ""
+        console.print(f"inference: {inf['count']} predicted labels{acc}")
+    _report_skipped(console, [history])
+
+
+def _report_skipped(console: Console, histories) -> None:
+    skipped = sum(h.skipped for h in histories)
+    if skipped:
+        bad = [h.path for h in histories if h.skipped]
+        console.print(f"skipped {skipped} unreadable line(s) in {len(bad)} file(s), e.g. {bad[0]}")
+
+
+def _run_tables(folder: Path):
+    logs = _client_logs(folder)
+    histories = read_logs(logs)
+    rounds, _ = client_tables(histories)
+    return histories, across_clients(rounds)
+
+
+def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: str | None, plot: str | None) -> None:
+    histories, table = _run_tables(folder)
+    if not histories:
+        raise UserError(f"{folder} holds no client_*/client.log")
+    if plot:
+        if table.empty:
+            raise UserError(f"no evaluate acc lines in {folder}: nothing to plot")
+        plot_across(table, Path(plot), f"{folder.name}: {len(histories)} clients")
+    if as_csv:
+        _emit(table.to_csv(), output)
+        return
+    info = RunFolder(folder).read() if (folder / "run.json").is_file() else {}
+    if as_json:
+        _emit(json.dumps({
+            "run": folder.name, "clients": len(histories), "skipped_lines": sum(h.skipped for h in histories),
+            "final_accuracy": info.get("final_accuracy"),
+            "rounds": [{k: _clean(v) for k, v in row.items()} for row in table.reset_index().to_dict("records")],
+        }, indent=2) + "\n", output)
+        return
+    console.print(_table(f"{folder.name}: {len(histories)} client logs, accuracy of the received model", table, "round"))
+    if info.get("final_accuracy") is not None:
+        console.print(f"final model accuracy: {info['final_accuracy']:.4f} "
+                      f"over {info.get('final_test_samples')} test samples")
+    if plot:
+        console.print(f"plot: {plot}")
+    _report_skipped(console, histories)
+
+
+def _watch(kind: str, path: Path, console: Console, interval: float) -> None:
+    folder = path if kind == "run" else path.parent.parent
+    with Live(console=console, refresh_per_second=2) as live:
+        try:
+            while True:
+                if kind == "run":
+                    histories, table = _run_tables(folder)
+                    view = _table(f"{folder.name}: {len(histories)} clients (watching)", table.tail(20), "round")
+                else:
+                    rounds, _ = client_tables([read_client_log(path)])
+                    view = _table(f"{path} (watching)", rounds.drop(columns=["client"]).set_index("round").tail(20), "round")
+                live.update(view)
+                state = live_status(RunFolder(folder))["status"] if (folder / "run.json").is_file() else "unknown"
+                if state not in LIVE:
+                    break
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+
+
+def _list_runs(log_dir: Path, console: Console, as_json: bool, output: str | None) -> None:
+    folders = sorted(p.parent for p in log_dir.glob("*/run.json") if not p.parent.is_symlink()) \
+        if log_dir.is_dir() else []
+    rows = []
+    for folder in folders:
+        try:
+            rows.append(live_status(RunFolder(folder)))
+        except RunFolderError:
+            rows.append({"run": folder.name, "status": "unreadable run.json"})
+    if as_json:
+        _emit(json.dumps(rows, indent=2) + "\n", output)
+        return
+    table = Table(title=f"runs in {log_dir}")
+    for column in ("run", "tag", "task", "status", "clients alive", "rounds done", "final acc"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["run"], r.get("tag", ""), r.get("task") or "", r["status"],
+                      f"{r.get('clients_alive', 0)}/{r.get('clients', 0)}",
+                      f"{r.get('rounds_done', 0)}/{r.get('rounds') or '?'}" if r.get("task") == "train" else "-",
+                      _fmt(r.get("final_accuracy")))
+    console.print(table if rows else f"no runs in {log_dir}")
 
 
 if __name__ == "__main__":

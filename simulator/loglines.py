@@ -70,27 +70,44 @@ def _convert(name: str, text: str):
     return text
 
 
-def _pattern(template: str) -> re.Pattern:
-    parts = re.split(r"(\{\w+\})", template)
+def _pattern(kind: str, template: str) -> str:
+    """The template as a regex whose groups are named ``<kind>__<field>``."""
     out = []
-    for part in parts:
+    for part in re.split(r"(\{\w+\})", template):
         m = re.fullmatch(r"\{(\w+)\}", part)
         if not m:
             out.append(re.escape(part))
-        elif m.group(1) == "labels":
-            out.append(r"(?P<labels>\[[-\d, ]*\])")
-        elif m.group(1) in _TEXT_TAIL:
-            out.append(f"(?P<{m.group(1)}>.+)")
+            continue
+        name = m.group(1)
+        if name == "labels":
+            body = r"\[[-\d, ]*\]"
+        elif name in _TEXT_TAIL:
+            body = r".+"
         else:
-            out.append(f"(?P<{m.group(1)}>[^\\s,/]+)")
-    return re.compile("".join(out) + r"\s*$")
+            body = r"[^\s,/]+"
+        out.append(f"(?P<{kind}__{name}>{body})")
+    return f"(?P<{kind}>{''.join(out)})"
 
 
-_PATTERNS = {kind: _pattern(t) for kind, t in TEMPLATES.items()}
+# One alternation over every template: one C-level match per line, whatever the kind.
+_MESSAGE = re.compile("(?:" + "|".join(_pattern(k, t) for k, t in TEMPLATES.items()) + r")\s*$")
+_FIELDS = {kind: [(f"{kind}__{name}", name) for name in re.findall(r"\{(\w+)\}", t)]
+           for kind, t in TEMPLATES.items()}
 _HEAD = re.compile(
     r"^(?:(?P<ts>\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?)\s+)?"
     r"(?P<level>[A-Z]+):?\s+<(?P<source>FLClient|FLServer)>\s?(?P<msg>.*)$"
 )
+# The literal start of each event message: a line that starts so but does not parse is damaged.
+EVENT_PREFIXES = tuple(sorted({t.split("{", 1)[0] for t in TEMPLATES.values() if len(t.split("{", 1)[0]) > 3}))
+
+
+def looks_like_event(line: str) -> bool:
+    m = _HEAD.match(line.strip())
+    return bool(m) and m.group("msg").startswith(EVENT_PREFIXES)
+
+
+# java.util.logging puts the time on a line of its own: "Nov 24, 2026 5:30:00 AM com.mindspore... method"
+JAVA_TIME = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{4} \d{1,2}:\d\d:\d\d [AP]M\b")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
@@ -116,15 +133,15 @@ def format_message(kind: str, **values) -> str:
 
 
 def parse_message(source: str, msg: str, time: dt.datetime | None = None) -> Event | None:
-    for kind, pattern in _PATTERNS.items():
-        m = pattern.match(msg)
-        if m:
-            try:
-                values = {k: _convert(k, v) for k, v in m.groupdict().items()}
-            except (ValueError, SyntaxError):
-                return None
-            return Event(source, kind, values, time)
-    return None
+    m = _MESSAGE.match(msg)
+    if m is None:
+        return None
+    kind = m.lastgroup
+    try:
+        values = {name: _convert(name, m.group(group)) for group, name in _FIELDS[kind]}
+    except (ValueError, SyntaxError):
+        return None
+    return Event(source, kind, values, time)
 
 
 def parse_line(line: str, time: dt.datetime | None = None) -> Event | None:

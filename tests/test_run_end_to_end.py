@@ -119,3 +119,27 @@ def test_cifar10_two_clients_one_round(tmp_path):
     state = torch.load(run_dir / "checkpoints" / "round_0001.pt", weights_only=True)
     assert state["features.0.weight"].shape == (6, 3, 5, 5)  # three channels from the data
     assert run_json(run_dir)["final_test_samples"] == 24  # 20% of 120
+
+
+def test_fl_stats_on_the_real_run_matches_the_server(trained):
+    import json
+
+    from launcher.log_follow import LogFollower
+
+    log_dir, _ = trained
+    run_dir = runs(log_dir)[0]
+    server = [e.values for e in LogFollower(run_dir / "server" / "server.log").events()
+              if e.kind == "server_round_end"]
+    out = run("fl-stats", "--run", run_dir.name, "--log-dir", str(log_dir), "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["clients"] == 3 and data["skipped_lines"] == 0
+    # every client holds 120 test samples, so the mean over clients is the server's pooled accuracy
+    assert [r["AVG"] for r in data["rounds"]] == pytest.approx([s["acc"] for s in server], abs=1e-6)
+    assert [r["clients"] for r in data["rounds"]] == [3, 3]
+    client = json.loads(run("fl-stats", "client_2", "--run", run_dir.name, "--log-dir", str(log_dir), "--json").stdout)
+    assert [r["round"] for r in client["rounds"]] == [1, 2] and len(client["epochs"]) == 2
+    listing = run("fl-stats", "--runs", "--log-dir", str(log_dir), "--json")
+    first = json.loads(listing.stdout)[0]
+    assert first["run"] == run_dir.name and first["status"] == "finished" and first["rounds_done"] == 2
+    assert first["clients_alive"] == 0

@@ -1,0 +1,109 @@
+"""A client's rounds, epochs and events, rebuilt from its log (fl-launch's or MindSpore's).
+
+    >>> h = read_client_log("logs/latest/client_0/client.log")
+    >>> h.rounds[0]
+    {'round': 1, 'acc': 0.0722, 'train_loss': 1.7654, 'epochs': 1, 'seconds': 1.563, ...}
+    >>> h.skipped, h.format
+    (0, 'fl-launch')
+
+Round numbers come from fl-launch's ``[round] iteration:R/N start`` lines. MindSpore's
+logs have none, so there an ``evaluate acc`` line opens the next round, as its
+client evaluates each downloaded model before training on it. A line that is
+neither an event, a free-form log line, nor a java.util.logging time line is
+counted in ``skipped`` (a garbled write, a client killed mid-line), never raised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simulator.loglines import JAVA_TIME, looks_like_event, parse_line
+
+_FREE_FORM = ("<FLClient>", "<FLServer>")
+
+
+@dataclass
+class ClientHistory:
+    path: str
+    rounds: list[dict] = field(default_factory=list)
+    epochs: list[dict] = field(default_factory=list)
+    inference: list[dict] = field(default_factory=list)
+    get_model: int = 0
+    final_acc: float | None = None
+    skipped: int = 0
+    lines: int = 0
+    format: str = "empty"
+
+
+def read_client_log(path: str | Path) -> ClientHistory:
+    path = Path(path)
+    history = ClientHistory(str(path))
+    try:
+        data = path.read_bytes()
+    except OSError:
+        history.skipped = 1
+        return history
+    text = data.decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    elif lines:  # a last line without its newline: being written, or cut off
+        history.skipped += 1
+        lines.pop()
+    history.lines = len(lines)
+    current: dict | None = None
+    explicit_rounds = False
+    saw_java_time = False
+
+    def open_round(number: int) -> dict:
+        record = {"round": number, "acc": None, "train_loss": None, "epochs": 0, "seconds": None,
+                  "peak_mib": None, "recv_bytes": None, "sent_bytes": None, "_losses": []}
+        history.rounds.append(record)
+        return record
+
+    for line in lines:
+        event = parse_line(line) if "<FL" in line else None
+        if event is None:
+            stripped = line.strip()
+            if not stripped:
+                continue
+            if "\ufffd" not in line and any(tag in line for tag in _FREE_FORM) and not looks_like_event(line):
+                continue  # a free-form line: a warning, MindSpore's other INFO lines
+            if JAVA_TIME.match(stripped):
+                saw_java_time = True
+                continue
+            history.skipped += 1
+            continue
+        kind, v = event.kind, event.values
+        if kind == "round_start":
+            explicit_rounds = True
+            current = open_round(v["round"])
+        elif kind == "evaluate":
+            if current is None or (not explicit_rounds and current["acc"] is not None) \
+                    or (explicit_rounds and current["acc"] is not None):
+                current = open_round(current["round"] + 1 if current else 1)
+            current["acc"] = v["acc"]
+        elif kind == "epoch":
+            if current is None:
+                current = open_round(1)
+            current["_losses"].append(v["loss"])
+            history.epochs.append({"round": current["round"], "epoch": v["epoch"], "loss": v["loss"]})
+        elif kind == "round_end" and current is not None:
+            current.update(seconds=v["seconds"], peak_mib=v["peak_mib"], recv_bytes=v["recv_bytes"],
+                           sent_bytes=v["sent_bytes"])
+        elif kind == "final_evaluate":
+            history.final_acc = v["acc"]
+        elif kind == "get_model":
+            history.get_model += 1
+        elif kind == "inference":
+            history.inference.append({"labels": v["labels"], "count": len(v["labels"])})
+        elif kind == "inference_acc" and history.inference:
+            history.inference[-1]["acc"] = v["acc"]
+    for record in history.rounds:
+        losses = record.pop("_losses")
+        record["epochs"] = len(losses)
+        record["train_loss"] = sum(losses) / len(losses) if losses else None
+    if history.lines:
+        history.format = "fl-launch" if explicit_rounds or not saw_java_time else "mindspore"
+    return history
