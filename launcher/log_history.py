@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulator.loglines import JAVA_TIME, looks_like_event, parse_line
+from simulator.loglines import count_unreadable, has_java_time_lines, iter_events
 
-_FREE_FORM = ("<FLClient>", "<FLServer>")
 
 
 @dataclass
@@ -40,21 +39,17 @@ def read_client_log(path: str | Path) -> ClientHistory:
     path = Path(path)
     history = ClientHistory(str(path))
     try:
-        data = path.read_bytes()
+        text = path.read_bytes().decode("utf-8", errors="replace")
     except OSError:
         history.skipped = 1
         return history
-    text = data.decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    elif lines:  # a last line without its newline: being written, or cut off
+    if text and not text.endswith("\n"):  # a last line without its newline: being written, or cut off
         history.skipped += 1
-        lines.pop()
-    history.lines = len(lines)
+        text = text[: text.rfind("\n") + 1]
+    history.lines = text.count("\n")
+    events = 0
     current: dict | None = None
     explicit_rounds = False
-    saw_java_time = False
 
     def open_round(number: int) -> dict:
         record = {"round": number, "acc": None, "train_loss": None, "epochs": 0, "seconds": None,
@@ -62,26 +57,13 @@ def read_client_log(path: str | Path) -> ClientHistory:
         history.rounds.append(record)
         return record
 
-    for line in lines:
-        event = parse_line(line) if "<FL" in line else None
-        if event is None:
-            stripped = line.strip()
-            if not stripped:
-                continue
-            if "\ufffd" not in line and any(tag in line for tag in _FREE_FORM) and not looks_like_event(line):
-                continue  # a free-form line: a warning, MindSpore's other INFO lines
-            if JAVA_TIME.match(stripped):
-                saw_java_time = True
-                continue
-            history.skipped += 1
-            continue
-        kind, v = event.kind, event.values
+    for kind, v in iter_events(text):
+        events += 1
         if kind == "round_start":
             explicit_rounds = True
             current = open_round(v["round"])
         elif kind == "evaluate":
-            if current is None or (not explicit_rounds and current["acc"] is not None) \
-                    or (explicit_rounds and current["acc"] is not None):
+            if current is None or current["acc"] is not None:  # MindSpore: each evaluation opens a round
                 current = open_round(current["round"] + 1 if current else 1)
             current["acc"] = v["acc"]
         elif kind == "epoch":
@@ -100,10 +82,11 @@ def read_client_log(path: str | Path) -> ClientHistory:
             history.inference.append({"labels": v["labels"], "count": len(v["labels"])})
         elif kind == "inference_acc" and history.inference:
             history.inference[-1]["acc"] = v["acc"]
+    history.skipped += count_unreadable(text, events)
     for record in history.rounds:
         losses = record.pop("_losses")
         record["epochs"] = len(losses)
         record["train_loss"] = sum(losses) / len(losses) if losses else None
     if history.lines:
-        history.format = "fl-launch" if explicit_rounds or not saw_java_time else "mindspore"
+        history.format = "mindspore" if not explicit_rounds and has_java_time_lines(text) else "fl-launch"
     return history

@@ -101,13 +101,41 @@ _HEAD = re.compile(
 EVENT_PREFIXES = tuple(sorted({t.split("{", 1)[0] for t in TEMPLATES.values() if len(t.split("{", 1)[0]) > 3}))
 
 
-def looks_like_event(line: str) -> bool:
-    m = _HEAD.match(line.strip())
-    return bool(m) and m.group("msg").startswith(EVENT_PREFIXES)
+_HEAD_SRC = (r"^(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?[ \t]+)?"
+             r"[A-Z]+:?[ \t]+<(?:FLClient|FLServer)>")
+# Whole-text scanners (re.MULTILINE): the bulk path for thousands of logs, no Python per line.
+_EVENT_LINES = re.compile(_HEAD_SRC + "[ \t]?(?:" + "|".join(_pattern(k, t) for k, t in TEMPLATES.items())
+                          + r")[ \t\r]*$", re.MULTILINE)
+_BLANK_LINES = re.compile(r"^[ \t\r]*$", re.MULTILINE)
+
+
+def iter_events(text: str):
+    """(kind, values) for every well-formed event line of a whole log text, in order."""
+    for m in _EVENT_LINES.finditer(text):
+        kind = m.lastgroup
+        try:
+            yield kind, {name: _convert(name, m.group(group)) for group, name in _FIELDS[kind]}
+        except (ValueError, SyntaxError):
+            continue
+
+
+def has_java_time_lines(text: str) -> bool:
+    return _JAVA_TIME_LINES.search(text) is not None
+
+
+def count_unreadable(text: str, events: int) -> int:
+    """Lines that are no event, no free-form log line, no java time line and not blank."""
+    lines = text.count("\n")
+    free_form = sum(1 for m in _FREE_FORM_LINES.finditer(text))
+    java = len(_JAVA_TIME_LINES.findall(text))
+    blank = len(_BLANK_LINES.findall(text)) - (1 if text.endswith("\n") or not text else 0)
+    return max(0, lines - events - free_form - java - blank)
 
 
 # java.util.logging puts the time on a line of its own: "Nov 24, 2026 5:30:00 AM com.mindspore... method"
-JAVA_TIME = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{4} \d{1,2}:\d\d:\d\d [AP]M\b")
+_JAVA_TIME_LINES = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{4} \d{1,2}:\d\d:\d\d [AP]M\b[^\n]*$", re.MULTILINE)
+_FREE_FORM_LINES = re.compile(_HEAD_SRC + "(?![ \t]?(?:" + "|".join(re.escape(p) for p in EVENT_PREFIXES)
+                              + r"))[^\n\ufffd]*$", re.MULTILINE)
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
