@@ -2,6 +2,7 @@
 
     $ fl-finish --kill-tag my-run          # SIGTERM, then SIGKILL after --grace seconds
     $ fl-finish                            # the newest run's tag, from its run.json
+    $ fl-finish --run 20261124-053012-4f2a # that run's tag
     $ fl-finish --kill-tag my-run --dry-run
 
 Exit 0 when all stopped, 1 when some could not be, 2 on bad input.
@@ -45,18 +46,21 @@ def _supervisor(folder: RunFolder, candidates: list[psutil.Process]) -> psutil.P
 
 @click.command("fl-finish", cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--kill-tag", default=None, help="The run's tag.  [default: the newest run's, from its run.json]")
+@click.option("--run", "run", default=None, help="Take the tag from this run's run.json (id or folder).")
 @click.option("--log-dir", type=click.Path(file_okay=False), default="logs", help="Where the run folders are.")
 @click.option("--grace", type=click.FloatRange(min=0), default=10.0, help="Seconds between SIGTERM and SIGKILL.")
 @click.option("--dry-run", is_flag=True, help="List what would be stopped; stop nothing.")
-def main(kill_tag: str | None, log_dir: str, grace: float, dry_run: bool) -> None:
+def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_run: bool) -> None:
     """Stop every process fl-launch started with a kill tag: supervisor first, then the rest."""
     log_path = Path(log_dir)
+    if kill_tag is not None and run is not None:
+        raise UserError("give --kill-tag or --run, not both")
     if kill_tag is None:
         try:
-            latest = RunFolder.resolve(log_path, None)
+            folder = RunFolder.resolve(log_path, run)
+            kill_tag = folder.read().get("kill_tag", "")
         except RunFolderError as err:
             raise UserError(f"no --kill-tag given and {err}") from None
-        kill_tag = latest.read().get("kill_tag", "")
     if not kill_tag or not RUN_ID_RE.match(kill_tag):
         raise UserError(f"malformed kill tag {kill_tag!r}: 1-64 letters, digits, '.', '_' or '-'")
     folders = runs_with_tag(log_path, kill_tag) if log_path.is_dir() else []

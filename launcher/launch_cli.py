@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ POSITIVE = click.FloatRange(min=0, min_open=True)
                    "inference: each client labels its test split with it.")
 @click.option("--rounds", type=click.IntRange(min=1), default=10, help="Federated iterations.")
 @click.option("--local-epochs", type=click.IntRange(min=1), default=1, help="Local epochs per round.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Local mini-batch size.")
 @click.option("--lr", type=POSITIVE, default=0.001, help="Adam learning rate.")
 @click.option("--fraction-fit", type=click.FloatRange(0, 1, min_open=True), default=1.0,
               help="Share of the clients sampled for each round.")
@@ -93,7 +94,7 @@ def _detach(folder: RunFolder, opts: LaunchOptions) -> int:
     """Start the supervisor in its own session; return when round 1 starts (or the run fails)."""
     info = folder.read()
     log = open(folder.path / "supervisor.log", "ab")
-    env = dict(__import__("os").environ, **{TAG_ENV: info["kill_tag"], RUN_ENV: info["run_id"], "PYTHONSAFEPATH": "1"})
+    env = dict(os.environ, **{TAG_ENV: info["kill_tag"], RUN_ENV: info["run_id"], "PYTHONSAFEPATH": "1"})
     proc = subprocess.Popen([sys.executable, "-m", "launcher.supervisor", str(folder.path)],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env, cwd=folder.path)

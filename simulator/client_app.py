@@ -9,7 +9,6 @@ Lines go to ``<client-dir>/client.log`` through simulator.loglines.
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 from pathlib import Path

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from partitions import train_test_split
+
+if TYPE_CHECKING:  # torch is imported on load, so the launcher can write files without it
+    import torch
 
 TEST_FRACTION = 0.2
 KEYS = ("x_train", "y_train", "x_test", "y_test")

@@ -143,3 +143,5 @@ def test_fl_stats_on_the_real_run_matches_the_server(trained):
     first = json.loads(listing.stdout)[0]
     assert first["run"] == run_dir.name and first["status"] == "finished" and first["rounds_done"] == 2
     assert first["clients_alive"] == 0
+    watched = run("fl-stats", "--watch", "--run", run_dir.name, "--log-dir", str(log_dir), timeout=60)
+    assert watched.returncode == 0 and "AVG" in watched.stdout  # a finished run: one refresh, then done

@@ -86,7 +86,8 @@ def test_fl_finish_kills_what_ignores_sigterm(tmp_path):
 
 
 def test_fl_finish_bad_input(tmp_path):
-    for args in (["--kill-tag", ""], ["--kill-tag", "bad tag;rm"], ["--log-dir", str(tmp_path)]):
+    for args in (["--kill-tag", ""], ["--kill-tag", "bad tag;rm"], ["--log-dir", str(tmp_path)],
+                 ["--run", "20990101-000000-dead", "--log-dir", str(tmp_path)], ["--kill-tag", "a", "--run", "b"]):
         result = run("fl-finish", *args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
