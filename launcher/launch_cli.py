@@ -24,38 +24,39 @@ from partitions import SCHEMES
 from simulator.datasets import DATASETS
 
 POSITIVE = click.FloatRange(min=0, min_open=True)
+D = LaunchOptions()  # every default below comes from here
 
 
 @click.command("fl-launch", cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--client-num", type=click.IntRange(min=1), default=10, help="Clients to start, one process each.")
-@click.option("--task", type=click.Choice(TASKS), default="train",
+@click.option("--client-num", type=click.IntRange(min=1), default=D.client_num, help="Clients to start, one process each.")
+@click.option("--task", type=click.Choice(TASKS), default=D.task,
               help="train: FedAvg rounds; getModel: each client receives and saves an earlier run's model; "
                    "inference: each client labels its test split with it.")
-@click.option("--rounds", type=click.IntRange(min=1), default=10, help="Federated iterations.")
-@click.option("--local-epochs", type=click.IntRange(min=1), default=1, help="Local epochs per round.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Local mini-batch size.")
-@click.option("--lr", type=POSITIVE, default=0.001, help="Adam learning rate.")
-@click.option("--fraction-fit", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+@click.option("--rounds", type=click.IntRange(min=1), default=D.rounds, help="Federated iterations.")
+@click.option("--local-epochs", type=click.IntRange(min=1), default=D.local_epochs, help="Local epochs per round.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=D.batch_size, help="Local mini-batch size.")
+@click.option("--lr", type=POSITIVE, default=D.lr, help="Adam learning rate.")
+@click.option("--fraction-fit", type=click.FloatRange(0, 1, min_open=True), default=D.fraction_fit,
               help="Share of the clients sampled for each round.")
 @click.option("--min-clients", type=click.IntRange(min=1), default=None,
               help="Fewest replies a round needs to be aggregated.  [default: all sampled]")
-@click.option("--round-timeout", type=POSITIVE, default=300.0, help="Seconds the server waits for a round's replies.")
-@click.option("--seed", type=int, default=0, help="Same seed: same partitions, same initial model.")
-@click.option("--log-dir", type=click.Path(file_okay=False), default="logs", help="Root of the run folders.")
+@click.option("--round-timeout", type=POSITIVE, default=D.round_timeout, help="Seconds the server waits for a round's replies.")
+@click.option("--seed", type=int, default=D.seed, help="Same seed: same partitions, same initial model.")
+@click.option("--log-dir", type=click.Path(file_okay=False), default=D.log_dir, help="Root of the run folders.")
 @click.option("--kill-tag", default=None, help="Tag every process of the run carries, for fl-finish.  [default: the run id]")
-@click.option("--dataset", type=click.Choice(DATASETS), default="digits",
+@click.option("--dataset", type=click.Choice(DATASETS), default=D.dataset,
               help="digits: scikit-learn's bundled handwriting; cifar10: --data-dir in the python pickle format; "
                    "synthetic: generated 3x32x32 images.")
 @click.option("--data-dir", type=click.Path(), default=None, help="Where the data set lies (cifar10).")
-@click.option("--partition", type=click.Choice(SCHEMES), default="iid",
+@click.option("--partition", type=click.Choice(SCHEMES), default=D.partition,
               help="iid; dirichlet (label skew by --alpha); shards (each client sees few classes).")
-@click.option("--alpha", type=POSITIVE, default=0.5, help="Dirichlet concentration: smaller is more skewed.")
-@click.option("--samples-per-client", type=click.IntRange(min=2), default=500, help="synthetic: samples per client.")
-@click.option("--num-classes", type=click.IntRange(min=2), default=10, help="synthetic: number of classes.")
-@click.option("--torch-threads", type=click.IntRange(min=1), default=1, help="Torch threads per client process.")
+@click.option("--alpha", type=POSITIVE, default=D.alpha, help="Dirichlet concentration: smaller is more skewed.")
+@click.option("--samples-per-client", type=click.IntRange(min=2), default=D.samples_per_client, help="synthetic: samples per client.")
+@click.option("--num-classes", type=click.IntRange(min=2), default=D.num_classes, help="synthetic: number of classes.")
+@click.option("--torch-threads", type=click.IntRange(min=1), default=D.torch_threads, help="Torch threads per client process.")
 @click.option("--run", "run", default=None, help="getModel/inference: the earlier run (id or folder).  [default: the newest with a checkpoint]")
 @click.option("--startup-timeout", type=POSITIVE, default=None, help="Seconds for all clients to connect.  [default: 60 + 3 per client]")
-@click.option("--grace", type=click.FloatRange(min=0), default=10.0, help="Seconds between SIGTERM and SIGKILL when stopping.")
+@click.option("--grace", type=click.FloatRange(min=0), default=D.grace, help="Seconds between SIGTERM and SIGKILL when stopping.")
 @click.option("--detach", is_flag=True, help="Return once all clients are up; a small supervisor process keeps the run going.")
 def main(**kwargs) -> None:
     """Start a Flower SuperLink and N client nodes on this machine, train, and stop them all."""

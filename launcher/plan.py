@@ -29,18 +29,21 @@ class PlanError(ValueError):
     """Bad input found while planning; the message is the one line the user sees."""
 
 
+_APP = RunSettings()  # the app's own defaults are the launcher's
+
+
 @dataclass(frozen=True)
 class LaunchOptions:
     client_num: int = 10
-    task: str = "train"
-    rounds: int = 10
-    local_epochs: int = 1
-    batch_size: int = 32
-    lr: float = 0.001
-    fraction_fit: float = 1.0
+    task: str = _APP.task
+    rounds: int = _APP.rounds
+    local_epochs: int = _APP.local_epochs
+    batch_size: int = _APP.batch_size
+    lr: float = _APP.lr
+    fraction_fit: float = _APP.fraction_fit
     min_clients: int | None = None
-    round_timeout: float = 300.0
-    seed: int = 0
+    round_timeout: float = _APP.round_timeout
+    seed: int = _APP.seed
     log_dir: str = "logs"
     kill_tag: str | None = None
     dataset: str = "digits"
@@ -51,7 +54,7 @@ class LaunchOptions:
     num_classes: int = 10
     detach: bool = False
     run: str | None = None
-    torch_threads: int = 1
+    torch_threads: int = _APP.torch_threads
     startup_timeout: float | None = None
     grace: float = 10.0
 

@@ -18,13 +18,13 @@ from pathlib import Path
 @dataclass(frozen=True)
 class RunSettings:
     task: str = "train"
-    rounds: int = 5
+    rounds: int = 10
     local_epochs: int = 1
     batch_size: int = 32
     lr: float = 0.001
     fraction_fit: float = 1.0
     min_clients: int = 0  # 0: every sampled client must reply
-    round_timeout: float = 600.0
+    round_timeout: float = 300.0
     seed: int = 0
     num_clients: int = 1
     channels: int = 1
