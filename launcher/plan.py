@@ -10,10 +10,10 @@ leaves no folder behind. What the Supervisor needs later is in run.json's "plan"
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from launcher.node_commands import write_node_config
 from launcher.run_folder import RunFolder, RunFolderError, now_iso
 from partitions import PartitionError, split
 from simulator.client_data import write_partitions
@@ -63,12 +63,6 @@ class LaunchOptions:
         return self.startup_timeout or 60.0 + 3.0 * self.client_num
 
 
-def flwr_bin(name: str) -> str:
-    """A Flower entry point from the same environment as this Python."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
 def prepare_run(opts: LaunchOptions) -> RunFolder:
     checkpoint = ""
     source_run = None
@@ -100,14 +94,8 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
     data_files = write_partitions(dataset, parts, folder.path / "data", seed=opts.seed)
     app_dir = write_app_dir(folder.path / "app", settings)
     nodes = []
-    for client, data_file in enumerate(data_files):
-        client_dir = folder.client_dir(client)
-        client_dir.mkdir()
-        node_config = client_dir / "node_config.toml"
-        node_config.write_text(
-            f"partition-id = {client}\nnum-partitions = {opts.client_num}\n"
-            f"client-dir = {_toml_str(client_dir)}\ndata-file = {_toml_str(data_file)}\n"
-        )
+    for client in range(len(data_files)):
+        node_config = write_node_config(folder.path, client, opts.client_num)
         nodes.append({"client": client, "host": "localhost", "node_config": str(node_config),
                       "samples": int(len(parts[client]))})
     folder.server_dir.mkdir()
@@ -141,10 +129,3 @@ def _model_source(opts: LaunchOptions):
     if opts.run is not None:
         raise PlanError(f"run {candidates[0].run_id} has no checkpoint to serve")
     raise PlanError(f"--task {opts.task} needs an earlier training run; none in {opts.log_dir} has a checkpoint")
-
-
-def _toml_str(path: Path) -> str:
-    text = str(path)
-    if "'" in text or "\n" in text:
-        raise PlanError(f"path {text!r} holds a quote or newline; choose another --log-dir")
-    return f"'{text}'"

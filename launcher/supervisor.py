@@ -22,26 +22,13 @@ import time
 from pathlib import Path
 
 from launcher.log_follow import LogFollower
-from launcher.plan import flwr_bin
+from launcher.node_commands import flower_env, flwr_bin, start_node
 from launcher.ports import free_ports, wait_for_port
 from launcher.processes import ProcessTable
 from launcher.run_folder import RunFolder, now_iso
 
 CLIENT_ROLES = ["clientapp", "supernode"]
 POLL_SECONDS = 0.25
-
-
-def flower_env(folder: RunFolder, threads: int) -> dict[str, str]:
-    return {
-        "FLWR_HOME": str(folder.path / "flwr_home"),
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "PYTHONSAFEPATH": "1",  # a run folder must never shadow a package
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-    }
 
 
 class NullView:
@@ -87,7 +74,7 @@ class Supervisor:
 
     def _run(self) -> tuple[str, str]:
         plan, settings = self.info["plan"], self.info["settings"]
-        env = flower_env(self.folder, plan["torch_threads"])
+        env = flower_env(self.folder.path, plan["torch_threads"])
         nodes = plan["nodes"]
         link_port, *node_ports = free_ports(1 + len(nodes))
         self._write_flwr_config(env, link_port)
@@ -102,7 +89,8 @@ class Supervisor:
         if not wait_for_port("127.0.0.1", link_port, 30, alive=lambda: self._alive(superlink)):
             return "failed", f"the SuperLink did not start (see {superlink.log})"
         for node, port in zip(nodes, node_ports):
-            self._start_node(node, port, link_port, env)
+            start_node(self.table, self.folder.path, node["client"], f"127.0.0.1:{link_port}", port, env,
+                       plan["torch_threads"])
         self.update_processes()
         self.table.spawn(
             "flwr-run", [flwr_bin("flwr"), "run", plan["app_dir"], "local", "--stream"],
@@ -119,25 +107,6 @@ class Supervisor:
         (home / "config.toml").write_text(
             f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
             f'address = "127.0.0.1:{link_port}"\ninsecure = true\n'
-        )
-
-    def _start_node(self, node: dict, runtime_port: int, link_port: int, env: dict[str, str]) -> None:
-        client = node["client"]
-        client_dir = self.folder.client_dir(client)
-        node_env = dict(env, FLWR_HOME=str(self.folder.path / "flwr_home" / "nodes" / f"client_{client}"))
-        self.table.spawn(
-            "supernode",
-            [flwr_bin("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link_port}",
-             "--isolation", "process", "--host", "127.0.0.1", "--port", str(runtime_port),
-             "--node-config", node["node_config"]],
-            log=client_dir / "supernode.log", env=node_env, cwd=client_dir, client=client, port=runtime_port,
-        )
-        self.table.spawn(
-            "clientapp",
-            [sys.executable, "-m", "launcher.warm_clientapp", "--runtime-api", f"127.0.0.1:{runtime_port}",
-             "--node-config", node["node_config"], "--preload", "simulator.client_app:preload",
-             "--torch-threads", str(self.info["plan"]["torch_threads"])],
-            log=client_dir / "worker.log", env=node_env, cwd=client_dir, client=client,
         )
 
     def _watch(self, startup_timeout: float, round_timeout: float) -> tuple[str, str]:

@@ -1,0 +1,79 @@
+"""How one client node is started, on this machine or on a device: the same two processes.
+
+    >>> env = flower_env(run_dir, threads=1)
+    >>> write_node_config(run_dir, client=3, num_clients=10)
+    >>> start_node(table, run_dir, 3, superlink="127.0.0.1:9092", runtime_port=41234, env=env, threads=1)
+
+A node is ``flower-supernode --isolation process`` plus ``launcher.warm_clientapp``
+serving its tasks; the run folder holds ``client_<i>/`` (logs, node_config.toml)
+and ``data/client_<i>.npz``. The supervisor calls this for local clients, the
+device agent for the clients placed on its device.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from launcher.processes import Managed, ProcessTable
+
+PRELOAD = "simulator.client_app:preload"
+
+
+def flwr_bin(name: str) -> str:
+    """A Flower entry point from the same environment as this Python."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def flower_env(run_dir: Path, threads: int) -> dict[str, str]:
+    return {
+        "FLWR_HOME": str(run_dir / "flwr_home"),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "PYTHONSAFEPATH": "1",  # a run folder must never shadow a package
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
+
+
+def _toml_str(path: Path) -> str:
+    text = str(path)
+    if "'" in text or "\n" in text:
+        raise ValueError(f"path {text!r} holds a quote or newline")
+    return f"'{text}'"
+
+
+def write_node_config(run_dir: Path, client: int, num_clients: int) -> Path:
+    """client_<i>/node_config.toml with absolute paths (given to the SuperNode and the warm host)."""
+    client_dir = run_dir / f"client_{client}"
+    client_dir.mkdir(parents=True, exist_ok=True)
+    path = client_dir / "node_config.toml"
+    path.write_text(
+        f"partition-id = {client}\nnum-partitions = {num_clients}\n"
+        f"client-dir = {_toml_str(client_dir)}\ndata-file = {_toml_str(run_dir / 'data' / f'client_{client}.npz')}\n"
+    )
+    return path
+
+
+def start_node(table: ProcessTable, run_dir: Path, client: int, superlink: str, runtime_port: int,
+               env: dict[str, str], threads: int) -> tuple[Managed, Managed]:
+    client_dir = run_dir / f"client_{client}"
+    node_config = str(client_dir / "node_config.toml")
+    node_env = dict(env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / f"client_{client}"))
+    supernode = table.spawn(
+        "supernode",
+        [flwr_bin("flower-supernode"), "--insecure", "--superlink", superlink,
+         "--isolation", "process", "--host", "127.0.0.1", "--port", str(runtime_port),
+         "--node-config", node_config],
+        log=client_dir / "supernode.log", env=node_env, cwd=client_dir, client=client, port=runtime_port,
+    )
+    clientapp = table.spawn(
+        "clientapp",
+        [sys.executable, "-m", "launcher.warm_clientapp", "--runtime-api", f"127.0.0.1:{runtime_port}",
+         "--node-config", node_config, "--preload", PRELOAD, "--torch-threads", str(threads)],
+        log=client_dir / "worker.log", env=node_env, cwd=client_dir, client=client,
+    )
+    return supernode, clientapp
