@@ -20,7 +20,9 @@ from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
 from launcher.live_view import make_console
+from launcher.remote import RemoteDevice
 from launcher.run_folder import RUN_ID_RE, RunFolder, RunFolderError, now_iso
+from launcher.hosts import Device
 from launcher.processes import StopResult, command_of, terminate_then_kill
 from launcher.tagged import tagged_processes
 
@@ -50,7 +52,8 @@ def _supervisor(folder: RunFolder, candidates: list[psutil.Process]) -> psutil.P
 @click.option("--log-dir", type=click.Path(file_okay=False), default="logs", help="Where the run folders are.")
 @click.option("--grace", type=click.FloatRange(min=0), default=10.0, help="Seconds between SIGTERM and SIGKILL.")
 @click.option("--dry-run", is_flag=True, help="List what would be stopped; stop nothing.")
-def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_run: bool) -> None:
+@click.option("--local-only", is_flag=True, help="This machine only: skip the run's devices (what a device runs).")
+def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_run: bool, local_only: bool) -> None:
     """Stop every process fl-launch started with a kill tag: supervisor first, then the rest."""
     log_path = Path(log_dir)
     if kill_tag is not None and run is not None:
@@ -63,14 +66,17 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
             raise UserError(f"no --kill-tag given and {err}") from None
     if not kill_tag or not RUN_ID_RE.match(kill_tag):
         raise UserError(f"malformed kill tag {kill_tag!r}: 1-64 letters, digits, '.', '_' or '-'")
-    folders = runs_with_tag(log_path, kill_tag) if log_path.is_dir() else []
+    folders = runs_with_tag(log_path, kill_tag) if log_path.is_dir() and not local_only else []
     procs = tagged_processes(kill_tag)
     console = make_console()
-    if not procs:
-        console.print(f"no process carries kill tag {kill_tag}")
-        sys.exit(0)
+    devices = [] if local_only else _devices(folders, kill_tag)
     if dry_run:
         _print(console, kill_tag, [StopResult(p.pid, command_of(p), "would stop") for p in procs])
+        for device in devices:
+            console.print(f"{device.host}: would run fl-finish --local-only over ssh")
+        sys.exit(0)
+    if not procs and not devices:
+        console.print(f"no process carries kill tag {kill_tag}")
         sys.exit(0)
     results: list[StopResult] = []
     supervisors = [s for f in folders if (s := _supervisor(f, procs)) is not None]
@@ -78,11 +84,28 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
         results += terminate_then_kill(supervisors, grace=grace + 15)
         procs = [p for p in tagged_processes(kill_tag) if p.pid not in {s.pid for s in supervisors}]
     results += terminate_then_kill(procs, grace=grace)
-    _print(console, kill_tag, results)
+    if results:
+        _print(console, kill_tag, results)
     survived = [r for r in results if r.outcome == "survived"]
+    for device in devices:  # the same exact-tag rule, run where the processes are
+        code, output = device.stop(grace)
+        console.print(f"[{device.host}] " + (output.strip() or f"exit {code}").replace("\n", f"\n[{device.host}] "))
+        if code != 0:
+            survived.append(StopResult(0, device.host, "survived"))
     for folder in folders:
         folder.edit(lambda d: _record(d, results))
     sys.exit(1 if survived else 0)
+
+
+def _devices(folders: list[RunFolder], tag: str) -> list[RemoteDevice]:
+    found = {}
+    for folder in folders:
+        info = folder.read()
+        plan = info.get("plan") or {}
+        for spec in plan.get("devices", []):
+            device = Device(**{k: v for k, v in spec.items() if k != "clients"})
+            found[device.host] = RemoteDevice(device, plan.get("ssh_config"), info["run_id"], tag)
+    return list(found.values())
 
 
 def _record(data: dict, results: list[StopResult]) -> None:

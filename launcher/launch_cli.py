@@ -57,6 +57,10 @@ D = LaunchOptions()  # every default below comes from here
 @click.option("--run", "run", default=None, help="getModel/inference: the earlier run (id or folder).  [default: the newest with a checkpoint]")
 @click.option("--startup-timeout", type=POSITIVE, default=None, help="Seconds for all clients to connect.  [default: 60 + 3 per client]")
 @click.option("--grace", type=click.FloatRange(min=0), default=D.grace, help="Seconds between SIGTERM and SIGKILL when stopping.")
+@click.option("--hosts", type=click.Path(dir_okay=False), default=None,
+              help="TOML file of devices to place clients on over SSH (see README).  [default: this machine]")
+@click.option("--ssh-config", type=click.Path(dir_okay=False), default=None,
+              help="An ssh config file to use instead of ~/.ssh/config.")
 @click.option("--detach", is_flag=True, help="Return once all clients are up; a small supervisor process keeps the run going.")
 def main(**kwargs) -> None:
     """Start a Flower SuperLink and N client nodes on this machine, train, and stop them all."""

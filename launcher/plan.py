@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from launcher.hosts import Device, HostsError, load_hosts, place_clients
 from launcher.node_commands import write_node_config
 from launcher.run_folder import RunFolder, RunFolderError, now_iso
 from partitions import PartitionError, split
@@ -57,6 +58,8 @@ class LaunchOptions:
     torch_threads: int = _APP.torch_threads
     startup_timeout: float | None = None
     grace: float = 10.0
+    hosts: str | None = None
+    ssh_config: str | None = None
 
     def startup_deadline(self) -> float:
         """Seconds for every client to import torch and connect (2 cores share the work)."""
@@ -79,6 +82,7 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
     except (DataSetError, PartitionError) as err:
         raise PlanError(str(err)) from None
 
+    placement = _placement(opts)
     try:
         folder = RunFolder.create(opts.log_dir)
     except RunFolderError as err:
@@ -93,21 +97,37 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
     )
     data_files = write_partitions(dataset, parts, folder.path / "data", seed=opts.seed)
     app_dir = write_app_dir(folder.path / "app", settings)
-    nodes = []
+    nodes, devices = [], {}
     for client in range(len(data_files)):
-        node_config = write_node_config(folder.path, client, opts.client_num)
-        nodes.append({"client": client, "host": "localhost", "node_config": str(node_config),
-                      "samples": int(len(parts[client]))})
+        device = placement[client] if placement else None
+        if device is None:
+            node_config = str(write_node_config(folder.path, client, opts.client_num))
+        else:  # the device's agent writes it there, with the device's paths
+            folder.client_dir(client).mkdir()
+            node_config = None
+            devices.setdefault(device.host, {**asdict(device), "clients": []})["clients"].append(client)
+        nodes.append({"client": client, "host": device.host if device else "localhost",
+                      "node_config": node_config, "samples": int(len(parts[client]))})
     folder.server_dir.mkdir()
     folder.update(
         run_id=folder.run_id, run_dir=str(folder.path), kill_tag=tag, status="prepared", created=now_iso(),
         task=opts.task, source_run=source_run, options=asdict(opts), settings=settings.to_config(),
         plan={"app_dir": str(app_dir), "nodes": nodes, "startup_timeout": opts.startup_deadline(),
-              "grace": opts.grace, "torch_threads": opts.torch_threads},
+              "grace": opts.grace, "torch_threads": opts.torch_threads,
+              "devices": list(devices.values()), "ssh_config": opts.ssh_config},
         processes=[],
     )
     folder.point_latest()
     return folder
+
+
+def _placement(opts: LaunchOptions) -> list[Device] | None:
+    if opts.hosts is None:
+        return None
+    try:
+        return place_clients(load_hosts(opts.hosts), opts.client_num)
+    except HostsError as err:
+        raise PlanError(str(err)) from None
 
 
 def _model_source(opts: LaunchOptions):

@@ -19,16 +19,20 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from launcher.hosts import Device
 from launcher.log_follow import LogFollower
 from launcher.node_commands import flower_env, flwr_bin, start_node
 from launcher.ports import free_ports, wait_for_port
 from launcher.processes import ProcessTable
+from launcher.remote import RemoteDevice, RemoteError
 from launcher.run_folder import RunFolder, now_iso
 
 CLIENT_ROLES = ["clientapp", "supernode"]
 POLL_SECONDS = 0.25
+PULL_SECONDS = 3.0  # how often a device's logs are brought over while the run goes on
 
 
 class NullView:
@@ -47,6 +51,17 @@ class Supervisor:
         self.state = {"round": 0, "rounds": self.info["settings"]["rounds"], "acc": None,
                       "clients": len(self.info["plan"]["nodes"]), "alive": 0, "phase": "starting"}
         self.events = []
+        plan = self.info["plan"]
+        self.devices = [
+            (RemoteDevice(Device(**{k: v for k, v in spec.items() if k != "clients"}), plan.get("ssh_config"),
+                          self.info["run_id"], self.info["kill_tag"]), spec["clients"])
+            for spec in plan.get("devices", [])
+        ]
+        self.remote_procs: dict[str, list[dict]] = {}
+        self.tunnels: dict[str, object] = {}
+        self._pulls: dict[str, Future] = {}
+        self._last_pull = 0.0
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.devices))) if self.devices else None
 
     # signals ---------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -89,8 +104,15 @@ class Supervisor:
         if not wait_for_port("127.0.0.1", link_port, 30, alive=lambda: self._alive(superlink)):
             return "failed", f"the SuperLink did not start (see {superlink.log})"
         for node, port in zip(nodes, node_ports):
-            start_node(self.table, self.folder.path, node["client"], f"127.0.0.1:{link_port}", port, env,
-                       plan["torch_threads"])
+            if node["host"] == "localhost":
+                start_node(self.table, self.folder.path, node["client"], f"127.0.0.1:{link_port}", port, env,
+                           plan["torch_threads"])
+        self.update_processes()
+        try:
+            for device, clients in self.devices:
+                self._start_device(device, clients, link_port, len(nodes))
+        except RemoteError as err:
+            return "failed", str(err)
         self.update_processes()
         self.table.spawn(
             "flwr-run", [flwr_bin("flwr"), "run", plan["app_dir"], "local", "--stream"],
@@ -109,6 +131,61 @@ class Supervisor:
             f'address = "127.0.0.1:{link_port}"\ninsecure = true\n'
         )
 
+    def _start_device(self, device: RemoteDevice, clients: list[int], link_port: int, num_clients: int) -> None:
+        """Partitions over, a tunnel to the SuperLink up, the agent started detached."""
+        plan = self.info["plan"]
+        self.view.message(f"{device.host}: staging {len(clients)} client(s)")
+        device.stage(self.folder.path, clients)
+        self._start_tunnel(device, link_port)
+        pid = device.start_agent(link_port, clients, num_clients, plan["torch_threads"], plan["grace"])
+        self.remote_procs[device.host] = [{"role": "agent", "client": None, "host": device.host, "pid": pid,
+                                           "exit_code": None, "exit": "running"}]
+        self.view.message(f"{device.host}: agent pid {pid}, clients {', '.join(map(str, clients))}")
+
+    def _start_tunnel(self, device: RemoteDevice, link_port: int) -> None:
+        self.tunnels[device.host] = self.table.spawn(
+            "tunnel", device.tunnel_argv(link_port, link_port),
+            log=self.folder.path / "devices" / device.host / "tunnel.log", port=link_port,
+        )
+        self._link_port = link_port
+
+    def _tend_devices(self, final: bool = False) -> None:
+        """Pull logs and agent state every few seconds; bring a dropped tunnel back."""
+        for device, _ in self.devices:
+            tunnel = self.tunnels.get(device.host)
+            if not final and tunnel is not None and not tunnel.alive:
+                self.view.message(f"{device.host}: SSH tunnel ended ({tunnel.exit_code}); reconnecting")
+                self._start_tunnel(device, self._link_port)
+        now = time.monotonic()
+        if not final and now - self._last_pull < PULL_SECONDS:
+            return
+        self._last_pull = now
+        for device, _ in self.devices:
+            future = self._pulls.get(device.host)
+            if future is not None and future.done():
+                self._absorb(device, future.result())
+                future = None
+            if future is None:
+                self._pulls[device.host] = self._pool.submit(device.pull, self.folder.path)
+        if final:
+            for device, _ in self.devices:
+                self._absorb(device, self._pulls.pop(device.host).result())
+
+    def _absorb(self, device: RemoteDevice, agent: dict | None) -> None:
+        if not agent:
+            return
+        agent_pid = device.agent_pid or agent.get("pid")
+        state = agent.get("state")
+        records = [{"role": "agent", "client": None, "host": device.host, "pid": agent_pid, "port": None,
+                    "exit_code": 0 if state == "stopped" else None, "exit": state}]
+        records += [dict(p, host=device.host) for p in agent.get("processes", [])]
+        self.remote_procs[device.host] = records
+        self.update_processes()
+
+    def _remote_alive(self) -> int:
+        return sum(1 for procs in self.remote_procs.values() for p in procs
+                   if p["role"] == "clientapp" and p.get("exit_code") is None)
+
     def _watch(self, startup_timeout: float, round_timeout: float) -> tuple[str, str]:
         follower = LogFollower(self.folder.server_dir / "server.log")
         start = time.monotonic()
@@ -125,7 +202,9 @@ class Supervisor:
                 self.events.append(event)
                 last_progress = time.monotonic()
                 outcome = self._apply(event) or outcome
-            self.state["alive"] = len({p.client for p in self.table.alive("clientapp")})
+            if self.devices:
+                self._tend_devices()
+            self.state["alive"] = len({p.client for p in self.table.alive("clientapp")}) + self._remote_alive()
             self.view.update(**self.state)
             if self._stop_reason:
                 return "interrupted", f"stopped by {self._stop_reason}"
@@ -167,11 +246,25 @@ class Supervisor:
         return proc.alive
 
     def update_processes(self, **fields) -> None:
-        self.folder.update(processes=[p.record() for p in self.table.procs], **fields)
+        remote = [p for procs in self.remote_procs.values() for p in procs]
+        self.folder.update(processes=[p.record() for p in self.table.procs] + remote, **fields)
+
+    def _stop_devices(self, grace: float) -> None:
+        if not self.devices:
+            return
+        stops = {device.host: self._pool.submit(device.stop, grace) for device, _ in self.devices}
+        for host, future in stops.items():
+            code, output = future.result()
+            if code != 0:
+                self.view.message(f"{host}: stopping its processes said: {output.strip().splitlines()[-1:] or code}")
+        self._tend_devices(final=True)
+        self._pool.shutdown(wait=True)
 
     def _stop_all(self) -> None:
         grace = float(self.info["plan"]["grace"])
+        self._stop_devices(grace)
         self.table.stop(CLIENT_ROLES, grace=grace)
+        self.table.stop(["tunnel"], grace=grace)
         self.table.stop(["flwr-run"], grace=grace)
         self.table.stop(["superlink"], grace=grace)
         self.table.stop_all(grace=grace)

@@ -17,11 +17,22 @@ import psutil
 from launcher.processes import TAG_ENV
 
 
+def _pid_namespace(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
 def tagged_processes(tag: str, exclude: set[int] | None = None) -> list[psutil.Process]:
+    """This PID namespace's processes with the tag: a device or container sharing the kernel is not here."""
     exclude = (exclude or set()) | {os.getpid(), os.getppid()}
+    own_namespace = _pid_namespace("self")
     found = []
     for proc in psutil.process_iter(["status"]):
         if proc.pid in exclude or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if _pid_namespace(proc.pid) != own_namespace:
             continue
         try:
             if proc.environ().get(TAG_ENV) == tag:

@@ -1,0 +1,76 @@
+"""The part of a run that lives on a device: its client nodes, started, reaped and stopped there.
+
+    # started over SSH by the launcher, detached from the connection:
+    cd ~/fl && setsid nohup python3 -m launcher.device_agent --run-dir runs/RUN \
+        --superlink 127.0.0.1:9092 --clients 2,3 --num-clients 4 > runs/RUN/agent.log 2>&1 &
+
+For each of its clients it writes the node config and starts the same two
+processes a local client has (launcher.node_commands), each carrying the run's
+tag. It records them in ``<run-dir>/agent.json`` (which the launcher pulls with
+the logs), reaps them, and on SIGTERM stops them all before it exits. It exits
+by itself once none of its processes is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from launcher.node_commands import flower_env, start_node, write_node_config
+from launcher.ports import free_ports
+from launcher.processes import RUN_ENV, TAG_ENV, ProcessTable
+
+AGENT_JSON = "agent.json"
+_stop = False
+
+
+def _on_term(_signum, _frame) -> None:
+    global _stop
+    _stop = True
+
+
+def _write(run_dir: Path, table: ProcessTable, state: str) -> None:
+    data = {"pid": os.getpid(), "state": state, "time": time.time(),
+            "processes": [p.record() for p in table.procs]}
+    tmp = run_dir / f".{AGENT_JSON}.tmp"
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(run_dir / AGENT_JSON)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="fl-launch's agent on a device")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink as seen from here")
+    parser.add_argument("--clients", required=True, help="comma-separated client numbers placed here")
+    parser.add_argument("--num-clients", type=int, required=True)
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--grace", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, _on_term)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the SSH session that started us may go
+    run_dir = Path(args.run_dir).resolve()
+    clients = [int(c) for c in args.clients.split(",")]
+    table = ProcessTable(os.environ.get(TAG_ENV, ""), os.environ.get(RUN_ENV, ""))
+    env = flower_env(run_dir, args.torch_threads)
+    for client, port in zip(clients, free_ports(len(clients))):
+        write_node_config(run_dir, client, args.num_clients)
+        start_node(table, run_dir, client, args.superlink, port, env, args.torch_threads)
+    _write(run_dir, table, "running")
+    alive = len(table.alive())
+    while not _stop and alive:
+        if table.reap():
+            _write(run_dir, table, "running")
+        alive = len(table.alive())
+        time.sleep(0.5)
+    _write(run_dir, table, "stopping")
+    table.stop_all(grace=args.grace)
+    _write(run_dir, table, "stopped")
+
+
+if __name__ == "__main__":
+    main()

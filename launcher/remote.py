@@ -1,0 +1,121 @@
+"""The launcher's side of a device: stage its files, start its agent, pull its logs, stop it.
+
+    >>> dev = RemoteDevice(device, ssh_config=None, run_id="20261124-0530-ab12", tag="exp1")
+    >>> dev.stage(local_run, clients=[2, 3])          # data/client_2.npz ... over ssh + tar
+    >>> pid = dev.start_agent(superlink_port=9092, clients=[2, 3], num_clients=4, threads=1, grace=10)
+    >>> dev.pull(local_run)                            # client_2/, client_3/ logs, agent.json
+    >>> dev.stop(grace=10)                             # fl-finish --local-only on the device
+
+Files move as tar streams through ssh (tar is on every device), so nothing more
+than OpenSSH and the device's Python with this package is needed. The run lives
+on the device in ``<workdir>/runs/<run-id>/``, laid out like the local run folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import shlex
+import tarfile
+from pathlib import Path
+
+from launcher.hosts import Device
+from launcher.processes import RUN_ENV, TAG_ENV
+from launcher.ssh import Ssh, last_line, remote_path
+
+
+class RemoteError(RuntimeError):
+    pass
+
+
+class RemoteDevice:
+    def __init__(self, device: Device, ssh_config: str | None, run_id: str, tag: str) -> None:
+        self.device = device
+        self.ssh = Ssh(device, ssh_config)
+        self.run_id = run_id
+        self.tag = tag
+        self.run_rel = posixpath.join("runs", run_id)  # under the device's workdir
+        self.agent_pid: int | None = None
+
+    def _python(self) -> str:
+        p = self.device.python
+        return remote_path(p) if p.startswith("~") else shlex.quote(p)
+
+    def _in_run(self) -> str:
+        return f"{remote_path(self.device.workdir)}/{shlex.quote(self.run_rel)}"
+
+    @property
+    def host(self) -> str:
+        return self.device.host
+
+    def _check(self, result, what: str) -> None:
+        if result.returncode != 0:
+            raise RemoteError(f"{self.host}: {what} failed: {last_line(result.stderr) or f'exit {result.returncode}'}")
+
+    def stage(self, local_run: Path, clients: list[int]) -> None:
+        """Copy the clients' partitions to the device's run folder."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for client in clients:
+                tar.add(local_run / "data" / f"client_{client}.npz", arcname=f"data/client_{client}.npz")
+        rdir = self._in_run()
+        result = self.ssh.run(f"mkdir -p {rdir} && tar -C {rdir} -xf -", stdin=buffer.getvalue(), timeout=600)
+        self._check(result, "copying the partitions")
+
+    def start_agent(self, superlink_port: int, clients: list[int], num_clients: int, threads: int,
+                    grace: float) -> int:
+        args = shlex.join(["-m", "launcher.device_agent", "--run-dir", self.run_rel,
+                           "--superlink", f"127.0.0.1:{superlink_port}", "--clients", ",".join(map(str, clients)),
+                           "--num-clients", str(num_clients), "--torch-threads", str(threads), "--grace", str(grace)])
+        env = {**self.device.env, TAG_ENV: self.tag, RUN_ENV: self.run_id,
+               "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
+        assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+        rel = shlex.quote(self.run_rel)
+        # Only the agent goes to the background, with every stream redirected, so ssh returns at once.
+        command = (f"mkdir -p {self._in_run()} && cd {remote_path(self.device.workdir)} || exit 1; "
+                   f"env {assignments} setsid nohup {self._python()} {args} "
+                   f"> {rel}/agent.log 2>&1 < /dev/null & echo $!")
+        result = self.ssh.run(command, timeout=60)
+        self._check(result, "starting the agent")
+        try:
+            self.agent_pid = int(last_line(result.stdout))
+        except ValueError:
+            raise RemoteError(f"{self.host}: the agent did not report its pid") from None
+        return self.agent_pid
+
+    def pull(self, local_run: Path) -> dict | None:
+        """Bring the device's client folders and agent files into the local run folder; agent.json's data."""
+        result = self.ssh.run(
+            f"cd {self._in_run()} 2>/dev/null && tar -cf - --exclude='*.npz' $(ls -d client_* agent.json agent.log 2>/dev/null)",
+            timeout=120)
+        if result.returncode != 0 or not result.stdout:
+            return None
+        device_dir = local_run / "devices" / self.host
+        device_dir.mkdir(parents=True, exist_ok=True)
+        agent = None
+        with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r") as tar:
+            for member in tar.getmembers():
+                if not (member.isfile() or member.isdir()):
+                    continue
+                top = member.name.split("/", 1)[0]
+                if top.startswith("client_") and top[7:].isdigit():
+                    tar.extract(member, local_run, filter="data")
+                elif member.name in ("agent.json", "agent.log"):
+                    tar.extract(member, device_dir, filter="data")
+        try:
+            agent = json.loads((device_dir / "agent.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            agent = None
+        return agent
+
+    def stop(self, grace: float) -> tuple[int, str]:
+        """fl-finish on the device itself: the exact-tag rule, applied where the processes are."""
+        args = shlex.join(["-m", "launcher.finish_cli", "--kill-tag", self.tag, "--local-only", "--grace", str(grace)])
+        result = self.ssh.run(f"{self._python()} {args}", timeout=grace + 60)
+        return result.returncode, (result.stdout + result.stderr).decode("utf-8", "replace")
+
+    def tunnel_argv(self, remote_port: int, local_port: int) -> list[str]:
+        """ssh -R: the device's 127.0.0.1:remote_port reaches this machine's SuperLink."""
+        return self.ssh.argv("-N", "-o", "ExitOnForwardFailure=yes",
+                             "-R", f"127.0.0.1:{remote_port}:127.0.0.1:{local_port}")

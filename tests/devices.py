@@ -1,0 +1,158 @@
+"""Test "devices": each its own network, PID and mount namespace with its own sshd, keys and work root.
+
+    with make_devices(tmp_path, 2) as lab:
+        lab.hosts_file(slots=2)          # a devices.toml naming dev0, dev1
+        lab.ssh_config                   # -F file: aliases, key, known_hosts, strict checking
+        lab.devices[0].ssh("ps -e")      # what runs there, seen from there
+
+Traffic goes only to the namespaces' own addresses (10.231.x.2) and to loopback.
+A device's processes are invisible to the launcher's PID namespace checks, so
+only SSH can find or stop them; stopping the namespace's init ends them all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def available() -> str | None:
+    """Why devices cannot be made here, or None."""
+    if os.geteuid() != 0:
+        return "needs root for network namespaces"
+    for tool in ("ip", "unshare", "ssh", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not Path("/usr/sbin/sshd").exists():
+        return "openssh-server is not installed"
+    return None
+
+
+def _sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@dataclass
+class Device:
+    name: str
+    namespace: str
+    address: str
+    root: Path
+    sshd: subprocess.Popen
+    lab: "Lab"
+
+    def ssh(self, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run(["ssh", "-F", str(self.lab.ssh_config), self.name, "--", command],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def tagged_pids(self, tag: str) -> list[int]:
+        """PIDs in the device's own namespace whose environment carries FL_LAUNCH_TAG=tag exactly."""
+        script = ("import os\nfor p in os.listdir('/proc'):\n if p.isdigit():\n  try:\n"
+                  "   e=open(f'/proc/{p}/environ','rb').read().split(b'\\0')\n"
+                  "   s=open(f'/proc/{p}/stat').read().rsplit(')',1)[1].split()[0]\n"
+                  f"   print(p) if b'FL_LAUNCH_TAG={tag}' in e and s!='Z' else None\n"
+                  "  except OSError: pass\n")
+        out = self.ssh(f"{sys.executable} -c {_quote(script)}")
+        return [int(x) for x in out.stdout.split()]
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+@dataclass
+class Lab:
+    folder: Path
+    ssh_config: Path
+    devices: list[Device]
+
+    def hosts_file(self, slots: int = 1, extra: str = "") -> Path:
+        path = self.folder / "devices.toml"
+        body = f'[defaults]\npython = "{sys.executable}"\n{extra}\n'
+        for d in self.devices:
+            body += f'\n[[device]]\nhost = "{d.name}"\nslots = {slots}\nworkdir = "{d.root}"\n'
+        path.write_text(body)
+        return path
+
+
+@contextmanager
+def make_devices(folder: Path, count: int, first_octet: int | None = None):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = folder / "keys"
+    keys.mkdir()
+    _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "client"))
+    Path("/run/sshd").mkdir(exist_ok=True)
+    base = first_octet if first_octet is not None else 100 + os.getpid() % 100
+    tag = f"{os.getpid() % 10000}"
+    devices: list[Device] = []
+    config_lines = []
+    known_hosts = keys / "known_hosts"
+    known_hosts.write_text("")
+    lab = Lab(folder, folder / "ssh_config", devices)
+    try:
+        for i in range(count):
+            name, ns = f"dev{i}", f"fl-{tag}-{i}"
+            host_if, dev_if = f"fh{tag}x{i}", f"fd{tag}x{i}"
+            net = f"10.231.{(base + i) % 250}"
+            root = folder / f"{name}-root"
+            root.mkdir()
+            _sh("ip", "netns", "add", ns)
+            _sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", dev_if)
+            _sh("ip", "link", "set", dev_if, "netns", ns)
+            _sh("ip", "addr", "add", f"{net}.1/24", "dev", host_if)
+            _sh("ip", "link", "set", host_if, "up")
+            _sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{net}.2/24", "dev", dev_if)
+            _sh("ip", "netns", "exec", ns, "ip", "link", "set", dev_if, "up")
+            _sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+            hostkey = keys / f"{name}_host"
+            _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hostkey))
+            (keys / f"{name}_authorized").write_text((keys / "client.pub").read_text())
+            sshd_config = folder / f"{name}_sshd_config"
+            sshd_config.write_text(
+                f"ListenAddress {net}.2:22\nHostKey {hostkey}\nPidFile {folder / f'{name}_sshd.pid'}\n"
+                f"AuthorizedKeysFile {keys / f'{name}_authorized'}\nUsePAM no\nStrictModes no\n"
+                "PermitRootLogin yes\nPasswordAuthentication no\nAllowTcpForwarding yes\n"
+                "ClientAliveInterval 5\nClientAliveCountMax 3\n"
+            )
+            sshd = subprocess.Popen(
+                ["ip", "netns", "exec", ns, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+                 "/usr/sbin/sshd", "-D", "-e", "-f", str(sshd_config)],
+                stdout=open(folder / f"{name}_sshd.log", "wb"), stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            with open(known_hosts, "a") as fh:
+                fh.write(f"{net}.2 {' '.join((hostkey.with_suffix('.pub')).read_text().split()[:2])}\n")
+            config_lines.append(
+                f"Host {name}\n  HostName {net}.2\n  User root\n  IdentityFile {keys / 'client'}\n"
+                f"  IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts}\n  StrictHostKeyChecking yes\n"
+            )
+            devices.append(Device(name, ns, f"{net}.2", root, sshd, lab))
+        lab.ssh_config.write_text("\n".join(config_lines))
+        for device in devices:
+            deadline = time.monotonic() + 15
+            while device.ssh("true", timeout=10).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"sshd on {device.name} did not come up: "
+                                       f"{(folder / f'{device.name}_sshd.log').read_text()[-500:]}")
+                time.sleep(0.2)
+        yield lab
+    finally:
+        for device in devices:
+            device.sshd.terminate()  # unshare --kill-child ends the namespace's init, and with it everything
+            try:
+                device.sshd.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                device.sshd.kill()
+                device.sshd.wait()
+        for i in range(count):
+            subprocess.run(["ip", "netns", "del", f"fl-{tag}-{i}"], capture_output=True)
+            subprocess.run(["ip", "link", "del", f"fh{tag}x{i}"], capture_output=True)
