@@ -13,10 +13,13 @@ import sys
 import time
 
 import click
+from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
-from launcher.live_view import make_view, print_summary
+from launcher.hosts import HostsError, load_hosts
+from launcher.live_view import make_console, make_view, print_summary
 from launcher.plan import TASKS, LaunchOptions, PlanError, prepare_run
+from launcher.preflight import check_devices
 from launcher.processes import RUN_ENV, TAG_ENV
 from launcher.run_folder import RUN_ID_RE, RunFolder
 from launcher.supervisor import Supervisor
@@ -61,10 +64,15 @@ D = LaunchOptions()  # every default below comes from here
               help="TOML file of devices to place clients on over SSH (see README).  [default: this machine]")
 @click.option("--ssh-config", type=click.Path(dir_okay=False), default=None,
               help="An ssh config file to use instead of ~/.ssh/config.")
+@click.option("--check", is_flag=True, help="With --hosts: check every device (reachable, versions, memory, "
+              "CPUs, disk, clock) and exit; non-zero when one fails.")
 @click.option("--detach", is_flag=True, help="Return once all clients are up; a small supervisor process keeps the run going.")
 def main(**kwargs) -> None:
     """Start a Flower SuperLink and N client nodes on this machine, train, and stop them all."""
+    check = kwargs.pop("check")
     opts = LaunchOptions(**kwargs)
+    if check:
+        sys.exit(_check(opts))
     _validate(opts)
     try:
         folder = prepare_run(opts)
@@ -81,6 +89,27 @@ def main(**kwargs) -> None:
         view.stop()
     print_summary(folder.read(), supervisor.events, view.console)
     sys.exit(code)
+
+
+def _check(opts: LaunchOptions) -> int:
+    if opts.hosts is None:
+        raise UserError("--check needs --hosts FILE")
+    try:
+        devices = load_hosts(opts.hosts)
+    except HostsError as err:
+        raise UserError(str(err)) from None
+    rows = check_devices(devices, opts.ssh_config)
+    table = Table(title=f"devices in {opts.hosts}")
+    for column in ("host", "ok", "python", "fl-launch", "flwr", "torch", "free MiB", "CPUs", "disk MiB",
+                   "clock s", "problems"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["host"], "yes" if r["ok"] else "NO", str(r.get("python", "-")), str(r.get("fl-launch", "-")),
+                      str(r.get("flwr", "-")), str(r.get("torch", "-")), str(r.get("mem_free_mib", "-")),
+                      str(r.get("cpus", "-")), str(r.get("disk_free_mib", "-")),
+                      f"{r['clock_offset_s']:+.2f}" if "clock_offset_s" in r else "-", "; ".join(r["problems"]))
+    make_console().print(table)
+    return 0 if all(r["ok"] for r in rows) else 1
 
 
 def _validate(opts: LaunchOptions) -> None:

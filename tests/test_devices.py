@@ -1,0 +1,123 @@
+"""Clients on devices over a real sshd: each device its own network, PID and mount namespace."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests import devices as lab_devices
+from tests.helpers import run, run_json, runs, start, wait_for_status, wait_until_nothing_tagged
+
+pytestmark = pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available()))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with lab_devices.make_devices(tmp_path_factory.mktemp("lab"), 2) as lab:
+        yield lab
+
+
+def launch(lab, log_dir, *args, **kw):
+    return run("fl-launch", "--hosts", str(lab.hosts_file(slots=2)), "--ssh-config", str(lab.ssh_config),
+               "--log-dir", str(log_dir), *args, **kw)
+
+
+def test_two_devices_two_clients_each(lab, tmp_path):
+    result = launch(lab, tmp_path, "--client-num", "4", "--rounds", "2", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = runs(tmp_path)[0]
+    info = run_json(run_dir)
+    assert info["status"] == "finished" and info["rounds_done"] == 2
+    for i in range(4):
+        text = (run_dir / f"client_{i}" / "client.log").read_text()
+        assert text.count("evaluate acc:") == 2 and "[final] final model accuracy" in text
+    by_host = {}
+    for proc in info["processes"]:
+        by_host.setdefault(proc["host"], []).append(proc["role"])
+    assert sorted(by_host["dev0"]) == ["agent", "clientapp", "clientapp", "supernode", "supernode"]
+    assert sorted(by_host["dev1"]) == ["agent", "clientapp", "clientapp", "supernode", "supernode"]
+    assert by_host["localhost"].count("tunnel") == 2 and "clientapp" not in by_host["localhost"]
+    for device in lab.devices:  # each device's own copy of its clients only
+        remote_run = device.root / "runs" / run_dir.name
+        assert sorted(p.name for p in (remote_run / "data").iterdir()) == \
+            (["client_0.npz", "client_1.npz"] if device.name == "dev0" else ["client_2.npz", "client_3.npz"])
+        assert device.tagged_pids(info["kill_tag"]) == []
+
+
+def test_detached_remote_run_is_stopped_by_fl_finish(lab, tmp_path):
+    tag = "remote-detach-1"
+    result = launch(lab, tmp_path, "--client-num", "4", "--rounds", "50", "--kill-tag", tag, "--detach", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for device in lab.devices:
+        assert len(device.tagged_pids(tag)) >= 5  # the agent, two (node, app) pairs, tasks at work
+    done = run("fl-finish", "--kill-tag", tag, "--log-dir", str(tmp_path), "--grace", "5", timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for device in lab.devices:
+        assert device.tagged_pids(tag) == [], device.name
+    assert wait_until_nothing_tagged(tag) == []
+    assert run_json(runs(tmp_path)[0])["status"] == "interrupted"
+
+
+def test_dropped_ssh_connection_does_not_stop_the_clients(lab, tmp_path):
+    proc = start("fl-launch", "--hosts", str(lab.hosts_file(slots=2)), "--ssh-config", str(lab.ssh_config),
+                 "--log-dir", str(tmp_path), "--client-num", "4", "--rounds", "4")
+    try:
+        while not runs(tmp_path):
+            time.sleep(0.1)
+        run_dir = runs(tmp_path)[0]
+        wait_for_status(run_dir, {"running"}, timeout=180)
+        tunnels = [p for p in run_json(run_dir)["processes"] if p["role"] == "tunnel"]
+        for tunnel in tunnels:  # the ssh client carrying a device's traffic, gone
+            os.kill(tunnel["pid"], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "reconnecting" in out
+    info = run_json(run_dir)
+    assert info["rounds_done"] == 4 and len([p for p in info["processes"] if p["role"] == "tunnel"]) >= 4
+    for i in range(4):  # the logs still arrive, whole
+        assert (run_dir / f"client_{i}" / "client.log").read_text().count("evaluate acc:") == 4
+
+
+def test_check_reports_a_good_and_an_unreachable_device(lab, tmp_path):
+    hosts = lab.hosts_file(slots=1)
+    # nothing listens on port 1 of loopback: refused at once, and no traffic leaves the machine
+    hosts.write_text(hosts.read_text() + '\n[[device]]\nhost = "127.0.0.1"\nport = 1\n')
+    result = run("fl-launch", "--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--check", timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("│")}
+    assert "yes" in rows["dev0"] and "yes" in rows["dev1"] and "2.13.0" in rows["dev0"]
+    assert "NO" in rows["127.0.0.1"] and "unreachable" in rows["127.0.0.1"]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ('host = "dev0; touch /tmp/owned"', "host must be"),
+    ('host = "$(reboot)"', "host must be"),
+    ('host = "dev0"\nuser = "root`id`"', "user must be"),
+    ('host = "dev0"\nworkdir = "a\\nb"', "workdir must be"),
+    ('host = "dev0"\nenv = { "A;B" = "x" }', "env"),
+    ('host = "dev0"\nslotz = 2', "unknown key 'slotz'"),
+])
+def test_hosts_entries_cannot_inject_shell(tmp_path, entry, message):
+    hosts = tmp_path / "devices.toml"
+    hosts.write_text(f"[[device]]\n{entry}\n")
+    result = run("fl-launch", "--hosts", str(hosts), "--client-num", "1", "--log-dir", str(tmp_path / "logs"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip()
+    assert line.startswith(f"fl-launch: error: {hosts}:") and message in line
+    assert runs(tmp_path / "logs") == [] and not os.path.exists("/tmp/owned")
+
+
+def test_more_clients_than_slots_is_refused_before_anything_starts(lab, tmp_path):
+    result = launch(lab, tmp_path, "--client-num", "5")
+    assert result.returncode == 2 and "do not fit the 4 slots" in result.stderr
+    assert runs(tmp_path) == []
+
+
+def test_shell_metacharacters_in_a_tag_are_refused(lab, tmp_path):
+    result = launch(lab, tmp_path, "--client-num", "2", "--kill-tag", "x;touch /tmp/owned")
+    assert result.returncode == 2 and "--kill-tag" in result.stderr
+    assert runs(tmp_path) == [] and not os.path.exists("/tmp/owned")
