@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
+from launcher.hosts import Device
 from launcher.live_view import make_console
+from launcher.processes import StopResult, command_of, terminate_then_kill
 from launcher.remote import RemoteDevice
 from launcher.run_folder import RUN_ID_RE, RunFolder, RunFolderError, now_iso
-from launcher.hosts import Device
-from launcher.processes import StopResult, command_of, terminate_then_kill
 from launcher.tagged import tagged_processes
 
 

@@ -64,6 +64,8 @@ D = LaunchOptions()  # every default below comes from here
               help="TOML file of devices to place clients on over SSH (see README).  [default: this machine]")
 @click.option("--ssh-config", type=click.Path(dir_okay=False), default=None,
               help="An ssh config file to use instead of ~/.ssh/config.")
+@click.option("--tls", is_flag=True, help="Serve the SuperLink over TLS with a CA and certificate made for this "
+              "run; every node verifies it.")
 @click.option("--check", is_flag=True, help="With --hosts: check every device (reachable, versions, memory, "
               "CPUs, disk, clock) and exit; non-zero when one fails.")
 @click.option("--detach", is_flag=True, help="Return once all clients are up; a small supervisor process keeps the run going.")
@@ -78,6 +80,9 @@ def main(**kwargs) -> None:
         folder = prepare_run(opts)
     except PlanError as err:
         raise UserError(str(err)) from None
+    if opts.hosts and not opts.tls:
+        click.echo("note: without --tls, Flower's traffic is plain HTTP; between machines it travels inside the "
+                   "SSH tunnels, on each machine's loopback it is clear text", err=True)
     if opts.detach:
         sys.exit(_detach(folder, opts))
     view = make_view(folder.run_id)

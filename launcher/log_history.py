@@ -21,7 +21,6 @@ from pathlib import Path
 from simulator.loglines import count_unreadable, has_java_time_lines, iter_events
 
 
-
 @dataclass
 class ClientHistory:
     path: str

@@ -59,13 +59,16 @@ def write_node_config(run_dir: Path, client: int, num_clients: int) -> Path:
 
 
 def start_node(table: ProcessTable, run_dir: Path, client: int, superlink: str, runtime_port: int,
-               env: dict[str, str], threads: int) -> tuple[Managed, Managed]:
+               env: dict[str, str], threads: int, root_certificates: str | None = None) -> tuple[Managed, Managed]:
+    """``root_certificates``: verify the SuperLink's TLS certificate against this CA (else plain HTTP)."""
     client_dir = run_dir / f"client_{client}"
     node_config = str(client_dir / "node_config.toml")
     node_env = dict(env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / f"client_{client}"))
     supernode = table.spawn(
         "supernode",
-        [flwr_bin("flower-supernode"), "--insecure", "--superlink", superlink,
+        [flwr_bin("flower-supernode"),
+         *(["--root-certificates", root_certificates] if root_certificates else ["--insecure"]),
+         "--superlink", superlink,
          "--isolation", "process", "--host", "127.0.0.1", "--port", str(runtime_port),
          "--node-config", node_config],
         log=client_dir / "supernode.log", env=node_env, cwd=client_dir, client=client, port=runtime_port,

@@ -16,6 +16,7 @@ from pathlib import Path
 from launcher.hosts import Device, HostsError, load_hosts, place_clients
 from launcher.node_commands import write_node_config
 from launcher.run_folder import RunFolder, RunFolderError, now_iso
+from launcher.tls import make_run_certificates
 from partitions import PartitionError, split
 from simulator.client_data import write_partitions
 from simulator.datasets import DataSetError, load_dataset
@@ -60,6 +61,7 @@ class LaunchOptions:
     grace: float = 10.0
     hosts: str | None = None
     ssh_config: str | None = None
+    tls: bool = False
 
     def startup_deadline(self) -> float:
         """Seconds for every client to import torch and connect (2 cores share the work)."""
@@ -109,12 +111,16 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
         nodes.append({"client": client, "host": device.host if device else "localhost",
                       "node_config": node_config, "samples": int(len(parts[client]))})
     folder.server_dir.mkdir()
+    tls = None
+    if opts.tls:  # nodes reach the SuperLink at 127.0.0.1: locally, and on devices through their tunnel
+        paths = make_run_certificates(folder.path / "tls", hosts=["127.0.0.1", "localhost"])
+        tls = {"ca": str(paths.ca), "cert": str(paths.cert), "key": str(paths.key)}
     folder.update(
         run_id=folder.run_id, run_dir=str(folder.path), kill_tag=tag, status="prepared", created=now_iso(),
         task=opts.task, source_run=source_run, options=asdict(opts), settings=settings.to_config(),
         plan={"app_dir": str(app_dir), "nodes": nodes, "startup_timeout": opts.startup_deadline(),
               "grace": opts.grace, "torch_threads": opts.torch_threads,
-              "devices": list(devices.values()), "ssh_config": opts.ssh_config},
+              "devices": list(devices.values()), "ssh_config": opts.ssh_config, "tls": tls},
         processes=[],
     )
     folder.point_latest()

@@ -53,10 +53,12 @@ class RemoteDevice:
         if result.returncode != 0:
             raise RemoteError(f"{self.host}: {what} failed: {last_line(result.stderr) or f'exit {result.returncode}'}")
 
-    def stage(self, local_run: Path, clients: list[int]) -> None:
-        """Copy the clients' partitions to the device's run folder."""
+    def stage(self, local_run: Path, clients: list[int], ca: Path | None = None) -> None:
+        """Copy the clients' partitions (and the run's CA, with TLS) to the device's run folder."""
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
+            if ca is not None:
+                tar.add(ca, arcname="tls/ca.pem")
             for client in clients:
                 tar.add(local_run / "data" / f"client_{client}.npz", arcname=f"data/client_{client}.npz")
         rdir = self._in_run()
@@ -64,10 +66,11 @@ class RemoteDevice:
         self._check(result, "copying the partitions")
 
     def start_agent(self, superlink_port: int, clients: list[int], num_clients: int, threads: int,
-                    grace: float) -> int:
+                    grace: float, tls: bool = False) -> int:
         args = shlex.join(["-m", "launcher.device_agent", "--run-dir", self.run_rel,
                            "--superlink", f"127.0.0.1:{superlink_port}", "--clients", ",".join(map(str, clients)),
-                           "--num-clients", str(num_clients), "--torch-threads", str(threads), "--grace", str(grace)])
+                           "--num-clients", str(num_clients), "--torch-threads", str(threads), "--grace", str(grace),
+                           *(["--tls"] if tls else [])])
         env = {**self.device.env, TAG_ENV: self.tag, RUN_ENV: self.run_id,
                "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
         assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())

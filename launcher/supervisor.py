@@ -15,6 +15,7 @@ Stop order: client apps and SuperNodes, then `flwr run`, then the SuperLink.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -92,10 +93,13 @@ class Supervisor:
         env = flower_env(self.folder.path, plan["torch_threads"])
         nodes = plan["nodes"]
         link_port, *node_ports = free_ports(1 + len(nodes))
-        self._write_flwr_config(env, link_port)
+        tls = plan.get("tls")
+        self._write_flwr_config(env, link_port, tls["ca"] if tls else None)
+        security = (["--ssl-certfile", tls["cert"], "--ssl-keyfile", tls["key"], "--ssl-ca-certfile", tls["ca"]]
+                    if tls else ["--insecure"])
         superlink = self.table.spawn(
             "superlink",
-            [flwr_bin("flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port", str(link_port),
+            [flwr_bin("flower-superlink"), *security, "--host", "127.0.0.1", "--port", str(link_port),
              "--disable-runtime-dependency-installation"],
             log=self.folder.server_dir / "superlink.log", env=env, cwd=self.folder.path, port=link_port,
         )
@@ -106,7 +110,7 @@ class Supervisor:
         for node, port in zip(nodes, node_ports):
             if node["host"] == "localhost":
                 start_node(self.table, self.folder.path, node["client"], f"127.0.0.1:{link_port}", port, env,
-                           plan["torch_threads"])
+                           plan["torch_threads"], root_certificates=tls["ca"] if tls else None)
         self.update_processes()
         try:
             for device, clients in self.devices:
@@ -122,22 +126,25 @@ class Supervisor:
         return self._watch(float(plan["startup_timeout"]), float(settings["round-timeout"]))
 
     @staticmethod
-    def _write_flwr_config(env: dict[str, str], link_port: int) -> None:
+    def _write_flwr_config(env: dict[str, str], link_port: int, ca: str | None) -> None:
         """The run's own FLWR_HOME: `flwr run` finds its SuperLink there, never in ~/.flwr."""
         home = Path(env["FLWR_HOME"])
         home.mkdir(exist_ok=True)
+        security = f"root-certificates = {json.dumps(ca)}" if ca else "insecure = true"
         (home / "config.toml").write_text(
             f'[superlink]\ndefault = "local"\n\n[superlink.local]\n'
-            f'address = "127.0.0.1:{link_port}"\ninsecure = true\n'
+            f'address = "127.0.0.1:{link_port}"\n{security}\n'
         )
 
     def _start_device(self, device: RemoteDevice, clients: list[int], link_port: int, num_clients: int) -> None:
         """Partitions over, a tunnel to the SuperLink up, the agent started detached."""
         plan = self.info["plan"]
         self.view.message(f"{device.host}: staging {len(clients)} client(s)")
-        device.stage(self.folder.path, clients)
+        tls = plan.get("tls")
+        device.stage(self.folder.path, clients, ca=Path(tls["ca"]) if tls else None)
         self._start_tunnel(device, link_port)
-        pid = device.start_agent(link_port, clients, num_clients, plan["torch_threads"], plan["grace"])
+        pid = device.start_agent(link_port, clients, num_clients, plan["torch_threads"], plan["grace"],
+                                 tls=bool(tls))
         self.remote_procs[device.host] = [{"role": "agent", "client": None, "host": device.host, "pid": pid,
                                            "exit_code": None, "exit": "running"}]
         self.view.message(f"{device.host}: agent pid {pid}, clients {', '.join(map(str, clients))}")

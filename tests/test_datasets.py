@@ -5,9 +5,9 @@ import pickle
 import numpy as np
 import pytest
 
+from partitions import split
 from simulator.client_data import load_partition, write_partitions
 from simulator.datasets import DataSetError, load_dataset
-from partitions import split
 
 
 def write_cifar(root, per_batch=20, batches=("data_batch_1", "data_batch_2", "test_batch")):

@@ -121,3 +121,22 @@ def test_shell_metacharacters_in_a_tag_are_refused(lab, tmp_path):
     result = launch(lab, tmp_path, "--client-num", "2", "--kill-tag", "x;touch /tmp/owned")
     assert result.returncode == 2 and "--kill-tag" in result.stderr
     assert runs(tmp_path) == [] and not os.path.exists("/tmp/owned")
+
+
+def test_tls_run_on_devices(lab, tmp_path):
+    result = launch(lab, tmp_path, "--client-num", "2", "--rounds", "1", "--tls", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "without --tls" not in result.stderr
+    run_dir = runs(tmp_path)[0]
+    for device in lab.devices:  # the CA went over with the partitions; the nodes verified against it
+        remote = device.root / "runs" / run_dir.name
+        assert (remote / "tls" / "ca.pem").read_bytes() == (run_dir / "tls" / "ca.pem").read_bytes()
+        assert not (remote / "tls" / "ca.key").exists()
+    assert run_json(run_dir)["rounds_done"] == 1
+
+
+def test_a_remote_run_without_tls_says_so_in_one_line(lab, tmp_path):
+    result = launch(lab, tmp_path, "--client-num", "2", "--rounds", "1", timeout=300)
+    assert result.returncode == 0
+    notes = [line for line in result.stderr.splitlines() if "without --tls" in line]
+    assert len(notes) == 1
