@@ -18,8 +18,8 @@ def lab(tmp_path_factory):
         yield lab
 
 
-def launch(lab, log_dir, *args, **kw):
-    return run("fl-launch", "--hosts", str(lab.hosts_file(slots=2)), "--ssh-config", str(lab.ssh_config),
+def launch(lab, log_dir, *args, slots=2, **kw):
+    return run("fl-launch", "--hosts", str(lab.hosts_file(slots=slots)), "--ssh-config", str(lab.ssh_config),
                "--log-dir", str(log_dir), *args, **kw)
 
 
@@ -124,7 +124,7 @@ def test_shell_metacharacters_in_a_tag_are_refused(lab, tmp_path):
 
 
 def test_tls_run_on_devices(lab, tmp_path):
-    result = launch(lab, tmp_path, "--client-num", "2", "--rounds", "1", "--tls", timeout=300)
+    result = launch(lab, tmp_path, "--client-num", "2", "--rounds", "1", "--tls", slots=1, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "without --tls" not in result.stderr
     run_dir = runs(tmp_path)[0]
