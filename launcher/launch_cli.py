@@ -10,17 +10,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import click
 from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
 from launcher.hosts import HostsError, load_hosts
+from launcher.install import SOURCE_ROOT, InstallError, build_wheel, install_on
 from launcher.live_view import make_console, make_view, print_summary
 from launcher.plan import TASKS, LaunchOptions, PlanError, prepare_run
 from launcher.preflight import check_devices
 from launcher.processes import RUN_ENV, TAG_ENV
+from launcher.remote import RemoteDevice
 from launcher.run_folder import RUN_ID_RE, RunFolder
 from launcher.supervisor import Supervisor
 from partitions import SCHEMES
@@ -68,11 +72,15 @@ D = LaunchOptions()  # every default below comes from here
               "run; every node verifies it.")
 @click.option("--check", is_flag=True, help="With --hosts: check every device (reachable, versions, memory, "
               "CPUs, disk, clock) and exit; non-zero when one fails.")
+@click.option("--install", is_flag=True, help="With --hosts: build this launcher's wheel and pip-install it "
+              "(and its pinned dependencies) into each device's Python, then exit.")
 @click.option("--detach", is_flag=True, help="Return once all clients are up; a small supervisor process keeps the run going.")
 def main(**kwargs) -> None:
     """Start a Flower SuperLink and N client nodes on this machine, train, and stop them all."""
-    check = kwargs.pop("check")
+    check, install = kwargs.pop("check"), kwargs.pop("install")
     opts = LaunchOptions(**kwargs)
+    if install:
+        sys.exit(_install(opts))
     if check:
         sys.exit(_check(opts))
     _validate(opts)
@@ -96,13 +104,37 @@ def main(**kwargs) -> None:
     sys.exit(code)
 
 
-def _check(opts: LaunchOptions) -> int:
+def _devices(opts: LaunchOptions, flag: str):
     if opts.hosts is None:
-        raise UserError("--check needs --hosts FILE")
+        raise UserError(f"{flag} needs --hosts FILE")
     try:
-        devices = load_hosts(opts.hosts)
+        return load_hosts(opts.hosts)
     except HostsError as err:
         raise UserError(str(err)) from None
+
+
+def _install(opts: LaunchOptions) -> int:
+    devices = _devices(opts, "--install")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            wheel = build_wheel(Path(tmp))
+        except InstallError as err:
+            raise UserError(str(err)) from None
+        table = Table(title=f"installing {wheel.name}")
+        for column in ("host", "ok", "result"):
+            table.add_column(column)
+        ok = True
+        for device in devices:
+            done, message = install_on(RemoteDevice(device, opts.ssh_config, "install", "install"), wheel,
+                                       SOURCE_ROOT / "constraints.txt")
+            ok &= done
+            table.add_row(device.host, "yes" if done else "NO", message)
+    make_console().print(table)
+    return 0 if ok else 1
+
+
+def _check(opts: LaunchOptions) -> int:
+    devices = _devices(opts, "--check")
     rows = check_devices(devices, opts.ssh_config)
     table = Table(title=f"devices in {opts.hosts}")
     for column in ("host", "ok", "python", "fl-launch", "flwr", "torch", "free MiB", "CPUs", "disk MiB",

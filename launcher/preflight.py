@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 
 from launcher.hosts import Device
+from launcher.remote import RemoteDevice
 from launcher.ssh import Ssh, last_line, remote_path
 
 PROBE = r"""
@@ -60,7 +61,7 @@ def local_versions() -> dict:
 
 def check_device(device: Device, ssh_config: str | None) -> dict:
     ssh = Ssh(device, ssh_config)
-    python = remote_path(device.python) if device.python.startswith("~") else shlex.quote(device.python)
+    python = RemoteDevice(device, ssh_config, "check", "check").python_word()
     workdir = device.workdir
     wd_arg = remote_path(workdir)
     result = ssh.run(f"{python} -c {shlex.quote(PROBE)} {wd_arg}", timeout=60)

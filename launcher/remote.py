@@ -38,7 +38,8 @@ class RemoteDevice:
         self.run_rel = posixpath.join("runs", run_id)  # under the device's workdir
         self.agent_pid: int | None = None
 
-    def _python(self) -> str:
+    def python_word(self) -> str:
+        """The device's interpreter as a word for its shell."""
         p = self.device.python
         return remote_path(p) if p.startswith("~") else shlex.quote(p)
 
@@ -77,7 +78,7 @@ class RemoteDevice:
         rel = shlex.quote(self.run_rel)
         # Only the agent goes to the background, with every stream redirected, so ssh returns at once.
         command = (f"mkdir -p {self._in_run()} && cd {remote_path(self.device.workdir)} || exit 1; "
-                   f"env {assignments} setsid nohup {self._python()} {args} "
+                   f"env {assignments} setsid nohup {self.python_word()} {args} "
                    f"> {rel}/agent.log 2>&1 < /dev/null & echo $!")
         result = self.ssh.run(command, timeout=60)
         self._check(result, "starting the agent")
@@ -115,7 +116,7 @@ class RemoteDevice:
     def stop(self, grace: float) -> tuple[int, str]:
         """fl-finish on the device itself: the exact-tag rule, applied where the processes are."""
         args = shlex.join(["-m", "launcher.finish_cli", "--kill-tag", self.tag, "--local-only", "--grace", str(grace)])
-        result = self.ssh.run(f"{self._python()} {args}", timeout=grace + 60)
+        result = self.ssh.run(f"{self.python_word()} {args}", timeout=grace + 60)
         return result.returncode, (result.stdout + result.stderr).decode("utf-8", "replace")
 
     def tunnel_argv(self, remote_port: int, local_port: int) -> list[str]:

@@ -2,7 +2,10 @@
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +143,28 @@ def test_a_remote_run_without_tls_says_so_in_one_line(lab, tmp_path):
     assert result.returncode == 0
     notes = [line for line in result.stderr.splitlines() if "without --tls" in line]
     assert len(notes) == 1
+
+
+def _with_python(lab, python) -> Path:
+    hosts = lab.hosts_file(slots=1)
+    hosts.write_text(hosts.read_text().replace(f'python = "{sys.executable}"', f'python = "{python}"'))
+    return hosts
+
+
+def test_install_puts_this_version_on_the_device_and_check_sees_it(lab, tmp_path):
+    bare = lab.devices[0].root / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    before = run("fl-launch", "--hosts", str(_with_python(lab, f"{bare}/bin/python")), "--ssh-config",
+                 str(lab.ssh_config), "--check")
+    assert before.returncode == 1 and "fl-launch missing" in before.stdout and "flwr missing" in before.stdout
+
+    venv = lab.devices[0].root / "venv"  # its own site-packages; the rest it may take from the system
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    hosts = _with_python(lab, f"{venv}/bin/python")
+    done = run("fl-launch", "--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--install", timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "installed fl-launch 0.1.0" in done.stdout
+    where = lab.devices[0].ssh(f"{venv}/bin/python -c 'import launcher; print(launcher.__file__)'").stdout
+    assert where.startswith(str(venv))  # the wheel, not this checkout
+    after = run("fl-launch", "--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--check")
+    assert after.returncode == 0, after.stdout
