@@ -6,6 +6,7 @@
     $ fl-stats --run r1 --plot acc.png  # the figure of MindSpore's tutorial
     $ fl-stats path/to/mindspore/run    # any folder of client_*/client.log, MindSpore's too
     $ fl-stats --runs                   # every run in the log dir and its state
+    $ fl-stats --pull --run r1          # bring r1's client logs over again from its devices
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from rich.live import Live
 from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
+from launcher.hosts import Device
 from launcher.live_view import make_console
 from launcher.log_history import read_client_log
+from launcher.remote import RemoteDevice
 from launcher.run_folder import RunFolder, RunFolderError
 from launcher.run_status import LIVE, live_status
 from launcher.stats import across_clients, client_tables, plot_across, read_logs
@@ -103,7 +106,8 @@ def _clean(value):
 @click.option("--watch", is_flag=True, help="Refresh while the run is live.")
 @click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, help="Seconds between --watch refreshes.")
 @click.option("--runs", "list_runs", is_flag=True, help="List the runs in the log dir.")
-def main(target, run, log_dir, as_csv, as_json, output, plot, watch, interval, list_runs) -> None:
+@click.option("--pull", is_flag=True, help="First bring the run's client logs over again from its devices.")
+def main(target, run, log_dir, as_csv, as_json, output, plot, watch, interval, list_runs, pull) -> None:
     """Loss and accuracy per round out of client logs: one client, or AVG/TOP5/LOW5 across a run."""
     console = make_console()
     log_path = Path(log_dir)
@@ -112,6 +116,10 @@ def main(target, run, log_dir, as_csv, as_json, output, plot, watch, interval, l
     if list_runs:
         _list_runs(log_path, console, as_json, output)
         return
+    if pull:
+        _pull(_run_folder(run, log_path), console)
+        if target is None and not (as_csv or as_json or plot or watch):
+            return
     kind, path = resolve(target, run, log_path)
     if plot and kind != "run":
         raise UserError("--plot draws across a run's clients; name a run, not a client")
@@ -213,6 +221,19 @@ def _watch(kind: str, path: Path, console: Console, interval: float) -> None:
                 time.sleep(interval)
         except KeyboardInterrupt:
             pass
+
+
+def _pull(folder: Path, console: Console) -> None:
+    info = RunFolder(folder).read()
+    specs = (info.get("plan") or {}).get("devices", [])
+    if not specs:
+        raise UserError(f"run {folder.name} has no devices to pull from")
+    for spec in specs:
+        device = RemoteDevice(Device(**{k: v for k, v in spec.items() if k != "clients"}),
+                              info["plan"].get("ssh_config"), info["run_id"], info["kill_tag"])
+        agent = device.pull(folder)
+        state = "pulled" if agent is not None else "unreachable or empty"
+        console.print(f"{device.host}: clients {', '.join(map(str, spec['clients']))}: {state}")
 
 
 def _list_runs(log_dir: Path, console: Console, as_json: bool, output: str | None) -> None:

@@ -41,6 +41,10 @@ def test_two_devices_two_clients_each(lab, tmp_path):
     assert sorted(by_host["dev0"]) == ["agent", "clientapp", "clientapp", "supernode", "supernode"]
     assert sorted(by_host["dev1"]) == ["agent", "clientapp", "clientapp", "supernode", "supernode"]
     assert by_host["localhost"].count("tunnel") == 2 and "clientapp" not in by_host["localhost"]
+    (run_dir / "client_3" / "client.log").unlink()
+    pulled = run("fl-stats", "--pull", "--run", run_dir.name, "--log-dir", str(tmp_path))
+    assert pulled.returncode == 0 and "dev1: clients 2, 3: pulled" in pulled.stdout, pulled.stdout + pulled.stderr
+    assert (run_dir / "client_3" / "client.log").read_text().count("evaluate acc:") == 2
     for device in lab.devices:  # each device's own copy of its clients only
         remote_run = device.root / "runs" / run_dir.name
         assert sorted(p.name for p in (remote_run / "data").iterdir()) == \
