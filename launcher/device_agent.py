@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-clients", type=int, required=True)
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--grace", type=float, default=10.0)
+    parser.add_argument("--data-dir", default=None, help="read client_<i>.npz here, not in <run-dir>/data")
     parser.add_argument("--tls", action="store_true", help="verify the SuperLink against <run-dir>/tls/ca.pem")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     table = ProcessTable(os.environ.get(TAG_ENV, ""), os.environ.get(RUN_ENV, ""))
     env = flower_env(run_dir, args.torch_threads)
     for client, port in zip(clients, free_ports(len(clients))):
-        write_node_config(run_dir, client, args.num_clients)
+        write_node_config(run_dir, client, args.num_clients,
+                          data_dir=Path(args.data_dir).resolve() if args.data_dir else None)
         start_node(table, run_dir, client, args.superlink, port, env, args.torch_threads,
                    root_certificates=str(run_dir / "tls" / "ca.pem") if args.tls else None)
     _write(run_dir, table, "running")

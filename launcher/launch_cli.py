@@ -68,6 +68,9 @@ D = LaunchOptions()  # every default below comes from here
               help="TOML file of devices to place clients on over SSH (see README).  [default: this machine]")
 @click.option("--ssh-config", type=click.Path(dir_okay=False), default=None,
               help="An ssh config file to use instead of ~/.ssh/config.")
+@click.option("--remote-data-dir", default=None,
+              help="With --hosts: the partitions are already on each device in this folder (client_<i>.npz, e.g. "
+                   "an earlier run's runs/RUN/data); do not copy them.  [default: copy the launcher's split]")
 @click.option("--tls", is_flag=True, help="Serve the SuperLink over TLS with a CA and certificate made for this "
               "run; every node verifies it.")
 @click.option("--check", is_flag=True, help="With --hosts: check every device (reachable, versions, memory, "
@@ -157,6 +160,10 @@ def _validate(opts: LaunchOptions) -> None:
     sampled = max(1, int(opts.client_num * opts.fraction_fit))
     if opts.min_clients is not None and opts.min_clients > sampled:
         raise UserError(f"--min-clients {opts.min_clients} exceeds the {sampled} clients sampled per round")
+    if opts.remote_data_dir is not None and opts.hosts is None:
+        raise UserError("--remote-data-dir needs --hosts")
+    if opts.remote_data_dir is not None and any(c in opts.remote_data_dir for c in "\n\0"):
+        raise UserError("--remote-data-dir must be a path on one line")
     if opts.data_dir is not None and opts.dataset in ("digits", "synthetic"):
         raise UserError(f"--data-dir is not used by --dataset {opts.dataset}")
 

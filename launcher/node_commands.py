@@ -46,14 +46,17 @@ def _toml_str(path: Path) -> str:
     return f"'{text}'"
 
 
-def write_node_config(run_dir: Path, client: int, num_clients: int) -> Path:
-    """client_<i>/node_config.toml with absolute paths (given to the SuperNode and the warm host)."""
+def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Path | None = None) -> Path:
+    """client_<i>/node_config.toml with absolute paths (given to the SuperNode and the warm host).
+
+    The partition is ``<data_dir or run_dir/data>/client_<i>.npz``.
+    """
     client_dir = run_dir / f"client_{client}"
     client_dir.mkdir(parents=True, exist_ok=True)
     path = client_dir / "node_config.toml"
     path.write_text(
         f"partition-id = {client}\nnum-partitions = {num_clients}\n"
-        f"client-dir = {_toml_str(client_dir)}\ndata-file = {_toml_str(run_dir / 'data' / f'client_{client}.npz')}\n"
+        f"client-dir = {_toml_str(client_dir)}\ndata-file = {_toml_str((data_dir or run_dir / 'data') / f'client_{client}.npz')}\n"
     )
     return path
 

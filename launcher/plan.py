@@ -62,6 +62,7 @@ class LaunchOptions:
     hosts: str | None = None
     ssh_config: str | None = None
     tls: bool = False
+    remote_data_dir: str | None = None
 
     def startup_deadline(self) -> float:
         """Seconds for every client to import torch and connect (2 cores share the work)."""
@@ -120,7 +121,8 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
         task=opts.task, source_run=source_run, options=asdict(opts), settings=settings.to_config(),
         plan={"app_dir": str(app_dir), "nodes": nodes, "startup_timeout": opts.startup_deadline(),
               "grace": opts.grace, "torch_threads": opts.torch_threads,
-              "devices": list(devices.values()), "ssh_config": opts.ssh_config, "tls": tls},
+              "devices": list(devices.values()), "ssh_config": opts.ssh_config, "tls": tls,
+              "remote_data_dir": opts.remote_data_dir},
         processes=[],
     )
     folder.point_latest()

@@ -29,6 +29,11 @@ class RemoteError(RuntimeError):
     pass
 
 
+def _dir_word(path: str) -> str:
+    """A directory for ``cd``: relative ones are under the workdir (the caller cds there first)."""
+    return remote_path(path) if path[:1] in "/~" else shlex.quote(path)
+
+
 class RemoteDevice:
     def __init__(self, device: Device, ssh_config: str | None, run_id: str, tag: str) -> None:
         self.device = device
@@ -54,24 +59,37 @@ class RemoteDevice:
         if result.returncode != 0:
             raise RemoteError(f"{self.host}: {what} failed: {last_line(result.stderr) or f'exit {result.returncode}'}")
 
-    def stage(self, local_run: Path, clients: list[int], ca: Path | None = None) -> None:
-        """Copy the clients' partitions (and the run's CA, with TLS) to the device's run folder."""
+    def stage(self, local_run: Path, clients: list[int], ca: Path | None = None,
+              remote_data_dir: str | None = None) -> None:
+        """Copy the clients' partitions (and the run's CA, with TLS) to the device's run folder.
+
+        With ``remote_data_dir`` the partitions are already on the device: only check they are there.
+        """
+        if remote_data_dir is not None:
+            names = " ".join(shlex.quote(f"client_{c}.npz") for c in clients)
+            check = self.ssh.run(f"cd {remote_path(self.device.workdir)} && cd {_dir_word(remote_data_dir)} && "
+                                 f"for f in {names}; do test -f \"$f\" || echo \"$f\"; done")
+            self._check(check, f"reading {remote_data_dir}")
+            missing = check.stdout.decode().split()
+            if missing:
+                raise RemoteError(f"{self.host}: {remote_data_dir} lacks {', '.join(missing)}")
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             if ca is not None:
                 tar.add(ca, arcname="tls/ca.pem")
-            for client in clients:
+            for client in clients if remote_data_dir is None else []:
                 tar.add(local_run / "data" / f"client_{client}.npz", arcname=f"data/client_{client}.npz")
         rdir = self._in_run()
         result = self.ssh.run(f"mkdir -p {rdir} && tar -C {rdir} -xf -", stdin=buffer.getvalue(), timeout=600)
         self._check(result, "copying the partitions")
 
     def start_agent(self, superlink_port: int, clients: list[int], num_clients: int, threads: int,
-                    grace: float, tls: bool = False) -> int:
+                    grace: float, tls: bool = False, remote_data_dir: str | None = None) -> int:
         args = shlex.join(["-m", "launcher.device_agent", "--run-dir", self.run_rel,
                            "--superlink", f"127.0.0.1:{superlink_port}", "--clients", ",".join(map(str, clients)),
                            "--num-clients", str(num_clients), "--torch-threads", str(threads), "--grace", str(grace),
-                           *(["--tls"] if tls else [])])
+                           *(["--tls"] if tls else []),
+                           *(["--data-dir", remote_data_dir] if remote_data_dir else [])])
         env = {**self.device.env, TAG_ENV: self.tag, RUN_ENV: self.run_id,
                "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
         assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())

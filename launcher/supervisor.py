@@ -141,10 +141,11 @@ class Supervisor:
         plan = self.info["plan"]
         self.view.message(f"{device.host}: staging {len(clients)} client(s)")
         tls = plan.get("tls")
-        device.stage(self.folder.path, clients, ca=Path(tls["ca"]) if tls else None)
+        data_dir = plan.get("remote_data_dir")
+        device.stage(self.folder.path, clients, ca=Path(tls["ca"]) if tls else None, remote_data_dir=data_dir)
         self._start_tunnel(device, link_port)
         pid = device.start_agent(link_port, clients, num_clients, plan["torch_threads"], plan["grace"],
-                                 tls=bool(tls))
+                                 tls=bool(tls), remote_data_dir=data_dir)
         self.remote_procs[device.host] = [{"role": "agent", "client": None, "host": device.host, "pid": pid,
                                            "exit_code": None, "exit": "running"}]
         self.view.message(f"{device.host}: agent pid {pid}, clients {', '.join(map(str, clients))}")

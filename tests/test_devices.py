@@ -172,3 +172,21 @@ def test_install_puts_this_version_on_the_device_and_check_sees_it(lab, tmp_path
     assert where.startswith(str(venv))  # the wheel, not this checkout
     after = run("fl-launch", "--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--check")
     assert after.returncode == 0, after.stdout
+
+
+def test_remote_data_dir_reads_partitions_already_on_the_devices(lab, tmp_path):
+    first = launch(lab, tmp_path, "--client-num", "2", "--rounds", "1", slots=1, timeout=300)
+    assert first.returncode == 0, first.stderr
+    earlier = runs(tmp_path)[0].name
+    missing = launch(lab, tmp_path, "--client-num", "2", "--rounds", "1", "--remote-data-dir", "runs/nowhere",
+                     slots=1, timeout=300)
+    assert missing.returncode == 1 and "runs/nowhere" in missing.stdout
+    again = launch(lab, tmp_path, "--client-num", "2", "--rounds", "1", "--remote-data-dir", f"runs/{earlier}/data",
+                   slots=1, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    latest = runs(tmp_path)[-1]
+    for device in lab.devices:
+        assert not (device.root / "runs" / latest.name / "data").exists()  # nothing copied
+        node = next((device.root / "runs" / latest.name).glob("client_*/node_config.toml")).read_text()
+        assert f"runs/{earlier}/data/client_" in node
+    assert run_json(latest)["final_accuracy"] == run_json(runs(tmp_path)[0])["final_accuracy"]
