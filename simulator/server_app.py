@@ -21,6 +21,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from simulator.loglines import LogWriter
 from simulator.model import initial_model
+from simulator.quick_grid import QuickPollGrid
 from simulator.run_settings import RunSettings
 from simulator.strategy import LoggedFedAvg, pooled_accuracy
 
@@ -32,6 +33,7 @@ def main(grid: Grid, context: Context) -> None:
     settings = RunSettings.from_config(context.run_config)
     torch.set_num_threads(max(1, settings.torch_threads))
     log = LogWriter(Path(settings.run_dir) / "server" / "server.log", "FLServer")
+    grid = QuickPollGrid(grid)
     try:
         if settings.task == "train":
             _train(grid, settings, log)
