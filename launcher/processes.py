@@ -125,9 +125,14 @@ class ProcessTable:
     def stop(self, roles: list[str] | None = None, grace: float = 10.0) -> None:
         """SIGTERM these roles' processes and all their descendants; SIGKILL what is left after ``grace``."""
         self.reap()
-        targets = [p.pid for p in self.procs if p.alive and (roles is None or p.role in roles)]
-        terminate_then_kill(_with_descendants(targets), grace, on_wait=self.reap)
-        self.reap()
+        targets = [p for p in self.procs if p.alive and (roles is None or p.role in roles)]
+        terminate_then_kill(_with_descendants([p.pid for p in targets]), grace, on_wait=self.reap)
+        # A multi-threaded process shows as a zombie while its other threads still exit, and
+        # waitpid() collects it only after them: wait for the exit status itself.
+        deadline = time.monotonic() + 5
+        while any(p.alive for p in targets) and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.02)
 
     def stop_all(self, grace: float = 10.0) -> None:
         """Everything still below this process, adopted orphans included."""
