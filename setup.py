@@ -17,7 +17,7 @@ setup(
         "scikit-learn",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "hypothesis"]},
     entry_points={
         "console_scripts": [
             "fl-launch=launcher.launch_cli:main",

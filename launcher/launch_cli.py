@@ -63,6 +63,8 @@ D = LaunchOptions()  # every default below comes from here
 @click.option("--torch-threads", type=click.IntRange(min=1), default=D.torch_threads, help="Torch threads per client process.")
 @click.option("--run", "run", default=None, help="getModel/inference: the earlier run (id or folder).  [default: the newest with a checkpoint]")
 @click.option("--startup-timeout", type=POSITIVE, default=None, help="Seconds for all clients to connect.  [default: 60 + 3 per client]")
+@click.option("--max-restarts", type=click.IntRange(min=0), default=D.max_restarts,
+              help="Times a local client whose process dies is started again; it rejoins from the next round.")
 @click.option("--grace", type=click.FloatRange(min=0), default=D.grace, help="Seconds between SIGTERM and SIGKILL when stopping.")
 @click.option("--hosts", type=click.Path(dir_okay=False), default=None,
               help="TOML file of devices to place clients on over SSH (see README).  [default: this machine]")

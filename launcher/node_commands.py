@@ -12,6 +12,7 @@ device agent for the clients placed on its device.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -59,6 +60,15 @@ def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Pa
         f"client-dir = {_toml_str(client_dir)}\ndata-file = {_toml_str((data_dir or run_dir / 'data') / f'client_{client}.npz')}\n"
     )
     return path
+
+
+def supernode_id(log: Path) -> int | None:
+    """The node id a SuperNode logged when it registered (its last one, after a reconnect)."""
+    try:
+        found = re.findall(r"SuperNode ID: (\d+)", log.read_text(errors="replace"))
+    except OSError:
+        return None
+    return int(found[-1]) if found else None
 
 
 def start_node(table: ProcessTable, run_dir: Path, client: int, superlink: str, runtime_port: int,

@@ -62,6 +62,7 @@ class LaunchOptions:
     hosts: str | None = None
     ssh_config: str | None = None
     tls: bool = False
+    max_restarts: int = 3
     remote_data_dir: str | None = None
 
     def startup_deadline(self) -> float:
@@ -122,7 +123,7 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
         plan={"app_dir": str(app_dir), "nodes": nodes, "startup_timeout": opts.startup_deadline(),
               "grace": opts.grace, "torch_threads": opts.torch_threads,
               "devices": list(devices.values()), "ssh_config": opts.ssh_config, "tls": tls,
-              "remote_data_dir": opts.remote_data_dir},
+              "remote_data_dir": opts.remote_data_dir, "max_restarts": opts.max_restarts},
         processes=[],
     )
     folder.point_latest()
@@ -136,6 +137,18 @@ def _placement(opts: LaunchOptions) -> list[Device] | None:
         return place_clients(load_hosts(opts.hosts), opts.client_num)
     except HostsError as err:
         raise PlanError(str(err)) from None
+
+
+def _check_checkpoint(path: Path) -> None:
+    """A checkpoint that torch cannot read is bad input, refused before anything starts."""
+    import torch  # only getModel and inference pay for it
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file
+        raise PlanError(f"checkpoint {path} cannot be read: {type(err).__name__}") from None
+    if not isinstance(state, dict) or not state:
+        raise PlanError(f"checkpoint {path} holds no state_dict")
 
 
 def _model_source(opts: LaunchOptions):
@@ -153,6 +166,7 @@ def _model_source(opts: LaunchOptions):
     for source in candidates:
         found = latest_checkpoint(source.path)
         if found is not None:
+            _check_checkpoint(found[1])
             return source, found
     if opts.run is not None:
         raise PlanError(f"run {candidates[0].run_id} has no checkpoint to serve")

@@ -122,10 +122,12 @@ class ProcessTable:
     def alive(self, role: str | None = None) -> list[Managed]:
         return [p for p in self.procs if p.alive and (role is None or p.role == role)]
 
-    def stop(self, roles: list[str] | None = None, grace: float = 10.0) -> None:
-        """SIGTERM these roles' processes and all their descendants; SIGKILL what is left after ``grace``."""
+    def stop(self, roles: list[str] | None = None, grace: float = 10.0, client: int | None = None) -> None:
+        """SIGTERM these roles' processes (of one client, if given) and all their descendants;
+        SIGKILL what is left after ``grace``."""
         self.reap()
-        targets = [p for p in self.procs if p.alive and (roles is None or p.role in roles)]
+        targets = [p for p in self.procs if p.alive and (roles is None or p.role in roles)
+                   and (client is None or p.client == client)]
         terminate_then_kill(_with_descendants([p.pid for p in targets]), grace, on_wait=self.reap)
         # A multi-threaded process shows as a zombie while its other threads still exit, and
         # waitpid() collects it only after them: wait for the exit status itself.

@@ -25,11 +25,13 @@ from pathlib import Path
 
 from launcher.hosts import Device
 from launcher.log_follow import LogFollower
-from launcher.node_commands import flower_env, flwr_bin, start_node
+from launcher.node_commands import flower_env, flwr_bin, start_node, supernode_id
 from launcher.ports import free_ports, wait_for_port
-from launcher.processes import ProcessTable
+from launcher.processes import ProcessTable, describe_exit
 from launcher.remote import RemoteDevice, RemoteError
 from launcher.run_folder import RunFolder, now_iso
+from simulator.loglines import LogWriter, client_log_path
+from simulator.lost_nodes import add_lost
 
 CLIENT_ROLES = ["clientapp", "supernode"]
 POLL_SECONDS = 0.25
@@ -59,6 +61,8 @@ class Supervisor:
             for spec in plan.get("devices", [])
         ]
         self.remote_procs: dict[str, list[dict]] = {}
+        self.restarts: dict[int, int] = {}
+        self._node_start = None  # (env, link port, CA) once the SuperLink is up
         self.tunnels: dict[str, object] = {}
         self._pulls: dict[str, Future] = {}
         self._last_pull = 0.0
@@ -107,6 +111,7 @@ class Supervisor:
                               supervisor={"pid": os.getpid(), "host": "localhost"})
         if not wait_for_port("127.0.0.1", link_port, 30, alive=lambda: self._alive(superlink)):
             return "failed", f"the SuperLink did not start (see {superlink.log})"
+        self._node_start = (env, link_port, tls["ca"] if tls else None)
         for node, port in zip(nodes, node_ports):
             if node["host"] == "localhost":
                 start_node(self.table, self.folder.path, node["client"], f"127.0.0.1:{link_port}", port, env,
@@ -157,6 +162,35 @@ class Supervisor:
         )
         self._link_port = link_port
 
+    def _client_exited(self, proc) -> None:
+        """A local client process died mid-run: mark its node lost, stop its partner, start it again."""
+        client, cause = proc.client, describe_exit(proc.exit_code)
+        client_dir = self.folder.client_dir(client)
+        node = supernode_id(client_dir / "supernode.log")
+        if node is not None:
+            add_lost(self.folder.path, node)  # the server stops sampling it and waiting for it
+        self.table.stop(CLIENT_ROLES, grace=2.0, client=client)
+        done = self.restarts.get(client, 0)
+        limit = int(self.info["plan"].get("max_restarts", 0))
+        log = LogWriter(client_log_path(client_dir), "FLClient")
+        try:
+            if done < limit:
+                self.restarts[client] = done + 1
+                log.write("client_restart", level="WARNING", role=proc.role, restart=done + 1,
+                          max_restarts=limit, cause=cause)
+                env, link_port, ca = self._node_start
+                start_node(self.table, self.folder.path, client, f"127.0.0.1:{link_port}", free_ports(1)[0], env,
+                           self.info["plan"]["torch_threads"], root_certificates=ca)
+                self.view.message(f"client {client}: {proc.role} {cause}; restarted ({done + 1}/{limit})")
+            else:
+                log.write("client_lost", level="ERROR", role=proc.role, cause=cause)
+                self.view.message(f"client {client}: {proc.role} {cause}; no restart left")
+        finally:
+            log.close()
+        entry = {"client": client, "role": proc.role, "cause": cause, "at": now_iso(), "node_id": node,
+                 "restarted": done < limit}
+        self.folder.edit(lambda d: d.setdefault("restarts", []).append(entry))
+
     def _tend_devices(self, final: bool = False) -> None:
         """Pull logs and agent state every few seconds; bring a dropped tunnel back."""
         for device, _ in self.devices:
@@ -203,7 +237,7 @@ class Supervisor:
             ended = self.table.reap()
             for proc in ended:
                 if proc.role in CLIENT_ROLES:
-                    self.view.message(f"client {proc.client}: {proc.role} ended ({proc.exit_code})")
+                    self._client_exited(proc)
             if ended:
                 self.update_processes()
             for event in follower.events():

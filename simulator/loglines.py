@@ -35,6 +35,9 @@ TEMPLATES: dict[str, str] = {
     "model_saved": "[getModel] saved global model of round {round} to {path}",
     "inference": "[model inference] the predicted labels: {labels}",
     "inference_acc": "[model inference] accuracy on the test split: {acc} test_samples:{num_test}",
+    # written by the launcher into a client's log
+    "client_restart": "[launcher] {role} exited, restart {restart} of {max_restarts}: {cause}",
+    "client_lost": "[launcher] {role} exited, no restart left: {cause}",
     # server
     "server_waiting": "[server] waiting for {clients} clients to connect",
     "server_round_start": "[round] iteration:{round}/{rounds} start sampled:{sampled}",
@@ -48,10 +51,10 @@ TEMPLATES: dict[str, str] = {
 }
 
 _INT = {"round", "rounds", "epoch", "recv_bytes", "sent_bytes", "num_train", "num_test",
-        "clients", "sampled", "replies", "failures"}
+        "clients", "sampled", "replies", "failures", "restart", "max_restarts"}
 _FLOAT = {"loss", "acc", "seconds", "peak_mib"}
 _DIGITS = {"seconds": 3, "peak_mib": 1}  # decimals written; others get 7
-_TEXT_TAIL = {"path", "reason"}  # may hold spaces: runs to the end of the line
+_TEXT_TAIL = {"path", "reason", "cause"}  # may hold spaces: runs to the end of the line
 
 
 def _number(text: str) -> float | None:

@@ -20,21 +20,29 @@ POLL_SECONDS = 0.1
 
 
 class QuickPollGrid:
-    def __init__(self, grid, poll: float = POLL_SECONDS) -> None:
+    """``lost_nodes()``: node ids known to be gone; waiting ends once only they are left."""
+
+    def __init__(self, grid, poll: float = POLL_SECONDS, lost_nodes=lambda: set()) -> None:
         self._grid = grid
         self._poll = poll
+        self._lost_nodes = lost_nodes
 
     def __getattr__(self, name):
         return getattr(self._grid, name)
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        pending = set(self._grid.push_messages(messages))
+        messages = list(messages)
+        ids = list(self._grid.push_messages(messages))
+        destination = {mid: m.metadata.dst_node_id for mid, m in zip(ids, messages) if mid is not None}
+        pending = set(destination)
         replies: list[Message] = []
         deadline = None if timeout is None else time.monotonic() + timeout
         while pending and (deadline is None or time.monotonic() < deadline):
             got = list(self._grid.pull_messages(pending))
             replies.extend(got)
             pending.difference_update(m.metadata.reply_to_message_id for m in got)
+            if pending and {destination[mid] for mid in pending} <= self._lost_nodes():
+                break  # everyone still owing a reply is gone
             if pending:
                 time.sleep(self._poll)
         return replies

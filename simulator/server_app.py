@@ -20,6 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from flwr.serverapp import Grid, ServerApp
 
 from simulator.loglines import LogWriter
+from simulator.lost_nodes import read_lost
 from simulator.model import initial_model
 from simulator.quick_grid import QuickPollGrid
 from simulator.run_settings import RunSettings
@@ -33,7 +34,7 @@ def main(grid: Grid, context: Context) -> None:
     settings = RunSettings.from_config(context.run_config)
     torch.set_num_threads(max(1, settings.torch_threads))
     log = LogWriter(Path(settings.run_dir) / "server" / "server.log", "FLServer")
-    grid = QuickPollGrid(grid)
+    grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir))
     try:
         if settings.task == "train":
             _train(grid, settings, log)
@@ -82,7 +83,7 @@ def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
 
 def _to_all(grid, arrays, message_type, config, settings, wait_for: int = 1) -> list[Message]:
     """One message to every connected node; the replies that came within the round timeout."""
-    while len(node_ids := list(grid.get_node_ids())) < wait_for:
+    while len(node_ids := [n for n in grid.get_node_ids() if n not in read_lost(settings.run_dir)]) < wait_for:
         time.sleep(0.5)
     messages = [
         Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)

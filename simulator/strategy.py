@@ -22,6 +22,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from simulator.loglines import LogWriter
+from simulator.lost_nodes import read_lost
 from simulator.run_settings import RunSettings, checkpoint_path
 
 
@@ -53,7 +54,9 @@ class LoggedFedAvg(FedAvg):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        messages = list(super().configure_train(server_round, arrays, config, grid))
+        lost = read_lost(self.settings.run_dir)
+        messages = [m for m in super().configure_train(server_round, arrays, config, grid)
+                    if m.metadata.dst_node_id not in lost]
         # Round 1 waits for every client; later rounds go on with those connected.
         self.min_available_nodes = 1
         self._sampled = len(messages)

@@ -55,3 +55,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, name):
     assert expected in lines[0]
     assert result.stdout == ""
     assert runs(log_dir) == []  # nothing prepared, so nothing started
+
+
+def test_corrupt_checkpoint_for_get_model_touches_nothing(tmp_path):
+    """An earlier run whose newest checkpoint is damaged: refused, and that run's files stay as they were."""
+    earlier = tmp_path / "logs" / "20260101-000000-aaaa"
+    (earlier / "checkpoints").mkdir(parents=True)
+    (earlier / "run.json").write_text('{"run_id": "20260101-000000-aaaa", "status": "finished"}')
+    (earlier / "checkpoints" / "round_0003.pt").write_bytes(b"PK\x03\x04 truncated zip")
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in earlier.rglob("*") if p.is_file()}
+    result = run("fl-launch", "--task", "getModel", "--client-num", "2", "--log-dir", str(tmp_path / "logs"))
+    assert result.returncode == 2 and "cannot be read" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert runs(tmp_path / "logs") == [earlier]
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in earlier.rglob("*") if p.is_file()} == before

@@ -30,3 +30,11 @@ def test_fedavg_hooks_the_strategy_uses():
     for method in ("configure_train", "aggregate_train"):
         assert list(inspect.signature(getattr(FedAvg, method)).parameters)[:2] == ["self", "server_round"]
     assert FedAvg(fraction_evaluate=0.0).min_evaluate_nodes == 0
+
+
+def test_the_supernode_logs_its_node_id_as_the_supervisor_reads_it():
+    from pathlib import Path
+
+    import flwr.supernode.start_client_internal as sci
+
+    assert 'log(INFO, "SuperNode ID: %s", node_id)' in Path(sci.__file__).read_text()

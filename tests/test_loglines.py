@@ -47,3 +47,31 @@ def test_garbage_is_not_an_event():
     for line in ["", "random text", "INFO: <FLClient> [evaluate] evaluate acc: zero",
                  "INFO: <FLClient> ----------epoch:0,average loss:4.12", "\x00\xff<FLClient>"]:
         assert parse_line(line) is None
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from launcher.log_history import read_client_log  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_bytes_never_raise(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("fuzz") / "client.log"
+    path.write_bytes(data)
+    history = read_client_log(path)
+    assert history.skipped >= 0 and history.lines == data.count(b"\n")
+    for line in data.decode("utf-8", "replace").splitlines():
+        parse_line(line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([
+    "INFO: <FLClient> [evaluate] evaluate acc: ", "INFO: <FLClient> ----------epoch:", "[round] iteration:",
+    "0.5", "nan", "-1", "1e309", ",average loss:", " ----------", "\n", "\x00", "\ufffd", "[1, 2", "]",
+])))
+def test_near_miss_lines_never_raise(tmp_path_factory, parts):
+    path = tmp_path_factory.mktemp("fuzz") / "client.log"
+    path.write_text("".join(parts), encoding="utf-8")
+    read_client_log(path)
