@@ -21,7 +21,7 @@ from launcher.cli_errors import OneLineErrors, UserError
 from launcher.hosts import HostsError, load_hosts
 from launcher.install import SOURCE_ROOT, InstallError, build_wheel, install_on
 from launcher.live_view import make_console, make_view, print_summary
-from launcher.plan import TASKS, LaunchOptions, PlanError, prepare_run
+from launcher.plan import TASKS, LaunchOptions, PlanError, prepare_resume, prepare_run
 from launcher.preflight import check_devices
 from launcher.processes import RUN_ENV, TAG_ENV
 from launcher.remote import RemoteDevice
@@ -79,10 +79,26 @@ D = LaunchOptions()  # every default below comes from here
               "CPUs, disk, clock) and exit; non-zero when one fails.")
 @click.option("--install", is_flag=True, help="With --hosts: build this launcher's wheel and pip-install it "
               "(and its pinned dependencies) into each device's Python, then exit.")
+@click.option("--resume", "resume", default=None, metavar="RUN",
+              help="Go on with an ended training run (id or folder) from its newest checkpoint, with its own "
+                   "options, in its own folder; its logs continue.")
 @click.option("--detach", is_flag=True, help="Return once all clients are up; a small supervisor process keeps the run going.")
-def main(**kwargs) -> None:
+@click.pass_context
+def main(ctx: click.Context, **kwargs) -> None:
     """Start a Flower SuperLink and N client nodes on this machine, train, and stop them all."""
-    check, install = kwargs.pop("check"), kwargs.pop("install")
+    check, install, resume = kwargs.pop("check"), kwargs.pop("install"), kwargs.pop("resume")
+    if resume is not None:
+        given = [name for name in kwargs if name not in ("log_dir", "detach", "grace")
+                 and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise UserError(f"--resume goes on with the run's own options; drop --{given[0].replace('_', '-')}")
+        try:
+            folder = prepare_resume(kwargs["log_dir"], resume)
+        except PlanError as err:
+            raise UserError(str(err)) from None
+        options = folder.read()["options"]
+        opts = LaunchOptions(**{**options, "detach": kwargs["detach"], "log_dir": kwargs["log_dir"]})
+        sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder))
     opts = LaunchOptions(**kwargs)
     if install:
         sys.exit(_install(opts))
@@ -96,8 +112,10 @@ def main(**kwargs) -> None:
     if opts.hosts and not opts.tls:
         click.echo("note: without --tls, Flower's traffic is plain HTTP; between machines it travels inside the "
                    "SSH tunnels, on each machine's loopback it is clear text", err=True)
-    if opts.detach:
-        sys.exit(_detach(folder, opts))
+    sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder))
+
+
+def _foreground(folder: RunFolder) -> int:
     view = make_view(folder.run_id)
     view.start()
     supervisor = Supervisor(folder, view=view)
@@ -106,7 +124,7 @@ def main(**kwargs) -> None:
     finally:
         view.stop()
     print_summary(folder.read(), supervisor.events, view.console)
-    sys.exit(code)
+    return code
 
 
 def _devices(opts: LaunchOptions, flag: str):

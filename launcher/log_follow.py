@@ -13,9 +13,10 @@ from simulator.loglines import Event, parse_line
 
 
 class LogFollower:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, from_end: bool = False) -> None:
+        """``from_end``: only what is written from now on (a resumed run's earlier lines are history)."""
         self.path = Path(path)
-        self._offset = 0
+        self._offset = self.path.stat().st_size if from_end and self.path.exists() else 0
         self._partial = b""
 
     def lines(self) -> list[str]:

@@ -58,7 +58,11 @@ def read_client_log(path: str | Path) -> ClientHistory:
 
     for kind, v in iter_events(text):
         events += 1
-        if kind == "round_start":
+        if kind == "resume":  # what the aborted attempt wrote for this round and later is superseded
+            history.rounds = [r for r in history.rounds if r["round"] < v["round"]]
+            history.epochs = [e for e in history.epochs if e["round"] < v["round"]]
+            current = history.rounds[-1] if history.rounds else None
+        elif kind == "round_start":
             explicit_rounds = True
             current = open_round(v["round"])
         elif kind == "evaluate":

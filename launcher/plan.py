@@ -10,7 +10,7 @@ leaves no folder behind. What the Supervisor needs later is in run.json's "plan"
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from launcher.hosts import Device, HostsError, load_hosts, place_clients
@@ -21,6 +21,7 @@ from partitions import PartitionError, split
 from simulator.client_data import write_partitions
 from simulator.datasets import DataSetError, load_dataset
 from simulator.flower_app import write_app_dir
+from simulator.loglines import LogWriter
 from simulator.run_settings import RunSettings, latest_checkpoint
 
 TASKS = ("train", "getModel", "inference")
@@ -127,6 +128,47 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
         processes=[],
     )
     folder.point_latest()
+    return folder
+
+
+def prepare_resume(log_dir: str, run: str) -> RunFolder:
+    """Ready an ended training run to go on from its newest checkpoint, in its own folder."""
+    from launcher.run_status import LIVE, live_status  # noqa: PLC0415 (keeps plan's imports light)
+
+    try:
+        folder = RunFolder.resolve(log_dir, run)
+        info = folder.read()
+    except RunFolderError as err:
+        raise PlanError(f"--resume: {err}") from None
+    if info.get("task") != "train" or "settings" not in info:
+        raise PlanError(f"--resume: run {folder.run_id} is not a training run")
+    if live_status(folder)["status"] in LIVE:
+        raise PlanError(f"--resume: run {folder.run_id} is still running (fl-finish --run {folder.run_id} stops it)")
+    settings = RunSettings.from_config(info["settings"])
+    found = latest_checkpoint(folder.path)
+    if found is None:
+        raise PlanError(f"--resume: run {folder.run_id} has no checkpoint")
+    done, path = found
+    if done >= settings.rounds:
+        raise PlanError(f"--resume: run {folder.run_id} already completed its {settings.rounds} rounds")
+    _check_checkpoint(path)
+    settings = replace(settings, start_round=done + 1, checkpoint=str(path))
+    write_app_dir(folder.path / "app", settings)
+    for name in ["server/server.log", *(f"client_{n['client']}/client.log" for n in info["plan"]["nodes"])]:
+        log = LogWriter(folder.path / name, "FLServer" if name.startswith("server") else "FLClient")
+        log.write("resume", level="WARNING", round=done + 1)
+        log.close()
+
+    def resume(data: dict) -> None:
+        data.setdefault("attempts", []).append({
+            "status": data.get("status"), "reason": data.get("reason"), "started": data.get("started"),
+            "ended": data.get("ended"), "rounds_done": data.get("rounds_done"), "processes": data.get("processes"),
+        })
+        for key in ("reason", "ended", "rounds_done", "final_accuracy", "final_test_samples", "running_since"):
+            data.pop(key, None)
+        data.update(status="prepared", settings=settings.to_config(), processes=[], resumed_from_round=done + 1)
+
+    folder.edit(resume)
     return folder
 
 

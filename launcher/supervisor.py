@@ -229,7 +229,8 @@ class Supervisor:
                    if p["role"] == "clientapp" and p.get("exit_code") is None)
 
     def _watch(self, startup_timeout: float, round_timeout: float) -> tuple[str, str]:
-        follower = LogFollower(self.folder.server_dir / "server.log")
+        resumed = self.info["settings"].get("start-round", 1) > 1
+        follower = LogFollower(self.folder.server_dir / "server.log", from_end=resumed)
         start = time.monotonic()
         last_progress = start
         outcome = None
@@ -270,9 +271,9 @@ class Supervisor:
         self.view.event(event)
         kind, v = event.kind, event.values
         if kind == "server_round_start":
-            self.state.update(round=v["round"], phase="training")
-            if v["round"] == 1:
+            if self.state["round"] == 0:  # the first round of this attempt: every client is in
                 self.folder.update(status="running", running_since=now_iso())
+            self.state.update(round=v["round"], phase="training")
         elif kind == "server_round_end":
             self.state.update(acc=v["acc"], rounds_done=v["round"])
         elif kind == "served" and self.info["task"] != "train":
@@ -316,7 +317,8 @@ class Supervisor:
         for event in self.events:
             if event.kind == "server_final":
                 summary = {"final_accuracy": event.values["acc"], "final_test_samples": event.values["num_test"]}
-        rounds_done = max((e.values["round"] for e in self.events if e.kind == "server_round_end"), default=0)
+        rounds_done = max((e.values["round"] for e in self.events if e.kind == "server_round_end"),
+                          default=self.info["settings"].get("start-round", 1) - 1)
         self.update_processes(status=status, reason=reason, ended=now_iso(), rounds_done=rounds_done, **summary)
 
 

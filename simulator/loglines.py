@@ -38,6 +38,7 @@ TEMPLATES: dict[str, str] = {
     # written by the launcher into a client's log
     "client_restart": "[launcher] {role} exited, restart {restart} of {max_restarts}: {cause}",
     "client_lost": "[launcher] {role} exited, no restart left: {cause}",
+    "resume": "[launcher] resumed from round {round}: later lines replace what an aborted attempt wrote",
     # server
     "server_waiting": "[server] waiting for {clients} clients to connect",
     "server_round_start": "[round] iteration:{round}/{rounds} start sampled:{sampled}",

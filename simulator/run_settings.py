@@ -30,8 +30,9 @@ class RunSettings:
     channels: int = 1
     num_classes: int = 10
     run_dir: str = "."
-    checkpoint: str = ""  # getModel / inference: the state_dict to serve
+    checkpoint: str = ""  # getModel / inference: the state_dict to serve; train: the one to resume from
     torch_threads: int = 1
+    start_round: int = 1  # > 1: a resumed run, continuing from `checkpoint`
 
     @classmethod
     def from_config(cls, config) -> "RunSettings":

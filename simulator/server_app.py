@@ -50,18 +50,21 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def _train(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
-    random.seed(settings.seed)
-    model = initial_model(settings.channels, settings.num_classes, settings.seed)
+    random.seed(settings.seed + settings.start_round)
+    if settings.start_round > 1:  # resumed: continue from the last completed round's checkpoint
+        arrays = ArrayRecord(torch.load(settings.checkpoint, map_location="cpu", weights_only=True))
+    else:
+        arrays = ArrayRecord(initial_model(settings.channels, settings.num_classes, settings.seed).state_dict())
     strategy = LoggedFedAvg(settings, log)
     log.write("server_waiting", clients=settings.num_clients)
     result = strategy.start(
         grid=grid,
-        initial_arrays=ArrayRecord(model.state_dict()),
-        num_rounds=settings.rounds,
+        initial_arrays=arrays,
+        num_rounds=settings.rounds - settings.start_round + 1,
         timeout=settings.round_timeout,
         evaluate_fn=strategy.checkpoint,
     )
-    final = result.arrays if len(result.arrays) else ArrayRecord(model.state_dict())
+    final = result.arrays if len(result.arrays) else arrays
     replies = _to_all(grid, final, MessageType.EVALUATE, ConfigRecord({"server-round": settings.rounds}), settings)
     acc, tested = pooled_accuracy(replies)
     log.write("server_final", acc=acc, num_test=tested, replies=len([m for m in replies if not m.has_error()]))

@@ -48,12 +48,14 @@ class LoggedFedAvg(FedAvg):
         )
         self.settings = settings
         self.log = log
+        self.offset = settings.start_round - 1  # Flower counts from 1; a resumed run does not
         self._sampled = 0
         self._round_start = 0.0
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        server_round += self.offset
         lost = read_lost(self.settings.run_dir)
         messages = [m for m in super().configure_train(server_round, arrays, config, grid)
                     if m.metadata.dst_node_id not in lost]
@@ -67,6 +69,7 @@ class LoggedFedAvg(FedAvg):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        server_round += self.offset
         replies = list(replies)
         valid = [m for m in replies if not m.has_error()]
         needed = self.settings.min_clients or self._sampled
@@ -91,6 +94,9 @@ class LoggedFedAvg(FedAvg):
 
     def checkpoint(self, server_round: int, arrays: ArrayRecord) -> None:
         """evaluate_fn hook: Flower calls it with the global model after every round."""
+        if server_round == 0 and self.offset:
+            return None  # a resumed run's starting model is the checkpoint it resumed from
+        server_round += self.offset
         path = checkpoint_path(self.settings.run_dir, server_round)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

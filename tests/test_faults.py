@@ -45,3 +45,48 @@ def test_a_killed_client_restarts_and_no_round_waits_for_it(tmp_path):
     assert "[launcher] clientapp exited, restart 1 of 1: killed by SIGKILL" in log
     assert len([p for p in info["processes"] if p["role"] == "clientapp" and p["client"] == 1]) == 2
     assert wait_until_nothing_tagged(run_dir.name) == []
+
+
+def test_resume_after_the_superlink_dies_loses_and_repeats_no_round(tmp_path):
+    import json
+
+    from tests.helpers import run
+
+    proc = start("fl-launch", "--client-num", "3", "--rounds", "4", "--log-dir", str(tmp_path), "--grace", "3")
+    try:
+        while not runs(tmp_path):
+            time.sleep(0.1)
+        run_dir = runs(tmp_path)[0]
+        wait_for_status(run_dir, {"running"}, timeout=180)
+        deadline = time.monotonic() + 180
+        while not any(v["round"] == 2 for v in _server_events(run_dir, "server_round_end")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        superlink = next(p for p in run_json(run_dir)["processes"] if p["role"] == "superlink")
+        os.kill(superlink["pid"], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out
+    assert run_json(run_dir)["status"] == "failed"
+    assert wait_until_nothing_tagged(run_dir.name) == []
+    completed = max(v["round"] for v in _server_events(run_dir, "server_round_end"))
+    assert completed in (2, 3)
+
+    again = run("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path), timeout=400)
+    assert again.returncode == 0, again.stdout + again.stderr
+    info = run_json(run_dir)
+    assert info["status"] == "finished" and info["rounds_done"] == 4
+    assert info["resumed_from_round"] == completed + 1 and info["attempts"][0]["status"] == "failed"
+    assert runs(tmp_path) == [run_dir]  # the same folder, no new run
+    ends = [v["round"] for v in _server_events(run_dir, "server_round_end")]
+    assert sorted(ends) == [1, 2, 3, 4] and len(set(ends)) == 4  # each completed round once
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"round_{r:04d}.pt" for r in range(5)]
+    stats = json.loads(run("fl-stats", "client_0", "--run", run_dir.name, "--log-dir", str(tmp_path), "--json").stdout)
+    assert [r["round"] for r in stats["rounds"]] == [1, 2, 3, 4]
+    for i in range(3):  # the logs went on in the same files
+        assert f"[launcher] resumed from round {completed + 1}" in (run_dir / f"client_{i}" / "client.log").read_text()
+    assert wait_until_nothing_tagged(run_dir.name) == []
+    refused = run("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path))
+    assert refused.returncode == 2 and "already completed its 4 rounds" in refused.stderr
