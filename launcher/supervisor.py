@@ -31,11 +31,12 @@ from launcher.processes import ProcessTable, describe_exit
 from launcher.remote import RemoteDevice, RemoteError
 from launcher.run_folder import RunFolder, now_iso
 from simulator.loglines import LogWriter, client_log_path
-from simulator.lost_nodes import add_lost
+from simulator.lost_nodes import add_lost, set_away
 
 CLIENT_ROLES = ["clientapp", "supernode"]
 POLL_SECONDS = 0.25
 PULL_SECONDS = 3.0  # how often a device's logs are brought over while the run goes on
+TUNNEL_RETRY_SECONDS = 2.0  # a device off the network: try its tunnel again this often
 
 
 class NullView:
@@ -62,6 +63,8 @@ class Supervisor:
         ]
         self.remote_procs: dict[str, list[dict]] = {}
         self.restarts: dict[int, int] = {}
+        self._away: dict[str, set[int]] = {}  # device -> its node ids while its tunnel is down
+        self._tunnel_retry_at: dict[str, float] = {}
         self._node_start = None  # (env, link port, CA) once the SuperLink is up
         self.tunnels: dict[str, object] = {}
         self._pulls: dict[str, Future] = {}
@@ -193,11 +196,19 @@ class Supervisor:
 
     def _tend_devices(self, final: bool = False) -> None:
         """Pull logs and agent state every few seconds; bring a dropped tunnel back."""
-        for device, _ in self.devices:
+        for device, clients in self.devices:
             tunnel = self.tunnels.get(device.host)
             if not final and tunnel is not None and not tunnel.alive:
-                self.view.message(f"{device.host}: SSH tunnel ended ({tunnel.exit_code}); reconnecting")
-                self._start_tunnel(device, self._link_port)
+                if device.host not in self._away:  # its nodes cannot answer: nobody waits for them
+                    nodes = {n for c in clients
+                             if (n := supernode_id(self.folder.client_dir(c) / "supernode.log")) is not None}
+                    self._away[device.host] = nodes
+                    set_away(self.folder.path, device.host, nodes)
+                    self.view.message(f"{device.host}: SSH tunnel ended ({describe_exit(tunnel.exit_code)}); "
+                                      f"its clients sit out until it is back")
+                if time.monotonic() >= self._tunnel_retry_at.get(device.host, 0.0):
+                    self._tunnel_retry_at[device.host] = time.monotonic() + TUNNEL_RETRY_SECONDS
+                    self._start_tunnel(device, self._link_port)
         now = time.monotonic()
         if not final and now - self._last_pull < PULL_SECONDS:
             return
@@ -205,7 +216,14 @@ class Supervisor:
         for device, _ in self.devices:
             future = self._pulls.get(device.host)
             if future is not None and future.done():
-                self._absorb(device, future.result())
+                agent = future.result()
+                self._absorb(device, agent)
+                tunnel = self.tunnels.get(device.host)
+                if agent is not None and device.host in self._away and tunnel is not None and tunnel.alive \
+                        and time.time() - tunnel.started > 2 * PULL_SECONDS:
+                    del self._away[device.host]  # reachable again, its tunnel holding: back in the rounds
+                    set_away(self.folder.path, device.host, set())
+                    self.view.message(f"{device.host}: back")
                 future = None
             if future is None:
                 self._pulls[device.host] = self._pool.submit(device.pull, self.folder.path)

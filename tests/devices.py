@@ -46,6 +46,11 @@ class Device:
     root: Path
     sshd: subprocess.Popen
     lab: "Lab"
+    interface: str = ""
+
+    def link(self, up: bool) -> None:
+        """Cut the device off its network, or plug it back in."""
+        _sh("ip", "netns", "exec", self.namespace, "ip", "link", "set", self.interface, "up" if up else "down")
 
     def ssh(self, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run(["ssh", "-F", str(self.lab.ssh_config), self.name, "--", command],
@@ -135,7 +140,7 @@ def make_devices(folder: Path, count: int, first_octet: int | None = None):
                 f"Host {name}\n  HostName {net}.2\n  User root\n  IdentityFile {keys / 'client'}\n"
                 f"  IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts}\n  StrictHostKeyChecking yes\n"
             )
-            devices.append(Device(name, ns, f"{net}.2", root, sshd, lab))
+            devices.append(Device(name, ns, f"{net}.2", root, sshd, lab, dev_if))
         lab.ssh_config.write_text("\n".join(config_lines))
         for device in devices:
             deadline = time.monotonic() + 15

@@ -190,3 +190,37 @@ def test_remote_data_dir_reads_partitions_already_on_the_devices(lab, tmp_path):
         node = next((device.root / "runs" / latest.name).glob("client_*/node_config.toml")).read_text()
         assert f"runs/{earlier}/data/client_" in node
     assert run_json(latest)["final_accuracy"] == run_json(runs(tmp_path)[0])["final_accuracy"]
+
+
+def test_a_device_off_the_network_sits_out_and_comes_back(lab, tmp_path):
+    from launcher.log_follow import LogFollower
+
+    def round_ends(run_dir):
+        return [e.values for e in LogFollower(run_dir / "server" / "server.log").events()
+                if e.kind == "server_round_end"]
+
+    proc = start("fl-launch", "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config),
+                 "--log-dir", str(tmp_path), "--client-num", "2", "--rounds", "12", "--round-timeout", "150")
+    cut = lab.devices[1]
+    try:
+        while not runs(tmp_path):
+            time.sleep(0.1)
+        run_dir = runs(tmp_path)[0]
+        wait_for_status(run_dir, {"running"}, timeout=180)
+        while len(round_ends(run_dir)) < 1:
+            time.sleep(0.2)
+        cut.link(up=False)
+        time.sleep(25)
+        cut.link(up=True)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        cut.link(up=True)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    ends = round_ends(run_dir)
+    assert [e["round"] for e in ends] == list(range(1, 13))
+    assert all(e["seconds"] < 75 for e in ends), [e["seconds"] for e in ends]  # nobody waited out 150 s
+    assert any(e["replies"] == 1 for e in ends)  # dev1's client missed rounds while away
+    assert ends[-1]["replies"] == 2  # and was back for the last one
+    assert "sit out" in out and "dev1: back" in out
