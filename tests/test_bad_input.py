@@ -42,19 +42,62 @@ NAMES = [
 ]
 
 
-@pytest.mark.parametrize("name", NAMES)
+OTHER = {  # the other two commands: (command, args, expected)
+    "fl-stats: unknown client": ("fl-stats", ["client_9"], "no client_9/client.log"),
+    "fl-stats: unknown run": ("fl-stats", ["--run", "20990101-000000-dead"], "unknown run"),
+    "fl-stats: malformed run id": ("fl-stats", ["--run", "..;rm"], "malformed run id"),
+    "fl-stats: csv and json": ("fl-stats", ["--csv", "--json"], "exclude each other"),
+    "fl-stats: plot of one client": ("fl-stats", ["client_0", "--plot", "x.png"], "--plot draws across"),
+    "fl-stats: pull without devices": ("fl-stats", ["--pull"], "has no devices"),
+    "fl-finish: empty tag": ("fl-finish", ["--kill-tag", ""], "malformed kill tag"),
+    "fl-finish: tag with shell": ("fl-finish", ["--kill-tag", "a;reboot"], "malformed kill tag"),
+    "fl-finish: unknown run": ("fl-finish", ["--run", "20990101-000000-dead"], "unknown run"),
+    "fl-finish: tag and run": ("fl-finish", ["--kill-tag", "a", "--run", "b"], "not both"),
+    "fl-finish: negative grace": ("fl-finish", ["--grace", "-1"], "--grace"),
+}
+
+
+def _earlier_run(log_dir):
+    """A finished run already in the log dir: no bad input may touch its files."""
+    earlier = log_dir / "20260101-000000-aaaa"
+    (earlier / "checkpoints").mkdir(parents=True)
+    (earlier / "client_0").mkdir()
+    (earlier / "run.json").write_text('{"run_id": "20260101-000000-aaaa", "kill_tag": "20260101-000000-aaaa", '
+                                      '"status": "finished", "task": "train"}')
+    (earlier / "client_0" / "client.log").write_text("INFO: <FLClient> [evaluate] evaluate acc: 0.5\n")
+    (log_dir / "latest").symlink_to(earlier.name)
+    return earlier
+
+
+def _snapshot(folder):
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("name", NAMES + ["read-only log dir"] + list(OTHER))
 def test_bad_input_is_one_line_and_exit_2(tmp_path, name):
-    args, expected = _cases(tmp_path)[name]
     log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    earlier = _earlier_run(log_dir)
+    before = _snapshot(log_dir)
+    if name in OTHER:
+        command, args, expected = OTHER[name]
+    elif name == "read-only log dir":
+        command, args, expected = "fl-launch", ["--log-dir", "/proc/self/fl-logs"], "log dir"
+    else:
+        command = "fl-launch"
+        args, expected = _cases(tmp_path)[name]
+        if name == "getModel with no earlier run":
+            expected = "none in"  # the earlier run has no checkpoint
     if "--log-dir" not in args:
         args = [*args, "--log-dir", str(log_dir)]
-    result = run("fl-launch", *args, timeout=60)
+    result = run(command, *args, cwd=tmp_path, timeout=60)
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fl-launch: error: "), result.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"{command}: error: "), result.stderr
     assert expected in lines[0]
-    assert result.stdout == ""
-    assert runs(log_dir) == []  # nothing prepared, so nothing started
+    assert "Traceback" not in result.stderr
+    assert runs(log_dir) == [earlier]  # nothing prepared, so nothing started
+    assert _snapshot(log_dir) == before  # and nothing of the earlier run touched
 
 
 def test_corrupt_checkpoint_for_get_model_touches_nothing(tmp_path):

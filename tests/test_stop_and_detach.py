@@ -91,3 +91,26 @@ def test_fl_finish_bad_input(tmp_path):
         result = run("fl-finish", *args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_two_runs_at_once_do_not_collide(tmp_path):
+    first = start("fl-launch", "--client-num", "2", "--rounds", "50", "--log-dir", str(tmp_path), "--kill-tag",
+                  "twin-a", "--detach")
+    second = start("fl-launch", "--client-num", "2", "--rounds", "50", "--log-dir", str(tmp_path), "--kill-tag",
+                   "twin-b", "--detach")
+    try:
+        assert first.wait(timeout=180) == 0 and second.wait(timeout=180) == 0
+        a, b = (next(d for d in runs(tmp_path) if run_json(d)["kill_tag"] == t) for t in ("twin-a", "twin-b"))
+        assert a != b and run_json(a)["status"] == run_json(b)["status"] == "running"
+        ports = [{p["port"] for p in run_json(d)["processes"] if p["port"]} for d in (a, b)]
+        assert not ports[0] & ports[1]
+        stop_a = run("fl-finish", "--kill-tag", "twin-a", "--log-dir", str(tmp_path), "--grace", "5")
+        assert stop_a.returncode == 0
+        assert wait_until_nothing_tagged("twin-a") == []
+        assert len(tagged_processes("twin-b")) >= 7 and run_json(b)["status"] == "running"
+        assert str(b) not in (a / "server" / "server.log").read_text()  # each checkpoints into its own folder
+        assert str(a) not in (b / "server" / "server.log").read_text()
+    finally:
+        run("fl-finish", "--kill-tag", "twin-a", "--log-dir", str(tmp_path), "--grace", "5")
+        run("fl-finish", "--kill-tag", "twin-b", "--log-dir", str(tmp_path), "--grace", "5")
+    assert wait_until_nothing_tagged("twin-b") == []
