@@ -20,6 +20,7 @@ import signal
 import time
 from pathlib import Path
 
+from launcher.client_restart import first_exit_per_client, restart_client
 from launcher.node_commands import flower_env, start_node, write_node_config
 from launcher.ports import free_ports
 from launcher.processes import RUN_ENV, TAG_ENV, ProcessTable
@@ -33,9 +34,9 @@ def _on_term(_signum, _frame) -> None:
     _stop = True
 
 
-def _write(run_dir: Path, table: ProcessTable, state: str) -> None:
+def _write(run_dir: Path, table: ProcessTable, state: str, restarts: list[dict]) -> None:
     data = {"pid": os.getpid(), "state": state, "time": time.time(),
-            "processes": [p.record() for p in table.procs]}
+            "processes": [p.record() for p in table.procs], "restarts": restarts}
     tmp = run_dir / f".{AGENT_JSON}.tmp"
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(run_dir / AGENT_JSON)
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--grace", type=float, default=10.0)
     parser.add_argument("--data-dir", default=None, help="read client_<i>.npz here, not in <run-dir>/data")
+    parser.add_argument("--max-restarts", type=int, default=0)
     parser.add_argument("--tls", action="store_true", help="verify the SuperLink against <run-dir>/tls/ca.pem")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
@@ -59,21 +61,30 @@ def main(argv: list[str] | None = None) -> None:
     clients = [int(c) for c in args.clients.split(",")]
     table = ProcessTable(os.environ.get(TAG_ENV, ""), os.environ.get(RUN_ENV, ""))
     env = flower_env(run_dir, args.torch_threads)
+
+    def start(client: int, port: int) -> None:
+        start_node(table, run_dir, client, args.superlink, port, env, args.torch_threads,
+                   root_certificates=str(run_dir / "tls" / "ca.pem") if args.tls else None)
+
     for client, port in zip(clients, free_ports(len(clients))):
         write_node_config(run_dir, client, args.num_clients,
                           data_dir=Path(args.data_dir).resolve() if args.data_dir else None)
-        start_node(table, run_dir, client, args.superlink, port, env, args.torch_threads,
-                   root_certificates=str(run_dir / "tls" / "ca.pem") if args.tls else None)
-    _write(run_dir, table, "running")
-    alive = len(table.alive())
-    while not _stop and alive:
-        if table.reap():
-            _write(run_dir, table, "running")
-        alive = len(table.alive())
+        start(client, port)
+    restarts: list[dict] = []
+    counts: dict[int, int] = {}
+    _write(run_dir, table, "running", restarts)
+    while not _stop and table.alive():
+        ended = table.reap()
+        for proc in first_exit_per_client(ended):
+            if not _stop:
+                restarts.append(restart_client(table, run_dir, proc, counts, args.max_restarts,
+                                               start=lambda c=proc.client: start(c, free_ports(1)[0])))
+        if ended:
+            _write(run_dir, table, "running", restarts)
         time.sleep(0.5)
-    _write(run_dir, table, "stopping")
+    _write(run_dir, table, "stopping", restarts)
     table.stop_all(grace=args.grace)
-    _write(run_dir, table, "stopped")
+    _write(run_dir, table, "stopped", restarts)
 
 
 if __name__ == "__main__":

@@ -84,12 +84,14 @@ class RemoteDevice:
         self._check(result, "copying the partitions")
 
     def start_agent(self, superlink_port: int, clients: list[int], num_clients: int, threads: int,
-                    grace: float, tls: bool = False, remote_data_dir: str | None = None) -> int:
+                    grace: float, tls: bool = False, remote_data_dir: str | None = None,
+                    max_restarts: int = 0) -> int:
         args = shlex.join(["-m", "launcher.device_agent", "--run-dir", self.run_rel,
                            "--superlink", f"127.0.0.1:{superlink_port}", "--clients", ",".join(map(str, clients)),
                            "--num-clients", str(num_clients), "--torch-threads", str(threads), "--grace", str(grace),
                            *(["--tls"] if tls else []),
-                           *(["--data-dir", remote_data_dir] if remote_data_dir else [])])
+                           *(["--data-dir", remote_data_dir] if remote_data_dir else []),
+                           "--max-restarts", str(max_restarts)])
         env = {**self.device.env, TAG_ENV: self.tag, RUN_ENV: self.run_id,
                "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
         assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())

@@ -23,6 +23,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from launcher.client_restart import CLIENT_ROLES, first_exit_per_client, restart_client
 from launcher.hosts import Device
 from launcher.log_follow import LogFollower
 from launcher.node_commands import flower_env, flwr_bin, start_node, supernode_id
@@ -30,10 +31,8 @@ from launcher.ports import free_ports, wait_for_port
 from launcher.processes import ProcessTable, describe_exit
 from launcher.remote import RemoteDevice, RemoteError
 from launcher.run_folder import RunFolder, now_iso
-from simulator.loglines import LogWriter, client_log_path
 from simulator.lost_nodes import add_lost, set_away
 
-CLIENT_ROLES = ["clientapp", "supernode"]
 POLL_SECONDS = 0.25
 PULL_SECONDS = 3.0  # how often a device's logs are brought over while the run goes on
 TUNNEL_RETRY_SECONDS = 2.0  # a device off the network: try its tunnel again this often
@@ -65,6 +64,7 @@ class Supervisor:
         self.restarts: dict[int, int] = {}
         self._away: dict[str, set[int]] = {}  # device -> its node ids while its tunnel is down
         self._tunnel_retry_at: dict[str, float] = {}
+        self._device_restarts: dict[str, int] = {}
         self._node_start = None  # (env, link port, CA) once the SuperLink is up
         self.tunnels: dict[str, object] = {}
         self._pulls: dict[str, Future] = {}
@@ -153,7 +153,7 @@ class Supervisor:
         device.stage(self.folder.path, clients, ca=Path(tls["ca"]) if tls else None, remote_data_dir=data_dir)
         self._start_tunnel(device, link_port)
         pid = device.start_agent(link_port, clients, num_clients, plan["torch_threads"], plan["grace"],
-                                 tls=bool(tls), remote_data_dir=data_dir)
+                                 tls=bool(tls), remote_data_dir=data_dir, max_restarts=plan.get("max_restarts", 0))
         self.remote_procs[device.host] = [{"role": "agent", "client": None, "host": device.host, "pid": pid,
                                            "exit_code": None, "exit": "running"}]
         self.view.message(f"{device.host}: agent pid {pid}, clients {', '.join(map(str, clients))}")
@@ -166,33 +166,21 @@ class Supervisor:
         self._link_port = link_port
 
     def _client_exited(self, proc) -> None:
-        """A local client process died mid-run: mark its node lost, stop its partner, start it again."""
-        client, cause = proc.client, describe_exit(proc.exit_code)
-        client_dir = self.folder.client_dir(client)
-        node = supernode_id(client_dir / "supernode.log")
-        if node is not None:
-            add_lost(self.folder.path, node)  # the server stops sampling it and waiting for it
-        self.table.stop(CLIENT_ROLES, grace=2.0, client=client)
-        done = self.restarts.get(client, 0)
+        """A local client process died mid-run: its node is lost; the pair starts again as a new node."""
+        env, link_port, ca = self._node_start
         limit = int(self.info["plan"].get("max_restarts", 0))
-        log = LogWriter(client_log_path(client_dir), "FLClient")
-        try:
-            if done < limit:
-                self.restarts[client] = done + 1
-                log.write("client_restart", level="WARNING", role=proc.role, restart=done + 1,
-                          max_restarts=limit, cause=cause)
-                env, link_port, ca = self._node_start
-                start_node(self.table, self.folder.path, client, f"127.0.0.1:{link_port}", free_ports(1)[0], env,
-                           self.info["plan"]["torch_threads"], root_certificates=ca)
-                self.view.message(f"client {client}: {proc.role} {cause}; restarted ({done + 1}/{limit})")
-            else:
-                log.write("client_lost", level="ERROR", role=proc.role, cause=cause)
-                self.view.message(f"client {client}: {proc.role} {cause}; no restart left")
-        finally:
-            log.close()
-        entry = {"client": client, "role": proc.role, "cause": cause, "at": now_iso(), "node_id": node,
-                 "restarted": done < limit}
-        self.folder.edit(lambda d: d.setdefault("restarts", []).append(entry))
+        entry = restart_client(
+            self.table, self.folder.path, proc, self.restarts, limit,
+            start=lambda: start_node(self.table, self.folder.path, proc.client, f"127.0.0.1:{link_port}",
+                                     free_ports(1)[0], env, self.info["plan"]["torch_threads"], root_certificates=ca))
+        self._record_restart(entry, host="localhost")
+
+    def _record_restart(self, entry: dict, host: str) -> None:
+        if entry["node_id"] is not None:
+            add_lost(self.folder.path, entry["node_id"])  # the server stops sampling it and waiting for it
+        what = f"restarted ({entry['restart']})" if entry["restarted"] else "no restart left"
+        self.view.message(f"client {entry['client']} on {host}: {entry['role']} {entry['cause']}; {what}")
+        self.folder.edit(lambda d: d.setdefault("restarts", []).append(dict(entry, host=host)))
 
     def _tend_devices(self, final: bool = False) -> None:
         """Pull logs and agent state every few seconds; bring a dropped tunnel back."""
@@ -234,6 +222,10 @@ class Supervisor:
     def _absorb(self, device: RemoteDevice, agent: dict | None) -> None:
         if not agent:
             return
+        seen = self._device_restarts.setdefault(device.host, 0)
+        for entry in agent.get("restarts", [])[seen:]:  # the agent restarted a client of its own
+            self._record_restart(entry, host=device.host)
+        self._device_restarts[device.host] = len(agent.get("restarts", []))
         agent_pid = device.agent_pid or agent.get("pid")
         state = agent.get("state")
         records = [{"role": "agent", "client": None, "host": device.host, "pid": agent_pid, "port": None,
@@ -254,9 +246,8 @@ class Supervisor:
         outcome = None
         while True:
             ended = self.table.reap()
-            for proc in ended:
-                if proc.role in CLIENT_ROLES:
-                    self._client_exited(proc)
+            for proc in first_exit_per_client(ended):
+                self._client_exited(proc)
             if ended:
                 self.update_processes()
             for event in follower.events():

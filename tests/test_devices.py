@@ -224,3 +224,38 @@ def test_a_device_off_the_network_sits_out_and_comes_back(lab, tmp_path):
     assert any(e["replies"] == 1 for e in ends)  # dev1's client missed rounds while away
     assert ends[-1]["replies"] == 2  # and was back for the last one
     assert "sit out" in out and "dev1: back" in out
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"round_{r:04d}.pt" for r in range(13)]
+    for device in lab.devices:
+        assert device.tagged_pids(run_json(run_dir)["kill_tag"]) == []
+
+
+def test_a_client_killed_on_a_device_is_restarted_there(lab, tmp_path):
+    proc = start("fl-launch", "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config),
+                 "--log-dir", str(tmp_path), "--client-num", "2", "--rounds", "5", "--round-timeout", "150",
+                 "--max-restarts", "2")
+    try:
+        while not runs(tmp_path):
+            time.sleep(0.1)
+        run_dir = runs(tmp_path)[0]
+        wait_for_status(run_dir, {"running"}, timeout=180)
+        victim = None
+        while victim is None:  # its pid as the device's own namespace numbers it, from agent.json
+            victim = next((p for p in run_json(run_dir)["processes"]
+                           if p["host"] == "dev0" and p["role"] == "clientapp"), None)
+            time.sleep(0.2)
+        assert lab.devices[0].ssh(f"kill -9 {victim['pid']}").returncode == 0
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    info = run_json(run_dir)
+    assert info["rounds_done"] == 5
+    (restart,) = info["restarts"]
+    assert (restart["host"], restart["client"], restart["cause"], restart["restarted"]) == \
+        ("dev0", 0, "killed by SIGKILL", True)
+    assert restart["node_id"] is not None
+    assert "[launcher] clientapp exited, restart 1 of 2: killed by SIGKILL" in \
+        (run_dir / "client_0" / "client.log").read_text()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"round_{r:04d}.pt" for r in range(6)]
+    assert lab.devices[0].tagged_pids(info["kill_tag"]) == []
