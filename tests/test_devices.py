@@ -12,7 +12,8 @@ import pytest
 from tests import devices as lab_devices
 from tests.helpers import run, run_json, runs, start, wait_for_status, wait_until_nothing_tagged
 
-pytestmark = pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available()))
+pytestmark = [pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available())),
+              pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

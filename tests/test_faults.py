@@ -4,8 +4,12 @@ import os
 import signal
 import time
 
+import pytest
+
 from launcher.log_follow import LogFollower
 from tests.helpers import run_json, runs, start, wait_for_status, wait_until_nothing_tagged
+
+pytestmark = pytest.mark.slow
 
 
 def _server_events(run_dir, kind):
