@@ -24,6 +24,7 @@ from launcher.client_restart import first_exit_per_client, restart_client
 from launcher.node_commands import flower_env, start_node, write_node_config
 from launcher.ports import free_ports
 from launcher.processes import RUN_ENV, TAG_ENV, ProcessTable
+from simulator.loglines import LogWriter, client_log_path
 
 AGENT_JSON = "agent.json"
 _stop = False
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grace", type=float, default=10.0)
     parser.add_argument("--data-dir", default=None, help="read client_<i>.npz here, not in <run-dir>/data")
     parser.add_argument("--max-restarts", type=int, default=0)
+    parser.add_argument("--resume-round", type=int, default=0, help="a resumed run: mark the clients' logs")
     parser.add_argument("--tls", action="store_true", help="verify the SuperLink against <run-dir>/tls/ca.pem")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
@@ -67,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
                    root_certificates=str(run_dir / "tls" / "ca.pem") if args.tls else None)
 
     for client, port in zip(clients, free_ports(len(clients))):
+        if args.resume_round:
+            log = LogWriter(client_log_path(run_dir / f"client_{client}"), "FLClient")
+            log.write("resume", level="WARNING", round=args.resume_round)
+            log.close()
         write_node_config(run_dir, client, args.num_clients,
                           data_dir=Path(args.data_dir).resolve() if args.data_dir else None)
         start(client, port)

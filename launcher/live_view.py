@@ -28,7 +28,7 @@ def _fmt_acc(acc) -> str:
 def round_line(v: dict) -> str:
     agg = "" if v["aggregated"] else "  (not aggregated)"
     return (f"round {v['round']}/{v['rounds']}: acc {_fmt_acc(v['acc'])} of the received model, "
-            f"train loss {v['loss']:.4f}, {v['replies']} replies, {v['failures']} failures, "
+            f"train loss {_fmt_acc(v['loss'])}, {v['replies']} replies, {v['failures']} failures, "
             f"{v['seconds']:.1f} s{agg}")
 
 
@@ -101,7 +101,7 @@ def print_summary(info: dict, events, console: Console | None = None) -> None:
             table.add_column(col, justify="right")
         for v in rounds:
             table.add_row(str(v["round"]), str(v["replies"]), str(v["failures"]), _fmt_acc(v["acc"]),
-                          f"{v['loss']:.4f}", f"{v['seconds']:.1f}")
+                          _fmt_acc(v["loss"]), f"{v['seconds']:.1f}")
         console.print(table)
     if info.get("final_accuracy") is not None:
         console.print(f"final model accuracy: {_fmt_acc(info['final_accuracy'])} "

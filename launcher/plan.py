@@ -154,7 +154,8 @@ def prepare_resume(log_dir: str, run: str) -> RunFolder:
     _check_checkpoint(path)
     settings = replace(settings, start_round=done + 1, checkpoint=str(path))
     write_app_dir(folder.path / "app", settings)
-    for name in ["server/server.log", *(f"client_{n['client']}/client.log" for n in info["plan"]["nodes"])]:
+    local = [n["client"] for n in info["plan"]["nodes"] if n["host"] == "localhost"]  # devices mark their own
+    for name in ["server/server.log", *(f"client_{c}/client.log" for c in local)]:
         log = LogWriter(folder.path / name, "FLServer" if name.startswith("server") else "FLClient")
         log.write("resume", level="WARNING", round=done + 1)
         log.close()

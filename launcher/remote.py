@@ -42,6 +42,7 @@ class RemoteDevice:
         self.tag = tag
         self.run_rel = posixpath.join("runs", run_id)  # under the device's workdir
         self.agent_pid: int | None = None
+        self.reachable = True  # as of the last pull
 
     def python_word(self) -> str:
         """The device's interpreter as a word for its shell."""
@@ -85,13 +86,13 @@ class RemoteDevice:
 
     def start_agent(self, superlink_port: int, clients: list[int], num_clients: int, threads: int,
                     grace: float, tls: bool = False, remote_data_dir: str | None = None,
-                    max_restarts: int = 0) -> int:
+                    max_restarts: int = 0, resume_round: int = 0) -> int:
         args = shlex.join(["-m", "launcher.device_agent", "--run-dir", self.run_rel,
                            "--superlink", f"127.0.0.1:{superlink_port}", "--clients", ",".join(map(str, clients)),
                            "--num-clients", str(num_clients), "--torch-threads", str(threads), "--grace", str(grace),
                            *(["--tls"] if tls else []),
                            *(["--data-dir", remote_data_dir] if remote_data_dir else []),
-                           "--max-restarts", str(max_restarts)])
+                           "--max-restarts", str(max_restarts), "--resume-round", str(resume_round)])
         env = {**self.device.env, TAG_ENV: self.tag, RUN_ENV: self.run_id,
                "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
         assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
@@ -113,6 +114,7 @@ class RemoteDevice:
         result = self.ssh.run(
             f"cd {self._in_run()} 2>/dev/null && tar -cf - --exclude='*.npz' $(ls -d client_* agent.json agent.log 2>/dev/null)",
             timeout=120)
+        self.reachable = result.returncode != 255  # ssh's own failure: no connection
         if result.returncode != 0 or not result.stdout:
             return None
         device_dir = local_run / "devices" / self.host

@@ -150,10 +150,12 @@ class Supervisor:
         self.view.message(f"{device.host}: staging {len(clients)} client(s)")
         tls = plan.get("tls")
         data_dir = plan.get("remote_data_dir")
+        start_round = self.info["settings"].get("start-round", 1)
         device.stage(self.folder.path, clients, ca=Path(tls["ca"]) if tls else None, remote_data_dir=data_dir)
         self._start_tunnel(device, link_port)
         pid = device.start_agent(link_port, clients, num_clients, plan["torch_threads"], plan["grace"],
-                                 tls=bool(tls), remote_data_dir=data_dir, max_restarts=plan.get("max_restarts", 0))
+                                 tls=bool(tls), remote_data_dir=data_dir, max_restarts=plan.get("max_restarts", 0),
+                                 resume_round=start_round if start_round > 1 else 0)
         self.remote_procs[device.host] = [{"role": "agent", "client": None, "host": device.host, "pid": pid,
                                            "exit_code": None, "exit": "running"}]
         self.view.message(f"{device.host}: agent pid {pid}, clients {', '.join(map(str, clients))}")
@@ -184,16 +186,14 @@ class Supervisor:
 
     def _tend_devices(self, final: bool = False) -> None:
         """Pull logs and agent state every few seconds; bring a dropped tunnel back."""
-        for device, clients in self.devices:
+        for device, _ in self.devices:
             tunnel = self.tunnels.get(device.host)
+            if tunnel is not None and tunnel.alive and time.time() - tunnel.started > 2 * PULL_SECONDS:
+                self._tunnel_retry_at.pop(device.host, None)  # holding: the next drop is news again
             if not final and tunnel is not None and not tunnel.alive:
-                if device.host not in self._away:  # its nodes cannot answer: nobody waits for them
-                    nodes = {n for c in clients
-                             if (n := supernode_id(self.folder.client_dir(c) / "supernode.log")) is not None}
-                    self._away[device.host] = nodes
-                    set_away(self.folder.path, device.host, nodes)
+                if device.host not in self._tunnel_retry_at:
                     self.view.message(f"{device.host}: SSH tunnel ended ({describe_exit(tunnel.exit_code)}); "
-                                      f"its clients sit out until it is back")
+                                      f"reconnecting")
                 if time.monotonic() >= self._tunnel_retry_at.get(device.host, 0.0):
                     self._tunnel_retry_at[device.host] = time.monotonic() + TUNNEL_RETRY_SECONDS
                     self._start_tunnel(device, self._link_port)
@@ -201,23 +201,32 @@ class Supervisor:
         if not final and now - self._last_pull < PULL_SECONDS:
             return
         self._last_pull = now
-        for device, _ in self.devices:
+        for device, clients in self.devices:
             future = self._pulls.get(device.host)
             if future is not None and future.done():
-                agent = future.result()
-                self._absorb(device, agent)
-                tunnel = self.tunnels.get(device.host)
-                if agent is not None and device.host in self._away and tunnel is not None and tunnel.alive \
-                        and time.time() - tunnel.started > 2 * PULL_SECONDS:
-                    del self._away[device.host]  # reachable again, its tunnel holding: back in the rounds
-                    set_away(self.folder.path, device.host, set())
-                    self.view.message(f"{device.host}: back")
+                self._absorb(device, future.result())
+                self._update_away(device, clients)
                 future = None
             if future is None:
                 self._pulls[device.host] = self._pool.submit(device.pull, self.folder.path)
         if final:
             for device, _ in self.devices:
                 self._absorb(device, self._pulls.pop(device.host).result())
+
+    def _update_away(self, device: RemoteDevice, clients: list[int]) -> None:
+        """A device SSH cannot reach: its nodes sit out (no waiting, no sampling) until it is back."""
+        tunnel = self.tunnels.get(device.host)
+        if not device.reachable and device.host not in self._away:
+            nodes = {n for c in clients if (n := supernode_id(self.folder.client_dir(c) / "supernode.log"))}
+            self._away[device.host] = nodes
+            set_away(self.folder.path, device.host, nodes)
+            self.view.message(f"{device.host}: unreachable; its clients sit out until it is back")
+        elif device.reachable and device.host in self._away and tunnel is not None and tunnel.alive \
+                and time.time() - tunnel.started > 2 * PULL_SECONDS:
+            del self._away[device.host]  # reachable again, its tunnel holding: back in the rounds
+            set_away(self.folder.path, device.host, set())
+            self._tunnel_retry_at.pop(device.host, None)
+            self.view.message(f"{device.host}: back")
 
     def _absorb(self, device: RemoteDevice, agent: dict | None) -> None:
         if not agent:

@@ -13,6 +13,12 @@ def _cases(tmp_path):
     (garbage / "data_batch_1").write_bytes(b"\x80\x04not really")
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
+    hosts = {}
+    for label, body in (("inject", '[[device]]\nhost = "pi; reboot"\n'),
+                        ("dup", '[[device]]\nhost = "pi"\n\n[[device]]\nhost = "pi"\n'),
+                        ("key", '[[device]]\nhost = "pi"\ncores = 4\n')):
+        hosts[label] = tmp_path / f"hosts-{label}.toml"
+        hosts[label].write_text(body)
     return {
         "client-num below 1": (["--client-num", "0"], "--client-num"),
         "unknown data set": (["--dataset", "mnist-9000"], "--dataset"),
@@ -31,6 +37,12 @@ def _cases(tmp_path):
         "negative lr": (["--lr", "-1"], "--lr"),
         "zero alpha": (["--partition", "dirichlet", "--alpha", "0"], "--alpha"),
         "unknown partition": (["--partition", "zipf"], "--partition"),
+        "hosts entry injecting shell": (["--hosts", str(hosts["inject"])], "hosts-inject.toml:2: host must be"),
+        "hosts file with a duplicate host": (["--hosts", str(hosts["dup"])], "hosts-dup.toml:5: duplicate host"),
+        "hosts file with an unknown key": (["--hosts", str(hosts["key"])], "hosts-key.toml:3: unknown key 'cores'"),
+        "missing hosts file": (["--hosts", str(tmp_path / "nope.toml")], "cannot read the hosts file"),
+        "resume of an unknown run": (["--resume", "20990101-000000-dead"], "unknown run"),
+        "remote data dir without hosts": (["--remote-data-dir", "data"], "needs --hosts"),
     }
 
 
@@ -38,7 +50,9 @@ NAMES = [
     "client-num below 1", "unknown data set", "missing data dir", "no data dir", "empty data dir",
     "malformed data dir", "more clients than samples", "unwritable log dir", "unknown task",
     "getModel with no earlier run", "inference with an unknown run", "bad kill tag", "fraction above 1",
-    "min-clients above sampled", "negative lr", "zero alpha", "unknown partition",
+    "min-clients above sampled", "negative lr", "zero alpha", "unknown partition", "hosts entry injecting shell",
+    "hosts file with a duplicate host", "hosts file with an unknown key", "missing hosts file",
+    "resume of an unknown run", "remote data dir without hosts",
 ]
 
 

@@ -260,3 +260,35 @@ def test_a_client_killed_on_a_device_is_restarted_there(lab, tmp_path):
         (run_dir / "client_0" / "client.log").read_text()
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"round_{r:04d}.pt" for r in range(6)]
     assert lab.devices[0].tagged_pids(info["kill_tag"]) == []
+
+
+def test_resume_a_remote_run_after_the_superlink_dies(lab, tmp_path):
+    from launcher.log_follow import LogFollower
+
+    proc = start("fl-launch", "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config),
+                 "--log-dir", str(tmp_path), "--client-num", "2", "--rounds", "3", "--grace", "3")
+    try:
+        while not runs(tmp_path):
+            time.sleep(0.1)
+        run_dir = runs(tmp_path)[0]
+        wait_for_status(run_dir, {"running"}, timeout=180)
+        server_log = LogFollower(run_dir / "server" / "server.log")
+        while not any(e.kind == "server_round_end" for e in server_log.events()):
+            time.sleep(0.05)
+        superlink = next(p for p in run_json(run_dir)["processes"] if p["role"] == "superlink")
+        os.kill(superlink["pid"], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out
+    again = run("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path), timeout=400)
+    assert again.returncode == 0, again.stdout + again.stderr
+    info = run_json(run_dir)
+    assert info["status"] == "finished" and info["rounds_done"] == 3
+    start_round = info["resumed_from_round"]
+    for client in (0, 1):  # the device wrote the marker into the log that came back
+        text = (run_dir / f"client_{client}" / "client.log").read_text()
+        assert f"[launcher] resumed from round {start_round}" in text
+    for device in lab.devices:
+        assert device.tagged_pids(info["kill_tag"]) == []
