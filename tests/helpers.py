@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from launcher.tagged import tagged_processes
@@ -24,13 +25,26 @@ def command(name: str) -> list[str]:
 
 def run(name: str, *args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLUMNS="200")
-    return subprocess.run([*command(name), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*command(name), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def start(name: str, *args: str, cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen([*command(name), *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [*command(name), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def run_json(run_dir: Path) -> dict:
@@ -62,3 +76,25 @@ def wait_until_nothing_tagged(tag: str, timeout: float = 15) -> list:
         time.sleep(0.2)
         left = tagged_processes(tag)
     return left
+
+
+@contextmanager
+def running(*args: str, log_dir: Path, timeout: float = 180):
+    """fl-launch in the foreground, handed over once its first round runs; killed if the test leaves it so.
+
+    with running("--client-num", "3", log_dir=tmp_path) as (proc, run_dir):
+        ...                                   # do harm
+        out, _ = proc.communicate(timeout=300)
+    """
+    proc = start("fl-launch", *args, "--log-dir", str(log_dir))
+    try:
+        while not runs(log_dir):
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.1)
+        run_dir = runs(log_dir)[0]
+        wait_for_status(run_dir, {"running"}, timeout=timeout)
+        yield proc, run_dir
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

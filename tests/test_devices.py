@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import devices as lab_devices
-from tests.helpers import run, run_json, runs, start, wait_for_status, wait_until_nothing_tagged
+from tests.helpers import run, run_json, running, runs, wait_until_nothing_tagged
 
 pytestmark = [pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available())),
               pytest.mark.slow]
@@ -68,20 +68,14 @@ def test_detached_remote_run_is_stopped_by_fl_finish(lab, tmp_path):
 
 
 def test_dropped_ssh_connection_does_not_stop_the_clients(lab, tmp_path):
-    proc = start("fl-launch", "--hosts", str(lab.hosts_file(slots=2)), "--ssh-config", str(lab.ssh_config),
-                 "--log-dir", str(tmp_path), "--client-num", "4", "--rounds", "4")
-    try:
-        while not runs(tmp_path):
-            time.sleep(0.1)
-        run_dir = runs(tmp_path)[0]
-        wait_for_status(run_dir, {"running"}, timeout=180)
+    with running(
+        "--hosts", str(lab.hosts_file(slots=2)), "--ssh-config", str(lab.ssh_config), "--client-num", "4",
+        "--rounds", "4", log_dir=tmp_path
+    ) as (proc, run_dir):
         tunnels = [p for p in run_json(run_dir)["processes"] if p["role"] == "tunnel"]
         for tunnel in tunnels:  # the ssh client carrying a device's traffic, gone
             os.kill(tunnel["pid"], signal.SIGKILL)
         out, _ = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, out
     assert "reconnecting" in out
     info = run_json(run_dir)
@@ -200,24 +194,20 @@ def test_a_device_off_the_network_sits_out_and_comes_back(lab, tmp_path):
         return [e.values for e in LogFollower(run_dir / "server" / "server.log").events()
                 if e.kind == "server_round_end"]
 
-    proc = start("fl-launch", "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config),
-                 "--log-dir", str(tmp_path), "--client-num", "2", "--rounds", "12", "--round-timeout", "150")
     cut = lab.devices[1]
-    try:
-        while not runs(tmp_path):
-            time.sleep(0.1)
-        run_dir = runs(tmp_path)[0]
-        wait_for_status(run_dir, {"running"}, timeout=180)
-        while len(round_ends(run_dir)) < 1:
-            time.sleep(0.2)
-        cut.link(up=False)
-        time.sleep(25)
-        cut.link(up=True)
-        out, _ = proc.communicate(timeout=600)
-    finally:
-        cut.link(up=True)
-        if proc.poll() is None:
-            proc.kill()
+    with running(
+        "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config), "--client-num", "2",
+        "--rounds", "12", "--round-timeout", "150", log_dir=tmp_path
+    ) as (proc, run_dir):
+        try:
+            while len(round_ends(run_dir)) < 1:
+                time.sleep(0.2)
+            cut.link(up=False)
+            time.sleep(25)
+            cut.link(up=True)
+            out, _ = proc.communicate(timeout=600)
+        finally:
+            cut.link(up=True)
     assert proc.returncode == 0, out
     ends = round_ends(run_dir)
     assert [e["round"] for e in ends] == list(range(1, 13))
@@ -231,14 +221,10 @@ def test_a_device_off_the_network_sits_out_and_comes_back(lab, tmp_path):
 
 
 def test_a_client_killed_on_a_device_is_restarted_there(lab, tmp_path):
-    proc = start("fl-launch", "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config),
-                 "--log-dir", str(tmp_path), "--client-num", "2", "--rounds", "5", "--round-timeout", "150",
-                 "--max-restarts", "2")
-    try:
-        while not runs(tmp_path):
-            time.sleep(0.1)
-        run_dir = runs(tmp_path)[0]
-        wait_for_status(run_dir, {"running"}, timeout=180)
+    with running(
+        "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config), "--client-num", "2",
+        "--rounds", "5", "--round-timeout", "150", "--max-restarts", "2", log_dir=tmp_path
+    ) as (proc, run_dir):
         victim = None
         while victim is None:  # its pid as the device's own namespace numbers it, from agent.json
             victim = next((p for p in run_json(run_dir)["processes"]
@@ -246,9 +232,6 @@ def test_a_client_killed_on_a_device_is_restarted_there(lab, tmp_path):
             time.sleep(0.2)
         assert lab.devices[0].ssh(f"kill -9 {victim['pid']}").returncode == 0
         out, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, out
     info = run_json(run_dir)
     assert info["rounds_done"] == 5
@@ -265,22 +248,16 @@ def test_a_client_killed_on_a_device_is_restarted_there(lab, tmp_path):
 def test_resume_a_remote_run_after_the_superlink_dies(lab, tmp_path):
     from launcher.log_follow import LogFollower
 
-    proc = start("fl-launch", "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config),
-                 "--log-dir", str(tmp_path), "--client-num", "2", "--rounds", "3", "--grace", "3")
-    try:
-        while not runs(tmp_path):
-            time.sleep(0.1)
-        run_dir = runs(tmp_path)[0]
-        wait_for_status(run_dir, {"running"}, timeout=180)
+    with running(
+        "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config), "--client-num", "2",
+        "--rounds", "3", "--grace", "3", log_dir=tmp_path
+    ) as (proc, run_dir):
         server_log = LogFollower(run_dir / "server" / "server.log")
         while not any(e.kind == "server_round_end" for e in server_log.events()):
             time.sleep(0.05)
         superlink = next(p for p in run_json(run_dir)["processes"] if p["role"] == "superlink")
         os.kill(superlink["pid"], signal.SIGKILL)
         out, _ = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 1, out
     again = run("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path), timeout=400)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from launcher.log_follow import LogFollower
-from tests.helpers import run_json, runs, start, wait_for_status, wait_until_nothing_tagged
+from tests.helpers import run_json, running, runs, wait_until_nothing_tagged
 
 pytestmark = pytest.mark.slow
 
@@ -17,13 +17,9 @@ def _server_events(run_dir, kind):
 
 
 def test_a_killed_client_restarts_and_no_round_waits_for_it(tmp_path):
-    proc = start("fl-launch", "--client-num", "3", "--rounds", "5", "--log-dir", str(tmp_path),
-                 "--round-timeout", "120", "--max-restarts", "1")
-    try:
-        while not runs(tmp_path):
-            time.sleep(0.1)
-        run_dir = runs(tmp_path)[0]
-        wait_for_status(run_dir, {"running"}, timeout=180)
+    with running(
+        "--client-num", "3", "--rounds", "5", "--round-timeout", "120", "--max-restarts", "1", log_dir=tmp_path
+    ) as (proc, run_dir):
         deadline = time.monotonic() + 120
         while not any(v["round"] == 2 for v in _server_events(run_dir, "server_round_start")):
             assert time.monotonic() < deadline
@@ -31,9 +27,6 @@ def test_a_killed_client_restarts_and_no_round_waits_for_it(tmp_path):
         victim = next(p for p in run_json(run_dir)["processes"] if p["role"] == "clientapp" and p["client"] == 1)
         os.kill(victim["pid"], signal.SIGKILL)
         out, _ = proc.communicate(timeout=400)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, out
     info = run_json(run_dir)
     assert info["status"] == "finished" and info["rounds_done"] == 5
@@ -60,12 +53,9 @@ def test_resume_after_the_superlink_dies_loses_and_repeats_no_round(tmp_path):
 
     from tests.helpers import run
 
-    proc = start("fl-launch", "--client-num", "3", "--rounds", "4", "--log-dir", str(tmp_path), "--grace", "3")
-    try:
-        while not runs(tmp_path):
-            time.sleep(0.1)
-        run_dir = runs(tmp_path)[0]
-        wait_for_status(run_dir, {"running"}, timeout=180)
+    with running(
+        "--client-num", "3", "--rounds", "4", "--grace", "3", log_dir=tmp_path
+    ) as (proc, run_dir):
         deadline = time.monotonic() + 180
         while not any(v["round"] == 2 for v in _server_events(run_dir, "server_round_end")):
             assert time.monotonic() < deadline and proc.poll() is None
@@ -73,9 +63,6 @@ def test_resume_after_the_superlink_dies_loses_and_repeats_no_round(tmp_path):
         superlink = next(p for p in run_json(run_dir)["processes"] if p["role"] == "superlink")
         os.kill(superlink["pid"], signal.SIGKILL)
         out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 1, out
     assert run_json(run_dir)["status"] == "failed"
     assert wait_until_nothing_tagged(run_dir.name) == []

@@ -6,22 +6,16 @@ import subprocess
 import sys
 
 from launcher.tagged import tagged_processes
-from tests.helpers import run, run_json, runs, start, wait_for_status, wait_until_nothing_tagged
+from tests.helpers import run, run_json, running, runs, start, wait_until_nothing_tagged
 
 
 def test_sigint_during_round_one_stops_everything(tmp_path):
-    proc = start("fl-launch", "--client-num", "2", "--rounds", "50", "--log-dir", str(tmp_path), "--grace", "5")
-    try:
-        while not runs(tmp_path):
-            assert proc.poll() is None
-        run_dir = runs(tmp_path)[0]
-        wait_for_status(run_dir, {"running"}, timeout=120)
+    with running(
+        "--client-num", "2", "--rounds", "50", "--grace", "5", log_dir=tmp_path, timeout=120
+    ) as (proc, run_dir):
         assert len(tagged_processes(run_dir.name)) >= 6
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, out
     info = run_json(run_dir)
     assert info["status"] == "interrupted" and "SIGINT" in info["reason"]
