@@ -1,7 +1,7 @@
 """OpenSSH as the transport to devices: the user's config, agent and keys, in batch mode.
 
     >>> ssh = Ssh(device, config="~/.ssh/config")
-    >>> ssh.run(remote_command(["python3", "-V"])).stdout
+    >>> ssh.run(shlex.join(["python3", "-V"])).stdout
     'Python 3.11.7\\n'
     >>> ssh.argv("-N", "-R", "127.0.0.1:9092:127.0.0.1:9092")   # a tunnel, for Popen
 
@@ -57,17 +57,6 @@ def remote_path(path: str) -> str:
     if not path.startswith("/"):
         return '"$HOME"/' + shlex.quote(path)
     return shlex.quote(path)
-
-
-def remote_command(words: list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> str:
-    """``cd CWD && env K=V ... word ...``, every piece quoted."""
-    parts = []
-    if cwd is not None:
-        parts.append(f"cd {remote_path(cwd)} &&")
-    if env:
-        parts.append("env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()))
-    parts.append(shlex.join(words))
-    return " ".join(parts)
 
 
 def last_line(data: bytes) -> str:

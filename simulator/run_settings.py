@@ -47,10 +47,6 @@ class RunSettings:
     def to_config(self) -> dict:
         return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.run_dir) / "checkpoints"
-
 
 def checkpoint_path(run_dir: str | Path, server_round: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"round_{server_round:04d}.pt"
