@@ -19,10 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
-from launcher.hosts import Device
 from launcher.live_view import make_console
 from launcher.processes import StopResult, command_of, terminate_then_kill
-from launcher.remote import RemoteDevice
+from launcher.remote import RemoteDevice, devices_of
 from launcher.run_folder import RUN_ID_RE, RunFolder, RunFolderError, now_iso
 from launcher.tagged import tagged_processes
 
@@ -100,11 +99,8 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
 def _devices(folders: list[RunFolder], tag: str) -> list[RemoteDevice]:
     found = {}
     for folder in folders:
-        info = folder.read()
-        plan = info.get("plan") or {}
-        for spec in plan.get("devices", []):
-            device = Device(**{k: v for k, v in spec.items() if k != "clients"})
-            found[device.host] = RemoteDevice(device, plan.get("ssh_config"), info["run_id"], tag)
+        for device, _ in devices_of(folder.read(), tag):
+            found[device.host] = device
     return list(found.values())
 
 

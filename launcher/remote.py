@@ -34,6 +34,16 @@ def _dir_word(path: str) -> str:
     return remote_path(path) if path[:1] in "/~" else shlex.quote(path)
 
 
+def devices_of(info: dict, tag: str | None = None) -> list[tuple["RemoteDevice", list[int]]]:
+    """A run's devices, as its run.json plan records them, each with the clients placed on it."""
+    plan = info.get("plan") or {}
+    return [
+        (RemoteDevice(Device(**{k: v for k, v in spec.items() if k != "clients"}), plan.get("ssh_config"),
+                      info["run_id"], tag or info["kill_tag"]), spec["clients"])
+        for spec in plan.get("devices", [])
+    ]
+
+
 class RemoteDevice:
     def __init__(self, device: Device, ssh_config: str | None, run_id: str, tag: str) -> None:
         self.device = device

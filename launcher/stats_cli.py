@@ -23,10 +23,9 @@ from rich.live import Live
 from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
-from launcher.hosts import Device
 from launcher.live_view import make_console
 from launcher.log_history import read_client_log
-from launcher.remote import RemoteDevice
+from launcher.remote import devices_of
 from launcher.run_folder import RunFolder, RunFolderError
 from launcher.run_status import LIVE, live_status
 from launcher.stats import across_clients, client_tables, plot_across, read_logs
@@ -224,16 +223,12 @@ def _watch(kind: str, path: Path, console: Console, interval: float) -> None:
 
 
 def _pull(folder: Path, console: Console) -> None:
-    info = RunFolder(folder).read()
-    specs = (info.get("plan") or {}).get("devices", [])
-    if not specs:
+    devices = devices_of(RunFolder(folder).read())
+    if not devices:
         raise UserError(f"run {folder.name} has no devices to pull from")
-    for spec in specs:
-        device = RemoteDevice(Device(**{k: v for k, v in spec.items() if k != "clients"}),
-                              info["plan"].get("ssh_config"), info["run_id"], info["kill_tag"])
-        agent = device.pull(folder)
-        state = "pulled" if agent is not None else "unreachable or empty"
-        console.print(f"{device.host}: clients {', '.join(map(str, spec['clients']))}: {state}")
+    for device, clients in devices:
+        state = "pulled" if device.pull(folder) is not None else "unreachable or empty"
+        console.print(f"{device.host}: clients {', '.join(map(str, clients))}: {state}")
 
 
 def _list_runs(log_dir: Path, console: Console, as_json: bool, output: str | None) -> None:

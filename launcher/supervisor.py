@@ -24,12 +24,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from launcher.client_restart import CLIENT_ROLES, first_exit_per_client, restart_client
-from launcher.hosts import Device
 from launcher.log_follow import LogFollower
 from launcher.node_commands import flower_env, flwr_bin, start_node, supernode_id
 from launcher.ports import free_ports, wait_for_port
 from launcher.processes import ProcessTable, describe_exit
-from launcher.remote import RemoteDevice, RemoteError
+from launcher.remote import RemoteDevice, RemoteError, devices_of
 from launcher.run_folder import RunFolder, now_iso
 from simulator.lost_nodes import add_lost, set_away
 
@@ -54,12 +53,7 @@ class Supervisor:
         self.state = {"round": 0, "rounds": self.info["settings"]["rounds"], "acc": None,
                       "clients": len(self.info["plan"]["nodes"]), "alive": 0, "phase": "starting"}
         self.events = []
-        plan = self.info["plan"]
-        self.devices = [
-            (RemoteDevice(Device(**{k: v for k, v in spec.items() if k != "clients"}), plan.get("ssh_config"),
-                          self.info["run_id"], self.info["kill_tag"]), spec["clients"])
-            for spec in plan.get("devices", [])
-        ]
+        self.devices = devices_of(self.info)
         self.remote_procs: dict[str, list[dict]] = {}
         self.restarts: dict[int, int] = {}
         self._away: dict[str, set[int]] = {}  # device -> its node ids while its tunnel is down
@@ -188,7 +182,7 @@ class Supervisor:
         """Pull logs and agent state every few seconds; bring a dropped tunnel back."""
         for device, _ in self.devices:
             tunnel = self.tunnels.get(device.host)
-            if tunnel is not None and tunnel.alive and time.time() - tunnel.started > 2 * PULL_SECONDS:
+            if self._tunnel_holding(device):
                 self._tunnel_retry_at.pop(device.host, None)  # holding: the next drop is news again
             if not final and tunnel is not None and not tunnel.alive:
                 if device.host not in self._tunnel_retry_at:
@@ -213,16 +207,19 @@ class Supervisor:
             for device, _ in self.devices:
                 self._absorb(device, self._pulls.pop(device.host).result())
 
+    def _tunnel_holding(self, device: RemoteDevice) -> bool:
+        """Its tunnel is up and has stayed up a while (not one that is about to fail again)."""
+        tunnel = self.tunnels.get(device.host)
+        return tunnel is not None and tunnel.alive and time.time() - tunnel.started > 2 * PULL_SECONDS
+
     def _update_away(self, device: RemoteDevice, clients: list[int]) -> None:
         """A device SSH cannot reach: its nodes sit out (no waiting, no sampling) until it is back."""
-        tunnel = self.tunnels.get(device.host)
         if not device.reachable and device.host not in self._away:
             nodes = {n for c in clients if (n := supernode_id(self.folder.client_dir(c) / "supernode.log"))}
             self._away[device.host] = nodes
             set_away(self.folder.path, device.host, nodes)
             self.view.message(f"{device.host}: unreachable; its clients sit out until it is back")
-        elif device.reachable and device.host in self._away and tunnel is not None and tunnel.alive \
-                and time.time() - tunnel.started > 2 * PULL_SECONDS:
+        elif device.reachable and device.host in self._away and self._tunnel_holding(device):
             del self._away[device.host]  # reachable again, its tunnel holding: back in the rounds
             set_away(self.folder.path, device.host, set())
             self._tunnel_retry_at.pop(device.host, None)

@@ -94,7 +94,8 @@ def _pattern(kind: str, template: str) -> str:
 
 
 # One alternation over every template: one C-level match per line, whatever the kind.
-_MESSAGE = re.compile("(?:" + "|".join(_pattern(k, t) for k, t in TEMPLATES.items()) + r")\s*$")
+_ALTERNATION = "(?:" + "|".join(_pattern(k, t) for k, t in TEMPLATES.items()) + ")"
+_MESSAGE = re.compile(_ALTERNATION + r"\s*$")
 _FIELDS = {kind: [(f"{kind}__{name}", name) for name in re.findall(r"\{(\w+)\}", t)]
            for kind, t in TEMPLATES.items()}
 _HEAD = re.compile(
@@ -108,8 +109,7 @@ EVENT_PREFIXES = tuple(sorted({t.split("{", 1)[0] for t in TEMPLATES.values() if
 _HEAD_SRC = (r"^(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?[ \t]+)?"
              r"[A-Z]+:?[ \t]+<(?:FLClient|FLServer)>")
 # Whole-text scanners (re.MULTILINE): the bulk path for thousands of logs, no Python per line.
-_EVENT_LINES = re.compile(_HEAD_SRC + "[ \t]?(?:" + "|".join(_pattern(k, t) for k, t in TEMPLATES.items())
-                          + r")[ \t\r]*$", re.MULTILINE)
+_EVENT_LINES = re.compile(_HEAD_SRC + "[ \t]?" + _ALTERNATION + r"[ \t\r]*$", re.MULTILINE)
 _BLANK_LINES = re.compile(r"^[ \t\r]*$", re.MULTILINE)
 
 
