@@ -95,7 +95,7 @@ class Supervisor:
         nodes = plan["nodes"]
         link_port, *node_ports = free_ports(1 + len(nodes))
         tls = plan.get("tls")
-        self._write_flwr_config(env, link_port, tls["ca"] if tls else None)
+        self.write_flwr_config(env, link_port, tls["ca"] if tls else None)
         security = (["--ssl-certfile", tls["cert"], "--ssl-keyfile", tls["key"], "--ssl-ca-certfile", tls["ca"]]
                     if tls else ["--insecure"])
         superlink = self.table.spawn(
@@ -128,7 +128,7 @@ class Supervisor:
         return self._watch(float(plan["startup_timeout"]), float(settings["round-timeout"]))
 
     @staticmethod
-    def _write_flwr_config(env: dict[str, str], link_port: int, ca: str | None) -> None:
+    def write_flwr_config(env: dict[str, str], link_port: int, ca: str | None) -> None:
         """The run's own FLWR_HOME: `flwr run` finds its SuperLink there, never in ~/.flwr."""
         home = Path(env["FLWR_HOME"])
         home.mkdir(exist_ok=True)

@@ -1,0 +1,197 @@
+"""Run the benchmark workloads side by side and write report.md and report.json.
+
+    pip install -c constraints.txt 'flwr[simulation]==1.41.0'     # for the simulation column
+    python -m benchmarks.report                                   # everything, ~30 min on 2 cores
+    python -m benchmarks.report --workloads W0,W1 --variants floor,fl-launch
+
+Each workload runs as: floor (the clients' compute alone, one single-thread process
+per core), fl-launch, plain Flower started by hand, and Flower's simulation runtime;
+W3 runs fl-launch beside its two references (central training, in-process FedAvg).
+Runs go to ``<out>/logs`` and are kept for fl-stats; nothing else is left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import subprocess
+import uuid
+from pathlib import Path
+
+import psutil
+
+from benchmarks import references
+from benchmarks.variants import Measured, fl_launch, floor, plain_flower, simulation
+from benchmarks.workloads import W, Workload
+
+VARIANTS = {"floor": floor, "fl-launch": fl_launch, "plain-flower": plain_flower, "flower-simulation": simulation}
+SPEED = ("W0", "W1", "W2")
+ACCURACY = ("W3-iid", "W3-dirichlet")
+TARGETS = """\
+| target | goal |
+|---|---|
+| W1 fl-launch per round | <= 2.0x floor |
+| W2 fl-launch per round | <= 1.1x floor |
+| fl-launch wall time | <= 0.3x plain Flower |
+| W2 total PSS | <= 10 GiB |
+| W2 round 1 starts | <= 45 s after the command |
+| W3 run vs in-process FedAvg | within 0.5 points |
+| W3 IID vs central | within 1 point |
+| W3 Dirichlet(0.5) vs central | within 3 points |
+"""
+
+
+def run_speed(workload: Workload, variants: list[str], log_dir: Path) -> dict[str, Measured]:
+    results = {}
+    for name in variants:
+        tag = f"bench-{workload.name.lower()}-{name}-{uuid.uuid4().hex[:6]}"
+        print(f"[{workload.name}] {name} ...", flush=True)
+        results[name] = VARIANTS[name](workload, log_dir / workload.name, tag)
+        m = results[name]
+        print(f"[{workload.name}] {name}: {m.status}, {m.per_round_s} s/round, wall {m.wall_s} s, "
+              f"peak {m.peak_pss_mib / 1024:.2f} GiB", flush=True)
+    return results
+
+
+def run_accuracy(workload: Workload, log_dir: Path, central_epochs: int) -> dict:
+    tag = f"bench-{workload.name.lower()}-{uuid.uuid4().hex[:6]}"
+    print(f"[{workload.name}] fl-launch ...", flush=True)
+    run = fl_launch(workload, log_dir / workload.name, tag)
+    settings, parts = references.load_run(run.run_dir)
+    print(f"[{workload.name}] references ...", flush=True)
+    central = references.central(settings, parts, central_epochs)
+    fedavg = references.fedavg(settings, parts)
+    return {"run": run.as_dict(), "central": central[-1], "central_epochs": central_epochs,
+            "fedavg_in_process": fedavg[-1], "fedavg_in_process_per_round": fedavg}
+
+
+def _fmt(value, digits=2, suffix=""):
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def speed_table(workload: Workload, results: dict) -> str:
+    base = results.get("floor", {}).get("per_round_s")
+    lines = [f"### {workload.name}: {workload.title}", "",
+             "| variant | status | s/round | x floor | to round 1 (s) | wall (s) | peak PSS (GiB) | processes | final acc |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in results.items():
+        ratio = m["per_round_s"] / base if base and m["per_round_s"] else None
+        lines.append(f"| {name} | {m['status']} | {_fmt(m['per_round_s'])} | {_fmt(ratio)} | "
+                     f"{_fmt(m['to_round1_s'], 1)} | {_fmt(m['wall_s'], 1)} | {_fmt(m['peak_pss_mib'] / 1024)} | "
+                     f"{m['processes']} | {_fmt(m['final_acc'], 3)} |")
+    if any(m["note"] for m in results.values()):
+        lines += [""] + [f"- {name}: {m['note']}" for name, m in results.items() if m["note"]]
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_table(results: dict) -> str:
+    lines = ["| workload | fl-launch | in-process FedAvg | central | run - FedAvg (points) | central - run (points) |",
+             "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        acc = r["run"]["final_acc"]
+        if acc is None:
+            lines.append(f"| {name} | {r['run']['status']} | {r['fedavg_in_process']:.4f} | {r['central']:.4f} | - | - |")
+            continue
+        lines.append(f"| {name} | {acc:.4f} | {r['fedavg_in_process']:.4f} | {r['central']:.4f} | "
+                     f"{100 * (acc - r['fedavg_in_process']):+.2f} | {100 * (r['central'] - acc):+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def check_targets(report: dict) -> list[dict]:
+    """Each target: the measured value, the goal, met or missed and by how much."""
+    speed, acc = report["speed"], report["accuracy"]
+    found = []
+
+    def add(name, value, goal, lower_is_better=True, unit=""):
+        if value is None:
+            found.append({"target": name, "value": None, "goal": goal, "met": None, "by": "not measured"})
+            return
+        met = value <= goal if lower_is_better else value >= goal
+        found.append({"target": name, "value": round(value, 3), "goal": goal, "met": met,
+                      "by": f"{abs(value - goal):.2f}{unit} {'under' if value <= goal else 'over'}"})
+
+    def ratio(w, a, b, key="per_round_s"):
+        x, y = speed.get(w, {}).get(a, {}), speed.get(w, {}).get(b, {})
+        return x[key] / y[key] if x.get(key) and y.get(key) and x.get("status") == "ok" else None
+
+    add("W1 fl-launch per round / floor", ratio("W1", "fl-launch", "floor"), 2.0, unit="x")
+    add("W2 fl-launch per round / floor", ratio("W2", "fl-launch", "floor"), 1.1, unit="x")
+    for w in SPEED:
+        add(f"{w} fl-launch wall / plain Flower wall", ratio(w, "fl-launch", "plain-flower", "wall_s"), 0.3, unit="x")
+    w2 = speed.get("W2", {}).get("fl-launch")
+    add("W2 fl-launch total PSS (GiB)", w2["peak_pss_mib"] / 1024 if w2 else None, 10.0, unit=" GiB")
+    add("W2 fl-launch round 1 start (s)", w2["to_round1_s"] if w2 else None, 45.0, unit=" s")
+    for name, r in acc.items():
+        run_acc = r["run"]["final_acc"]
+        add(f"{name} |run - in-process FedAvg| (points)",
+            abs(run_acc - r["fedavg_in_process"]) * 100 if run_acc is not None else None, 0.5, unit=" points")
+        add(f"{name} central - run (points)", (r["central"] - run_acc) * 100 if run_acc is not None else None,
+            1.0 if "iid" in name else 3.0, unit=" points")
+    return found
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    m = report["machine"]
+    parts = [f"# fl-launch benchmark report\n\n{report['date']}, commit {report['commit']}, "
+             f"{m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, {m['platform']}.\n",
+             "Per round: from the ServerApp's round 1 start line to its last round's end line, over the rounds "
+             "(floor: the mean time of one round of every client's work on the pool). To round 1: from the "
+             "command to the ServerApp's round 1 start line. Peak PSS: the highest 0.5 s sample of the summed "
+             "PSS of every process of the variant.\n",
+             "## Speed and memory\n"]
+    for name in SPEED:
+        if name in report["speed"]:
+            parts.append(speed_table(W[name], report["speed"][name]))
+    if report["accuracy"]:
+        parts += ["## Accuracy (W3)\n", accuracy_table(report["accuracy"])]
+    parts += ["## Targets\n", "| target | value | goal | met | by |", "|---|---|---|---|---|"]
+    parts += [f"| {t['target']} | {t['value']} | {t['goal']} | "
+              f"{'-' if t['met'] is None else ('yes' if t['met'] else 'NO')} | {t['by']} |" for t in report["targets"]]
+    path.write_text("\n".join(parts) + "\n")
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--workloads", default="W0,W1,W2,W3")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--central-epochs", type=int, default=20)
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = args.workloads.split(",")
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS] + [w for w in chosen if w not in (*SPEED, "W3")]
+    if unknown:
+        raise SystemExit(f"unknown workload or variant: {', '.join(unknown)}")
+    report = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"), "commit": _commit(),
+        "machine": {"cores": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+                    "python": platform.python_version(), "platform": platform.platform()},
+        "speed": {}, "accuracy": {},
+    }
+    for name in SPEED:
+        if name in chosen:
+            results = run_speed(W[name], variants, out / "logs")
+            report["speed"][name] = {k: m.as_dict() for k, m in results.items()}
+    if "W3" in chosen:
+        for name in ACCURACY:
+            report["accuracy"][name] = run_accuracy(W[name], out / "logs", args.central_epochs)
+    report["targets"] = check_targets(report)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown(report, out / "report.md")
+    print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
+
+
+if __name__ == "__main__":
+    main()

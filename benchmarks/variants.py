@@ -1,0 +1,242 @@
+"""The four ways the benchmark runs a workload, each returning the same Measured figures.
+
+    >>> m = fl_launch(W["W1"], Path("bench/logs"))
+    >>> m.per_round_s, m.to_round1_s, m.peak_pss_mib
+
+- floor: each client's round work (evaluate the received model, train its local
+  epochs), no federation, on a pool of single-thread worker processes, one per core.
+- fl_launch: the `fl-launch` command.
+- plain_flower: what a user starts by hand: flower-superlink, N flower-supernode in
+  their default (subprocess) isolation, `flwr run` of the same app.
+- simulation: Flower's simulation runtime (`flower-superlink --simulation`, Ray) on
+  the same app.
+The last three run the same ServerApp and ClientApp, so their round times and the
+final accuracy come from the same server.log lines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from benchmarks.memory import PeakMemory, tagged
+from benchmarks.workloads import Workload
+from launcher.node_commands import flower_env, flwr_bin
+from launcher.plan import prepare_run
+from launcher.ports import free_ports, wait_for_port
+from launcher.processes import ProcessTable, terminate_then_kill
+from launcher.supervisor import Supervisor
+from launcher.tagged import tagged_processes
+from simulator.loglines import parse_line
+
+CORES = 2
+MEMORY_LIMIT_MIB = 20 * 1024  # a variant past this is stopped and reported with what it reached
+
+
+@dataclass
+class Measured:
+    variant: str
+    status: str = "ok"
+    wall_s: float = 0.0
+    per_round_s: float | None = None
+    to_round1_s: float | None = None
+    peak_pss_mib: float = 0.0
+    processes: int = 0
+    final_acc: float | None = None
+    round_s: list[float] = field(default_factory=list)
+    run_dir: str = ""
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_server_log(run_dir: Path, started: dt.datetime, measured: Measured) -> None:
+    """Round times, time to round 1 and final accuracy from the ServerApp's own lines."""
+    first_start = last_end = None
+    rounds = 0
+    path = run_dir / "server" / "server.log"
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        event = parse_line(line)
+        if event is None:
+            continue
+        if event.kind == "server_round_start" and first_start is None:
+            first_start = event.time
+        elif event.kind == "server_round_end":
+            last_end, rounds = event.time, rounds + 1
+            measured.round_s.append(event.values["seconds"])
+        elif event.kind == "server_final":
+            measured.final_acc = event.values["acc"]
+    if first_start:
+        measured.to_round1_s = round((first_start - started).total_seconds(), 2)
+    if first_start and last_end and rounds:
+        measured.per_round_s = round((last_end - first_start).total_seconds() / rounds, 2)
+
+
+# ---- (a) the compute floor ------------------------------------------------------------------
+
+_PARTS: dict = {}
+
+
+def _warm_worker() -> None:
+    import torch  # noqa: PLC0415
+
+    from simulator.model import LeNet5  # noqa: PLC0415
+    from simulator.training import train  # noqa: PLC0415
+
+    torch.set_num_threads(1)
+    train(LeNet5(1, 2), torch.zeros(2, 1, 32, 32), torch.tensor([0, 1]), epochs=1, batch_size=2, lr=1e-3, seed=0)
+
+
+def _client_round(job) -> float:
+    from simulator.client_data import load_partition  # noqa: PLC0415
+    from simulator.model import LeNet5  # noqa: PLC0415
+    from simulator.training import evaluate, train  # noqa: PLC0415
+
+    path, state, epochs, batch_size, lr, seed = job
+    start = time.perf_counter()
+    if path not in _PARTS:
+        _PARTS[path] = load_partition(path)
+    part = _PARTS[path]
+    model = LeNet5(part.channels, part.num_classes)
+    model.load_state_dict(state)
+    evaluate(model, part.x_test, part.y_test)
+    train(model, part.x_train, part.y_train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    return time.perf_counter() - start
+
+
+def floor(workload: Workload, log_dir: Path, tag: str) -> Measured:
+    """The clients' round work on CORES single-thread processes, over the partitions fl-launch makes."""
+    from simulator.model import initial_model  # noqa: PLC0415
+
+    opts = workload.options(str(log_dir), tag)
+    run_dir = prepare_run(opts).path
+    measured = Measured("floor", run_dir=str(run_dir))
+    files = sorted((run_dir / "data").glob("client_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
+    import numpy as np  # noqa: PLC0415
+
+    with np.load(files[0]) as first:
+        channels, classes = int(first["x_train"].shape[1]), int(first["num_classes"])
+    state = initial_model(channels, classes, seed=0).state_dict()
+    pool = multiprocessing.get_context("fork").Pool(CORES, initializer=_warm_worker)
+    workers = [psutil.Process(p.pid) for p in pool._pool]  # noqa: SLF001 (the pool's own processes)
+    started = time.monotonic()
+    with PeakMemory(lambda: [psutil.Process(), *workers]) as peak:
+        for server_round in range(1, workload.rounds + 1):
+            t0 = time.monotonic()
+            jobs = [(str(f), state, opts.local_epochs, opts.batch_size, opts.lr, server_round * 10_007 + i)
+                    for i, f in enumerate(files)]
+            pool.map(_client_round, jobs, chunksize=1)
+            measured.round_s.append(round(time.monotonic() - t0, 3))
+    pool.close()
+    pool.join()
+    measured.wall_s = round(time.monotonic() - started, 1)
+    measured.per_round_s = round(sum(measured.round_s) / len(measured.round_s), 2)
+    measured.to_round1_s = None
+    measured.peak_pss_mib, measured.processes = round(peak.mib, 1), peak.processes
+    return measured
+
+
+# ---- (b) fl-launch --------------------------------------------------------------------------
+
+def fl_launch(workload: Workload, log_dir: Path, tag: str, timeout: float = 3600) -> Measured:
+    measured = Measured("fl-launch")
+    argv = [flwr_bin("fl-launch"), *workload.launch_args(str(log_dir), tag)]
+    started, t0 = dt.datetime.now(), time.monotonic()
+    with PeakMemory(tagged(tag)) as peak:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, FL_LAUNCH_TAG=tag), text=True)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            out, _ = proc.communicate()
+            measured.status = "timeout"
+    measured.wall_s = round(time.monotonic() - t0, 1)
+    measured.peak_pss_mib, measured.processes = round(peak.mib, 1), peak.processes
+    run_dir = (log_dir / "latest").resolve()
+    measured.run_dir = str(run_dir)
+    if proc.returncode != 0 and measured.status == "ok":
+        measured.status = f"failed (exit {proc.returncode})"
+        measured.note = out.strip().splitlines()[-1] if out.strip() else ""
+    read_server_log(run_dir, started, measured)
+    return measured
+
+
+# ---- (c) plain Flower, (d) Flower's simulation runtime ------------------------------------
+
+def _by_hand(workload: Workload, log_dir: Path, tag: str, simulation: bool, timeout: float) -> Measured:
+    measured = Measured("flower-simulation" if simulation else "plain-flower")
+    started, t0 = dt.datetime.now(), time.monotonic()
+    folder = prepare_run(workload.options(str(log_dir), tag))
+    run_dir = folder.path
+    measured.run_dir = str(run_dir)
+    table = ProcessTable(tag, folder.run_id)
+    env = flower_env(run_dir, threads=1)
+    link_port, *node_ports = free_ports(1 + (0 if simulation else workload.clients))
+    Supervisor.write_flwr_config(env, link_port, None)
+    with PeakMemory(tagged(tag), limit_mib=MEMORY_LIMIT_MIB) as peak:
+        try:
+            link = table.spawn("superlink", [flwr_bin("flower-superlink"), "--insecure", "--host", "127.0.0.1",
+                                             "--port", str(link_port), "--disable-runtime-dependency-installation",
+                                             *(["--simulation"] if simulation else [])],
+                               log=run_dir / "server" / "superlink.log", env=env, cwd=run_dir)
+            if not wait_for_port("127.0.0.1", link_port, 60, alive=lambda: (table.reap(), link.alive)[1]):
+                raise RuntimeError("the SuperLink did not start")
+            run_cmd = [flwr_bin("flwr"), "run", str(run_dir / "app"), "local", "--stream"]
+            if simulation:
+                run_cmd += ["--federation-config", f"num-supernodes={workload.clients} client-resources-num-cpus=1"]
+            for client, port in zip(range(workload.clients), node_ports):
+                client_dir = run_dir / f"client_{client}"
+                table.spawn("supernode", [flwr_bin("flower-supernode"), "--insecure",
+                                          "--superlink", f"127.0.0.1:{link_port}", "--host", "127.0.0.1",
+                                          "--port", str(port), "--node-config", str(client_dir / "node_config.toml")],
+                            log=client_dir / "supernode.log", cwd=client_dir,
+                            env=dict(env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / f"client_{client}")))
+            flwr_run = table.spawn("flwr-run", run_cmd, log=run_dir / "server" / "serverapp.log", env=env,
+                                   cwd=run_dir)
+            while flwr_run.alive:
+                table.reap()
+                if peak.hit_limit:
+                    measured.status = f"stopped at the {MEMORY_LIMIT_MIB / 1024:.0f} GiB memory limit"
+                    break
+                if time.monotonic() - t0 > timeout:
+                    measured.status = "timeout"
+                    break
+                time.sleep(0.5)
+            else:
+                if flwr_run.exit_code not in (0, None):
+                    measured.status = f"failed (flwr run exit {flwr_run.exit_code})"
+        except Exception as err:  # noqa: BLE001 (reported in the table, not raised)
+            measured.status, measured.note = "failed", str(err)
+        finally:
+            table.stop_all(grace=5)
+            terminate_then_kill(tagged_processes(tag), grace=5)  # what the runtime started outside the tree
+    measured.wall_s = round(time.monotonic() - t0, 1)
+    measured.peak_pss_mib, measured.processes = round(peak.mib, 1), peak.processes
+    read_server_log(run_dir, started, measured)
+    return measured
+
+
+def plain_flower(workload: Workload, log_dir: Path, tag: str, timeout: float = 3600) -> Measured:
+    return _by_hand(workload, log_dir, tag, simulation=False, timeout=timeout)
+
+
+def simulation(workload: Workload, log_dir: Path, tag: str, timeout: float = 3600) -> Measured:
+    try:
+        import ray  # noqa: F401, PLC0415
+    except ImportError:
+        return Measured("flower-simulation", status="not run: pip install 'flwr[simulation]==1.41.0'")
+    return _by_hand(workload, log_dir, tag, simulation=True, timeout=timeout)
+
+
+def python_version() -> str:
+    return sys.version.split()[0]
