@@ -4,7 +4,7 @@
     >>> write_node_config(run_dir, client=3, num_clients=10)
     >>> start_node(table, run_dir, 3, superlink="127.0.0.1:9092", runtime_port=41234, env=env, threads=1)
 
-A node is ``flower-supernode --isolation process`` plus ``launcher.warm_clientapp``
+A node is ``flower-supernode --isolation process`` (run by launcher.quick_supernode) plus ``launcher.warm_clientapp``
 serving its tasks; the run folder holds ``client_<i>/`` (logs, node_config.toml)
 and ``data/client_<i>.npz``. The supervisor calls this for local clients, the
 device agent for the clients placed on its device.
@@ -77,18 +77,17 @@ def start_node(table: ProcessTable, run_dir: Path, client: int, superlink: str, 
     client_dir = run_dir / f"client_{client}"
     node_config = str(client_dir / "node_config.toml")
     node_env = dict(env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / f"client_{client}"))
-    supernode = table.spawn(
-        "supernode",
-        [flwr_bin("flower-supernode"),
-         *(["--root-certificates", root_certificates] if root_certificates else ["--insecure"]),
+    supernode = table.fork(
+        "supernode", "launcher.quick_supernode",
+        [*(["--root-certificates", root_certificates] if root_certificates else ["--insecure"]),
          "--superlink", superlink,
          "--isolation", "process", "--host", "127.0.0.1", "--port", str(runtime_port),
          "--node-config", node_config],
         log=client_dir / "supernode.log", env=node_env, cwd=client_dir, client=client, port=runtime_port,
     )
-    clientapp = table.spawn(
-        "clientapp",
-        [sys.executable, "-m", "launcher.warm_clientapp", "--runtime-api", f"127.0.0.1:{runtime_port}",
+    clientapp = table.fork(
+        "clientapp", "launcher.warm_clientapp",
+        ["--runtime-api", f"127.0.0.1:{runtime_port}",
          "--node-config", node_config, "--preload", PRELOAD, "--torch-threads", str(threads)],
         log=client_dir / "worker.log", env=node_env, cwd=client_dir, client=client,
     )

@@ -17,6 +17,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,9 @@ class ProcessTable:
         self.run_id = run_id
         self.procs: list[Managed] = []
         self._by_pid: dict[int, Managed] = {}
+        self._early_exits: dict[int, tuple[int, float]] = {}  # pid -> (exit code, when): reaped before adopted
+        self._forks_for: Path | None = None  # run folder whose fork server this table uses
+        self._forks_ready = False
         become_subreaper()
 
     def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -102,6 +106,41 @@ class ProcessTable:
         self._by_pid[proc.pid] = proc
         return proc
 
+    def start_fork_server(self, run_dir: Path, env: dict[str, str]) -> None:
+        """Start launcher.fork_server for this run (it imports while other things start);
+        later ``fork`` calls go through it once it is ready."""
+        self.spawn("forkserver", [sys.executable, "-m", "launcher.fork_server", "--run-dir", str(run_dir)],
+                   log=run_dir / "server" / "forkserver.log", env=env, cwd=run_dir)
+        self._forks_for = run_dir
+
+    def _fork_server_ready(self, timeout: float = 120.0) -> bool:
+        from launcher import fork_server  # noqa: PLC0415
+
+        if self._forks_for is None or not self.alive("forkserver"):
+            return False
+        if not self._forks_ready:
+            self._forks_ready = fork_server.wait_ready(
+                self._forks_for, timeout, alive=lambda: (self.reap(), bool(self.alive("forkserver")))[1])
+        return self._forks_ready
+
+    def fork(self, role: str, module: str, args: list[str], log: Path, env: dict[str, str], cwd: Path,
+             client: int | None = None, port: int | None = None) -> Managed:
+        """``python -m module args``, forked by the fork server when there is one, else spawned."""
+        from launcher import fork_server  # noqa: PLC0415
+
+        argv = [sys.executable, "-m", module, *args]
+        if not self._fork_server_ready():
+            return self.spawn(role, argv, log=log, env=env, cwd=cwd, client=client, port=port)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        pid = fork_server.request_fork(self._forks_for, module, args, str(log), env, str(cwd))
+        proc = Managed(role=role, pid=pid, argv=argv, log=str(log), client=client, port=port)
+        self.procs.append(proc)
+        self._by_pid[pid] = proc
+        code, when = self._early_exits.pop(pid, (None, 0.0))
+        if code is not None and time.time() - when < 60:  # not an older process that had this PID
+            proc.exit_code, proc.ended = code, when
+        return proc
+
     def reap(self) -> list[Managed]:
         """Collect every exited child (ours or an adopted orphan); returns ours that ended."""
         ended = []
@@ -113,7 +152,9 @@ class ProcessTable:
             if pid == 0:
                 break
             proc = self._by_pid.get(pid)
-            if proc is not None and proc.alive:
+            if proc is None:
+                self._early_exits[pid] = (os.waitstatus_to_exitcode(status), time.time())
+            elif proc.alive:
                 proc.exit_code = os.waitstatus_to_exitcode(status)
                 proc.ended = time.time()
                 ended.append(proc)

@@ -6,7 +6,7 @@
 Local processes of a run, each in its own session and carrying the run's tag:
 
     superlink    flower-superlink on 127.0.0.1 (its SuperExec and ServerApp below it)
-    supernode i  flower-supernode --isolation process, Runtime API on its own port
+    supernode i  flower-supernode --isolation process (launcher.quick_supernode), Runtime API on its own port
     clientapp i  launcher.warm_clientapp: serves node i's tasks, torch loaded once
     flwr-run     `flwr run APP --stream`: submits the run, exits when the run ends
 
@@ -94,6 +94,8 @@ class Supervisor:
         env = flower_env(self.folder.path, plan["torch_threads"])
         nodes = plan["nodes"]
         link_port, *node_ports = free_ports(1 + len(nodes))
+        if any(node["host"] == "localhost" for node in nodes):
+            self.table.start_fork_server(self.folder.path, env)
         tls = plan.get("tls")
         self.write_flwr_config(env, link_port, tls["ca"] if tls else None)
         security = (["--ssl-certfile", tls["cert"], "--ssl-keyfile", tls["key"], "--ssl-ca-certfile", tls["ca"]]
@@ -322,6 +324,7 @@ class Supervisor:
         grace = float(self.info["plan"]["grace"])
         self._stop_devices(grace)
         self.table.stop(CLIENT_ROLES, grace=grace)
+        self.table.stop(["forkserver"], grace=grace)
         self.table.stop(["tunnel"], grace=grace)
         self.table.stop(["flwr-run"], grace=grace)
         self.table.stop(["superlink"], grace=grace)

@@ -8,7 +8,9 @@ It stands where Flower's ``flower-superexec`` stands for a SuperNode started wit
 runs it with Flower's own ``run_clientapp``. The difference is the process: torch,
 the app and the node's data are imported once (``--preload``), and each task runs
 in a child forked from this process, sharing that memory copy-on-write. One task
-runs at a time; SIGTERM stops the current task and this process.
+runs at a time; SIGTERM stops the current task and this process. Between tasks it waits
+on the node's ``worker`` bell (simulator.wake), which the SuperNode rings when it pulls
+a message, and asks anyway every IDLE_POLL seconds.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import importlib
 import os
 import signal
 import sys
-import time
 import tomllib
 
 from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
@@ -27,6 +28,12 @@ from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
 from flwr.supercore.retry import make_simple_http_retry_invoker
 from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supernode.runtime.run_clientapp import run_clientapp
+
+from simulator.run_settings import node_paths
+from simulator.wake import Bell
+
+IDLE_POLL = 1.0  # the SuperNode rings the worker bell when it pulls a message
+UNRUNG_POLL = 0.1  # when the bell could not be bound
 
 _stopping = False
 _child = 0
@@ -75,7 +82,7 @@ def run_task_in_child(runtime_api: str, token: str) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def serve(runtime_api: str, poll: float) -> None:
+def serve(runtime_api: str, bell: Bell) -> None:
     client = RuntimeHttpClient.from_server_address(
         server_address=runtime_api,
         insecure=True,
@@ -91,7 +98,7 @@ def serve(runtime_api: str, poll: float) -> None:
             if code != 0 and not _stopping:
                 print(f"fl-launch: task {res.task.task_id} exited with code {code}", file=sys.stderr, flush=True)
             continue  # a reply often follows at once: ask again without sleeping
-        time.sleep(poll)
+        bell.wait(IDLE_POLL if bell.bound else UNRUNG_POLL)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,7 +107,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--node-config", required=True, help="the node's TOML config (as given to the SuperNode)")
     parser.add_argument("--preload", default="", help="MODULE:FUNCTION called once with the node config")
     parser.add_argument("--torch-threads", type=int, default=1)
-    parser.add_argument("--poll", type=float, default=0.1, help="seconds between task polls when idle")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
@@ -108,8 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         node_config = tomllib.load(fh)
     if args.preload:
         load_preload(args.preload)(node_config, torch_threads=args.torch_threads)
+    _, client_dir, _ = node_paths(node_config, run_dir=".")
     try:
-        serve(args.runtime_api, args.poll)
+        serve(args.runtime_api, Bell(client_dir, "worker"))
     except KeyboardInterrupt:
         pass
 

@@ -21,7 +21,8 @@ from simulator.client_data import Partition, load_partition
 from simulator.loglines import LogWriter, client_log_path
 from simulator.model import LeNet5
 from simulator.run_settings import RunSettings, node_paths
-from simulator.training import evaluate, predict, train
+from simulator.training import evaluate, predict, train, warm_up
+from simulator.wire import pack, unpack
 
 app = ClientApp()
 
@@ -34,11 +35,7 @@ def preload(node_config: dict, torch_threads: int = 1) -> None:
     torch.set_num_threads(max(1, torch_threads))
     _, _, data_file = node_paths(node_config, run_dir=".")
     part = _partition(data_file)
-    # The first forward/backward/Adam step in a process costs ~0.7 s of lazy set-up; pay it
-    # here once, so every task forked from this process starts warm.
-    model = LeNet5(part.channels, part.num_classes)
-    train(model, part.x_train[:2], part.y_train[:2], epochs=1, batch_size=2, lr=1e-3, seed=0)
-    evaluate(model, part.x_test[:2], part.y_test[:2])
+    warm_up(part.channels, part.num_classes)  # every task forked from this process starts warm
 
 
 def _partition(path: Path) -> Partition:
@@ -60,7 +57,7 @@ def _setup(msg: Message, context: Context):
     pid, client_dir, data_file = node_paths(context.node_config, settings.run_dir)
     part = _partition(data_file)
     model = LeNet5(part.channels, part.num_classes)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(unpack(msg.content["arrays"], model.state_dict()))
     return settings, pid, client_dir, part, model, _log(client_dir)
 
 
@@ -86,7 +83,7 @@ def train_round(msg: Message, context: Context) -> Message:
         seed=settings.seed * 1_000_003 + server_round * 10_007 + pid,
         on_epoch=lambda epoch, loss: log.write("epoch", epoch=epoch, loss=loss),
     )
-    arrays = ArrayRecord(model.state_dict())
+    arrays = pack(model.state_dict())
     metrics = MetricRecord({
         "num-examples": part.num_train,
         "train-loss": float(sum(losses) / len(losses)) if losses else float("nan"),

@@ -20,10 +20,12 @@ POLL_SECONDS = 0.1
 
 
 class QuickPollGrid:
-    """``lost_nodes()``: node ids known to be gone; waiting ends once only they are left."""
+    """``lost_nodes()``: node ids known to be gone; waiting ends once only they are left.
+    ``after_push()``: called once the messages are on the SuperLink (the ServerApp rings the nodes' bells)."""
 
-    def __init__(self, grid, poll: float = POLL_SECONDS, lost_nodes=lambda: set()) -> None:
+    def __init__(self, grid, poll: float = POLL_SECONDS, lost_nodes=lambda: set(), after_push=lambda: None) -> None:
         self._grid = grid
+        self._after_push = after_push
         self._poll = poll
         self._lost_nodes = lost_nodes
 
@@ -33,6 +35,7 @@ class QuickPollGrid:
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
         ids = list(self._grid.push_messages(messages))
+        self._after_push()
         destination = {mid: m.metadata.dst_node_id for mid, m in zip(ids, messages) if mid is not None}
         pending = set(destination)
         replies: list[Message] = []

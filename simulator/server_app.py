@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from simulator.loglines import LogWriter
@@ -25,6 +25,8 @@ from simulator.model import initial_model
 from simulator.quick_grid import QuickPollGrid
 from simulator.run_settings import RunSettings
 from simulator.strategy import LoggedFedAvg, pooled_accuracy
+from simulator.wake import ring_all
+from simulator.wire import pack
 
 app = ServerApp()
 
@@ -34,7 +36,8 @@ def main(grid: Grid, context: Context) -> None:
     settings = RunSettings.from_config(context.run_config)
     torch.set_num_threads(max(1, settings.torch_threads))
     log = LogWriter(Path(settings.run_dir) / "server" / "server.log", "FLServer")
-    grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir))
+    grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir),
+                         after_push=lambda: ring_all(settings.run_dir, "supernode"))
     try:
         if settings.task == "train":
             _train(grid, settings, log)
@@ -52,9 +55,9 @@ def main(grid: Grid, context: Context) -> None:
 def _train(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
     random.seed(settings.seed + settings.start_round)
     if settings.start_round > 1:  # resumed: continue from the last completed round's checkpoint
-        arrays = ArrayRecord(torch.load(settings.checkpoint, map_location="cpu", weights_only=True))
+        arrays = pack(torch.load(settings.checkpoint, map_location="cpu", weights_only=True))
     else:
-        arrays = ArrayRecord(initial_model(settings.channels, settings.num_classes, settings.seed).state_dict())
+        arrays = pack(initial_model(settings.channels, settings.num_classes, settings.seed).state_dict())
     strategy = LoggedFedAvg(settings, log)
     log.write("server_waiting", clients=settings.num_clients)
     result = strategy.start(
@@ -73,7 +76,7 @@ def _train(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
 def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
     path = Path(settings.checkpoint)
     model_round = int(path.stem.split("_")[-1]) if path.stem.startswith("round_") else 0
-    arrays = ArrayRecord(torch.load(path, map_location="cpu", weights_only=True))
+    arrays = pack(torch.load(path, map_location="cpu", weights_only=True))
     log.write("server_waiting", clients=settings.num_clients)
     config = ConfigRecord({"task": settings.task, "model-round": model_round})
     replies = _to_all(grid, arrays, MessageType.QUERY, config, settings, wait_for=settings.num_clients)

@@ -23,7 +23,9 @@ from flwr.serverapp.strategy import FedAvg
 
 from simulator.loglines import LogWriter
 from simulator.lost_nodes import read_lost
+from simulator.model import LeNet5
 from simulator.run_settings import RunSettings, checkpoint_path
+from simulator.wire import unpack
 
 
 def pooled_accuracy(replies: Iterable[Message]) -> tuple[float, int]:
@@ -48,6 +50,7 @@ class LoggedFedAvg(FedAvg):
         )
         self.settings = settings
         self.log = log
+        self._template = LeNet5(settings.channels, settings.num_classes).state_dict()
         self.offset = settings.start_round - 1  # Flower counts from 1; a resumed run does not
         self._sampled = 0
         self._round_start = 0.0
@@ -100,7 +103,7 @@ class LoggedFedAvg(FedAvg):
         path = checkpoint_path(self.settings.run_dir, server_round)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save(arrays.to_torch_state_dict(), tmp)
+        torch.save(unpack(arrays, self._template), tmp)
         tmp.replace(path)
         self.log.write("checkpoint", round=server_round, path=str(path))
         return None

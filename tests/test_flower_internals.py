@@ -38,3 +38,34 @@ def test_the_supernode_logs_its_node_id_as_the_supervisor_reads_it():
     import flwr.supernode.start_client_internal as sci
 
     assert 'log(INFO, "SuperNode ID: %s", node_id)' in Path(sci.__file__).read_text()
+
+
+def test_the_supernode_loop_quick_supernode_rewires():
+    """launcher.quick_supernode swaps `time` and `_pull_and_store_message` in this module's namespace."""
+    import flwr.supernode.start_client_internal as sci
+
+    loop_source = inspect.getsource(sci.start_client_internal)
+    assert "run_id = _pull_and_store_message(" in loop_source
+    assert "time.sleep(3)" in loop_source  # the idle sleep a bell answers
+    assert "time.sleep(0.5)" in inspect.getsource(sci._push_messages)  # the reply wait, polled faster
+    assert sci.time.__name__ == "time"
+
+
+def test_quick_supernode_installs_its_bells_in_that_namespace(tmp_path):
+    import time
+
+    import flwr.supernode.start_client_internal as sci
+
+    from launcher import quick_supernode
+    from simulator.wake import ring
+
+    original_time, original_pull = sci.time, sci._pull_and_store_message
+    try:
+        quick_supernode.install(tmp_path)
+        assert isinstance(sci.time, quick_supernode.BellClock)
+        start = time.monotonic()
+        ring(tmp_path, "supernode")
+        sci.time.sleep(3)  # the idle sleep: answered by the ring at once
+        assert time.monotonic() - start < 1.0
+    finally:
+        sci.time, sci._pull_and_store_message = original_time, original_pull

@@ -1,0 +1,64 @@
+"""The flat model on the wire and the bells between a run's processes."""
+
+import threading
+import time
+
+import pytest
+import torch
+from flwr.app import ArrayRecord
+
+from simulator.model import LeNet5
+from simulator.wake import Bell, ring, ring_all
+from simulator.wire import pack, unpack
+
+
+def test_a_state_dict_travels_as_one_array_and_comes_back_equal():
+    model = LeNet5(3, 62)
+    model(torch.randn(4, 3, 32, 32))  # BatchNorm buffers move off their initial values
+    state = model.state_dict()
+    record = pack(state)
+    assert isinstance(record, ArrayRecord) and len(record) == 1
+    back = unpack(record, LeNet5(3, 62).state_dict())
+    assert list(back) == list(state)
+    for name in state:
+        assert back[name].dtype == state[name].dtype and torch.equal(back[name], state[name]), name
+
+
+def test_averaging_the_flat_array_is_averaging_each_tensor():
+    a, b = LeNet5(1, 10).state_dict(), LeNet5(1, 10).state_dict()
+    flat = 0.25 * pack(a)["model"].numpy() + 0.75 * pack(b)["model"].numpy()
+    from flwr.app import Array
+
+    averaged = unpack(ArrayRecord({"model": Array(flat)}), a)
+    for name in a:
+        if a[name].is_floating_point():
+            assert torch.allclose(averaged[name], 0.25 * a[name] + 0.75 * b[name], atol=1e-6), name
+
+
+def test_a_model_of_another_size_is_refused():
+    with pytest.raises(ValueError, match="values"):
+        unpack(pack(LeNet5(1, 10).state_dict()), LeNet5(3, 62).state_dict())
+
+
+def test_a_bell_wakes_its_sleeper_early_and_only_its_own(tmp_path):
+    (tmp_path / "client_0").mkdir()
+    (tmp_path / "client_1").mkdir()
+    bell, other = Bell(tmp_path / "client_0", "supernode"), Bell(tmp_path / "client_1", "worker")
+    assert bell.bound and other.bound
+    threading.Timer(0.2, ring_all, args=(tmp_path, "supernode")).start()
+    start = time.monotonic()
+    assert bell.wait(5.0) is True
+    assert 0.1 < time.monotonic() - start < 2.0
+    assert other.wait(0.3) is False  # another role's bell did not ring
+    start = time.monotonic()
+    assert bell.wait(0.3) is False  # nothing pending: the full timeout
+    assert time.monotonic() - start >= 0.29
+
+
+def test_a_ring_nobody_hears_is_dropped_and_a_taken_bell_falls_back_to_sleeping(tmp_path):
+    ring(tmp_path / "nobody", "worker")  # no error
+    first = Bell(tmp_path, "worker")
+    second = Bell(tmp_path, "worker")  # the name is held: plain timed sleeps
+    assert first.bound and not second.bound
+    start = time.monotonic()
+    assert second.wait(0.2) is False and time.monotonic() - start >= 0.19
