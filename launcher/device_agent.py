@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     clients = [int(c) for c in args.clients.split(",")]
     table = ProcessTable(os.environ.get(TAG_ENV, ""), os.environ.get(RUN_ENV, ""))
     env = flower_env(run_dir, args.torch_threads)
+    table.start_fork_server(run_dir, env)  # the device's clients share one torch too
 
     def start(client: int, port: int) -> None:
         start_node(table, run_dir, client, args.superlink, port, env, args.torch_threads,
