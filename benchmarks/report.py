@@ -27,6 +27,7 @@ from benchmarks.variants import Measured, fl_launch, floor, plain_flower, simula
 from benchmarks.workloads import W, Workload
 
 VARIANTS = {"floor": floor, "fl-launch": fl_launch, "plain-flower": plain_flower, "flower-simulation": simulation}
+VARIANT_TIMEOUT = 1800.0  # seconds; a variant still running then is stopped and reported as such
 SPEED = ("W0", "W1", "W2")
 ACCURACY = ("W3-iid", "W3-dirichlet")
 TARGETS = """\
@@ -48,7 +49,8 @@ def run_speed(workload: Workload, variants: list[str], log_dir: Path) -> dict[st
     for name in variants:
         tag = f"bench-{workload.name.lower()}-{name}-{uuid.uuid4().hex[:6]}"
         print(f"[{workload.name}] {name} ...", flush=True)
-        results[name] = VARIANTS[name](workload, log_dir / workload.name, tag)
+        limits = {} if name == "floor" else {"timeout": VARIANT_TIMEOUT}
+        results[name] = VARIANTS[name](workload, log_dir / workload.name, tag, **limits)
         m = results[name]
         print(f"[{workload.name}] {name}: {m.status}, {m.per_round_s} s/round, wall {m.wall_s} s, "
               f"peak {m.peak_pss_mib / 1024:.2f} GiB", flush=True)

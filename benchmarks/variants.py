@@ -38,7 +38,7 @@ from launcher.tagged import tagged_processes
 from simulator.loglines import parse_line
 
 CORES = 2
-MEMORY_LIMIT_MIB = 20 * 1024  # a variant past this is stopped and reported with what it reached
+MEMORY_LIMIT_MIB = 16 * 1024  # a variant past this is stopped (24 GiB machine) and reported with what it reached
 
 
 @dataclass

@@ -59,6 +59,10 @@ class LoggedFedAvg(FedAvg):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         server_round += self.offset
+        # Flower sizes the sample from the nodes connected *before* it waits for min_available_nodes:
+        # wait here first, so round 1 samples from every client.
+        while len(list(grid.get_node_ids())) < self.min_available_nodes:
+            time.sleep(0.2)
         lost = read_lost(self.settings.run_dir)
         messages = [m for m in super().configure_train(server_round, arrays, config, grid)
                     if m.metadata.dst_node_id not in lost]

@@ -39,8 +39,8 @@ def test_two_devices_two_clients_each(lab, tmp_path):
     by_host = {}
     for proc in info["processes"]:
         by_host.setdefault(proc["host"], []).append(proc["role"])
-    assert sorted(by_host["dev0"]) == ["agent", "clientapp", "clientapp", "supernode", "supernode"]
-    assert sorted(by_host["dev1"]) == ["agent", "clientapp", "clientapp", "supernode", "supernode"]
+    assert sorted(by_host["dev0"]) == ["agent", "clientapp", "clientapp", "forkserver", "supernode", "supernode"]
+    assert sorted(by_host["dev1"]) == ["agent", "clientapp", "clientapp", "forkserver", "supernode", "supernode"]
     assert by_host["localhost"].count("tunnel") == 2 and "clientapp" not in by_host["localhost"]
     (run_dir / "client_3" / "client.log").unlink()
     pulled = run("fl-stats", "--pull", "--run", run_dir.name, "--log-dir", str(tmp_path))

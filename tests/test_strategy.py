@@ -1,0 +1,34 @@
+"""LoggedFedAvg's own rules on top of Flower's FedAvg, against a grid whose nodes arrive late."""
+
+from flwr.app import ConfigRecord
+
+from simulator.loglines import LogWriter
+from simulator.model import LeNet5
+from simulator.run_settings import RunSettings
+from simulator.strategy import LoggedFedAvg
+from simulator.wire import pack
+
+
+class LateGrid:
+    """Node 1 is connected from the start; node 2 shows up on the third look."""
+
+    def __init__(self):
+        self.looks = 0
+
+    def get_node_ids(self):
+        self.looks += 1
+        return [1] if self.looks < 3 else [1, 2]
+
+
+def test_round_one_samples_every_client_even_when_some_connect_late(tmp_path, monkeypatch):
+    from flwr.supercore.task_identity import TaskIdentity
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)  # what a ServerApp process has; messages need it
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+    settings = RunSettings(num_clients=2, run_dir=str(tmp_path), channels=1, num_classes=10)
+    strategy = LoggedFedAvg(settings, LogWriter(tmp_path / "server.log", "FLServer"))
+    grid = LateGrid()
+    messages = list(strategy.configure_train(1, pack(LeNet5(1, 10).state_dict()), ConfigRecord(), grid))
+    assert sorted(m.metadata.dst_node_id for m in messages) == [1, 2]
+    assert "iteration:1/10 start sampled:2" in (tmp_path / "server.log").read_text()
