@@ -7,12 +7,13 @@ The arguments are flower-supernode's. Flower 1.41's SuperNode loop sleeps 3 s
 whenever a pull from the SuperLink brings nothing, and 0.5 s between checks for
 a task's reply; on one host those sleeps are most of a round's overhead. This
 runs Flower's unchanged flower-supernode entry point after two substitutions in
-its loop module's namespace (Flower's files are not touched):
-- the 3 s idle sleep waits on the node's ``supernode`` bell (simulator.wake), which
-  the ServerApp rings after pushing messages, for at most IDLE_SECONDS;
+its loop module's namespace (Flower's files are not touched); every sleep
+of the loop becomes a wait on the node's ``supernode`` bell, of the same length:
+- the 3 s idle sleep ends when the ServerApp rings it after pushing messages;
 - after a message is pulled, the node's ``worker`` bell is rung, so the task
-  runner (launcher.warm_clientapp) asks for the task at once; the reply wait
-  polls every REPLY_POLL seconds instead of 0.5.
+  runner (launcher.warm_clientapp) asks for the task at once;
+- the 0.5 s sleeps while a task's reply is awaited wait on the same bell, which
+  the task runner rings when the task ends.
 tests/test_flower_internals.py checks that the loop still has this shape.
 """
 
@@ -29,7 +30,6 @@ from simulator.run_settings import node_paths
 from simulator.wake import Bell, ring
 
 IDLE_SECONDS = 3.0  # Flower's own idle sleep: a node nobody rings (e.g. on a device) behaves as stock
-REPLY_POLL = 0.05
 
 
 class BellClock:
@@ -39,10 +39,7 @@ class BellClock:
         self._bell = bell
 
     def sleep(self, seconds: float) -> None:
-        if seconds >= 1.0:
-            self._bell.wait(min(seconds, IDLE_SECONDS))
-        else:
-            _time.sleep(min(seconds, REPLY_POLL))
+        self._bell.wait(min(seconds, IDLE_SECONDS))
 
     def __getattr__(self, name):
         return getattr(_time, name)

@@ -10,7 +10,9 @@ the app and the node's data are imported once (``--preload``), and each task run
 in a child forked from this process, sharing that memory copy-on-write. One task
 runs at a time; SIGTERM stops the current task and this process. Between tasks it waits
 on the node's ``worker`` bell (simulator.wake), which the SuperNode rings when it pulls
-a message, and asks anyway every IDLE_POLL seconds.
+a message, and asks anyway every IDLE_POLL seconds. A task runs only while it holds one
+of the host's compute slots (one per core: launcher.compute_slots); when it ends, this
+process rings the SuperNode's bell, which is waiting to send the reply.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import importlib
 import os
 import signal
 import sys
+import time
 import tomllib
 
 from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
@@ -30,7 +33,8 @@ from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supernode.runtime.run_clientapp import run_clientapp
 
 from simulator.run_settings import node_paths
-from simulator.wake import Bell
+from launcher.compute_slots import ComputeSlots
+from simulator.wake import Bell, ring
 
 IDLE_POLL = 1.0  # the SuperNode rings the worker bell when it pulls a message
 UNRUNG_POLL = 0.1  # when the bell could not be bound
@@ -82,7 +86,7 @@ def run_task_in_child(runtime_api: str, token: str) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def serve(runtime_api: str, bell: Bell) -> None:
+def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir) -> None:
     client = RuntimeHttpClient.from_server_address(
         server_address=runtime_api,
         insecure=True,
@@ -94,7 +98,14 @@ def serve(runtime_api: str, bell: Bell) -> None:
     while not _stopping:
         res = client.AcquireTask(request)
         if res.HasField("task") and res.token:
-            code = run_task_in_child(runtime_api, res.token)
+            acquired = time.time()
+            with slots.held():
+                started = time.time()
+                code = run_task_in_child(runtime_api, res.token)
+            ring(client_dir, "supernode")  # the reply is with the SuperNode: no need to poll for it
+            print(f"{time.strftime('%H:%M:%S', time.localtime(acquired))}.{int(acquired % 1 * 1000):03d} "
+                  f"task {res.task.task_id}: waited {started - acquired:.3f} s for a compute slot, "
+                  f"ran {time.time() - started:.3f} s", flush=True)
             if code != 0 and not _stopping:
                 print(f"fl-launch: task {res.task.task_id} exited with code {code}", file=sys.stderr, flush=True)
             continue  # a reply often follows at once: ask again without sleeping
@@ -116,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         load_preload(args.preload)(node_config, torch_threads=args.torch_threads)
     _, client_dir, _ = node_paths(node_config, run_dir=".")
     try:
-        serve(args.runtime_api, Bell(client_dir, "worker"))
+        slots = ComputeSlots(client_dir.parent / "slots", count=(os.cpu_count() or 1) // max(1, args.torch_threads) + 1)
+        serve(args.runtime_api, Bell(client_dir, "worker"), slots, client_dir)
     except KeyboardInterrupt:
         pass
 
