@@ -52,6 +52,7 @@ class Measured:
     processes: int = 0
     final_acc: float | None = None
     round_s: list[float] = field(default_factory=list)
+    latency: dict | None = None  # latency_breakdown()
     run_dir: str = ""
     note: str = ""
 
@@ -79,6 +80,37 @@ def read_server_log(run_dir: Path, started: dt.datetime, measured: Measured) -> 
         measured.to_round1_s = round((first_start - started).total_seconds(), 2)
     if first_start and last_end and rounds:
         measured.per_round_s = round((last_end - first_start).total_seconds() / rounds, 2)
+
+
+def latency_breakdown(run_dir: Path) -> dict | None:
+    """Mean seconds per round: server push -> client start (delivery), client start -> end (task),
+    last client end -> server round end (return), from the ServerApp's and the clients' own lines."""
+    def times(path: Path, start_kind: str, end_kind: str) -> tuple[dict, dict]:
+        starts, ends = {}, {}
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            event = parse_line(line)
+            if event is not None and event.kind == start_kind:
+                starts[event.values["round"]] = event.time
+            elif event is not None and event.kind == end_kind:
+                ends[event.values["round"]] = event.time
+        return starts, ends
+
+    server_start, server_end = times(run_dir / "server" / "server.log", "server_round_start", "server_round_end")
+    clients = [times(p, "round_start", "round_end") for p in sorted(run_dir.glob("client_*/client.log"))]
+    delivery, task, back = [], [], []
+    for r, pushed in server_start.items():
+        began = [s[r] for s, _ in clients if r in s]
+        ended = [e[r] for _, e in clients if r in e]
+        if not began or not ended or r not in server_end:
+            continue
+        delivery += [(t - pushed).total_seconds() for t in began]
+        task += [(e[r] - s[r]).total_seconds() for s, e in clients if r in s and r in e]
+        back.append((server_end[r] - max(ended)).total_seconds())
+    if not delivery:
+        return None
+    mean = lambda xs: round(sum(xs) / len(xs), 3)  # noqa: E731
+    return {"delivery_s": mean(delivery), "delivery_max_s": round(max(delivery), 3), "task_s": mean(task),
+            "return_s": mean(back)}
 
 
 # ---- (a) the compute floor ------------------------------------------------------------------
