@@ -17,7 +17,10 @@ setup(
         "scikit-learn",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "hypothesis"]},
+    extras_require={
+        "test": ["pytest", "pytest-timeout", "hypothesis"],
+        "bench": ["flwr[simulation]==1.41.0", "py-spy"],  # the benchmark's simulation column, profiles
+    },
     entry_points={
         "console_scripts": [
             "fl-launch=launcher.launch_cli:main",

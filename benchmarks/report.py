@@ -1,6 +1,6 @@
 """Run the benchmark workloads side by side and write report.md and report.json.
 
-    pip install -c constraints.txt 'flwr[simulation]==1.41.0'     # for the simulation column
+    pip install -c constraints.txt -e ".[bench]"                  # for the simulation column
     python -m benchmarks.report                                   # everything, ~30 min on 2 cores
     python -m benchmarks.report --workloads W0,W1 --variants floor,fl-launch
 

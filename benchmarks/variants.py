@@ -266,7 +266,7 @@ def simulation(workload: Workload, log_dir: Path, tag: str, timeout: float = 360
     try:
         import ray  # noqa: F401, PLC0415
     except ImportError:
-        return Measured("flower-simulation", status="not run: pip install 'flwr[simulation]==1.41.0'")
+        return Measured("flower-simulation", status="not run: pip install -c constraints.txt -e '.[bench]'")
     return _by_hand(workload, log_dir, tag, simulation=True, timeout=timeout)
 
 
