@@ -16,6 +16,7 @@ child's. The server listens on an abstract Unix socket named after the run folde
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import hashlib
 import importlib
@@ -69,11 +70,21 @@ def wait_ready(run_dir: str | Path, timeout: float, alive=lambda: True) -> bool:
     return False
 
 
+def _name_process(name: str) -> None:
+    """What ps, top and psutil's name() show (the command line stays the fork server's)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 def _become(request: dict) -> None:
     """In the grandchild: turn into ``python -m module args``; never returns."""
     code = 1
     try:
         os.setsid()
+        _name_process(request["module"].rsplit(".", 1)[-1])
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(signum, signal.SIG_DFL)
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

@@ -216,7 +216,10 @@ def _gone(proc: psutil.Process) -> bool:
 
 def command_of(proc: psutil.Process) -> str:
     try:
-        return " ".join(proc.cmdline()) or proc.name()
+        command = " ".join(proc.cmdline()) or proc.name()
+        if "launcher.fork_server" in command and not proc.name().startswith("python"):
+            return f"{proc.name()} (forked by: {command})"  # a client process, named by the fork server
+        return command
     except psutil.Error:
         return "?"
 

@@ -6,11 +6,12 @@
 Local processes of a run, each in its own session and carrying the run's tag:
 
     superlink    flower-superlink on 127.0.0.1 (its SuperExec and ServerApp below it)
+    forkserver   launcher.fork_server: imports torch and Flower once, forks the two below
     supernode i  flower-supernode --isolation process (launcher.quick_supernode), Runtime API on its own port
-    clientapp i  launcher.warm_clientapp: serves node i's tasks, torch loaded once
+    clientapp i  launcher.warm_clientapp: serves node i's tasks
     flwr-run     `flwr run APP --stream`: submits the run, exits when the run ends
 
-Stop order: client apps and SuperNodes, then `flwr run`, then the SuperLink.
+Stop order: client apps and SuperNodes, the fork server, then `flwr run`, then the SuperLink.
 """
 
 from __future__ import annotations
