@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simulator.client_data import Partition, load_partition
+from simulator.client_data import Partition, load_partition, partition_files
 from simulator.model import LeNet5, initial_model
 from simulator.run_settings import RunSettings
 from simulator.training import evaluate, train
@@ -30,11 +30,11 @@ from simulator.training import evaluate, train
 def load_run(run_dir: str | Path) -> tuple[RunSettings, list[Partition]]:
     run_dir = Path(run_dir).resolve()
     settings = RunSettings.from_config(json.loads((run_dir / "run.json").read_text())["settings"])
-    files = sorted((run_dir / "data").glob("client_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
-    return settings, [load_partition(p) for p in files]
+    return settings, [load_partition(p) for p in partition_files(run_dir / "data")]
 
 
-def pooled_accuracy(model: torch.nn.Module, parts: list[Partition]) -> float:
+def test_accuracy(model: torch.nn.Module, parts: list[Partition]) -> float:
+    """Over the union of the clients' test splits."""
     correct = total = 0
     for part in parts:
         c, t, _ = evaluate(model, part.x_test, part.y_test)
@@ -51,7 +51,7 @@ def central(settings: RunSettings, parts: list[Partition], epochs: int) -> list[
     for epoch in range(epochs):
         train(model, x, y, epochs=1, batch_size=settings.batch_size, lr=settings.lr,
               seed=settings.seed * 1000 + epoch)
-        accs.append(pooled_accuracy(model, parts))
+        accs.append(test_accuracy(model, parts))
     return accs
 
 
@@ -60,9 +60,9 @@ def fedavg(settings: RunSettings, parts: list[Partition]) -> list[float]:
     channels, classes = parts[0].channels, parts[0].num_classes
     global_state = initial_model(channels, classes, settings.seed).state_dict()
     model = LeNet5(channels, classes)
+    total_weight = sum(p.num_train for p in parts)
     accs = []
     for server_round in range(1, settings.rounds + 1):
-        total_weight = sum(p.num_train for p in parts)
         summed: dict[str, np.ndarray] = {}
         for pid, part in enumerate(parts):
             model.load_state_dict(global_state)
@@ -75,7 +75,7 @@ def fedavg(settings: RunSettings, parts: list[Partition]) -> list[float]:
                 summed[key] = term if key not in summed else summed[key] + term
         global_state = {k: torch.from_numpy(np.asarray(v)).to(global_state[k].dtype) for k, v in summed.items()}
         model.load_state_dict(global_state)
-        accs.append(pooled_accuracy(model, parts))
+        accs.append(test_accuracy(model, parts))
     return accs
 
 

@@ -23,25 +23,13 @@ from pathlib import Path
 import psutil
 
 from benchmarks import references
-from benchmarks.variants import Measured, fl_launch, floor, latency_breakdown, plain_flower, simulation
+from benchmarks.variants import Measured, fl_launch, floor, plain_flower, simulation
 from benchmarks.workloads import W, Workload
 
 VARIANTS = {"floor": floor, "fl-launch": fl_launch, "plain-flower": plain_flower, "flower-simulation": simulation}
 VARIANT_TIMEOUT = 1800.0  # seconds; a variant still running then is stopped and reported as such
 SPEED = ("W0", "W1", "W2")
 ACCURACY = ("W3-iid", "W3-dirichlet")
-TARGETS = """\
-| target | goal |
-|---|---|
-| W1 fl-launch per round | <= 2.0x floor |
-| W2 fl-launch per round | <= 1.1x floor |
-| fl-launch wall time | <= 0.3x plain Flower |
-| W2 total PSS | <= 10 GiB |
-| W2 round 1 starts | <= 45 s after the command |
-| W3 run vs in-process FedAvg | within 0.5 points |
-| W3 IID vs central | within 1 point |
-| W3 Dirichlet(0.5) vs central | within 3 points |
-"""
 
 
 def run_speed(workload: Workload, variants: list[str], log_dir: Path) -> dict[str, Measured]:
@@ -52,8 +40,6 @@ def run_speed(workload: Workload, variants: list[str], log_dir: Path) -> dict[st
         limits = {} if name == "floor" else {"timeout": VARIANT_TIMEOUT}
         results[name] = VARIANTS[name](workload, log_dir / workload.name, tag, **limits)
         m = results[name]
-        if m.run_dir and name != "floor":
-            m.latency = latency_breakdown(Path(m.run_dir))
         print(f"[{workload.name}] {name}: {m.status}, {m.per_round_s} s/round, wall {m.wall_s} s, "
               f"peak {m.peak_pss_mib / 1024:.2f} GiB", flush=True)
     return results
@@ -71,8 +57,8 @@ def run_accuracy(workload: Workload, log_dir: Path, central_epochs: int) -> dict
             "fedavg_in_process": fedavg[-1], "fedavg_in_process_per_round": fedavg}
 
 
-def _fmt(value, digits=2, suffix=""):
-    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+def _fmt(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def speed_table(workload: Workload, results: dict) -> str:
@@ -192,10 +178,6 @@ def write_markdown(report: dict, path: Path) -> None:
 
 def rewrite(out: Path) -> None:
     report = json.loads((out / "report.json").read_text())
-    for results in report["speed"].values():
-        for name, m in results.items():
-            if m.get("run_dir") and name != "floor":
-                m["latency"] = latency_breakdown(Path(m["run_dir"]))
     report["targets"] = check_targets(report)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     write_markdown(report, out / "report.md")
@@ -217,7 +199,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--central-epochs", type=int, default=20)
     parser.add_argument("--rewrite", action="store_true",
-                        help="only redo report.md (and the latency figures) from report.json and the kept logs")
+                        help="only redo the targets and report.md from report.json")
     args = parser.parse_args()
     if args.rewrite:
         rewrite(Path(args.out).resolve())

@@ -20,7 +20,6 @@ import datetime as dt
 import multiprocessing
 import os
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,11 +30,13 @@ from benchmarks.memory import PeakMemory, tagged
 from benchmarks.workloads import Workload
 from launcher.node_commands import flower_env, flwr_bin
 from launcher.plan import prepare_run
+from launcher.log_follow import LogFollower
 from launcher.ports import free_ports, wait_for_port
 from launcher.processes import ProcessTable, terminate_then_kill
 from launcher.supervisor import Supervisor
+from simulator.client_data import partition_files
+from simulator.run_settings import RunSettings
 from launcher.tagged import tagged_processes
-from simulator.loglines import parse_line
 
 CORES = 2
 MEMORY_LIMIT_MIB = 16 * 1024  # a variant past this is stopped (24 GiB machine) and reported with what it reached
@@ -60,43 +61,18 @@ class Measured:
         return asdict(self)
 
 
-def read_server_log(run_dir: Path, started: dt.datetime, measured: Measured) -> None:
-    """Round times, time to round 1 and final accuracy from the ServerApp's own lines."""
-    first_start = last_end = None
-    rounds = 0
-    path = run_dir / "server" / "server.log"
-    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
-        event = parse_line(line)
-        if event is None:
-            continue
-        if event.kind == "server_round_start" and first_start is None:
-            first_start = event.time
-        elif event.kind == "server_round_end":
-            last_end, rounds = event.time, rounds + 1
-            measured.round_s.append(event.values["seconds"])
-        elif event.kind == "server_final":
-            measured.final_acc = event.values["acc"]
-    if first_start:
-        measured.to_round1_s = round((first_start - started).total_seconds(), 2)
-    if first_start and last_end and rounds:
-        measured.per_round_s = round((last_end - first_start).total_seconds() / rounds, 2)
+def _round_times(events, start_kind: str, end_kind: str) -> tuple[dict, dict]:
+    """{round: time} of each start line and each end line."""
+    starts = {e.values["round"]: e.time for e in events if e.kind == start_kind}
+    ends = {e.values["round"]: e.time for e in events if e.kind == end_kind}
+    return starts, ends
 
 
-def latency_breakdown(run_dir: Path) -> dict | None:
+def latency_breakdown(server_events, client_events: list) -> dict | None:
     """Mean seconds per round: server push -> client start (delivery), client start -> end (task),
     last client end -> server round end (return), from the ServerApp's and the clients' own lines."""
-    def times(path: Path, start_kind: str, end_kind: str) -> tuple[dict, dict]:
-        starts, ends = {}, {}
-        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
-            event = parse_line(line)
-            if event is not None and event.kind == start_kind:
-                starts[event.values["round"]] = event.time
-            elif event is not None and event.kind == end_kind:
-                ends[event.values["round"]] = event.time
-        return starts, ends
-
-    server_start, server_end = times(run_dir / "server" / "server.log", "server_round_start", "server_round_end")
-    clients = [times(p, "round_start", "round_end") for p in sorted(run_dir.glob("client_*/client.log"))]
+    server_start, server_end = _round_times(server_events, "server_round_start", "server_round_end")
+    clients = [_round_times(events, "round_start", "round_end") for events in client_events]
     delivery, task, back = [], [], []
     for r, pushed in server_start.items():
         began = [s[r] for s, _ in clients if r in s]
@@ -113,6 +89,20 @@ def latency_breakdown(run_dir: Path) -> dict | None:
             "return_s": mean(back)}
 
 
+def read_logs(run_dir: Path, started: dt.datetime, measured: Measured) -> None:
+    """Round times, time to round 1, final accuracy and where a round goes, from the run's own lines."""
+    server = LogFollower(run_dir / "server" / "server.log").events()
+    starts, ends = _round_times(server, "server_round_start", "server_round_end")
+    measured.round_s = [e.values["seconds"] for e in server if e.kind == "server_round_end"]
+    measured.final_acc = next((e.values["acc"] for e in server if e.kind == "server_final"), None)
+    if starts:
+        measured.to_round1_s = round((min(starts.values()) - started).total_seconds(), 2)
+    if starts and ends:
+        measured.per_round_s = round((max(ends.values()) - min(starts.values())).total_seconds() / len(ends), 2)
+    clients = [LogFollower(p).events() for p in sorted(run_dir.glob("client_*/client.log"))]
+    measured.latency = latency_breakdown(server, clients)
+
+
 # ---- (a) the compute floor ------------------------------------------------------------------
 
 _PARTS: dict = {}
@@ -121,11 +111,10 @@ _PARTS: dict = {}
 def _warm_worker() -> None:
     import torch  # noqa: PLC0415
 
-    from simulator.model import LeNet5  # noqa: PLC0415
-    from simulator.training import train  # noqa: PLC0415
+    from simulator.training import warm_up  # noqa: PLC0415
 
     torch.set_num_threads(1)
-    train(LeNet5(1, 2), torch.zeros(2, 1, 32, 32), torch.tensor([0, 1]), epochs=1, batch_size=2, lr=1e-3, seed=0)
+    warm_up()
 
 
 def _client_round(job) -> float:
@@ -150,14 +139,11 @@ def floor(workload: Workload, log_dir: Path, tag: str) -> Measured:
     from simulator.model import initial_model  # noqa: PLC0415
 
     opts = workload.options(str(log_dir), tag)
-    run_dir = prepare_run(opts).path
-    measured = Measured("floor", run_dir=str(run_dir))
-    files = sorted((run_dir / "data").glob("client_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
-    import numpy as np  # noqa: PLC0415
-
-    with np.load(files[0]) as first:
-        channels, classes = int(first["x_train"].shape[1]), int(first["num_classes"])
-    state = initial_model(channels, classes, seed=0).state_dict()
+    folder = prepare_run(opts)
+    measured = Measured("floor", run_dir=str(folder.path))
+    files = partition_files(folder.path / "data")
+    settings = RunSettings.from_config(folder.read()["settings"])
+    state = initial_model(settings.channels, settings.num_classes, settings.seed).state_dict()
     pool = multiprocessing.get_context("fork").Pool(CORES, initializer=_warm_worker)
     workers = [psutil.Process(p.pid) for p in pool._pool]  # noqa: SLF001 (the pool's own processes)
     started = time.monotonic()
@@ -172,7 +158,6 @@ def floor(workload: Workload, log_dir: Path, tag: str) -> Measured:
     pool.join()
     measured.wall_s = round(time.monotonic() - started, 1)
     measured.per_round_s = round(sum(measured.round_s) / len(measured.round_s), 2)
-    measured.to_round1_s = None
     measured.peak_pss_mib, measured.processes = round(peak.mib, 1), peak.processes
     return measured
 
@@ -199,7 +184,7 @@ def fl_launch(workload: Workload, log_dir: Path, tag: str, timeout: float = 3600
     if proc.returncode != 0 and measured.status == "ok":
         measured.status = f"failed (exit {proc.returncode})"
         measured.note = out.strip().splitlines()[-1] if out.strip() else ""
-    read_server_log(run_dir, started, measured)
+    read_logs(run_dir, started, measured)
     return measured
 
 
@@ -254,7 +239,7 @@ def _by_hand(workload: Workload, log_dir: Path, tag: str, simulation: bool, time
             terminate_then_kill(tagged_processes(tag), grace=5)  # what the runtime started outside the tree
     measured.wall_s = round(time.monotonic() - t0, 1)
     measured.peak_pss_mib, measured.processes = round(peak.mib, 1), peak.processes
-    read_server_log(run_dir, started, measured)
+    read_logs(run_dir, started, measured)
     return measured
 
 
@@ -269,6 +254,3 @@ def simulation(workload: Workload, log_dir: Path, tag: str, timeout: float = 360
         return Measured("flower-simulation", status="not run: pip install -c constraints.txt -e '.[bench]'")
     return _by_hand(workload, log_dir, tag, simulation=True, timeout=timeout)
 
-
-def python_version() -> str:
-    return sys.version.split()[0]

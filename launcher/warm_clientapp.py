@@ -11,7 +11,7 @@ in a child forked from this process, sharing that memory copy-on-write. One task
 runs at a time; SIGTERM stops the current task and this process. Between tasks it waits
 on the node's ``worker`` bell (simulator.wake), which the SuperNode rings when it pulls
 a message, and asks anyway every IDLE_POLL seconds. A task runs only while it holds one
-of the host's compute slots (one per core: launcher.compute_slots); when it ends, this
+of the host's compute slots (cores + 1 of them: launcher.compute_slots); when it ends, this
 process rings the SuperNode's bell, which is waiting to send the reply.
 """
 

@@ -31,6 +31,11 @@ def partition_path(folder: str | Path, client: int) -> Path:
     return Path(folder) / f"client_{client}.npz"
 
 
+def partition_files(folder: str | Path) -> list[Path]:
+    """The partition files in a folder, in client order (client_10 after client_9)."""
+    return sorted(Path(folder).glob("client_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
+
+
 def write_partitions(dataset, index_arrays, folder: str | Path, seed: int) -> list[Path]:
     """Write each client's train/test split; returns the files in client order."""
     folder = Path(folder)

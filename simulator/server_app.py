@@ -11,7 +11,6 @@ Everything worth reading goes to ``<run-dir>/server/server.log``.
 from __future__ import annotations
 
 import random
-import time
 import traceback
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from simulator.lost_nodes import read_lost
 from simulator.model import initial_model
 from simulator.quick_grid import QuickPollGrid
 from simulator.run_settings import RunSettings
-from simulator.strategy import LoggedFedAvg, pooled_accuracy
+from simulator.strategy import LoggedFedAvg, pooled_accuracy, wait_for_nodes
 from simulator.wake import ring_all
 from simulator.wire import pack
 
@@ -89,8 +88,7 @@ def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
 
 def _to_all(grid, arrays, message_type, config, settings, wait_for: int = 1) -> list[Message]:
     """One message to every connected node; the replies that came within the round timeout."""
-    while len(node_ids := [n for n in grid.get_node_ids() if n not in read_lost(settings.run_dir)]) < wait_for:
-        time.sleep(0.5)
+    node_ids = wait_for_nodes(grid, wait_for, settings.run_dir)
     messages = [
         Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)
         for node in node_ids

@@ -40,6 +40,13 @@ def pooled_accuracy(replies: Iterable[Message]) -> tuple[float, int]:
     return (correct / total if total else float("nan")), total
 
 
+def wait_for_nodes(grid: Grid, count: int, run_dir: str, poll: float = 0.2) -> list[int]:
+    """The connected nodes not known to be lost or away, once there are at least ``count``."""
+    while len(nodes := [n for n in grid.get_node_ids() if n not in read_lost(run_dir)]) < count:
+        time.sleep(poll)
+    return nodes
+
+
 class LoggedFedAvg(FedAvg):
     def __init__(self, settings: RunSettings, log: LogWriter) -> None:
         super().__init__(
@@ -61,8 +68,7 @@ class LoggedFedAvg(FedAvg):
         server_round += self.offset
         # Flower sizes the sample from the nodes connected *before* it waits for min_available_nodes:
         # wait here first, so round 1 samples from every client.
-        while len(list(grid.get_node_ids())) < self.min_available_nodes:
-            time.sleep(0.2)
+        wait_for_nodes(grid, self.min_available_nodes, self.settings.run_dir)
         lost = read_lost(self.settings.run_dir)
         messages = [m for m in super().configure_train(server_round, arrays, config, grid)
                     if m.metadata.dst_node_id not in lost]
