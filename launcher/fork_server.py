@@ -1,6 +1,6 @@
 """One process that imports torch, Flower and the app once, then forks every client process.
 
-    >>> table.start_fork_server(run_dir / "server" / "forkserver.log", env)   # ProcessTable
+    >>> table.start_fork_server(run_dir, env)       # ProcessTable: logs to server/forkserver.log
     >>> table.fork("clientapp", "launcher.warm_clientapp", [...], log=..., env=..., cwd=...)
 
 A forked process runs ``python -m MODULE ARGS`` as if started fresh (its own

@@ -57,7 +57,7 @@ class Supervisor:
         self.devices = devices_of(self.info)
         self.remote_procs: dict[str, list[dict]] = {}
         self.restarts: dict[int, int] = {}
-        self._away: dict[str, set[int]] = {}  # device -> its node ids while its tunnel is down
+        self._away: dict[str, set[int]] = {}  # device -> its node ids while SSH cannot reach it
         self._tunnel_retry_at: dict[str, float] = {}
         self._device_restarts: dict[str, int] = {}
         self._node_start = None  # (env, link port, CA) once the SuperLink is up
