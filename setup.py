@@ -7,7 +7,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["launcher", "launcher.*", "simulator", "simulator.*", "partitions", "partitions.*"]),
     install_requires=[
-        "flwr==1.41.0",
+        "flwr[simulation]==1.41.0",  # simulation: Ray, for --mode virtual
         "torch==2.13.0",
         "numpy",
         "psutil",
@@ -19,7 +19,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest", "pytest-timeout", "hypothesis"],
-        "bench": ["flwr[simulation]==1.41.0", "py-spy"],  # the benchmark's simulation column, profiles
+        "bench": ["py-spy"],  # profiles
     },
     entry_points={
         "console_scripts": [

@@ -165,8 +165,13 @@ def floor(workload: Workload, log_dir: Path, tag: str) -> Measured:
 # ---- (b) fl-launch --------------------------------------------------------------------------
 
 def fl_launch(workload: Workload, log_dir: Path, tag: str, timeout: float = 3600) -> Measured:
-    measured = Measured("fl-launch")
-    argv = [flwr_bin("fl-launch"), *workload.launch_args(str(log_dir), tag)]
+    return launch(workload.launch_args(str(log_dir), tag), log_dir, tag, timeout)
+
+
+def launch(args: list[str], log_dir: Path, tag: str, timeout: float = 3600, variant: str = "fl-launch") -> Measured:
+    """``fl-launch ARGS`` (which must name ``--log-dir log_dir``), its peak memory and its run's own figures."""
+    measured = Measured(variant)
+    argv = [flwr_bin("fl-launch"), *args]
     started, t0 = dt.datetime.now(), time.monotonic()
     with PeakMemory(tagged(tag)) as peak:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -248,9 +253,5 @@ def plain_flower(workload: Workload, log_dir: Path, tag: str, timeout: float = 3
 
 
 def simulation(workload: Workload, log_dir: Path, tag: str, timeout: float = 3600) -> Measured:
-    try:
-        import ray  # noqa: F401, PLC0415
-    except ImportError:
-        return Measured("flower-simulation", status="not run: pip install -c constraints.txt -e '.[bench]'")
     return _by_hand(workload, log_dir, tag, simulation=True, timeout=timeout)
 

@@ -21,7 +21,8 @@ from launcher.cli_errors import OneLineErrors, UserError
 from launcher.hosts import HostsError, load_hosts
 from launcher.install import SOURCE_ROOT, InstallError, build_wheel, install_on
 from launcher.live_view import make_console, make_view, print_summary
-from launcher.plan import TASKS, LaunchOptions, PlanError, prepare_resume, prepare_run
+from launcher.plan import (MODES, NATURAL, PROCESS_MODE_UP_TO, TASKS, LaunchOptions, PlanError, prepare_resume,
+                           prepare_run)
 from launcher.preflight import check_devices
 from launcher.processes import RUN_ENV, TAG_ENV
 from launcher.remote import RemoteDevice
@@ -35,7 +36,8 @@ D = LaunchOptions()  # every default below comes from here
 
 
 @click.command("fl-launch", cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--client-num", type=click.IntRange(min=1), default=D.client_num, help="Clients to start, one process each.")
+@click.option("--client-num", type=click.IntRange(min=1), default=D.client_num,
+              help="Clients: one process each, or virtual clients sharing a few workers (--mode).")
 @click.option("--task", type=click.Choice(TASKS), default=D.task,
               help="train: FedAvg rounds; getModel: each client receives and saves an earlier run's model; "
                    "inference: each client labels its test split with it.")
@@ -43,24 +45,33 @@ D = LaunchOptions()  # every default below comes from here
 @click.option("--local-epochs", type=click.IntRange(min=1), default=D.local_epochs, help="Local epochs per round.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=D.batch_size, help="Local mini-batch size.")
 @click.option("--lr", type=POSITIVE, default=D.lr, help="Adam learning rate.")
-@click.option("--fraction-fit", type=click.FloatRange(0, 1, min_open=True), default=D.fraction_fit,
-              help="Share of the clients sampled for each round.")
+@click.option("--fraction-fit", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Share of the clients taking part in each round (or --clients-per-round).  [default: 1.0]")
+@click.option("--clients-per-round", type=click.IntRange(min=1), default=None,
+              help="Clients taking part in each round, drawn by client number from --seed.  [default: all]")
 @click.option("--min-clients", type=click.IntRange(min=1), default=None,
-              help="Fewest replies a round needs to be aggregated.  [default: all sampled]")
+              help="Fewest replies a round needs to be aggregated.  [default: all taking part]")
 @click.option("--round-timeout", type=POSITIVE, default=D.round_timeout, help="Seconds the server waits for a round's replies.")
 @click.option("--seed", type=int, default=D.seed, help="Same seed: same partitions, same initial model.")
 @click.option("--log-dir", type=click.Path(file_okay=False), default=D.log_dir, help="Root of the run folders.")
 @click.option("--kill-tag", default=None, help="Tag every process of the run carries, for fl-finish.  [default: the run id]")
 @click.option("--dataset", type=click.Choice(DATASETS), default=D.dataset,
               help="digits: scikit-learn's bundled handwriting; cifar10: --data-dir in the python pickle format; "
-                   "synthetic: generated 3x32x32 images.")
-@click.option("--data-dir", type=click.Path(), default=None, help="Where the data set lies (cifar10).")
-@click.option("--partition", type=click.Choice(SCHEMES), default=D.partition,
-              help="iid; dirichlet (label skew by --alpha); shards (each client sees few classes).")
+                   "synthetic: generated 3x32x32 images; femnist: --data-dir with LEAF's JSON or MindSpore's "
+                   "per-writer .bin folders.")
+@click.option("--data-dir", type=click.Path(), default=None, help="Where the data set lies (cifar10, femnist).")
+@click.option("--partition", type=click.Choice((*SCHEMES, NATURAL)), default=None,
+              help="iid; dirichlet (label skew by --alpha); shards (each client sees few classes); natural "
+                   "(femnist: client i is the i-th writer).  [default: natural for femnist, else iid]")
 @click.option("--alpha", type=POSITIVE, default=D.alpha, help="Dirichlet concentration: smaller is more skewed.")
 @click.option("--samples-per-client", type=click.IntRange(min=2), default=D.samples_per_client, help="synthetic: samples per client.")
 @click.option("--num-classes", type=click.IntRange(min=2), default=D.num_classes, help="synthetic: number of classes.")
 @click.option("--torch-threads", type=click.IntRange(min=1), default=D.torch_threads, help="Torch threads per client process.")
+@click.option("--mode", type=click.Choice(MODES), default=D.mode,
+              help=f"process: one OS process per client; virtual: Flower's simulation runtime, many clients "
+                   f"sharing --workers processes (this machine only); auto: virtual above {PROCESS_MODE_UP_TO} clients.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="--mode virtual: worker processes the clients share.  [default: one per core]")
 @click.option("--run", "run", default=None, help="getModel/inference: the earlier run (id or folder).  [default: the newest with a checkpoint]")
 @click.option("--startup-timeout", type=POSITIVE, default=None, help="Seconds for all clients to connect.  [default: 60 + 3 per client]")
 @click.option("--max-restarts", type=click.IntRange(min=0), default=D.max_restarts,
@@ -177,9 +188,21 @@ def _validate(opts: LaunchOptions) -> None:
         raise UserError(f"--kill-tag {opts.kill_tag!r} must be 1-64 letters, digits, '.', '_' or '-'")
     if "'" in opts.log_dir or "\n" in opts.log_dir:
         raise UserError(f"--log-dir {opts.log_dir!r} must not hold a quote or newline")
-    sampled = max(1, int(opts.client_num * opts.fraction_fit))
+    if opts.fraction_fit is not None and opts.clients_per_round is not None:
+        raise UserError("give --fraction-fit or --clients-per-round, not both")
+    if opts.clients_per_round is not None and opts.clients_per_round > opts.client_num:
+        raise UserError(f"--clients-per-round {opts.clients_per_round} exceeds --client-num {opts.client_num}")
+    sampled = opts.per_round()
     if opts.min_clients is not None and opts.min_clients > sampled:
-        raise UserError(f"--min-clients {opts.min_clients} exceeds the {sampled} clients sampled per round")
+        raise UserError(f"--min-clients {opts.min_clients} exceeds the {sampled} clients taking part per round")
+    if opts.dataset == "femnist" and opts.scheme() != NATURAL:
+        raise UserError(f"--dataset femnist is split by writer: --partition natural, not {opts.partition}")
+    if opts.dataset != "femnist" and opts.scheme() == NATURAL:
+        raise UserError(f"--partition natural needs a data set of writers (femnist), not {opts.dataset}")
+    if opts.mode == "virtual" and opts.hosts is not None:
+        raise UserError("--mode virtual runs its clients on this machine: drop --hosts, or use --mode process")
+    if opts.workers is not None and not opts.is_virtual():
+        raise UserError("--workers is for --mode virtual (in process mode each client is its own process)")
     if opts.remote_data_dir is not None and opts.hosts is None:
         raise UserError("--remote-data-dir needs --hosts")
     if opts.remote_data_dir is not None and any(c in opts.remote_data_dir for c in "\n\0"):

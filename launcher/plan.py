@@ -10,6 +10,8 @@ leaves no folder behind. What the Supervisor needs later is in run.json's "plan"
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -20,12 +22,16 @@ from launcher.tls import make_run_certificates
 from partitions import PartitionError, split
 from simulator.client_data import write_partitions
 from simulator.datasets import DataSetError, load_dataset
+from simulator.femnist import open_femnist
 from simulator.flower_app import write_app_dir
 from simulator.loglines import LogWriter
 from simulator.run_settings import RunSettings, latest_checkpoint
 
 TASKS = ("train", "getModel", "inference")
+MODES = ("auto", "process", "virtual")
+NATURAL = "natural"  # the data set's own grouping: one writer per client
 MIN_SAMPLES_PER_CLIENT = 2  # one train and one test sample
+PROCESS_MODE_UP_TO = 100  # auto: one process per client up to this many clients (~75 MiB each), virtual above
 
 
 class PlanError(ValueError):
@@ -43,7 +49,8 @@ class LaunchOptions:
     local_epochs: int = _APP.local_epochs
     batch_size: int = _APP.batch_size
     lr: float = _APP.lr
-    fraction_fit: float = _APP.fraction_fit
+    fraction_fit: float | None = None
+    clients_per_round: int | None = None
     min_clients: int | None = None
     round_timeout: float = _APP.round_timeout
     seed: int = _APP.seed
@@ -51,7 +58,7 @@ class LaunchOptions:
     kill_tag: str | None = None
     dataset: str = "digits"
     data_dir: str | None = None
-    partition: str = "iid"
+    partition: str | None = None  # natural for femnist, iid for the others
     alpha: float = 0.5
     samples_per_client: int = 500
     num_classes: int = 10
@@ -65,10 +72,31 @@ class LaunchOptions:
     tls: bool = False
     max_restarts: int = 3
     remote_data_dir: str | None = None
+    mode: str = "auto"
+    workers: int | None = None  # virtual: worker processes; default one per core
 
     def startup_deadline(self) -> float:
         """Seconds for every client to import torch and connect (2 cores share the work)."""
+        if self.is_virtual():
+            return self.startup_timeout or 120.0 + 0.05 * self.client_num
         return self.startup_timeout or 60.0 + 3.0 * self.client_num
+
+    def scheme(self) -> str:
+        return self.partition or (NATURAL if self.dataset == "femnist" else "iid")
+
+    def per_round(self) -> int:
+        """Clients taking part in each round."""
+        if self.clients_per_round is not None:
+            return self.clients_per_round
+        return max(1, int(self.client_num * (self.fraction_fit or 1.0)))
+
+    def is_virtual(self) -> bool:
+        if self.mode != "auto":
+            return self.mode == "virtual"
+        return self.hosts is None and self.client_num > PROCESS_MODE_UP_TO
+
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 def prepare_run(opts: LaunchOptions) -> RunFolder:
@@ -77,13 +105,20 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
     if opts.task != "train":
         source, found = _model_source(opts)
         checkpoint, source_run = str(found[1]), source.run_id
+    writers = dataset = parts = None
     try:
-        dataset = load_dataset(
-            opts.dataset, opts.data_dir, seed=opts.seed,
-            num_samples=opts.samples_per_client * opts.client_num, num_classes=opts.num_classes,
-        )
-        parts = split(dataset.y, opts.client_num, opts.partition, seed=opts.seed, alpha=opts.alpha,
-                      min_size=MIN_SAMPLES_PER_CLIENT)
+        if opts.dataset == "femnist":  # by writer: listed now, read when the folder exists
+            writers = open_femnist(opts.data_dir)
+            writers.check_clients(opts.client_num)
+            channels, num_classes = writers.channels, writers.num_classes
+        else:
+            dataset = load_dataset(
+                opts.dataset, opts.data_dir, seed=opts.seed,
+                num_samples=opts.samples_per_client * opts.client_num, num_classes=opts.num_classes,
+            )
+            parts = split(dataset.y, opts.client_num, opts.scheme(), seed=opts.seed, alpha=opts.alpha,
+                          min_size=MIN_SAMPLES_PER_CLIENT)
+            channels, num_classes = dataset.channels, dataset.num_classes
     except (DataSetError, PartitionError) as err:
         raise PlanError(str(err)) from None
 
@@ -95,24 +130,37 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
     tag = opts.kill_tag or folder.run_id
     settings = RunSettings(
         task=opts.task, rounds=opts.rounds, local_epochs=opts.local_epochs, batch_size=opts.batch_size,
-        lr=opts.lr, fraction_fit=opts.fraction_fit, min_clients=opts.min_clients or 0,
+        lr=opts.lr, min_clients=opts.min_clients or 0,
+        clients_per_round=opts.per_round() if opts.per_round() < opts.client_num else 0,
         round_timeout=opts.round_timeout, seed=opts.seed, num_clients=opts.client_num,
-        channels=dataset.channels, num_classes=dataset.num_classes, run_dir=str(folder.path),
+        channels=channels, num_classes=num_classes, run_dir=str(folder.path),
         checkpoint=checkpoint, torch_threads=opts.torch_threads,
     )
-    data_files = write_partitions(dataset, parts, folder.path / "data", seed=opts.seed)
+    if writers is not None:
+        try:
+            samples = writers.write_clients(opts.client_num, folder.path / "data", seed=opts.seed)
+        except DataSetError as err:  # a malformed writer, found while reading: no half-made run is left
+            shutil.rmtree(folder.path, ignore_errors=True)
+            raise PlanError(str(err)) from None
+    else:
+        write_partitions(dataset, parts, folder.path / "data", seed=opts.seed)
+        samples = [len(p) for p in parts]
     app_dir = write_app_dir(folder.path / "app", settings)
+    virtual = opts.is_virtual()
     nodes, devices = [], {}
-    for client in range(len(data_files)):
+    for client in range(opts.client_num):
         device = placement[client] if placement else None
-        if device is None:
+        if virtual:  # Flower's simulation runtime gives each virtual node its partition-id
+            folder.client_dir(client).mkdir()
+            node_config = None
+        elif device is None:
             node_config = str(write_node_config(folder.path, client, opts.client_num))
         else:  # the device's agent writes it there, with the device's paths
             folder.client_dir(client).mkdir()
             node_config = None
             devices.setdefault(device.host, {**asdict(device), "clients": []})["clients"].append(client)
         nodes.append({"client": client, "host": device.host if device else "localhost",
-                      "node_config": node_config, "samples": int(len(parts[client]))})
+                      "node_config": node_config, "samples": int(samples[client])})
     folder.server_dir.mkdir()
     tls = None
     if opts.tls:  # nodes reach the SuperLink at 127.0.0.1: locally, and on devices through their tunnel
@@ -124,7 +172,8 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
         plan={"app_dir": str(app_dir), "nodes": nodes, "startup_timeout": opts.startup_deadline(),
               "grace": opts.grace, "torch_threads": opts.torch_threads,
               "devices": list(devices.values()), "ssh_config": opts.ssh_config, "tls": tls,
-              "remote_data_dir": opts.remote_data_dir, "max_restarts": opts.max_restarts},
+              "remote_data_dir": opts.remote_data_dir, "max_restarts": opts.max_restarts,
+              "virtual": {"workers": opts.worker_count()} if virtual else None},
         processes=[],
     )
     folder.point_latest()

@@ -89,7 +89,10 @@ class RemoteDevice:
             if ca is not None:
                 tar.add(ca, arcname="tls/ca.pem")
             for client in clients if remote_data_dir is None else []:
-                tar.add(local_run / "data" / f"client_{client}.npz", arcname=f"data/client_{client}.npz")
+                part = local_run / "data" / f"client_{client}.npz"
+                if not part.exists():  # a link to a MindSpore writer folder: its .bin files go along
+                    part = part.with_suffix("")
+                tar.add(part.resolve(), arcname=f"data/{part.name}")
         rdir = self._in_run()
         result = self.ssh.run(f"mkdir -p {rdir} && tar -C {rdir} -xf -", stdin=buffer.getvalue(), timeout=600)
         self._check(result, "copying the partitions")

@@ -92,10 +92,11 @@ class Supervisor:
 
     def _run(self) -> tuple[str, str]:
         plan, settings = self.info["plan"], self.info["settings"]
+        virtual = plan.get("virtual")
         env = flower_env(self.folder.path, plan["torch_threads"])
         nodes = plan["nodes"]
-        link_port, *node_ports = free_ports(1 + len(nodes))
-        if any(node["host"] == "localhost" for node in nodes):
+        link_port, *node_ports = free_ports(1 + (0 if virtual else len(nodes)))
+        if not virtual and any(node["host"] == "localhost" for node in nodes):
             self.table.start_fork_server(self.folder.path, env)
         tls = plan.get("tls")
         self.write_flwr_config(env, link_port, tls["ca"] if tls else None)
@@ -104,7 +105,7 @@ class Supervisor:
         superlink = self.table.spawn(
             "superlink",
             [flwr_bin("flower-superlink"), *security, "--host", "127.0.0.1", "--port", str(link_port),
-             "--disable-runtime-dependency-installation"],
+             "--disable-runtime-dependency-installation", *(["--simulation"] if virtual else [])],
             log=self.folder.server_dir / "superlink.log", env=env, cwd=self.folder.path, port=link_port,
         )
         self.update_processes(status="starting", started=now_iso(), superlink=f"127.0.0.1:{link_port}",
@@ -112,7 +113,7 @@ class Supervisor:
         if not wait_for_port("127.0.0.1", link_port, 30, alive=lambda: self._alive(superlink)):
             return "failed", f"the SuperLink did not start (see {superlink.log})"
         self._node_start = (env, link_port, tls["ca"] if tls else None)
-        for node, port in zip(nodes, node_ports):
+        for node, port in zip([] if virtual else nodes, node_ports):
             if node["host"] == "localhost":
                 start_node(self.table, self.folder.path, node["client"], f"127.0.0.1:{link_port}", port, env,
                            plan["torch_threads"], root_certificates=tls["ca"] if tls else None)
@@ -123,10 +124,12 @@ class Supervisor:
         except RemoteError as err:
             return "failed", str(err)
         self.update_processes()
-        self.table.spawn(
-            "flwr-run", [flwr_bin("flwr"), "run", plan["app_dir"], "local", "--stream"],
-            log=self.folder.server_dir / "serverapp.log", env=env, cwd=self.folder.path,
-        )
+        run_cmd = [flwr_bin("flwr"), "run", plan["app_dir"], "local", "--stream"]
+        if virtual:  # the SuperLink's simulation runtime: N virtual nodes, one Ray worker per CPU it is given
+            run_cmd += ["--federation-config", f"num-supernodes={len(nodes)} client-resources-num-cpus=1 "
+                                               f"init-args-num-cpus={virtual['workers']}"]
+        self.table.spawn("flwr-run", run_cmd, log=self.folder.server_dir / "serverapp.log", env=env,
+                         cwd=self.folder.path)
         self.update_processes()
         return self._watch(float(plan["startup_timeout"]), float(settings["round-timeout"]))
 
@@ -265,7 +268,10 @@ class Supervisor:
                 outcome = self._apply(event) or outcome
             if self.devices:
                 self._tend_devices()
-            self.state["alive"] = len({p.client for p in self.table.alive("clientapp")}) + self._remote_alive()
+            if self.info["plan"].get("virtual"):  # virtual clients live as long as the simulation does
+                self.state["alive"] = self.state["clients"] if self.table.alive("flwr-run") else 0
+            else:
+                self.state["alive"] = len({p.client for p in self.table.alive("clientapp")}) + self._remote_alive()
             self.view.update(**self.state)
             if self._stop_reason:
                 return "interrupted", f"stopped by {self._stop_reason}"

@@ -26,8 +26,18 @@ from simulator.wire import pack, unpack
 
 app = ClientApp()
 
-_PARTITIONS: dict[Path, Partition] = {}
-_LOGS: dict[Path, LogWriter] = {}
+# The client this process serves now: its partition and its open log. A process serves one client
+# (fl-launch's warm host) or, under Flower's simulation runtime, many in turn: one of each is kept.
+_CURRENT: dict[str, tuple[Path, object]] = {}
+
+
+def _current(kind: str, key: Path, make, drop=lambda value: None):
+    held = _CURRENT.get(kind)
+    if held is None or held[0] != key:
+        if held is not None:
+            drop(held[1])
+        _CURRENT[kind] = (key, make(key))
+    return _CURRENT[kind][1]
 
 
 def preload(node_config: dict, torch_threads: int = 1) -> None:
@@ -39,16 +49,11 @@ def preload(node_config: dict, torch_threads: int = 1) -> None:
 
 
 def _partition(path: Path) -> Partition:
-    if path not in _PARTITIONS:
-        _PARTITIONS[path] = load_partition(path)
-    return _PARTITIONS[path]
+    return _current("partition", path, load_partition)
 
 
 def _log(client_dir: Path) -> LogWriter:
-    path = client_log_path(client_dir)
-    if path not in _LOGS:
-        _LOGS[path] = LogWriter(path, "FLClient")
-    return _LOGS[path]
+    return _current("log", client_log_path(client_dir), lambda p: LogWriter(p, "FLClient"), LogWriter.close)
 
 
 def _setup(msg: Message, context: Context):
@@ -105,6 +110,13 @@ def final_evaluate(msg: Message, context: Context) -> Message:
     log.write("final_evaluate", acc=correct / total, num_test=total)
     metrics = MetricRecord({"num-examples": total, "eval-correct": correct, "eval-total": total, "eval-loss": loss})
     return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+
+
+@app.query("partition")
+def tell_partition(msg: Message, context: Context) -> Message:
+    """The server's sampler asks once which partition this node holds (simulator.sampling)."""
+    pid = int(context.node_config["partition-id"])
+    return Message(RecordDict({"metrics": MetricRecord({"partition-id": pid})}), reply_to=msg)
 
 
 @app.query()

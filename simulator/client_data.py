@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from partitions import train_test_split
+from simulator.femnist import NUM_CLASSES as FEMNIST_CLASSES, read_writer_bins
 
 if TYPE_CHECKING:  # torch is imported on load, so the launcher can write files without it
     import torch
@@ -32,8 +33,9 @@ def partition_path(folder: str | Path, client: int) -> Path:
 
 
 def partition_files(folder: str | Path) -> list[Path]:
-    """The partition files in a folder, in client order (client_10 after client_9)."""
-    return sorted(Path(folder).glob("client_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
+    """The partitions in a folder, in client order (client_10 after client_9), each as load_partition takes it."""
+    found = {p.with_suffix(".npz") for p in Path(folder).glob("client_*") if p.suffix in ("", ".npz")}
+    return sorted(found, key=lambda p: int(p.stem.split("_")[1]))
 
 
 def write_partitions(dataset, index_arrays, folder: str | Path, seed: int) -> list[Path]:
@@ -76,14 +78,24 @@ class Partition:
 
 
 def load_partition(path: str | Path) -> Partition:
-    """Read one client's file into normalised float32 tensors (values in -1..1)."""
+    """Read one client's data into float32 tensors: uint8 images normalised to -1..1, floats as they are.
+
+    ``client_<i>.npz``, or where the launcher linked ``client_<i>`` to a MindSpore
+    writer folder instead, that writer's .bin files.
+    """
     import torch
 
-    with np.load(path) as npz:
-        arrays = {k: npz[k] for k in KEYS}
-        num_classes = int(npz["num_classes"])
+    path = Path(path)
+    if not path.exists() and path.with_suffix("").is_dir():
+        arrays, num_classes = read_writer_bins(path.with_suffix("")), FEMNIST_CLASSES
+    else:
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in KEYS}
+            num_classes = int(npz["num_classes"])
 
     def images(a: np.ndarray) -> torch.Tensor:
+        if a.dtype != np.uint8:
+            return torch.from_numpy(a).float()
         return torch.from_numpy(a).float().div_(127.5).sub_(1.0)
 
     return Partition(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("digits", "cifar10", "synthetic")
+DATASETS = ("digits", "cifar10", "synthetic", "femnist")  # femnist is read by writer: simulator.femnist
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
@@ -54,6 +54,8 @@ def load_dataset(
         return _cifar10(Path(data_dir))
     if name == "synthetic":
         return _synthetic(num_samples, num_classes, seed)
+    if name == "femnist":
+        raise DataSetError("femnist is read writer by writer: use simulator.femnist.open_femnist")
     raise DataSetError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
 
 
@@ -62,13 +64,17 @@ def _digits() -> DataSet:
 
     bunch = load_digits()
     images = bunch.images.astype(np.float32) / 16.0  # (N, 8, 8) in 0..1
-    up = _bilinear_matrix(8, 32)
-    big = np.einsum("ij,njk,lk->nil", up, images, up)
-    x = np.clip(np.rint(big * 255.0), 0, 255).astype(np.uint8)[:, None]
-    return DataSet(x=x, y=bunch.target.astype(np.int64), num_classes=10)
+    return DataSet(x=grey_to_uint8_32(images), y=bunch.target.astype(np.int64), num_classes=10)
 
 
-def _bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+def grey_to_uint8_32(images: np.ndarray) -> np.ndarray:
+    """(n, h, w) grey images in 0..1 -> (n, 1, 32, 32) uint8, resized bilinearly."""
+    n, h, w = images.shape
+    big = bilinear_matrix(h, 32) @ images.astype(np.float32) @ bilinear_matrix(w, 32).T
+    return np.clip(np.rint(big * 255.0), 0, 255).astype(np.uint8)[:, None]
+
+
+def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) matrix that resizes one axis by linear interpolation."""
     pos = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
     pos = np.clip(pos, 0, n_in - 1)

@@ -42,6 +42,7 @@ TEMPLATES: dict[str, str] = {
     # server
     "server_waiting": "[server] waiting for {clients} clients to connect",
     "server_round_start": "[round] iteration:{round}/{rounds} start sampled:{sampled}",
+    "server_sampled": "[round] iteration:{round} clients:{partitions}",
     "server_round_end": "[round] iteration:{round}/{rounds} end replies:{replies} failures:{failures} "
     "aggregated:{aggregated} acc:{acc} test_samples:{num_test} train_loss:{loss} time:{seconds}s",
     "checkpoint": "[checkpoint] iteration:{round} saved {path}",
@@ -69,7 +70,7 @@ def _convert(name: str, text: str):
         return _number(text)
     if name == "aggregated":
         return text == "yes"
-    if name == "labels":
+    if name in ("labels", "partitions"):
         return [int(v) for v in ast.literal_eval(text)]
     return text
 
@@ -83,7 +84,7 @@ def _pattern(kind: str, template: str) -> str:
             out.append(re.escape(part))
             continue
         name = m.group(1)
-        if name == "labels":
+        if name in ("labels", "partitions"):
             body = r"\[[-\d, ]*\]"
         elif name in _TEXT_TAIL:
             body = r".+"

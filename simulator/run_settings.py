@@ -22,7 +22,7 @@ class RunSettings:
     local_epochs: int = 3  # tuned on digits: see README, Performance
     batch_size: int = 32
     lr: float = 0.001
-    fraction_fit: float = 1.0
+    clients_per_round: int = 0  # 0: every client, every round
     min_clients: int = 0  # 0: every sampled client must reply
     round_timeout: float = 300.0
     seed: int = 0

@@ -87,10 +87,18 @@ def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
 
 
 def _to_all(grid, arrays, message_type, config, settings, wait_for: int = 1) -> list[Message]:
-    """One message to every connected node; the replies that came within the round timeout."""
+    """One message to every connected node; the replies that came within the round timeout.
+
+    With ``clients_per_round`` the nodes get it that many at a time, so the
+    model copies in flight follow the round's size, not the number of clients.
+    """
     node_ids = wait_for_nodes(grid, wait_for, settings.run_dir)
-    messages = [
-        Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)
-        for node in node_ids
-    ]
-    return list(grid.send_and_receive(messages, timeout=settings.round_timeout))
+    batch = settings.clients_per_round or len(node_ids) or 1
+    replies: list[Message] = []
+    for start in range(0, len(node_ids), batch):
+        messages = [
+            Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)
+            for node in node_ids[start:start + batch]
+        ]
+        replies.extend(grid.send_and_receive(messages, timeout=settings.round_timeout))
+    return replies

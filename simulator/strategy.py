@@ -4,8 +4,9 @@
     >>> strategy.start(grid=grid, initial_arrays=arrays, num_rounds=settings.rounds,
     ...                timeout=settings.round_timeout, evaluate_fn=strategy.checkpoint)
 
-Flower's FedAvg does the sampling and the weighted average; this subclass turns
-off its separate evaluate phase (clients evaluate the received model inside the
+Flower's FedAvg does the weighted average; with ``clients_per_round`` this
+subclass picks the round's clients by partition id (simulator.sampling), else
+every connected client takes part. It turns off FedAvg's separate evaluate phase (clients evaluate the received model inside the
 train message, as MindSpore does), refuses to aggregate a round with fewer than
 ``min_clients`` replies, checkpoints every round and logs each round's numbers.
 """
@@ -25,6 +26,7 @@ from simulator.loglines import LogWriter
 from simulator.lost_nodes import read_lost
 from simulator.model import LeNet5
 from simulator.run_settings import RunSettings, checkpoint_path
+from simulator.sampling import ChosenNodes, NodeDirectory, choose_partitions
 from simulator.wire import unpack
 
 
@@ -50,7 +52,7 @@ def wait_for_nodes(grid: Grid, count: int, run_dir: str, poll: float = 0.2) -> l
 class LoggedFedAvg(FedAvg):
     def __init__(self, settings: RunSettings, log: LogWriter) -> None:
         super().__init__(
-            fraction_train=settings.fraction_fit,
+            fraction_train=1.0,  # every node of the grid it is given: see configure_train
             fraction_evaluate=0.0,
             min_train_nodes=1,
             min_available_nodes=settings.num_clients,
@@ -61,6 +63,7 @@ class LoggedFedAvg(FedAvg):
         self.offset = settings.start_round - 1  # Flower counts from 1; a resumed run does not
         self._sampled = 0
         self._round_start = 0.0
+        self.directory = NodeDirectory()
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -68,15 +71,23 @@ class LoggedFedAvg(FedAvg):
         server_round += self.offset
         # Flower sizes the sample from the nodes connected *before* it waits for min_available_nodes:
         # wait here first, so round 1 samples from every client.
-        wait_for_nodes(grid, self.min_available_nodes, self.settings.run_dir)
+        available = wait_for_nodes(grid, self.min_available_nodes, self.settings.run_dir)
+        # Round 1 waits for every client; later rounds go on with those connected.
+        self.min_available_nodes = 1
+        self._round_start = time.perf_counter()
+        chosen = None
+        if self.settings.clients_per_round:
+            self.directory.learn(grid, available, timeout=self.settings.round_timeout)
+            known = [self.directory.partition_of[n] for n in available if n in self.directory.partition_of]
+            chosen = choose_partitions(known, self.settings.clients_per_round, self.settings.seed, server_round)
+            grid = ChosenNodes(grid, self.directory.nodes_for(chosen, among=available))
         lost = read_lost(self.settings.run_dir)
         messages = [m for m in super().configure_train(server_round, arrays, config, grid)
                     if m.metadata.dst_node_id not in lost]
-        # Round 1 waits for every client; later rounds go on with those connected.
-        self.min_available_nodes = 1
         self._sampled = len(messages)
-        self._round_start = time.perf_counter()
         self.log.write("server_round_start", round=server_round, rounds=self.settings.rounds, sampled=self._sampled)
+        if chosen is not None:
+            self.log.write("server_sampled", round=server_round, partitions=chosen)
         return messages
 
     def aggregate_train(

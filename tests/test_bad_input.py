@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.femnist_files import write_leaf
 from tests.helpers import run, runs
 
 
@@ -13,10 +14,12 @@ def _cases(tmp_path):
     (garbage / "data_batch_1").write_bytes(b"\x80\x04not really")
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
+    femnist = tmp_path / "femnist"
+    write_leaf(femnist, writers=3, per_writer=(4, 6))
     hosts = {}
     for label, body in (("inject", '[[device]]\nhost = "pi; reboot"\n'),
                         ("dup", '[[device]]\nhost = "pi"\n\n[[device]]\nhost = "pi"\n'),
-                        ("key", '[[device]]\nhost = "pi"\ncores = 4\n')):
+                        ("key", '[[device]]\nhost = "pi"\ncores = 4\n'), ("one", '[[device]]\nhost = "pi"\n')):
         hosts[label] = tmp_path / f"hosts-{label}.toml"
         hosts[label].write_text(body)
     return {
@@ -43,6 +46,17 @@ def _cases(tmp_path):
         "missing hosts file": (["--hosts", str(tmp_path / "nope.toml")], "cannot read the hosts file"),
         "resume of an unknown run": (["--resume", "20990101-000000-dead"], "unknown run"),
         "remote data dir without hosts": (["--remote-data-dir", "data"], "needs --hosts"),
+        "fraction and per-round count": (["--fraction-fit", "0.5", "--clients-per-round", "2"], "not both"),
+        "more per round than clients": (["--client-num", "3", "--clients-per-round", "4"], "exceeds --client-num 3"),
+        "femnist split iid": (["--dataset", "femnist", "--data-dir", str(femnist), "--partition", "iid",
+                               "--client-num", "2"], "--partition natural"),
+        "natural split of digits": (["--partition", "natural"], "needs a data set of writers"),
+        "more clients than writers": (["--dataset", "femnist", "--data-dir", str(femnist), "--client-num", "4"],
+                                      "more clients than writers"),
+        "femnist without data dir": (["--dataset", "femnist"], "needs --data-dir"),
+        "virtual clients on devices": (["--mode", "virtual", "--hosts", str(hosts["one"])], "--mode virtual"),
+        "workers in process mode": (["--client-num", "4", "--workers", "2"], "--workers"),
+        "unknown mode": (["--mode", "threads"], "--mode"),
     }
 
 
@@ -52,7 +66,9 @@ NAMES = [
     "getModel with no earlier run", "inference with an unknown run", "bad kill tag", "fraction above 1",
     "min-clients above sampled", "negative lr", "zero alpha", "unknown partition", "hosts entry injecting shell",
     "hosts file with a duplicate host", "hosts file with an unknown key", "missing hosts file",
-    "resume of an unknown run", "remote data dir without hosts",
+    "resume of an unknown run", "remote data dir without hosts", "fraction and per-round count",
+    "more per round than clients", "femnist split iid", "natural split of digits", "more clients than writers",
+    "femnist without data dir", "virtual clients on devices", "workers in process mode", "unknown mode",
 ]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import devices as lab_devices
+from tests.femnist_files import write_mindspore
 from tests.helpers import run, run_json, running, runs, wait_until_nothing_tagged
 
 pytestmark = [pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available())),
@@ -51,6 +52,23 @@ def test_two_devices_two_clients_each(lab, tmp_path):
         assert sorted(p.name for p in (remote_run / "data").iterdir()) == \
             (["client_0.npz", "client_1.npz"] if device.name == "dev0" else ["client_2.npz", "client_3.npz"])
         assert device.tagged_pids(info["kill_tag"]) == []
+
+
+def test_femnist_writers_on_devices_one_sampled_per_round(lab, tmp_path):
+    """MindSpore's writer folders: each device receives its own writers' .bin files, nobody else's."""
+    names = sorted(write_mindspore(tmp_path / "ms", writers=3, per_writer=(20, 30)))
+    result = launch(lab, tmp_path / "logs", "--client-num", "2", "--rounds", "2", "--local-epochs", "1",
+                    "--dataset", "femnist", "--data-dir", str(tmp_path / "ms"), "--clients-per-round", "1",
+                    slots=1, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = runs(tmp_path / "logs")[0]
+    texts = [(run_dir / f"client_{i}" / "client.log").read_text() for i in range(2)]
+    assert sum(t.count("evaluate acc:") for t in texts) == 2  # one client per round
+    assert all("[final] final model accuracy" in t for t in texts)
+    for device, writer in zip(lab.devices, names):
+        staged = device.root / "runs" / run_dir.name / "data"
+        [folder] = staged.iterdir()
+        assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (tmp_path / "ms" / writer).iterdir())
 
 
 def test_detached_remote_run_is_stopped_by_fl_finish(lab, tmp_path):
