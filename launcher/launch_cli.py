@@ -18,11 +18,12 @@ import click
 from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
+from launcher.config_file import ConfigError, read_config
 from launcher.hosts import HostsError, load_hosts
 from launcher.install import SOURCE_ROOT, InstallError, build_wheel, install_on
 from launcher.live_view import make_console, make_view, print_summary
-from launcher.plan import (MODES, NATURAL, PROCESS_MODE_UP_TO, TASKS, LaunchOptions, PlanError, prepare_resume,
-                           prepare_run)
+from launcher.plan import (MODES, NATURAL, PROCESS_MODE_UP_TO, SPLIT_BY_THE_DATA, TASKS, LaunchOptions, PlanError,
+                           prepare_resume, prepare_run)
 from launcher.preflight import check_devices
 from launcher.processes import RUN_ENV, TAG_ENV
 from launcher.remote import RemoteDevice
@@ -30,12 +31,29 @@ from launcher.run_folder import RUN_ID_RE, RunFolder
 from launcher.supervisor import Supervisor
 from partitions import SCHEMES
 from simulator.datasets import DATASETS
+from simulator.run_settings import STRATEGY_NAMES
 
 POSITIVE = click.FloatRange(min=0, min_open=True)
 D = LaunchOptions()  # every default below comes from here
+NOT_FROM_A_FILE = {"config", "help", "check", "install", "resume"}
+
+
+def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
+    """--config: the file's values become the defaults, so the command line still wins."""
+    if value is None:
+        return
+    known = {p.name for p in ctx.command.params if p.name not in NOT_FROM_A_FILE}
+    try:
+        options = read_config(value, known)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in options.items() if v is not None}}
 
 
 @click.command("fl-launch", cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--config", type=click.Path(dir_okay=False), default=None, is_eager=True, expose_value=False,
+              callback=_options_from_file, help="Options from a TOML file (keys: the long option names), or an "
+              "earlier run's run.json to repeat it; the command line wins.")
 @click.option("--client-num", type=click.IntRange(min=1), default=D.client_num,
               help="Clients: one process each, or virtual clients sharing a few workers (--mode).")
 @click.option("--task", type=click.Choice(TASKS), default=D.task,
@@ -58,11 +76,29 @@ D = LaunchOptions()  # every default below comes from here
 @click.option("--dataset", type=click.Choice(DATASETS), default=D.dataset,
               help="digits: scikit-learn's bundled handwriting; cifar10: --data-dir in the python pickle format; "
                    "synthetic: generated 3x32x32 images; femnist: --data-dir with LEAF's JSON or MindSpore's "
-                   "per-writer .bin folders.")
-@click.option("--data-dir", type=click.Path(), default=None, help="Where the data set lies (cifar10, femnist).")
+                   "per-writer .bin folders; npz: --data-dir with your own client_<i>.npz files (x_train, y_train, "
+                   "x_test, y_test).")
+@click.option("--data-dir", type=click.Path(), default=None, help="Where the data set lies (cifar10, femnist, npz).")
 @click.option("--partition", type=click.Choice((*SCHEMES, NATURAL)), default=None,
               help="iid; dirichlet (label skew by --alpha); shards (each client sees few classes); natural "
-                   "(femnist: client i is the i-th writer).  [default: natural for femnist, else iid]")
+                   "(femnist: client i is the i-th writer; npz: client_<i>.npz).  "
+                   "[default: natural for femnist and npz, else iid]")
+@click.option("--model", default=D.model, metavar="MODULE:CLASS",
+              help="A torch.nn.Module class to train instead of LeNet5, built with channels/in_channels and "
+                   "num_classes where its constructor takes them; imported from here or the installed packages.  "
+                   "[default: LeNet5]")
+@click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default=D.strategy,
+              help="Flower's aggregation strategy.")
+@click.option("--proximal-mu", type=click.FloatRange(min=0), default=D.proximal_mu,
+              help="fedprox: weight of the proximal term each client adds to its loss.")
+@click.option("--server-lr", type=click.FloatRange(min=0), default=D.server_lr,
+              help="fedadam, fedyogi, fedadagrad: the server's step size (eta); 0: Flower's default for the "
+                   "strategy (0.1, or 0.01 for fedyogi).")
+@click.option("--beta-1", type=click.FloatRange(0, 1, max_open=True), default=D.beta_1,
+              help="fedadam, fedyogi: first-moment decay.")
+@click.option("--beta-2", type=click.FloatRange(0, 1, max_open=True), default=D.beta_2,
+              help="fedadam, fedyogi: second-moment decay.")
+@click.option("--tau", type=POSITIVE, default=D.tau, help="fedadam, fedyogi, fedadagrad: adaptivity (epsilon).")
 @click.option("--alpha", type=POSITIVE, default=D.alpha, help="Dirichlet concentration: smaller is more skewed.")
 @click.option("--samples-per-client", type=click.IntRange(min=2), default=D.samples_per_client, help="synthetic: samples per client.")
 @click.option("--num-classes", type=click.IntRange(min=2), default=D.num_classes, help="synthetic: number of classes.")
@@ -195,10 +231,10 @@ def _validate(opts: LaunchOptions) -> None:
     sampled = opts.per_round()
     if opts.min_clients is not None and opts.min_clients > sampled:
         raise UserError(f"--min-clients {opts.min_clients} exceeds the {sampled} clients taking part per round")
-    if opts.dataset == "femnist" and opts.scheme() != NATURAL:
-        raise UserError(f"--dataset femnist is split by writer: --partition natural, not {opts.partition}")
-    if opts.dataset != "femnist" and opts.scheme() == NATURAL:
-        raise UserError(f"--partition natural needs a data set of writers (femnist), not {opts.dataset}")
+    if opts.dataset in SPLIT_BY_THE_DATA and opts.scheme() != NATURAL:
+        raise UserError(f"--dataset {opts.dataset} comes split by client: --partition natural, not {opts.partition}")
+    if opts.dataset not in SPLIT_BY_THE_DATA and opts.scheme() == NATURAL:
+        raise UserError(f"--partition natural needs a data set split by client (femnist, npz), not {opts.dataset}")
     if opts.mode == "virtual" and opts.hosts is not None:
         raise UserError("--mode virtual runs its clients on this machine: drop --hosts, or use --mode process")
     if opts.workers is not None and not opts.is_virtual():

@@ -23,13 +23,15 @@ from partitions import PartitionError, split
 from simulator.client_data import write_partitions
 from simulator.datasets import DataSetError, load_dataset
 from simulator.femnist import open_femnist
+from simulator.npz_split import open_npz_split
 from simulator.flower_app import write_app_dir
 from simulator.loglines import LogWriter
 from simulator.run_settings import RunSettings, latest_checkpoint
 
 TASKS = ("train", "getModel", "inference")
 MODES = ("auto", "process", "virtual")
-NATURAL = "natural"  # the data set's own grouping: one writer per client
+NATURAL = "natural"  # the data set's own grouping: one writer (femnist) or one file (npz) per client
+SPLIT_BY_THE_DATA = ("femnist", "npz")
 MIN_SAMPLES_PER_CLIENT = 2  # one train and one test sample
 PROCESS_MODE_UP_TO = 100  # auto: one process per client up to this many clients (~75 MiB each), virtual above
 
@@ -74,6 +76,13 @@ class LaunchOptions:
     remote_data_dir: str | None = None
     mode: str = "auto"
     workers: int | None = None  # virtual: worker processes; default one per core
+    model: str = _APP.model
+    strategy: str = _APP.strategy
+    proximal_mu: float = _APP.proximal_mu
+    server_lr: float = _APP.server_lr
+    beta_1: float = _APP.beta_1
+    beta_2: float = _APP.beta_2
+    tau: float = _APP.tau
 
     def startup_deadline(self) -> float:
         """Seconds for every client to import torch and connect (2 cores share the work)."""
@@ -82,7 +91,7 @@ class LaunchOptions:
         return self.startup_timeout or 60.0 + 3.0 * self.client_num
 
     def scheme(self) -> str:
-        return self.partition or (NATURAL if self.dataset == "femnist" else "iid")
+        return self.partition or (NATURAL if self.dataset in SPLIT_BY_THE_DATA else "iid")
 
     def per_round(self) -> int:
         """Clients taking part in each round."""
@@ -111,6 +120,11 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
             writers = open_femnist(opts.data_dir)
             writers.check_clients(opts.client_num)
             channels, num_classes = writers.channels, writers.num_classes
+            shape = (channels, 32, 32)
+        elif opts.dataset == "npz":  # the user's own split: linked as it is
+            writers = open_npz_split(opts.data_dir)
+            writers.check_clients(opts.client_num)
+            channels, num_classes, shape = writers.channels, writers.num_classes, writers.shape
         else:
             dataset = load_dataset(
                 opts.dataset, opts.data_dir, seed=opts.seed,
@@ -119,6 +133,9 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
             parts = split(dataset.y, opts.client_num, opts.scheme(), seed=opts.seed, alpha=opts.alpha,
                           min_size=MIN_SAMPLES_PER_CLIENT)
             channels, num_classes = dataset.channels, dataset.num_classes
+            shape = tuple(dataset.x.shape[1:])
+        if opts.model or opts.dataset == "npz":  # a user's model, or images of the user's size
+            _check_model(opts.model, shape, num_classes)
     except (DataSetError, PartitionError) as err:
         raise PlanError(str(err)) from None
 
@@ -135,10 +152,15 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
         round_timeout=opts.round_timeout, seed=opts.seed, num_clients=opts.client_num,
         channels=channels, num_classes=num_classes, run_dir=str(folder.path),
         checkpoint=checkpoint, torch_threads=opts.torch_threads,
+        model=opts.model, model_path=os.getcwd() if opts.model else "", strategy=opts.strategy,
+        proximal_mu=opts.proximal_mu, server_lr=opts.server_lr, beta_1=opts.beta_1, beta_2=opts.beta_2, tau=opts.tau,
     )
     if writers is not None:
         try:
-            samples = writers.write_clients(opts.client_num, folder.path / "data", seed=opts.seed)
+            if opts.dataset == "npz":
+                samples = writers.link_clients(opts.client_num, folder.path / "data")
+            else:
+                samples = writers.write_clients(opts.client_num, folder.path / "data", seed=opts.seed)
         except DataSetError as err:  # a malformed writer, found while reading: no half-made run is left
             shutil.rmtree(folder.path, ignore_errors=True)
             raise PlanError(str(err)) from None
@@ -178,6 +200,15 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
     )
     folder.point_latest()
     return folder
+
+
+def _check_model(spec: str, shape: tuple[int, ...], num_classes: int) -> None:
+    from simulator.model import ModelError, check_model  # noqa: PLC0415 (torch only for a user's model)
+
+    try:
+        check_model(spec, shape, num_classes, search_path=os.getcwd())
+    except ModelError as err:
+        raise PlanError(str(err)) from None
 
 
 def prepare_resume(log_dir: str, run: str) -> RunFolder:

@@ -19,7 +19,6 @@ from flwr.clientapp import ClientApp
 
 from simulator.client_data import Partition, load_partition
 from simulator.loglines import LogWriter, client_log_path
-from simulator.model import LeNet5
 from simulator.run_settings import RunSettings, node_paths
 from simulator.training import evaluate, predict, train, warm_up
 from simulator.wire import pack, unpack
@@ -45,7 +44,7 @@ def preload(node_config: dict, torch_threads: int = 1) -> None:
     torch.set_num_threads(max(1, torch_threads))
     _, _, data_file = node_paths(node_config, run_dir=".")
     part = _partition(data_file)
-    warm_up(part.channels, part.num_classes)  # every task forked from this process starts warm
+    warm_up(part.channels, max(part.num_classes, 2))  # every task forked from this process starts warm
 
 
 def _partition(path: Path) -> Partition:
@@ -61,7 +60,7 @@ def _setup(msg: Message, context: Context):
     torch.set_num_threads(max(1, settings.torch_threads))
     pid, client_dir, data_file = node_paths(context.node_config, settings.run_dir)
     part = _partition(data_file)
-    model = LeNet5(part.channels, part.num_classes)
+    model = settings.make_model()
     model.load_state_dict(unpack(msg.content["arrays"], model.state_dict()))
     return settings, pid, client_dir, part, model, _log(client_dir)
 
@@ -87,6 +86,7 @@ def train_round(msg: Message, context: Context) -> Message:
         epochs=settings.local_epochs, batch_size=settings.batch_size, lr=settings.lr,
         seed=settings.seed * 1_000_003 + server_round * 10_007 + pid,
         on_epoch=lambda epoch, loss: log.write("epoch", epoch=epoch, loss=loss),
+        proximal_mu=float(msg.content["config"].get("proximal-mu", 0.0)),  # FedProx puts it there
     )
     arrays = pack(model.state_dict())
     metrics = MetricRecord({

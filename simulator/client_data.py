@@ -89,11 +89,13 @@ def load_partition(path: str | Path) -> Partition:
     if not path.exists() and path.with_suffix("").is_dir():
         arrays, num_classes = read_writer_bins(path.with_suffix("")), FEMNIST_CLASSES
     else:
-        with np.load(path) as npz:
+        with np.load(path) as npz:  # the launcher's split, or a user's (simulator.npz_split)
             arrays = {k: npz[k] for k in KEYS}
-            num_classes = int(npz["num_classes"])
+            num_classes = int(npz["num_classes"]) if "num_classes" in npz.files else 0  # 0: the run's
 
     def images(a: np.ndarray) -> torch.Tensor:
+        if a.ndim == 3:  # grey (n, H, W)
+            a = a[:, None]
         if a.dtype != np.uint8:
             return torch.from_numpy(a).float()
         return torch.from_numpy(a).float().div_(127.5).sub_(1.0)

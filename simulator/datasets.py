@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("digits", "cifar10", "synthetic", "femnist")  # femnist is read by writer: simulator.femnist
+# femnist is read by writer (simulator.femnist), npz is a user's own split (simulator.npz_split)
+DATASETS = ("digits", "cifar10", "synthetic", "femnist", "npz")
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
@@ -54,8 +55,8 @@ def load_dataset(
         return _cifar10(Path(data_dir))
     if name == "synthetic":
         return _synthetic(num_samples, num_classes, seed)
-    if name == "femnist":
-        raise DataSetError("femnist is read writer by writer: use simulator.femnist.open_femnist")
+    if name in ("femnist", "npz"):
+        raise DataSetError(f"{name} comes split by client: simulator.femnist, simulator.npz_split")
     raise DataSetError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
 
 

@@ -15,6 +15,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 
+STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")  # Flower's: simulator.strategy
+
+
 @dataclass(frozen=True)
 class RunSettings:
     task: str = "train"
@@ -33,6 +36,22 @@ class RunSettings:
     checkpoint: str = ""  # getModel / inference: the state_dict to serve; train: the one to resume from
     torch_threads: int = 1
     start_round: int = 1  # > 1: a resumed run, continuing from `checkpoint`
+    model: str = ""  # module:Class of a torch module; "": LeNet5 (simulator.model)
+    model_path: str = ""  # a folder appended to sys.path to import it from
+    strategy: str = "fedavg"  # one of STRATEGY_NAMES
+    proximal_mu: float = 0.01  # fedprox
+    server_lr: float = 0.0  # fedadam, fedyogi, fedadagrad: eta; 0: Flower's default
+    beta_1: float = 0.9  # fedadam, fedyogi
+    beta_2: float = 0.99  # fedadam, fedyogi
+    tau: float = 0.001  # fedadam, fedyogi, fedadagrad
+
+    def make_model(self, seed: int | None = None):
+        """The run's model for the data set's shape; seeded when ``seed`` is given."""
+        from simulator.model import build_model, initial_model  # noqa: PLC0415 (torch only when needed)
+
+        if seed is None:
+            return build_model(self.model, self.channels, self.num_classes, self.model_path)
+        return initial_model(self.channels, self.num_classes, seed, self.model, self.model_path)
 
     @classmethod
     def from_config(cls, config) -> "RunSettings":

@@ -2,7 +2,7 @@
 
     flwr run simulator/flower_app CONNECTION --run-config run_config.toml
 
-``task = "train"`` runs ``rounds`` FedAvg rounds from a seeded LeNet5, then has
+``task = "train"`` runs ``rounds`` rounds of the run's strategy (FedAvg unless told) from the seeded model, then has
 every client evaluate the final model. ``getModel`` and ``inference`` send the
 checkpoint named by ``checkpoint`` to every client in one query message.
 Everything worth reading goes to ``<run-dir>/server/server.log``.
@@ -20,10 +20,9 @@ from flwr.serverapp import Grid, ServerApp
 
 from simulator.loglines import LogWriter
 from simulator.lost_nodes import read_lost
-from simulator.model import initial_model
 from simulator.quick_grid import QuickPollGrid
 from simulator.run_settings import RunSettings
-from simulator.strategy import LoggedFedAvg, pooled_accuracy, wait_for_nodes
+from simulator.strategy import logged_strategy, pooled_accuracy, wait_for_nodes
 from simulator.wake import ring_all
 from simulator.wire import pack
 
@@ -56,8 +55,8 @@ def _train(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
     if settings.start_round > 1:  # resumed: continue from the last completed round's checkpoint
         arrays = pack(torch.load(settings.checkpoint, map_location="cpu", weights_only=True))
     else:
-        arrays = pack(initial_model(settings.channels, settings.num_classes, settings.seed).state_dict())
-    strategy = LoggedFedAvg(settings, log)
+        arrays = pack(settings.make_model(seed=settings.seed).state_dict())
+    strategy = logged_strategy(settings, log)
     log.write("server_waiting", clients=settings.num_clients)
     result = strategy.start(
         grid=grid,

@@ -1,13 +1,15 @@
-"""FedAvg where a round is one train message, logged through simulator.loglines.
+"""Flower's strategies where a round is one train message, logged through simulator.loglines.
 
-    >>> strategy = LoggedFedAvg(settings, server_log)
+    >>> strategy = logged_strategy(settings, server_log)      # settings.strategy: "fedavg", "fedprox", ...
     >>> strategy.start(grid=grid, initial_arrays=arrays, num_rounds=settings.rounds,
     ...                timeout=settings.round_timeout, evaluate_fn=strategy.checkpoint)
 
-Flower's FedAvg does the weighted average; with ``clients_per_round`` this
-subclass picks the round's clients by partition id (simulator.sampling), else
-every connected client takes part. It turns off FedAvg's separate evaluate phase (clients evaluate the received model inside the
-train message, as MindSpore does), refuses to aggregate a round with fewer than
+Flower's FedAvg, FedProx, FedAdam, FedYogi or FedAdagrad does the aggregation
+(the run settings carry their knobs); ``RoundLogging``, mixed in before it, picks
+the round's clients by partition id with ``clients_per_round``
+(simulator.sampling), else every connected client takes part. It turns off the
+separate evaluate phase (clients evaluate the received model inside the train
+message, as MindSpore does), refuses to aggregate a round with fewer than
 ``min_clients`` replies, checkpoints every round and logs each round's numbers.
 """
 
@@ -20,12 +22,11 @@ from collections.abc import Iterable
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYogi
 
 from simulator.loglines import LogWriter
 from simulator.lost_nodes import read_lost
-from simulator.model import LeNet5
-from simulator.run_settings import RunSettings, checkpoint_path
+from simulator.run_settings import STRATEGY_NAMES, RunSettings, checkpoint_path
 from simulator.sampling import ChosenNodes, NodeDirectory, choose_partitions
 from simulator.wire import unpack
 
@@ -49,17 +50,43 @@ def wait_for_nodes(grid: Grid, count: int, run_dir: str, poll: float = 0.2) -> l
     return nodes
 
 
-class LoggedFedAvg(FedAvg):
+STRATEGIES = dict(zip(STRATEGY_NAMES, (FedAvg, FedProx, FedAdam, FedYogi, FedAdagrad)))
+
+
+def strategy_knobs(settings: RunSettings) -> dict:
+    """The keyword arguments of the run's strategy beyond FedAvg's (Flower's defaults where unset)."""
+    name = settings.strategy
+    if name == "fedprox":
+        return {"proximal_mu": settings.proximal_mu}
+    knobs: dict = {}
+    if name in ("fedadam", "fedyogi", "fedadagrad"):
+        knobs = {"eta_l": settings.lr, "tau": settings.tau}
+        if settings.server_lr:
+            knobs["eta"] = settings.server_lr
+    if name in ("fedadam", "fedyogi"):
+        knobs.update(beta_1=settings.beta_1, beta_2=settings.beta_2)
+    return knobs
+
+
+def logged_strategy(settings: RunSettings, log: LogWriter) -> "RoundLogging":
+    base = STRATEGIES[settings.strategy]
+    return type(f"Logged{base.__name__}", (RoundLogging, base), {})(settings, log)
+
+
+class RoundLogging:
+    """Mixed in before one of Flower's strategies (see logged_strategy)."""
+
     def __init__(self, settings: RunSettings, log: LogWriter) -> None:
         super().__init__(
             fraction_train=1.0,  # every node of the grid it is given: see configure_train
             fraction_evaluate=0.0,
             min_train_nodes=1,
             min_available_nodes=settings.num_clients,
+            **strategy_knobs(settings),
         )
         self.settings = settings
         self.log = log
-        self._template = LeNet5(settings.channels, settings.num_classes).state_dict()
+        self._template = settings.make_model().state_dict()
         self.offset = settings.start_round - 1  # Flower counts from 1; a resumed run does not
         self._sampled = 0
         self._round_start = 0.0
@@ -128,3 +155,7 @@ class LoggedFedAvg(FedAvg):
         tmp.replace(path)
         self.log.write("checkpoint", round=server_round, path=str(path))
         return None
+
+
+class LoggedFedAvg(RoundLogging, FedAvg):
+    """The default: FedAvg, logged."""

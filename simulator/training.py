@@ -20,9 +20,16 @@ def train(
     lr: float,
     seed: int,
     on_epoch=None,
+    proximal_mu: float = 0.0,
 ) -> list[float]:
-    """Adam over shuffled mini-batches; returns the mean loss of each epoch."""
+    """Adam over shuffled mini-batches; returns the mean loss of each epoch.
+
+    With ``proximal_mu`` > 0 (FedProx) the loss minimised adds
+    mu/2 * ||w - w_received||^2, keeping the update near the received model;
+    the loss reported is the data term alone.
+    """
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(seed)
     model.train()
@@ -37,7 +44,11 @@ def train(
                 continue
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x[idx]), y[idx])
-            loss.backward()
+            if anchor:
+                proximal = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
+                (loss + proximal_mu / 2 * proximal).backward()
+            else:
+                loss.backward()
             optimizer.step()
             total += loss.item() * idx.numel()
             count += idx.numel()

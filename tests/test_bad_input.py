@@ -1,5 +1,6 @@
 """Bad input: one clear line, exit code 2, no folder, no process."""
 
+import numpy as np
 import pytest
 
 from tests.femnist_files import write_leaf
@@ -16,6 +17,20 @@ def _cases(tmp_path):
     a_file.write_text("x")
     femnist = tmp_path / "femnist"
     write_leaf(femnist, writers=3, per_writer=(4, 6))
+    (tmp_path / "badnet.py").write_text("from torch import nn\n\nclass Net(nn.Module):\n"
+                                        "    def __init__(self):\n        super().__init__()\n"
+                                        "        self.f = nn.Sequential(nn.Flatten(), nn.Linear(1024, 3))\n\n"
+                                        "    def forward(self, x):\n        return self.f(x)\n")
+    gap, half = tmp_path / "gap", tmp_path / "half"
+    for folder, names in ((gap, ("client_0.npz", "client_2.npz")), (half, ("client_0.npz",))):
+        folder.mkdir()
+        for name in names:
+            arrays = {"x_train": np.zeros((4, 8, 8)), "y_train": np.zeros(4, dtype=int)}
+            if folder == gap:
+                arrays.update(x_test=np.zeros((2, 8, 8)), y_test=np.zeros(2, dtype=int))
+            np.savez(folder / name, **arrays)
+    (tmp_path / "unknown.toml").write_text("client-num = 2\nclients = 3\n")
+    (tmp_path / "not-a-run.json").write_text("{}")
     hosts = {}
     for label, body in (("inject", '[[device]]\nhost = "pi; reboot"\n'),
                         ("dup", '[[device]]\nhost = "pi"\n\n[[device]]\nhost = "pi"\n'),
@@ -50,13 +65,22 @@ def _cases(tmp_path):
         "more per round than clients": (["--client-num", "3", "--clients-per-round", "4"], "exceeds --client-num 3"),
         "femnist split iid": (["--dataset", "femnist", "--data-dir", str(femnist), "--partition", "iid",
                                "--client-num", "2"], "--partition natural"),
-        "natural split of digits": (["--partition", "natural"], "needs a data set of writers"),
+        "natural split of digits": (["--partition", "natural"], "needs a data set split by client"),
         "more clients than writers": (["--dataset", "femnist", "--data-dir", str(femnist), "--client-num", "4"],
                                       "more clients than writers"),
         "femnist without data dir": (["--dataset", "femnist"], "needs --data-dir"),
         "virtual clients on devices": (["--mode", "virtual", "--hosts", str(hosts["one"])], "--mode virtual"),
         "workers in process mode": (["--client-num", "4", "--workers", "2"], "--workers"),
         "unknown mode": (["--mode", "threads"], "--mode"),
+        "unknown strategy": (["--strategy", "fedsgd"], "--strategy"),
+        "model without a class": (["--model", "badnet"], "must be module:Class"),
+        "model that does not import": (["--model", "no_such_module_xyz:Net"], "cannot import no_such_module_xyz"),
+        "model with the wrong output": (["--model", "badnet:Net"], "one logit per class"),
+        "npz split with a gap": (["--dataset", "npz", "--data-dir", str(gap), "--client-num", "2"], "without gaps"),
+        "npz file without a test split": (["--dataset", "npz", "--data-dir", str(half), "--client-num", "1"],
+                                          "lacks x_test, y_test"),
+        "config with an unknown option": (["--config", str(tmp_path / "unknown.toml")], "unknown option 'clients'"),
+        "json config that is not a run": (["--config", str(tmp_path / "not-a-run.json")], "run.json"),
     }
 
 
@@ -69,6 +93,9 @@ NAMES = [
     "resume of an unknown run", "remote data dir without hosts", "fraction and per-round count",
     "more per round than clients", "femnist split iid", "natural split of digits", "more clients than writers",
     "femnist without data dir", "virtual clients on devices", "workers in process mode", "unknown mode",
+    "unknown strategy", "model without a class", "model that does not import", "model with the wrong output",
+    "npz split with a gap", "npz file without a test split", "config with an unknown option",
+    "json config that is not a run",
 ]
 
 
