@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-restarts", type=int, default=0)
     parser.add_argument("--resume-round", type=int, default=0, help="a resumed run: mark the clients' logs")
     parser.add_argument("--tls", action="store_true", help="verify the SuperLink against <run-dir>/tls/ca.pem")
+    parser.add_argument("--user-app", action="store_true", help="the run's app is the user's (fl-launch --app)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def start(client: int, port: int) -> None:
         start_node(table, run_dir, client, args.superlink, port, env, args.torch_threads,
-                   root_certificates=str(run_dir / "tls" / "ca.pem") if args.tls else None)
+                   root_certificates=str(run_dir / "tls" / "ca.pem") if args.tls else None, user_app=args.user_app)
 
     for client, port in zip(clients, free_ports(len(clients))):
         if args.resume_round:

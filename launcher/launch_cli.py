@@ -83,6 +83,11 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
               help="iid; dirichlet (label skew by --alpha); shards (each client sees few classes); natural "
                    "(femnist: client i is the i-th writer; npz: client_<i>.npz).  "
                    "[default: natural for femnist and npz, else iid]")
+@click.option("--app", type=click.Path(file_okay=False), default=None,
+              help="Run your own Flower app (a folder with a pyproject.toml, as flwr run takes) instead of the "
+                   "built-in one; each client gets partition-id and num-partitions in its node config.")
+@click.option("--run-config", default=None, metavar="'KEY=VALUE ...'",
+              help="--app: overrides of the app's [tool.flwr.app.config], as flwr run --run-config takes them.")
 @click.option("--model", default=D.model, metavar="MODULE:CLASS",
               help="A torch.nn.Module class to train instead of LeNet5, built with channels/in_channels and "
                    "num_classes where its constructor takes them; imported from here or the installed packages.  "
@@ -237,6 +242,12 @@ def _validate(opts: LaunchOptions) -> None:
         raise UserError(f"--partition natural needs a data set split by client (femnist, npz), not {opts.dataset}")
     if opts.mode == "virtual" and opts.hosts is not None:
         raise UserError("--mode virtual runs its clients on this machine: drop --hosts, or use --mode process")
+    if opts.run_config is not None and opts.app is None:
+        raise UserError("--run-config is for --app (the built-in app takes its options directly)")
+    if opts.app is not None and opts.mode == "virtual":
+        raise UserError("--app runs one process per client (--mode process); virtual clients run the built-in app")
+    if opts.app is not None and opts.task != "train":
+        raise UserError(f"--task {opts.task} serves the built-in app's model; --app runs the app as it is")
     if opts.workers is not None and not opts.is_virtual():
         raise UserError("--workers is for --mode virtual (in process mode each client is its own process)")
     if opts.remote_data_dir is not None and opts.hosts is None:

@@ -65,6 +65,12 @@ def read_client_log(path: str | Path) -> ClientHistory:
         elif kind == "round_start":
             explicit_rounds = True
             current = open_round(v["round"])
+        elif kind == "app_task_start":  # a user's app (--app): a round's train and evaluate tasks share a record
+            explicit_rounds = True
+            if current is None or current["round"] != v["round"]:
+                current = open_round(v["round"])
+        elif kind == "app_task_end" and current is not None:
+            _take_app_metrics(current, v["task"], v["metrics"], v["seconds"])
         elif kind == "evaluate":
             if current is None or current["acc"] is not None:  # MindSpore: each evaluation opens a round
                 current = open_round(current["round"] + 1 if current else 1)
@@ -89,7 +95,20 @@ def read_client_log(path: str | Path) -> ClientHistory:
     for record in history.rounds:
         losses = record.pop("_losses")
         record["epochs"] = len(losses)
-        record["train_loss"] = sum(losses) / len(losses) if losses else None
+        record["train_loss"] = sum(losses) / len(losses) if losses else record.pop("_app_loss", None)
     if history.lines:
         history.format = "mindspore" if not explicit_rounds and has_java_time_lines(text) else "fl-launch"
     return history
+
+
+def _take_app_metrics(record: dict, task: str, metrics: dict, seconds: float) -> None:
+    """The reply's metrics of a user's app: every one kept; an ``*acc*`` one is the round's accuracy (the
+    evaluate task's over the train task's), a train task's ``train_loss`` (or ``*loss*``) its loss."""
+    record.setdefault("metrics", {}).update({f"{task}.{k}": v for k, v in metrics.items()})
+    record["seconds"] = (record["seconds"] or 0.0) + seconds
+    acc = next((k for k in metrics if "acc" in k.lower()), None)
+    if acc is not None and (record["acc"] is None or task == "evaluate"):
+        record["acc"] = metrics[acc]
+    loss = "train_loss" if "train_loss" in metrics else next((k for k in metrics if "loss" in k.lower()), None)
+    if task == "train" and loss is not None:
+        record["_app_loss"] = metrics[loss]

@@ -72,8 +72,11 @@ def supernode_id(log: Path) -> int | None:
 
 
 def start_node(table: ProcessTable, run_dir: Path, client: int, superlink: str, runtime_port: int,
-               env: dict[str, str], threads: int, root_certificates: str | None = None) -> tuple[Managed, Managed]:
-    """``root_certificates``: verify the SuperLink's TLS certificate against this CA (else plain HTTP)."""
+               env: dict[str, str], threads: int, root_certificates: str | None = None,
+               user_app: bool = False) -> tuple[Managed, Managed]:
+    """``root_certificates``: verify the SuperLink's TLS certificate against this CA (else plain HTTP).
+    ``user_app``: the run's app is the user's (``--app``): nothing of the built-in app is preloaded, and the
+    app's output goes to client.log with the launcher's round lines (launcher.app_task_log)."""
     client_dir = run_dir / f"client_{client}"
     node_config = str(client_dir / "node_config.toml")
     node_env = dict(env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / f"client_{client}"))
@@ -88,7 +91,8 @@ def start_node(table: ProcessTable, run_dir: Path, client: int, superlink: str, 
     clientapp = table.fork(
         "clientapp", "launcher.warm_clientapp",
         ["--runtime-api", f"127.0.0.1:{runtime_port}",
-         "--node-config", node_config, "--preload", PRELOAD, "--torch-threads", str(threads)],
+         "--node-config", node_config, "--torch-threads", str(threads),
+         *(["--app-log"] if user_app else ["--preload", PRELOAD])],
         log=client_dir / "worker.log", env=node_env, cwd=client_dir, client=client,
     )
     return supernode, clientapp

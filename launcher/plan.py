@@ -19,6 +19,7 @@ from launcher.hosts import Device, HostsError, load_hosts, place_clients
 from launcher.node_commands import write_node_config
 from launcher.run_folder import RunFolder, RunFolderError, now_iso
 from launcher.tls import make_run_certificates
+from launcher.user_app import AppError, read_app
 from partitions import PartitionError, split
 from simulator.client_data import write_partitions
 from simulator.datasets import DataSetError, load_dataset
@@ -83,6 +84,8 @@ class LaunchOptions:
     beta_1: float = _APP.beta_1
     beta_2: float = _APP.beta_2
     tau: float = _APP.tau
+    app: str | None = None  # a user's Flower app folder instead of the built-in one
+    run_config: str | None = None  # --app: its run config overrides, "key=value ..."
 
     def startup_deadline(self) -> float:
         """Seconds for every client to import torch and connect (2 cores share the work)."""
@@ -102,7 +105,7 @@ class LaunchOptions:
     def is_virtual(self) -> bool:
         if self.mode != "auto":
             return self.mode == "virtual"
-        return self.hosts is None and self.client_num > PROCESS_MODE_UP_TO
+        return self.hosts is None and self.client_num > PROCESS_MODE_UP_TO and not self.app
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -114,9 +117,12 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
     if opts.task != "train":
         source, found = _model_source(opts)
         checkpoint, source_run = str(found[1]), source.run_id
-    writers = dataset = parts = None
+    writers = dataset = parts = user_app = None
+    channels, num_classes = RunSettings.channels, RunSettings.num_classes
     try:
-        if opts.dataset == "femnist":  # by writer: listed now, read when the folder exists
+        if opts.app:  # the user's app brings its own data and model
+            user_app = read_app(opts.app, opts.run_config)
+        elif opts.dataset == "femnist":  # by writer: listed now, read when the folder exists
             writers = open_femnist(opts.data_dir)
             writers.check_clients(opts.client_num)
             channels, num_classes = writers.channels, writers.num_classes
@@ -136,7 +142,7 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
             shape = tuple(dataset.x.shape[1:])
         if opts.model or opts.dataset == "npz":  # a user's model, or images of the user's size
             _check_model(opts.model, shape, num_classes)
-    except (DataSetError, PartitionError) as err:
+    except (DataSetError, PartitionError, AppError) as err:
         raise PlanError(str(err)) from None
 
     placement = _placement(opts)
@@ -155,7 +161,9 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
         model=opts.model, model_path=os.getcwd() if opts.model else "", strategy=opts.strategy,
         proximal_mu=opts.proximal_mu, server_lr=opts.server_lr, beta_1=opts.beta_1, beta_2=opts.beta_2, tau=opts.tau,
     )
-    if writers is not None:
+    if user_app is not None:
+        samples = [0] * opts.client_num
+    elif writers is not None:
         try:
             if opts.dataset == "npz":
                 samples = writers.link_clients(opts.client_num, folder.path / "data")
@@ -167,7 +175,7 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
     else:
         write_partitions(dataset, parts, folder.path / "data", seed=opts.seed)
         samples = [len(p) for p in parts]
-    app_dir = write_app_dir(folder.path / "app", settings)
+    app_dir = user_app.path if user_app else write_app_dir(folder.path / "app", settings)
     virtual = opts.is_virtual()
     nodes, devices = [], {}
     for client in range(opts.client_num):
@@ -195,7 +203,8 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
               "grace": opts.grace, "torch_threads": opts.torch_threads,
               "devices": list(devices.values()), "ssh_config": opts.ssh_config, "tls": tls,
               "remote_data_dir": opts.remote_data_dir, "max_restarts": opts.max_restarts,
-              "virtual": {"workers": opts.worker_count()} if virtual else None},
+              "virtual": {"workers": opts.worker_count()} if virtual else None,
+              "user_app": user_app is not None, "run_config": opts.run_config},
         processes=[],
     )
     folder.point_latest()

@@ -92,20 +92,22 @@ class RemoteDevice:
                 part = local_run / "data" / f"client_{client}.npz"
                 if not part.exists():  # a link to a MindSpore writer folder: its .bin files go along
                     part = part.with_suffix("")
-                tar.add(part.resolve(), arcname=f"data/{part.name}")
+                if part.exists():  # a user's app (--app) brings its own data
+                    tar.add(part.resolve(), arcname=f"data/{part.name}")
         rdir = self._in_run()
         result = self.ssh.run(f"mkdir -p {rdir} && tar -C {rdir} -xf -", stdin=buffer.getvalue(), timeout=600)
         self._check(result, "copying the partitions")
 
     def start_agent(self, superlink_port: int, clients: list[int], num_clients: int, threads: int,
                     grace: float, tls: bool = False, remote_data_dir: str | None = None,
-                    max_restarts: int = 0, resume_round: int = 0) -> int:
+                    max_restarts: int = 0, resume_round: int = 0, user_app: bool = False) -> int:
         args = shlex.join(["-m", "launcher.device_agent", "--run-dir", self.run_rel,
                            "--superlink", f"127.0.0.1:{superlink_port}", "--clients", ",".join(map(str, clients)),
                            "--num-clients", str(num_clients), "--torch-threads", str(threads), "--grace", str(grace),
                            *(["--tls"] if tls else []),
                            *(["--data-dir", remote_data_dir] if remote_data_dir else []),
-                           "--max-restarts", str(max_restarts), "--resume-round", str(resume_round)])
+                           "--max-restarts", str(max_restarts), "--resume-round", str(resume_round),
+                           *(["--user-app"] if user_app else [])])
         env = {**self.device.env, TAG_ENV: self.tag, RUN_ENV: self.run_id,
                "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
         assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())

@@ -23,6 +23,7 @@ from rich.live import Live
 from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
+from launcher.flower_log import read_strategy_log
 from launcher.live_view import make_console
 from launcher.log_history import read_client_log
 from launcher.remote import devices_of
@@ -186,14 +187,21 @@ def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: st
         _emit(table.to_csv(), output)
         return
     info = RunFolder(folder).read() if (folder / "run.json").is_file() else {}
+    server_rows = read_strategy_log(folder / "server" / "serverapp.log") if (info.get("plan") or {}).get("user_app") \
+        else []
     if as_json:
         _emit(json.dumps({
             "run": folder.name, "clients": len(histories), "skipped_lines": sum(h.skipped for h in histories),
             "final_accuracy": info.get("final_accuracy"),
             "rounds": [{k: _clean(v) for k, v in row.items()} for row in table.reset_index().to_dict("records")],
+            "server_metrics": server_rows,
         }, indent=2) + "\n", output)
         return
     console.print(_table(f"{folder.name}: {len(histories)} client logs, accuracy of the received model", table, "round"))
+    if server_rows:
+        wide = pd.DataFrame([{"round": r["round"], **{f"{r['phase']}.{k}": v for k, v in r["metrics"].items()}}
+                             for r in server_rows]).groupby("round").first()
+        console.print(_table("what the app's strategy aggregated (server/serverapp.log)", wide, "round"))
     if info.get("final_accuracy") is not None:
         console.print(f"final model accuracy: {info['final_accuracy']:.4f} "
                       f"over {info.get('final_test_samples')} test samples")

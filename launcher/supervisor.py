@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from launcher.client_restart import CLIENT_ROLES, first_exit_per_client, restart_client
+from launcher.flower_log import read_strategy_log, rounds_started
 from launcher.log_follow import LogFollower
 from launcher.node_commands import flower_env, flwr_bin, start_node, supernode_id
 from launcher.ports import free_ports, wait_for_port
@@ -116,7 +117,8 @@ class Supervisor:
         for node, port in zip([] if virtual else nodes, node_ports):
             if node["host"] == "localhost":
                 start_node(self.table, self.folder.path, node["client"], f"127.0.0.1:{link_port}", port, env,
-                           plan["torch_threads"], root_certificates=tls["ca"] if tls else None)
+                           plan["torch_threads"], root_certificates=tls["ca"] if tls else None,
+                           user_app=bool(plan.get("user_app")))
         self.update_processes()
         try:
             for device, clients in self.devices:
@@ -124,7 +126,8 @@ class Supervisor:
         except RemoteError as err:
             return "failed", str(err)
         self.update_processes()
-        run_cmd = [flwr_bin("flwr"), "run", plan["app_dir"], "local", "--stream"]
+        run_cmd = [flwr_bin("flwr"), "run", plan["app_dir"], "local", "--stream",
+                   *(["--run-config", plan["run_config"]] if plan.get("run_config") else [])]
         if virtual:  # the SuperLink's simulation runtime: N virtual nodes, one Ray worker per CPU it is given
             run_cmd += ["--federation-config", f"num-supernodes={len(nodes)} client-resources-num-cpus=1 "
                                                f"init-args-num-cpus={virtual['workers']}"]
@@ -155,7 +158,8 @@ class Supervisor:
         self._start_tunnel(device, link_port)
         pid = device.start_agent(link_port, clients, num_clients, plan["torch_threads"], plan["grace"],
                                  tls=bool(tls), remote_data_dir=data_dir, max_restarts=plan.get("max_restarts", 0),
-                                 resume_round=start_round if start_round > 1 else 0)
+                                 resume_round=start_round if start_round > 1 else 0,
+                                 user_app=bool(plan.get("user_app")))
         self.remote_procs[device.host] = [{"role": "agent", "client": None, "host": device.host, "pid": pid,
                                            "exit_code": None, "exit": "running"}]
         self.view.message(f"{device.host}: agent pid {pid}, clients {', '.join(map(str, clients))}")
@@ -174,7 +178,8 @@ class Supervisor:
         entry = restart_client(
             self.table, self.folder.path, proc, self.restarts, limit,
             start=lambda: start_node(self.table, self.folder.path, proc.client, f"127.0.0.1:{link_port}",
-                                     free_ports(1)[0], env, self.info["plan"]["torch_threads"], root_certificates=ca))
+                                     free_ports(1)[0], env, self.info["plan"]["torch_threads"], root_certificates=ca,
+                                     user_app=bool(self.info["plan"].get("user_app"))))
         self._record_restart(entry, host="localhost")
 
     def _record_restart(self, entry: dict, host: str) -> None:
@@ -268,6 +273,13 @@ class Supervisor:
                 outcome = self._apply(event) or outcome
             if self.devices:
                 self._tend_devices()
+            if self.info["plan"].get("user_app"):  # its rounds, from Flower's strategy log
+                started, rounds = rounds_started(self.folder.server_dir / "serverapp.log")
+                if started > self.state["round"]:
+                    if self.state["round"] == 0:
+                        self.folder.update(status="running", running_since=now_iso())
+                    self.state.update(round=started, rounds=rounds, phase="training")
+                    last_progress = time.monotonic()
             if self.info["plan"].get("virtual"):  # virtual clients live as long as the simulation does
                 self.state["alive"] = self.state["clients"] if self.table.alive("flwr-run") else 0
             else:
@@ -275,6 +287,8 @@ class Supervisor:
             self.view.update(**self.state)
             if self._stop_reason:
                 return "interrupted", f"stopped by {self._stop_reason}"
+            if not self.table.alive("flwr-run") and self.info["plan"].get("user_app"):
+                return self._app_outcome()
             if not self.table.alive("flwr-run"):
                 for event in follower.events():
                     outcome = self._apply(event) or outcome
@@ -290,6 +304,13 @@ class Supervisor:
             if self.state["round"] > 0 and waited > round_timeout + 60:
                 return "failed", f"no progress for {waited:.0f} s (round timeout {round_timeout:.0f} s)"
             time.sleep(POLL_SECONDS)
+
+    def _app_outcome(self) -> tuple[str, str]:
+        """A user's app: its ServerApp's exit decides (``flwr run --stream`` exits as the run ends)."""
+        [run] = [p for p in self.table.procs if p.role == "flwr-run"]
+        if run.exit_code == 0:
+            return "finished", ""
+        return "failed", f"the app's run ended with exit code {run.exit_code} (see {run.log})"
 
     def _apply(self, event) -> tuple[str, str] | None:
         self.view.event(event)
@@ -344,6 +365,9 @@ class Supervisor:
                 summary = {"final_accuracy": event.values["acc"], "final_test_samples": event.values["num_test"]}
         rounds_done = max((e.values["round"] for e in self.events if e.kind == "server_round_end"),
                           default=self.info["settings"].get("start-round", 1) - 1)
+        if self.info["plan"].get("user_app"):  # the rounds whose replies Flower's strategy aggregated
+            rounds_done = max((r["round"] for r in read_strategy_log(self.folder.server_dir / "serverapp.log")),
+                              default=0)
         self.update_processes(status=status, reason=reason, ended=now_iso(), rounds_done=rounds_done, **summary)
 
 

@@ -33,6 +33,7 @@ from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supernode.runtime.run_clientapp import run_clientapp
 
 from simulator.run_settings import node_paths
+from launcher.app_task_log import log_app_tasks
 from launcher.compute_slots import ComputeSlots
 from simulator.wake import Bell, ring
 
@@ -58,14 +59,20 @@ def load_preload(ref: str):
     return getattr(importlib.import_module(module), attr or "preload")
 
 
-def run_task_in_child(runtime_api: str, token: str) -> int:
-    """Fork; the child serves the task with Flower's run_clientapp and exits."""
+def run_task_in_child(runtime_api: str, token: str, app_log_dir=None) -> int:
+    """Fork; the child serves the task with Flower's run_clientapp and exits.
+
+    ``app_log_dir``: a user's app (``fl-launch --app``): its output and the
+    launcher's round lines go to that client folder's client.log.
+    """
     global _child
     pid = os.fork()
     if pid == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         code = 1
         try:
+            if app_log_dir is not None:
+                log_app_tasks(app_log_dir)
             run_clientapp(runtime_api_address=runtime_api, token=token, insecure=True,
                           runtime_dependency_install=False)
             code = 0
@@ -86,7 +93,7 @@ def run_task_in_child(runtime_api: str, token: str) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir) -> None:
+def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log: bool = False) -> None:
     client = RuntimeHttpClient.from_server_address(
         server_address=runtime_api,
         insecure=True,
@@ -101,7 +108,7 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir) -> None
             acquired = time.time()
             with slots.held():
                 started = time.time()
-                code = run_task_in_child(runtime_api, res.token)
+                code = run_task_in_child(runtime_api, res.token, client_dir if app_log else None)
             ring(client_dir, "supernode")  # the reply is with the SuperNode: no need to poll for it
             print(f"{time.strftime('%H:%M:%S', time.localtime(acquired))}.{int(acquired % 1 * 1000):03d} "
                   f"task {res.task.task_id}: waited {started - acquired:.3f} s for a compute slot, "
@@ -118,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--node-config", required=True, help="the node's TOML config (as given to the SuperNode)")
     parser.add_argument("--preload", default="", help="MODULE:FUNCTION called once with the node config")
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--app-log", action="store_true",
+                        help="a user's app: its output and round lines go to the client's client.log")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
@@ -128,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     _, client_dir, _ = node_paths(node_config, run_dir=".")
     try:
         slots = ComputeSlots(client_dir.parent / "slots", count=(os.cpu_count() or 1) // max(1, args.torch_threads) + 1)
-        serve(args.runtime_api, Bell(client_dir, "worker"), slots, client_dir)
+        serve(args.runtime_api, Bell(client_dir, "worker"), slots, client_dir, app_log=args.app_log)
     except KeyboardInterrupt:
         pass
 

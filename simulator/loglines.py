@@ -36,6 +36,8 @@ TEMPLATES: dict[str, str] = {
     "inference": "[model inference] the predicted labels: {labels}",
     "inference_acc": "[model inference] accuracy on the test split: {acc} test_samples:{num_test}",
     # written by the launcher into a client's log
+    "app_task_start": "[round] iteration:{round} start type:{task}",  # around a --app ClientApp's tasks
+    "app_task_end": "[round] iteration:{round} end time:{seconds}s type:{task} metrics:{metrics}",
     "client_restart": "[launcher] {role} exited, restart {restart} of {max_restarts}: {cause}",
     "client_lost": "[launcher] {role} exited, no restart left: {cause}",
     "resume": "[launcher] resumed from round {round}: later lines replace what an aborted attempt wrote",
@@ -56,7 +58,7 @@ _INT = {"round", "rounds", "epoch", "recv_bytes", "sent_bytes", "num_train", "nu
         "clients", "sampled", "replies", "failures", "restart", "max_restarts"}
 _FLOAT = {"loss", "acc", "seconds", "peak_mib"}
 _DIGITS = {"seconds": 3, "peak_mib": 1}  # decimals written; others get 7
-_TEXT_TAIL = {"path", "reason", "cause"}  # may hold spaces: runs to the end of the line
+_TEXT_TAIL = {"path", "reason", "cause", "metrics"}  # may hold spaces: runs to the end of the line
 
 
 def _number(text: str) -> float | None:
@@ -72,6 +74,8 @@ def _convert(name: str, text: str):
         return text == "yes"
     if name in ("labels", "partitions"):
         return [int(v) for v in ast.literal_eval(text)]
+    if name == "metrics":  # name:value name:value, or "-"
+        return {} if text == "-" else {k: _number(v) for k, v in (pair.rsplit(":", 1) for pair in text.split())}
     return text
 
 
@@ -160,6 +164,8 @@ def format_message(kind: str, **values) -> str:
             if v != v:
                 return "nan"
             return f"{v:.{_DIGITS.get(name, 7)}f}".rstrip("0").rstrip(".") or "0"
+        if isinstance(v, dict):  # metrics: name:value pairs, names without spaces
+            return " ".join(f"{'_'.join(str(k).split())}:{show(k, float(x))}" for k, x in v.items()) or "-"
         return str(v)
 
     return TEMPLATES[kind].format(**{k: show(k, v) for k, v in values.items()})

@@ -5,6 +5,7 @@ import pytest
 
 from tests.femnist_files import write_leaf
 from tests.helpers import run, runs
+from tests.test_user_app import APP
 
 
 def _cases(tmp_path):
@@ -29,6 +30,9 @@ def _cases(tmp_path):
             if folder == gap:
                 arrays.update(x_test=np.zeros((2, 8, 8)), y_test=np.zeros(2, dtype=int))
             np.savez(folder / name, **arrays)
+    no_client = tmp_path / "no-client"
+    no_client.mkdir()
+    (no_client / "pyproject.toml").write_text('[tool.flwr.app.components]\nserverapp = "a.b:app"\n')
     (tmp_path / "unknown.toml").write_text("client-num = 2\nclients = 3\n")
     (tmp_path / "not-a-run.json").write_text("{}")
     hosts = {}
@@ -81,6 +85,12 @@ def _cases(tmp_path):
                                           "lacks x_test, y_test"),
         "config with an unknown option": (["--config", str(tmp_path / "unknown.toml")], "unknown option 'clients'"),
         "json config that is not a run": (["--config", str(tmp_path / "not-a-run.json")], "run.json"),
+        "app folder without pyproject": (["--app", str(empty)], "no pyproject.toml"),
+        "app without a ClientApp": (["--app", str(no_client)], "lacks clientapp"),
+        "run config key the app lacks": (["--app", str(APP), "--run-config", "epochs=3"], "declares no 'epochs'"),
+        "run config that is not key=value": (["--app", str(APP), "--run-config", "lr"], "key=value"),
+        "run config without an app": (["--run-config", "lr=1"], "--run-config is for --app"),
+        "app on virtual clients": (["--app", str(APP), "--mode", "virtual"], "--app runs one process"),
     }
 
 
@@ -95,7 +105,9 @@ NAMES = [
     "femnist without data dir", "virtual clients on devices", "workers in process mode", "unknown mode",
     "unknown strategy", "model without a class", "model that does not import", "model with the wrong output",
     "npz split with a gap", "npz file without a test split", "config with an unknown option",
-    "json config that is not a run",
+    "json config that is not a run", "app folder without pyproject", "app without a ClientApp",
+    "run config key the app lacks", "run config that is not key=value", "run config without an app",
+    "app on virtual clients",
 ]
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests import devices as lab_devices
 from tests.femnist_files import write_mindspore
+from tests.test_user_app import APP
 from tests.helpers import run, run_json, running, runs, wait_until_nothing_tagged
 
 pytestmark = [pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available())),
@@ -69,6 +70,21 @@ def test_femnist_writers_on_devices_one_sampled_per_round(lab, tmp_path):
         staged = device.root / "runs" / run_dir.name / "data"
         [folder] = staged.iterdir()
         assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (tmp_path / "ms" / writer).iterdir())
+
+
+def test_a_users_app_on_devices(lab, tmp_path):
+    """The app's code travels in Flower's FAB; its output lands in each client's log, pulled back here."""
+    result = launch(lab, tmp_path / "logs", "--app", str(APP), "--client-num", "2", "--run-config",
+                    "num-server-rounds=2 min-nodes=2", slots=1, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = runs(tmp_path / "logs")[0]
+    assert run_json(run_dir)["rounds_done"] == 2
+    for i in range(2):
+        text = (run_dir / f"client_{i}" / "client.log").read_text()
+        assert text.count(f"partition {i} of 2: local loss") == 2
+        assert "[round] iteration:2 end" in text and "type:evaluate metrics:eval_loss:" in text
+    for device in lab.devices:
+        assert device.tagged_pids(run_json(run_dir)["kill_tag"]) == []
 
 
 def test_detached_remote_run_is_stopped_by_fl_finish(lab, tmp_path):

@@ -1,0 +1,90 @@
+"""A user's ClientApp (``fl-launch --app``) writing into client_<i>/client.log, with the launcher's round lines.
+
+    >>> log_app_tasks(client_dir)     # in the task process, before Flower's run_clientapp
+    # client.log then holds, per task:
+    # 2026-11-24 14:40:00.101 INFO: <FLClient> [round] iteration:2 start type:train
+    # 2026-11-24 14:40:00.350 INFO: <FLClient> whatever the app printed
+    # 2026-11-24 14:40:01.020 INFO: <FLClient> [round] iteration:2 end time:0.919s type:train metrics:train_loss:0.41
+
+The round is the ``server-round`` that Flower's strategies put in the message's
+config (0 when there is none); the metrics are the scalars of the reply's
+MetricRecords, which is how an app reports them: no fl-launch import needed. What
+the app prints (stdout, stderr) becomes free-form lines of the same log. Flower's
+own logger keeps writing to the worker's log (worker.log).
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from pathlib import Path
+
+from flwr.app import Message
+from flwr.clientapp import ClientApp
+
+from simulator.loglines import LogWriter, client_log_path
+
+
+class LinesToLog(io.TextIOBase):
+    """A text stream whose every complete line becomes one free-form log line."""
+
+    def __init__(self, log: LogWriter, level: str) -> None:
+        self._log, self._level, self._pending = log, level, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self._log.text(line.rstrip("\r"), level=self._level)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._log.text(self._pending, level=self._level)
+            self._pending = ""
+
+
+def server_round(message: Message) -> int:
+    for record in message.content.config_records.values():
+        if "server-round" in record:
+            return int(record["server-round"])
+    return 0
+
+
+def reply_metrics(reply: Message) -> dict[str, float]:
+    if reply.has_error():
+        return {}
+    found = {}
+    for record in reply.content.metric_records.values():
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                found[key] = float(value)
+    return found
+
+
+def log_app_tasks(client_dir: str | Path) -> LogWriter:
+    """Route this process's prints into the client log and wrap every ClientApp call in round lines."""
+    log = LogWriter(client_log_path(client_dir), "FLClient")
+    sys.stdout = LinesToLog(log, "INFO")
+    sys.stderr = LinesToLog(log, "WARNING")
+    call = ClientApp.__call__
+
+    def logged_call(self, message: Message, context):
+        number, task = server_round(message), message.metadata.message_type
+        log.write("app_task_start", round=number, task=task)
+        start = time.perf_counter()
+        try:
+            reply = call(self, message=message, context=context)
+        except BaseException as err:
+            log.text(f"[round] iteration:{number} {task} task failed: {type(err).__name__}: {err}", level="ERROR")
+            raise
+        log.write("app_task_end", round=number, task=task, seconds=time.perf_counter() - start,
+                  metrics=reply_metrics(reply))
+        return reply
+
+    ClientApp.__call__ = logged_call
+    return log
