@@ -65,6 +65,8 @@ def _train(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
         timeout=settings.round_timeout,
         evaluate_fn=strategy.checkpoint,
     )
+    if not strategy.replied_rounds:  # every task failed: nothing was learnt, nothing to evaluate
+        raise RuntimeError("no client replied in any round (each client's error: client_<i>/worker.log)")
     final = result.arrays if len(result.arrays) else arrays
     replies = _to_all(grid, final, MessageType.EVALUATE, ConfigRecord({"server-round": settings.rounds}), settings)
     acc, tested = pooled_accuracy(replies)

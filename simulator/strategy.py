@@ -90,6 +90,7 @@ class RoundLogging:
         self.offset = settings.start_round - 1  # Flower counts from 1; a resumed run does not
         self._sampled = 0
         self._round_start = 0.0
+        self.replied_rounds = 0  # rounds with at least one good reply
         self.directory = NodeDirectory()
 
     def configure_train(
@@ -123,6 +124,7 @@ class RoundLogging:
         server_round += self.offset
         replies = list(replies)
         valid = [m for m in replies if not m.has_error()]
+        self.replied_rounds += bool(valid)
         needed = self.settings.min_clients or self._sampled
         arrays = metrics = None
         if valid and len(valid) >= needed:

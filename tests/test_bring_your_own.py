@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from launcher.log_follow import LogFollower
-from tests.helpers import run, run_json, runs
+from tests.helpers import run, run_json, runs, wait_until_nothing_tagged
 
 TINY_NET = '''
 from torch import nn
@@ -122,3 +122,33 @@ def test_options_from_a_file_and_a_run_repeated_from_its_run_json(tmp_path):
     assert repeated["kill_tag"] != run_json(original)["kill_tag"]
     assert repeated["final_accuracy"] == pytest.approx(run_json(original)["final_accuracy"], abs=0.02)
     assert json.loads((repeat / "run.json").read_text())["settings"]["proximal-mu"] == 0.1
+
+
+BROKEN_NET = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    """Passes the launcher's check (it evaluates) but every client's training raises."""
+
+    def __init__(self, channels, num_classes):
+        super().__init__()
+        self.f = nn.Sequential(nn.Flatten(), nn.Linear(channels * 32 * 32, num_classes))
+
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("this model refuses to train")
+        return self.f(x)
+'''
+
+
+def test_a_run_where_every_client_fails_ends_failed(tmp_path):
+    (tmp_path / "brokennet.py").write_text(BROKEN_NET)
+    result = run("fl-launch", "--client-num", "2", "--rounds", "2", "--model", "brokennet:Net", "--kill-tag",
+                 "test-all-fail", "--log-dir", "logs", cwd=tmp_path, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    run_dir = runs(tmp_path / "logs")[0]
+    info = run_json(run_dir)
+    assert info["status"] == "failed" and "no client replied in any round" in info["reason"]
+    assert "this model refuses to train" in (run_dir / "client_0" / "worker.log").read_text()
+    assert wait_until_nothing_tagged("test-all-fail") == []
