@@ -103,14 +103,16 @@ class RoundLogging:
         # Round 1 waits for every client; later rounds go on with those connected.
         self.min_available_nodes = 1
         self._round_start = time.perf_counter()
-        chosen = None
+        chosen, nodes = None, available
         if self.settings.clients_per_round:
             self.directory.learn(grid, available, timeout=self.settings.round_timeout)
             known = [self.directory.partition_of[n] for n in available if n in self.directory.partition_of]
             chosen = choose_partitions(known, self.settings.clients_per_round, self.settings.seed, server_round)
-            grid = ChosenNodes(grid, self.directory.nodes_for(chosen, among=available))
+            nodes = self.directory.nodes_for(chosen, among=available)
+        # Flower lists the grid's nodes twice (to size the sample, then to draw it): a node joining between
+        # the two would make it draw a random subset. It gets this round's nodes as one fixed list.
         lost = read_lost(self.settings.run_dir)
-        messages = [m for m in super().configure_train(server_round, arrays, config, grid)
+        messages = [m for m in super().configure_train(server_round, arrays, config, ChosenNodes(grid, nodes))
                     if m.metadata.dst_node_id not in lost]
         self._sampled = len(messages)
         self.log.write("server_round_start", round=server_round, rounds=self.settings.rounds, sampled=self._sampled)
