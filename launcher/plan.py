@@ -117,20 +117,20 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
     if opts.task != "train":
         source, found = _model_source(opts)
         checkpoint, source_run = str(found[1]), source.run_id
-    writers = dataset = parts = user_app = None
+    by_client = dataset = parts = user_app = None  # by_client: a data set that comes split by client
     channels, num_classes = RunSettings.channels, RunSettings.num_classes
     try:
         if opts.app:  # the user's app brings its own data and model
             user_app = read_app(opts.app, opts.run_config)
         elif opts.dataset == "femnist":  # by writer: listed now, read when the folder exists
-            writers = open_femnist(opts.data_dir)
-            writers.check_clients(opts.client_num)
-            channels, num_classes = writers.channels, writers.num_classes
+            by_client = open_femnist(opts.data_dir)
+            by_client.check_clients(opts.client_num)
+            channels, num_classes = by_client.channels, by_client.num_classes
             shape = (channels, 32, 32)
         elif opts.dataset == "npz":  # the user's own split: linked as it is
-            writers = open_npz_split(opts.data_dir)
-            writers.check_clients(opts.client_num)
-            channels, num_classes, shape = writers.channels, writers.num_classes, writers.shape
+            by_client = open_npz_split(opts.data_dir)
+            by_client.check_clients(opts.client_num)
+            channels, num_classes, shape = by_client.channels, by_client.num_classes, by_client.shape
         else:
             dataset = load_dataset(
                 opts.dataset, opts.data_dir, seed=opts.seed,
@@ -163,12 +163,9 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
     )
     if user_app is not None:
         samples = [0] * opts.client_num
-    elif writers is not None:
+    elif by_client is not None:
         try:
-            if opts.dataset == "npz":
-                samples = writers.link_clients(opts.client_num, folder.path / "data")
-            else:
-                samples = writers.write_clients(opts.client_num, folder.path / "data", seed=opts.seed)
+            samples = by_client.write_clients(opts.client_num, folder.path / "data", seed=opts.seed)
         except DataSetError as err:  # a malformed writer, found while reading: no half-made run is left
             shutil.rmtree(folder.path, ignore_errors=True)
             raise PlanError(str(err)) from None

@@ -50,14 +50,22 @@ def load_dataset(
     if name == "digits":
         return _digits()
     if name == "cifar10":
-        if data_dir is None:
-            raise DataSetError("--dataset cifar10 needs --data-dir pointing at cifar-10-batches-py")
-        return _cifar10(Path(data_dir))
+        return _cifar10(data_folder("cifar10", data_dir, "pointing at cifar-10-batches-py"))
     if name == "synthetic":
         return _synthetic(num_samples, num_classes, seed)
     if name in ("femnist", "npz"):
         raise DataSetError(f"{name} comes split by client: simulator.femnist, simulator.npz_split")
     raise DataSetError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+
+
+def data_folder(name: str, data_dir: str | Path | None, what: str) -> Path:
+    """``--data-dir`` of data set ``name``, which must be an existing folder (``what``: what it should hold)."""
+    if data_dir is None:
+        raise DataSetError(f"--dataset {name} needs --data-dir {what}")
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise DataSetError(f"data dir {root} does not exist or is not a folder")
+    return root
 
 
 def _digits() -> DataSet:
@@ -89,10 +97,9 @@ def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 def _cifar10(root: Path) -> DataSet:
-    if root.is_dir() and (root / "cifar-10-batches-py").is_dir():
+    """``root``: an existing folder (data_folder), cifar-10-batches-py itself or the folder holding it."""
+    if (root / "cifar-10-batches-py").is_dir():
         root = root / "cifar-10-batches-py"
-    if not root.is_dir():
-        raise DataSetError(f"data dir {root} does not exist or is not a folder")
     present = [f for f in CIFAR_FILES if (root / f).is_file()]
     if not present:
         raise DataSetError(f"{root} holds none of {', '.join(CIFAR_FILES)}: not a cifar-10-batches-py folder")

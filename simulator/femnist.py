@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from partitions import train_test_split
-from simulator.datasets import DataSetError, grey_to_uint8_32
+from simulator.datasets import DataSetError, data_folder, grey_to_uint8_32
 
 NUM_CLASSES = 62
 TEST_FRACTION = 0.1  # where the data has no split of its own
@@ -105,11 +105,7 @@ def _write_client(folder: Path, client: int, parts: dict, seed: int) -> int:
 
 def open_femnist(data_dir: str | Path | None) -> FemnistSource:
     """Detect the layout and list the writers (for LEAF: every file's ``users``)."""
-    if data_dir is None:
-        raise DataSetError("--dataset femnist needs --data-dir: LEAF's JSON folder or MindSpore's writer folders")
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataSetError(f"data dir {root} does not exist or is not a folder")
+    root = data_folder("femnist", data_dir, "(LEAF's JSON folder or MindSpore's writer folders)")
     if (root / "train").is_dir() and (root / "test").is_dir() and list((root / "train").glob("*.json")):
         return _leaf(root, {"train": sorted((root / "train").glob("*.json")),
                             "test": sorted((root / "test").glob("*.json"))})

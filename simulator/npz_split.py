@@ -3,7 +3,7 @@
     >>> split = open_npz_split("~/data/my-split")      # client_0.npz, client_1.npz, ...
     >>> split.clients, split.shape, split.num_classes
     (3, (1, 28, 28), 10)
-    >>> split.link_clients(3, "run/data")              # run/data/client_<i>.npz -> the user's files
+    >>> split.write_clients(3, "run/data", seed=0)     # run/data/client_<i>.npz -> the user's files
 
 Each file holds ``x_train``, ``y_train``, ``x_test``, ``y_test``: images as
 (n, C, H, W) or grey (n, H, W), uint8 (scaled to -1..1 when read) or float (used
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.datasets import DataSetError
+from simulator.datasets import DataSetError, data_folder
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 _NAME = re.compile(r"client_(\d+)\.npz")
@@ -48,8 +48,9 @@ class NpzSplit:
             raise DataSetError(f"{self.root} holds {self.clients} client files: --client-num {num_clients} is "
                                "more clients than that")
 
-    def link_clients(self, num_clients: int, folder: str | Path) -> list[int]:
-        """Link client 0..num_clients-1's files into ``folder``; returns each client's sample count."""
+    def write_clients(self, num_clients: int, folder: str | Path, seed: int = 0) -> list[int]:
+        """Link client 0..num_clients-1's files into ``folder`` (as FemnistSource.write_clients readies its
+        clients; the user's split needs no seed); returns each client's sample count."""
         self.check_clients(num_clients)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -62,11 +63,7 @@ class NpzSplit:
 
 
 def open_npz_split(data_dir: str | Path | None) -> NpzSplit:
-    if data_dir is None:
-        raise DataSetError("--dataset npz needs --data-dir: a folder of client_<i>.npz files")
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataSetError(f"data dir {root} does not exist or is not a folder")
+    root = data_folder("npz", data_dir, "(a folder of client_<i>.npz files)")
     numbered = {int(m.group(1)): p for p in root.iterdir() if (m := _NAME.fullmatch(p.name))}
     if not numbered:
         raise DataSetError(f"{root} holds no client_<i>.npz files")
