@@ -1,5 +1,7 @@
 """What Flower's own strategy logs in server/serverapp.log (``flwr run --stream``): rounds and aggregated metrics.
 
+    >>> round_started("INFO :      [ROUND 2/5]")
+    (2, 5)
     >>> read_strategy_log("logs/latest/server/serverapp.log")
     [{'round': 1, 'phase': 'train', 'metrics': {'train_loss': 0.29}},
      {'round': 1, 'phase': 'evaluate', 'metrics': {'eval_acc': 0.92, 'eval_loss': 0.31}}, ...]
@@ -47,10 +49,7 @@ def read_strategy_log(path: str | Path) -> list[dict]:
     return rows
 
 
-def rounds_started(path: str | Path) -> tuple[int, int]:
-    """(the newest round Flower's strategy started, the rounds it runs), (0, 0) before the first."""
-    try:
-        found = _ROUND.findall(_ANSI.sub("", Path(path).read_text(errors="replace")))
-    except OSError:
-        return 0, 0
-    return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
+def round_started(line: str) -> tuple[int, int] | None:
+    """(round, rounds) when the line is Flower's strategy starting a round (``[ROUND r/n]``), else None."""
+    m = _ROUND.search(_ANSI.sub("", line))
+    return (int(m.group(1)), int(m.group(2))) if m else None

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from launcher.client_restart import CLIENT_ROLES, first_exit_per_client, restart_client
-from launcher.flower_log import read_strategy_log, rounds_started
+from launcher.flower_log import read_strategy_log, round_started
 from launcher.log_follow import LogFollower
 from launcher.node_commands import flower_env, flwr_bin, start_node, supernode_id
 from launcher.ports import free_ports, wait_for_port
@@ -55,6 +55,7 @@ class Supervisor:
         self.state = {"round": 0, "rounds": self.info["settings"]["rounds"], "acc": None,
                       "clients": len(self.info["plan"]["nodes"]), "alive": 0, "phase": "starting"}
         self.events = []
+        self.user_app = bool(self.info["plan"].get("user_app"))  # fl-launch --app: the user's Flower app
         self.devices = devices_of(self.info)
         self.remote_procs: dict[str, list[dict]] = {}
         self.restarts: dict[int, int] = {}
@@ -118,7 +119,7 @@ class Supervisor:
             if node["host"] == "localhost":
                 start_node(self.table, self.folder.path, node["client"], f"127.0.0.1:{link_port}", port, env,
                            plan["torch_threads"], root_certificates=tls["ca"] if tls else None,
-                           user_app=bool(plan.get("user_app")))
+                           user_app=self.user_app)
         self.update_processes()
         try:
             for device, clients in self.devices:
@@ -159,7 +160,7 @@ class Supervisor:
         pid = device.start_agent(link_port, clients, num_clients, plan["torch_threads"], plan["grace"],
                                  tls=bool(tls), remote_data_dir=data_dir, max_restarts=plan.get("max_restarts", 0),
                                  resume_round=start_round if start_round > 1 else 0,
-                                 user_app=bool(plan.get("user_app")))
+                                 user_app=self.user_app)
         self.remote_procs[device.host] = [{"role": "agent", "client": None, "host": device.host, "pid": pid,
                                            "exit_code": None, "exit": "running"}]
         self.view.message(f"{device.host}: agent pid {pid}, clients {', '.join(map(str, clients))}")
@@ -179,7 +180,7 @@ class Supervisor:
             self.table, self.folder.path, proc, self.restarts, limit,
             start=lambda: start_node(self.table, self.folder.path, proc.client, f"127.0.0.1:{link_port}",
                                      free_ports(1)[0], env, self.info["plan"]["torch_threads"], root_certificates=ca,
-                                     user_app=bool(self.info["plan"].get("user_app"))))
+                                     user_app=self.user_app))
         self._record_restart(entry, host="localhost")
 
     def _record_restart(self, entry: dict, host: str) -> None:
@@ -258,6 +259,7 @@ class Supervisor:
     def _watch(self, startup_timeout: float, round_timeout: float) -> tuple[str, str]:
         resumed = self.info["settings"].get("start-round", 1) > 1
         follower = LogFollower(self.folder.server_dir / "server.log", from_end=resumed)
+        app_follower = LogFollower(self.folder.server_dir / "serverapp.log") if self.user_app else None
         start = time.monotonic()
         last_progress = start
         outcome = None
@@ -273,13 +275,11 @@ class Supervisor:
                 outcome = self._apply(event) or outcome
             if self.devices:
                 self._tend_devices()
-            if self.info["plan"].get("user_app"):  # its rounds, from Flower's strategy log
-                started, rounds = rounds_started(self.folder.server_dir / "serverapp.log")
-                if started > self.state["round"]:
-                    if self.state["round"] == 0:
-                        self.folder.update(status="running", running_since=now_iso())
-                    self.state.update(round=started, rounds=rounds, phase="training")
-                    last_progress = time.monotonic()
+            for started, rounds in filter(None, map(round_started, app_follower.lines() if app_follower else [])):
+                if self.state["round"] == 0:  # a user's app: its rounds, from Flower's strategy log
+                    self.folder.update(status="running", running_since=now_iso())
+                self.state.update(round=started, rounds=rounds, phase="training")
+                last_progress = time.monotonic()
             if self.info["plan"].get("virtual"):  # virtual clients live as long as the simulation does
                 self.state["alive"] = self.state["clients"] if self.table.alive("flwr-run") else 0
             else:
@@ -287,7 +287,7 @@ class Supervisor:
             self.view.update(**self.state)
             if self._stop_reason:
                 return "interrupted", f"stopped by {self._stop_reason}"
-            if not self.table.alive("flwr-run") and self.info["plan"].get("user_app"):
+            if not self.table.alive("flwr-run") and self.user_app:
                 return self._app_outcome()
             if not self.table.alive("flwr-run"):
                 for event in follower.events():
@@ -365,7 +365,7 @@ class Supervisor:
                 summary = {"final_accuracy": event.values["acc"], "final_test_samples": event.values["num_test"]}
         rounds_done = max((e.values["round"] for e in self.events if e.kind == "server_round_end"),
                           default=self.info["settings"].get("start-round", 1) - 1)
-        if self.info["plan"].get("user_app"):  # the rounds whose replies Flower's strategy aggregated
+        if self.user_app:  # the rounds whose replies Flower's strategy aggregated
             rounds_done = max((r["round"] for r in read_strategy_log(self.folder.server_dir / "serverapp.log")),
                               default=0)
         self.update_processes(status=status, reason=reason, ended=now_iso(), rounds_done=rounds_done, **summary)
