@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from launcher.hosts import HostsError, load_hosts
 from launcher.install import SOURCE_ROOT, InstallError, build_wheel, install_on
 from launcher.live_view import make_console, make_view, print_summary
 from launcher.plan import (MODES, NATURAL, PROCESS_MODE_UP_TO, SPLIT_BY_THE_DATA, TASKS, LaunchOptions, PlanError,
-                           prepare_resume, prepare_run)
+                           check_tag_free, prepare_resume, prepare_run)
 from launcher.preflight import check_devices
 from launcher.processes import RUN_ENV, TAG_ENV
 from launcher.remote import RemoteDevice
@@ -158,9 +159,14 @@ def main(ctx: click.Context, **kwargs) -> None:
         sys.exit(_check(opts))
     _validate(opts)
     try:
+        if opts.kill_tag is not None:
+            check_tag_free(opts.kill_tag)
         folder = prepare_run(opts)
     except PlanError as err:
         raise UserError(str(err)) from None
+    except KeyboardInterrupt:
+        click.echo("fl-launch: interrupted while preparing the run; nothing was started, no run folder kept", err=True)
+        sys.exit(130)
     if opts.hosts and not opts.tls:
         click.echo("note: without --tls, Flower's traffic is plain HTTP; between machines it travels inside the "
                    "SSH tunnels, on each machine's loopback it is clear text", err=True)
@@ -263,10 +269,28 @@ def _detach(folder: RunFolder, opts: LaunchOptions) -> int:
     info = folder.read()
     log = open(folder.path / "supervisor.log", "ab")
     env = dict(os.environ, **{TAG_ENV: info["kill_tag"], RUN_ENV: info["run_id"], "PYTHONSAFEPATH": "1"})
-    proc = subprocess.Popen([sys.executable, "-m", "launcher.supervisor", str(folder.path)],
+    proc = subprocess.Popen([sys.executable, "-m", "launcher.supervisor", str(folder.path), str(folder.lock_fd)],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=env, cwd=folder.path)
-    folder.update(supervisor={"pid": proc.pid, "host": "localhost"})
+                            start_new_session=True, env=env, cwd=folder.path, pass_fds=(folder.lock_fd,))
+    folder.release()  # the supervisor holds the lock now (the same open file, inherited)
+    try:
+        return _wait_detached(folder, opts, proc)
+    except KeyboardInterrupt:  # Ctrl-C while waiting for round 1: the user wants no run
+        click.echo(f"\nrun {folder.run_id}: interrupted while starting; stopping it", err=True)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=opts.grace + 60)
+        except subprocess.TimeoutExpired:
+            click.echo(f"run {folder.run_id}: still stopping; fl-finish --kill-tag {info['kill_tag']} --log-dir "
+                       f"{opts.log_dir} stops it", err=True)
+            return 130
+        click.echo(f"run {folder.run_id} {folder.read().get('status', 'interrupted')}: every process stopped",
+                   err=True)
+        return 130
+
+
+def _wait_detached(folder: RunFolder, opts: LaunchOptions, proc: subprocess.Popen) -> int:
+    info = folder.read()
     deadline = time.monotonic() + opts.startup_deadline() + 30
     while time.monotonic() < deadline:
         status = folder.read().get("status")
