@@ -71,11 +71,10 @@ def _record_interrupted(folder: RunFolder) -> None:
         pass
 
 
-def effective_status(folder: RunFolder, info: dict) -> str:
-    status = info.get("status", "unknown")
-    if status not in LIVE or folder.supervised():
-        return status
-    if recorded_alive(info):
+def _status(folder: RunFolder, recorded: str, anything_alive: bool) -> str:
+    if recorded not in LIVE or folder.supervised():
+        return recorded
+    if anything_alive:
         return "orphaned"
     _record_interrupted(folder)
     return "interrupted"
@@ -84,9 +83,10 @@ def effective_status(folder: RunFolder, info: dict) -> str:
 def live_status(folder: RunFolder) -> dict:
     info = folder.read()
     tag = info.get("kill_tag", "")
-    status = effective_status(folder, info)
+    alive_records = recorded_alive(info)
+    status = _status(folder, info.get("status", "unknown"), bool(alive_records))
     clients = len((info.get("plan") or {}).get("nodes", []))
-    alive = {record["client"] for record, _ in recorded_alive(info)
+    alive = {record["client"] for record, _ in alive_records
              if record["role"] == "clientapp" and record.get("exit_code") is None}
     rounds_done = info.get("rounds_done")
     if rounds_done is None:  # still running: count the server's finished rounds
