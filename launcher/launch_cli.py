@@ -131,7 +131,8 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
 @click.option("--check", is_flag=True, help="With --hosts: check every device (reachable, versions, memory, "
               "CPUs, disk, clock) and exit; non-zero when one fails.")
 @click.option("--install", is_flag=True, help="With --hosts: build this launcher's wheel and pip-install it "
-              "(and its pinned dependencies) into each device's Python, then exit.")
+              "(and the pinned dependencies the device lacks, carried from here: the device needs no internet) "
+              "into each device's Python, then exit.")
 @click.option("--resume", "resume", default=None, metavar="RUN",
               help="Go on with an ended training run (id or folder) from its newest checkpoint, with its own "
                    "options, in its own folder; its logs continue.")
@@ -205,9 +206,9 @@ def _install(opts: LaunchOptions) -> int:
         for column in ("host", "ok", "result"):
             table.add_column(column)
         ok = True
-        for device in devices:
+        for i, device in enumerate(devices):
             done, message = install_on(RemoteDevice(device, opts.ssh_config, "install", "install"), wheel,
-                                       SOURCE_ROOT / "constraints.txt")
+                                       SOURCE_ROOT / "constraints.txt", Path(tmp) / f"device-{i}")
             ok &= done
             table.add_row(device.host, "yes" if done else "NO", message)
     make_console().print(table)
