@@ -17,8 +17,6 @@ import torch
 
 from tests.helpers import run, run_json, running, runs, wait_until_nothing_tagged
 
-pytestmark = pytest.mark.slow
-
 TRAIN = ("--client-num", "2", "--rounds", "4", "--local-epochs", "1", "--dataset", "digits", "--grace", "3")
 
 
@@ -55,6 +53,7 @@ def _interrupted_run(log_dir: Path) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_resuming_a_copy_writes_only_into_the_copy(tmp_path):
     original = _interrupted_run(tmp_path / "a")
     before = _snapshot(original)
@@ -75,6 +74,7 @@ def test_resuming_a_copy_writes_only_into_the_copy(tmp_path):
         assert "iteration:4/4 start" in (copy / f"client_{client}" / "client.log").read_text()
 
 
+@pytest.mark.slow
 def test_resume_after_the_log_dir_moved(tmp_path):
     run_dir = _interrupted_run(tmp_path / "a")
     shutil.move(tmp_path / "a", tmp_path / "moved")
@@ -101,6 +101,7 @@ def test_no_file_of_a_run_folder_names_where_it_is(tmp_path):
     assert [str(p.relative_to(run_dir)) for p in stored if where in p.read_bytes()] == []
 
 
+@pytest.mark.slow
 def test_get_model_and_inference_from_a_relative_log_dir(tmp_path):
     trained = run("fl-launch", "--client-num", "2", "--rounds", "2", "--local-epochs", "1", "--log-dir", "logs",
                   cwd=tmp_path, timeout=400)
