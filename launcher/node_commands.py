@@ -7,8 +7,9 @@
 A node is ``flower-supernode --isolation process`` (run by launcher.quick_supernode) plus ``launcher.warm_clientapp``
 serving its tasks; the run folder holds ``client_<i>/`` (logs, node_config.toml)
 and ``data/client_<i>.npz``. node_config.toml holds paths relative to the run folder;
-each start passes the node its config with them made absolute from where the folder is now. The supervisor calls this for local clients, the
-device agent for the clients placed on its device.
+each start passes the node its config with them made absolute from where the folder is
+now. The supervisor calls this for local clients, the device agent for the clients
+placed on its device.
 """
 
 from __future__ import annotations

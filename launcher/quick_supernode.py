@@ -1,7 +1,8 @@
 """Flower's own SuperNode, with its idle sleeps answered by bells instead of the clock.
 
     python -m launcher.quick_supernode --insecure --superlink 127.0.0.1:9092 \
-        --isolation process --port 9094 --node-config "partition-id=0 num-partitions=2 client-dir='/abs/RUN/client_0' ..."
+        --isolation process --port 9094 \
+        --node-config "partition-id=0 num-partitions=2 client-dir='/abs/RUN/client_0' ..."
 
 The arguments are flower-supernode's. Flower 1.41's SuperNode loop sleeps 3 s
 whenever a pull from the SuperLink brings nothing, and 0.5 s between checks for

@@ -122,7 +122,8 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime-api", required=True, help="the SuperNode's Runtime API, HOST:PORT")
-    parser.add_argument("--node-config", required=True, help="the node's config, as given to the SuperNode ('k=v ...' or a TOML file)")
+    parser.add_argument("--node-config", required=True,
+                        help="the node's config, as given to the SuperNode ('k=v ...' or a TOML file)")
     parser.add_argument("--preload", default="", help="MODULE:FUNCTION called once with the node config")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--app-log", action="store_true",
