@@ -37,7 +37,7 @@ def _on_term(_signum, _frame) -> None:
 
 def _write(run_dir: Path, table: ProcessTable, state: str, restarts: list[dict]) -> None:
     data = {"pid": os.getpid(), "state": state, "time": time.time(),
-            "processes": [p.record() for p in table.procs], "restarts": restarts}
+            "processes": [p.record(run_dir) for p in table.procs], "restarts": restarts}
     tmp = run_dir / f".{AGENT_JSON}.tmp"
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(run_dir / AGENT_JSON)

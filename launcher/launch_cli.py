@@ -182,7 +182,7 @@ def _foreground(folder: RunFolder) -> int:
         code = supervisor.run()
     finally:
         view.stop()
-    print_summary(folder.read(), supervisor.events, view.console)
+    print_summary(folder.path, folder.read(), supervisor.events, view.console)
     return code
 
 

@@ -3,13 +3,14 @@ and a summary table at the end.
 
     >>> view = make_view(run_id, rounds=10)     # RichView on a TTY, PlainView elsewhere
     >>> Supervisor(folder, view=view).run()
-    >>> print_summary(folder.read(), events)
+    >>> print_summary(folder.path, folder.read(), events)
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
@@ -92,7 +93,7 @@ def make_view(run_id: str):
     return RichView(run_id) if sys.stdout.isatty() else PlainView(run_id)
 
 
-def print_summary(info: dict, events, console: Console | None = None) -> None:
+def print_summary(folder: Path, info: dict, events, console: Console | None = None) -> None:
     console = console or make_console()
     rounds = [e.values for e in events if e.kind == "server_round_end"]
     if rounds:
@@ -107,4 +108,4 @@ def print_summary(info: dict, events, console: Console | None = None) -> None:
         console.print(f"final model accuracy: {_fmt_acc(info['final_accuracy'])} "
                       f"over the union of {info.get('final_test_samples')} client test samples")
     console.print(f"status: {info.get('status')}{' (' + info['reason'] + ')' if info.get('reason') else ''}")
-    console.print(f"run folder: {info.get('run_dir', '')}")
+    console.print(f"run folder: {folder}")

@@ -6,8 +6,10 @@
 
 A node is ``flower-supernode --isolation process`` (run by launcher.quick_supernode) plus ``launcher.warm_clientapp``
 serving its tasks; the run folder holds ``client_<i>/`` (logs, node_config.toml)
-and ``data/client_<i>.npz``. The supervisor calls this for local clients, the
-device agent for the clients placed on its device.
+and ``data/client_<i>.npz``. node_config.toml holds paths relative to the run folder;
+each start passes the node its config with them made absolute from where the folder is
+now. The supervisor calls this for local clients, the device agent for the clients
+placed on its device.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 from launcher.processes import Managed, ProcessTable
+from simulator.run_settings import node_paths
 
 PRELOAD = "simulator.client_app:preload"
 
@@ -65,18 +69,37 @@ def _toml_str(path: Path) -> str:
 
 
 def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Path | None = None) -> Path:
-    """client_<i>/node_config.toml with absolute paths (given to the SuperNode and the warm host).
+    """client_<i>/node_config.toml; its paths are relative to the run folder, so the folder can move.
 
-    The partition is ``<data_dir or run_dir/data>/client_<i>.npz``.
+    The partition is ``data/client_<i>.npz``, or ``<data_dir>/client_<i>.npz`` (a device's data folder
+    outside its run folder, kept absolute). start_node gives them to the node absolute, from where the run
+    folder is when it starts.
     """
     client_dir = run_dir / f"client_{client}"
     client_dir.mkdir(parents=True, exist_ok=True)
+    data_file = Path(data_dir) / f"client_{client}.npz" if data_dir else Path("data", f"client_{client}.npz")
     path = client_dir / "node_config.toml"
     path.write_text(
         f"partition-id = {client}\nnum-partitions = {num_clients}\n"
-        f"client-dir = {_toml_str(client_dir)}\ndata-file = {_toml_str((data_dir or run_dir / 'data') / f'client_{client}.npz')}\n"
+        f"client-dir = {_toml_str(Path(client_dir.name))}\ndata-file = {_toml_str(data_file)}\n"
     )
     return path
+
+
+def node_config_arg(run_dir: Path, client: int) -> str:
+    """The node's config as ``--node-config 'k=v ...'`` (Flower's form), its paths absolute under ``run_dir``."""
+    with open(run_dir / f"client_{client}" / "node_config.toml", "rb") as fh:
+        config = tomllib.load(fh)
+    _, client_dir, data_file = node_paths(config, run_dir.resolve())
+    config.update({"client-dir": str(client_dir), "data-file": str(data_file)})
+    return " ".join(f"{key}={_toml_str(value) if isinstance(value, str) else value}" for key, value in config.items())
+
+
+def load_node_config(arg: str) -> dict:
+    """A ``--node-config`` as the SuperNode reads it: ``'k=v ...'`` or a TOML file."""
+    from flwr.common.config import parse_config_args  # noqa: PLC0415 (Flower's own parser, as the SuperNode's)
+
+    return parse_config_args([arg])
 
 
 def supernode_id(log: Path) -> int | None:
@@ -95,7 +118,7 @@ def start_node(table: ProcessTable, run_dir: Path, client: int, superlink: str, 
     ``user_app``: the run's app is the user's (``--app``): nothing of the built-in app is preloaded, and the
     app's output goes to client.log with the launcher's round lines (launcher.app_task_log)."""
     client_dir = run_dir / f"client_{client}"
-    node_config = str(client_dir / "node_config.toml")
+    node_config = node_config_arg(run_dir, client)  # where the run folder is now: it may have moved
     node_env = dict(env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / f"client_{client}"))
     supernode = table.fork(
         "supernode", "launcher.quick_supernode",

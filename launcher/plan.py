@@ -6,6 +6,11 @@
 Everything that can fail on bad input (the data set, the split, an earlier run's
 checkpoint) is done in memory before the run folder exists, so a refused launch
 leaves no folder behind. What the Supervisor needs later is in run.json's "plan".
+
+A run folder is self-contained: run.json and the files in it name paths relative to
+the folder (getModel/inference copy the served checkpoint in, as served/round_NNNN.pt),
+and each start gives Flower the folder's absolute location of the moment, so a run
+folder that was copied or moved is resumed where it is now.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ NATURAL = "natural"  # the data set's own grouping: one writer (femnist) or one 
 SPLIT_BY_THE_DATA = ("femnist", "npz")
 MIN_SAMPLES_PER_CLIENT = 2  # one train and one test sample
 PROCESS_MODE_UP_TO = 100  # auto: one process per client up to this many clients (~75 MiB each), virtual above
+
+
+SERVED = "served"  # getModel/inference: the served checkpoint's copy in the run folder
 
 
 class PlanError(ValueError):
@@ -124,11 +132,10 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
 
 
 def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
-    checkpoint = ""
-    source_run = None
-    if opts.task != "train":
-        source, found = _model_source(opts)
-        checkpoint, source_run = str(found[1]), source.run_id
+    checkpoint = source_run = source_checkpoint = None
+    if opts.task != "train":  # the served model is copied into the new run folder: it keeps its round in its name
+        source, (_, found) = _model_source(opts)
+        checkpoint, source_run, source_checkpoint = Path(SERVED, found.name), source.run_id, _as_given(opts, found)
     by_client = dataset = parts = user_app = None  # by_client: a data set that comes split by client
     channels, num_classes = RunSettings.channels, RunSettings.num_classes
     try:
@@ -170,8 +177,8 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
         lr=opts.lr, min_clients=opts.min_clients or 0,
         clients_per_round=opts.per_round() if opts.per_round() < opts.client_num else 0,
         round_timeout=opts.round_timeout, seed=opts.seed, num_clients=opts.client_num,
-        channels=channels, num_classes=num_classes, run_dir=str(folder.path),
-        checkpoint=checkpoint, torch_threads=opts.torch_threads,
+        channels=channels, num_classes=num_classes,
+        checkpoint=str(checkpoint or ""), torch_threads=opts.torch_threads,
         model=opts.model, model_path=os.getcwd() if opts.model else "", strategy=opts.strategy,
         proximal_mu=opts.proximal_mu, server_lr=opts.server_lr, beta_1=opts.beta_1, beta_2=opts.beta_2, tau=opts.tau,
     )
@@ -185,7 +192,11 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
     else:
         write_partitions(dataset, parts, folder.path / "data", seed=opts.seed)
         samples = [len(p) for p in parts]
-    app_dir = user_app.path if user_app else write_app_dir(folder.path / "app", settings)
+    if checkpoint:
+        (folder.path / SERVED).mkdir()
+        shutil.copyfile(found, folder.path / checkpoint)
+    # the built-in app's folder is in the run folder (relative); a --app folder is the user's, kept as given
+    app_dir = user_app.path if user_app else write_app_dir(folder.path / "app", settings).relative_to(folder.path)
     virtual = opts.is_virtual()
     nodes, devices = [], {}
     for client in range(opts.client_num):
@@ -194,7 +205,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
             folder.client_dir(client).mkdir()
             node_config = None
         elif device is None:
-            node_config = str(write_node_config(folder.path, client, opts.client_num))
+            node_config = str(write_node_config(folder.path, client, opts.client_num).relative_to(folder.path))
         else:  # the device's agent writes it there, with the device's paths
             folder.client_dir(client).mkdir()
             node_config = None
@@ -205,10 +216,11 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
     tls = None
     if opts.tls:  # nodes reach the SuperLink at 127.0.0.1: locally, and on devices through their tunnel
         paths = make_run_certificates(folder.path / "tls", hosts=["127.0.0.1", "localhost"])
-        tls = {"ca": str(paths.ca), "cert": str(paths.cert), "key": str(paths.key)}
+        tls = {name: str(path.relative_to(folder.path)) for name, path in asdict(paths).items()}
     folder.update(
-        run_id=folder.run_id, run_dir=str(folder.path), kill_tag=tag, status="prepared", created=now_iso(),
-        task=opts.task, source_run=source_run, options=asdict(opts), settings=settings.to_config(),
+        run_id=folder.run_id, kill_tag=tag, status="prepared", created=now_iso(),
+        task=opts.task, source_run=source_run, source_checkpoint=source_checkpoint, options=asdict(opts),
+        settings=settings.to_config(),
         plan={"app_dir": str(app_dir), "nodes": nodes, "startup_timeout": opts.startup_deadline(),
               "grace": opts.grace, "torch_threads": opts.torch_threads,
               "devices": list(devices.values()), "ssh_config": opts.ssh_config, "tls": tls,
@@ -270,7 +282,7 @@ def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
     if done >= settings.rounds:
         raise PlanError(f"--resume: run {folder.run_id} already completed its {settings.rounds} rounds")
     _check_checkpoint(path)
-    settings = replace(settings, start_round=done + 1, checkpoint=str(path))
+    settings = replace(settings, start_round=done + 1, checkpoint=str(path.relative_to(folder.path)))
     write_app_dir(folder.path / "app", settings)
     local = [n["client"] for n in info["plan"]["nodes"] if n["host"] == "localhost"]  # devices mark their own
     for name in ["server/server.log", *(f"client_{c}/client.log" for c in local)]:
@@ -339,10 +351,18 @@ def _model_source(opts: LaunchOptions):
     except RunFolderError as err:
         raise PlanError(f"--task {opts.task} needs an earlier run's model: {err}") from None
     for source in candidates:
-        found = latest_checkpoint(source.path)
+        found = latest_checkpoint(source.path.resolve())
         if found is not None:
             _check_checkpoint(found[1])
             return source, found
     if opts.run is not None:
         raise PlanError(f"run {candidates[0].run_id} has no checkpoint to serve")
     raise PlanError(f"--task {opts.task} needs an earlier training run; none in {opts.log_dir} has a checkpoint")
+
+
+def _as_given(opts: LaunchOptions, checkpoint: Path) -> str:
+    """Where a served checkpoint came from, for run.json: relative to the log dir, else under --run as given."""
+    try:
+        return str(checkpoint.relative_to(Path(opts.log_dir).resolve()))
+    except ValueError:
+        return str(Path(opts.run or "") / checkpoint.parent.name / checkpoint.name)

@@ -91,10 +91,14 @@ class Managed:
     def alive(self) -> bool:
         return self.exit_code is None
 
-    def record(self) -> dict:
+    def record(self, run_dir: Path | None = None) -> dict:
+        """For run.json / agent.json: ``log`` relative to ``run_dir`` when it is in there (the folder may move)."""
+        log = Path(self.log)
+        if run_dir is not None and log.is_relative_to(run_dir):
+            log = log.relative_to(run_dir)
         return {
             "role": self.role, "client": self.client, "host": self.host, "pid": self.pid,
-            "pgid": self.pid, "port": self.port, "log": self.log, "started": self.started, "created": self.created,
+            "pgid": self.pid, "port": self.port, "log": str(log), "started": self.started, "created": self.created,
             "ended": self.ended, "exit_code": self.exit_code, "exit": describe_exit(self.exit_code),
         }
 

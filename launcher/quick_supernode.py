@@ -1,7 +1,8 @@
 """Flower's own SuperNode, with its idle sleeps answered by bells instead of the clock.
 
     python -m launcher.quick_supernode --insecure --superlink 127.0.0.1:9092 \
-        --isolation process --port 9094 --node-config client_0/node_config.toml
+        --isolation process --port 9094 \
+        --node-config "partition-id=0 num-partitions=2 client-dir='/abs/RUN/client_0' ..."
 
 The arguments are flower-supernode's. Flower 1.41's SuperNode loop sleeps 3 s
 whenever a pull from the SuperLink brings nothing, and 0.5 s between checks for
@@ -21,11 +22,11 @@ from __future__ import annotations
 
 import sys
 import time as _time
-import tomllib
 
 import flwr.supernode.start_client_internal as loop
 from flwr.supernode.cli import flower_supernode
 
+from launcher.node_commands import load_node_config
 from simulator.run_settings import node_paths
 from simulator.wake import Bell, ring
 
@@ -65,13 +66,12 @@ def node_config_arg(argv: list[str]) -> str:
             return argv[i + 1]
         if arg.startswith("--node-config="):
             return arg.split("=", 1)[1]
-    raise SystemExit("quick_supernode: --node-config FILE is required")
+    raise SystemExit("quick_supernode: --node-config is required")
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    with open(node_config_arg(argv), "rb") as fh:
-        _, client_dir, _ = node_paths(tomllib.load(fh), run_dir=".")
+    _, client_dir, _ = node_paths(load_node_config(node_config_arg(argv)), run_dir=".")
     install(client_dir)
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()

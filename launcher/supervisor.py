@@ -43,6 +43,7 @@ from launcher.processes import ProcessTable, create_time, describe_exit, termina
 from launcher.remote import RemoteDevice, RemoteError, devices_of
 from launcher.run_folder import RunFolder, now_iso
 from launcher.run_group import RunGroup, TagInUse
+from simulator.flower_app import run_dir_config
 from simulator.lost_nodes import add_lost, set_away
 
 POLL_SECONDS = 0.25
@@ -151,7 +152,7 @@ class Supervisor:
         link_port, *node_ports = free_ports(1 + (0 if virtual else len(nodes)))
         if not virtual and any(node["host"] == "localhost" for node in nodes):
             self.table.start_fork_server(self.folder.path, env)
-        tls = plan.get("tls")
+        tls = self._in_folder(plan.get("tls"))
         self.write_flwr_config(env, link_port, tls["ca"] if tls else None)
         security = (["--ssl-certfile", tls["cert"], "--ssl-keyfile", tls["key"], "--ssl-ca-certfile", tls["ca"]]
                     if tls else ["--insecure"])
@@ -177,8 +178,10 @@ class Supervisor:
         except RemoteError as err:
             return "failed", str(err)
         self.update_processes()
-        run_cmd = [flwr_bin("flwr"), "run", plan["app_dir"], "local", "--stream",
-                   *(["--run-config", plan["run_config"]] if plan.get("run_config") else [])]
+        # the built-in app learns where its run folder is now (it may have been copied or moved since)
+        overrides = plan.get("run_config") if self.user_app else run_dir_config(self.folder.path)
+        run_cmd = [flwr_bin("flwr"), "run", str(self.folder.path / plan["app_dir"]), "local", "--stream",
+                   *(["--run-config", overrides] if overrides else [])]
         if virtual:  # the SuperLink's simulation runtime: N virtual nodes, one Ray worker per CPU it is given
             run_cmd += ["--federation-config", f"num-supernodes={len(nodes)} client-resources-num-cpus=1 "
                                                f"init-args-num-cpus={virtual['workers']}"]
@@ -186,6 +189,10 @@ class Supervisor:
                          cwd=self.folder.path)
         self.update_processes()
         return self._watch(float(plan["startup_timeout"]), float(settings["round-timeout"]))
+
+    def _in_folder(self, paths: dict[str, str] | None) -> dict[str, str] | None:
+        """run.json's paths (relative to the run folder) where the folder is now."""
+        return {name: str(self.folder.path / path) for name, path in paths.items()} if paths else None
 
     @staticmethod
     def write_flwr_config(env: dict[str, str], link_port: int, ca: str | None) -> None:
@@ -202,7 +209,7 @@ class Supervisor:
         """Partitions over, a tunnel to the SuperLink up, the agent started detached."""
         plan = self.info["plan"]
         self.view.message(f"{device.host}: staging {len(clients)} client(s)")
-        tls = plan.get("tls")
+        tls = self._in_folder(plan.get("tls"))
         data_dir = plan.get("remote_data_dir")
         start_round = self.info["settings"].get("start-round", 1)
         device.stage(self.folder.path, clients, ca=Path(tls["ca"]) if tls else None, remote_data_dir=data_dir)
@@ -388,7 +395,7 @@ class Supervisor:
 
     def update_processes(self, **fields) -> None:
         remote = [p for procs in self.remote_procs.values() for p in procs]
-        self.folder.update(processes=[p.record() for p in self.table.procs] + remote, **fields)
+        self.folder.update(processes=[p.record(self.folder.path) for p in self.table.procs] + remote, **fields)
 
     def _stop_devices(self, grace: float) -> None:
         if not self.devices:

@@ -23,7 +23,6 @@ import os
 import signal
 import sys
 import time
-import tomllib
 
 from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
 from flwr.supercore.constant import TaskType
@@ -35,6 +34,7 @@ from flwr.supernode.runtime.run_clientapp import run_clientapp
 from simulator.run_settings import node_paths
 from launcher.app_task_log import log_app_tasks
 from launcher.compute_slots import ComputeSlots
+from launcher.node_commands import load_node_config
 from simulator.wake import Bell, ring
 
 IDLE_POLL = 1.0  # the SuperNode rings the worker bell when it pulls a message
@@ -122,7 +122,8 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime-api", required=True, help="the SuperNode's Runtime API, HOST:PORT")
-    parser.add_argument("--node-config", required=True, help="the node's TOML config (as given to the SuperNode)")
+    parser.add_argument("--node-config", required=True,
+                        help="the node's config, as given to the SuperNode ('k=v ...' or a TOML file)")
     parser.add_argument("--preload", default="", help="MODULE:FUNCTION called once with the node config")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--app-log", action="store_true",
@@ -130,8 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
-    with open(args.node_config, "rb") as fh:
-        node_config = tomllib.load(fh)
+    node_config = load_node_config(args.node_config)
     if args.preload:
         load_preload(args.preload)(node_config, torch_threads=args.torch_threads)
     _, client_dir, _ = node_paths(node_config, run_dir=".")

@@ -129,7 +129,7 @@ def serve_model(msg: Message, context: Context) -> Message:
         log.write("get_model")
         path = client_dir / "model.pt"
         torch.save(model.state_dict(), path)
-        log.write("model_saved", round=int(config["model-round"]), path=str(path))
+        log.write("model_saved", round=int(config["model-round"]), path=str(path.relative_to(client_dir.parent)))
     else:
         labels = predict(model, part.x_test)
         log.write("inference", labels=labels.tolist())

@@ -1,12 +1,16 @@
 """Write the built-in app as a Flower app folder that ``flwr run`` can build a FAB from.
 
-    >>> write_app_dir("run/app", RunSettings(rounds=3, run_dir="run"))
+    >>> write_app_dir("run/app", RunSettings(rounds=3))
     PosixPath('run/app')
-    $ flwr run run/app CONNECTION      # also works by hand, without fl-launch
+    >>> run_dir_config(Path("/data/logs/run"))          # each start: where the run folder is now
+    "run-dir='/data/logs/run'"
+    $ flwr run run/app CONNECTION --run-config "run-dir='$PWD/run'"   # also works by hand
 
 The components live in the installed ``simulator`` package, so the folder holds
 only pyproject.toml; its ``[tool.flwr.app.config]`` is the run's settings, which
-also declares every key a ``--run-config`` may override.
+also declares every key a ``--run-config`` may override. The settings hold no
+absolute path of the run folder (``run-dir = '.'``, the checkpoint relative to it),
+so a copied or moved run folder goes on where it is now.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ def _toml_value(value) -> str:
     if "'" in text or "\n" in text:
         raise ValueError(f"cannot write {text!r} into the app config")
     return f"'{text}'"
+
+
+def run_dir_config(run_dir: Path) -> str:
+    """The ``flwr run --run-config`` override that tells the app where its run folder is now."""
+    return f"run-dir={_toml_value(Path(run_dir).resolve())}"
 
 
 def write_app_dir(folder: str | Path, settings: RunSettings) -> Path:

@@ -4,9 +4,11 @@
     >>> s.rounds, s.lr
     (5, 0.001)
 
-fl-launch writes these into ``run_config.toml`` (``flwr run --run-config``) and
-``node_config.toml`` (``flower-supernode --node-config``); under plain Flower a
-user sets them the same way, so the app runs without fl-launch too.
+fl-launch writes these into the app's ``pyproject.toml`` and ``node_config.toml``
+(``flower-supernode --node-config``); under plain Flower a user sets them the same
+way, so the app runs without fl-launch too. Paths in them may be relative to
+``run-dir`` (a run folder stores no absolute path of itself: fl-launch gives
+``run-dir`` and the node's paths, absolute, on the command line of every start).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ class RunSettings:
     num_clients: int = 1
     channels: int = 1
     num_classes: int = 10
-    run_dir: str = "."
-    checkpoint: str = ""  # getModel / inference: the state_dict to serve; train: the one to resume from
+    run_dir: str = "."  # fl-launch: the run folder where it is now, given at each start (flwr run --run-config)
+    checkpoint: str = ""  # getModel / inference: the state_dict to serve; train: the one to resume from (under run_dir)
     torch_threads: int = 1
     start_round: int = 1  # > 1: a resumed run, continuing from `checkpoint`
     model: str = ""  # module:Class of a torch module; "": LeNet5 (simulator.model)
@@ -44,6 +46,10 @@ class RunSettings:
     beta_1: float = 0.9  # fedadam, fedyogi
     beta_2: float = 0.99  # fedadam, fedyogi
     tau: float = 0.001  # fedadam, fedyogi, fedadagrad
+
+    def checkpoint_file(self) -> Path:
+        """``checkpoint``, relative to ``run_dir`` unless it is absolute."""
+        return Path(self.run_dir) / self.checkpoint
 
     def make_model(self, seed: int | None = None):
         """The run's model for the data set's shape; seeded when ``seed`` is given."""
@@ -80,9 +86,9 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
     return int(path.stem.split("_")[1]), path
 
 
-def node_paths(node_config, run_dir: str) -> tuple[int, Path, Path]:
-    """(partition id, client folder, partition file) of this node."""
+def node_paths(node_config, run_dir: str | Path) -> tuple[int, Path, Path]:
+    """(partition id, client folder, partition file) of this node; relative paths are under ``run_dir``."""
     pid = int(node_config["partition-id"])
-    client_dir = Path(str(node_config.get("client-dir") or Path(run_dir) / f"client_{pid}"))
-    data_file = Path(str(node_config.get("data-file") or Path(run_dir) / "data" / f"client_{pid}.npz"))
+    client_dir = Path(run_dir) / str(node_config.get("client-dir") or f"client_{pid}")
+    data_file = Path(run_dir) / str(node_config.get("data-file") or Path("data") / f"client_{pid}.npz")
     return pid, client_dir, data_file

@@ -1,10 +1,10 @@
 """The built-in ServerApp: FedAvg rounds, a final evaluation, or serving a saved model.
 
-    flwr run simulator/flower_app CONNECTION --run-config run_config.toml
+    flwr run RUN/app CONNECTION --run-config "run-dir='/abs/RUN'"
 
 ``task = "train"`` runs ``rounds`` rounds of the run's strategy (FedAvg unless told) from the seeded model, then has
 every client evaluate the final model. ``getModel`` and ``inference`` send the
-checkpoint named by ``checkpoint`` to every client in one query message.
+checkpoint named by ``checkpoint`` (under ``run-dir``) to every client in one query message.
 Everything worth reading goes to ``<run-dir>/server/server.log``.
 """
 
@@ -53,7 +53,7 @@ def main(grid: Grid, context: Context) -> None:
 def _train(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
     random.seed(settings.seed + settings.start_round)
     if settings.start_round > 1:  # resumed: continue from the last completed round's checkpoint
-        arrays = pack(torch.load(settings.checkpoint, map_location="cpu", weights_only=True))
+        arrays = pack(torch.load(settings.checkpoint_file(), map_location="cpu", weights_only=True))
     else:
         arrays = pack(settings.make_model(seed=settings.seed).state_dict())
     strategy = logged_strategy(settings, log)
@@ -74,7 +74,7 @@ def _train(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
 
 
 def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
-    path = Path(settings.checkpoint)
+    path = settings.checkpoint_file()  # its name keeps the round: served/round_NNNN.pt
     model_round = int(path.stem.split("_")[-1]) if path.stem.startswith("round_") else 0
     arrays = pack(torch.load(path, map_location="cpu", weights_only=True))
     log.write("server_waiting", clients=settings.num_clients)

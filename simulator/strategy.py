@@ -157,7 +157,7 @@ class RoundLogging:
         tmp = path.with_suffix(".tmp")
         torch.save(unpack(arrays, self._template), tmp)
         tmp.replace(path)
-        self.log.write("checkpoint", round=server_round, path=str(path))
+        self.log.write("checkpoint", round=server_round, path=str(path.relative_to(self.settings.run_dir)))
         return None
 
 
