@@ -39,10 +39,9 @@ def live_status(folder: RunFolder) -> dict:
     alive = {p["client"] for p in info.get("processes", [])
              if p["role"] == "clientapp" and p.get("exit_code") is None and _alive_with_tag(p["pid"], tag)}
     rounds_done = info.get("rounds_done")
-    if rounds_done is None:  # still running: count the server's finished rounds
-        ends = [e.values["round"] for e in LogFollower(folder.server_dir / "server.log").events()
-                if e.kind == "server_round_end"]
-        rounds_done = max(ends, default=0)
+    if rounds_done is None:  # still running: count the rounds the server aggregated (each once, over attempts)
+        rounds_done = len({e.values["round"] for e in LogFollower(folder.server_dir / "server.log").events()
+                           if e.kind == "server_round_end" and e.values["aggregated"]})
     return {
         "run": info.get("run_id", folder.run_id), "tag": tag, "task": info.get("task"), "status": status,
         "clients_alive": len(alive), "clients": clients, "rounds_done": rounds_done,
