@@ -44,13 +44,12 @@ class Missing:
     @classmethod
     def of(cls, sent: Iterable[int], replies: list[Message], lost: set[int], timeout: float) -> "Missing":
         sent = list(sent)
+        # a reply the SuperLink made for an unreachable node need not carry that node's id: count, do not match
+        unanswered = max(0, len(sent) - len(replies))
         replied = {m.metadata.src_node_id for m in replies}
-        unanswered = [n for n in sent if n not in replied]
-        return cls(
-            sent=len(sent), errors=[m.error.reason for m in replies if m.has_error()],
-            lost=sum(n in lost for n in unanswered), silent=sum(n not in lost for n in unanswered),
-            timeout=timeout,
-        )
+        gone = min(unanswered, sum(n in lost and n not in replied for n in sent))
+        return cls(sent=len(sent), errors=[m.error.reason for m in replies if m.has_error()],
+                   lost=gone, silent=unanswered - gone, timeout=timeout)
 
     def describe(self) -> str:
         """Each cause with its count; "" when every message got a good reply."""

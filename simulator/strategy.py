@@ -141,17 +141,18 @@ class RoundLogging:
         weights = [int(m.content["metrics"]["num-examples"]) for m in valid]
         losses = [float(m.content["metrics"]["train-loss"]) for m in valid]
         loss = sum(w * l for w, l in zip(weights, losses)) / sum(weights) if valid else math.nan
-        finite = arrays is None or (is_finite(arrays) and math.isfinite(loss))
+        model_finite = arrays is None or is_finite(arrays)
+        finite = arrays is None or (model_finite and math.isfinite(loss))
         self.log.write(
             "server_round_end", round=server_round, rounds=self.settings.rounds,
             replies=len(valid), failures=sampled - len(valid), aggregated=arrays is not None and finite,
             acc=acc, num_test=tested, loss=loss, seconds=time.perf_counter() - self._round_start,
         )
         if not finite:  # the global model would be NaN from here on: nothing later can repair it
-            why = (f"round {server_round}: the model became non-finite (NaN or infinite; train loss {loss}); "
-                   f"it was not checkpointed")
+            what = "the aggregated model" if not model_finite else "the train loss"
+            why = f"{what} became non-finite (NaN or infinite; train loss {loss}); it was not checkpointed"
             self.log.write("round_not_aggregated", level="ERROR", round=server_round, reason=why)
-            raise RunNotDone(why)
+            raise RunNotDone(f"round {server_round}: {why}")
         if arrays is None:
             missing = Missing.of(self._sent, replies, read_lost(self.settings.run_dir), self.settings.round_timeout)
             causes = missing.describe() or f"only {sampled} clients took part"
