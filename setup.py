@@ -13,6 +13,7 @@ setup(
         "psutil",
         "click",
         "rich",
+        "packaging",  # launcher.wheel_needs: requirements, markers, versions
         "pandas",
         "scikit-learn",
         "matplotlib",

@@ -1,5 +1,10 @@
 """``fl-finish``: stop every process of a run by its kill tag, and nothing else.
 
+What a run's processes are: its supervisor and the processes its run.json records (by pid and start
+time) with their descendants, the members of the tag's cgroup (launcher.run_group), and processes whose
+environment carries the tag and a run id, as everything a run starts does. A process that merely has
+FL_LAUNCH_TAG set is not one of them.
+
     $ fl-finish --kill-tag my-run          # SIGTERM, then SIGKILL after --grace seconds
     $ fl-finish                            # the newest run's tag, from its run.json
     $ fl-finish --run 20261124-053012-4f2a # that run's tag
@@ -10,6 +15,7 @@ Exit 0 when all stopped, 1 when some could not be, 2 on bad input.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -20,29 +26,57 @@ from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
 from launcher.live_view import make_console
-from launcher.processes import StopResult, command_of, terminate_then_kill
+from launcher.processes import StopResult, command_of, same_process, terminate_then_kill
 from launcher.remote import RemoteDevice, devices_of
 from launcher.run_folder import RUN_ID_RE, RunFolder, RunFolderError, now_iso
+from launcher.run_group import RunGroup
+from launcher.run_status import LIVE, run_processes
 from launcher.tagged import tagged_processes
 
 
-def runs_with_tag(log_dir: Path, tag: str) -> list[RunFolder]:
+def runs_with_tag(log_dir: Path, tag: str) -> list[tuple[RunFolder, dict]]:
+    """(folder, run.json) of each run in the log dir with this kill tag; others' files are skipped."""
     found = []
     for run_json in sorted(log_dir.glob("*/run.json")):
         if run_json.parent.is_symlink():
             continue
         folder = RunFolder(run_json.parent)
         try:
-            if folder.read().get("kill_tag") == tag:
-                found.append(folder)
+            info = folder.read()
         except RunFolderError:
             continue
+        if info.get("kill_tag") == tag:
+            found.append((folder, info))
     return found
 
 
-def _supervisor(folder: RunFolder, candidates: list[psutil.Process]) -> psutil.Process | None:
-    pid = (folder.read().get("supervisor") or {}).get("pid")
-    return next((p for p in candidates if p.pid == pid), None)
+def _supervisors(infos: list[dict]) -> list[psutil.Process]:
+    """The runs' live supervisors, by the pid and start time they recorded (a foreground one carries no tag)."""
+    found = []
+    for info in infos:
+        record = info.get("supervisor") or {}
+        if (proc := same_process(record.get("pid"), record.get("created"))) is not None:
+            found.append(proc)
+    return found
+
+
+def _targets(tag: str, infos: list[dict], group: RunGroup | None) -> list[psutil.Process]:
+    """Every process the runs started: recorded ones and their descendants, the tag's cgroup, and what
+    carries both the tag and a run id in its environment (as every process a run starts does)."""
+    found: dict[int, psutil.Process] = {}
+    for info in infos:
+        for proc in run_processes(info):
+            found.setdefault(proc.pid, proc)
+    for pid in group.pids() if group else ():
+        try:
+            found.setdefault(pid, psutil.Process(pid))
+        except psutil.Error:
+            continue
+    for proc in tagged_processes(tag):
+        found.setdefault(proc.pid, proc)
+    for pid in (os.getpid(), os.getppid()):
+        found.pop(pid, None)
+    return list(found.values())
 
 
 @click.command("fl-finish", cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -65,41 +99,50 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
             raise UserError(f"no --kill-tag given and {err}") from None
     if not kill_tag or not RUN_ID_RE.match(kill_tag):
         raise UserError(f"malformed kill tag {kill_tag!r}: 1-64 letters, digits, '.', '_' or '-'")
-    folders = runs_with_tag(log_path, kill_tag) if log_path.is_dir() and not local_only else []
-    procs = tagged_processes(kill_tag)
+    runs = runs_with_tag(log_path, kill_tag) if log_path.is_dir() and not local_only else []
+    infos = [info for _, info in runs]
+    group = None if local_only else RunGroup.find(kill_tag)
+    procs = _targets(kill_tag, infos, group)
     console = make_console()
-    devices = [] if local_only else _devices(folders, kill_tag)
+    devices = [] if local_only else _devices(infos, kill_tag)
     if dry_run:
         _print(console, kill_tag, [StopResult(p.pid, command_of(p), "would stop") for p in procs])
         for device in devices:
             console.print(f"{device.host}: would run fl-finish --local-only over ssh")
         sys.exit(0)
     if not procs and not devices:
-        console.print(f"no process carries kill tag {kill_tag}")
+        console.print(f"no process of a run carries kill tag {kill_tag}")
+        if group is not None:
+            group.remove()
         sys.exit(0)
     results: list[StopResult] = []
-    supervisors = [s for f in folders if (s := _supervisor(f, procs)) is not None]
+    supervisors = _supervisors(infos)
     if supervisors:  # it stops and reaps its own children; give it the grace plus its own
         results += terminate_then_kill(supervisors, grace=grace + 15)
-        procs = [p for p in tagged_processes(kill_tag) if p.pid not in {s.pid for s in supervisors}]
-    results += terminate_then_kill(procs, grace=grace)
+    done = {r.pid for r in results}
+    results += terminate_then_kill([p for p in _targets(kill_tag, infos, group) if p.pid not in done], grace=grace)
     if results:
         _print(console, kill_tag, results)
     survived = [r for r in results if r.outcome == "survived"]
+    if group is not None:  # what hid from the rest (a re-parented daemon with a rewritten environment)
+        group.kill()
+        if not group.wait_empty(10, exclude={os.getpid()}):
+            survived += [StopResult(pid, "?", "survived") for pid in group.pids()]
+        group.remove()
     for device in devices:  # the same exact-tag rule, run where the processes are
         code, output = device.stop(grace)
         console.print(f"[{device.host}] " + (output.strip() or f"exit {code}").replace("\n", f"\n[{device.host}] "))
         if code != 0:
             survived.append(StopResult(0, device.host, "survived"))
-    for folder in folders:
+    for folder, _ in runs:
         folder.edit(lambda d: _record(d, results))
     sys.exit(1 if survived else 0)
 
 
-def _devices(folders: list[RunFolder], tag: str) -> list[RemoteDevice]:
+def _devices(infos: list[dict], tag: str) -> list[RemoteDevice]:
     found = {}
-    for folder in folders:
-        for device, _ in devices_of(folder.read(), tag):
+    for info in infos:
+        for device, _ in devices_of(info, tag):
             found[device.host] = device
     return list(found.values())
 
@@ -109,7 +152,7 @@ def _record(data: dict, results: list[StopResult]) -> None:
         "at": now_iso(), "stopped": len([r for r in results if r.outcome != "survived"]),
         "survived": [r.pid for r in results if r.outcome == "survived"],
     })
-    if data.get("status") in ("prepared", "starting", "running"):
+    if data.get("status") in LIVE:
         data["status"] = "interrupted"
         data["reason"] = "stopped by fl-finish"
         data["ended"] = now_iso()

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from launcher.hosts import HostsError, load_hosts
 from launcher.install import SOURCE_ROOT, InstallError, build_wheel, install_on
 from launcher.live_view import make_console, make_view, print_summary
 from launcher.plan import (MODES, NATURAL, PROCESS_MODE_UP_TO, SPLIT_BY_THE_DATA, TASKS, LaunchOptions, PlanError,
-                           prepare_resume, prepare_run)
+                           check_tag_free, prepare_resume, prepare_run)
 from launcher.preflight import check_devices
 from launcher.processes import RUN_ENV, TAG_ENV
 from launcher.remote import RemoteDevice
@@ -130,7 +131,8 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
 @click.option("--check", is_flag=True, help="With --hosts: check every device (reachable, versions, memory, "
               "CPUs, disk, clock) and exit; non-zero when one fails.")
 @click.option("--install", is_flag=True, help="With --hosts: build this launcher's wheel and pip-install it "
-              "(and its pinned dependencies) into each device's Python, then exit.")
+              "(and the pinned dependencies the device lacks, carried from here: the device needs no internet) "
+              "into each device's Python, then exit.")
 @click.option("--resume", "resume", default=None, metavar="RUN",
               help="Go on with an ended training run (id or folder) from its newest checkpoint, with its own "
                    "options, in its own folder; its logs continue.")
@@ -158,9 +160,14 @@ def main(ctx: click.Context, **kwargs) -> None:
         sys.exit(_check(opts))
     _validate(opts)
     try:
+        if opts.kill_tag is not None:
+            check_tag_free(opts.kill_tag)
         folder = prepare_run(opts)
     except PlanError as err:
         raise UserError(str(err)) from None
+    except KeyboardInterrupt:
+        click.echo("fl-launch: interrupted while preparing the run; nothing was started, no run folder kept", err=True)
+        sys.exit(130)
     if opts.hosts and not opts.tls:
         click.echo("note: without --tls, Flower's traffic is plain HTTP; between machines it travels inside the "
                    "SSH tunnels, on each machine's loopback it is clear text", err=True)
@@ -199,9 +206,9 @@ def _install(opts: LaunchOptions) -> int:
         for column in ("host", "ok", "result"):
             table.add_column(column)
         ok = True
-        for device in devices:
+        for i, device in enumerate(devices):
             done, message = install_on(RemoteDevice(device, opts.ssh_config, "install", "install"), wheel,
-                                       SOURCE_ROOT / "constraints.txt")
+                                       SOURCE_ROOT / "constraints.txt", Path(tmp) / f"device-{i}")
             ok &= done
             table.add_row(device.host, "yes" if done else "NO", message)
     make_console().print(table)
@@ -263,10 +270,28 @@ def _detach(folder: RunFolder, opts: LaunchOptions) -> int:
     info = folder.read()
     log = open(folder.path / "supervisor.log", "ab")
     env = dict(os.environ, **{TAG_ENV: info["kill_tag"], RUN_ENV: info["run_id"], "PYTHONSAFEPATH": "1"})
-    proc = subprocess.Popen([sys.executable, "-m", "launcher.supervisor", str(folder.path)],
+    proc = subprocess.Popen([sys.executable, "-m", "launcher.supervisor", str(folder.path), str(folder.lock_fd)],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=env, cwd=folder.path)
-    folder.update(supervisor={"pid": proc.pid, "host": "localhost"})
+                            start_new_session=True, env=env, cwd=folder.path, pass_fds=(folder.lock_fd,))
+    folder.release()  # the supervisor holds the lock now (the same open file, inherited)
+    try:
+        return _wait_detached(folder, opts, proc)
+    except KeyboardInterrupt:  # Ctrl-C while waiting for round 1: the user wants no run
+        click.echo(f"\nrun {folder.run_id}: interrupted while starting; stopping it", err=True)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=opts.grace + 60)
+        except subprocess.TimeoutExpired:
+            click.echo(f"run {folder.run_id}: still stopping; fl-finish --kill-tag {info['kill_tag']} --log-dir "
+                       f"{opts.log_dir} stops it", err=True)
+            return 130
+        click.echo(f"run {folder.run_id} {folder.read().get('status', 'interrupted')}: every process stopped",
+                   err=True)
+        return 130
+
+
+def _wait_detached(folder: RunFolder, opts: LaunchOptions, proc: subprocess.Popen) -> int:
+    info = folder.read()
     deadline = time.monotonic() + opts.startup_deadline() + 30
     while time.monotonic() < deadline:
         status = folder.read().get("status")

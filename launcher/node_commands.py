@@ -12,6 +12,7 @@ device agent for the clients placed on its device.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -27,8 +28,24 @@ def flwr_bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def own_bin_first_path() -> str:
+    """``PATH`` with this interpreter's bin folder first.
+
+        >>> own_bin_first_path()             # under cron: PATH=/usr/bin:/bin
+        '/opt/venv/bin:/usr/bin:/bin'
+
+    Flower starts its helpers by name (the SuperLink runs ``flower-superexec``, which runs
+    ``flwr-serverapp``): they must come from this environment even when the caller's PATH
+    (cron, systemd, ssh) lacks it."""
+    own = str(Path(sys.executable).parent)
+    rest = [part for part in os.environ.get("PATH", os.defpath).split(os.pathsep) if part and part != own]
+    return os.pathsep.join([own, *rest])
+
+
 def flower_env(run_dir: Path, threads: int) -> dict[str, str]:
+    """What every process of a run gets on top of the caller's environment (locally and on devices)."""
     return {
+        "PATH": own_bin_first_path(),
         "FLWR_HOME": str(run_dir / "flwr_home"),
         "FLWR_TELEMETRY_ENABLED": "0",
         "FLWR_DISABLE_UPDATE_CHECK": "1",

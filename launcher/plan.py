@@ -112,6 +112,18 @@ class LaunchOptions:
 
 
 def prepare_run(opts: LaunchOptions) -> RunFolder:
+    """A new run folder, ready, whose supervisor lock this process holds; on any error or Ctrl-C, none."""
+    made: list[RunFolder] = []
+    try:
+        return _prepare_run(opts, made)
+    except BaseException:  # a refused or interrupted preparation leaves no half-made folder
+        for folder in made:
+            folder.release()
+            shutil.rmtree(folder.path, ignore_errors=True)
+        raise
+
+
+def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
     checkpoint = ""
     source_run = None
     if opts.task != "train":
@@ -150,6 +162,8 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
         folder = RunFolder.create(opts.log_dir)
     except RunFolderError as err:
         raise PlanError(str(err)) from None
+    made.append(folder)
+    folder.claim()
     tag = opts.kill_tag or folder.run_id
     settings = RunSettings(
         task=opts.task, rounds=opts.rounds, local_epochs=opts.local_epochs, batch_size=opts.batch_size,
@@ -166,8 +180,7 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
     elif by_client is not None:
         try:
             samples = by_client.write_clients(opts.client_num, folder.path / "data", seed=opts.seed)
-        except DataSetError as err:  # a malformed writer, found while reading: no half-made run is left
-            shutil.rmtree(folder.path, ignore_errors=True)
+        except DataSetError as err:  # a malformed writer, found while reading (prepare_run removes the folder)
             raise PlanError(str(err)) from None
     else:
         write_partitions(dataset, parts, folder.path / "data", seed=opts.seed)
@@ -219,8 +232,6 @@ def _check_model(spec: str, shape: tuple[int, ...], num_classes: int) -> None:
 
 def prepare_resume(log_dir: str, run: str) -> RunFolder:
     """Ready an ended training run to go on from its newest checkpoint, in its own folder."""
-    from launcher.run_status import LIVE, live_status  # noqa: PLC0415 (keeps plan's imports light)
-
     try:
         folder = RunFolder.resolve(log_dir, run)
         info = folder.read()
@@ -228,8 +239,29 @@ def prepare_resume(log_dir: str, run: str) -> RunFolder:
         raise PlanError(f"--resume: {err}") from None
     if info.get("task") != "train" or "settings" not in info:
         raise PlanError(f"--resume: run {folder.run_id} is not a training run")
-    if live_status(folder)["status"] in LIVE:
-        raise PlanError(f"--resume: run {folder.run_id} is still running (fl-finish --run {folder.run_id} stops it)")
+    stop_it = f"fl-finish --run {folder.run_id} --log-dir {log_dir} stops it"
+    if not folder.claim():  # held until the resumed run ends: a second --resume is refused here
+        raise PlanError(f"--resume: run {folder.run_id} is still running ({stop_it})")
+    try:
+        _check_resumable(folder, stop_it)
+        return _ready_resume(folder, info)
+    except BaseException:
+        folder.release()
+        raise
+
+
+def _check_resumable(folder: RunFolder, stop_it: str) -> None:
+    """Nothing of the run lives on (a killed supervisor's orphans), and no live run carries its tag."""
+    from launcher.run_status import recorded_alive  # noqa: PLC0415 (keeps plan's imports light)
+
+    info = folder.read()
+    if left := recorded_alive(info):
+        raise PlanError(f"--resume: run {folder.run_id} still has {len(left)} process(es) without a supervisor "
+                        f"(pid {left[0][1].pid}; {stop_it})")
+    check_tag_free(info["kill_tag"])
+
+
+def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
     settings = RunSettings.from_config(info["settings"])
     found = latest_checkpoint(folder.path)
     if found is None:
@@ -257,6 +289,20 @@ def prepare_resume(log_dir: str, run: str) -> RunFolder:
 
     folder.edit(resume)
     return folder
+
+
+def check_tag_free(tag: str) -> None:
+    """A kill tag that processes of a live run carry (its cgroup's members, or the tag in their
+    environment) is refused: fl-finish of one run would stop the other."""
+    from launcher.run_group import RunGroup  # noqa: PLC0415
+    from launcher.tagged import tagged_processes  # noqa: PLC0415
+
+    group = RunGroup.find(tag)
+    holders = sorted(group.pids()) if group else []
+    holders = holders or sorted(p.pid for p in tagged_processes(tag))
+    if holders:
+        raise PlanError(f"kill tag {tag} is carried by a live run (pid {holders[0]}): choose another --kill-tag, "
+                        f"or stop that run with fl-finish --kill-tag {tag}")
 
 
 def _placement(opts: LaunchOptions) -> list[Device] | None:

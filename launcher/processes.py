@@ -49,6 +49,26 @@ def describe_exit(code: int | None) -> str:
     return f"exit {code}"
 
 
+def create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def same_process(pid: int | None, created: float | None) -> psutil.Process | None:
+    """The live process with this pid AND start time (a reused pid is another process), else None."""
+    if not pid or created is None:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - created) < 0.05 and proc.status() != psutil.STATUS_ZOMBIE:
+            return proc
+    except psutil.Error:
+        pass
+    return None
+
+
 @dataclass
 class Managed:
     role: str
@@ -61,6 +81,11 @@ class Managed:
     started: float = field(default_factory=time.time)
     exit_code: int | None = None
     ended: float | None = None
+    created: float | None = None  # the kernel's start time: with the pid, names this process and no later one
+
+    def __post_init__(self) -> None:
+        if self.created is None:
+            self.created = create_time(self.pid)
 
     @property
     def alive(self) -> bool:
@@ -69,7 +94,7 @@ class Managed:
     def record(self) -> dict:
         return {
             "role": self.role, "client": self.client, "host": self.host, "pid": self.pid,
-            "pgid": self.pid, "port": self.port, "log": self.log, "started": self.started,
+            "pgid": self.pid, "port": self.port, "log": self.log, "started": self.started, "created": self.created,
             "ended": self.ended, "exit_code": self.exit_code, "exit": describe_exit(self.exit_code),
         }
 

@@ -8,21 +8,36 @@
 No run ever writes into another run's folder: ids are unique (time plus random
 suffix, created with ``mkdir`` that fails on a clash), and ``latest`` is a
 symlink replaced atomically.
+
+Who supervises a run is a kernel lock, not a record: the process that prepares a
+run takes ``.supervisor.lock`` (flock) and holds it through the run (a detached
+supervisor inherits it); the kernel drops it when that process dies, however it
+dies. ``supervised()`` asks the kernel, so a copy of a folder, a killed
+supervisor or a stale run.json never reads as supervised.
+
+    >>> folder.claim()                               # False: another process supervises it
+    >>> RunFolder("logs/20261124-053012-4f2a").supervised()
+    True
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
 import re
 import secrets
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 RUN_JSON = "run.json"
 LATEST = "latest"
+SUPERVISOR_LOCK = ".supervisor.lock"
+RESERVE = ".reserve"  # room kept on the disk for run.json's last words (freed when the disk is full)
+RESERVE_BYTES = 1 << 20
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -35,8 +50,9 @@ def now_iso() -> str:
 
 
 class RunFolder:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock_fd: int | None = None) -> None:
         self.path = Path(path)
+        self.lock_fd = lock_fd  # the supervisor lock, when this process holds it
 
     @property
     def run_id(self) -> str:
@@ -100,6 +116,53 @@ class RunFolder:
             raise RunFolderError(f"unknown run {run or LATEST!r}: no {RUN_JSON} in {candidate}")
         return cls(candidate.resolve())
 
+    # who supervises it ----------------------------------------------------
+    def claim(self, wait: float = 1.0) -> bool:
+        """Take the supervisor lock (retrying ``wait`` s past a reader's probe); False: someone holds it."""
+        if self.lock_fd is not None:
+            return True
+        fd = os.open(self.path / SUPERVISOR_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.lock_fd = fd
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
+
+    def release(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+    def supervised(self) -> bool:
+        """Does a live process hold this folder's supervisor lock?"""
+        if self.lock_fd is not None:
+            return True
+        try:
+            fd = os.open(self.path / SUPERVISOR_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def keep_reserve(self) -> None:
+        """Set aside a little disk so run.json can still be written when the disk fills up."""
+        try:
+            with open(self.path / RESERVE, "wb") as out:
+                os.posix_fallocate(out.fileno(), 0, RESERVE_BYTES)
+        except OSError:
+            (self.path / RESERVE).unlink(missing_ok=True)
+
     # run.json -----------------------------------------------------------
     @contextmanager
     def _locked(self):
@@ -112,15 +175,29 @@ class RunFolder:
 
     def read(self) -> dict:
         try:
-            return json.loads(self.run_json.read_text())
+            data = json.loads(self.run_json.read_text())
         except FileNotFoundError:
             return {}
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise RunFolderError(f"{self.run_json} is not valid JSON: {err}") from None
+        except OSError as err:
+            raise RunFolderError(f"{self.run_json} cannot be read: {err.strerror}") from None
+        if not isinstance(data, dict):
+            raise RunFolderError(f"{self.run_json} is not a run's record (a JSON object)")
+        return data
 
     def _write(self, data: dict) -> None:
         tmp = self.run_json.with_name(f".{RUN_JSON}.{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+        try:
+            tmp.write_text(text)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            reserve = self.path / RESERVE
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT) or not reserve.exists():
+                raise
+            reserve.unlink()  # the disk is full: spend the reserve on the run's record
+            tmp.write_text(text)
         tmp.replace(self.run_json)
 
     def update(self, **fields) -> dict:

@@ -1,11 +1,16 @@
-"""What a run is doing now, from its run.json checked against the live processes.
+"""What a run is doing now: its run.json checked against the kernel.
 
     >>> live_status(RunFolder("logs/20261124-053012-4f2a"))
     {'status': 'running', 'clients_alive': 10, 'clients': 10, 'rounds_done': 3, ...}
+    >>> [p.pid for p in run_processes(folder.read())]     # what fl-finish would stop
+    [41230, 41236, ...]
 
-run.json says "running" until its supervisor writes the end; a supervisor killed
-with SIGKILL writes nothing, so a run whose supervisor is gone reads as
-"interrupted" here.
+A run is supervised while a process holds its supervisor lock (RunFolder.supervised). run.json says
+"running" until its supervisor writes the end; when it says so and nobody holds the lock, the run is
+- "orphaned": processes it started still live (its supervisor was SIGKILLed); fl-finish stops them;
+- "interrupted": nothing of it is alive; run.json is corrected to say so.
+Processes are named by pid and start time as run.json recorded them (a reused pid is not the run's),
+plus the members of the run's cgroup (launcher.run_group), never by their environment alone.
 """
 
 from __future__ import annotations
@@ -13,31 +18,76 @@ from __future__ import annotations
 import psutil
 
 from launcher.log_follow import LogFollower
-from launcher.processes import TAG_ENV
-from launcher.run_folder import RunFolder
+from launcher.processes import same_process
+from launcher.run_folder import RunFolder, now_iso
+from launcher.run_group import RunGroup
 
-LIVE = ("prepared", "starting", "running")
+LIVE = ("prepared", "starting", "running", "orphaned")
+NO_END = "its supervisor ended without recording an end (killed by SIGKILL?)"
 
 
-def _alive_with_tag(pid: int | None, tag: str) -> bool:
-    if not pid:
-        return False
+def _recorded(info: dict) -> list[dict]:
+    supervisor = info.get("supervisor") or {}
+    procs = [p for p in info.get("processes", []) if p.get("host", "localhost") == "localhost"]
+    return [*procs, {"role": "supervisor", **supervisor}] if supervisor else procs
+
+
+def recorded_alive(info: dict) -> list[tuple[dict, psutil.Process]]:
+    """(record, process) for each process run.json records that is still the same live process."""
+    found = []
+    for record in _recorded(info):
+        proc = same_process(record.get("pid"), record.get("created"))
+        if proc is not None:
+            found.append((record, proc))
+    return found
+
+
+def run_processes(info: dict) -> list[psutil.Process]:
+    """Every live local process of the run: those recorded, their descendants, and their cgroup's members."""
+    found: dict[int, psutil.Process] = {}
+    alive = recorded_alive(info)
+    for _, proc in alive:
+        try:
+            for p in [proc, *proc.children(recursive=True)]:
+                found.setdefault(p.pid, p)
+        except psutil.Error:
+            continue
+    group = RunGroup.find(info.get("kill_tag", "")) if alive and info.get("kill_tag") else None
+    for pid in group.pids() if group else ():
+        try:
+            found.setdefault(pid, psutil.Process(pid))
+        except psutil.Error:
+            continue
+    return list(found.values())
+
+
+def _record_interrupted(folder: RunFolder) -> None:
+    def fix(data: dict) -> None:
+        if data.get("status") in LIVE and not folder.supervised() and not recorded_alive(data):
+            data.update(status="interrupted", reason=NO_END, ended=now_iso())
     try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(TAG_ENV) == tag
-    except (psutil.Error, OSError):
-        return False
+        folder.edit(fix)
+    except OSError:  # a read-only or full folder: the answer below is true all the same
+        pass
+
+
+def _status(folder: RunFolder, recorded: str, anything_alive: bool) -> str:
+    if recorded not in LIVE or folder.supervised():
+        return recorded
+    if anything_alive:
+        return "orphaned"
+    _record_interrupted(folder)
+    return "interrupted"
 
 
 def live_status(folder: RunFolder) -> dict:
     info = folder.read()
     tag = info.get("kill_tag", "")
-    status = info.get("status", "unknown")
-    if status in LIVE and not _alive_with_tag((info.get("supervisor") or {}).get("pid"), tag):
-        status = "interrupted"
+    alive_records = recorded_alive(info)
+    status = _status(folder, info.get("status", "unknown"), bool(alive_records))
     clients = len((info.get("plan") or {}).get("nodes", []))
-    alive = {p["client"] for p in info.get("processes", [])
-             if p["role"] == "clientapp" and p.get("exit_code") is None and _alive_with_tag(p["pid"], tag)}
+    alive = {record["client"] for record, _ in alive_records
+             if record["role"] == "clientapp" and record.get("exit_code") is None}
     rounds_done = info.get("rounds_done")
     if rounds_done is None:  # still running: count the rounds the server aggregated (each once, over attempts)
         rounds_done = len({e.values["round"] for e in LogFollower(folder.server_dir / "server.log").events()
@@ -46,5 +96,5 @@ def live_status(folder: RunFolder) -> dict:
         "run": info.get("run_id", folder.run_id), "tag": tag, "task": info.get("task"), "status": status,
         "clients_alive": len(alive), "clients": clients, "rounds_done": rounds_done,
         "rounds": (info.get("settings") or {}).get("rounds"), "final_accuracy": info.get("final_accuracy"),
-        "created": info.get("created"),
+        "created": info.get("created"), "reason": NO_END if status == "interrupted" and info.get("status") in LIVE else info.get("reason"),
     }

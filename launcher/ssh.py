@@ -15,6 +15,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 from pathlib import Path
+from typing import BinaryIO
 
 from launcher.hosts import Device
 
@@ -40,10 +41,12 @@ class Ssh:
             args += ["-l", d.user]
         return [*args, *extra, d.host]
 
-    def run(self, command: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run one remote shell command; never raises for a failed connection (exit 255)."""
+    def run(self, command: str, stdin: bytes | BinaryIO | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run one remote shell command; never raises for a failed connection (exit 255).
+        ``stdin``: bytes, or an open file streamed from disk (large tar streams)."""
+        feed = {"input": stdin} if stdin is None or isinstance(stdin, bytes) else {"stdin": stdin}
         try:
-            return subprocess.run([*self.argv(), "--", command], input=stdin, capture_output=True, timeout=timeout)
+            return subprocess.run([*self.argv(), "--", command], capture_output=True, timeout=timeout, **feed)
         except subprocess.TimeoutExpired as err:
             return subprocess.CompletedProcess(err.cmd, 255, b"", f"ssh timed out after {timeout:.0f} s".encode())
 

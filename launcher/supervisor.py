@@ -11,11 +11,19 @@ Local processes of a run, each in its own session and carrying the run's tag:
     clientapp i  launcher.warm_clientapp: serves node i's tasks
     flwr-run     `flwr run APP --stream`: submits the run, exits when the run ends
 
-Stop order: client apps and SuperNodes, the fork server, then `flwr run`, then the SuperLink.
+Stop order: client apps and SuperNodes, the fork server, then `flwr run`, then the SuperLink, then
+whatever is left in the run's cgroup (launcher.run_group).
+
+The supervisor holds the run folder's supervisor lock from start to end (the process that prepared
+the run took it; a detached supervisor inherits it) and puts itself in the kill tag's cgroup, so
+everything the run starts is found by the kernel, not by its environment. A signal during start-up
+stops the start at once; later it ends the watch loop. A disk that fills up ends the run as failed,
+with run.json's last write paid for by the folder's reserve (RunFolder.keep_reserve).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -24,19 +32,27 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
+
 from launcher.client_restart import CLIENT_ROLES, first_exit_per_client, restart_client
 from launcher.flower_log import read_strategy_log, round_started
 from launcher.log_follow import LogFollower
 from launcher.node_commands import flower_env, flwr_bin, start_node, supernode_id
 from launcher.ports import free_ports, wait_for_port
-from launcher.processes import ProcessTable, describe_exit
+from launcher.processes import ProcessTable, create_time, describe_exit, terminate_then_kill
 from launcher.remote import RemoteDevice, RemoteError, devices_of
 from launcher.run_folder import RunFolder, now_iso
+from launcher.run_group import RunGroup, TagInUse
 from simulator.lost_nodes import add_lost, set_away
 
 POLL_SECONDS = 0.25
 PULL_SECONDS = 3.0  # how often a device's logs are brought over while the run goes on
 TUNNEL_RETRY_SECONDS = 2.0  # a device off the network: try its tunnel again this often
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+class StopRun(Exception):
+    """A stop signal arrived while the run was starting: leave the start where it is."""
 
 
 class NullView:
@@ -52,6 +68,8 @@ class Supervisor:
         self.info = folder.read()
         self.table = ProcessTable(self.info["kill_tag"], self.info["run_id"])
         self._stop_reason: str | None = None
+        self._starting = False  # a signal now raises StopRun instead of waiting for the watch loop
+        self.group: RunGroup | None = None
         self.state = {"round": 0, "rounds": self.info["settings"]["rounds"], "acc": None,
                       "clients": len(self.info["plan"]["nodes"]), "alive": 0, "phase": "starting"}
         self.events = []
@@ -71,6 +89,9 @@ class Supervisor:
     # signals ---------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
         self._stop_reason = signal.Signals(signum).name
+        if self._starting:
+            self._starting = False
+            raise StopRun()
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -80,17 +101,47 @@ class Supervisor:
     # run -------------------------------------------------------------------
     def run(self) -> int:
         self.install_signal_handlers()
+        if not self.folder.claim(wait=0):
+            self.view.message(f"run {self.folder.run_id} has a supervisor already")
+            return 2
         status, reason = "failed", ""
+        self._starting = True
         try:
+            self._take_group()
             status, reason = self._run()
+        except StopRun:
+            status, reason = "interrupted", f"stopped by {self._stop_reason} during start-up"
+        except TagInUse as err:
+            status, reason = "failed", str(err)
+        except OSError as err:
+            if err.errno not in DISK_ERRORS:
+                raise
+            status, reason = "failed", f"cannot write {err.filename or 'the run folder'}: {err.strerror}"
         except Exception as err:  # never leave processes behind on a bug of ours
             status, reason = "failed", f"supervisor error: {type(err).__name__}: {err}"
             raise
         finally:
+            self._starting = False
             self.view.message(f"stopping the run's processes ({reason or status})")
             self._stop_all()
-            self._finish(status, reason)
+            self._record_end(status, reason)
+            self.folder.release()
         return {"finished": 0, "interrupted": 130}.get(status, 1)
+
+    def _take_group(self) -> None:
+        """Join the kill tag's cgroup (where there is one) and record who supervises the run."""
+        self.folder.keep_reserve()
+        self.group = RunGroup.claim(self.info["kill_tag"])
+        if self.group is not None:
+            self.group.join()
+        self.folder.update(supervisor={"pid": os.getpid(), "created": create_time(os.getpid()), "host": "localhost"},
+                           cgroup=str(self.group.path) if self.group else None)
+
+    def _record_end(self, status: str, reason: str) -> None:
+        try:
+            self._finish(status, reason)
+        except OSError as err:  # the disk is full and the reserve spent: the lock's release still tells the truth
+            self.view.message(f"cannot record the run's end in {self.folder.run_json}: {err.strerror}")
 
     def _run(self) -> tuple[str, str]:
         plan, settings = self.info["plan"], self.info["settings"]
@@ -110,8 +161,7 @@ class Supervisor:
              "--disable-runtime-dependency-installation", *(["--simulation"] if virtual else [])],
             log=self.folder.server_dir / "superlink.log", env=env, cwd=self.folder.path, port=link_port,
         )
-        self.update_processes(status="starting", started=now_iso(), superlink=f"127.0.0.1:{link_port}",
-                              supervisor={"pid": os.getpid(), "host": "localhost"})
+        self.update_processes(status="starting", started=now_iso(), superlink=f"127.0.0.1:{link_port}")
         if not wait_for_port("127.0.0.1", link_port, 30, alive=lambda: self._alive(superlink)):
             return "failed", f"the SuperLink did not start (see {superlink.log})"
         self._node_start = (env, link_port, tls["ca"] if tls else None)
@@ -263,6 +313,9 @@ class Supervisor:
         start = time.monotonic()
         last_progress = start
         outcome = None
+        self._starting = False  # from here a signal ends the loop below
+        if self._stop_reason:
+            return "interrupted", f"stopped by {self._stop_reason}"
         while True:
             ended = self.table.reap()
             for proc in first_exit_per_client(ended):
@@ -359,6 +412,14 @@ class Supervisor:
         self.table.stop(["flwr-run"], grace=grace)
         self.table.stop(["superlink"], grace=grace)
         self.table.stop_all(grace=grace)
+        if self.group is not None:  # what left the tree (daemons re-parented away, environments rewritten)
+            self.group.leave()
+            left = [p for p in map(_process, self.group.pids()) if p is not None]
+            terminate_then_kill(left, grace=min(grace, 5.0), on_wait=self.table.reap)
+            self.group.kill()
+            self.group.wait_empty(5)
+            self.table.reap()
+            self.group.remove()
 
     def _finish(self, status: str, reason: str) -> None:
         summary = {}
@@ -375,10 +436,18 @@ class Supervisor:
         self.update_processes(status=status, reason=reason, ended=now_iso(), rounds_done=rounds_done, **summary)
 
 
+def _process(pid: int):
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry of the detached supervisor: ``python -m launcher.supervisor RUN_DIR``."""
+    """Entry of the detached supervisor: ``python -m launcher.supervisor RUN_DIR [LOCK_FD]``
+    (LOCK_FD: the supervisor lock, inherited from the fl-launch that prepared the run)."""
     argv = sys.argv[1:] if argv is None else argv
-    folder = RunFolder(argv[0])
+    folder = RunFolder(argv[0], lock_fd=int(argv[1]) if len(argv) > 1 else None)
     sys.exit(Supervisor(folder).run())
 
 

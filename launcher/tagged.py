@@ -3,9 +3,10 @@
     >>> procs = tagged_processes("run-42")      # FL_LAUNCH_TAG == "run-42", nothing looser
     >>> results = terminate_then_kill(procs, grace=10)      # launcher.processes
 
-fl-launch sets ``FL_LAUNCH_TAG`` on every process it starts and their children
-inherit it; matching reads /proc/<pid>/environ, so a process that merely has the
-tag text in its command line or name is never a match.
+fl-launch sets ``FL_LAUNCH_TAG`` and ``FL_LAUNCH_RUN_ID`` on every process it starts and
+their children inherit them; matching reads /proc/<pid>/environ and wants both, so a
+process that merely has the tag text in its command line or name, or only FL_LAUNCH_TAG
+set by hand, is never a match.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 
 import psutil
 
-from launcher.processes import TAG_ENV
+from launcher.processes import RUN_ENV, TAG_ENV
 
 
 def _pid_namespace(pid: int | str) -> str | None:
@@ -35,7 +36,8 @@ def tagged_processes(tag: str, exclude: set[int] | None = None) -> list[psutil.P
         if _pid_namespace(proc.pid) != own_namespace:
             continue
         try:
-            if proc.environ().get(TAG_ENV) == tag:
+            environ = proc.environ()
+            if environ.get(TAG_ENV) == tag and environ.get(RUN_ENV):  # started by a run: both are set
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue

@@ -98,3 +98,62 @@ def running(*args: str, log_dir: Path, timeout: float = 180):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+class Seen:
+    """The oracle of "nothing left running": every process (pid and start time) seen under a root process
+    or recorded in run.json while the run lived, checked gone by pid and start time (never by tag).
+
+        seen = Seen()
+        seen.watch(proc.pid, seconds=2, run_dir=run_dir)     # snapshots while the run lives
+        ...                                                  # stop it
+        assert seen.alive() == []
+    """
+
+    def __init__(self) -> None:
+        self.procs: dict[tuple[int, float], str] = {}
+
+    def snapshot(self, root_pid: int | None = None, run_dir: Path | None = None) -> int:
+        import psutil
+
+        found = []
+        if root_pid is not None:
+            try:
+                root = psutil.Process(root_pid)
+                found += [root, *root.children(recursive=True)]
+            except psutil.Error:
+                pass
+        if run_dir is not None:
+            info = run_json(run_dir)
+            for rec in [*info.get("processes", []), info.get("supervisor") or {}]:
+                if rec.get("pid") and rec.get("host", "localhost") == "localhost":
+                    try:
+                        found.append(psutil.Process(rec["pid"]))
+                    except psutil.Error:
+                        pass
+        for proc in found:
+            try:
+                self.procs.setdefault((proc.pid, proc.create_time()), " ".join(proc.cmdline())[:120])
+            except psutil.Error:
+                continue
+        return len(self.procs)
+
+    def watch(self, root_pid: int | None, seconds: float, run_dir: Path | None = None) -> int:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.snapshot(root_pid, run_dir)
+            time.sleep(0.2)
+        return len(self.procs)
+
+    def alive(self) -> list[str]:
+        import psutil
+
+        left = []
+        for (pid, created), command in self.procs.items():
+            try:
+                proc = psutil.Process(pid)
+                if abs(proc.create_time() - created) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE:
+                    left.append(f"{pid} {command}")
+            except psutil.Error:
+                continue
+        return left

@@ -1,14 +1,18 @@
 """Clients on devices over a real sshd: each device its own network, PID and mount namespace."""
 
 import os
+import shlex
 import signal
+import site
 import subprocess
 import sys
 import time
+from importlib.metadata import distributions, version
 from pathlib import Path
 
 import pytest
 
+from launcher.python_facts import canonical_name
 from tests import devices as lab_devices
 from tests.femnist_files import write_mindspore
 from tests.test_user_app import APP
@@ -184,21 +188,54 @@ def _with_python(lab, python) -> Path:
     return hosts
 
 
+LACKING = ("psutil", "click", "pip")  # a platform wheel, a pure one, and pip itself
+
+
+def _site_without(names: set[str], shadow: Path) -> Path:
+    """A folder of links to everything this environment's site-packages hold but the distributions ``names``
+    (and no .pth files): what a device's Python sees through a .pth line, the same whether the suite runs in
+    the system's Python or a virtualenv."""
+    hidden = set()
+    for dist in distributions():
+        if canonical_name(dist.metadata["Name"]) in names:
+            hidden |= {(Path(dist.locate_file("")), Path(f).parts[0]) for f in dist.files or [] if Path(f).parts[0] != ".."}
+    shadow.mkdir()
+    for site_dir in map(Path, site.getsitepackages()):
+        for entry in sorted(site_dir.iterdir()) if site_dir.is_dir() else []:
+            if (site_dir, entry.name) not in hidden and entry.suffix != ".pth" and not (shadow / entry.name).exists():
+                (shadow / entry.name).symlink_to(entry)
+    return shadow
+
+
 def test_install_puts_this_version_on_the_device_and_check_sees_it(lab, tmp_path):
+    """The device has no network: what it lacks of the launcher's requirements comes from here, and only that."""
     bare = lab.devices[0].root / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
     before = run("fl-launch", "--hosts", str(_with_python(lab, f"{bare}/bin/python")), "--ssh-config",
                  str(lab.ssh_config), "--check")
     assert before.returncode == 1 and "fl-launch missing" in before.stdout and "flwr missing" in before.stdout
 
-    venv = lab.devices[0].root / "venv"  # its own site-packages; the rest it may take from the system
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    hosts = _with_python(lab, f"{venv}/bin/python")
+    venv = lab.devices[0].root / "venv"  # no pip; everything of this environment but LACKING and fl-launch
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    shadow = _site_without({"fl-launch", *LACKING}, lab.devices[0].root / "site")
+    purelib = subprocess.run([f"{venv}/bin/python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "lab-site.pth").write_text(f"{shadow}\n")
+    python = f"{venv}/bin/python"
+    assert lab.devices[0].ssh(f"{python} -c 'import torch, numpy'").returncode == 0
+    for name in LACKING:
+        assert lab.devices[0].ssh(f"{python} -c 'import {name}'").returncode != 0, name
+    hosts = _with_python(lab, python)
     done = run("fl-launch", "--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--install", timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "installed fl-launch 0.1.0" in done.stdout
-    where = lab.devices[0].ssh(f"{venv}/bin/python -c 'import launcher; print(launcher.__file__)'").stdout
-    assert where.startswith(str(venv))  # the wheel, not this checkout
+    carried = sorted(p.name.split("-")[0] for p in (lab.devices[0].root / "wheels").glob("*.whl"))
+    assert carried == sorted(["fl_launch", *LACKING])  # only what was missing travelled
+    script = ("import importlib.metadata as m, launcher, psutil, click\n"
+              "print(launcher.__file__, psutil.__file__, click.__file__, m.version('psutil'), m.version('click'))")
+    where = lab.devices[0].ssh(f"{python} -c {shlex.quote(script)}").stdout.split()
+    assert all(path.startswith(str(venv)) for path in where[:3]), where  # the wheels, not this checkout
+    assert where[3:] == [version("psutil"), version("click")]
     after = run("fl-launch", "--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--check")
     assert after.returncode == 0, after.stdout
 

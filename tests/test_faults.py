@@ -1,6 +1,8 @@
 """Faults: a client process dies mid-run; the round goes on, the client comes back."""
 
+import json
 import os
+import re
 import signal
 import time
 
@@ -26,8 +28,15 @@ def test_a_killed_client_restarts_and_no_round_waits_for_it(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         victim = next(p for p in run_json(run_dir)["processes"] if p["role"] == "clientapp" and p["client"] == 1)
+        first_node = re.search(r"SuperNode ID: (\d+)", (run_dir / "client_1" / "supernode.log").read_text())
         os.kill(victim["pid"], signal.SIGKILL)
+        killed = time.monotonic()
+        while not any(v["round"] == 2 for v in _server_events(run_dir, "server_round_end")):
+            assert time.monotonic() - killed < 10, "round 2 waited for the killed client"
+            time.sleep(0.1)
         out, _ = proc.communicate(timeout=400)
+    # the node Flower registered for the killed client (its own log line) is the one the server was told of
+    assert int(first_node.group(1)) in json.loads((run_dir / "server" / "lost_nodes.json").read_text())
     assert proc.returncode == 0, out
     info = run_json(run_dir)
     assert info["status"] == "finished" and info["rounds_done"] == 5

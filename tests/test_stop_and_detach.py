@@ -69,11 +69,13 @@ def test_detached_run_is_stopped_by_fl_finish_and_nothing_else(tmp_path):
 
 
 def test_fl_finish_kills_what_ignores_sigterm(tmp_path):
+    """A process as a run starts them (tag and run id in its environment) that ignores SIGTERM."""
     tag = "stubborn-1"
     stubborn = subprocess.Popen(
         [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                                "print('ready', flush=True); time.sleep(600)"],
-        env=dict(os.environ, FL_LAUNCH_TAG=tag), stdout=subprocess.PIPE, text=True)
+        env=dict(os.environ, FL_LAUNCH_TAG=tag, FL_LAUNCH_RUN_ID="20261124-000000-0000"),
+        stdout=subprocess.PIPE, text=True)
     assert stubborn.stdout.readline().strip() == "ready"
     result = run("fl-finish", "--kill-tag", tag, "--grace", "1", "--log-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout
