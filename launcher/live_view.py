@@ -98,12 +98,14 @@ def print_summary(folder: Path, info: dict, events, console: Console | None = No
     rounds = [e.values for e in events if e.kind == "server_round_end"]
     if rounds:
         table = Table(title=f"run {info.get('run_id')}: {info.get('status')}")
-        for col in ("round", "replies", "failures", "acc (received model)", "train loss", "seconds"):
+        for col in ("round", "replies", "failures", "aggregated", "acc (received model)", "train loss", "seconds"):
             table.add_column(col, justify="right")
         for v in rounds:
-            table.add_row(str(v["round"]), str(v["replies"]), str(v["failures"]), _fmt_acc(v["acc"]),
-                          _fmt_acc(v["loss"]), f"{v['seconds']:.1f}")
+            table.add_row(str(v["round"]), str(v["replies"]), str(v["failures"]), "yes" if v["aggregated"] else "no",
+                          _fmt_acc(v["acc"]), _fmt_acc(v["loss"]), f"{v['seconds']:.1f}")
         console.print(table)
+    for v in (e.values for e in events if e.kind == "round_not_aggregated"):
+        console.print(f"round {v['round']} not aggregated: {v['reason']}")
     if info.get("final_accuracy") is not None:
         console.print(f"final model accuracy: {_fmt_acc(info['final_accuracy'])} "
                       f"over the union of {info.get('final_test_samples')} client test samples")

@@ -89,10 +89,9 @@ def live_status(folder: RunFolder) -> dict:
     alive = {record["client"] for record, _ in alive_records
              if record["role"] == "clientapp" and record.get("exit_code") is None}
     rounds_done = info.get("rounds_done")
-    if rounds_done is None:  # still running: count the server's finished rounds
-        ends = [e.values["round"] for e in LogFollower(folder.server_dir / "server.log").events()
-                if e.kind == "server_round_end"]
-        rounds_done = max(ends, default=0)
+    if rounds_done is None:  # still running: count the rounds the server aggregated (each once, over attempts)
+        rounds_done = len({e.values["round"] for e in LogFollower(folder.server_dir / "server.log").events()
+                           if e.kind == "server_round_end" and e.values["aggregated"]})
     return {
         "run": info.get("run_id", folder.run_id), "tag": tag, "task": info.get("task"), "status": status,
         "clients_alive": len(alive), "clients": clients, "rounds_done": rounds_done,

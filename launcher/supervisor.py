@@ -380,7 +380,9 @@ class Supervisor:
                 self.folder.update(status="running", running_since=now_iso())
             self.state.update(round=v["round"], phase="training")
         elif kind == "server_round_end":
-            self.state.update(acc=v["acc"], rounds_done=v["round"])
+            self.state.update(acc=v["acc"])
+            if v["aggregated"]:  # a round not aggregated is not done (no checkpoint; resume starts at it)
+                self.state.update(rounds_done=v["round"])
         elif kind == "served" and self.info["task"] != "train":
             self.folder.update(status="running")
         elif kind == "run_finished":
@@ -431,8 +433,10 @@ class Supervisor:
         for event in self.events:
             if event.kind == "server_final":
                 summary = {"final_accuracy": event.values["acc"], "final_test_samples": event.values["num_test"]}
-        rounds_done = max((e.values["round"] for e in self.events if e.kind == "server_round_end"),
-                          default=self.info["settings"].get("start-round", 1) - 1)
+        aggregated = {e.values["round"] for e in self.events if e.kind == "server_round_end" and e.values["aggregated"]}
+        # a round not aggregated is not done (the run's reason names it); the rounds before this
+        # attempt's start were (a resumed run starts after its newest checkpoint)
+        rounds_done = self.info["settings"].get("start-round", 1) - 1 + len(aggregated)
         if self.user_app:  # the rounds whose replies Flower's strategy aggregated
             rounds_done = max((r["round"] for r in read_strategy_log(self.folder.server_dir / "serverapp.log")),
                               default=0)

@@ -47,6 +47,7 @@ TEMPLATES: dict[str, str] = {
     "server_sampled": "[round] iteration:{round} clients:{partitions}",
     "server_round_end": "[round] iteration:{round}/{rounds} end replies:{replies} failures:{failures} "
     "aggregated:{aggregated} acc:{acc} test_samples:{num_test} train_loss:{loss} time:{seconds}s",
+    "round_not_aggregated": "[round] iteration:{round} not aggregated: {reason}",
     "checkpoint": "[checkpoint] iteration:{round} saved {path}",
     "server_final": "[final] final model accuracy: {acc} test_samples:{num_test} clients:{replies}",
     "served": "[{task}] served the round {round} global model to {replies} of {clients} clients",

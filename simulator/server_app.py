@@ -5,7 +5,9 @@
 ``task = "train"`` runs ``rounds`` rounds of the run's strategy (FedAvg unless told) from the seeded model, then has
 every client evaluate the final model. ``getModel`` and ``inference`` send the
 checkpoint named by ``checkpoint`` (under ``run-dir``) to every client in one query message.
-Everything worth reading goes to ``<run-dir>/server/server.log``.
+Everything worth reading goes to ``<run-dir>/server/server.log``; it ends with
+``[run] finished`` only when the run did what was asked: every round aggregated,
+every client served. Otherwise ``[run] failed: <reason>`` (simulator.round_outcome).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from flwr.serverapp import Grid, ServerApp
 from simulator.loglines import LogWriter
 from simulator.lost_nodes import read_lost
 from simulator.quick_grid import QuickPollGrid
+from simulator.round_outcome import Missing, RunNotDone, not_aggregated_reason
 from simulator.run_settings import RunSettings
 from simulator.strategy import logged_strategy, pooled_accuracy, wait_for_nodes
 from simulator.wake import ring_all
@@ -42,6 +45,9 @@ def main(grid: Grid, context: Context) -> None:
         else:
             _serve_model(grid, settings, log)
         log.write("run_finished")
+    except RunNotDone as err:  # an outcome, not a bug: its text is the whole reason
+        log.write("run_failed", reason=str(err))
+        raise
     except BaseException as err:
         log.text(traceback.format_exc().rstrip().replace("\n", "\n    "), level="ERROR")
         log.write("run_failed", reason=f"{type(err).__name__}: {err}".splitlines()[0] or "unknown")
@@ -66,11 +72,14 @@ def _train(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
         evaluate_fn=strategy.checkpoint,
     )
     if not strategy.replied_rounds:  # every task failed: nothing was learnt, nothing to evaluate
-        raise RuntimeError("no client replied in any round (each client's error: client_<i>/worker.log)")
+        raise RunNotDone(f"no client replied in any round: {not_aggregated_reason(strategy.skipped)}")
     final = result.arrays if len(result.arrays) else arrays
-    replies = _to_all(grid, final, MessageType.EVALUATE, ConfigRecord({"server-round": settings.rounds}), settings)
+    replies = _to_all(grid, final, MessageType.EVALUATE, ConfigRecord({"server-round": settings.rounds}), settings,
+                      wait_for_nodes(grid, 1, settings.run_dir))
     acc, tested = pooled_accuracy(replies)
     log.write("server_final", acc=acc, num_test=tested, replies=len([m for m in replies if not m.has_error()]))
+    if strategy.skipped:  # the rounds went on without them, but the run did not do what was asked
+        raise RunNotDone(not_aggregated_reason(strategy.skipped))
 
 
 def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
@@ -79,21 +88,25 @@ def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
     arrays = pack(torch.load(path, map_location="cpu", weights_only=True))
     log.write("server_waiting", clients=settings.num_clients)
     config = ConfigRecord({"task": settings.task, "model-round": model_round})
-    replies = _to_all(grid, arrays, MessageType.QUERY, config, settings, wait_for=settings.num_clients)
+    node_ids = wait_for_nodes(grid, settings.num_clients, settings.run_dir)
+    replies = _to_all(grid, arrays, MessageType.QUERY, config, settings, node_ids)
     ok = [m for m in replies if not m.has_error()]
     log.write("served", task=settings.task, round=model_round, replies=len(ok), clients=settings.num_clients)
     if settings.task == "inference":
         acc, tested = pooled_accuracy(ok)
         log.write("server_final", acc=acc, num_test=tested, replies=len(ok))
+    if len(ok) < settings.num_clients:
+        missing = Missing.of(node_ids, replies, read_lost(settings.run_dir), settings.round_timeout)
+        raise RunNotDone(f"{settings.task}: served the round {model_round} model to {len(ok)} of "
+                         f"{settings.num_clients} clients: {missing.describe() or 'too few clients connected'}")
 
 
-def _to_all(grid, arrays, message_type, config, settings, wait_for: int = 1) -> list[Message]:
-    """One message to every connected node; the replies that came within the round timeout.
+def _to_all(grid, arrays, message_type, config, settings, node_ids: list[int]) -> list[Message]:
+    """One message to each of ``node_ids``; the replies that came within the round timeout.
 
     With ``clients_per_round`` the nodes get it that many at a time, so the
     model copies in flight follow the round's size, not the number of clients.
     """
-    node_ids = wait_for_nodes(grid, wait_for, settings.run_dir)
     batch = settings.clients_per_round or len(node_ids) or 1
     replies: list[Message] = []
     for start in range(0, len(node_ids), batch):

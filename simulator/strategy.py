@@ -10,7 +10,9 @@ the round's clients by partition id with ``clients_per_round``
 (simulator.sampling), else every connected client takes part. It turns off the
 separate evaluate phase (clients evaluate the received model inside the train
 message, as MindSpore does), refuses to aggregate a round with fewer than
-``min_clients`` replies, checkpoints every round and logs each round's numbers.
+``min_clients`` replies (``skipped`` keeps why), checkpoints every aggregated round
+and logs each round's numbers. A round whose aggregate is NaN or infinite ends the
+run (simulator.round_outcome.RunNotDone) before anything checkpoints it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from flwr.serverapp.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYog
 
 from simulator.loglines import LogWriter
 from simulator.lost_nodes import read_lost
+from simulator.round_outcome import Missing, RunNotDone, is_finite
 from simulator.run_settings import STRATEGY_NAMES, RunSettings, checkpoint_path
 from simulator.sampling import ChosenNodes, NodeDirectory, choose_partitions
 from simulator.wire import unpack
@@ -88,9 +91,11 @@ class RoundLogging:
         self.log = log
         self._template = settings.make_model().state_dict()
         self.offset = settings.start_round - 1  # Flower counts from 1; a resumed run does not
-        self._sampled = 0
+        self._sent: list[int] = []  # this round's nodes
         self._round_start = 0.0
         self.replied_rounds = 0  # rounds with at least one good reply
+        self.aggregated: set[int] = set()  # rounds (counted as the run counts them) whose model was updated
+        self.skipped: dict[int, str] = {}  # round -> why it was not aggregated
         self.directory = NodeDirectory()
 
     def configure_train(
@@ -114,8 +119,8 @@ class RoundLogging:
         lost = read_lost(self.settings.run_dir)
         messages = [m for m in super().configure_train(server_round, arrays, config, ChosenNodes(grid, nodes))
                     if m.metadata.dst_node_id not in lost]
-        self._sampled = len(messages)
-        self.log.write("server_round_start", round=server_round, rounds=self.settings.rounds, sampled=self._sampled)
+        self._sent = [m.metadata.dst_node_id for m in messages]
+        self.log.write("server_round_start", round=server_round, rounds=self.settings.rounds, sampled=len(self._sent))
         if chosen is not None:
             self.log.write("server_sampled", round=server_round, partitions=chosen)
         return messages
@@ -127,7 +132,8 @@ class RoundLogging:
         replies = list(replies)
         valid = [m for m in replies if not m.has_error()]
         self.replied_rounds += bool(valid)
-        needed = self.settings.min_clients or self._sampled
+        sampled = len(self._sent)
+        needed = self.settings.min_clients or sampled
         arrays = metrics = None
         if valid and len(valid) >= needed:
             arrays, metrics = super().aggregate_train(server_round, valid)
@@ -135,23 +141,36 @@ class RoundLogging:
         weights = [int(m.content["metrics"]["num-examples"]) for m in valid]
         losses = [float(m.content["metrics"]["train-loss"]) for m in valid]
         loss = sum(w * l for w, l in zip(weights, losses)) / sum(weights) if valid else math.nan
+        model_finite = arrays is None or is_finite(arrays)
+        finite = arrays is None or (model_finite and math.isfinite(loss))
         self.log.write(
             "server_round_end", round=server_round, rounds=self.settings.rounds,
-            replies=len(valid), failures=self._sampled - len(valid), aggregated=arrays is not None,
+            replies=len(valid), failures=sampled - len(valid), aggregated=arrays is not None and finite,
             acc=acc, num_test=tested, loss=loss, seconds=time.perf_counter() - self._round_start,
         )
+        if not finite:  # the global model would be NaN from here on: nothing later can repair it
+            what = "the aggregated model" if not model_finite else "the train loss"
+            why = f"{what} became non-finite (NaN or infinite; train loss {loss}); it was not checkpointed"
+            self.log.write("round_not_aggregated", level="ERROR", round=server_round, reason=why)
+            raise RunNotDone(f"round {server_round}: {why}")
         if arrays is None:
-            self.log.text(
-                f"round {server_round}: {len(valid)} replies, {needed} needed; the global model stays as it was",
-                level="WARNING",
-            )
+            missing = Missing.of(self._sent, replies, read_lost(self.settings.run_dir), self.settings.round_timeout)
+            causes = missing.describe() or f"only {sampled} clients took part"
+            why = self.skipped[server_round] = f"{len(valid)} of {sampled} replies, {needed} needed: {causes}"
+            self.log.write("round_not_aggregated", level="WARNING", round=server_round, reason=why)
+        else:
+            self.aggregated.add(server_round)
         return arrays, metrics
 
     def checkpoint(self, server_round: int, arrays: ArrayRecord) -> None:
-        """evaluate_fn hook: Flower calls it with the global model after every round."""
+        """evaluate_fn hook: Flower calls it with the global model after every round.
+
+        Only a round that was aggregated has a checkpoint: resume (latest_checkpoint) starts after the newest."""
         if server_round == 0 and self.offset:
             return None  # a resumed run's starting model is the checkpoint it resumed from
         server_round += self.offset
+        if server_round and server_round not in self.aggregated:
+            return None
         path = checkpoint_path(self.settings.run_dir, server_round)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

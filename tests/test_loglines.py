@@ -43,6 +43,12 @@ def test_server_round_line_round_trips():
     assert event.time.year == 2026
 
 
+def test_a_round_not_aggregated_line_keeps_its_whole_reason():
+    reason = "1 of 2 replies, 2 needed: timed out after 8 s waiting for 1 of 2 replies; 1 of 2 clients exited"
+    event = parse_line("2026-11-24 05:30:00.123 WARNING: <FLServer> [round] iteration:4 not aggregated: " + reason)
+    assert (event.kind, event.values) == ("round_not_aggregated", {"round": 4, "reason": reason})
+
+
 def test_garbage_is_not_an_event():
     for line in ["", "random text", "INFO: <FLClient> [evaluate] evaluate acc: zero",
                  "INFO: <FLClient> ----------epoch:0,average loss:4.12", "\x00\xff<FLClient>"]:
