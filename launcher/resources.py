@@ -70,7 +70,9 @@ def _npz_elements(path: Path) -> int:
                 if name in archive.namelist():
                     with archive.open(name) as member:
                         version = np.lib.format.read_magic(member)
-                        shape, _, _ = np.lib.format._read_array_header(member, version)  # noqa: SLF001
+                        header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                  else np.lib.format.read_array_header_2_0)
+                        shape, _, _ = header(member)
                         total += int(np.prod(shape, dtype=object))
     except (OSError, ValueError, zipfile.BadZipFile, EOFError):
         return 0  # unreadable: the data set's own check names the file
