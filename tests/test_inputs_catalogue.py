@@ -2,9 +2,9 @@
 
 Named cases (issue 15's list) run through the real entry points, and a generated catalogue draws values for
 every option of the three commands (nan, inf, negatives, huge integers, empty and non-UTF-8 text). Nothing
-is ever started: fl-launch runs in-process with the step after planning (_foreground, _detach, and the
-device-touching --check/--install) replaced by a recorder, so an accepted input yields a prepared run folder
-whose plan is checked, and fl-finish always runs with --dry-run.
+is ever started: fl-launch runs in-process with the step after planning (_foreground, _detach, and what
+--check/--install would do on devices) replaced by recorders, so an accepted input yields a prepared run
+folder whose plan is checked, and fl-finish always runs with --dry-run.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from launcher import finish_cli, launch_cli, stats_cli
@@ -64,8 +64,9 @@ def call(command: str, *args: str) -> Outcome:
         stack.enter_context(contextlib.redirect_stderr(err))
         for name in ("_foreground", "_detach"):
             stack.enter_context(mock.patch.object(launch_cli, name, record))
-        for name in ("_check", "_install"):
-            stack.enter_context(mock.patch.object(launch_cli, name, lambda opts: 0))
+        stack.enter_context(mock.patch.object(launch_cli, "check_devices", lambda devices, ssh_config: []))
+        stack.enter_context(mock.patch.object(launch_cli, "build_wheel", lambda folder: folder / "fl_launch.whl"))
+        stack.enter_context(mock.patch.object(launch_cli, "install_on", lambda *args: (True, "not installed")))
         try:
             COMMANDS[command].main(args=list(args), prog_name=command)
             code = 0
@@ -291,41 +292,57 @@ def _paths(*names: str):
                      WEIRD_TEXT.map(lambda t: t.replace("/", "_").replace("..", "__")))
 
 
-LAUNCH = {
-    "--config": _paths("whole.toml", "half.toml", "nan.toml", "ok.toml", "missing.toml", "empty"),
-    "--client-num": SMALL_COUNT, "--task": st.sampled_from(["train", "getModel", "inference", "fly", ""]),
-    "--rounds": NUMBER_TEXT, "--local-epochs": NUMBER_TEXT, "--batch-size": NUMBER_TEXT, "--lr": NUMBER_TEXT,
-    "--fraction-fit": NUMBER_TEXT, "--clients-per-round": SMALL_COUNT, "--min-clients": SMALL_COUNT,
-    "--round-timeout": NUMBER_TEXT, "--seed": NUMBER_TEXT, "--log-dir": _paths("a-file", "logs-new"),
-    "--kill-tag": st.one_of(st.just("catalogue-tag"), WEIRD_TEXT),
-    "--dataset": st.sampled_from(["digits", "synthetic", "npz", "cifar10", "femnist", "mnist", ""]),
-    "--data-dir": _paths("npz-good", "npz-nan", "empty", "a-file", "missing"),
-    "--partition": st.sampled_from(["iid", "dirichlet", "shards", "natural", "zipf"]),
-    "--app": _paths("app", "empty", "a-file"), "--run-config": st.one_of(st.just("lr=0.1"), WEIRD_TEXT),
-    "--model": st.sampled_from(["", ":", "a:", ":B", "..:X", "torch.nn:Linear", "no_such_module_xyz:Net",
-                                os.fsdecode(b"m\xff:N"), "torch.nn:Linear\n"]),
-    "--strategy": st.sampled_from(["fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedsgd"]),
-    "--proximal-mu": NUMBER_TEXT, "--server-lr": NUMBER_TEXT, "--beta-1": NUMBER_TEXT, "--beta-2": NUMBER_TEXT,
-    "--tau": NUMBER_TEXT, "--alpha": NUMBER_TEXT, "--samples-per-client": SMALL_COUNT, "--num-classes": NUMBER_TEXT,
-    "--torch-threads": NUMBER_TEXT, "--mode": st.sampled_from(["auto", "process", "virtual", "threads"]),
-    "--workers": SMALL_COUNT, "--run": st.one_of(st.just(EARLIER), WEIRD_TEXT), "--startup-timeout": NUMBER_TEXT,
-    "--max-restarts": NUMBER_TEXT, "--grace": NUMBER_TEXT, "--hosts": _paths("hosts.toml", "half.toml", "missing"),
-    "--ssh-config": _paths("a-file", "missing"), "--remote-data-dir": st.one_of(st.just("data"), WEIRD_TEXT),
-    "--tls": st.none(), "--check": st.none(), "--install": st.none(),
-    "--resume": st.one_of(st.just(EARLIER), WEIRD_TEXT), "--detach": st.none(),
+def _num(good, bad=None):
+    """A usable value (half the draws) or anything (NUMBER_TEXT, or ``bad``)."""
+    return (good, NUMBER_TEXT if bad is None else bad)
+
+
+def _ints(lo, hi):
+    return st.integers(lo, hi).map(str)
+
+
+def _pick(*values):
+    return st.sampled_from(values)
+
+
+FLAG = (st.none(), st.none())
+LAUNCH = {  # option: (usable values, anything)
+    "--config": (_pick("{i}/ok.toml", "{i}/whole.toml"), _paths("half.toml", "nan.toml", "missing.toml", "empty")),
+    "--client-num": _num(_ints(1, 6)), "--task": (_pick("train"), _pick("getModel", "inference", "fly", "")),
+    "--rounds": _num(_ints(1, 5)), "--local-epochs": _num(_ints(1, 3)), "--batch-size": _num(_ints(1, 64)),
+    "--lr": _num(_pick("0.01", "1e-5", "3")), "--fraction-fit": _num(_pick("0.5", "1")),
+    "--clients-per-round": _num(_ints(1, 2)), "--min-clients": _num(_ints(1, 2)),
+    "--round-timeout": _num(_pick("30", "0.001")), "--seed": _num(_pick("0", "7", str(2**32 - 1))),
+    "--log-dir": (_pick("{i}/logs-new"), _paths("a-file")), "--kill-tag": (_pick("catalogue-tag"), WEIRD_TEXT),
+    "--dataset": (_pick("digits", "synthetic"), _pick("npz", "cifar10", "femnist", "mnist", "")),
+    "--data-dir": (_pick("{i}/npz-good"), _paths("npz-nan", "npz-huge-label", "empty", "a-file", "missing")),
+    "--partition": (_pick("iid", "dirichlet", "shards"), _pick("natural", "zipf", "")),
+    "--app": (_pick("{i}/app"), _paths("empty", "a-file")), "--run-config": (_pick("lr=0.1"), WEIRD_TEXT),
+    "--model": (_pick(""), _pick(":", "a:", ":B", "..:X", "torch.nn:Linear", "no_such_module_xyz:Net",
+                                 os.fsdecode(b"m\xff:N"), "torch.nn:Linear\n")),
+    "--strategy": (_pick("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"), _pick("fedsgd", "")),
+    "--proximal-mu": _num(_pick("0.1")), "--server-lr": _num(_pick("0.05")), "--beta-1": _num(_pick("0.5")),
+    "--beta-2": _num(_pick("0.5")), "--tau": _num(_pick("1e-9")), "--alpha": _num(_pick("0.5")),
+    "--samples-per-client": _num(_ints(2, 50)), "--num-classes": _num(_ints(2, 20)),
+    "--torch-threads": _num(_ints(1, 4)), "--mode": (_pick("auto", "process", "virtual"), _pick("threads", "")),
+    "--workers": _num(_ints(1, 3)), "--run": (_pick(EARLIER), WEIRD_TEXT), "--startup-timeout": _num(_pick("60")),
+    "--max-restarts": _num(_ints(0, 5)), "--grace": _num(_pick("0", "5")),
+    "--hosts": (_pick("{i}/hosts.toml"), _paths("half.toml", "missing")), "--ssh-config": (_pick("{i}/a-file"),
+                                                                                             _paths("missing")),
+    "--remote-data-dir": (_pick("data"), WEIRD_TEXT), "--tls": FLAG, "--check": FLAG, "--install": FLAG,
+    "--resume": (_pick(EARLIER), WEIRD_TEXT), "--detach": FLAG,
 }
 STATS = {
-    "TARGET": st.one_of(st.sampled_from(["client_0", "client_9", "{l}/" + EARLIER, "{l}/" + EARLIER + "/client_0"]),
-                        WEIRD_TEXT),
-    "--run": st.one_of(st.just(EARLIER), WEIRD_TEXT), "--log-dir": _paths("empty", "a-file", "missing"),
-    "--csv": st.none(), "--json": st.none(), "-o": _paths("empty", "missing/t.csv", "out.csv"),
-    "--plot": _paths("empty", "missing/acc.png", "acc.png", "acc.unknown-format"), "--watch": st.none(),
-    "--interval": NUMBER_TEXT, "--runs": st.none(), "--pull": st.none(),
+    "TARGET": (_pick("client_0", "{l}/" + EARLIER, "{l}/" + EARLIER + "/client_0"), _pick("client_9") | WEIRD_TEXT),
+    "--run": (_pick(EARLIER), WEIRD_TEXT), "--log-dir": (_pick("{l}"), _paths("empty", "a-file", "missing")),
+    "--csv": FLAG, "--json": FLAG, "-o": (_pick("out.csv"), _paths("empty", "missing/t.csv")),
+    "--plot": (_pick("acc.png"), _paths("empty", "missing/acc.png", "acc.unknown-format")), "--watch": FLAG,
+    "--interval": _num(_pick("0.2", "5")), "--runs": FLAG, "--pull": FLAG,
 }
 FINISH = {
-    "--kill-tag": st.one_of(st.just(EARLIER), st.just("catalogue-nobody"), WEIRD_TEXT),
-    "--run": st.one_of(st.just(EARLIER), WEIRD_TEXT), "--log-dir": _paths("empty", "a-file", "missing"),
-    "--grace": NUMBER_TEXT, "--local-only": st.none(),
+    "--kill-tag": (_pick(EARLIER, "catalogue-nobody"), WEIRD_TEXT), "--run": (_pick(EARLIER), WEIRD_TEXT),
+    "--log-dir": (_pick("{l}"), _paths("empty", "a-file", "missing")), "--grace": _num(_pick("0", "5")),
+    "--local-only": FLAG,
 }
 
 
@@ -333,7 +350,7 @@ def _args(draw, options: dict, most: int) -> list[str]:
     names = draw(st.lists(st.sampled_from(sorted(options)), min_size=1, max_size=most, unique=True))
     args = []
     for name in names:
-        value = draw(options[name])
+        value = draw(st.one_of(*options[name]))
         if name == "TARGET":
             args.insert(0, value)
         elif value is None:
@@ -347,7 +364,7 @@ def _args(draw, options: dict, most: int) -> list[str]:
 def invocations(draw):
     command = draw(st.sampled_from(["fl-launch"] * 6 + ["fl-stats"] * 2 + ["fl-finish"]))
     options = {"fl-launch": LAUNCH, "fl-stats": STATS, "fl-finish": FINISH}[command]
-    args = _args(draw, options, 4)
+    args = _args(draw, options, 3)
     return command, args + (["--dry-run"] if command == "fl-finish" else [])
 
 
@@ -367,6 +384,7 @@ def test_generated_catalogue(sandbox, case):
     args = _substitute(args, inputs, logs)
     before = _tree(work) | _tree(inputs)
     outcome = call(command, *args)
+    event(f"{command} exit {outcome.code}")
     assert "Traceback" not in outcome.err, outcome.err[-3000:]
     if outcome.code == 2:
         outcome.one_line()
