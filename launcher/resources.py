@@ -141,5 +141,5 @@ def check_fits(need: Need, log_dir: str) -> None:
         raise ResourceError(f"{need.why}; this machine has {human(available)} available")
     free = _free_disk(Path(log_dir).expanduser().absolute())
     if need.disk > free:
-        raise ResourceError(f"the partitions take about {human(need.disk)} on disk; {log_dir} has "
+        raise ResourceError(f"the partitions take about {human(need.disk)} on disk; log dir {log_dir} has "
                             f"{human(free)} free")
