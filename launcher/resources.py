@@ -1,8 +1,8 @@
 """Will the run's data and models fit this machine? Estimated from the options, before anything starts.
 
     >>> need = estimate(LaunchOptions(dataset="synthetic", samples_per_client=10**9, client_num=10))
-    >>> need.memory, need.disk                       # bytes
-    (33776997205336, 30720000000000)
+    >>> need.memory, need.disk                       # bytes: 112 TiB to hold, 28 TiB of partitions
+    (122880273561200, 30720000000000)
     >>> check_fits(need, "logs")                     # ResourceError: the figure and what this machine has
 
 What is counted (the rest of a run is small next to it, or the user's own):
