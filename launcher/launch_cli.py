@@ -89,6 +89,10 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
                    "built-in one; each client gets partition-id and num-partitions in its node config.")
 @click.option("--run-config", default=None, metavar="'KEY=VALUE ...'",
               help="--app: overrides of the app's [tool.flwr.app.config], as flwr run --run-config takes them.")
+@click.option("--node-config", default=None, metavar="'KEY=VALUE ...'",
+              help="Added to every client's node config beside partition-id and num-partitions, as "
+                   "flower-supernode --node-config takes it; in a string {i} is the client number, {n} the client "
+                   "count. A device's node-config in --hosts wins.")
 @click.option("--model", default=D.model, metavar="MODULE:CLASS",
               help="A torch.nn.Module class to train instead of LeNet5, built with channels/in_channels and "
                    "num_classes where its constructor takes them; imported from here or the installed packages.  "

@@ -20,6 +20,7 @@ import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from launcher.extra_node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
 from launcher.hosts import Device, HostsError, load_hosts, place_clients
 from launcher.node_commands import write_node_config
 from launcher.run_folder import RunFolder, RunFolderError, now_iso
@@ -94,6 +95,7 @@ class LaunchOptions:
     tau: float = _APP.tau
     app: str | None = None  # a user's Flower app folder instead of the built-in one
     run_config: str | None = None  # --app: its run config overrides, "key=value ..."
+    node_config: str | None = None  # added to every client's node config, "key=value ..." ({i}, {n})
 
     def startup_deadline(self) -> float:
         """Seconds for every client to import torch and connect (2 cores share the work)."""
@@ -139,6 +141,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
     by_client = dataset = parts = user_app = None  # by_client: a data set that comes split by client
     channels, num_classes = RunSettings.channels, RunSettings.num_classes
     try:
+        extra = parse_node_config_option(opts.node_config) if opts.node_config else {}
         if opts.app:  # the user's app brings its own data and model
             user_app = read_app(opts.app, opts.run_config)
         elif opts.dataset == "femnist":  # by writer: listed now, read when the folder exists
@@ -161,7 +164,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
             shape = tuple(dataset.x.shape[1:])
         if opts.model or opts.dataset == "npz":  # a user's model, or images of the user's size
             _check_model(opts.model, shape, num_classes)
-    except (DataSetError, PartitionError, AppError) as err:
+    except (DataSetError, PartitionError, AppError, NodeConfigError) as err:
         raise PlanError(str(err)) from None
 
     placement = _placement(opts)
@@ -205,9 +208,12 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
             folder.client_dir(client).mkdir()
             node_config = None
         elif device is None:
-            node_config = str(write_node_config(folder.path, client, opts.client_num).relative_to(folder.path))
-        else:  # the device's agent writes it there, with the device's paths
-            folder.client_dir(client).mkdir()
+            node_config = str(write_node_config(folder.path, client, opts.client_num,
+                                                extra=for_client(extra, client, opts.client_num))
+                              .relative_to(folder.path))
+        else:  # the device's agent writes it there, with the device's paths (and these values, staged)
+            write_extra(folder.client_dir(client), for_client({**extra, **device.node_config}, client,
+                                                              opts.client_num))
             node_config = None
             devices.setdefault(device.host, {**asdict(device), "clients": []})["clients"].append(client)
         nodes.append({"client": client, "host": device.host if device else "localhost",
@@ -226,7 +232,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
               "devices": list(devices.values()), "ssh_config": opts.ssh_config, "tls": tls,
               "remote_data_dir": opts.remote_data_dir, "max_restarts": opts.max_restarts,
               "virtual": {"workers": opts.worker_count()} if virtual else None,
-              "user_app": user_app is not None, "run_config": opts.run_config},
+              "user_app": user_app is not None, "run_config": opts.run_config, "node_config": extra},
         processes=[],
     )
     folder.point_latest()
