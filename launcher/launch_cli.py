@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from launcher.app_requirements import RequirementsError, declared_requirements
 from launcher.cli_errors import OneLineErrors, UserError
 from launcher.config_file import ConfigError, read_config
 from launcher.hosts import HostsError, load_hosts
@@ -30,6 +31,7 @@ from launcher.processes import RUN_ENV, TAG_ENV
 from launcher.remote import RemoteDevice
 from launcher.run_folder import RUN_ID_RE, RunFolder
 from launcher.supervisor import Supervisor
+from launcher.user_app import AppError, read_app
 from partitions import SCHEMES
 from simulator.datasets import DATASETS
 from simulator.run_settings import STRATEGY_NAMES
@@ -221,7 +223,11 @@ def _install(opts: LaunchOptions) -> int:
 
 def _check(opts: LaunchOptions) -> int:
     devices = _devices(opts, "--check")
-    rows = check_devices(devices, opts.ssh_config)
+    try:  # with --app: its declared dependencies, in the same SSH call as the rest
+        requirements = declared_requirements(read_app(opts.app).path) if opts.app else None
+    except (AppError, RequirementsError) as err:
+        raise UserError(str(err)) from None
+    rows = check_devices(devices, opts.ssh_config, requirements)
     table = Table(title=f"devices in {opts.hosts}")
     for column in ("host", "ok", "python", "fl-launch", "flwr", "torch", "free MiB", "CPUs", "disk MiB",
                    "clock s", "problems"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -168,6 +169,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
         raise PlanError(str(err)) from None
 
     placement = _placement(opts)
+    warnings = _check_app_requirements(user_app, placement, opts.ssh_config) if user_app else []
     try:
         folder = RunFolder.create(opts.log_dir)
     except RunFolderError as err:
@@ -233,10 +235,38 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
               "remote_data_dir": opts.remote_data_dir, "max_restarts": opts.max_restarts,
               "virtual": {"workers": opts.worker_count()} if virtual else None,
               "user_app": user_app is not None, "run_config": opts.run_config, "node_config": extra},
-        processes=[],
+        processes=[], **({"warnings": warnings} if warnings else {}),
     )
     folder.point_latest()
     return folder
+
+
+def _check_app_requirements(app, placement: list[Device] | None, ssh_config: str | None) -> list[str]:
+    """The app's declared dependencies, here and on each device: a missing one refuses the run
+    (PlanError), a version outside its specifier is a warning line (printed, and returned for run.json)."""
+    from launcher.app_requirements import (RequirementsError, check_requirements,  # noqa: PLC0415
+                                           declared_requirements, installed_versions)
+    from launcher.preflight import check_devices  # noqa: PLC0415
+    from launcher.python_facts import marker_environment  # noqa: PLC0415
+
+    try:
+        requirements = declared_requirements(app.path)
+    except RequirementsError as err:
+        raise PlanError(str(err)) from None
+    if not requirements:
+        return []
+    here = check_requirements(requirements, installed_versions(), marker_environment())
+    if here.missing:
+        raise PlanError(here.missing_line(sys.executable))
+    warnings = here.warning_lines(sys.executable)
+    devices = list({d.host: d for d in placement or []}.values())
+    for row in check_devices(devices, ssh_config, requirements) if devices else []:
+        if row.get("app_missing"):
+            raise PlanError(row["app_missing"])
+        warnings += row.get("app_warnings", [])
+    for line in warnings:
+        print(line, file=sys.stderr, flush=True)
+    return warnings
 
 
 def _check_model(spec: str, shape: tuple[int, ...], num_classes: int) -> None:
