@@ -28,5 +28,10 @@ class OneLineErrors(click.Command):
             sys.exit(130)
         except click.ClickException as err:
             message = " ".join(err.format_message().split())
-            click.echo(f"{prog}: error: {message}", err=True)
+            click.echo(one_line(f"{prog}: error: {message}"), err=True)
             sys.exit(2)
+
+
+def one_line(text: str) -> str:
+    """``text`` printable on any terminal: bytes that were not UTF-8 (surrogates) shown escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

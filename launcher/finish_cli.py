@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
+from launcher.option_types import SECONDS_MAX, FiniteFloat, PathText, Text
 from launcher.live_view import make_console
 from launcher.processes import StopResult, command_of, same_process, terminate_then_kill
 from launcher.remote import RemoteDevice, devices_of
@@ -80,10 +81,10 @@ def _targets(tag: str, infos: list[dict], group: RunGroup | None) -> list[psutil
 
 
 @click.command("fl-finish", cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--kill-tag", default=None, help="The run's tag.  [default: the newest run's, from its run.json]")
-@click.option("--run", "run", default=None, help="Take the tag from this run's run.json (id or folder).")
-@click.option("--log-dir", type=click.Path(file_okay=False), default="logs", help="Where the run folders are.")
-@click.option("--grace", type=click.FloatRange(min=0), default=10.0, help="Seconds between SIGTERM and SIGKILL.")
+@click.option("--kill-tag", type=Text(), default=None, help="The run's tag.  [default: the newest run's, from its run.json]")
+@click.option("--run", "run", type=Text(), default=None, help="Take the tag from this run's run.json (id or folder).")
+@click.option("--log-dir", type=PathText(file_okay=False), default="logs", help="Where the run folders are.")
+@click.option("--grace", type=FiniteFloat(min=0, max=SECONDS_MAX), default=10.0, help="Seconds between SIGTERM and SIGKILL.")
 @click.option("--dry-run", is_flag=True, help="List what would be stopped; stop nothing.")
 @click.option("--local-only", is_flag=True, help="This machine only: skip the run's devices (what a device runs).")
 def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_run: bool, local_only: bool) -> None:
@@ -135,15 +136,21 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
         if code != 0:
             survived.append(StopResult(0, device.host, "survived"))
     for folder, _ in runs:
-        folder.edit(lambda d: _record(d, results))
+        try:
+            folder.edit(lambda d: _record(d, results))
+        except (OSError, RunFolderError) as err:  # stopped all the same; only the note is missing
+            click.echo(f"fl-finish: could not note the stop in {folder.run_json}: {err}", err=True)
     sys.exit(1 if survived else 0)
 
 
 def _devices(infos: list[dict], tag: str) -> list[RemoteDevice]:
     found = {}
     for info in infos:
-        for device, _ in devices_of(info, tag):
-            found[device.host] = device
+        try:
+            for device, _ in devices_of(info, tag):
+                found[device.host] = device
+        except (KeyError, TypeError):  # devices recorded in another shape: not fl-launch's to reach
+            continue
     return list(found.values())
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import click
@@ -21,12 +22,14 @@ from rich.table import Table
 from launcher.app_requirements import RequirementsError, declared_requirements
 from launcher.cli_errors import OneLineErrors, UserError
 from launcher.config_file import ConfigError, read_config
+from launcher.option_types import FiniteFloat, MAX_CLASSES, PathText, SECONDS_MAX, SEED_MAX, Text, WholeNumber
 from launcher.hosts import HostsError, load_hosts
 from launcher.install import SOURCE_ROOT, InstallError, build_wheel, install_on
 from launcher.live_view import make_console, make_view, print_summary
 from launcher.plan import (MODES, NATURAL, PROCESS_MODE_UP_TO, SPLIT_BY_THE_DATA, TASKS, LaunchOptions, PlanError,
                            check_tag_free, prepare_resume, prepare_run)
 from launcher.preflight import check_devices
+from launcher.resources import ResourceError, check_fits, estimate
 from launcher.processes import RUN_ENV, TAG_ENV
 from launcher.remote import RemoteDevice
 from launcher.run_folder import RUN_ID_RE, RunFolder
@@ -36,7 +39,9 @@ from partitions import SCHEMES
 from simulator.datasets import DATASETS
 from simulator.run_settings import STRATEGY_NAMES
 
-POSITIVE = click.FloatRange(min=0, min_open=True)
+POSITIVE = FiniteFloat(min=0, min_open=True)
+SECONDS = FiniteFloat(min=0, min_open=True, max=SECONDS_MAX)
+COUNT = WholeNumber(min=1)
 D = LaunchOptions()  # every default below comes from here
 NOT_FROM_A_FILE = {"config", "help", "check", "install", "resume"}
 
@@ -45,91 +50,101 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
     """--config: the file's values become the defaults, so the command line still wins."""
     if value is None:
         return
-    known = {p.name for p in ctx.command.params if p.name not in NOT_FROM_A_FILE}
+    params = {p.name: p for p in ctx.command.params if p.name not in NOT_FROM_A_FILE}
     try:
-        options = read_config(value, known)
+        entries = read_config(value, set(params))
     except ConfigError as err:
         raise UserError(str(err)) from None
-    ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in options.items() if v is not None}}
+    options = {}
+    for entry in entries:
+        if entry.value is None:
+            continue
+        try:  # the option's own type, so the file gets the command line's checks, named by file and line
+            options[entry.name] = params[entry.name].type_cast_value(ctx, entry.value)
+        except click.BadParameter as err:
+            where = f"{value}:{entry.line}" if entry.line else value
+            raise UserError(f"--config {where}: {entry.key} = {entry.value!r}: {err.message}") from None
+    ctx.meta["fl_launch.config"] = value
+    ctx.default_map = {**(ctx.default_map or {}), **options}
 
 
 @click.command("fl-launch", cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--config", type=click.Path(dir_okay=False), default=None, is_eager=True, expose_value=False,
+@click.option("--config", type=PathText(dir_okay=False), default=None, is_eager=True, expose_value=False,
               callback=_options_from_file, help="Options from a TOML file (keys: the long option names), or an "
               "earlier run's run.json to repeat it; the command line wins.")
-@click.option("--client-num", type=click.IntRange(min=1), default=D.client_num,
+@click.option("--client-num", type=COUNT, default=D.client_num,
               help="Clients: one process each, or virtual clients sharing a few workers (--mode).")
 @click.option("--task", type=click.Choice(TASKS), default=D.task,
               help="train: FedAvg rounds; getModel: each client receives and saves an earlier run's model; "
                    "inference: each client labels its test split with it.")
-@click.option("--rounds", type=click.IntRange(min=1), default=D.rounds, help="Federated iterations.")
-@click.option("--local-epochs", type=click.IntRange(min=1), default=D.local_epochs, help="Local epochs per round.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=D.batch_size, help="Local mini-batch size.")
+@click.option("--rounds", type=COUNT, default=D.rounds, help="Federated iterations.")
+@click.option("--local-epochs", type=COUNT, default=D.local_epochs, help="Local epochs per round.")
+@click.option("--batch-size", type=COUNT, default=D.batch_size, help="Local mini-batch size.")
 @click.option("--lr", type=POSITIVE, default=D.lr, help="Adam learning rate.")
-@click.option("--fraction-fit", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--fraction-fit", type=FiniteFloat(0, 1, min_open=True), default=None,
               help="Share of the clients taking part in each round (or --clients-per-round).  [default: 1.0]")
-@click.option("--clients-per-round", type=click.IntRange(min=1), default=None,
+@click.option("--clients-per-round", type=COUNT, default=None,
               help="Clients taking part in each round, drawn by client number from --seed.  [default: all]")
-@click.option("--min-clients", type=click.IntRange(min=1), default=None,
+@click.option("--min-clients", type=COUNT, default=None,
               help="Fewest replies a round needs to be aggregated.  [default: all taking part]")
-@click.option("--round-timeout", type=POSITIVE, default=D.round_timeout, help="Seconds the server waits for a round's replies.")
-@click.option("--seed", type=int, default=D.seed, help="Same seed: same partitions, same initial model.")
-@click.option("--log-dir", type=click.Path(file_okay=False), default=D.log_dir, help="Root of the run folders.")
-@click.option("--kill-tag", default=None, help="Tag every process of the run carries, for fl-finish.  [default: the run id]")
+@click.option("--round-timeout", type=SECONDS, default=D.round_timeout, help="Seconds the server waits for a round's replies.")
+@click.option("--seed", type=WholeNumber(0, SEED_MAX), default=D.seed, help="Same seed: same partitions, same initial model.")
+@click.option("--log-dir", type=PathText(file_okay=False), default=D.log_dir, help="Root of the run folders.")
+@click.option("--kill-tag", type=Text(), default=None, help="Tag every process of the run carries, for fl-finish.  [default: the run id]")
 @click.option("--dataset", type=click.Choice(DATASETS), default=D.dataset,
               help="digits: scikit-learn's bundled handwriting; cifar10: --data-dir in the python pickle format; "
                    "synthetic: generated 3x32x32 images; femnist: --data-dir with LEAF's JSON or MindSpore's "
                    "per-writer .bin folders; npz: --data-dir with your own client_<i>.npz files (x_train, y_train, "
                    "x_test, y_test).")
-@click.option("--data-dir", type=click.Path(), default=None, help="Where the data set lies (cifar10, femnist, npz).")
+@click.option("--data-dir", type=PathText(), default=None, help="Where the data set lies (cifar10, femnist, npz).")
 @click.option("--partition", type=click.Choice((*SCHEMES, NATURAL)), default=None,
               help="iid; dirichlet (label skew by --alpha); shards (each client sees few classes); natural "
                    "(femnist: client i is the i-th writer; npz: client_<i>.npz).  "
                    "[default: natural for femnist and npz, else iid]")
-@click.option("--app", type=click.Path(file_okay=False), default=None,
+@click.option("--app", type=PathText(file_okay=False), default=None,
               help="Run your own Flower app (a folder with a pyproject.toml, as flwr run takes) instead of the "
                    "built-in one; each client gets partition-id and num-partitions in its node config.")
-@click.option("--run-config", default=None, metavar="'KEY=VALUE ...'",
+@click.option("--run-config", type=Text(), default=None, metavar="'KEY=VALUE ...'",
               help="--app: overrides of the app's [tool.flwr.app.config], as flwr run --run-config takes them.")
-@click.option("--node-config", default=None, metavar="'KEY=VALUE ...'",
+@click.option("--node-config", type=Text(), default=None, metavar="'KEY=VALUE ...'",
               help="Added to every client's node config beside partition-id and num-partitions, as "
                    "flower-supernode --node-config takes it; in a string {i} is the client number, {n} the client "
                    "count. A device's node-config in --hosts wins.")
-@click.option("--model", default=D.model, metavar="MODULE:CLASS",
+@click.option("--model", type=Text(), default=D.model, metavar="MODULE:CLASS",
               help="A torch.nn.Module class to train instead of LeNet5, built with channels/in_channels and "
                    "num_classes where its constructor takes them; imported from here or the installed packages.  "
                    "[default: LeNet5]")
 @click.option("--strategy", type=click.Choice(STRATEGY_NAMES), default=D.strategy,
               help="Flower's aggregation strategy.")
-@click.option("--proximal-mu", type=click.FloatRange(min=0), default=D.proximal_mu,
+@click.option("--proximal-mu", type=FiniteFloat(min=0), default=D.proximal_mu,
               help="fedprox: weight of the proximal term each client adds to its loss.")
-@click.option("--server-lr", type=click.FloatRange(min=0), default=D.server_lr,
+@click.option("--server-lr", type=FiniteFloat(min=0), default=D.server_lr,
               help="fedadam, fedyogi, fedadagrad: the server's step size (eta); 0: Flower's default for the "
                    "strategy (0.1, or 0.01 for fedyogi).")
-@click.option("--beta-1", type=click.FloatRange(0, 1, max_open=True), default=D.beta_1,
+@click.option("--beta-1", type=FiniteFloat(0, 1, max_open=True), default=D.beta_1,
               help="fedadam, fedyogi: first-moment decay.")
-@click.option("--beta-2", type=click.FloatRange(0, 1, max_open=True), default=D.beta_2,
+@click.option("--beta-2", type=FiniteFloat(0, 1, max_open=True), default=D.beta_2,
               help="fedadam, fedyogi: second-moment decay.")
 @click.option("--tau", type=POSITIVE, default=D.tau, help="fedadam, fedyogi, fedadagrad: adaptivity (epsilon).")
 @click.option("--alpha", type=POSITIVE, default=D.alpha, help="Dirichlet concentration: smaller is more skewed.")
-@click.option("--samples-per-client", type=click.IntRange(min=2), default=D.samples_per_client, help="synthetic: samples per client.")
-@click.option("--num-classes", type=click.IntRange(min=2), default=D.num_classes, help="synthetic: number of classes.")
-@click.option("--torch-threads", type=click.IntRange(min=1), default=D.torch_threads, help="Torch threads per client process.")
+@click.option("--samples-per-client", type=WholeNumber(min=2), default=D.samples_per_client, help="synthetic: samples per client.")
+@click.option("--num-classes", type=WholeNumber(2, MAX_CLASSES), default=D.num_classes, help="synthetic: number of classes.")
+@click.option("--torch-threads", type=WholeNumber(1, 1024), default=D.torch_threads, help="Torch threads per client process.")
 @click.option("--mode", type=click.Choice(MODES), default=D.mode,
               help=f"process: one OS process per client; virtual: Flower's simulation runtime, many clients "
                    f"sharing --workers processes (this machine only); auto: virtual above {PROCESS_MODE_UP_TO} clients.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@click.option("--workers", type=COUNT, default=None,
               help="--mode virtual: worker processes the clients share.  [default: one per core]")
-@click.option("--run", "run", default=None, help="getModel/inference: the earlier run (id or folder).  [default: the newest with a checkpoint]")
-@click.option("--startup-timeout", type=POSITIVE, default=None, help="Seconds for all clients to connect.  [default: 60 + 3 per client]")
-@click.option("--max-restarts", type=click.IntRange(min=0), default=D.max_restarts,
+@click.option("--run", "run", type=Text(), default=None, help="getModel/inference: the earlier run (id or folder).  [default: the newest with a checkpoint]")
+@click.option("--startup-timeout", type=SECONDS, default=None, help="Seconds for all clients to connect.  [default: 60 + 3 per client]")
+@click.option("--max-restarts", type=WholeNumber(min=0), default=D.max_restarts,
               help="Times a local client whose process dies is started again; it rejoins from the next round.")
-@click.option("--grace", type=click.FloatRange(min=0), default=D.grace, help="Seconds between SIGTERM and SIGKILL when stopping.")
-@click.option("--hosts", type=click.Path(dir_okay=False), default=None,
+@click.option("--grace", type=FiniteFloat(min=0, max=SECONDS_MAX), default=D.grace, help="Seconds between SIGTERM and SIGKILL when stopping.")
+@click.option("--hosts", type=PathText(dir_okay=False), default=None,
               help="TOML file of devices to place clients on over SSH (see README).  [default: this machine]")
-@click.option("--ssh-config", type=click.Path(dir_okay=False), default=None,
+@click.option("--ssh-config", type=PathText(dir_okay=False), default=None,
               help="An ssh config file to use instead of ~/.ssh/config.")
-@click.option("--remote-data-dir", default=None,
+@click.option("--remote-data-dir", type=Text(), default=None,
               help="With --hosts: the partitions are already on each device in this folder (client_<i>.npz, e.g. "
                    "an earlier run's runs/RUN/data); do not copy them.  [default: copy the launcher's split]")
 @click.option("--tls", is_flag=True, help="Serve the SuperLink over TLS with a CA and certificate made for this "
@@ -139,7 +154,7 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
 @click.option("--install", is_flag=True, help="With --hosts: build this launcher's wheel and pip-install it "
               "(and the pinned dependencies the device lacks, carried from here: the device needs no internet) "
               "into each device's Python, then exit.")
-@click.option("--resume", "resume", default=None, metavar="RUN",
+@click.option("--resume", "resume", type=Text(), default=None, metavar="RUN",
               help="Go on with an ended training run (id or folder) from its newest checkpoint, with its own "
                    "options, in its own folder; its logs continue.")
 @click.option("--detach", is_flag=True, help="Return once all clients are up; a small supervisor process keeps the run going.")
@@ -148,15 +163,12 @@ def main(ctx: click.Context, **kwargs) -> None:
     """Start a Flower SuperLink and N client nodes on this machine, train, and stop them all."""
     check, install, resume = kwargs.pop("check"), kwargs.pop("install"), kwargs.pop("resume")
     if resume is not None:
-        given = [name for name in kwargs if name not in ("log_dir", "detach", "grace")
-                 and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-        if given:
-            raise UserError(f"--resume goes on with the run's own options; drop --{given[0].replace('_', '-')}")
+        _check_resume_alone(ctx, kwargs, check, install)
         try:
             folder = prepare_resume(kwargs["log_dir"], resume)
         except PlanError as err:
             raise UserError(str(err)) from None
-        options = folder.read()["options"]
+        options = {k: v for k, v in (folder.read().get("options") or {}).items() if k in OPTION_NAMES}
         opts = LaunchOptions(**{**options, "detach": kwargs["detach"], "log_dir": kwargs["log_dir"]})
         sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder))
     opts = LaunchOptions(**kwargs)
@@ -241,6 +253,61 @@ def _check(opts: LaunchOptions) -> int:
     return 0 if all(r["ok"] for r in rows) else 1
 
 
+def _check_resume_alone(ctx: click.Context, kwargs: dict, check: bool, install: bool) -> None:
+    """--resume takes the run's own options: only --log-dir and --detach may come with it."""
+    source = click.core.ParameterSource
+    if check or install:
+        raise UserError(f"--resume goes on with a run; drop {'--check' if check else '--install'}")
+    if ctx.meta.get("fl_launch.config"):
+        raise UserError("--resume goes on with the run's own options; drop --config")
+    given = [name for name in kwargs if name not in ("log_dir", "detach")
+             and ctx.get_parameter_source(name) == source.COMMANDLINE]
+    if given:
+        raise UserError(f"--resume goes on with the run's own options; drop --{given[0].replace('_', '-')}")
+
+
+OPTION_NAMES = {f.name for f in fields(LaunchOptions)}
+BUILT_IN_APP = ("dataset", "data_dir", "partition", "alpha", "samples_per_client", "num_classes", "model",
+                "strategy", "proximal_mu", "server_lr", "beta_1", "beta_2", "tau", "lr", "local_epochs",
+                "batch_size", "rounds", "fraction_fit", "clients_per_round", "min_clients", "seed", "run")
+FEDOPT = ("fedadam", "fedyogi", "fedadagrad")
+
+
+def _unused(opts: LaunchOptions) -> dict[str, str]:
+    """{option: why this run would ignore it}: each is refused when the user set it."""
+    if opts.app is not None:  # the user's app brings its own data, model, rounds and strategy
+        return {name: "--app runs your app as it is (its data, model, rounds and strategy are its own; "
+                      "--run-config sets its config)" for name in BUILT_IN_APP}
+    unused = {}
+    if opts.scheme() != "dirichlet":
+        unused["alpha"] = "is for --partition dirichlet"
+    if opts.dataset != "synthetic":
+        unused.update(samples_per_client="is for --dataset synthetic", num_classes="is for --dataset synthetic")
+    if opts.strategy != "fedprox":
+        unused["proximal_mu"] = "is for --strategy fedprox"
+    if opts.strategy not in FEDOPT:
+        unused.update(server_lr=f"is for --strategy {', '.join(FEDOPT)}", tau=f"is for --strategy {', '.join(FEDOPT)}")
+    if opts.strategy not in FEDOPT[:2]:
+        unused.update(beta_1="is for --strategy fedadam, fedyogi", beta_2="is for --strategy fedadam, fedyogi")
+    if opts.task == "train":
+        unused["run"] = "is for --task getModel or inference (to go on with a run: --resume RUN)"
+    if opts.hosts is None:
+        unused["ssh_config"] = "is for --hosts"
+    return unused
+
+
+def _given() -> set[str]:
+    """Options the user set: on the command line, or in a --config file to other than the default."""
+    ctx = click.get_current_context(silent=True)
+    given = set()
+    for name in OPTION_NAMES:
+        source = ctx.get_parameter_source(name) if ctx is not None else None
+        if source == click.core.ParameterSource.COMMANDLINE or (
+                source == click.core.ParameterSource.DEFAULT_MAP and ctx.params.get(name) != getattr(D, name)):
+            given.add(name)
+    return given
+
+
 def _validate(opts: LaunchOptions) -> None:
     if opts.kill_tag is not None and not RUN_ID_RE.match(opts.kill_tag):
         raise UserError(f"--kill-tag {opts.kill_tag!r} must be 1-64 letters, digits, '.', '_' or '-'")
@@ -271,8 +338,17 @@ def _validate(opts: LaunchOptions) -> None:
         raise UserError("--remote-data-dir needs --hosts")
     if opts.remote_data_dir is not None and any(c in opts.remote_data_dir for c in "\n\0"):
         raise UserError("--remote-data-dir must be a path on one line")
-    if opts.data_dir is not None and opts.dataset in ("digits", "synthetic"):
+    if opts.data_dir is not None and opts.dataset in ("digits", "synthetic") and opts.app is None:
         raise UserError(f"--data-dir is not used by --dataset {opts.dataset}")
+    unused = _unused(opts)
+    for name in sorted(_given() & set(unused)):
+        flag = "--" + name.replace("_", "-")
+        raise UserError(f"{flag} {unused[name]}" if unused[name].startswith("is for")
+                        else f"{flag} is not used: {unused[name]}")
+    try:
+        check_fits(estimate(opts), opts.log_dir)
+    except ResourceError as err:
+        raise UserError(str(err)) from None
 
 
 def _detach(folder: RunFolder, opts: LaunchOptions) -> int:

@@ -45,6 +45,37 @@ class RunFolderError(ValueError):
     """An unknown run, an unwritable log dir, a malformed run.json."""
 
 
+_NONE = type(None)
+_NUMBER = (int, float, _NONE)
+SHAPE = {  # the fields commands read, with the types they take; a run.json with others is not a run's
+    "run_id": (str,), "kill_tag": (str,), "status": (str,), "task": (str, _NONE), "reason": (str, _NONE),
+    "source_run": (str, _NONE), "options": (dict,), "settings": (dict,), "plan": (dict,), "processes": (list,),
+    "supervisor": (dict, _NONE), "attempts": (list,), "restarts": (list,), "finish": (list,),
+    "rounds_done": _NUMBER, "final_accuracy": _NUMBER, "final_test_samples": _NUMBER,
+}
+PROCESS_SHAPE = {"role": (str,), "pid": (int, _NONE), "created": _NUMBER, "host": (str, _NONE)}
+PLAN_SHAPE = {"nodes": (list,), "devices": (list,), "grace": _NUMBER, "startup_timeout": _NUMBER}
+
+
+def _misshapen(data: dict) -> str | None:
+    """What in a parsed run.json is not of the shape fl-launch writes (None: all of it is)."""
+    for fields, where in ((SHAPE, data), (PLAN_SHAPE, data.get("plan") or {})):
+        for key, types in fields.items():
+            if key in where and not isinstance(where[key], types):
+                return f"{key} is a {type(where[key]).__name__}"
+    supervisor = data.get("supervisor") or {}
+    for record in [*data.get("processes", []), *([supervisor] if supervisor else [])]:
+        if not isinstance(record, dict):
+            return "a process record is not an object"
+        for key, types in PROCESS_SHAPE.items():
+            if key in record and not isinstance(record[key], types):
+                return f"a process record's {key} is a {type(record[key]).__name__}"
+    for key in ("nodes", "devices"):
+        if not all(isinstance(item, dict) for item in (data.get("plan") or {}).get(key, [])):
+            return f"plan.{key} holds a non-object"
+    return None
+
+
 def now_iso() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
@@ -91,7 +122,10 @@ class RunFolder:
         raise RunFolderError(f"could not find a free run id in {log_dir}")
 
     def point_latest(self) -> None:
+        """Point ``latest`` here, unless a ``latest`` that is not a link (not ours) is in the way."""
         link = self.path.parent / LATEST
+        if link.exists() and not link.is_symlink():
+            return
         tmp = self.path.parent / f".{LATEST}.{os.getpid()}"
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(self.path.name)
@@ -103,6 +137,12 @@ class RunFolder:
         log_dir = Path(log_dir)
         if run is None:
             candidate = log_dir / LATEST
+            if not candidate.is_symlink():  # absent, or someone else's file: the newest run by its id
+                newest = sorted((p.parent for p in log_dir.glob(f"*/{RUN_JSON}") if RUN_ID_RE.match(p.parent.name)
+                                 and p.parent.name != LATEST and not p.parent.is_symlink()), key=lambda p: p.name)
+                if not newest:
+                    raise RunFolderError(f"no earlier run in {log_dir}")
+                return cls(newest[-1].resolve())
             if not candidate.exists():
                 raise RunFolderError(f"no earlier run in {log_dir}")
             candidate = candidate.resolve()
@@ -184,6 +224,8 @@ class RunFolder:
             raise RunFolderError(f"{self.run_json} cannot be read: {err.strerror}") from None
         if not isinstance(data, dict):
             raise RunFolderError(f"{self.run_json} is not a run's record (a JSON object)")
+        if (why := _misshapen(data)) is not None:
+            raise RunFolderError(f"{self.run_json} is not a run's record ({why})")
         return data
 
     def _write(self, data: dict) -> None:

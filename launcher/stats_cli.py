@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.live import Live
 from rich.table import Table
 
 from launcher.cli_errors import OneLineErrors, UserError
+from launcher.option_types import FiniteFloat, PathText, Text
 from launcher.flower_log import read_strategy_log
 from launcher.live_view import make_console
 from launcher.log_history import read_client_log
@@ -66,9 +68,32 @@ def _run_folder(run: str | None, log_dir: Path) -> Path:
 
 def _emit(text: str, out: str | None) -> None:
     if out:
-        Path(out).write_text(text)
+        try:
+            Path(out).write_text(text)
+        except OSError as err:
+            raise UserError(f"-o {out}: cannot write it ({err.strerror})") from None
     else:
         sys.stdout.write(text)
+
+
+def _check_writable(path: str, flag: str) -> None:
+    """A file fl-stats is told to write: into an existing, writable folder, and not a folder itself."""
+    target = Path(path).expanduser()
+    folder = target.parent
+    if target.is_dir():
+        raise UserError(f"{flag} {path} is a folder; name a file")
+    if not folder.is_dir():
+        raise UserError(f"{flag} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UserError(f"{flag} {path}: not writable")
+
+
+def _info(folder: Path) -> dict:
+    """The run's run.json, or {} where there is none or it is not a run's (the logs still tell the rounds)."""
+    try:
+        return RunFolder(folder).read()
+    except RunFolderError:
+        return {}
 
 
 def _fmt(value, digits=4) -> str:
@@ -96,23 +121,26 @@ def _clean(value):
 
 
 @click.command("fl-stats", cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.argument("target", required=False)
-@click.option("--run", "run", default=None, help="The run (id or folder).  [default: the newest]")
-@click.option("--log-dir", type=click.Path(file_okay=False), default="logs", help="Where the run folders are.")
+@click.argument("target", type=Text(), required=False)
+@click.option("--run", "run", type=Text(), default=None, help="The run (id or folder).  [default: the newest]")
+@click.option("--log-dir", type=PathText(file_okay=False), default="logs", help="Where the run folders are.")
 @click.option("--csv", "as_csv", is_flag=True, help="Write the per-round table as CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Write everything as JSON.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="File for --csv/--json.  [default: stdout]")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw AVG/TOP5/LOW5 per round into this PNG.")
+@click.option("-o", "--output", type=PathText(dir_okay=False), default=None, help="File for --csv/--json.  [default: stdout]")
+@click.option("--plot", type=PathText(dir_okay=False), default=None, help="Draw AVG/TOP5/LOW5 per round into this PNG.")
 @click.option("--watch", is_flag=True, help="Refresh while the run is live.")
-@click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, help="Seconds between --watch refreshes.")
+@click.option("--interval", type=FiniteFloat(min=0.2, max=3600.0), default=2.0, help="Seconds between --watch refreshes.")
 @click.option("--runs", "list_runs", is_flag=True, help="List the runs in the log dir.")
 @click.option("--pull", is_flag=True, help="First bring the run's client logs over again from its devices.")
-def main(target, run, log_dir, as_csv, as_json, output, plot, watch, interval, list_runs, pull) -> None:
+@click.pass_context
+def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, watch, interval, list_runs, pull) -> None:
     """Loss and accuracy per round out of client logs: one client, or AVG/TOP5/LOW5 across a run."""
     console = make_console()
     log_path = Path(log_dir)
-    if as_csv and as_json:
-        raise UserError("--csv and --json exclude each other")
+    _check_combination(ctx, target, run, as_csv, as_json, output, plot, watch, list_runs, pull)
+    for path, flag in ((output, "-o"), (plot, "--plot")):
+        if path is not None:
+            _check_writable(path, flag)
     if list_runs:
         _list_runs(log_path, console, as_json, output)
         return
@@ -130,6 +158,25 @@ def main(target, run, log_dir, as_csv, as_json, output, plot, watch, interval, l
         _client(path, console, as_csv, as_json, output)
     else:
         _run(path, console, as_csv, as_json, output, plot)
+
+
+def _check_combination(ctx, target, run, as_csv, as_json, output, plot, watch, list_runs, pull) -> None:
+    """Refuse what the chosen mode would ignore: one line each, before anything is read."""
+    if as_csv and as_json:
+        raise UserError("--csv and --json exclude each other")
+    if output is not None and not (as_csv or as_json):
+        raise UserError("-o is for --csv or --json (the table goes to the terminal)")
+    if list_runs:
+        for given, flag in ((target, "TARGET"), (run, "--run"), (as_csv, "--csv"), (plot, "--plot"),
+                            (watch, "--watch"), (pull, "--pull")):
+            if given:
+                raise UserError(f"--runs lists every run in the log dir; drop {flag}")
+    if watch:
+        for given, flag in ((as_csv, "--csv"), (as_json, "--json"), (plot, "--plot")):
+            if given:
+                raise UserError(f"--watch refreshes the table in the terminal; drop {flag}")
+    elif ctx.get_parameter_source("interval") == click.core.ParameterSource.COMMANDLINE:
+        raise UserError("--interval is for --watch")
 
 
 def _client(log: Path, console: Console, as_csv: bool, as_json: bool, output: str | None) -> None:
@@ -182,11 +229,14 @@ def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: st
     if plot:
         if table.empty:
             raise UserError(f"no evaluate acc lines in {folder}: nothing to plot")
-        plot_across(table, Path(plot), f"{folder.name}: {len(histories)} clients")
+        try:
+            plot_across(table, Path(plot), f"{folder.name}: {len(histories)} clients")
+        except (OSError, ValueError) as err:  # an unwritable file, or a format matplotlib does not know
+            raise UserError(f"--plot {plot}: {' '.join(str(err).split())}") from None
     if as_csv:
         _emit(table.to_csv(), output)
         return
-    info = RunFolder(folder).read() if (folder / "run.json").is_file() else {}
+    info = _info(folder)
     server_rows = read_strategy_log(folder / "server" / "serverapp.log") if (info.get("plan") or {}).get("user_app") \
         else []
     if as_json:
@@ -222,7 +272,10 @@ def _watch(kind: str, path: Path, console: Console, interval: float) -> None:
                     rounds, _ = client_tables([read_client_log(path)])
                     view = _table(f"{path} (watching)", rounds.drop(columns=["client"]).set_index("round").tail(20), "round")
                 live.update(view)
-                state = live_status(RunFolder(folder))["status"] if (folder / "run.json").is_file() else "unknown"
+                try:
+                    state = live_status(RunFolder(folder))["status"] if (folder / "run.json").is_file() else "?"
+                except RunFolderError:
+                    state = "unknown"
                 if state not in LIVE:
                     break
                 time.sleep(interval)
@@ -231,7 +284,12 @@ def _watch(kind: str, path: Path, console: Console, interval: float) -> None:
 
 
 def _pull(folder: Path, console: Console) -> None:
-    devices = devices_of(RunFolder(folder).read())
+    try:
+        devices = devices_of(RunFolder(folder).read())
+    except RunFolderError as err:
+        raise UserError(str(err)) from None
+    except (KeyError, TypeError):  # devices recorded in another shape than fl-launch writes
+        raise UserError(f"run {folder.name}: its run.json's devices are not fl-launch's") from None
     if not devices:
         raise UserError(f"run {folder.name} has no devices to pull from")
     for device, clients in devices:

@@ -21,6 +21,7 @@ import numpy as np
 # femnist is read by writer (simulator.femnist), npz is a user's own split (simulator.npz_split)
 DATASETS = ("digits", "cifar10", "synthetic", "femnist", "npz")
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+MAX_CLASSES = 1_000_000  # any data set: the built-in model's output layer is 84 x 10**6 weights at most
 
 
 class DataSetError(ValueError):

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.datasets import DataSetError, data_folder
+from simulator.datasets import MAX_CLASSES, DataSetError, data_folder
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NAME = re.compile(r"client_(\d+)\.npz")
 
 
@@ -84,13 +85,36 @@ def open_npz_split(data_dir: str | Path | None) -> NpzSplit:
                 raise DataSetError(f"{path}: images of shape {image}, where {files[0].name} has {shape}")
             if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
                 raise DataSetError(f"{path}: y_{split} must hold integer labels from 0")
+            if int(y.max()) >= MAX_CLASSES:
+                raise DataSetError(f"{path}: label {int(y.max())} in y_{split}; labels run 0..K-1 with K at most "
+                                   f"{MAX_CLASSES} classes")
+            _check_images(path, f"x_{split}", x)
             shape, top = image, max(top, int(y.max()))
         if "num_classes" in arrays:
-            declared = int(arrays["num_classes"])
+            declared = _declared_classes(path, arrays["num_classes"])
     num_classes = declared if declared is not None else top + 1
     if top >= num_classes:
         raise DataSetError(f"{root}: label {top} is outside num_classes {num_classes}")
     return NpzSplit(root, files, shape, max(num_classes, 2))
+
+
+def _check_images(path: Path, key: str, x: np.ndarray) -> None:
+    """Images are uint8, or real numbers that are all finite (a NaN would train a NaN model)."""
+    if x.dtype == np.uint8:
+        return
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)) or x.dtype == np.bool_:
+        raise DataSetError(f"{path}: {key} holds {x.dtype} values; images are uint8 or float")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise DataSetError(f"{path}: {key} holds {bad} NaN or infinite value(s)")
+    if np.abs(x).max(initial=0) > FLOAT32_MAX:
+        raise DataSetError(f"{path}: {key} holds values beyond float32's range")
+
+
+def _declared_classes(path: Path, value: np.ndarray) -> int:
+    if value.shape != () or not np.issubdtype(value.dtype, np.integer) or not 2 <= int(value) <= MAX_CLASSES:
+        raise DataSetError(f"{path}: num_classes must be one integer from 2 to {MAX_CLASSES}")
+    return int(value)
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:

@@ -151,19 +151,30 @@ def test_virtual_run_whose_supervisor_was_killed_leaves_nothing_after_fl_finish(
     assert seen.alive() == []  # at once: Ray's agents, which hide the tag, too
 
 
-def test_ctrl_c_during_start_up_stops_at_once(tmp_path):
-    proc = start("fl-launch", *SMALL, "--rounds", "5", "--log-dir", str(tmp_path))
-    seen = Seen()
+def _ctrl_c_when(proc: subprocess.Popen, ready, what: str, before=None) -> tuple[str, float]:
+    """SIGINT to ``proc`` once ``ready()`` holds (and ``before()`` ran): its output, and seconds until it exited."""
     try:
-        _wait(lambda: runs(tmp_path) and run_json(runs(tmp_path)[0]).get("status") == "starting", 60, "start-up")
-        seen.watch(proc.pid, 0.5)
+        _wait(ready, 120, what)
+        if before is not None:
+            before()
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
-        took = time.monotonic() - sent
+        return out, time.monotonic() - sent
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+
+
+def _starting(log_dir: Path):
+    return lambda: runs(log_dir) and run_json(runs(log_dir)[0]).get("status") == "starting"
+
+
+def test_ctrl_c_during_start_up_stops_at_once(tmp_path):
+    proc = start("fl-launch", *SMALL, "--rounds", "5", "--log-dir", str(tmp_path))
+    seen = Seen()
+    out, took = _ctrl_c_when(proc, _starting(tmp_path), "start-up", before=lambda: seen.watch(proc.pid, 0.5))
     assert proc.returncode == 130, out
     assert took < 6, f"Ctrl-C during start-up took {took:.1f} s"
     assert seen.alive() == []
@@ -173,13 +184,7 @@ def test_ctrl_c_during_start_up_stops_at_once(tmp_path):
 def test_ctrl_c_while_the_data_is_prepared_leaves_no_folder(tmp_path):
     proc = start("fl-launch", "--client-num", "20", "--dataset", "synthetic", "--samples-per-client", "4000",
                  "--log-dir", str(tmp_path / "logs"))
-    try:
-        _wait(lambda: runs(tmp_path / "logs"), 120, "the run folder")
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out, _ = _ctrl_c_when(proc, lambda: runs(tmp_path / "logs"), "the run folder")
     assert proc.returncode == 130, out
     assert "Traceback" not in out and "nothing was started" in out
     assert runs(tmp_path / "logs") == []
@@ -188,19 +193,12 @@ def test_ctrl_c_while_the_data_is_prepared_leaves_no_folder(tmp_path):
 def test_ctrl_c_while_a_detached_run_starts_stops_it(tmp_path):
     proc = start("fl-launch", *SMALL, "--rounds", "50", "--detach", "--log-dir", str(tmp_path))
     seen = Seen()
-    try:
-        _wait(lambda: runs(tmp_path) and run_json(runs(tmp_path)[0]).get("status") == "starting", 60, "start-up")
-        run_dir = runs(tmp_path)[0]
-        seen.watch(run_json(run_dir)["supervisor"]["pid"], 0.5, run_dir)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out, _ = _ctrl_c_when(proc, _starting(tmp_path), "start-up", before=lambda: seen.watch(
+        run_json(runs(tmp_path)[0])["supervisor"]["pid"], 0.5, runs(tmp_path)[0]))
     assert proc.returncode == 130, out
     assert "stopped" in out and "Traceback" not in out
     assert seen.alive() == []
-    assert run_json(run_dir)["status"] == "interrupted"
+    assert run_json(runs(tmp_path)[0])["status"] == "interrupted"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs")
