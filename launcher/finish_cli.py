@@ -31,7 +31,7 @@ from launcher.processes import StopResult, command_of, same_process, terminate_t
 from launcher.remote import RemoteDevice, devices_of
 from launcher.run_folder import RUN_ID_RE, RunFolder, RunFolderError, now_iso
 from launcher.run_group import RunGroup
-from launcher.run_status import LIVE, run_processes
+from launcher.run_status import LIVE, processes_of, recorded_alive, run_processes
 from launcher.tagged import tagged_processes
 
 
@@ -53,27 +53,16 @@ def runs_with_tag(log_dir: Path, tag: str) -> list[tuple[RunFolder, dict]]:
 
 def _supervisors(infos: list[dict]) -> list[psutil.Process]:
     """The runs' live supervisors, by the pid and start time they recorded (a foreground one carries no tag)."""
-    found = []
-    for info in infos:
-        record = info.get("supervisor") or {}
-        if (proc := same_process(record.get("pid"), record.get("created"))) is not None:
-            found.append(proc)
-    return found
+    return [proc for info in infos for record, proc in recorded_alive(info) if record["role"] == "supervisor"]
 
 
 def _targets(tag: str, infos: list[dict], group: RunGroup | None) -> list[psutil.Process]:
     """Every process the runs started: recorded ones and their descendants, the tag's cgroup, and what
     carries both the tag and a run id in its environment (as every process a run starts does)."""
     found: dict[int, psutil.Process] = {}
-    for info in infos:
-        for proc in run_processes(info):
-            found.setdefault(proc.pid, proc)
-    for pid in group.pids() if group else ():
-        try:
-            found.setdefault(pid, psutil.Process(pid))
-        except psutil.Error:
-            continue
-    for proc in tagged_processes(tag):
+    everything = [*(p for info in infos for p in run_processes(info)),
+                  *processes_of(group.pids() if group else ()), *tagged_processes(tag)]
+    for proc in everything:
         found.setdefault(proc.pid, proc)
     for pid in (os.getpid(), os.getppid()):
         found.pop(pid, None)
@@ -92,15 +81,19 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
     log_path = Path(log_dir)
     if kill_tag is not None and run is not None:
         raise UserError("give --kill-tag or --run, not both")
+    named = None  # the run --run names (or the newest): stopped as one of the tag's runs, wherever it lies
     if kill_tag is None:
         try:
             folder = RunFolder.resolve(log_path, run)
-            kill_tag = folder.read().get("kill_tag", "")
+            named = (folder, folder.read())
+            kill_tag = named[1].get("kill_tag", "")
         except RunFolderError as err:
             raise UserError(f"no --kill-tag given and {err}") from None
     if not kill_tag or not RUN_ID_RE.match(kill_tag):
         raise UserError(f"malformed kill tag {kill_tag!r}: 1-64 letters, digits, '.', '_' or '-'")
     runs = runs_with_tag(log_path, kill_tag) if log_path.is_dir() and not local_only else []
+    if named is not None and not local_only and all(f.path != named[0].path for f, _ in runs):
+        runs.append(named)
     infos = [info for _, info in runs]
     group = None if local_only else RunGroup.find(kill_tag)
     procs = _targets(kill_tag, infos, group)

@@ -61,9 +61,10 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
             continue
         try:  # the option's own type, so the file gets the command line's checks, named by file and line
             options[entry.name] = params[entry.name].type_cast_value(ctx, entry.value)
-        except click.BadParameter as err:
+        except (click.BadParameter, TypeError, ValueError) as err:  # TypeError: a TOML date where a number goes
             where = f"{value}:{entry.line}" if entry.line else value
-            raise UserError(f"--config {where}: {entry.key} = {entry.value!r}: {err.message}") from None
+            message = err.message if isinstance(err, click.BadParameter) else f"not a {params[entry.name].type.name}"
+            raise UserError(f"--config {where}: {entry.key} = {entry.value!r}: {message}") from None
     ctx.meta["fl_launch.config"] = value
     ctx.default_map = {**(ctx.default_map or {}), **options}
 

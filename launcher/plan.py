@@ -34,7 +34,7 @@ from simulator.femnist import open_femnist
 from simulator.npz_split import open_npz_split
 from simulator.flower_app import write_app_dir
 from simulator.loglines import LogWriter
-from simulator.run_settings import RunSettings, latest_checkpoint
+from simulator.run_settings import RunSettings, latest_checkpoint, resume_checkpoint
 
 TASKS = ("train", "getModel", "inference")
 MODES = ("auto", "process", "virtual")
@@ -175,7 +175,8 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
     except RunFolderError as err:
         raise PlanError(str(err)) from None
     made.append(folder)
-    folder.claim()
+    if not folder.claim():  # a folder this process just made: nobody else can hold it
+        raise PlanError(f"cannot lock the new run folder {folder.path}")
     tag = opts.kill_tag or folder.run_id
     settings = RunSettings(
         task=opts.task, rounds=opts.rounds, local_epochs=opts.local_epochs, batch_size=opts.batch_size,
@@ -288,7 +289,11 @@ def prepare_resume(log_dir: str, run: str) -> RunFolder:
     if info.get("task") != "train" or "settings" not in info:
         raise PlanError(f"--resume: run {folder.run_id} is not a training run")
     stop_it = f"fl-finish --run {folder.run_id} --log-dir {log_dir} stops it"
-    if not folder.claim():  # held until the resumed run ends: a second --resume is refused here
+    try:
+        claimed = folder.claim()  # held until the resumed run ends: a second --resume is refused here
+    except OSError as err:
+        raise PlanError(f"--resume: cannot lock run {folder.run_id} ({err.strerror}): is its folder writable?") from None
+    if not claimed:
         raise PlanError(f"--resume: run {folder.run_id} is still running ({stop_it})")
     try:
         _check_resumable(folder, stop_it)
@@ -300,18 +305,18 @@ def prepare_resume(log_dir: str, run: str) -> RunFolder:
 
 def _check_resumable(folder: RunFolder, stop_it: str) -> None:
     """Nothing of the run lives on (a killed supervisor's orphans), and no live run carries its tag."""
-    from launcher.run_status import recorded_alive  # noqa: PLC0415 (keeps plan's imports light)
+    from launcher.run_status import run_processes  # noqa: PLC0415 (keeps plan's imports light)
 
     info = folder.read()
-    if left := recorded_alive(info):
+    if left := run_processes(info):
         raise PlanError(f"--resume: run {folder.run_id} still has {len(left)} process(es) without a supervisor "
-                        f"(pid {left[0][1].pid}; {stop_it})")
+                        f"(pid {left[0].pid}; {stop_it})")
     check_tag_free(info["kill_tag"])
 
 
 def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
     settings = RunSettings.from_config(info["settings"])
-    found = latest_checkpoint(folder.path)
+    found = resume_checkpoint(folder.path)
     if found is None:
         raise PlanError(f"--resume: run {folder.run_id} has no checkpoint")
     done, path = found

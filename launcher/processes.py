@@ -62,7 +62,8 @@ def same_process(pid: int | None, created: float | None) -> psutil.Process | Non
         return None
     try:
         proc = psutil.Process(pid)
-        if abs(proc.create_time() - created) < 0.05 and proc.status() != psutil.STATUS_ZOMBIE:
+        # within a second: the kernel counts from boot, psutil adds a boot time that moves when the clock is set
+        if abs(proc.create_time() - created) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
             return proc
     except psutil.Error:
         pass

@@ -203,6 +203,9 @@ class RunFolder:
         except OSError:
             (self.path / RESERVE).unlink(missing_ok=True)
 
+    def drop_reserve(self) -> None:
+        (self.path / RESERVE).unlink(missing_ok=True)
+
     # run.json -----------------------------------------------------------
     @contextmanager
     def _locked(self):

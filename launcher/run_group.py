@@ -5,6 +5,7 @@
     >>> group.pids()                     # {1234, 1240, ...}: every live member, Ray's agents included
     >>> group.kill(); group.wait_empty(5); group.remove()
     >>> RunGroup.find("exp1")            # from another process: the group of the live run tagged exp1
+    >>> RunGroup.find("exp1", ident)     # ... only if it is still the group with that inode (RunGroup.ident)
 
 A cgroup is inherited across fork and kept through setsid, exec and rewrites of /proc/PID/environ (Ray's
 agents rewrite theirs, hiding FL_LAUNCH_TAG), and setting FL_LAUNCH_TAG by hand does not put a process in
@@ -63,11 +64,15 @@ class RunGroup:
         return f"RunGroup({str(self.path)!r})"
 
     @classmethod
-    def find(cls, tag: str) -> "RunGroup | None":
+    def find(cls, tag: str, ident: int | None = None) -> "RunGroup | None":
         root = cgroup2_root()
         if root is None or not (root / BASE / tag).is_dir():
             return None
-        return cls(root / BASE / tag)
+        group = cls(root / BASE / tag)
+        try:
+            return group if ident is None or group.ident == ident else None
+        except OSError:
+            return None
 
     @classmethod
     def claim(cls, tag: str) -> "RunGroup | None":
@@ -76,6 +81,9 @@ class RunGroup:
         if root is None:
             return None
         group = cls(root / BASE / tag)
+        for other in (root / BASE).glob("*") if (root / BASE).is_dir() else ():
+            if other.name != tag:
+                cls(other).remove()  # the empty groups of ended runs (a live one is not removed: EBUSY)
         try:
             group.path.mkdir(parents=True)
         except FileExistsError:
@@ -84,6 +92,11 @@ class RunGroup:
         except OSError:
             return None
         return group
+
+    @property
+    def ident(self) -> int:
+        """The group's inode: a group removed and made again under the same tag is another group."""
+        return self.path.stat().st_ino
 
     def join(self, pid: int | None = None) -> None:
         """Move a process (default: this one) into the group; its later children are born in it."""
@@ -112,12 +125,6 @@ class RunGroup:
             except OSError:
                 continue
         return found
-
-    def populated(self) -> bool:
-        try:
-            return "populated 1" in (self.path / "cgroup.events").read_text()
-        except OSError:
-            return False
 
     def kill(self) -> None:
         """SIGKILL every member at once (cgroup.kill), or one by one on kernels before 5.14."""

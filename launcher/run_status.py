@@ -42,28 +42,41 @@ def recorded_alive(info: dict) -> list[tuple[dict, psutil.Process]]:
     return found
 
 
+def processes_of(pids) -> list[psutil.Process]:
+    """The live processes among these pids."""
+    found = []
+    for pid in pids:
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.Error:
+            continue
+    return found
+
+
+def run_group(info: dict) -> RunGroup | None:
+    """The cgroup the run's supervisor made, while it exists (the same group: its inode recorded)."""
+    ident = info.get("cgroup")
+    return RunGroup.find(info["kill_tag"], ident) if isinstance(ident, int) and info.get("kill_tag") else None
+
+
 def run_processes(info: dict) -> list[psutil.Process]:
-    """Every live local process of the run: those recorded, their descendants, and their cgroup's members."""
+    """Every live local process of the run: those recorded, their descendants, and its cgroup's members."""
     found: dict[int, psutil.Process] = {}
-    alive = recorded_alive(info)
-    for _, proc in alive:
+    for _, proc in recorded_alive(info):
         try:
             for p in [proc, *proc.children(recursive=True)]:
                 found.setdefault(p.pid, p)
         except psutil.Error:
             continue
-    group = RunGroup.find(info.get("kill_tag", "")) if alive and info.get("kill_tag") else None
-    for pid in group.pids() if group else ():
-        try:
-            found.setdefault(pid, psutil.Process(pid))
-        except psutil.Error:
-            continue
+    group = run_group(info)
+    for proc in processes_of(group.pids() if group else ()):
+        found.setdefault(proc.pid, proc)
     return list(found.values())
 
 
 def _record_interrupted(folder: RunFolder) -> None:
     def fix(data: dict) -> None:
-        if data.get("status") in LIVE and not folder.supervised() and not recorded_alive(data):
+        if data.get("status") in LIVE and not folder.supervised() and not run_processes(data):
             data.update(status="interrupted", reason=NO_END, ended=now_iso())
     try:
         folder.edit(fix)
@@ -71,10 +84,11 @@ def _record_interrupted(folder: RunFolder) -> None:
         pass
 
 
-def _status(folder: RunFolder, recorded: str, anything_alive: bool) -> str:
+def _status(folder: RunFolder, info: dict) -> str:
+    recorded = info.get("status", "unknown")
     if recorded not in LIVE or folder.supervised():
         return recorded
-    if anything_alive:
+    if run_processes(info):
         return "orphaned"
     _record_interrupted(folder)
     return "interrupted"
@@ -83,10 +97,9 @@ def _status(folder: RunFolder, recorded: str, anything_alive: bool) -> str:
 def live_status(folder: RunFolder) -> dict:
     info = folder.read()
     tag = info.get("kill_tag", "")
-    alive_records = recorded_alive(info)
-    status = _status(folder, info.get("status", "unknown"), bool(alive_records))
+    status = _status(folder, info)
     clients = len((info.get("plan") or {}).get("nodes", []))
-    alive = {record["client"] for record, _ in alive_records
+    alive = {record["client"] for record, _ in recorded_alive(info)
              if record["role"] == "clientapp" and record.get("exit_code") is None}
     rounds_done = info.get("rounds_done")
     if rounds_done is None:  # still running: count the rounds the server aggregated (each once, over attempts)

@@ -32,8 +32,6 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import psutil
-
 from launcher.client_restart import CLIENT_ROLES, first_exit_per_client, restart_client
 from launcher.app_task_log import task_failures
 from launcher.flower_log import read_strategy_log, round_started
@@ -45,6 +43,7 @@ from launcher.processes import ProcessTable, create_time, describe_exit, termina
 from launcher.remote import RemoteDevice, RemoteError, devices_of
 from launcher.run_folder import RunFolder, now_iso
 from launcher.run_group import RunGroup, TagInUse
+from launcher.run_status import processes_of
 from simulator.flower_app import run_dir_config
 from simulator.loglines import Event, LogWriter
 from simulator.lost_nodes import add_lost, set_away
@@ -75,7 +74,8 @@ class Supervisor:
         self._starting = False  # a signal now raises StopRun instead of waiting for the watch loop
         self.group: RunGroup | None = None
         self.state = {"round": 0, "rounds": self.info["settings"]["rounds"], "acc": None,
-                      "clients": len(self.info["plan"]["nodes"]), "alive": 0, "phase": "starting"}
+                      "clients": len(self.info["plan"]["nodes"]), "alive": 0, "phase": "starting",
+                      "rounds_done": self.info["settings"].get("start-round", 1) - 1}
         self.events = []
         self.user_app = bool(self.info["plan"].get("user_app"))  # fl-launch --app: the user's Flower app
         self.devices = devices_of(self.info)
@@ -119,6 +119,7 @@ class Supervisor:
             status, reason = "failed", str(err)
         except OSError as err:
             if err.errno not in DISK_ERRORS:
+                status, reason = "failed", f"supervisor error: {type(err).__name__}: {err}"
                 raise
             status, reason = "failed", f"cannot write {err.filename or 'the run folder'}: {err.strerror}"
         except Exception as err:  # never leave processes behind on a bug of ours
@@ -137,13 +138,18 @@ class Supervisor:
         self.folder.keep_reserve()
         self.group = RunGroup.claim(self.info["kill_tag"])
         if self.group is not None:
-            self.group.join()
+            try:
+                self.group.join()
+            except OSError:  # a cgroup we may make but not enter: do without, as where there is none
+                self.group.remove()
+                self.group = None
         self.folder.update(supervisor={"pid": os.getpid(), "created": create_time(os.getpid()), "host": "localhost"},
-                           cgroup=str(self.group.path) if self.group else None)
+                           cgroup=self.group.ident if self.group else None)
 
     def _record_end(self, status: str, reason: str) -> None:
         try:
             self._finish(status, reason)
+            self.folder.drop_reserve()
         except OSError as err:  # the disk is full and the reserve spent: the lock's release still tells the truth
             self.view.message(f"cannot record the run's end in {self.folder.run_json}: {err.strerror}")
 
@@ -396,8 +402,8 @@ class Supervisor:
             self.state.update(round=v["round"], phase="training")
         elif kind == "server_round_end":
             self.state.update(acc=v["acc"])
-            if v["aggregated"]:  # a round not aggregated is not done (no checkpoint; resume starts at it)
-                self.state.update(rounds_done=v["round"])
+            if v["aggregated"] and v["round"] == self.state["rounds_done"] + 1:
+                self.state.update(rounds_done=v["round"])  # done without a gap (resume starts at a gap)
         elif kind == "served" and self.info["task"] != "train":
             self.folder.update(status="running")
         elif kind == "run_finished":
@@ -436,7 +442,7 @@ class Supervisor:
         self.table.stop_all(grace=grace)
         if self.group is not None:  # what left the tree (daemons re-parented away, environments rewritten)
             self.group.leave()
-            left = [p for p in map(_process, self.group.pids()) if p is not None]
+            left = processes_of(self.group.pids())
             terminate_then_kill(left, grace=min(grace, 5.0), on_wait=self.table.reap)
             self.group.kill()
             self.group.wait_empty(5)
@@ -449,15 +455,16 @@ class Supervisor:
             if event.kind == "server_final":
                 summary = {"final_accuracy": event.values["acc"], "final_test_samples": event.values["num_test"]}
         aggregated = {e.values["round"] for e in self.events if e.kind == "server_round_end" and e.values["aggregated"]}
-        # a round not aggregated is not done (the run's reason names it); the rounds before this
-        # attempt's start were (a resumed run starts after its newest checkpoint)
-        rounds_done = self.info["settings"].get("start-round", 1) - 1 + len(aggregated)
+        # the rounds done without a gap: those before this attempt's start were (resume starts at the
+        # first round not aggregated), then this attempt's up to its first round not aggregated
+        rounds_done = self.info["settings"].get("start-round", 1) - 1
+        while rounds_done + 1 in aggregated:
+            rounds_done += 1
         if self.user_app:  # the rounds whose replies Flower's strategy aggregated
             rounds_done = max((r["round"] for r in read_strategy_log(self.folder.server_dir / "serverapp.log")),
                               default=0)
             summary["client_failures"] = self._record_task_failures()
         self.update_processes(status=status, reason=reason, ended=now_iso(), rounds_done=rounds_done, **summary)
-
 
     def _record_task_failures(self) -> list[dict]:
         """--app: the rounds in which clients' ClientApps raised, into server.log (and the summary's events)."""
@@ -474,18 +481,14 @@ class Supervisor:
         return [{"round": f.round, "task": f.task, "failed": f.failed, "clients": f.clients} for f in failures]
 
 
-def _process(pid: int):
-    try:
-        return psutil.Process(pid)
-    except psutil.Error:
-        return None
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry of the detached supervisor: ``python -m launcher.supervisor RUN_DIR [LOCK_FD]``
     (LOCK_FD: the supervisor lock, inherited from the fl-launch that prepared the run)."""
     argv = sys.argv[1:] if argv is None else argv
-    folder = RunFolder(argv[0], lock_fd=int(argv[1]) if len(argv) > 1 else None)
+    lock_fd = int(argv[1]) if len(argv) > 1 else None
+    if lock_fd is not None:
+        os.set_inheritable(lock_fd, False)  # a child that kept it would keep the run "supervised"
+    folder = RunFolder(argv[0], lock_fd=lock_fd)
     sys.exit(Supervisor(folder).run())
 
 

@@ -86,6 +86,17 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
     return int(path.stem.split("_")[1]), path
 
 
+def resume_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
+    """(round, path) of the last checkpoint with every round before it checkpointed too, or None.
+
+    A round that was not aggregated has no checkpoint; rounds after it may have one, but the run
+    goes on from the gap (``--resume`` trains that round again, then the ones after it)."""
+    done = None
+    while checkpoint_path(run_dir, 0 if done is None else done + 1).exists():
+        done = 0 if done is None else done + 1
+    return None if done is None else (done, checkpoint_path(run_dir, done))
+
+
 def node_paths(node_config, run_dir: str | Path) -> tuple[int, Path, Path]:
     """(partition id, client folder, partition file) of this node; relative paths are under ``run_dir``."""
     pid = int(node_config["partition-id"])

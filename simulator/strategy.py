@@ -165,7 +165,7 @@ class RoundLogging:
     def checkpoint(self, server_round: int, arrays: ArrayRecord) -> None:
         """evaluate_fn hook: Flower calls it with the global model after every round.
 
-        Only a round that was aggregated has a checkpoint: resume (latest_checkpoint) starts after the newest."""
+        Only a round that was aggregated has a checkpoint: resume (resume_checkpoint) starts at the first gap."""
         if server_round == 0 and self.offset:
             return None  # a resumed run's starting model is the checkpoint it resumed from
         server_round += self.offset

@@ -83,18 +83,27 @@ def _interrupted_run(log_dir: Path, rounds: int) -> Path:
 
 def test_two_resumes_of_one_run_started_together_one_is_refused(tmp_path):
     run_dir = _interrupted_run(tmp_path, rounds=40)
-    first = start("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path))
-    time.sleep(0.3)
-    second = run("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path))
+    both = [start("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path))]
+    time.sleep(0.3)  # as a user would, a moment apart: either may reach the run first
+    both.append(start("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path)))
     try:
-        assert "still running" in _one_line_error(second)
+        _wait(lambda: any(p.poll() is not None for p in both), 120, "one of the two to be refused")
+        (refused,) = [p for p in both if p.poll() is not None]
+        out, _ = refused.communicate()
+        assert refused.returncode == 2 and "still running" in out and "Traceback" not in out, out
+        (taker,) = [p for p in both if p is not refused]
         wait_for_status(run_dir, {"running"}, timeout=120)
-        assert first.poll() is None
+        time.sleep(1)
+        assert taker.poll() is None
         assert len(run_json(run_dir)["attempts"]) == 1  # one resume took the run, not two
+        taker.send_signal(signal.SIGINT)
+        taker.communicate(timeout=60)
+        assert taker.returncode == 130
     finally:
-        first.send_signal(signal.SIGINT)
-        first.communicate(timeout=60)
-    assert first.returncode == 130
+        for proc in both:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_orphans_of_a_killed_supervisor_read_as_such_block_resume_and_fl_finish_stops_them(tmp_path):
@@ -121,11 +130,21 @@ def test_a_killed_supervisor_with_nothing_left_reads_interrupted_in_run_json_too
     started = run("fl-launch", *SMALL, "--rounds", "200", "--detach", "--log-dir", str(tmp_path))
     assert started.returncode == 0, started.stdout + started.stderr
     (run_dir,) = runs(tmp_path)
+    supervisor = run_json(run_dir)["supervisor"]["pid"]
     seen = Seen()
-    seen.watch(run_json(run_dir)["supervisor"]["pid"], 1.0, run_dir)
-    for entry in sorted(seen.procs, key=lambda key: key[0] != run_json(run_dir)["supervisor"]["pid"]):
+    seen.watch(supervisor, 1.0, run_dir)
+    frozen: set[tuple[int, float]] = set()
+    while len(frozen) < seen.snapshot(supervisor):  # stop the tree until nothing new appears in it
+        for key in set(seen.procs) - frozen:
+            frozen.add(key)
+            try:
+                os.kill(key[0], signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+    for pid, _ in frozen:  # then everything at once, as an OOM kill of the whole tree would
         try:
-            os.kill(entry[0], signal.SIGKILL)  # everything at once, as an OOM kill of the whole group would
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     _wait(lambda: seen.alive() == [], 10, "the killed processes to go")

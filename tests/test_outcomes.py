@@ -183,6 +183,14 @@ def test_a_round_a_hung_client_never_answered_is_skipped_and_the_run_fails(tmp_p
     assert f"after {timeout} s" in info["reason"], info["reason"]
     assert "round 1" in out and "timed out" in out  # the summary says it too
     names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))
-    assert names == ["round_0000.pt", "round_0002.pt"], names  # round 2 went on and counts; round 1 not
-    assert info["rounds_done"] == 1
+    assert names == ["round_0000.pt", "round_0002.pt"], names  # round 2 went on; round 1 has no checkpoint
+    assert info["rounds_done"] == 0  # no round done without a gap
     assert wait_until_nothing_tagged(run_dir.name) == []
+    initial = hashlib.sha256((run_dir / "checkpoints" / "round_0000.pt").read_bytes()).hexdigest()
+    resumed = run("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path), timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    info = run_json(run_dir)
+    assert info["status"] == "finished" and info["rounds_done"] == 2 and info["resumed_from_round"] == 1
+    assert hashlib.sha256((run_dir / "checkpoints" / "round_0000.pt").read_bytes()).hexdigest() == initial
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) == \
+        ["round_0000.pt", "round_0001.pt", "round_0002.pt"]
