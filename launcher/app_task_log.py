@@ -5,6 +5,9 @@
     # 2026-11-24 14:40:00.101 INFO: <FLClient> [round] iteration:2 start type:train
     # 2026-11-24 14:40:00.350 INFO: <FLClient> whatever the app printed
     # 2026-11-24 14:40:01.020 INFO: <FLClient> [round] iteration:2 end time:0.919s type:train metrics:train_loss:0.41
+    # a task that raised: "[round] iteration:2 train task failed: ValueError: ..." and its traceback
+    >>> task_failures(run_dir)        # after the run: per round and task, who raised
+    [TaskFailures(round=2, task='train', failed=[1], clients=3)]
 
 The round is the ``server-round`` that Flower's strategies put in the message's
 config (0 when there is none); the metrics are the scalars of the reply's
@@ -18,12 +21,16 @@ from __future__ import annotations
 import io
 import sys
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 from flwr.app import Message
 from flwr.clientapp import ClientApp
 
-from simulator.loglines import LogWriter, client_log_path
+from simulator.loglines import LogWriter, client_log_path, iter_events
+
+SHOWN_PATHS = 5  # client logs named in a failure line; the rest counted
 
 
 class LinesToLog(io.TextIOBase):
@@ -80,7 +87,10 @@ def log_app_tasks(client_dir: str | Path) -> LogWriter:
         try:
             reply = call(self, message=message, context=context)
         except BaseException as err:
-            log.text(f"[round] iteration:{number} {task} task failed: {type(err).__name__}: {err}", level="ERROR")
+            reason = " ".join(f"{type(err).__name__}: {err}".split())
+            log.write("app_task_failed", level="ERROR", round=number, task=task, reason=reason)
+            for line in traceback.format_exc().rstrip().splitlines():
+                log.text(line, level="ERROR")
             raise
         log.write("app_task_end", round=number, task=task, seconds=time.perf_counter() - start,
                   metrics=reply_metrics(reply))
@@ -88,3 +98,37 @@ def log_app_tasks(client_dir: str | Path) -> LogWriter:
 
     ClientApp.__call__ = logged_call
     return log
+
+
+@dataclass(frozen=True)
+class TaskFailures:
+    """The clients whose ClientApp raised in one round's task, out of those that ran it."""
+
+    round: int
+    task: str
+    failed: list[int]
+    clients: int
+
+    def where(self) -> str:
+        """Where the tracebacks are: ``client_1/client.log, client_4/client.log`` (the first few)."""
+        shown = [f"client_{c}/client.log" for c in self.failed[:SHOWN_PATHS]]
+        more = len(self.failed) - len(shown)
+        return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def task_failures(run_dir: str | Path) -> list[TaskFailures]:
+    """Every round and task in which some client's ClientApp raised, read from the clients' logs."""
+    started: dict[tuple[int, str], set[int]] = {}
+    failed: dict[tuple[int, str], set[int]] = {}
+    for log in Path(run_dir).glob("client_*/client.log"):
+        try:
+            client = int(log.parent.name.split("_", 1)[1])
+            text = log.read_text(errors="replace")
+        except (ValueError, OSError):
+            continue
+        for kind, values in iter_events(text):
+            if kind in ("app_task_start", "app_task_failed"):
+                key = (values["round"], values["task"])
+                (started if kind == "app_task_start" else failed).setdefault(key, set()).add(client)
+    return [TaskFailures(rnd, task, sorted(who), len(started.get((rnd, task), who)))
+            for (rnd, task), who in sorted(failed.items())]

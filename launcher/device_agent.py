@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from launcher.client_restart import first_exit_per_client, restart_client
+from launcher.extra_node_config import read_extra
 from launcher.node_commands import flower_env, start_node, write_node_config
 from launcher.ports import free_ports
 from launcher.processes import RUN_ENV, TAG_ENV, ProcessTable
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
             log.write("resume", level="WARNING", round=args.resume_round)
             log.close()
         write_node_config(run_dir, client, args.num_clients,
-                          data_dir=Path(args.data_dir).resolve() if args.data_dir else None)
+                          data_dir=Path(args.data_dir).resolve() if args.data_dir else None,
+                          extra=read_extra(run_dir / f"client_{client}"))
         start(client, port)
     restarts: list[dict] = []
     counts: dict[int, int] = {}

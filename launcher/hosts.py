@@ -15,6 +15,7 @@
     host = "pi-01.local"            # an address or an alias from the ssh config
     slots = 2
     env = { OMP_NUM_THREADS = "1" }
+    node-config = { dataset-path = "/data/part_{i}" }   # into its clients' node configs (wins over --node-config)
 
 Every error names the file and the line: an unknown key, a missing or duplicate
 host, a value of the wrong type or shape.
@@ -27,7 +28,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KEYS = {"host", "user", "port", "identity", "python", "workdir", "slots", "env"}
+from launcher.extra_node_config import NodeConfigError, check_node_config
+
+KEYS = {"host", "user", "port", "identity", "python", "workdir", "slots", "env", "node-config"}
 DEFAULT_KEYS = KEYS - {"host", "slots"}
 SAFE_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}$")
 SAFE_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
@@ -48,6 +51,7 @@ class Device:
     python: str = "python3"
     workdir: str = "fl-launch"  # relative: under the remote user's home
     env: dict = field(default_factory=dict)
+    node_config: dict = field(default_factory=dict)  # added to its clients' node configs ({i}, {n} as the option)
 
     @property
     def name(self) -> str:
@@ -103,6 +107,13 @@ def _check_value(key: str, value, where) -> None:
         for name, text in value.items():
             if not SAFE_ENV_NAME.match(name) or not isinstance(text, str) or "\0" in text or "\n" in text:
                 bad(f"entry {name!r} must be NAME = \"one-line string\"")
+    elif key == "node-config":
+        if not isinstance(value, dict):
+            bad("must be a table of key = value (as --node-config takes them)")
+        try:
+            check_node_config(value, "node-config")
+        except NodeConfigError as err:
+            raise HostsError(f"{where(key)}: {err}") from None
 
 
 def load_hosts(path: str | Path) -> list[Device]:
@@ -144,7 +155,9 @@ def load_hosts(path: str | Path) -> list[Device]:
             raise HostsError(f"{where('host')}: duplicate host {merged['host']!r} (first at line {seen[merged['host']]})")
         seen[merged["host"]] = _line_of(text, index, "host")
         env = {**defaults.get("env", {}), **entry.get("env", {})}
-        devices.append(Device(**{**merged, "env": env}))
+        node_config = {**defaults.get("node-config", {}), **entry.get("node-config", {})}
+        merged.pop("node-config", None)
+        devices.append(Device(**{**merged, "env": env, "node_config": node_config}))
     return devices
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from launcher.app_requirements import RequirementsError, declared_requirements
 from launcher.cli_errors import OneLineErrors, UserError
 from launcher.config_file import ConfigError, read_config
 from launcher.option_types import FiniteFloat, MAX_CLASSES, PathText, SECONDS_MAX, SEED_MAX, Text, WholeNumber
@@ -33,6 +34,7 @@ from launcher.processes import RUN_ENV, TAG_ENV
 from launcher.remote import RemoteDevice
 from launcher.run_folder import RUN_ID_RE, RunFolder
 from launcher.supervisor import Supervisor
+from launcher.user_app import AppError, read_app
 from partitions import SCHEMES
 from simulator.datasets import DATASETS
 from simulator.run_settings import STRATEGY_NAMES
@@ -105,6 +107,10 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
                    "built-in one; each client gets partition-id and num-partitions in its node config.")
 @click.option("--run-config", type=Text(), default=None, metavar="'KEY=VALUE ...'",
               help="--app: overrides of the app's [tool.flwr.app.config], as flwr run --run-config takes them.")
+@click.option("--node-config", type=Text(), default=None, metavar="'KEY=VALUE ...'",
+              help="Added to every client's node config beside partition-id and num-partitions, as "
+                   "flower-supernode --node-config takes it; in a string {i} is the client number, {n} the client "
+                   "count. A device's node-config in --hosts wins.")
 @click.option("--model", type=Text(), default=D.model, metavar="MODULE:CLASS",
               help="A torch.nn.Module class to train instead of LeNet5, built with channels/in_channels and "
                    "num_classes where its constructor takes them; imported from here or the installed packages.  "
@@ -230,7 +236,11 @@ def _install(opts: LaunchOptions) -> int:
 
 def _check(opts: LaunchOptions) -> int:
     devices = _devices(opts, "--check")
-    rows = check_devices(devices, opts.ssh_config)
+    try:  # with --app: its declared dependencies, in the same SSH call as the rest
+        requirements = declared_requirements(read_app(opts.app).path) if opts.app else None
+    except (AppError, RequirementsError) as err:
+        raise UserError(str(err)) from None
+    rows = check_devices(devices, opts.ssh_config, requirements)
     table = Table(title=f"devices in {opts.hosts}")
     for column in ("host", "ok", "python", "fl-launch", "flwr", "torch", "free MiB", "CPUs", "disk MiB",
                    "clock s", "problems"):

@@ -106,6 +106,9 @@ def print_summary(folder: Path, info: dict, events, console: Console | None = No
         console.print(table)
     for v in (e.values for e in events if e.kind == "round_not_aggregated"):
         console.print(f"round {v['round']} not aggregated: {v['reason']}")
+    for v in (e.values for e in events if e.kind == "app_clients_failed"):
+        console.print(f"round {v['round']} {v['task']}: {v['failures']} of {v['clients']} clients raised; "
+                      f"tracebacks in {v['path']}")
     if info.get("final_accuracy") is not None:
         console.print(f"final model accuracy: {_fmt_acc(info['final_accuracy'])} "
                       f"over the union of {info.get('final_test_samples')} client test samples")

@@ -20,6 +20,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+from launcher.extra_node_config import toml_lines, toml_value
 from launcher.processes import Managed, ProcessTable
 from simulator.run_settings import node_paths
 
@@ -68,12 +69,13 @@ def _toml_str(path: Path) -> str:
     return f"'{text}'"
 
 
-def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Path | None = None) -> Path:
+def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Path | None = None,
+                      extra: dict | None = None) -> Path:
     """client_<i>/node_config.toml; its paths are relative to the run folder, so the folder can move.
 
     The partition is ``data/client_<i>.npz``, or ``<data_dir>/client_<i>.npz`` (a device's data folder
     outside its run folder, kept absolute). start_node gives them to the node absolute, from where the run
-    folder is when it starts.
+    folder is when it starts. ``extra``: the user's own keys (launcher.extra_node_config), as they are.
     """
     client_dir = run_dir / f"client_{client}"
     client_dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +84,7 @@ def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Pa
     path.write_text(
         f"partition-id = {client}\nnum-partitions = {num_clients}\n"
         f"client-dir = {_toml_str(Path(client_dir.name))}\ndata-file = {_toml_str(data_file)}\n"
+        + toml_lines(extra or {})
     )
     return path
 
@@ -91,8 +94,8 @@ def node_config_arg(run_dir: Path, client: int) -> str:
     with open(run_dir / f"client_{client}" / "node_config.toml", "rb") as fh:
         config = tomllib.load(fh)
     _, client_dir, data_file = node_paths(config, run_dir.resolve())
-    config.update({"client-dir": str(client_dir), "data-file": str(data_file)})
-    return " ".join(f"{key}={_toml_str(value) if isinstance(value, str) else value}" for key, value in config.items())
+    paths = {"client-dir": _toml_str(client_dir), "data-file": _toml_str(data_file)}
+    return " ".join(f"{key}={paths[key] if key in paths else toml_value(value)}" for key, value in config.items())
 
 
 def load_node_config(arg: str) -> dict:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from launcher.extra_node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
 from launcher.hosts import Device, HostsError, load_hosts, place_clients
 from launcher.node_commands import write_node_config
 from launcher.run_folder import RunFolder, RunFolderError, now_iso
@@ -94,6 +96,7 @@ class LaunchOptions:
     tau: float = _APP.tau
     app: str | None = None  # a user's Flower app folder instead of the built-in one
     run_config: str | None = None  # --app: its run config overrides, "key=value ..."
+    node_config: str | None = None  # added to every client's node config, "key=value ..." ({i}, {n})
 
     def startup_deadline(self) -> float:
         """Seconds for every client to import torch and connect (2 cores share the work)."""
@@ -139,6 +142,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
     by_client = dataset = parts = user_app = None  # by_client: a data set that comes split by client
     channels, num_classes = RunSettings.channels, RunSettings.num_classes
     try:
+        extra = parse_node_config_option(opts.node_config) if opts.node_config else {}
         if opts.app:  # the user's app brings its own data and model
             user_app = read_app(opts.app, opts.run_config)
         elif opts.dataset == "femnist":  # by writer: listed now, read when the folder exists
@@ -161,10 +165,11 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
             shape = tuple(dataset.x.shape[1:])
         if opts.model or opts.dataset == "npz":  # a user's model, or images of the user's size
             _check_model(opts.model, shape, num_classes)
-    except (DataSetError, PartitionError, AppError) as err:
+    except (DataSetError, PartitionError, AppError, NodeConfigError) as err:
         raise PlanError(str(err)) from None
 
     placement = _placement(opts)
+    warnings = _check_app_requirements(user_app, placement, opts.ssh_config) if user_app else []
     try:
         folder = RunFolder.create(opts.log_dir)
     except RunFolderError as err:
@@ -206,9 +211,12 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
             folder.client_dir(client).mkdir()
             node_config = None
         elif device is None:
-            node_config = str(write_node_config(folder.path, client, opts.client_num).relative_to(folder.path))
-        else:  # the device's agent writes it there, with the device's paths
-            folder.client_dir(client).mkdir()
+            node_config = str(write_node_config(folder.path, client, opts.client_num,
+                                                extra=for_client(extra, client, opts.client_num))
+                              .relative_to(folder.path))
+        else:  # the device's agent writes it there, with the device's paths (and these values, staged)
+            write_extra(folder.client_dir(client), for_client({**extra, **device.node_config}, client,
+                                                              opts.client_num))
             node_config = None
             devices.setdefault(device.host, {**asdict(device), "clients": []})["clients"].append(client)
         nodes.append({"client": client, "host": device.host if device else "localhost",
@@ -227,11 +235,39 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
               "devices": list(devices.values()), "ssh_config": opts.ssh_config, "tls": tls,
               "remote_data_dir": opts.remote_data_dir, "max_restarts": opts.max_restarts,
               "virtual": {"workers": opts.worker_count()} if virtual else None,
-              "user_app": user_app is not None, "run_config": opts.run_config},
-        processes=[],
+              "user_app": user_app is not None, "run_config": opts.run_config, "node_config": extra},
+        processes=[], **({"warnings": warnings} if warnings else {}),
     )
     folder.point_latest()
     return folder
+
+
+def _check_app_requirements(app, placement: list[Device] | None, ssh_config: str | None) -> list[str]:
+    """The app's declared dependencies, here and on each device: a missing one refuses the run
+    (PlanError), a version outside its specifier is a warning line (printed, and returned for run.json)."""
+    from launcher.app_requirements import (RequirementsError, check_requirements,  # noqa: PLC0415
+                                           declared_requirements, installed_versions)
+    from launcher.preflight import check_devices  # noqa: PLC0415
+    from launcher.python_facts import marker_environment  # noqa: PLC0415
+
+    try:
+        requirements = declared_requirements(app.path)
+    except RequirementsError as err:
+        raise PlanError(str(err)) from None
+    if not requirements:
+        return []
+    here = check_requirements(requirements, installed_versions(), marker_environment())
+    if here.missing:
+        raise PlanError(here.missing_line(sys.executable))
+    warnings = here.warning_lines(sys.executable)
+    devices = list({d.host: d for d in placement or []}.values())
+    for row in check_devices(devices, ssh_config, requirements) if devices else []:
+        if row.get("app_missing"):
+            raise PlanError(row["app_missing"])
+        warnings += row.get("app_warnings", [])
+    for line in warnings:
+        print(line, file=sys.stderr, flush=True)
+    return warnings
 
 
 def _check_model(spec: str, shape: tuple[int, ...], num_classes: int) -> None:

@@ -8,7 +8,8 @@ One SSH call per device runs a short Python snippet with the device's
 interpreter and reports: Python, fl-launch, Flower and torch versions (each must
 match this machine's), free memory, CPUs, free disk in the work dir, and the
 clock offset (the device's time, read as its answer is printed, against this
-machine's when the answer arrives).
+machine's when the answer arrives); with ``--app``, the app's declared dependencies
+against the device's installed distributions (launcher.app_requirements).
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from launcher import python_facts
+from launcher.app_requirements import check_requirements
 from launcher.hosts import Device
 from launcher.remote import RemoteDevice
 from launcher.ssh import Ssh, last_line, remote_path
 
-PROBE = r"""
+PROBE_TAIL = r"""
 import json, os, platform, shutil, sys, time
 from importlib.metadata import version, PackageNotFoundError
 def v(name):
@@ -41,8 +48,11 @@ with open("/proc/meminfo") as fh:
         mem[k] = int(rest.split()[0]) // 1024
 print(json.dumps({"python": platform.python_version(), "fl-launch": v("fl-launch"), "flwr": v("flwr"),
                   "torch": v("torch"), "mem_free_mib": mem.get("MemAvailable"), "cpus": os.cpu_count(),
-                  "disk_free_mib": shutil.disk_usage(wd).free // 2**20, "time": time.time()}))
+                  "disk_free_mib": shutil.disk_usage(wd).free // 2**20, "time": time.time(),
+                  "installed": {k: d["version"] for k, d in installed().items()}, "markers": marker_environment()}))
 """
+# launcher.python_facts's functions (standard library only) come first: the installed distributions, markers
+PROBE = Path(python_facts.__file__).read_text().split('\nif __name__ == "__main__":')[0] + PROBE_TAIL
 MIN_MEM_MIB = 400  # one client process with torch peaks near 400 MiB
 MIN_DISK_MIB = 200
 MAX_CLOCK_OFFSET = 5.0
@@ -59,7 +69,9 @@ def local_versions() -> dict:
             "flwr": v("flwr"), "torch": v("torch")}
 
 
-def check_device(device: Device, ssh_config: str | None) -> dict:
+def check_device(device: Device, ssh_config: str | None, requirements: list[Requirement] | None = None) -> dict:
+    """``requirements``: an app's declared dependencies (launcher.app_requirements), checked against the
+    device's installed distributions: ``app_missing`` (one line, a problem) and ``app_warnings``."""
     ssh = Ssh(device, ssh_config)
     python = RemoteDevice(device, ssh_config, "check", "check").python_word()
     workdir = device.workdir
@@ -92,10 +104,19 @@ def check_device(device: Device, ssh_config: str | None) -> dict:
         row["problems"].append(f"{facts.get('disk_free_mib')} MiB free in {workdir}")
     if abs(row["clock_offset_s"]) > MAX_CLOCK_OFFSET:
         row["problems"].append(f"clock off by {row['clock_offset_s']:.1f} s")
+    if requirements:
+        found = check_requirements(requirements, facts.get("installed") or {}, facts.get("markers") or {})
+        row["app_warnings"] = found.warning_lines(device.python, where=f"{device.host}: ")
+        if found.missing:
+            row["app_missing"] = found.missing_line(device.python, where=f"{device.host}: ")
+            row["problems"].append(row["app_missing"])
+    row.pop("installed", None)
+    row.pop("markers", None)
     row["ok"] = not row["problems"]
     return row
 
 
-def check_devices(devices: list[Device], ssh_config: str | None) -> list[dict]:
+def check_devices(devices: list[Device], ssh_config: str | None,
+                  requirements: list[Requirement] | None = None) -> list[dict]:
     with ThreadPoolExecutor(max_workers=min(16, len(devices))) as pool:
-        return list(pool.map(lambda d: check_device(d, ssh_config), devices))
+        return list(pool.map(lambda d: check_device(d, ssh_config, requirements), devices))

@@ -20,6 +20,7 @@ import shlex
 import tarfile
 from pathlib import Path
 
+from launcher.extra_node_config import EXTRA_FILE
 from launcher.hosts import Device
 from launcher.processes import RUN_ENV, TAG_ENV
 from launcher.ssh import Ssh, last_line, remote_path
@@ -72,7 +73,7 @@ class RemoteDevice:
 
     def stage(self, local_run: Path, clients: list[int], ca: Path | None = None,
               remote_data_dir: str | None = None) -> None:
-        """Copy the clients' partitions (and the run's CA, with TLS) to the device's run folder.
+        """Copy the clients' partitions and extra node configs (and the run's CA, with TLS) to the device.
 
         With ``remote_data_dir`` the partitions are already on the device: only check they are there.
         """
@@ -88,6 +89,10 @@ class RemoteDevice:
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             if ca is not None:
                 tar.add(ca, arcname="tls/ca.pem")
+            for client in clients:  # the user's node config values (--node-config, hosts.toml)
+                extra = local_run / f"client_{client}" / EXTRA_FILE
+                if extra.exists():
+                    tar.add(extra, arcname=f"client_{client}/{EXTRA_FILE}")
             for client in clients if remote_data_dir is None else []:
                 part = local_run / "data" / f"client_{client}.npz"
                 if not part.exists():  # a link to a MindSpore writer folder: its .bin files go along

@@ -32,9 +32,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-
 from launcher.client_restart import CLIENT_ROLES, first_exit_per_client, restart_client
+from launcher.app_task_log import task_failures
 from launcher.flower_log import read_strategy_log, round_started
+from launcher.flower_outcome import describe_failure, flower_run
 from launcher.log_follow import LogFollower
 from launcher.node_commands import flower_env, flwr_bin, start_node, supernode_id
 from launcher.ports import free_ports, wait_for_port
@@ -44,6 +45,7 @@ from launcher.run_folder import RunFolder, now_iso
 from launcher.run_group import RunGroup, TagInUse
 from launcher.run_status import processes_of
 from simulator.flower_app import run_dir_config
+from simulator.loglines import Event, LogWriter
 from simulator.lost_nodes import add_lost, set_away
 
 POLL_SECONDS = 0.25
@@ -359,9 +361,7 @@ class Supervisor:
             if not self.table.alive("flwr-run"):
                 for event in follower.events():
                     outcome = self._apply(event) or outcome
-                if outcome is None:
-                    return "failed", f"the Flower run ended without a result (see {self.folder.server_dir})"
-                return outcome
+                return self._builtin_outcome(outcome)
             if not self.table.alive("superlink"):
                 return "failed", "the SuperLink exited"
             waited = time.monotonic() - last_progress
@@ -372,12 +372,26 @@ class Supervisor:
                 return "failed", f"no progress for {waited:.0f} s (round timeout {round_timeout:.0f} s)"
             time.sleep(POLL_SECONDS)
 
-    def _app_outcome(self) -> tuple[str, str]:
-        """A user's app: its ServerApp's exit decides (``flwr run --stream`` exits as the run ends)."""
+    def _flower_says(self) -> tuple[str, str]:
+        """The run's end as its SuperLink records it (``flwr run --stream`` exits 0 whatever happened)."""
         [run] = [p for p in self.table.procs if p.role == "flwr-run"]
-        if run.exit_code == 0:
+        flower = flower_run(self._node_start[0])
+        if flower is not None and flower.succeeded:
             return "finished", ""
-        return "failed", f"the app's run ended with exit code {run.exit_code} (see {run.log})"
+        return "failed", describe_failure(flower, Path(run.log), run.exit_code)
+
+    def _app_outcome(self) -> tuple[str, str]:
+        """A user's app: finished only when Flower records its run as completed."""
+        return self._flower_says()
+
+    def _builtin_outcome(self, outcome: tuple[str, str] | None) -> tuple[str, str]:
+        """The built-in app: its own ``[run]`` line, and Flower's record of the run besides."""
+        if outcome is not None and outcome[0] == "failed":
+            return outcome  # the ServerApp's own reason (a round not aggregated, ...) says more
+        flower = self._flower_says()
+        if flower[0] == "failed" or outcome is not None:
+            return flower
+        return "failed", f"the Flower run ended without a result (see {self.folder.server_dir})"
 
     def _apply(self, event) -> tuple[str, str] | None:
         self.view.event(event)
@@ -449,7 +463,22 @@ class Supervisor:
         if self.user_app:  # the rounds whose replies Flower's strategy aggregated
             rounds_done = max((r["round"] for r in read_strategy_log(self.folder.server_dir / "serverapp.log")),
                               default=0)
+            summary["client_failures"] = self._record_task_failures()
         self.update_processes(status=status, reason=reason, ended=now_iso(), rounds_done=rounds_done, **summary)
+
+    def _record_task_failures(self) -> list[dict]:
+        """--app: the rounds in which clients' ClientApps raised, into server.log (and the summary's events)."""
+        failures = task_failures(self.folder.path)
+        if not failures:
+            return []
+        log = LogWriter(self.folder.server_dir / "server.log", "FLServer")
+        for f in failures:
+            values = {"round": f.round, "task": f.task, "failures": len(f.failed), "clients": f.clients,
+                      "path": f.where()}
+            log.write("app_clients_failed", level="WARNING", **values)
+            self.events.append(Event("FLServer", "app_clients_failed", values))
+        log.close()
+        return [{"round": f.round, "task": f.task, "failed": f.failed, "clients": f.clients} for f in failures]
 
 
 def main(argv: list[str] | None = None) -> None:

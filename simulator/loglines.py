@@ -38,6 +38,7 @@ TEMPLATES: dict[str, str] = {
     # written by the launcher into a client's log
     "app_task_start": "[round] iteration:{round} start type:{task}",  # around a --app ClientApp's tasks
     "app_task_end": "[round] iteration:{round} end time:{seconds}s type:{task} metrics:{metrics}",
+    "app_task_failed": "[round] iteration:{round} {task} task failed: {reason}",  # its traceback follows
     "client_restart": "[launcher] {role} exited, restart {restart} of {max_restarts}: {cause}",
     "client_lost": "[launcher] {role} exited, no restart left: {cause}",
     "resume": "[launcher] resumed from round {round}: later lines replace what an aborted attempt wrote",
@@ -51,6 +52,8 @@ TEMPLATES: dict[str, str] = {
     "checkpoint": "[checkpoint] iteration:{round} saved {path}",
     "server_final": "[final] final model accuracy: {acc} test_samples:{num_test} clients:{replies}",
     "served": "[{task}] served the round {round} global model to {replies} of {clients} clients",
+    "app_clients_failed": "[round] iteration:{round} type:{task} {failures} of {clients} clients raised; "
+    "tracebacks in {path}",  # --app: written by the launcher from the clients' logs
     "run_finished": "[run] finished",
     "run_failed": "[run] failed: {reason}",
 }
