@@ -9,6 +9,16 @@
 AVG is the mean over the clients that reported an ``evaluate acc`` that round,
 TOP5 the mean of the five best, LOW5 of the five worst (MindSpore's tutorial
 plots these three). Reading many logs uses a process per core.
+
+A user's app (``--app``) reports its own metrics: each becomes a column of
+``rounds`` named ``TASK.NAME`` (``evaluate.eval_acc``), and ``across_clients``
+takes any of them in place of ``acc``:
+
+    >>> metric_names(rounds)
+    ['train.train_loss', 'train.num-examples', 'evaluate.eval_loss', 'evaluate.eval_acc', ...]
+    >>> across_clients(rounds, "evaluate.eval_loss")
+    >>> per_client(rounds, metric_names(rounds)).columns[0]
+    'client_0/train.train_loss'
 """
 
 from __future__ import annotations
@@ -42,23 +52,43 @@ def read_logs(paths: list[Path]) -> list[ClientHistory]:
 
 
 def client_tables(histories: list[ClientHistory]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    round_rows, epoch_rows = [], []
+    """One row per client and round (the app's metrics as ``TASK.NAME`` columns), one per client and epoch."""
+    round_rows, epoch_rows, names = [], [], {}
     for h in histories:
         client = client_number(Path(h.path))
-        round_rows += [{"client": client, **r} for r in h.rounds]
+        for r in h.rounds:
+            metrics = r.get("metrics") or {}
+            names.update(dict.fromkeys(metrics))
+            round_rows.append({"client": client, **{k: v for k, v in r.items() if k != "metrics"}, **metrics})
         epoch_rows += [{"client": client, **e} for e in h.epochs]
-    rounds = pd.DataFrame(round_rows, columns=ROUND_COLUMNS)
+    rounds = pd.DataFrame(round_rows, columns=ROUND_COLUMNS + [n for n in names if n not in ROUND_COLUMNS])
     epochs = pd.DataFrame(epoch_rows, columns=["client", "round", "epoch", "loss"])
     return rounds, epochs
 
 
-def across_clients(rounds: pd.DataFrame, k: int = 5) -> pd.DataFrame:
-    """Per round over the clients that reported an accuracy: count, AVG, TOPk, LOWk, min, max, loss."""
-    rated = rounds.dropna(subset=["acc"])
+def metric_names(rounds: pd.DataFrame) -> list[str]:
+    """The app's metrics in ``rounds`` (``TASK.NAME``), in the order the logs first show them."""
+    return [c for c in rounds.columns if c not in ROUND_COLUMNS]
+
+
+def per_client(rounds: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """One row per round, a ``client_<i>/METRIC`` column per client and metric (NaN where it did not report)."""
+    if rounds.empty or not names:
+        return pd.DataFrame(index=pd.Index([], name="round"))
+    known = rounds.dropna(subset=["client"]).astype({n: float for n in names})
+    wide = known.groupby(["round", "client"])[names].last().unstack("client")
+    wide = wide.reindex(columns=[(n, c) for c in sorted(known["client"].unique()) for n in names])
+    wide.columns = [f"client_{int(c)}/{n}" for n, c in wide.columns]
+    return wide
+
+
+def across_clients(rounds: pd.DataFrame, metric: str = "acc", k: int = 5) -> pd.DataFrame:
+    """Per round over the clients that reported ``metric``: count, AVG, TOPk, LOWk, min, max, loss."""
+    rated = rounds.dropna(subset=[metric]).astype({metric: float})
     if rated.empty:
         return pd.DataFrame(columns=ACROSS_COLUMNS, index=pd.Index([], name="round"))
-    ordered = rated.sort_values(["round", "acc"], ascending=[True, False])
-    by_round = ordered.groupby("round")["acc"]
+    ordered = rated.sort_values(["round", metric], ascending=[True, False])
+    by_round = ordered.groupby("round")[metric]
     table = pd.DataFrame({
         "clients": by_round.size(),
         "AVG": by_round.mean(),
@@ -72,8 +102,9 @@ def across_clients(rounds: pd.DataFrame, k: int = 5) -> pd.DataFrame:
     return table
 
 
-def plot_across(table: pd.DataFrame, out: Path, title: str) -> None:
-    """AVG/TOP5/LOW5 test accuracy per round, as MindSpore's tutorial draws it; no display needed."""
+def plot_across(table: pd.DataFrame, out: Path, title: str, metric: str = "acc") -> None:
+    """AVG/TOP5/LOW5 of ``metric`` per round (test accuracy, as MindSpore's tutorial draws it); no display
+    needed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,8 +116,11 @@ def plot_across(table: pd.DataFrame, out: Path, title: str) -> None:
         ax.plot(table.index, table[column], style, marker="o" if len(table) <= 30 else None, label=column)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("federated round")
-    ax.set_ylabel("test accuracy of the received global model")
-    ax.set_ylim(0, 1)
+    if metric == "acc":
+        ax.set_ylabel("test accuracy of the received global model")
+        ax.set_ylim(0, 1)
+    else:
+        ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title)

@@ -4,6 +4,8 @@
     $ fl-stats logs/r1/client_3/client.log --csv -o c3.csv
     $ fl-stats                          # the newest run: AVG / TOP5 / LOW5 per round
     $ fl-stats --run r1 --plot acc.png  # the figure of MindSpore's tutorial
+    $ fl-stats --metric eval_loss       # an --app run: AVG/TOP5/LOW5 of another of its reply metrics
+    $ fl-stats --csv                    # per round: AVG/TOP5/LOW5 and every client's every metric
     $ fl-stats path/to/mindspore/run    # any folder of client_*/client.log, MindSpore's too
     $ fl-stats --runs                   # every run in the log dir and its state
     $ fl-stats --pull --run r1          # bring r1's client logs over again from its devices
@@ -31,7 +33,7 @@ from launcher.log_history import read_client_log
 from launcher.remote import devices_of
 from launcher.run_folder import RunFolder, RunFolderError
 from launcher.run_status import LIVE, live_status
-from launcher.stats import across_clients, client_tables, plot_across, read_logs
+from launcher.stats import across_clients, client_tables, metric_names, per_client, plot_across, read_logs
 
 
 def _client_logs(folder: Path) -> list[Path]:
@@ -47,7 +49,7 @@ def resolve(target: str | None, run: str | None, log_dir: Path) -> tuple[str, Pa
             return "client", path
         if path.is_dir() and (path / "client.log").is_file():
             return "client", path / "client.log"
-        if path.is_dir() and _client_logs(path):
+        if path.is_dir() and (_client_logs(path) or (path / "run.json").is_file()):
             return "run", path
         if "/" not in target and target.startswith("client_"):
             folder = _run_folder(run, log_dir)
@@ -128,16 +130,21 @@ def _clean(value):
 @click.option("--json", "as_json", is_flag=True, help="Write everything as JSON.")
 @click.option("-o", "--output", type=PathText(dir_okay=False), default=None, help="File for --csv/--json.  [default: stdout]")
 @click.option("--plot", type=PathText(dir_okay=False), default=None, help="Draw AVG/TOP5/LOW5 per round into this PNG.")
+@click.option("--metric", type=Text(), default=None,
+              help="The metric of the AVG/TOP5/LOW5 table and --plot: an app's reply metric, as NAME or TASK.NAME.  "
+                   "[default: the first whose name holds acc]")
 @click.option("--watch", is_flag=True, help="Refresh while the run is live.")
 @click.option("--interval", type=FiniteFloat(min=0.2, max=3600.0), default=2.0, help="Seconds between --watch refreshes.")
 @click.option("--runs", "list_runs", is_flag=True, help="List the runs in the log dir.")
 @click.option("--pull", is_flag=True, help="First bring the run's client logs over again from its devices.")
 @click.pass_context
-def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, watch, interval, list_runs, pull) -> None:
+def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch, interval, list_runs, pull) -> None:
     """Loss and accuracy per round out of client logs: one client, or AVG/TOP5/LOW5 across a run."""
     console = make_console()
     log_path = Path(log_dir)
     _check_combination(ctx, target, run, as_csv, as_json, output, plot, watch, list_runs, pull)
+    if metric is not None and list_runs:
+        raise UserError("--runs lists every run in the log dir; drop --metric")
     for path, flag in ((output, "-o"), (plot, "--plot")):
         if path is not None:
             _check_writable(path, flag)
@@ -151,13 +158,15 @@ def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, watch, interv
     kind, path = resolve(target, run, log_path)
     if plot and kind != "run":
         raise UserError("--plot draws across a run's clients; name a run, not a client")
+    if metric is not None and kind != "run":
+        raise UserError("--metric picks what AVG/TOP5/LOW5 show across a run's clients; name a run, not a client")
     if watch:
-        _watch(kind, path, console, interval)
+        _watch(kind, path, console, interval, metric)
         return
     if kind == "client":
         _client(path, console, as_csv, as_json, output)
     else:
-        _run(path, console, as_csv, as_json, output, plot)
+        _run(path, console, as_csv, as_json, output, plot, metric)
 
 
 def _check_combination(ctx, target, run, as_csv, as_json, output, plot, watch, list_runs, pull) -> None:
@@ -215,26 +224,69 @@ def _report_skipped(console: Console, histories) -> None:
         console.print(f"skipped {skipped} unreadable line(s) in {len(bad)} file(s), e.g. {bad[0]}")
 
 
-def _run_tables(folder: Path):
+def pick_metric(rounds: pd.DataFrame, name: str | None) -> str:
+    """The column of ``rounds`` that ``--metric NAME`` names (``acc`` without one); a user error if none or
+    several (a NAME that both the train and the evaluate replies carry)."""
+    if name is None:
+        return "acc"
+    names = metric_names(rounds)
+    if name in names:
+        return name
+    found = [n for n in names if n.partition(".")[2] == name]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UserError(f"--metric {name} is in several replies; name one of {', '.join(found)}")
+    known = ", ".join(dict.fromkeys(n.partition(".")[2] for n in names)) or "none (not an --app run)"
+    raise UserError(f"--metric {name}: no such metric in the client logs; they hold {known}")
+
+
+def _run_tables(folder: Path, metric: str | None = None):
     logs = _client_logs(folder)
     histories = read_logs(logs)
     rounds, _ = client_tables(histories)
-    return histories, across_clients(rounds)
+    column = pick_metric(rounds, metric) if histories else "acc"
+    return histories, rounds, column, across_clients(rounds, column)
 
 
-def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: str | None, plot: str | None) -> None:
-    histories, table = _run_tables(folder)
+def _no_client_logs(folder: Path, console: Console, as_csv: bool, as_json: bool, output: str | None,
+                    plot: str | None) -> None:
+    """A run that left no client log (it failed at start): its status and reason, from run.json."""
+    try:
+        state = live_status(RunFolder(folder))
+    except RunFolderError as err:
+        raise UserError(f"{folder} holds no client_*/client.log ({err})") from None
+    status, reason = state["status"], state.get("reason")
+    said = f"run {folder.name}: {status}" + (f": {reason}" if reason else "") + "; no client logged a round"
+    if plot:
+        raise UserError(f"{said}: nothing to plot")
+    if as_csv:
+        _emit(across_clients(client_tables([])[0]).to_csv(), output)
+    elif as_json:
+        _emit(json.dumps({"run": folder.name, "status": status, "reason": reason, "clients": 0,
+                          "skipped_lines": 0, "metric": None, "metrics": [], "rounds": [], "per_client": []},
+                         indent=2) + "\n", output)
+    else:
+        console.print(said, markup=False, highlight=False)
+
+
+def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: str | None, plot: str | None,
+         metric: str | None = None) -> None:
+    histories, rounds, column, table = _run_tables(folder, metric)
     if not histories:
-        raise UserError(f"{folder} holds no client_*/client.log")
+        _no_client_logs(folder, console, as_csv, as_json, output, plot)
+        return
+    names = metric_names(rounds)
     if plot:
         if table.empty:
-            raise UserError(f"no evaluate acc lines in {folder}: nothing to plot")
+            raise UserError(f"no {'evaluate acc' if column == 'acc' else column} values in {folder}: nothing to plot")
         try:
-            plot_across(table, Path(plot), f"{folder.name}: {len(histories)} clients")
+            plot_across(table, Path(plot), f"{folder.name}: {len(histories)} clients"
+                        + ("" if column == "acc" else f", {column}"), column)
         except (OSError, ValueError) as err:  # an unwritable file, or a format matplotlib does not know
             raise UserError(f"--plot {plot}: {' '.join(str(err).split())}") from None
     if as_csv:
-        _emit(table.to_csv(), output)
+        _emit(table.join(per_client(rounds, names), how="outer").to_csv(), output)
         return
     info = _info(folder)
     server_rows = read_strategy_log(folder / "server" / "serverapp.log") if (info.get("plan") or {}).get("user_app") \
@@ -242,12 +294,19 @@ def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: st
     if as_json:
         _emit(json.dumps({
             "run": folder.name, "clients": len(histories), "skipped_lines": sum(h.skipped for h in histories),
-            "final_accuracy": info.get("final_accuracy"),
+            "final_accuracy": info.get("final_accuracy"), "metric": column, "metrics": names,
             "rounds": [{k: _clean(v) for k, v in row.items()} for row in table.reset_index().to_dict("records")],
+            "per_client": [{"client": int(row["client"]), "round": int(row["round"]),
+                            "metrics": {n: row[n] for n in names if row[n] == row[n] and row[n] is not None}}
+                           for row in rounds.dropna(subset=["client"]).to_dict("records")] if names else [],
             "server_metrics": server_rows,
         }, indent=2) + "\n", output)
         return
-    console.print(_table(f"{folder.name}: {len(histories)} client logs, accuracy of the received model", table, "round"))
+    what = "accuracy of the received model" if column == "acc" else column
+    console.print(_table(f"{folder.name}: {len(histories)} client logs, {what}", table, "round"))
+    if names:
+        console.print(_table("every client's reply metrics, mean over the clients",
+                             rounds.astype({n: float for n in names}).groupby("round")[names].mean(), "round"))
     if server_rows:
         wide = pd.DataFrame([{"round": r["round"], **{f"{r['phase']}.{k}": v for k, v in r["metrics"].items()}}
                              for r in server_rows]).groupby("round").first()
@@ -260,13 +319,13 @@ def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: st
     _report_skipped(console, histories)
 
 
-def _watch(kind: str, path: Path, console: Console, interval: float) -> None:
+def _watch(kind: str, path: Path, console: Console, interval: float, metric: str | None = None) -> None:
     folder = path if kind == "run" else path.parent.parent
     with Live(console=console, refresh_per_second=2) as live:
         try:
             while True:
                 if kind == "run":
-                    histories, table = _run_tables(folder)
+                    histories, _, _, table = _run_tables(folder, metric)
                     view = _table(f"{folder.name}: {len(histories)} clients (watching)", table.tail(20), "round")
                 else:
                     rounds, _ = client_tables([read_client_log(path)])
