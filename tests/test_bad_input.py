@@ -117,6 +117,7 @@ OTHER = {  # the other two commands: (command, args, expected)
     "fl-stats: malformed run id": ("fl-stats", ["--run", "..;rm"], "malformed run id"),
     "fl-stats: csv and json": ("fl-stats", ["--csv", "--json"], "exclude each other"),
     "fl-stats: plot of one client": ("fl-stats", ["client_0", "--plot", "x.png"], "--plot draws across"),
+    "fl-stats: metric of one client": ("fl-stats", ["client_0", "--metric", "eval_acc"], "--metric picks"),
     "fl-stats: pull without devices": ("fl-stats", ["--pull"], "has no devices"),
     "fl-finish: empty tag": ("fl-finish", ["--kill-tag", ""], "malformed kill tag"),
     "fl-finish: tag with shell": ("fl-finish", ["--kill-tag", "a;reboot"], "malformed kill tag"),

@@ -341,6 +341,7 @@ STATS = {
     "--csv": FLAG, "--json": FLAG, "-o": (_pick("out.csv"), _paths("empty", "missing/t.csv")),
     "--plot": (_pick("acc.png"), _paths("empty", "missing/acc.png", "acc.unknown-format")), "--watch": FLAG,
     "--interval": _num(_pick("0.2", "5")), "--runs": FLAG, "--pull": FLAG,
+    "--metric": (_pick("eval_acc"), WEIRD_TEXT),
 }
 FINISH = {
     "--kill-tag": (_pick(EARLIER, "catalogue-nobody"), WEIRD_TEXT), "--run": (_pick(EARLIER), WEIRD_TEXT),
