@@ -73,6 +73,25 @@ def reply_metrics(reply: Message) -> dict[str, float]:
     return found
 
 
+def logged_task(log: LogWriter, call, message: Message, context) -> Message:
+    """``call(message=..., context=...)`` (a ClientApp's) between the round's start and end lines in ``log``;
+    one that raises: the failure line and its traceback, and it raises on."""
+    number, task = server_round(message), message.metadata.message_type
+    log.write("app_task_start", round=number, task=task)
+    start = time.perf_counter()
+    try:
+        reply = call(message=message, context=context)
+    except BaseException as err:
+        reason = " ".join(f"{type(err).__name__}: {err}".split())
+        log.write("app_task_failed", level="ERROR", round=number, task=task, reason=reason)
+        for line in traceback.format_exc().rstrip().splitlines():
+            log.text(line, level="ERROR")
+        raise
+    log.write("app_task_end", round=number, task=task, seconds=time.perf_counter() - start,
+              metrics=reply_metrics(reply))
+    return reply
+
+
 def log_app_tasks(client_dir: str | Path) -> LogWriter:
     """Route this process's prints into the client log and wrap every ClientApp call in round lines."""
     log = LogWriter(client_log_path(client_dir), "FLClient")
@@ -81,20 +100,7 @@ def log_app_tasks(client_dir: str | Path) -> LogWriter:
     call = ClientApp.__call__
 
     def logged_call(self, message: Message, context):
-        number, task = server_round(message), message.metadata.message_type
-        log.write("app_task_start", round=number, task=task)
-        start = time.perf_counter()
-        try:
-            reply = call(self, message=message, context=context)
-        except BaseException as err:
-            reason = " ".join(f"{type(err).__name__}: {err}".split())
-            log.write("app_task_failed", level="ERROR", round=number, task=task, reason=reason)
-            for line in traceback.format_exc().rstrip().splitlines():
-                log.text(line, level="ERROR")
-            raise
-        log.write("app_task_end", round=number, task=task, seconds=time.perf_counter() - start,
-                  metrics=reply_metrics(reply))
-        return reply
+        return logged_task(log, lambda **kw: call(self, **kw), message, context)
 
     ClientApp.__call__ = logged_call
     return log

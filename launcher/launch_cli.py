@@ -329,8 +329,6 @@ def _validate(opts: LaunchOptions) -> None:
         raise UserError("--mode virtual runs its clients on this machine: drop --hosts, or use --mode process")
     if opts.run_config is not None and opts.app is None:
         raise UserError("--run-config is for --app (the built-in app takes its options directly)")
-    if opts.app is not None and opts.mode == "virtual":
-        raise UserError("--app runs one process per client (--mode process); virtual clients run the built-in app")
     if opts.app is not None and opts.task != "train":
         raise UserError(f"--task {opts.task} serves the built-in app's model; --app runs the app as it is")
     if opts.workers is not None and not opts.is_virtual():

@@ -116,7 +116,7 @@ class LaunchOptions:
     def is_virtual(self) -> bool:
         if self.mode != "auto":
             return self.mode == "virtual"
-        return self.hosts is None and self.client_num > PROCESS_MODE_UP_TO and not self.app
+        return self.hosts is None and self.client_num > PROCESS_MODE_UP_TO
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -204,11 +204,20 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
     # the built-in app's folder is in the run folder (relative); a --app folder is the user's, kept as given
     app_dir = user_app.path if user_app else write_app_dir(folder.path / "app", settings).relative_to(folder.path)
     virtual = opts.is_virtual()
+    if user_app and virtual:  # the simulation runtime runs a copy whose ClientApp logs as in process mode
+        from launcher.virtual_clientapp import prepare_virtual_app  # noqa: PLC0415 (it imports flwr)
+
+        try:
+            app_dir = prepare_virtual_app(user_app, folder.path).relative_to(folder.path)
+        except (AppError, OSError) as err:
+            raise PlanError(str(err)) from None
     nodes, devices = [], {}
     for client in range(opts.client_num):
         device = placement[client] if placement else None
         if virtual:  # Flower's simulation runtime gives each virtual node its partition-id
             folder.client_dir(client).mkdir()
+            if user_app and extra:  # the wrapping ClientApp adds them (launcher.virtual_clientapp)
+                write_extra(folder.client_dir(client), for_client(extra, client, opts.client_num))
             node_config = None
         elif device is None:
             node_config = str(write_node_config(folder.path, client, opts.client_num,

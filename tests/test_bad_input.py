@@ -90,7 +90,6 @@ def _cases(tmp_path):
         "run config key the app lacks": (["--app", str(APP), "--run-config", "epochs=3"], "declares no 'epochs'"),
         "run config that is not key=value": (["--app", str(APP), "--run-config", "lr"], "key=value"),
         "run config without an app": (["--run-config", "lr=1"], "--run-config is for --app"),
-        "app on virtual clients": (["--app", str(APP), "--mode", "virtual"], "--app runs one process"),
     }
 
 
@@ -107,7 +106,6 @@ NAMES = [
     "npz split with a gap", "npz file without a test split", "config with an unknown option",
     "json config that is not a run", "app folder without pyproject", "app without a ClientApp",
     "run config key the app lacks", "run config that is not key=value", "run config without an app",
-    "app on virtual clients",
 ]
 
 
