@@ -8,6 +8,7 @@ import re
 import pytest
 
 from tests.helpers import run, run_json, runs, wait_until_nothing_tagged
+from tests.test_app_outcomes import make_app
 from tests.test_app_stats import PYPROJECT, SERVER
 
 CLIENTS, ROUNDS = 200, 2
@@ -66,3 +67,21 @@ def test_an_app_on_200_virtual_clients_logs_every_client(tmp_path, mode):
             assert re.search(rf"\[round\] iteration:{r} end time:[\d.]+s type:evaluate "
                              rf"metrics:score_acc:{i / 1000:g} num-examples:1\n", text), (i, r, text)
         assert len(re.findall(r"\[round\] iteration:\d+ start", text)) == 2 * ROUNDS  # no other client's lines
+
+
+def test_a_virtual_client_that_raises_is_counted_with_its_traceback(tmp_path):
+    app = make_app(tmp_path, "client_raises", client_train=(
+        "    if int(context.node_config['partition-id']) == 1 and int(msg.content['config']['server-round']) == 2:\n"
+        "        raise RuntimeError('virtual client 1 breaks in round 2')\n"))
+    tag = "test-app-virtual-raises"
+    result = run("fl-launch", "--app", str(app), "--client-num", "3", "--mode", "virtual", "--run-config",
+                 "num-server-rounds=2 min-nodes=2", "--log-dir", str(tmp_path / "logs"), "--kill-tag", tag,
+                 timeout=300)
+    assert wait_until_nothing_tagged(tag) == []
+    [run_dir] = runs(tmp_path / "logs")
+    info = run_json(run_dir)
+    assert result.returncode == 0 and info["status"] == "finished", result.stdout + result.stderr
+    broken = (run_dir / "client_1" / "client.log").read_text()
+    assert "Traceback (most recent call last):" in broken and "RuntimeError: virtual client 1 breaks" in broken
+    assert info["client_failures"] == [{"round": 2, "task": "train", "failed": [1], "clients": 3}]
+    assert "round 2 train: 1 of 3 clients raised; tracebacks in client_1/client.log" in result.stdout
