@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from benchmarks.memory import PeakMemory, tagged
 from tests.helpers import run, run_json, runs, wait_until_nothing_tagged
 from tests.test_app_outcomes import make_app
 from tests.test_app_stats import PYPROJECT, SERVER
@@ -36,15 +37,20 @@ def evaluate(msg: Message, context: Context) -> Message:
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["virtual", "auto"])  # auto: virtual above 100 clients, an app's too
-def test_an_app_on_200_virtual_clients_logs_every_client(tmp_path, mode):
-    app = tmp_path / "twometrics"
+def write_app(root):
+    app = root / "twometrics"
     (app / "twometrics").mkdir(parents=True)
     (app / "pyproject.toml").write_text(PYPROJECT)
     (app / "twometrics" / "__init__.py").write_text("")
     (app / "twometrics" / "client_app.py").write_text(CLIENT)
     (app / "twometrics" / "server_app.py").write_text(SERVER)
+    return app
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["virtual", "auto"])  # auto: virtual above 100 clients, an app's too
+def test_an_app_on_200_virtual_clients_logs_every_client(tmp_path, mode):
+    app = write_app(tmp_path)
     tag = f"test-app-virtual-{mode}"
     result = run("fl-launch", "--app", str(app), "--client-num", str(CLIENTS), "--mode", mode,
                  "--run-config", f"num-server-rounds={ROUNDS} min-nodes={CLIENTS}",
@@ -85,3 +91,19 @@ def test_a_virtual_client_that_raises_is_counted_with_its_traceback(tmp_path):
     assert "Traceback (most recent call last):" in broken and "RuntimeError: virtual client 1 breaks" in broken
     assert info["client_failures"] == [{"round": 2, "task": "train", "failed": [1], "clients": 3}]
     assert "round 2 train: 1 of 3 clients raised; tracebacks in client_1/client.log" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_memory_of_an_app_on_virtual_clients_stays_flat_in_the_clients(tmp_path):
+    app = write_app(tmp_path)
+    peaks = {}
+    for clients in (20, 200):
+        tag = f"test-app-virtual-memory-{clients}"
+        with PeakMemory(tagged(tag), interval=0.25) as peak:
+            result = run("fl-launch", "--app", str(app), "--client-num", str(clients), "--mode", "virtual",
+                         "--run-config", f"num-server-rounds=2 min-nodes={clients}", "--node-config", 'tag="x"',
+                         "--log-dir", str(tmp_path / f"logs-{clients}"), "--kill-tag", tag, timeout=600)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert peak.processes >= 4  # the SuperLink, the ServerApp, Ray and its workers were all seen
+        peaks[clients] = peak.mib
+    assert peaks[200] < peaks[20] * 1.15, peaks  # measured: 853 and 857 MiB
