@@ -21,7 +21,7 @@ import sys
 import tarfile
 import zipfile
 from email.parser import Parser
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from launcher import python_facts
@@ -86,13 +86,23 @@ def fetch(needs: list[Need], facts: DeviceFacts, constraints: Path, dest: Path) 
     return sorted(dest.glob("*.whl"))
 
 
+def _own(distribution: str) -> str | None:
+    """This Python's version of a distribution, or None."""
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
 def install_on(device: RemoteDevice, wheel: Path, constraints: Path, scratch: Path) -> tuple[bool, str]:
     """Install ``wheel`` and what the device lacks of its requirements; (done, one line for the table)."""
     try:
+        if _own("pip") is None:  # it fetches the wheels with this Python's pip
+            raise InstallError(f"{sys.executable} has no pip to fetch wheels with: {sys.executable} -m ensurepip")
         facts = probe(device)
         needs = missing(wheel_requirements(wheel), read_constraints(constraints), facts)
-        if not facts.pip:
-            needs.append(Need(f"pip=={version('pip')}", with_dependencies=False))
+        if not facts.pip:  # the device gets this Python's pip as a wheel
+            needs.append(Need(f"pip=={_own('pip')}", with_dependencies=False))
         carried = fetch(needs, facts, constraints, scratch / "wheels")
     except InstallError as err:
         return False, str(err)
@@ -110,7 +120,7 @@ def install_on(device: RemoteDevice, wheel: Path, constraints: Path, scratch: Pa
     workdir = remote_path(device.device.workdir)
     command = (f"mkdir -p {workdir} && cd {workdir} && rm -rf wheels && tar -xf - && "
                f"{pip} --force-reinstall --no-deps {whl} && {pip} {whl} && "
-               f"{python} -c 'from importlib.metadata import version; print(\"fl-launch\", version(\"fl-launch\"))'")
+               f"{python} -c 'from importlib.metadata import PackageNotFoundError, version; print(\"fl-launch\", version(\"fl-launch\"))'")
     with open(bundle, "rb") as stream:
         result = device.ssh.run(command, stdin=stream, timeout=INSTALL_TIMEOUT)
     if result.returncode != 0:

@@ -228,8 +228,9 @@ def test_named_traceback_is_one_line_from_the_console_script(sandbox, name):
 
 def test_config_whole_float_is_taken_as_the_integer(sandbox):
     work, logs, inputs = sandbox
-    info = _plan_ok(call("fl-launch", *_fill(["--config", f"{inputs}/whole.toml"], inputs, logs)), 3)
-    assert info["options"]["rounds"] == 2 and sorted(os.listdir(Path(info["run_dir"]) / "data")) == \
+    outcome = call("fl-launch", *_fill(["--config", f"{inputs}/whole.toml"], inputs, logs))
+    info = _plan_ok(outcome, 3)
+    assert info["options"]["rounds"] == 2 and sorted(os.listdir(outcome.folders[0] / "data")) == \
         [f"client_{c}.npz" for c in range(3)]
 
 
@@ -266,9 +267,10 @@ def test_foreign_files_in_the_log_dir_break_no_command(sandbox):
     assert "has no checkpoint" in call("fl-launch", "--resume", EARLIER, "--log-dir", str(logs)).one_line()
     assert "not a run's record" in call("fl-launch", "--resume", "20260102-000000-bbbb",
                                         "--log-dir", str(logs)).one_line()
-    info = _plan_ok(call("fl-launch", "--client-num", "2", "--log-dir", str(logs)), 2)
+    outcome = call("fl-launch", "--client-num", "2", "--log-dir", str(logs))
+    _plan_ok(outcome, 2)
     assert (logs / "latest" / "notes.txt").read_text() == "mine" and not (logs / "latest").is_symlink()
-    assert Path(info["run_dir"]).parent == logs.resolve()
+    assert outcome.folders[0].resolve().parent == logs.resolve()
 
 
 def test_npz_split_within_bounds_is_planned(sandbox):

@@ -187,7 +187,12 @@ def _ctrl_c_when(proc: subprocess.Popen, ready, what: str, before=None) -> tuple
 
 
 def _starting(log_dir: Path):
-    return lambda: runs(log_dir) and run_json(runs(log_dir)[0]).get("status") == "starting"
+    def started() -> bool:
+        try:
+            return bool(runs(log_dir)) and run_json(runs(log_dir)[0]).get("status") == "starting"
+        except (FileNotFoundError, json.JSONDecodeError):  # the folder is there, its run.json not yet
+            return False
+    return started
 
 
 def test_ctrl_c_during_start_up_stops_at_once(tmp_path):
