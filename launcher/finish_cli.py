@@ -27,7 +27,7 @@ from rich.table import Table
 from launcher.cli_errors import OneLineErrors, UserError
 from launcher.option_types import SECONDS_MAX, FiniteFloat, PathText, Text
 from launcher.live_view import make_console
-from launcher.processes import StopResult, command_of, same_process, terminate_then_kill
+from launcher.processes import StopResult, command_of, terminate_then_kill
 from launcher.remote import RemoteDevice, devices_of
 from launcher.run_folder import RUN_ID_RE, RunFolder, RunFolderError, now_iso
 from launcher.run_group import RunGroup
@@ -38,10 +38,7 @@ from launcher.tagged import tagged_processes
 def runs_with_tag(log_dir: Path, tag: str) -> list[tuple[RunFolder, dict]]:
     """(folder, run.json) of each run in the log dir with this kill tag; others' files are skipped."""
     found = []
-    for run_json in sorted(log_dir.glob("*/run.json")):
-        if run_json.parent.is_symlink():
-            continue
-        folder = RunFolder(run_json.parent)
+    for folder in RunFolder.listed(log_dir):
         try:
             info = folder.read()
         except RunFolderError:
@@ -91,7 +88,7 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
             raise UserError(f"no --kill-tag given and {err}") from None
     if not kill_tag or not RUN_ID_RE.match(kill_tag):
         raise UserError(f"malformed kill tag {kill_tag!r}: 1-64 letters, digits, '.', '_' or '-'")
-    runs = runs_with_tag(log_path, kill_tag) if log_path.is_dir() and not local_only else []
+    runs = [] if local_only else runs_with_tag(log_path, kill_tag)
     if named is not None and not local_only and all(f.path != named[0].path for f, _ in runs):
         runs.append(named)
     infos = [info for _, info in runs]
@@ -119,10 +116,8 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
         _print(console, kill_tag, results)
     survived = [r for r in results if r.outcome == "survived"]
     if group is not None:  # what hid from the rest (a re-parented daemon with a rewritten environment)
-        group.kill()
-        if not group.wait_empty(10, exclude={os.getpid()}):
-            survived += [StopResult(pid, "?", "survived") for pid in group.pids()]
-        group.remove()
+        if not group.clear(10):
+            survived += [StopResult(pid, "?", "survived") for pid in group.pids() - {os.getpid()}]
     for device in devices:  # the same exact-tag rule, run where the processes are
         code, output = device.stop(grace)
         console.print(f"[{device.host}] " + (output.strip() or f"exit {code}").replace("\n", f"\n[{device.host}] "))

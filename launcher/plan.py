@@ -394,10 +394,7 @@ def _model_source(opts: LaunchOptions):
         if opts.run is not None:
             candidates = [RunFolder.resolve(opts.log_dir, opts.run)]
         else:
-            root = Path(opts.log_dir)
-            candidates = [RunFolder(p) for p in sorted(root.glob("*/run.json"), reverse=True)
-                          if not p.parent.is_symlink()] if root.is_dir() else []
-            candidates = [RunFolder(c.path.parent) for c in candidates]
+            candidates = RunFolder.listed(opts.log_dir)[::-1]  # the newest first
     except RunFolderError as err:
         raise PlanError(f"--task {opts.task} needs an earlier run's model: {err}") from None
     for source in candidates:

@@ -132,17 +132,24 @@ class RunFolder:
         tmp.replace(link)
 
     @classmethod
+    def listed(cls, log_dir: str | Path) -> list["RunFolder"]:
+        """The run folders of a log dir (those with a run.json; ``latest`` and other links skipped), oldest first."""
+        log_dir = Path(log_dir)
+        if not log_dir.is_dir():
+            return []
+        return [cls(p.parent) for p in sorted(log_dir.glob(f"*/{RUN_JSON}")) if not p.parent.is_symlink()]
+
+    @classmethod
     def resolve(cls, log_dir: str | Path, run: str | None) -> "RunFolder":
         """A run by id or path (None: the latest) that has a run.json."""
         log_dir = Path(log_dir)
         if run is None:
             candidate = log_dir / LATEST
             if not candidate.is_symlink():  # absent, or someone else's file: the newest run by its id
-                newest = sorted((p.parent for p in log_dir.glob(f"*/{RUN_JSON}") if RUN_ID_RE.match(p.parent.name)
-                                 and p.parent.name != LATEST and not p.parent.is_symlink()), key=lambda p: p.name)
+                newest = [f for f in cls.listed(log_dir) if RUN_ID_RE.match(f.run_id) and f.run_id != LATEST]
                 if not newest:
                     raise RunFolderError(f"no earlier run in {log_dir}")
-                return cls(newest[-1].resolve())
+                return cls(newest[-1].path.resolve())
             if not candidate.exists():
                 raise RunFolderError(f"no earlier run in {log_dir}")
             candidate = candidate.resolve()

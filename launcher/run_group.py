@@ -150,6 +150,12 @@ class RunGroup:
             time.sleep(0.05)
         return True
 
+    def clear(self, timeout: float) -> bool:
+        """SIGKILL what is left, wait for it to go, remove the group; True when it went."""
+        self.kill()
+        gone = self.wait_empty(timeout, exclude={os.getpid()})
+        return self.remove() and gone
+
     def remove(self) -> bool:
         """Remove the (empty) group and the groups below it."""
         try:

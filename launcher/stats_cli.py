@@ -357,14 +357,12 @@ def _pull(folder: Path, console: Console) -> None:
 
 
 def _list_runs(log_dir: Path, console: Console, as_json: bool, output: str | None) -> None:
-    folders = sorted(p.parent for p in log_dir.glob("*/run.json") if not p.parent.is_symlink()) \
-        if log_dir.is_dir() else []
     rows = []
-    for folder in folders:
+    for folder in RunFolder.listed(log_dir):
         try:
-            rows.append(live_status(RunFolder(folder)))
+            rows.append(live_status(folder))
         except RunFolderError:
-            rows.append({"run": folder.name, "status": "unreadable run.json"})
+            rows.append({"run": folder.run_id, "status": "unreadable run.json"})
     if as_json:
         _emit(json.dumps(rows, indent=2) + "\n", output)
         return
