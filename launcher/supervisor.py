@@ -339,7 +339,6 @@ class Supervisor:
             if ended:
                 self.update_processes()
             for event in follower.events():
-                self.events.append(event)
                 last_progress = time.monotonic()
                 outcome = self._apply(event) or outcome
             if self.devices:
@@ -394,6 +393,8 @@ class Supervisor:
         return "failed", f"the Flower run ended without a result (see {self.folder.server_dir})"
 
     def _apply(self, event) -> tuple[str, str] | None:
+        """Take in one server.log event (kept for the summary); the run's outcome when it is one."""
+        self.events.append(event)
         self.view.event(event)
         kind, v = event.kind, event.values
         if kind == "server_round_start":
@@ -444,22 +445,15 @@ class Supervisor:
             self.group.leave()
             left = processes_of(self.group.pids())
             terminate_then_kill(left, grace=min(grace, 5.0), on_wait=self.table.reap)
-            self.group.kill()
-            self.group.wait_empty(5)
+            self.group.clear(5)
             self.table.reap()
-            self.group.remove()
 
     def _finish(self, status: str, reason: str) -> None:
         summary = {}
         for event in self.events:
             if event.kind == "server_final":
                 summary = {"final_accuracy": event.values["acc"], "final_test_samples": event.values["num_test"]}
-        aggregated = {e.values["round"] for e in self.events if e.kind == "server_round_end" and e.values["aggregated"]}
-        # the rounds done without a gap: those before this attempt's start were (resume starts at the
-        # first round not aggregated), then this attempt's up to its first round not aggregated
-        rounds_done = self.info["settings"].get("start-round", 1) - 1
-        while rounds_done + 1 in aggregated:
-            rounds_done += 1
+        rounds_done = self.state["rounds_done"]  # without a gap, as _apply counts them
         if self.user_app:  # the rounds whose replies Flower's strategy aggregated
             rounds_done = max((r["round"] for r in read_strategy_log(self.folder.server_dir / "serverapp.log")),
                               default=0)
