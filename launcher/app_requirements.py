@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.version import InvalidVersion, Version
 
 from launcher.python_facts import canonical_name, installed
+from launcher.wheel_needs import applies, fits
 
 NOT_CHECKED = {"flwr"}
 
@@ -81,16 +81,11 @@ def check_requirements(requirements: list[Requirement], versions: dict[str, str]
     """Each requirement whose marker holds for ``markers``: missing, or installed outside its specifier."""
     result = RequirementCheck()
     for requirement in requirements:
-        if requirement.marker is not None and not requirement.marker.evaluate({**markers, "extra": ""}):
+        if not applies(requirement, markers):
             continue
         version = versions.get(canonical_name(requirement.name))
         if version is None:
             result.missing.append(requirement)
-            continue
-        try:
-            inside = requirement.specifier.contains(Version(version), prereleases=True)
-        except InvalidVersion:
-            inside = True  # a version packaging cannot read: nothing to say about it
-        if not inside:
+        elif not fits(version, requirement.specifier, unreadable=True):  # unreadable: nothing to say about it
             result.mismatched.append((requirement, version))
     return result

@@ -73,14 +73,17 @@ def read_constraints(path: Path) -> dict[str, SpecifierSet]:
     return pins
 
 
-def _fits(version: str, spec: SpecifierSet) -> bool:
+def fits(version: str, spec: SpecifierSet, unreadable: bool = False) -> bool:
+    """Is this installed version inside the specifier? (``unreadable``: the answer for a version packaging
+    cannot parse.)"""
     try:
         return spec.contains(Version(version), prereleases=True)
     except InvalidVersion:
-        return False
+        return unreadable
 
 
-def _applies(req: Requirement, markers: dict, extras: frozenset[str]) -> bool:
+def applies(req: Requirement, markers: dict, extras: frozenset[str] = frozenset()) -> bool:
+    """Does the requirement's marker hold in this environment (for one of these extras)?"""
     if req.marker is None:
         return True
     return any(req.marker.evaluate({**markers, "extra": extra}) for extra in extras | {""})
@@ -108,7 +111,7 @@ def missing(roots: list[str], constraints: dict[str, SpecifierSet], device: Devi
     needs: dict[str, Need] = {}
     while todo:
         req, extras_of_parent = todo.pop()
-        if not _applies(req, device.markers, extras_of_parent):
+        if not applies(req, device.markers, extras_of_parent):
             continue
         name = canonical_name(req.name)
         spec = req.specifier & constraints.get(name, SpecifierSet())
@@ -117,9 +120,9 @@ def missing(roots: list[str], constraints: dict[str, SpecifierSet], device: Devi
             continue
         seen.add(key)
         source = device.installed.get(name)
-        if source is None or not _fits(source["version"], spec):
+        if source is None or not fits(source["version"], spec):
             source = here.get(name)
-            if source is None or not _fits(source["version"], spec):
+            if source is None or not fits(source["version"], spec):
                 needs.setdefault(name, Need(f"{name}{spec}", with_dependencies=True))
                 continue
             needs.setdefault(name, Need(f"{name}=={source['version']}", with_dependencies=False))
