@@ -5,7 +5,8 @@ setup(
     version="0.1.0",
     description="Run federated learning on many clients: local processes or IoT devices over SSH, on Flower",
     python_requires=">=3.10",
-    packages=find_packages(include=["launcher", "launcher.*", "simulator", "simulator.*", "partitions", "partitions.*"]),
+    packages=find_packages(include=["launcher", "launcher.*", "simulator", "simulator.*", "partitions", "partitions.*",
+                                    "contract", "contract.*"]),
     install_requires=[
         "flwr[simulation]==1.41.0",  # simulation: Ray, for --mode virtual
         "torch==2.13.0",
@@ -13,20 +14,20 @@ setup(
         "psutil",
         "click",
         "rich",
-        "packaging",  # launcher.wheel_needs: requirements, markers, versions
+        "packaging",  # launcher.devices.wheel_needs: requirements, markers, versions
         "pandas",
         "scikit-learn",
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "hypothesis"],
+        "test": ["pytest", "pytest-timeout", "hypothesis", "ruff"],
         "bench": ["py-spy"],  # profiles
     },
     entry_points={
         "console_scripts": [
-            "fl-launch=launcher.launch_cli:main",
-            "fl-stats=launcher.stats_cli:main",
-            "fl-finish=launcher.finish_cli:main",
+            "fl-launch=launcher.cli.launch:main",
+            "fl-stats=launcher.cli.stats:main",
+            "fl-finish=launcher.cli.finish:main",
         ]
     },
 )

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from benchmarks.variants import Measured, launch
-from launcher.tagged import tagged_processes
-from launcher.log_follow import LogFollower
+from launcher.processes.tagged import tagged_processes
+from launcher.stats.follow import LogFollower
 from tests.femnist_files import write_leaf
 
 RESULTS = Path(__file__).parent / "results"

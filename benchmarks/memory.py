@@ -15,7 +15,7 @@ import threading
 
 import psutil
 
-from launcher.tagged import tagged_processes
+from launcher.processes.tagged import tagged_processes
 
 
 def total_pss_mib(procs: list[psutil.Process]) -> tuple[float, int]:

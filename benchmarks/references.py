@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contract.run_settings import RunSettings
 from simulator.client_data import Partition, load_partition, partition_files
 from simulator.model import LeNet5, initial_model
-from simulator.run_settings import RunSettings
 from simulator.training import evaluate, train
 
 

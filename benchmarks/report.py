@@ -64,7 +64,8 @@ def _fmt(value, digits=2):
 def speed_table(workload: Workload, results: dict) -> str:
     base = results.get("floor", {}).get("per_round_s")
     lines = [f"### {workload.name}: {workload.title}", "",
-             "| variant | status | s/round | x floor | to round 1 (s) | wall (s) | peak PSS (GiB) | processes | final acc |",
+             "| variant | status | s/round | x floor | to round 1 (s) | wall (s) | peak PSS (GiB) | processes "
+             "| final acc |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, m in results.items():
         ratio = m["per_round_s"] / base if base and m["per_round_s"] else None
@@ -91,7 +92,8 @@ def accuracy_table(results: dict) -> str:
     for name, r in results.items():
         acc = r["run"]["final_acc"]
         if acc is None:
-            lines.append(f"| {name} | {r['run']['status']} | {r['fedavg_in_process']:.4f} | {r['central']:.4f} | - | - |")
+            lines.append(f"| {name} | {r['run']['status']} | {r['fedavg_in_process']:.4f} | {r['central']:.4f} "
+                         f"| - | - |")
             continue
         lines.append(f"| {name} | {acc:.4f} | {r['fedavg_in_process']:.4f} | {r['central']:.4f} | "
                      f"{100 * (acc - r['fedavg_in_process']):+.2f} | {100 * (r['central'] - acc):+.2f} |")

@@ -2,7 +2,7 @@
 
     python -m benchmarks.stats_scale --clients 3500 --rounds 100 --epochs 1
 
-The logs are written through simulator.loglines in fl-launch's own format (a
+The logs are written through contract.loglines in fl-launch's own format (a
 round start, an evaluate line, the epoch lines, a round end, per round). Prints
 JSON: the time to write, and the wall time of `fl-stats DIR --csv` (a fresh
 process, imports included) and of `fl-stats DIR` (the table).
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from simulator.loglines import format_message
+from contract.loglines import format_message
 
 
 def write_logs(root: Path, clients: int, rounds: int, epochs: int, seed: int = 0) -> int:
@@ -62,7 +62,8 @@ def main() -> None:
             assert done.returncode == 0, done.stderr
         rows = (root / "out.csv").read_text().count("\n") - 1
         print(json.dumps({"clients": args.clients, "rounds": args.rounds, "epochs": args.epochs,
-                          "lines": lines, "megabytes": round(sum(p.stat().st_size for p in root.rglob("client.log")) / 2**20, 1),
+                          "lines": lines,
+                          "megabytes": round(sum(p.stat().st_size for p in root.rglob("client.log")) / 2**20, 1),
                           "write_seconds": round(written, 2), "fl_stats_csv_seconds": timings["csv"],
                           "fl_stats_table_seconds": timings["table"], "rounds_in_csv": rows}))
     finally:

@@ -28,15 +28,15 @@ import psutil
 
 from benchmarks.memory import PeakMemory, tagged
 from benchmarks.workloads import Workload
-from launcher.node_commands import flower_env, flwr_bin
-from launcher.plan import prepare_run
-from launcher.log_follow import LogFollower
-from launcher.ports import free_ports, wait_for_port
-from launcher.processes import ProcessTable, terminate_then_kill
-from launcher.supervisor import Supervisor
+from contract.run_settings import RunSettings
+from launcher.processes.nodes import flower_env, flwr_bin
+from launcher.processes.ports import free_ports, wait_for_port
+from launcher.processes.table import ProcessTable, terminate_then_kill
+from launcher.processes.tagged import tagged_processes
+from launcher.run.plan import prepare_run
+from launcher.run.supervisor import Supervisor
+from launcher.stats.follow import LogFollower
 from simulator.client_data import partition_files
-from simulator.run_settings import RunSettings
-from launcher.tagged import tagged_processes
 
 CORES = 2
 MEMORY_LIMIT_MIB = 16 * 1024  # a variant past this is stopped (24 GiB machine) and reported with what it reached

@@ -4,7 +4,7 @@
     # fl-launch's warm host calls preload(node_config) once, then serves each task
     # in a child forked from it, so torch and the partition stay loaded.
 
-Lines go to ``<client-dir>/client.log`` through simulator.loglines.
+Lines go to ``<client-dir>/client.log`` through contract.loglines.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from contract.loglines import LogWriter, client_log_path
+from contract.run_settings import RunSettings, node_paths
 from simulator.client_data import Partition, load_partition
-from simulator.loglines import LogWriter, client_log_path
-from simulator.run_settings import RunSettings, node_paths
+from simulator.model import model_for
 from simulator.training import evaluate, predict, train, warm_up
 from simulator.wire import pack, unpack
 
@@ -60,7 +61,7 @@ def _setup(msg: Message, context: Context):
     torch.set_num_threads(max(1, settings.torch_threads))
     pid, client_dir, data_file = node_paths(context.node_config, settings.run_dir)
     part = _partition(data_file)
-    model = settings.make_model()
+    model = model_for(settings)
     model.load_state_dict(unpack(msg.content["arrays"], model.state_dict()))
     return settings, pid, client_dir, part, model, _log(client_dir)
 

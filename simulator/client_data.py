@@ -1,10 +1,10 @@
 """One client's partition on disk (``client_<i>.npz``) and in memory as tensors.
 
-    >>> from simulator.client_data import write_partitions, load_partition
-    >>> files = write_partitions(dataset, index_arrays, "run/partitions", seed=0)
-    >>> part = load_partition(files[0])        # float tensors, normalised
-    >>> part.x_train.shape, part.num_train
-    (torch.Size([143, 1, 32, 32]), 143)
+    from simulator.client_data import write_partitions, load_partition
+    files = write_partitions(dataset, index_arrays, "run/partitions", seed=0)
+    part = load_partition(files[0])        # float tensors, normalised
+    part.x_train.shape, part.num_train
+    # (torch.Size([143, 1, 32, 32]), 143)
 
 The launcher splits once per run and writes one file per client; a client reads
 only its own file. Images stay uint8 on disk and become float32 once, on load.
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from partitions import train_test_split
-from simulator.femnist import NUM_CLASSES as FEMNIST_CLASSES, read_writer_bins
+from simulator.femnist import NUM_CLASSES as FEMNIST_CLASSES
+from simulator.femnist import read_writer_bins
 
 if TYPE_CHECKING:  # torch is imported on load, so the launcher can write files without it
     import torch

@@ -1,9 +1,9 @@
 """Whole data sets as uint8 images (N, C, 32, 32) and int64 labels.
 
-    >>> from simulator.datasets import load_dataset
-    >>> ds = load_dataset("digits")
-    >>> ds.x.shape, ds.num_classes
-    ((1797, 1, 32, 32), 10)
+    from simulator.datasets import load_dataset
+    ds = load_dataset("digits")
+    ds.x.shape, ds.num_classes
+    # ((1797, 1, 32, 32), 10)
 
 Nothing is downloaded: ``digits`` ships inside scikit-learn, ``cifar10`` is read
 from a ``cifar-10-batches-py`` folder in its standard pickle format, and

@@ -1,9 +1,9 @@
 """FEMNIST by writer: LEAF's JSON files or MindSpore's per-writer .bin folders.
 
-    >>> source = open_femnist("~/data/femnist")      # the layout is detected
-    >>> source.layout, len(source.writers), source.channels
-    ('leaf-json', 3500, 1)
-    >>> samples = source.write_clients(50, "run/data", seed=0)   # client i = i-th writer, sorted
+    source = open_femnist("~/data/femnist")      # the layout is detected
+    source.layout, len(source.writers), source.channels
+    # ('leaf-json', 3500, 1)
+    samples = source.write_clients(50, "run/data", seed=0)   # client i = i-th writer, sorted
 
 Layouts read (../shared/notes/platform-facts.md):
 - LEAF JSON: ``*.json`` files with ``users``, ``num_samples`` and ``user_data``
@@ -186,7 +186,8 @@ def _read_leaf_json(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             x = np.asarray(record["x"], dtype=np.float32).reshape(-1, 784)
             y = np.asarray(record["y"], dtype=np.int64)
         except (KeyError, TypeError, ValueError) as err:
-            raise DataSetError(f"{path}: user {user}: expected x as lists of 784 floats and y as ints ({err})") from None
+            raise DataSetError(f"{path}: user {user}: expected x as lists of 784 floats and y as ints "
+                               f"({err})") from None
         if len(x) != len(y):
             raise DataSetError(f"{path}: user {user} has {len(x)} images and {len(y)} labels")
         if y.size and (y.min() < 0 or y.max() >= NUM_CLASSES):

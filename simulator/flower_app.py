@@ -1,9 +1,9 @@
 """Write the built-in app as a Flower app folder that ``flwr run`` can build a FAB from.
 
-    >>> write_app_dir("run/app", RunSettings(rounds=3))
-    PosixPath('run/app')
-    >>> run_dir_config(Path("/data/logs/run"))          # each start: where the run folder is now
-    "run-dir='/data/logs/run'"
+    write_app_dir("run/app", RunSettings(rounds=3))
+    # PosixPath('run/app')
+    run_dir_config(Path("/data/logs/run"))          # each start: where the run folder is now
+    # "run-dir='/data/logs/run'"
     $ flwr run run/app CONNECTION --run-config "run-dir='$PWD/run'"   # also works by hand
 
 The components live in the installed ``simulator`` package, so the folder holds
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulator.run_settings import RunSettings
+from contract.run_settings import RunSettings
 
 SERVERAPP = "simulator.server_app:app"
 CLIENTAPP = "simulator.client_app:app"

@@ -1,9 +1,9 @@
 """The model: LeNet5 as in Flower's IoT tutorial (with BatchNorm), or a user's torch module.
 
-    >>> from simulator.model import LeNet5, build_model
-    >>> LeNet5(channels=1, num_classes=10)(torch.zeros(2, 1, 32, 32)).shape
-    torch.Size([2, 10])
-    >>> build_model("mymodels:TinyNet", channels=1, num_classes=10, search_path="/home/me/exp")
+    from simulator.model import LeNet5, build_model
+    LeNet5(channels=1, num_classes=10)(torch.zeros(2, 1, 32, 32)).shape
+    # torch.Size([2, 10])
+    build_model("mymodels:TinyNet", channels=1, num_classes=10, search_path="/home/me/exp")
 
 A user's class (``--model module:Class``) is built with whichever of
 ``channels`` (or ``in_channels``) and ``num_classes`` its constructor takes,
@@ -106,3 +106,10 @@ def initial_model(channels: int, num_classes: int, seed: int, spec: str = BUILT_
     """The same seed gives the same initial weights, on any host."""
     torch.manual_seed(seed)
     return build_model(spec, channels, num_classes, search_path)
+
+
+def model_for(settings, seed: int | None = None):
+    """The run's model (contract.run_settings.RunSettings) for its data set's shape; seeded when ``seed`` is given."""
+    if seed is None:
+        return build_model(settings.model, settings.channels, settings.num_classes, settings.model_path)
+    return initial_model(settings.channels, settings.num_classes, seed, settings.model, settings.model_path)

@@ -1,9 +1,9 @@
 """Data a user has already split: one ``client_<i>.npz`` per client, used as it is.
 
-    >>> split = open_npz_split("~/data/my-split")      # client_0.npz, client_1.npz, ...
-    >>> split.clients, split.shape, split.num_classes
-    (3, (1, 28, 28), 10)
-    >>> split.write_clients(3, "run/data", seed=0)     # run/data/client_<i>.npz -> the user's files
+    split = open_npz_split("~/data/my-split")      # client_0.npz, client_1.npz, ...
+    split.clients, split.shape, split.num_classes
+    # (3, (1, 28, 28), 10)
+    split.write_clients(3, "run/data", seed=0)     # run/data/client_<i>.npz -> the user's files
 
 Each file holds ``x_train``, ``y_train``, ``x_test``, ``y_test``: images as
 (n, C, H, W) or grey (n, H, W), uint8 (scaled to -1..1 when read) or float (used

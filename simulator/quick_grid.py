@@ -1,7 +1,7 @@
 """A Grid whose send_and_receive polls for replies every 0.1 s instead of every 3 s.
 
-    >>> grid = QuickPollGrid(grid)              # inside ServerApp.main
-    >>> strategy.start(grid=grid, ...)           # Flower's strategy, unchanged
+    grid = QuickPollGrid(grid)              # inside ServerApp.main
+    strategy.start(grid=grid, ...)           # Flower's strategy, unchanged
 
 Flower 1.41's HTTP grid sleeps 3 s between reply pulls, so a round that is
 done waits 1.5 s on average before the server notices. This wrapper keeps

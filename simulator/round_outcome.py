@@ -1,12 +1,12 @@
 """Why a round was not aggregated (or a model not served), and what that makes of the run.
 
-    >>> missing = Missing(sent=2, errors=[], lost=0, silent=1, timeout=8.0)
-    >>> missing.describe()
-    'timed out after 8 s waiting for 1 of 2 replies'
-    >>> not_aggregated_reason({1: "1 of 2 replies, 2 needed: " + missing.describe()})
-    'round 1 not aggregated (1 of 2 replies, 2 needed: timed out after 8 s waiting for 1 of 2 replies)'
-    >>> is_finite(arrays)          # an ArrayRecord: False when any value is NaN or infinite
-    True
+    missing = Missing(sent=2, errors=[], lost=0, silent=1, timeout=8.0)
+    missing.describe()
+    # 'timed out after 8 s waiting for 1 of 2 replies'
+    not_aggregated_reason({1: "1 of 2 replies, 2 needed: " + missing.describe()})
+    # 'round 1 not aggregated (1 of 2 replies, 2 needed: timed out after 8 s waiting for 1 of 2 replies)'
+    is_finite(arrays)          # an ArrayRecord: False when any value is NaN or infinite
+    # True
 
 A run is finished only when it did what was asked: the ServerApp raises ``RunNotDone``
 with one of these texts, which becomes the run's reason (server.log's ``[run] failed:``
@@ -37,7 +37,7 @@ class Missing:
 
     sent: int
     errors: list[str] = field(default_factory=list)  # each error reply's reason
-    lost: int = 0  # no reply: the client's process exited (simulator.lost_nodes)
+    lost: int = 0  # no reply: the client's process exited (contract.lost_nodes)
     silent: int = 0  # no reply from a live client when the wait timed out
     timeout: float = 0.0
 

@@ -1,10 +1,10 @@
 """Which clients take part in a round: K partition ids drawn from the seed, then their node ids.
 
-    >>> choose_partitions(range(3500), k=50, seed=0, server_round=3)[:4]     # the same on every run
-    [2071, 1590, 2740, 1142]
-    >>> directory = NodeDirectory()
-    >>> directory.learn(grid, node_ids)          # asks each node it has not met for its partition-id
-    >>> directory.nodes_for([2071, 1590], among=node_ids)      # -> their Flower node ids
+    choose_partitions(range(3500), k=50, seed=0, server_round=3)[:4]     # the same on every run
+    # [2071, 1590, 2740, 1142]
+    directory = NodeDirectory()
+    directory.learn(grid, node_ids)          # asks each node it has not met for its partition-id
+    directory.nodes_for([2071, 1590], among=node_ids)      # -> their Flower node ids
 
 Flower's own sampler draws over node ids, which are random for each run (and new
 when a client restarts), so the same seed would not pick the same clients. Here

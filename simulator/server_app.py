@@ -20,13 +20,14 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from simulator.loglines import LogWriter
-from simulator.lost_nodes import read_lost
+from contract.bells import ring_all
+from contract.loglines import LogWriter
+from contract.lost_nodes import read_lost
+from contract.run_settings import RunSettings
+from simulator.model import model_for
 from simulator.quick_grid import QuickPollGrid
 from simulator.round_outcome import Missing, RunNotDone, not_aggregated_reason
-from simulator.run_settings import RunSettings
 from simulator.strategy import logged_strategy, pooled_accuracy, wait_for_nodes
-from simulator.wake import ring_all
 from simulator.wire import pack
 
 app = ServerApp()
@@ -61,7 +62,7 @@ def _train(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
     if settings.start_round > 1:  # resumed: continue from the last completed round's checkpoint
         arrays = pack(torch.load(settings.checkpoint_file(), map_location="cpu", weights_only=True))
     else:
-        arrays = pack(settings.make_model(seed=settings.seed).state_dict())
+        arrays = pack(model_for(settings, seed=settings.seed).state_dict())
     strategy = logged_strategy(settings, log)
     log.write("server_waiting", clients=settings.num_clients)
     result = strategy.start(

@@ -1,8 +1,8 @@
-"""Flower's strategies where a round is one train message, logged through simulator.loglines.
+"""Flower's strategies where a round is one train message, logged through contract.loglines.
 
-    >>> strategy = logged_strategy(settings, server_log)      # settings.strategy: "fedavg", "fedprox", ...
-    >>> strategy.start(grid=grid, initial_arrays=arrays, num_rounds=settings.rounds,
-    ...                timeout=settings.round_timeout, evaluate_fn=strategy.checkpoint)
+    strategy = logged_strategy(settings, server_log)      # settings.strategy: "fedavg", "fedprox", ...
+    strategy.start(grid=grid, initial_arrays=arrays, num_rounds=settings.rounds,
+                       timeout=settings.round_timeout, evaluate_fn=strategy.checkpoint)
 
 Flower's FedAvg, FedProx, FedAdam, FedYogi or FedAdagrad does the aggregation
 (the run settings carry their knobs); ``RoundLogging``, mixed in before it, picks
@@ -26,10 +26,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYogi
 
-from simulator.loglines import LogWriter
-from simulator.lost_nodes import read_lost
+from contract.loglines import LogWriter
+from contract.lost_nodes import read_lost
+from contract.run_settings import STRATEGY_NAMES, RunSettings, checkpoint_path
+from simulator.model import model_for
 from simulator.round_outcome import Missing, RunNotDone, is_finite
-from simulator.run_settings import STRATEGY_NAMES, RunSettings, checkpoint_path
 from simulator.sampling import ChosenNodes, NodeDirectory, choose_partitions
 from simulator.wire import unpack
 
@@ -89,7 +90,7 @@ class RoundLogging:
         )
         self.settings = settings
         self.log = log
-        self._template = settings.make_model().state_dict()
+        self._template = model_for(settings).state_dict()
         self.offset = settings.start_round - 1  # Flower counts from 1; a resumed run does not
         self._sent: list[int] = []  # this round's nodes
         self._round_start = 0.0
@@ -140,7 +141,7 @@ class RoundLogging:
         acc, tested = pooled_accuracy(valid)
         weights = [int(m.content["metrics"]["num-examples"]) for m in valid]
         losses = [float(m.content["metrics"]["train-loss"]) for m in valid]
-        loss = sum(w * l for w, l in zip(weights, losses)) / sum(weights) if valid else math.nan
+        loss = sum(w * x for w, x in zip(weights, losses)) / sum(weights) if valid else math.nan
         model_finite = arrays is None or is_finite(arrays)
         finite = arrays is None or (model_finite and math.isfinite(loss))
         self.log.write(

@@ -1,8 +1,8 @@
 """Local training, evaluation and prediction on tensors already in memory.
 
-    >>> losses = train(model, part.x_train, part.y_train, epochs=1, batch_size=32,
-    ...                lr=1e-3, seed=7)
-    >>> correct, total, loss = evaluate(model, part.x_test, part.y_test)
+    losses = train(model, part.x_train, part.y_train, epochs=1, batch_size=32,
+                       lr=1e-3, seed=7)
+    correct, total, loss = evaluate(model, part.x_test, part.y_test)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The model on the wire: a whole state_dict as one flat float32 array.
 
-    >>> record = pack(model.state_dict())              # an ArrayRecord holding one array
-    >>> model.load_state_dict(unpack(record, model.state_dict()))
+    record = pack(model.state_dict())              # an ArrayRecord holding one array
+    model.load_state_dict(unpack(record, model.state_dict()))
 
 Flower moves each array of a message as its own object, one HTTP request per array
 per hop (ServerApp -> SuperLink -> SuperNode -> ClientApp, and back). LeNet5 with

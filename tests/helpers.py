@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from launcher.tagged import tagged_processes
+from launcher.processes.tagged import tagged_processes
 
 BIN = Path(sys.executable).parent
 
@@ -19,8 +19,8 @@ def command(name: str) -> list[str]:
     script = BIN / name
     if script.exists():
         return [str(script)]
-    module = {"fl-launch": "launch_cli", "fl-stats": "stats_cli", "fl-finish": "finish_cli"}[name]
-    return [sys.executable, "-m", f"launcher.{module}"]
+    module = {"fl-launch": "launch", "fl-stats": "stats", "fl-finish": "finish"}[name]
+    return [sys.executable, "-m", f"launcher.cli.{module}"]
 
 
 def run(name: str, *args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -22,8 +22,8 @@ def make_app(root: Path, name: str, server_head: str = "", server_body: str = ""
     server.write_text(text)
     if client_train:
         client = folder / "npapp" / "client_app.py"
-        client.write_text(client.read_text().replace("    x, y = _data(int(context.node_config[\"partition-id\"]))\n",
-                                                     client_train + "    x, y = _data(int(context.node_config[\"partition-id\"]))\n", 1))
+        anchor = "    x, y = _data(int(context.node_config[\"partition-id\"]))\n"
+        client.write_text(client.read_text().replace(anchor, client_train + anchor, 1))
     return folder
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from launcher.log_follow import LogFollower
+from launcher.stats.follow import LogFollower
 from tests.helpers import run, run_json, runs, wait_until_nothing_tagged
 
 TINY_NET = '''

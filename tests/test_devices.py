@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from launcher.python_facts import canonical_name
+from launcher.devices.python_facts import canonical_name
 from tests import devices as lab_devices
 from tests.femnist_files import write_mindspore
-from tests.test_user_app import APP
 from tests.helpers import run, run_json, running, runs, wait_until_nothing_tagged
+from tests.test_user_app import APP
 
 pytestmark = [pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available())),
               pytest.mark.slow]
@@ -198,7 +198,8 @@ def _site_without(names: set[str], shadow: Path) -> Path:
     hidden = set()
     for dist in distributions():
         if canonical_name(dist.metadata["Name"]) in names:
-            hidden |= {(Path(dist.locate_file("")), Path(f).parts[0]) for f in dist.files or [] if Path(f).parts[0] != ".."}
+            hidden |= {(Path(dist.locate_file("")), Path(f).parts[0])
+                       for f in dist.files or [] if Path(f).parts[0] != ".."}
     shadow.mkdir()
     for site_dir in map(Path, site.getsitepackages()):
         for entry in sorted(site_dir.iterdir()) if site_dir.is_dir() else []:
@@ -259,7 +260,7 @@ def test_remote_data_dir_reads_partitions_already_on_the_devices(lab, tmp_path):
 
 
 def test_a_device_off_the_network_sits_out_and_comes_back(lab, tmp_path):
-    from launcher.log_follow import LogFollower
+    from launcher.stats.follow import LogFollower
 
     def round_ends(run_dir):
         return [e.values for e in LogFollower(run_dir / "server" / "server.log").events()
@@ -288,7 +289,8 @@ def test_a_device_off_the_network_sits_out_and_comes_back(lab, tmp_path):
     assert any(e["replies"] == 1 for e in ends)  # dev1's client missed rounds while away
     assert ends[-1]["replies"] == 2  # and was back for the last one
     assert "sit out" in out and "dev1: back" in out
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"round_{r:04d}.pt" for r in range(rounds + 1)]
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert checkpoints == [f"round_{r:04d}.pt" for r in range(rounds + 1)]
     for device in lab.devices:
         assert device.tagged_pids(run_json(run_dir)["kill_tag"]) == []
 
@@ -320,7 +322,7 @@ def test_a_client_killed_on_a_device_is_restarted_there(lab, tmp_path):
 
 
 def test_resume_a_remote_run_after_the_superlink_dies(lab, tmp_path):
-    from launcher.log_follow import LogFollower
+    from launcher.stats.follow import LogFollower
 
     with running(
         "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config), "--client-num", "2",

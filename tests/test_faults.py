@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from launcher.log_follow import LogFollower
+from launcher.stats.follow import LogFollower
 from tests.helpers import run_json, running, runs, wait_until_nothing_tagged
 
 pytestmark = pytest.mark.slow

@@ -41,7 +41,7 @@ def test_the_supernode_logs_its_node_id_as_the_supervisor_reads_it():
 
 
 def test_the_supernode_loop_quick_supernode_rewires():
-    """launcher.quick_supernode swaps `time` and `_pull_and_store_message` in this module's namespace."""
+    """launcher.flower.quick_supernode swaps `time` and `_pull_and_store_message` in this module's namespace."""
     import flwr.supernode.start_client_internal as sci
 
     loop_source = inspect.getsource(sci.start_client_internal)
@@ -56,8 +56,8 @@ def test_quick_supernode_installs_its_bells_in_that_namespace(tmp_path):
 
     import flwr.supernode.start_client_internal as sci
 
-    from launcher import quick_supernode
-    from simulator.wake import ring
+    from contract.bells import ring
+    from launcher.flower import quick_supernode
 
     original_time, original_pull = sci.time, sci._pull_and_store_message
     try:

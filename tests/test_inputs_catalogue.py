@@ -24,12 +24,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from launcher import finish_cli, launch_cli, stats_cli
+from launcher.cli import finish, launch, stats
 from tests.helpers import run, runs
 
 APP = Path(__file__).parent / "apps" / "numpy_app"
 EARLIER = "20260101-000000-aaaa"
-COMMANDS = {"fl-launch": launch_cli.main, "fl-stats": stats_cli.main, "fl-finish": finish_cli.main}
+COMMANDS = {"fl-launch": launch.main, "fl-stats": stats.main, "fl-finish": finish.main}
 
 
 @dataclass
@@ -63,10 +63,10 @@ def call(command: str, *args: str) -> Outcome:
         stack.enter_context(contextlib.redirect_stdout(out))
         stack.enter_context(contextlib.redirect_stderr(err))
         for name in ("_foreground", "_detach"):
-            stack.enter_context(mock.patch.object(launch_cli, name, record))
-        stack.enter_context(mock.patch.object(launch_cli, "check_devices", lambda devices, ssh_config: []))
-        stack.enter_context(mock.patch.object(launch_cli, "build_wheel", lambda folder: folder / "fl_launch.whl"))
-        stack.enter_context(mock.patch.object(launch_cli, "install_on", lambda *args: (True, "not installed")))
+            stack.enter_context(mock.patch.object(launch, name, record))
+        stack.enter_context(mock.patch.object(launch, "check_devices", lambda devices, ssh_config: []))
+        stack.enter_context(mock.patch.object(launch, "build_wheel", lambda folder: folder / "fl_launch.whl"))
+        stack.enter_context(mock.patch.object(launch, "install_on", lambda *args: (True, "not installed")))
         try:
             COMMANDS[command].main(args=list(args), prog_name=command)
             code = 0

@@ -2,7 +2,7 @@
 
 import re
 
-from simulator.loglines import LogWriter, format_message, parse_line
+from contract.loglines import LogWriter, format_message, parse_line
 
 
 def test_client_lines_keep_mindspore_substrings(tmp_path):
@@ -58,7 +58,7 @@ def test_garbage_is_not_an_event():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from launcher.log_history import read_client_log  # noqa: E402
+from launcher.stats.history import read_client_log  # noqa: E402
 
 
 @settings(max_examples=300, deadline=None)

@@ -11,8 +11,8 @@ import re
 import pytest
 
 from benchmarks.memory import PeakMemory, tagged
-from launcher.log_follow import LogFollower
-from launcher.tagged import tagged_processes
+from launcher.processes.tagged import tagged_processes
+from launcher.stats.follow import LogFollower
 from simulator.sampling import choose_partitions
 from tests.femnist_files import write_leaf, write_mindspore
 from tests.helpers import run, run_json, runs, wait_until_nothing_tagged

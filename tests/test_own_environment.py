@@ -8,8 +8,8 @@ import time
 from importlib.metadata import distribution
 from pathlib import Path
 
-from launcher.node_commands import flower_env
-from launcher.processes import ProcessTable
+from launcher.processes.nodes import flower_env
+from launcher.processes.table import ProcessTable
 from tests.helpers import command, run_json, runs
 
 BARE_PATH = "/usr/bin:/bin"  # what cron gives; the interpreter's bin folder is not on it

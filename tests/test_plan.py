@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from launcher.plan import LaunchOptions, prepare_run
+from launcher.run.plan import LaunchOptions, prepare_run
 from simulator.model import initial_model
 
 

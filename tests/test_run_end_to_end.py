@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from launcher.tagged import tagged_processes
+from launcher.processes.tagged import tagged_processes
 from tests.helpers import run, run_json, runs
 from tests.test_datasets import write_cifar
 
@@ -124,7 +124,7 @@ def test_cifar10_two_clients_one_round(tmp_path):
 def test_fl_stats_on_the_real_run_matches_the_server(trained):
     import json
 
-    from launcher.log_follow import LogFollower
+    from launcher.stats.follow import LogFollower
 
     log_dir, _ = trained
     run_dir = runs(log_dir)[0]
@@ -138,7 +138,7 @@ def test_fl_stats_on_the_real_run_matches_the_server(trained):
     assert [r["AVG"] for r in data["rounds"]] == pytest.approx([s["acc"] for s in server], abs=1e-6)
     assert [r["clients"] for r in data["rounds"]] == [3, 3]
     client = json.loads(run("fl-stats", "client_2", "--run", run_dir.name, "--log-dir", str(log_dir), "--json").stdout)
-    from simulator.run_settings import RunSettings
+    from contract.run_settings import RunSettings
 
     assert [r["round"] for r in client["rounds"]] == [1, 2]
     assert len(client["epochs"]) == 2 * RunSettings().local_epochs

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from launcher.log_history import read_client_log
-from launcher.stats import across_clients, client_tables
-from simulator.loglines import format_message
+from contract.loglines import format_message
+from launcher.stats.history import read_client_log
+from launcher.stats.tables import across_clients, client_tables
 from tests.helpers import run
 
 

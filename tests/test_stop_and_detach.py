@@ -5,7 +5,7 @@ import signal
 import subprocess
 import sys
 
-from launcher.tagged import tagged_processes
+from launcher.processes.tagged import tagged_processes
 from tests.helpers import run, run_json, running, runs, start, wait_until_nothing_tagged
 
 

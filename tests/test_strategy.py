@@ -2,9 +2,9 @@
 
 from flwr.app import ConfigRecord
 
-from simulator.loglines import LogWriter
+from contract.loglines import LogWriter
+from contract.run_settings import RunSettings
 from simulator.model import LeNet5
-from simulator.run_settings import RunSettings
 from simulator.strategy import LoggedFedAvg
 from simulator.wire import pack
 

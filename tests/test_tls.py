@@ -4,8 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from launcher.ports import free_ports
-from launcher.tls import make_run_certificates
+from launcher.devices.tls import make_run_certificates
+from launcher.processes.ports import free_ports
 from tests.helpers import run, run_json, runs, wait_until_nothing_tagged
 
 BIN = Path(sys.executable).parent
@@ -27,7 +27,8 @@ def test_tls_run_and_a_node_without_the_ca_cannot_join(tmp_path):
         for security in (["--root-certificates", str(other_ca)], ["--insecure"]):
             intruder = subprocess.run(
                 [str(BIN / "flower-supernode"), *security, "--superlink", f"127.0.0.1:{superlink['port']}",
-                 "--isolation", "process", "--port", str(free_ports(1)[0]), "--max-retries", "2", "--max-wait-time", "10"],
+                 "--isolation", "process", "--port", str(free_ports(1)[0]),
+                 "--max-retries", "2", "--max-wait-time", "10"],
                 capture_output=True, text=True, timeout=60)
             assert intruder.returncode != 0
             assert "could not establish a connection to the SuperLink" in intruder.stdout + intruder.stderr

@@ -7,8 +7,8 @@ import pytest
 import torch
 from flwr.app import ArrayRecord
 
+from contract.bells import Bell, ring, ring_all
 from simulator.model import LeNet5
-from simulator.wake import Bell, ring, ring_all
 from simulator.wire import pack, unpack
 
 

@@ -1,0 +1,96 @@
+"""The keys the built-in app reads from Flower's run config and node config.
+
+    s = RunSettings.from_config(context.run_config)
+    s.rounds, s.lr
+    # (5, 0.001)
+
+fl-launch writes these into the app's ``pyproject.toml`` and ``node_config.toml``
+(``flower-supernode --node-config``); under plain Flower a user sets them the same
+way, so the app runs without fl-launch too. Paths in them may be relative to
+``run-dir`` (a run folder stores no absolute path of itself: fl-launch gives
+``run-dir`` and the node's paths, absolute, on the command line of every start).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")  # Flower's: simulator.strategy
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    task: str = "train"
+    rounds: int = 10
+    local_epochs: int = 3  # tuned on digits: see README, Performance
+    batch_size: int = 32
+    lr: float = 0.001
+    clients_per_round: int = 0  # 0: every client, every round
+    min_clients: int = 0  # 0: every sampled client must reply
+    round_timeout: float = 300.0
+    seed: int = 0
+    num_clients: int = 1
+    channels: int = 1
+    num_classes: int = 10
+    run_dir: str = "."  # fl-launch: the run folder where it is now, given at each start (flwr run --run-config)
+    checkpoint: str = ""  # getModel / inference: the state_dict to serve; train: the one to resume from (under run_dir)
+    torch_threads: int = 1
+    start_round: int = 1  # > 1: a resumed run, continuing from `checkpoint`
+    model: str = ""  # module:Class of a torch module; "": LeNet5 (simulator.model)
+    model_path: str = ""  # a folder appended to sys.path to import it from
+    strategy: str = "fedavg"  # one of STRATEGY_NAMES
+    proximal_mu: float = 0.01  # fedprox
+    server_lr: float = 0.0  # fedadam, fedyogi, fedadagrad: eta; 0: Flower's default
+    beta_1: float = 0.9  # fedadam, fedyogi
+    beta_2: float = 0.99  # fedadam, fedyogi
+    tau: float = 0.001  # fedadam, fedyogi, fedadagrad
+
+    def checkpoint_file(self) -> Path:
+        """``checkpoint``, relative to ``run_dir`` unless it is absolute."""
+        return Path(self.run_dir) / self.checkpoint
+
+    @classmethod
+    def from_config(cls, config) -> "RunSettings":
+        names = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in dict(config).items():
+            name = key.replace("-", "_")
+            if name in names:
+                values[name] = type(getattr(cls, name))(value)
+        return cls(**values)
+
+    def to_config(self) -> dict:
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+
+
+def checkpoint_path(run_dir: str | Path, server_round: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"round_{server_round:04d}.pt"
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
+    """(round, path) of the newest checkpoint in a run folder, or None."""
+    found = sorted(Path(run_dir, "checkpoints").glob("round_*.pt"))
+    if not found:
+        return None
+    path = found[-1]
+    return int(path.stem.split("_")[1]), path
+
+
+def resume_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
+    """(round, path) of the last checkpoint with every round before it checkpointed too, or None.
+
+    A round that was not aggregated has no checkpoint; rounds after it may have one, but the run
+    goes on from the gap (``--resume`` trains that round again, then the ones after it)."""
+    done = None
+    while checkpoint_path(run_dir, 0 if done is None else done + 1).exists():
+        done = 0 if done is None else done + 1
+    return None if done is None else (done, checkpoint_path(run_dir, done))
+
+
+def node_paths(node_config, run_dir: str | Path) -> tuple[int, Path, Path]:
+    """(partition id, client folder, partition file) of this node; relative paths are under ``run_dir``."""
+    pid = int(node_config["partition-id"])
+    client_dir = Path(run_dir) / str(node_config.get("client-dir") or f"client_{pid}")
+    data_file = Path(run_dir) / str(node_config.get("data-file") or Path("data") / f"client_{pid}.npz")
+    return pid, client_dir, data_file

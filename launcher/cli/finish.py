@@ -1,0 +1,168 @@
+"""``fl-finish``: stop every process of a run by its kill tag, and nothing else.
+
+What a run's processes are: its supervisor and the processes its run.json records (by pid and start
+time) with their descendants, the members of the tag's cgroup (launcher.processes.cgroup), and processes whose
+environment carries the tag and a run id, as everything a run starts does. A process that merely has
+FL_LAUNCH_TAG set is not one of them.
+
+    $ fl-finish --kill-tag my-run          # SIGTERM, then SIGKILL after --grace seconds
+    $ fl-finish                            # the newest run's tag, from its run.json
+    $ fl-finish --run 20261124-053012-4f2a # that run's tag
+    $ fl-finish --kill-tag my-run --dry-run
+
+Exit 0 when all stopped, 1 when some could not be, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from launcher.cli.errors import CONTEXT, OneLineErrors, UserError
+from launcher.cli.live_view import make_console
+from launcher.cli.option_types import SECONDS_MAX, FiniteFloat, PathText, Text
+from launcher.devices.remote import RemoteDevice, devices_of
+from launcher.processes.cgroup import RunGroup
+from launcher.processes.table import StopResult, command_of, terminate_then_kill
+from launcher.processes.tagged import tagged_processes
+from launcher.run.folder import RUN_ID_RE, RunFolder, RunFolderError, now_iso
+from launcher.run.status import LIVE, processes_of, recorded_alive, run_processes
+
+
+def runs_with_tag(log_dir: Path, tag: str) -> list[tuple[RunFolder, dict]]:
+    """(folder, run.json) of each run in the log dir with this kill tag; others' files are skipped."""
+    found = []
+    for folder in RunFolder.listed(log_dir):
+        try:
+            info = folder.read()
+        except RunFolderError:
+            continue
+        if info.get("kill_tag") == tag:
+            found.append((folder, info))
+    return found
+
+
+def _supervisors(infos: list[dict]) -> list[psutil.Process]:
+    """The runs' live supervisors, by the pid and start time they recorded (a foreground one carries no tag)."""
+    return [proc for info in infos for record, proc in recorded_alive(info) if record["role"] == "supervisor"]
+
+
+def _targets(tag: str, infos: list[dict], group: RunGroup | None) -> list[psutil.Process]:
+    """Every process the runs started: recorded ones and their descendants, the tag's cgroup, and what
+    carries both the tag and a run id in its environment (as every process a run starts does)."""
+    found: dict[int, psutil.Process] = {}
+    everything = [*(p for info in infos for p in run_processes(info)),
+                  *processes_of(group.pids() if group else ()), *tagged_processes(tag)]
+    for proc in everything:
+        found.setdefault(proc.pid, proc)
+    for pid in (os.getpid(), os.getppid()):
+        found.pop(pid, None)
+    return list(found.values())
+
+
+@click.command("fl-finish", cls=OneLineErrors, context_settings=CONTEXT)
+@click.option("--kill-tag", type=Text(), default=None,
+              help="The run's tag.  [default: the newest run's, from its run.json]")
+@click.option("--run", "run", type=Text(), default=None, help="Take the tag from this run's run.json (id or folder).")
+@click.option("--log-dir", type=PathText(file_okay=False), default="logs", help="Where the run folders are.")
+@click.option("--grace", type=FiniteFloat(min=0, max=SECONDS_MAX), default=10.0,
+              help="Seconds between SIGTERM and SIGKILL.")
+@click.option("--dry-run", is_flag=True, help="List what would be stopped; stop nothing.")
+@click.option("--local-only", is_flag=True, help="This machine only: skip the run's devices (what a device runs).")
+def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_run: bool, local_only: bool) -> None:
+    """Stop every process fl-launch started with a kill tag: supervisor first, then the rest."""
+    log_path = Path(log_dir)
+    if kill_tag is not None and run is not None:
+        raise UserError("give --kill-tag or --run, not both")
+    named = None  # the run --run names (or the newest): stopped as one of the tag's runs, wherever it lies
+    if kill_tag is None:
+        try:
+            folder = RunFolder.resolve(log_path, run)
+            named = (folder, folder.read())
+            kill_tag = named[1].get("kill_tag", "")
+        except RunFolderError as err:
+            raise UserError(f"no --kill-tag given and {err}") from None
+    if not kill_tag or not RUN_ID_RE.match(kill_tag):
+        raise UserError(f"malformed kill tag {kill_tag!r}: 1-64 letters, digits, '.', '_' or '-'")
+    runs = [] if local_only else runs_with_tag(log_path, kill_tag)
+    if named is not None and not local_only and all(f.path != named[0].path for f, _ in runs):
+        runs.append(named)
+    infos = [info for _, info in runs]
+    group = None if local_only else RunGroup.find(kill_tag)
+    procs = _targets(kill_tag, infos, group)
+    console = make_console()
+    devices = [] if local_only else _devices(infos, kill_tag)
+    if dry_run:
+        _print(console, kill_tag, [StopResult(p.pid, command_of(p), "would stop") for p in procs])
+        for device in devices:
+            console.print(f"{device.host}: would run fl-finish --local-only over ssh")
+        sys.exit(0)
+    if not procs and not devices:
+        console.print(f"no process of a run carries kill tag {kill_tag}")
+        if group is not None:
+            group.remove()
+        sys.exit(0)
+    results: list[StopResult] = []
+    supervisors = _supervisors(infos)
+    if supervisors:  # it stops and reaps its own children; give it the grace plus its own
+        results += terminate_then_kill(supervisors, grace=grace + 15)
+    done = {r.pid for r in results}
+    results += terminate_then_kill([p for p in _targets(kill_tag, infos, group) if p.pid not in done], grace=grace)
+    if results:
+        _print(console, kill_tag, results)
+    survived = [r for r in results if r.outcome == "survived"]
+    if group is not None:  # what hid from the rest (a re-parented daemon with a rewritten environment)
+        if not group.clear(10):
+            survived += [StopResult(pid, "?", "survived") for pid in group.pids() - {os.getpid()}]
+    for device in devices:  # the same exact-tag rule, run where the processes are
+        code, output = device.stop(grace)
+        console.print(f"[{device.host}] " + (output.strip() or f"exit {code}").replace("\n", f"\n[{device.host}] "))
+        if code != 0:
+            survived.append(StopResult(0, device.host, "survived"))
+    for folder, _ in runs:
+        try:
+            folder.edit(lambda d: _record(d, results))
+        except (OSError, RunFolderError) as err:  # stopped all the same; only the note is missing
+            click.echo(f"fl-finish: could not note the stop in {folder.run_json}: {err}", err=True)
+    sys.exit(1 if survived else 0)
+
+
+def _devices(infos: list[dict], tag: str) -> list[RemoteDevice]:
+    found = {}
+    for info in infos:
+        try:
+            for device, _ in devices_of(info, tag):
+                found[device.host] = device
+        except (KeyError, TypeError):  # devices recorded in another shape: not fl-launch's to reach
+            continue
+    return list(found.values())
+
+
+def _record(data: dict, results: list[StopResult]) -> None:
+    data.setdefault("finish", []).append({
+        "at": now_iso(), "stopped": len([r for r in results if r.outcome != "survived"]),
+        "survived": [r.pid for r in results if r.outcome == "survived"],
+    })
+    if data.get("status") in LIVE:
+        data["status"] = "interrupted"
+        data["reason"] = "stopped by fl-finish"
+        data["ended"] = now_iso()
+
+
+def _print(console: Console, tag: str, results: list[StopResult]) -> None:
+    table = Table(title=f"kill tag {tag}")
+    for col in ("pid", "host", "command", "result"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(str(r.pid), "localhost", r.name[:80], r.outcome)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

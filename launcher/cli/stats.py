@@ -1,0 +1,388 @@
+"""``fl-stats``: loss and accuracy out of client logs, per client or across a run's clients.
+
+    $ fl-stats client_0                 # a client of the newest run: per round and per epoch
+    $ fl-stats logs/r1/client_3/client.log --csv -o c3.csv
+    $ fl-stats                          # the newest run: AVG / TOP5 / LOW5 per round
+    $ fl-stats --run r1 --plot acc.png  # the figure of MindSpore's tutorial
+    $ fl-stats --metric eval_loss       # an --app run: AVG/TOP5/LOW5 of another of its reply metrics
+    $ fl-stats --csv                    # per round: AVG/TOP5/LOW5 and every client's every metric
+    $ fl-stats path/to/mindspore/run    # any folder of client_*/client.log, MindSpore's too
+    $ fl-stats --runs                   # every run in the log dir and its state
+    $ fl-stats --pull --run r1          # bring r1's client logs over again from its devices
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+import pandas as pd
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from launcher.cli.errors import CONTEXT, OneLineErrors, UserError
+from launcher.cli.live_view import make_console
+from launcher.cli.option_types import FiniteFloat, PathText, Text
+from launcher.devices.remote import devices_of
+from launcher.flower.strategy_log import read_strategy_log
+from launcher.run.folder import RunFolder, RunFolderError
+from launcher.run.status import LIVE, live_status
+from launcher.stats.history import read_client_log
+from launcher.stats.tables import across_clients, client_tables, metric_names, per_client, plot_across, read_logs
+
+
+def _client_logs(folder: Path) -> list[Path]:
+    logs = [p for p in folder.glob("client_*/client.log")]
+    def number(log: Path) -> int:
+        tail = log.parent.name.rpartition("_")[2]
+        return int(tail) if tail.isdigit() else 1 << 30
+
+    return sorted(logs, key=number)
+
+
+def resolve(target: str | None, run: str | None, log_dir: Path) -> tuple[str, Path]:
+    """('client', log file) or ('run', folder) for what the user named."""
+    if target is not None:
+        path = Path(target)
+        if path.is_file():
+            return "client", path
+        if path.is_dir() and (path / "client.log").is_file():
+            return "client", path / "client.log"
+        if path.is_dir() and (_client_logs(path) or (path / "run.json").is_file()):
+            return "run", path
+        if "/" not in target and target.startswith("client_"):
+            folder = _run_folder(run, log_dir)
+            log = folder / target / "client.log"
+            if not log.is_file():
+                raise UserError(f"no {target}/client.log in run {folder.name}")
+            return "client", log
+        raise UserError(f"{target}: not a client log, a client folder, a run folder or a client name")
+    return "run", _run_folder(run, log_dir)
+
+
+def _run_folder(run: str | None, log_dir: Path) -> Path:
+    try:
+        return RunFolder.resolve(log_dir, run).path
+    except RunFolderError as err:
+        raise UserError(str(err)) from None
+
+
+def _emit(text: str, out: str | None) -> None:
+    if out:
+        try:
+            Path(out).write_text(text)
+        except OSError as err:
+            raise UserError(f"-o {out}: cannot write it ({err.strerror})") from None
+    else:
+        sys.stdout.write(text)
+
+
+def _check_writable(path: str, flag: str) -> None:
+    """A file fl-stats is told to write: into an existing, writable folder, and not a folder itself."""
+    target = Path(path).expanduser()
+    folder = target.parent
+    if target.is_dir():
+        raise UserError(f"{flag} {path} is a folder; name a file")
+    if not folder.is_dir():
+        raise UserError(f"{flag} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UserError(f"{flag} {path}: not writable")
+
+
+def _info(folder: Path) -> dict:
+    """The run's run.json, or {} where there is none or it is not a run's (the logs still tell the rounds)."""
+    try:
+        return RunFolder(folder).read()
+    except RunFolderError:
+        return {}
+
+
+def _fmt(value, digits=4) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(title: str, frame: pd.DataFrame, index_name: str | None = None) -> Table:
+    table = Table(title=title)
+    columns = ([index_name] if index_name else []) + list(frame.columns)
+    for column in columns:
+        table.add_column(str(column), justify="right")
+    for idx, *cells in frame.astype(object).itertuples():
+        table.add_row(*(([str(idx)] if index_name else []) + [_fmt(v) for v in cells]))
+    return table
+
+
+def _clean(value):
+    return None if isinstance(value, float) and value != value else value
+
+
+@click.command("fl-stats", cls=OneLineErrors, context_settings=CONTEXT)
+@click.argument("target", type=Text(), required=False)
+@click.option("--run", "run", type=Text(), default=None, help="The run (id or folder).  [default: the newest]")
+@click.option("--log-dir", type=PathText(file_okay=False), default="logs", help="Where the run folders are.")
+@click.option("--csv", "as_csv", is_flag=True, help="Write the per-round table as CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Write everything as JSON.")
+@click.option("-o", "--output", type=PathText(dir_okay=False), default=None,
+              help="File for --csv/--json.  [default: stdout]")
+@click.option("--plot", type=PathText(dir_okay=False), default=None, help="Draw AVG/TOP5/LOW5 per round into this PNG.")
+@click.option("--metric", type=Text(), default=None,
+              help="The metric of the AVG/TOP5/LOW5 table and --plot: an app's reply metric, as NAME or TASK.NAME.  "
+                   "[default: the first whose name holds acc]")
+@click.option("--watch", is_flag=True, help="Refresh while the run is live.")
+@click.option("--interval", type=FiniteFloat(min=0.2, max=3600.0), default=2.0,
+              help="Seconds between --watch refreshes.")
+@click.option("--runs", "list_runs", is_flag=True, help="List the runs in the log dir.")
+@click.option("--pull", is_flag=True, help="First bring the run's client logs over again from its devices.")
+@click.pass_context
+def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch, interval, list_runs, pull) -> None:
+    """Loss and accuracy per round out of client logs: one client, or AVG/TOP5/LOW5 across a run."""
+    console = make_console()
+    log_path = Path(log_dir)
+    _check_combination(ctx, target, run, as_csv, as_json, output, plot, watch, list_runs, pull)
+    if metric is not None and list_runs:
+        raise UserError("--runs lists every run in the log dir; drop --metric")
+    for path, flag in ((output, "-o"), (plot, "--plot")):
+        if path is not None:
+            _check_writable(path, flag)
+    if list_runs:
+        _list_runs(log_path, console, as_json, output)
+        return
+    if pull:
+        _pull(_run_folder(run, log_path), console)
+        if target is None and not (as_csv or as_json or plot or watch):
+            return
+    kind, path = resolve(target, run, log_path)
+    if plot and kind != "run":
+        raise UserError("--plot draws across a run's clients; name a run, not a client")
+    if metric is not None and kind != "run":
+        raise UserError("--metric picks what AVG/TOP5/LOW5 show across a run's clients; name a run, not a client")
+    if watch:
+        _watch(kind, path, console, interval, metric)
+        return
+    if kind == "client":
+        _client(path, console, as_csv, as_json, output)
+    else:
+        _run(path, console, as_csv, as_json, output, plot, metric)
+
+
+def _check_combination(ctx, target, run, as_csv, as_json, output, plot, watch, list_runs, pull) -> None:
+    """Refuse what the chosen mode would ignore: one line each, before anything is read."""
+    if as_csv and as_json:
+        raise UserError("--csv and --json exclude each other")
+    if output is not None and not (as_csv or as_json):
+        raise UserError("-o is for --csv or --json (the table goes to the terminal)")
+    if list_runs:
+        for given, flag in ((target, "TARGET"), (run, "--run"), (as_csv, "--csv"), (plot, "--plot"),
+                            (watch, "--watch"), (pull, "--pull")):
+            if given:
+                raise UserError(f"--runs lists every run in the log dir; drop {flag}")
+    if watch:
+        for given, flag in ((as_csv, "--csv"), (as_json, "--json"), (plot, "--plot")):
+            if given:
+                raise UserError(f"--watch refreshes the table in the terminal; drop {flag}")
+    elif ctx.get_parameter_source("interval") == click.core.ParameterSource.COMMANDLINE:
+        raise UserError("--interval is for --watch")
+
+
+def _client(log: Path, console: Console, as_csv: bool, as_json: bool, output: str | None) -> None:
+    history = read_client_log(log)
+    rounds, epochs = client_tables([history])
+    rounds = rounds.drop(columns=["client"]).set_index("round")
+    if as_csv:
+        _emit(rounds.to_csv(), output)
+        return
+    if as_json:
+        _emit(json.dumps({
+            "log": str(log), "format": history.format, "skipped_lines": history.skipped,
+            "rounds": [{k: _clean(v) for k, v in r.items()} for r in history.rounds],
+            "epochs": history.epochs, "final_accuracy": history.final_acc,
+            "get_model": history.get_model, "inference": history.inference,
+        }, indent=2) + "\n", output)
+        return
+    console.print(_table(f"{log} ({history.format} format): per round", rounds, "round"))
+    if not epochs.empty:
+        console.print(_table("per epoch", epochs.drop(columns=["client"]).set_index(["round", "epoch"])
+                             .reset_index(), None))
+    if history.final_acc is not None:
+        console.print(f"final model accuracy: {history.final_acc:.4f}")
+    if history.get_model:
+        console.print(f"getModel: {history.get_model} response(s) from the server")
+    for inf in history.inference:
+        acc = f", accuracy {inf['acc']:.4f}" if "acc" in inf else ""
+        console.print(f"inference: {inf['count']} predicted labels{acc}")
+    _report_skipped(console, [history])
+
+
+def _report_skipped(console: Console, histories) -> None:
+    skipped = sum(h.skipped for h in histories)
+    if skipped:
+        bad = [h.path for h in histories if h.skipped]
+        console.print(f"skipped {skipped} unreadable line(s) in {len(bad)} file(s), e.g. {bad[0]}")
+
+
+def pick_metric(rounds: pd.DataFrame, name: str | None) -> str:
+    """The column of ``rounds`` that ``--metric NAME`` names (``acc`` without one); a user error if none or
+    several (a NAME that both the train and the evaluate replies carry)."""
+    if name is None:
+        return "acc"
+    names = metric_names(rounds)
+    if name in names:
+        return name
+    found = [n for n in names if n.partition(".")[2] == name]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UserError(f"--metric {name} is in several replies; name one of {', '.join(found)}")
+    known = ", ".join(dict.fromkeys(n.partition(".")[2] for n in names)) or "none (not an --app run)"
+    raise UserError(f"--metric {name}: no such metric in the client logs; they hold {known}")
+
+
+def _run_tables(folder: Path, metric: str | None = None):
+    logs = _client_logs(folder)
+    histories = read_logs(logs)
+    rounds, _ = client_tables(histories)
+    column = pick_metric(rounds, metric) if histories else "acc"
+    return histories, rounds, column, across_clients(rounds, column)
+
+
+def _no_client_logs(folder: Path, console: Console, as_csv: bool, as_json: bool, output: str | None,
+                    plot: str | None) -> None:
+    """A run that left no client log (it failed at start): its status and reason, from run.json."""
+    try:
+        state = live_status(RunFolder(folder))
+    except RunFolderError as err:
+        raise UserError(f"{folder} holds no client_*/client.log ({err})") from None
+    status, reason = state["status"], state.get("reason")
+    said = f"run {folder.name}: {status}" + (f": {reason}" if reason else "") + "; no client logged a round"
+    if plot:
+        raise UserError(f"{said}: nothing to plot")
+    if as_csv:
+        _emit(across_clients(client_tables([])[0]).to_csv(), output)
+    elif as_json:
+        _emit(json.dumps({"run": folder.name, "status": status, "reason": reason, "clients": 0,
+                          "skipped_lines": 0, "metric": None, "metrics": [], "rounds": [], "per_client": []},
+                         indent=2) + "\n", output)
+    else:
+        console.print(said, markup=False, highlight=False)
+
+
+def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: str | None, plot: str | None,
+         metric: str | None = None) -> None:
+    histories, rounds, column, table = _run_tables(folder, metric)
+    if not histories:
+        _no_client_logs(folder, console, as_csv, as_json, output, plot)
+        return
+    names = metric_names(rounds)
+    if plot:
+        if table.empty:
+            raise UserError(f"no {'evaluate acc' if column == 'acc' else column} values in {folder}: nothing to plot")
+        try:
+            plot_across(table, Path(plot), f"{folder.name}: {len(histories)} clients"
+                        + ("" if column == "acc" else f", {column}"), column)
+        except (OSError, ValueError) as err:  # an unwritable file, or a format matplotlib does not know
+            raise UserError(f"--plot {plot}: {' '.join(str(err).split())}") from None
+    if as_csv:
+        _emit(table.join(per_client(rounds, names), how="outer").to_csv(), output)
+        return
+    info = _info(folder)
+    server_rows = read_strategy_log(folder / "server" / "serverapp.log") if (info.get("plan") or {}).get("user_app") \
+        else []
+    if as_json:
+        _emit(json.dumps({
+            "run": folder.name, "clients": len(histories), "skipped_lines": sum(h.skipped for h in histories),
+            "final_accuracy": info.get("final_accuracy"), "metric": column, "metrics": names,
+            "rounds": [{k: _clean(v) for k, v in row.items()} for row in table.reset_index().to_dict("records")],
+            "per_client": [{"client": int(row["client"]), "round": int(row["round"]),
+                            "metrics": {n: row[n] for n in names if row[n] == row[n] and row[n] is not None}}
+                           for row in rounds.dropna(subset=["client"]).to_dict("records")] if names else [],
+            "server_metrics": server_rows,
+        }, indent=2) + "\n", output)
+        return
+    what = "accuracy of the received model" if column == "acc" else column
+    console.print(_table(f"{folder.name}: {len(histories)} client logs, {what}", table, "round"))
+    if names:
+        console.print(_table("every client's reply metrics, mean over the clients",
+                             rounds.astype({n: float for n in names}).groupby("round")[names].mean(), "round"))
+    if server_rows:
+        wide = pd.DataFrame([{"round": r["round"], **{f"{r['phase']}.{k}": v for k, v in r["metrics"].items()}}
+                             for r in server_rows]).groupby("round").first()
+        console.print(_table("what the app's strategy aggregated (server/serverapp.log)", wide, "round"))
+    if info.get("final_accuracy") is not None:
+        console.print(f"final model accuracy: {info['final_accuracy']:.4f} "
+                      f"over {info.get('final_test_samples')} test samples")
+    if plot:
+        console.print(f"plot: {plot}")
+    _report_skipped(console, histories)
+
+
+def _watch(kind: str, path: Path, console: Console, interval: float, metric: str | None = None) -> None:
+    folder = path if kind == "run" else path.parent.parent
+    with Live(console=console, refresh_per_second=2) as live:
+        try:
+            while True:
+                if kind == "run":
+                    histories, _, _, table = _run_tables(folder, metric)
+                    view = _table(f"{folder.name}: {len(histories)} clients (watching)", table.tail(20), "round")
+                else:
+                    rounds, _ = client_tables([read_client_log(path)])
+                    recent = rounds.drop(columns=["client"]).set_index("round").tail(20)
+                    view = _table(f"{path} (watching)", recent, "round")
+                live.update(view)
+                try:
+                    state = live_status(RunFolder(folder))["status"] if (folder / "run.json").is_file() else "?"
+                except RunFolderError:
+                    state = "unknown"
+                if state not in LIVE:
+                    break
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            pass
+
+
+def _pull(folder: Path, console: Console) -> None:
+    try:
+        devices = devices_of(RunFolder(folder).read())
+    except RunFolderError as err:
+        raise UserError(str(err)) from None
+    except (KeyError, TypeError):  # devices recorded in another shape than fl-launch writes
+        raise UserError(f"run {folder.name}: its run.json's devices are not fl-launch's") from None
+    if not devices:
+        raise UserError(f"run {folder.name} has no devices to pull from")
+    for device, clients in devices:
+        state = "pulled" if device.pull(folder) is not None else "unreachable or empty"
+        console.print(f"{device.host}: clients {', '.join(map(str, clients))}: {state}")
+
+
+def _list_runs(log_dir: Path, console: Console, as_json: bool, output: str | None) -> None:
+    rows = []
+    for folder in RunFolder.listed(log_dir):
+        try:
+            rows.append(live_status(folder))
+        except RunFolderError:
+            rows.append({"run": folder.run_id, "status": "unreadable run.json"})
+    if as_json:
+        _emit(json.dumps(rows, indent=2) + "\n", output)
+        return
+    table = Table(title=f"runs in {log_dir}")
+    for column in ("run", "tag", "task", "status", "clients alive", "rounds done", "final acc"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["run"], r.get("tag", ""), r.get("task") or "", r["status"],
+                      f"{r.get('clients_alive', 0)}/{r.get('clients', 0)}",
+                      f"{r.get('rounds_done', 0)}/{r.get('rounds') or '?'}" if r.get("task") == "train" else "-",
+                      _fmt(r.get("final_accuracy")))
+    console.print(table if rows else f"no runs in {log_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The devices file: which hosts take clients, how to reach them, where to work.
+
+    devices = load_hosts("devices.toml")
+    [(d.host, d.slots) for d in devices]
+    # [('pi-01.local', 2), ('jetson', 4)]
+
+    [defaults]                      # applies to every [[device]]
+    user = "pi"
+    port = 22
+    identity = "~/.ssh/id_ed25519"
+    python = "/home/pi/fl/.venv/bin/python"
+    workdir = "/home/pi/fl"
+
+    [[device]]
+    host = "pi-01.local"            # an address or an alias from the ssh config
+    slots = 2
+    env = { OMP_NUM_THREADS = "1" }
+    node-config = { dataset-path = "/data/part_{i}" }   # into its clients' node configs (wins over --node-config)
+
+Every error names the file and the line: an unknown key, a missing or duplicate
+host, a value of the wrong type or shape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
+
+from launcher.apps.node_config import NodeConfigError, check_node_config
+
+KEYS = {"host", "user", "port", "identity", "python", "workdir", "slots", "env", "node-config"}
+DEFAULT_KEYS = KEYS - {"host", "slots"}
+SAFE_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}$")
+SAFE_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+SAFE_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+class HostsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Device:
+    host: str
+    slots: int = 1
+    user: str | None = None
+    port: int | None = None
+    identity: str | None = None
+    python: str = "python3"
+    workdir: str = "fl-launch"  # relative: under the remote user's home
+    env: dict = field(default_factory=dict)
+    node_config: dict = field(default_factory=dict)  # added to its clients' node configs ({i}, {n} as the option)
+
+    @property
+    def name(self) -> str:
+        return self.host
+
+
+def _line_of(text: str, table_index: int | None, key: str | None) -> int:
+    """1-based line of a key in [defaults] (table_index None) or the n-th [[device]]."""
+    lines = text.splitlines()
+    header = re.compile(r"^\s*\[\s*defaults\s*\]" if table_index is None else r"^\s*\[\[\s*device\s*\]\]")
+    start, seen = None, -1
+    for i, line in enumerate(lines):
+        if header.match(line):
+            seen += 1
+            if table_index is None or seen == table_index:
+                start = i
+                break
+    if start is None:
+        return 1
+    if key is None:
+        return start + 1
+    key_re = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    for i in range(start + 1, len(lines)):
+        if re.match(r"^\s*\[", lines[i]):
+            break
+        if key_re.match(lines[i]):
+            return i + 1
+    return start + 1
+
+
+def _check_value(key: str, value, where) -> None:
+    def bad(why: str):
+        raise HostsError(f"{where(key)}: {key} {why}")
+
+    if key in ("host",):
+        if not isinstance(value, str) or not SAFE_HOST.match(value):
+            bad("must be a host name, address or ssh alias (letters, digits, '.', '-', '_', ':')")
+    elif key == "user":
+        if not isinstance(value, str) or not SAFE_USER.match(value):
+            bad("must be a plain user name")
+    elif key in ("port",):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+            bad("must be an integer from 1 to 65535")
+    elif key == "slots":
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1024:
+            bad("must be an integer from 1 to 1024")
+    elif key in ("identity", "python", "workdir"):
+        if not isinstance(value, str) or not value or any(c in value for c in "\n\r\0"):
+            bad("must be a non-empty path on one line")
+    elif key == "env":
+        if not isinstance(value, dict):
+            bad("must be a table of NAME = \"value\"")
+        for name, text in value.items():
+            if not SAFE_ENV_NAME.match(name) or not isinstance(text, str) or "\0" in text or "\n" in text:
+                bad(f"entry {name!r} must be NAME = \"one-line string\"")
+    elif key == "node-config":
+        if not isinstance(value, dict):
+            bad("must be a table of key = value (as --node-config takes them)")
+        try:
+            check_node_config(value, "node-config")
+        except NodeConfigError as err:
+            raise HostsError(f"{where(key)}: {err}") from None
+
+
+def load_hosts(path: str | Path) -> list[Device]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise HostsError(f"{path}: cannot read the hosts file ({err.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise HostsError(f"{path}: {err}") from None
+    for key in data:
+        if key not in ("defaults", "device"):
+            raise HostsError(f"{path}:{_top_line(text, key)}: unknown key {key!r} (expected [defaults] and [[device]])")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise HostsError(f"{path}:1: defaults must be a table")
+    for key, value in defaults.items():
+        where = lambda k: f"{path}:{_line_of(text, None, k)}"  # noqa: E731
+        if key not in DEFAULT_KEYS:
+            raise HostsError(f"{where(key)}: unknown key {key!r} in [defaults]")
+        _check_value(key, value, where)
+    entries = data.get("device", [])
+    if not isinstance(entries, list) or not entries:
+        raise HostsError(f"{path}:1: no [[device]] entries")
+    devices, seen = [], {}
+    for index, entry in enumerate(entries):
+        where = lambda k, i=index: f"{path}:{_line_of(text, i, k)}"  # noqa: E731
+        for key in entry:
+            if key not in KEYS:
+                raise HostsError(f"{where(key)}: unknown key {key!r} in [[device]]")
+        if "host" not in entry:
+            raise HostsError(f"{where(None)}: [[device]] without a host")
+        merged = {**defaults, **entry}
+        for key, value in entry.items():
+            _check_value(key, value, where)
+        if merged["host"] in seen:
+            raise HostsError(f"{where('host')}: duplicate host {merged['host']!r} "
+                             f"(first at line {seen[merged['host']]})")
+        seen[merged["host"]] = _line_of(text, index, "host")
+        env = {**defaults.get("env", {}), **entry.get("env", {})}
+        node_config = {**defaults.get("node-config", {}), **entry.get("node-config", {})}
+        merged.pop("node-config", None)
+        devices.append(Device(**{**merged, "env": env, "node_config": node_config}))
+    return devices
+
+
+def _top_line(text: str, key: str) -> int:
+    for i, line in enumerate(text.splitlines()):
+        if re.match(rf"^\s*(\[+\s*)?{re.escape(key)}\b", line):
+            return i + 1
+    return 1
+
+
+def place_clients(devices: list[Device], client_num: int) -> list[Device]:
+    """Device of each client, filling devices' slots in file order."""
+    slots = [d for d in devices for _ in range(d.slots)]
+    if client_num > len(slots):
+        raise HostsError(f"{client_num} clients do not fit the {len(slots)} slots of {len(devices)} devices")
+    return slots[:client_num]

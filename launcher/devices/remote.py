@@ -1,0 +1,169 @@
+"""The launcher's side of a device: stage its files, start its agent, pull its logs, stop it.
+
+    dev = RemoteDevice(device, ssh_config=None, run_id="20261124-0530-ab12", tag="exp1")
+    dev.stage(local_run, clients=[2, 3])          # data/client_2.npz ... over ssh + tar
+    pid = dev.start_agent(superlink_port=9092, clients=[2, 3], num_clients=4, threads=1, grace=10)
+    dev.pull(local_run)                            # client_2/, client_3/ logs, agent.json
+    dev.stop(grace=10)                             # fl-finish --local-only on the device
+
+Files move as tar streams through ssh (tar is on every device), so nothing more
+than OpenSSH and the device's Python with this package is needed. The run lives
+on the device in ``<workdir>/runs/<run-id>/``, laid out like the local run folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import shlex
+import tarfile
+from pathlib import Path
+
+from launcher.apps.node_config import EXTRA_FILE
+from launcher.devices.hosts import Device
+from launcher.devices.ssh import Ssh, last_line, remote_path
+from launcher.processes.entry_modules import DEVICE_AGENT, FINISH
+from launcher.processes.table import RUN_ENV, TAG_ENV
+
+
+class RemoteError(RuntimeError):
+    pass
+
+
+def _dir_word(path: str) -> str:
+    """A directory for ``cd``: relative ones are under the workdir (the caller cds there first)."""
+    return remote_path(path) if path[:1] in "/~" else shlex.quote(path)
+
+
+def devices_of(info: dict, tag: str | None = None) -> list[tuple["RemoteDevice", list[int]]]:
+    """A run's devices, as its run.json plan records them, each with the clients placed on it."""
+    plan = info.get("plan") or {}
+    return [
+        (RemoteDevice(Device(**{k: v for k, v in spec.items() if k != "clients"}), plan.get("ssh_config"),
+                      info["run_id"], tag or info["kill_tag"]), spec["clients"])
+        for spec in plan.get("devices", [])
+    ]
+
+
+class RemoteDevice:
+    def __init__(self, device: Device, ssh_config: str | None, run_id: str, tag: str) -> None:
+        self.device = device
+        self.ssh = Ssh(device, ssh_config)
+        self.run_id = run_id
+        self.tag = tag
+        self.run_rel = posixpath.join("runs", run_id)  # under the device's workdir
+        self.agent_pid: int | None = None
+        self.reachable = True  # as of the last pull
+
+    def python_word(self) -> str:
+        """The device's interpreter as a word for its shell."""
+        p = self.device.python
+        return remote_path(p) if p.startswith("~") else shlex.quote(p)
+
+    def _in_run(self) -> str:
+        return f"{remote_path(self.device.workdir)}/{shlex.quote(self.run_rel)}"
+
+    @property
+    def host(self) -> str:
+        return self.device.host
+
+    def _check(self, result, what: str) -> None:
+        if result.returncode != 0:
+            raise RemoteError(f"{self.host}: {what} failed: {last_line(result.stderr) or f'exit {result.returncode}'}")
+
+    def stage(self, local_run: Path, clients: list[int], ca: Path | None = None,
+              remote_data_dir: str | None = None) -> None:
+        """Copy the clients' partitions and extra node configs (and the run's CA, with TLS) to the device.
+
+        With ``remote_data_dir`` the partitions are already on the device: only check they are there.
+        """
+        if remote_data_dir is not None:
+            names = " ".join(shlex.quote(f"client_{c}.npz") for c in clients)
+            check = self.ssh.run(f"cd {remote_path(self.device.workdir)} && cd {_dir_word(remote_data_dir)} && "
+                                 f"for f in {names}; do test -f \"$f\" || echo \"$f\"; done")
+            self._check(check, f"reading {remote_data_dir}")
+            missing = check.stdout.decode().split()
+            if missing:
+                raise RemoteError(f"{self.host}: {remote_data_dir} lacks {', '.join(missing)}")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            if ca is not None:
+                tar.add(ca, arcname="tls/ca.pem")
+            for client in clients:  # the user's node config values (--node-config, hosts.toml)
+                extra = local_run / f"client_{client}" / EXTRA_FILE
+                if extra.exists():
+                    tar.add(extra, arcname=f"client_{client}/{EXTRA_FILE}")
+            for client in clients if remote_data_dir is None else []:
+                part = local_run / "data" / f"client_{client}.npz"
+                if not part.exists():  # a link to a MindSpore writer folder: its .bin files go along
+                    part = part.with_suffix("")
+                if part.exists():  # a user's app (--app) brings its own data
+                    tar.add(part.resolve(), arcname=f"data/{part.name}")
+        rdir = self._in_run()
+        result = self.ssh.run(f"mkdir -p {rdir} && tar -C {rdir} -xf -", stdin=buffer.getvalue(), timeout=600)
+        self._check(result, "copying the partitions")
+
+    def start_agent(self, superlink_port: int, clients: list[int], num_clients: int, threads: int,
+                    grace: float, tls: bool = False, remote_data_dir: str | None = None,
+                    max_restarts: int = 0, resume_round: int = 0, user_app: bool = False) -> int:
+        args = shlex.join(["-m", DEVICE_AGENT, "--run-dir", self.run_rel,
+                           "--superlink", f"127.0.0.1:{superlink_port}", "--clients", ",".join(map(str, clients)),
+                           "--num-clients", str(num_clients), "--torch-threads", str(threads), "--grace", str(grace),
+                           *(["--tls"] if tls else []),
+                           *(["--data-dir", remote_data_dir] if remote_data_dir else []),
+                           "--max-restarts", str(max_restarts), "--resume-round", str(resume_round),
+                           *(["--user-app"] if user_app else [])])
+        env = {**self.device.env, TAG_ENV: self.tag, RUN_ENV: self.run_id,
+               "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
+        assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+        rel = shlex.quote(self.run_rel)
+        # Only the agent goes to the background, with every stream redirected, so ssh returns at once.
+        command = (f"mkdir -p {self._in_run()} && cd {remote_path(self.device.workdir)} || exit 1; "
+                   f"env {assignments} setsid nohup {self.python_word()} {args} "
+                   f"> {rel}/agent.log 2>&1 < /dev/null & echo $!")
+        result = self.ssh.run(command, timeout=60)
+        self._check(result, "starting the agent")
+        try:
+            self.agent_pid = int(last_line(result.stdout))
+        except ValueError:
+            raise RemoteError(f"{self.host}: the agent did not report its pid") from None
+        return self.agent_pid
+
+    def pull(self, local_run: Path) -> dict | None:
+        """Bring the device's client folders and agent files into the local run folder; agent.json's data."""
+        result = self.ssh.run(
+            f"cd {self._in_run()} 2>/dev/null && "
+            f"tar -cf - --exclude='*.npz' $(ls -d client_* agent.json agent.log 2>/dev/null)",
+            timeout=120)
+        self.reachable = result.returncode != 255  # ssh's own failure: no connection
+        if result.returncode != 0 or not result.stdout:
+            return None
+        device_dir = local_run / "devices" / self.host
+        device_dir.mkdir(parents=True, exist_ok=True)
+        agent = None
+        with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r") as tar:
+            for member in tar.getmembers():
+                if not (member.isfile() or member.isdir()):
+                    continue
+                top = member.name.split("/", 1)[0]
+                if top.startswith("client_") and top[7:].isdigit():
+                    tar.extract(member, local_run, filter="data")
+                elif member.name in ("agent.json", "agent.log"):
+                    tar.extract(member, device_dir, filter="data")
+        try:
+            agent = json.loads((device_dir / "agent.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            agent = None
+        return agent
+
+    def stop(self, grace: float) -> tuple[int, str]:
+        """fl-finish on the device itself: the exact-tag rule, applied where the processes are."""
+        args = shlex.join(["-m", FINISH, "--kill-tag", self.tag, "--local-only", "--grace", str(grace)])
+        result = self.ssh.run(f"{self.python_word()} {args}", timeout=grace + 60)
+        return result.returncode, (result.stdout + result.stderr).decode("utf-8", "replace")
+
+    def tunnel_argv(self, remote_port: int, local_port: int) -> list[str]:
+        """ssh -R: the device's 127.0.0.1:remote_port reaches this machine's SuperLink."""
+        return self.ssh.argv("-N", "-o", "ExitOnForwardFailure=yes",
+                             "-R", f"127.0.0.1:{remote_port}:127.0.0.1:{local_port}")

@@ -1,0 +1,68 @@
+"""OpenSSH as the transport to devices: the user's config, agent and keys, in batch mode.
+
+    ssh = Ssh(device, config="~/.ssh/config")
+    ssh.run(shlex.join(["python3", "-V"])).stdout
+    # 'Python 3.11.7\\n'
+    ssh.argv("-N", "-R", "127.0.0.1:9092:127.0.0.1:9092")   # a tunnel, for Popen
+
+Every remote command is one string built with shlex quoting from a list of
+words; host, user and paths come validated from the hosts file. Host keys are
+checked strictly: a device must already be in known_hosts.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+from typing import BinaryIO
+
+from launcher.devices.hosts import Device
+
+CONNECT_TIMEOUT = 10
+
+
+class Ssh:
+    def __init__(self, device: Device, config: str | None = None) -> None:
+        self.device = device
+        self.config = config
+
+    def argv(self, *extra: str) -> list[str]:
+        d = self.device
+        args = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
+        if self.config:
+            args += ["-F", str(Path(self.config).expanduser())]
+        if d.port:
+            args += ["-p", str(d.port)]
+        if d.identity:
+            args += ["-i", str(Path(d.identity).expanduser()), "-o", "IdentitiesOnly=yes"]
+        if d.user:
+            args += ["-l", d.user]
+        return [*args, *extra, d.host]
+
+    def run(self, command: str, stdin: bytes | BinaryIO | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run one remote shell command; never raises for a failed connection (exit 255).
+        ``stdin``: bytes, or an open file streamed from disk (large tar streams)."""
+        feed = {"input": stdin} if stdin is None or isinstance(stdin, bytes) else {"stdin": stdin}
+        try:
+            return subprocess.run([*self.argv(), "--", command], capture_output=True, timeout=timeout, **feed)
+        except subprocess.TimeoutExpired as err:
+            return subprocess.CompletedProcess(err.cmd, 255, b"", f"ssh timed out after {timeout:.0f} s".encode())
+
+
+def remote_path(path: str) -> str:
+    """A path for the remote shell: quoted, with a leading ~/ (or a relative path) under $HOME."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    if not path.startswith("/"):
+        return '"$HOME"/' + shlex.quote(path)
+    return shlex.quote(path)
+
+
+def last_line(data: bytes) -> str:
+    lines = [line for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""

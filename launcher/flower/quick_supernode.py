@@ -1,0 +1,81 @@
+"""Flower's own SuperNode, with its idle sleeps answered by bells instead of the clock.
+
+    python -m launcher.flower.quick_supernode --insecure --superlink 127.0.0.1:9092 \
+        --isolation process --port 9094 \
+        --node-config "partition-id=0 num-partitions=2 client-dir='/abs/RUN/client_0' ..."
+
+The arguments are flower-supernode's. Flower 1.41's SuperNode loop sleeps 3 s
+whenever a pull from the SuperLink brings nothing, and 0.5 s between checks for
+a task's reply; on one host those sleeps are most of a round's overhead. This
+runs Flower's unchanged flower-supernode entry point after two substitutions in
+its loop module's namespace (Flower's files are not touched); every sleep
+of the loop becomes a wait on the node's ``supernode`` bell, of the same length:
+- the 3 s idle sleep ends when the ServerApp rings it after pushing messages;
+- after a message is pulled, the node's ``worker`` bell is rung, so the task
+  runner (launcher.flower.warm_clientapp) asks for the task at once;
+- the 0.5 s sleeps while a task's reply is awaited wait on the same bell, which
+  the task runner rings when the task ends.
+tests/test_flower_internals.py checks that the loop still has this shape.
+"""
+
+from __future__ import annotations
+
+import sys
+import time as _time
+
+import flwr.supernode.start_client_internal as loop
+from flwr.supernode.cli import flower_supernode
+
+from contract.bells import Bell, ring
+from contract.run_settings import node_paths
+from launcher.flower.config_args import load_node_config
+
+IDLE_SECONDS = 3.0  # Flower's own idle sleep: a node nobody rings (e.g. on a device) behaves as stock
+
+
+class BellClock:
+    """Stands in for the ``time`` module inside Flower's SuperNode loop."""
+
+    def __init__(self, bell: Bell) -> None:
+        self._bell = bell
+
+    def sleep(self, seconds: float) -> None:
+        self._bell.wait(min(seconds, IDLE_SECONDS))
+
+    def __getattr__(self, name):
+        return getattr(_time, name)
+
+
+def install(client_dir) -> None:
+    """Put the bells into Flower's SuperNode loop (this process only)."""
+    pull = loop._pull_and_store_message  # noqa: SLF001
+
+    def pull_then_ring(*args, **kwargs):
+        run_id = pull(*args, **kwargs)
+        if run_id is not None:
+            ring(client_dir, "worker")
+        return run_id
+
+    loop._pull_and_store_message = pull_then_ring  # noqa: SLF001
+    loop.time = BellClock(Bell(client_dir, "supernode"))
+
+
+def node_config_arg(argv: list[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg == "--node-config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--node-config="):
+            return arg.split("=", 1)[1]
+    raise SystemExit("quick_supernode: --node-config is required")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _, client_dir, _ = node_paths(load_node_config(node_config_arg(argv)), run_dir=".")
+    install(client_dir)
+    sys.argv = ["flower-supernode", *argv]
+    flower_supernode()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""A run's processes as one kernel cgroup: who belongs to a run, whatever they do to their environment.
+
+    group = RunGroup.claim("exp1")   # <cgroup2>/fl-launch/exp1; None where no cgroup2 is writable
+    group.join()                     # this process; all it starts from now on is in the group too
+    group.pids()                     # {1234, 1240, ...}: every live member, Ray's agents included
+    group.kill(); group.wait_empty(5); group.remove()
+    RunGroup.find("exp1")            # from another process: the group of the live run tagged exp1
+    RunGroup.find("exp1", ident)     # ... only if it is still the group with that inode (RunGroup.ident)
+
+A cgroup is inherited across fork and kept through setsid, exec and rewrites of /proc/PID/environ (Ray's
+agents rewrite theirs, hiding FL_LAUNCH_TAG), and setting FL_LAUNCH_TAG by hand does not put a process in
+it. The group is named by the kill tag, so a tag in use is found without any run folder. It lives in the
+first writable cgroup2 hierarchy (/sys/fs/cgroup on a cgroup2-only system, /sys/fs/cgroup/unified on a
+hybrid one); it needs no controller. Where none is writable (not root, no cgroupfs), or with
+FL_LAUNCH_CGROUP=off, ``claim`` and ``find`` give None and callers fall back to the PIDs a run records.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+BASE = "fl-launch"
+SWITCH_ENV = "FL_LAUNCH_CGROUP"  # "off": do without
+
+
+class TagInUse(RuntimeError):
+    """A live group already has this tag; the message names a member PID."""
+
+
+def cgroup2_root() -> Path | None:
+    """The mount point of a writable cgroup2 hierarchy, or None."""
+    if os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "no"):
+        return None
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "cgroup2":
+            root = Path(fields[1])
+            if os.access(root / "cgroup.procs", os.W_OK):
+                return root
+    return None
+
+
+def _own_cgroup(root: Path) -> Path:
+    """The cgroup2 group this process is in now (the ``0::`` line of /proc/self/cgroup)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return root / line[3:].lstrip("/")
+    return root
+
+
+class RunGroup:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._home: Path | None = None  # where this process was before it joined
+
+    def __repr__(self) -> str:
+        return f"RunGroup({str(self.path)!r})"
+
+    @classmethod
+    def find(cls, tag: str, ident: int | None = None) -> "RunGroup | None":
+        root = cgroup2_root()
+        if root is None or not (root / BASE / tag).is_dir():
+            return None
+        group = cls(root / BASE / tag)
+        try:
+            return group if ident is None or group.ident == ident else None
+        except OSError:
+            return None
+
+    @classmethod
+    def claim(cls, tag: str) -> "RunGroup | None":
+        """The tag's group, made now or left empty by an ended run; TagInUse when live processes hold it."""
+        root = cgroup2_root()
+        if root is None:
+            return None
+        group = cls(root / BASE / tag)
+        for other in (root / BASE).glob("*") if (root / BASE).is_dir() else ():
+            if other.name != tag:
+                cls(other).remove()  # the empty groups of ended runs (a live one is not removed: EBUSY)
+        try:
+            group.path.mkdir(parents=True)
+        except FileExistsError:
+            if members := group.pids():
+                raise TagInUse(f"kill tag {tag} is carried by a live run (pid {min(members)})") from None
+        except OSError:
+            return None
+        return group
+
+    @property
+    def ident(self) -> int:
+        """The group's inode: a group removed and made again under the same tag is another group."""
+        return self.path.stat().st_ino
+
+    def join(self, pid: int | None = None) -> None:
+        """Move a process (default: this one) into the group; its later children are born in it."""
+        if pid is None and self._home is None:
+            self._home = _own_cgroup(self.path.parents[1])
+        (self.path / "cgroup.procs").write_text(str(pid or os.getpid()))
+
+    def leave(self) -> None:
+        """Move this process back to where it was before ``join``."""
+        if self._home is not None:
+            try:
+                (self._home / "cgroup.procs").write_text(str(os.getpid()))
+            except OSError:
+                (self.path.parents[1] / "cgroup.procs").write_text(str(os.getpid()))
+
+    def _groups(self) -> list[Path]:
+        """This group and every group below it (deepest first)."""
+        return sorted((p for p in [self.path, *self.path.rglob("*")] if (p / "cgroup.procs").is_file()),
+                      key=lambda p: len(p.parts), reverse=True)
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for group in self._groups():
+            try:
+                found |= {int(line) for line in (group / "cgroup.procs").read_text().split()}
+            except OSError:
+                continue
+        return found
+
+    def kill(self) -> None:
+        """SIGKILL every member at once (cgroup.kill), or one by one on kernels before 5.14."""
+        kill_file = self.path / "cgroup.kill"
+        if kill_file.exists():
+            try:
+                kill_file.write_text("1")
+                return
+            except OSError:
+                pass
+        for pid in self.pids() - {os.getpid()}:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue
+
+    def wait_empty(self, timeout: float, exclude: set[int] | None = None) -> bool:
+        """True once no member (but ``exclude``) is left."""
+        deadline = time.monotonic() + timeout
+        while self.pids() - (exclude or set()):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def clear(self, timeout: float) -> bool:
+        """SIGKILL what is left, wait for it to go, remove the group; True when it went."""
+        self.kill()
+        gone = self.wait_empty(timeout, exclude={os.getpid()})
+        return self.remove() and gone
+
+    def remove(self) -> bool:
+        """Remove the (empty) group and the groups below it."""
+        try:
+            for group in self._groups():
+                group.rmdir()
+            return True
+        except OSError:
+            return False

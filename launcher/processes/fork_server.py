@@ -1,0 +1,175 @@
+"""One process that imports torch, Flower and the app once, then forks every client process.
+
+    table.start_fork_server(run_dir, env)       # ProcessTable: logs to server/forkserver.log
+    table.fork("clientapp", "launcher.flower.warm_clientapp", [...], log=..., env=..., cwd=...)
+
+A forked process runs ``python -m MODULE ARGS`` as if started fresh (its own
+session, stdout and stderr to its log, its own cwd and extra environment), but the
+interpreter, torch and Flower it would import are already there: their pages are
+shared copy-on-write between all clients instead of loaded once per process, and
+nothing imports torch twice. Each request is forked twice: the middle process exits
+at once, so the new process is re-parented to the nearest child subreaper, the
+supervisor (or device agent), which reaps it and sees its exit status like any
+child's. The server listens on an abstract Unix socket named after the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import hashlib
+import importlib
+import json
+import os
+import runpy
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from launcher.processes.entry_modules import BUILT_IN_PRELOAD, QUICK_SUPERNODE, WARM_CLIENTAPP
+
+PRELOAD = ("torch", "flwr.supernode.cli", "flwr.supernode.runtime.run_clientapp",
+           QUICK_SUPERNODE, WARM_CLIENTAPP, BUILT_IN_PRELOAD.split(":")[0])
+# What a SuperNode imports only once it runs (its HTTP server): shared too, when present.
+PRELOAD_IF_PRESENT = ("flwr.supernode.main", "uvicorn", "uvicorn.loops.uvloop", "uvicorn.protocols.http.httptools_impl",
+                      "uvloop", "httptools", "httpcore", "h11", "trio", "websockets")
+
+
+def address(run_dir: str | Path) -> bytes:
+    key = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:24]
+    return b"\0fl-launch-forks-" + key.encode()
+
+
+def request_fork(run_dir: str | Path, module: str, args: list[str], log: str, env: dict[str, str],
+                 cwd: str, timeout: float = 30.0) -> int:
+    """Ask the run's fork server for a process; returns its PID (raises OSError when none answers)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address(run_dir))
+        sock.sendall(json.dumps({"module": module, "args": args, "log": log, "env": env, "cwd": cwd}).encode()
+                     + b"\n")
+        reply = sock.makefile("rb").readline()
+    pid = json.loads(reply or b"{}").get("pid")
+    if not pid:
+        raise OSError(f"the fork server did not start {module}")
+    return int(pid)
+
+
+def wait_ready(run_dir: str | Path, timeout: float, alive=lambda: True) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            try:
+                sock.connect(address(run_dir))
+                return True
+            except OSError:
+                pass
+        time.sleep(0.1)
+    return False
+
+
+def _name_process(name: str) -> None:
+    """What ps, top and psutil's name() show (the command line stays the fork server's)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
+def _become(request: dict) -> None:
+    """In the grandchild: turn into ``python -m module args``; never returns."""
+    code = 1
+    try:
+        os.setsid()
+        _name_process(request["module"].rsplit(".", 1)[-1])
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE):
+            signal.signal(signum, signal.SIG_DFL)
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        os.close(null)
+        os.chdir(request["cwd"])
+        os.environ.update(request["env"])
+        sys.argv = [request["module"], *request["args"]]
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except BaseException:  # noqa: BLE001 (the process's own log gets the traceback)
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _fork_twice(request: dict) -> int:
+    read_end, write_end = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        os.close(read_end)
+        pid = os.fork()
+        if pid == 0:
+            os.close(write_end)
+            _become(request)
+        os.write(write_end, str(pid).encode())
+        os._exit(0)
+    os.close(write_end)
+    data = os.read(read_end, 32)
+    os.close(read_end)
+    os.waitpid(middle, 0)
+    return int(data or 0)
+
+
+def serve(run_dir: str) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address(run_dir))  # after the imports: a connect that succeeds means ready
+    listener.listen(64)
+    print(f"fork server ready, pid {os.getpid()}", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                line = conn.makefile("rb").readline()
+                if not line.strip():  # a readiness probe
+                    continue
+                request = json.loads(line)
+                pid = _fork_twice(request)
+                conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            except (OSError, ValueError, KeyError) as err:
+                print(f"fork server: request failed: {err}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", required=True)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    for module in PRELOAD:
+        importlib.import_module(module)
+    for module in PRELOAD_IF_PRESENT:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    torch = sys.modules["torch"]
+    torch.set_num_threads(1)  # no thread pool exists to be lost across fork
+    importlib.import_module("simulator.training").warm_up()
+    # Keep the collector off what is imported: a collection writes to every object it scans,
+    # and each written page stops being shared with the forked processes.
+    gc.freeze()
+    serve(args.run_dir)
+
+
+if __name__ == "__main__":
+    main()

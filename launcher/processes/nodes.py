@@ -1,0 +1,124 @@
+"""How one client node is started, on this machine or on a device: the same two processes.
+
+    env = flower_env(run_dir, threads=1)
+    write_node_config(run_dir, client=3, num_clients=10)
+    start_node(table, run_dir, 3, superlink="127.0.0.1:9092", runtime_port=41234, env=env, threads=1)
+
+A node is ``flower-supernode --isolation process`` (run by launcher.flower.quick_supernode) plus
+``launcher.flower.warm_clientapp`` serving its tasks; the run folder holds ``client_<i>/`` (logs, node_config.toml)
+and ``data/client_<i>.npz``. node_config.toml holds paths relative to the run folder;
+each start passes the node its config with them made absolute from where the folder is
+now. The supervisor calls this for local clients, the device agent for the clients
+placed on its device.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import tomllib
+
+from contract.run_settings import node_paths
+from launcher.apps.node_config import toml_lines, toml_value
+from launcher.processes.entry_modules import BUILT_IN_PRELOAD, QUICK_SUPERNODE, WARM_CLIENTAPP
+from launcher.processes.table import Managed, ProcessTable
+
+
+def flwr_bin(name: str) -> str:
+    """A Flower entry point from the same environment as this Python."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def own_bin_first_path() -> str:
+    """``PATH`` with this interpreter's bin folder first.
+
+        own_bin_first_path()             # under cron: PATH=/usr/bin:/bin
+        # '/opt/venv/bin:/usr/bin:/bin'
+
+    Flower starts its helpers by name (the SuperLink runs ``flower-superexec``, which runs
+    ``flwr-serverapp``): they must come from this environment even when the caller's PATH
+    (cron, systemd, ssh) lacks it."""
+    own = str(Path(sys.executable).parent)
+    rest = [part for part in os.environ.get("PATH", os.defpath).split(os.pathsep) if part and part != own]
+    return os.pathsep.join([own, *rest])
+
+
+def flower_env(run_dir: Path, threads: int) -> dict[str, str]:
+    """What every process of a run gets on top of the caller's environment (locally and on devices)."""
+    return {
+        "PATH": own_bin_first_path(),
+        "FLWR_HOME": str(run_dir / "flwr_home"),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "PYTHONSAFEPATH": "1",  # a run folder must never shadow a package
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
+
+
+def _toml_str(path: Path) -> str:
+    text = str(path)
+    if "'" in text or "\n" in text:
+        raise ValueError(f"path {text!r} holds a quote or newline")
+    return f"'{text}'"
+
+
+def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Path | None = None,
+                      extra: dict | None = None) -> Path:
+    """client_<i>/node_config.toml; its paths are relative to the run folder, so the folder can move.
+
+    The partition is ``data/client_<i>.npz``, or ``<data_dir>/client_<i>.npz`` (a device's data folder
+    outside its run folder, kept absolute). start_node gives them to the node absolute, from where the run
+    folder is when it starts. ``extra``: the user's own keys (launcher.apps.node_config), as they are.
+    """
+    client_dir = run_dir / f"client_{client}"
+    client_dir.mkdir(parents=True, exist_ok=True)
+    data_file = Path(data_dir) / f"client_{client}.npz" if data_dir else Path("data", f"client_{client}.npz")
+    path = client_dir / "node_config.toml"
+    path.write_text(
+        f"partition-id = {client}\nnum-partitions = {num_clients}\n"
+        f"client-dir = {_toml_str(Path(client_dir.name))}\ndata-file = {_toml_str(data_file)}\n"
+        + toml_lines(extra or {})
+    )
+    return path
+
+
+def node_config_arg(run_dir: Path, client: int) -> str:
+    """The node's config as ``--node-config 'k=v ...'`` (Flower's form), its paths absolute under ``run_dir``."""
+    with open(run_dir / f"client_{client}" / "node_config.toml", "rb") as fh:
+        config = tomllib.load(fh)
+    _, client_dir, data_file = node_paths(config, run_dir.resolve())
+    paths = {"client-dir": _toml_str(client_dir), "data-file": _toml_str(data_file)}
+    return " ".join(f"{key}={paths[key] if key in paths else toml_value(value)}" for key, value in config.items())
+
+
+def start_node(table: ProcessTable, run_dir: Path, client: int, superlink: str, runtime_port: int,
+               env: dict[str, str], threads: int, root_certificates: str | None = None,
+               user_app: bool = False) -> tuple[Managed, Managed]:
+    """``root_certificates``: verify the SuperLink's TLS certificate against this CA (else plain HTTP).
+    ``user_app``: the run's app is the user's (``--app``): nothing of the built-in app is preloaded, and the
+    app's output goes to client.log with the launcher's round lines (launcher.apps.task_log)."""
+    client_dir = run_dir / f"client_{client}"
+    node_config = node_config_arg(run_dir, client)  # where the run folder is now: it may have moved
+    node_env = dict(env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / f"client_{client}"))
+    supernode = table.fork(
+        "supernode", QUICK_SUPERNODE,
+        [*(["--root-certificates", root_certificates] if root_certificates else ["--insecure"]),
+         "--superlink", superlink,
+         "--isolation", "process", "--host", "127.0.0.1", "--port", str(runtime_port),
+         "--node-config", node_config],
+        log=client_dir / "supernode.log", env=node_env, cwd=client_dir, client=client, port=runtime_port,
+    )
+    clientapp = table.fork(
+        "clientapp", WARM_CLIENTAPP,
+        ["--runtime-api", f"127.0.0.1:{runtime_port}",
+         "--node-config", node_config, "--torch-threads", str(threads),
+         *(["--app-log"] if user_app else ["--preload", BUILT_IN_PRELOAD])],
+        log=client_dir / "worker.log", env=node_env, cwd=client_dir, client=client,
+    )
+    return supernode, clientapp

@@ -1,0 +1,55 @@
+"""What happens when one of a client's two processes dies mid-run, wherever it runs.
+
+    entry = restart_client(table, run_dir, proc, restarts, limit=3, start=lambda: start_node(...))
+    entry
+    # {'client': 1, 'role': 'clientapp', 'cause': 'killed by SIGKILL', 'node_id': 6909..., 'restarted': True, ...}
+
+The dead node's id is read from its SuperNode's log before anything else (the
+caller marks it lost, so the server stops waiting for it), the other process of
+the pair is stopped, the exit goes into the client's log, and the pair starts
+again as a new node while ``restarts[client] < limit``. The supervisor does this
+for local clients, the device agent for its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from contract.loglines import LogWriter, client_log_path
+from launcher.flower.node_log import supernode_id
+from launcher.processes.table import Managed, ProcessTable, describe_exit
+from launcher.run.folder import now_iso
+
+CLIENT_ROLES = ["clientapp", "supernode"]
+
+
+def first_exit_per_client(ended: list[Managed]) -> list[Managed]:
+    """One exit per client: when both processes of a pair end together, the pair restarts once."""
+    first: dict[int, Managed] = {}
+    for proc in ended:
+        if proc.role in CLIENT_ROLES:
+            first.setdefault(proc.client, proc)
+    return list(first.values())
+
+
+def restart_client(table: ProcessTable, run_dir: Path, proc: Managed, restarts: dict[int, int], limit: int,
+                   start: Callable[[], object]) -> dict:
+    client, cause = proc.client, describe_exit(proc.exit_code)
+    client_dir = run_dir / f"client_{client}"
+    node = supernode_id(client_dir / "supernode.log")
+    table.stop(CLIENT_ROLES, grace=2.0, client=client)
+    done = restarts.get(client, 0)
+    log = LogWriter(client_log_path(client_dir), "FLClient")
+    try:
+        if done < limit:
+            restarts[client] = done + 1
+            log.write("client_restart", level="WARNING", role=proc.role, restart=done + 1, max_restarts=limit,
+                      cause=cause)
+            start()
+        else:
+            log.write("client_lost", level="ERROR", role=proc.role, cause=cause)
+    finally:
+        log.close()
+    return {"client": client, "role": proc.role, "cause": cause, "at": now_iso(), "node_id": node,
+            "restarted": done < limit, "restart": min(done + 1, limit)}

@@ -1,0 +1,420 @@
+"""Turn validated options into a prepared run folder that a Supervisor can execute.
+
+    folder = prepare_run(opts)            # partitions, app dir, configs, run.json
+    Supervisor(folder).run()
+
+Everything that can fail on bad input (the data set, the split, an earlier run's
+checkpoint) is done in memory before the run folder exists, so a refused launch
+leaves no folder behind. What the Supervisor needs later is in run.json's "plan".
+
+A run folder is self-contained: run.json and the files in it name paths relative to
+the folder (getModel/inference copy the served checkpoint in, as served/round_NNNN.pt),
+and each start gives Flower the folder's absolute location of the moment, so a run
+folder that was copied or moved is resumed where it is now.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from contract.loglines import LogWriter
+from contract.run_settings import RunSettings, latest_checkpoint, resume_checkpoint
+from launcher.apps.node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
+from launcher.apps.user_app import AppError, read_app
+from launcher.devices.hosts import Device, HostsError, load_hosts, place_clients
+from launcher.devices.tls import make_run_certificates
+from launcher.processes.nodes import write_node_config
+from launcher.run.folder import RunFolder, RunFolderError, now_iso
+from partitions import PartitionError, split
+from simulator.client_data import write_partitions
+from simulator.datasets import DataSetError, load_dataset
+from simulator.femnist import open_femnist
+from simulator.flower_app import write_app_dir
+from simulator.npz_split import open_npz_split
+
+TASKS = ("train", "getModel", "inference")
+MODES = ("auto", "process", "virtual")
+NATURAL = "natural"  # the data set's own grouping: one writer (femnist) or one file (npz) per client
+SPLIT_BY_THE_DATA = ("femnist", "npz")
+MIN_SAMPLES_PER_CLIENT = 2  # one train and one test sample
+PROCESS_MODE_UP_TO = 100  # auto: one process per client up to this many clients (~75 MiB each), virtual above
+
+
+SERVED = "served"  # getModel/inference: the served checkpoint's copy in the run folder
+
+
+class PlanError(ValueError):
+    """Bad input found while planning; the message is the one line the user sees."""
+
+
+_APP = RunSettings()  # the app's own defaults are the launcher's
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    client_num: int = 10
+    task: str = _APP.task
+    rounds: int = _APP.rounds
+    local_epochs: int = _APP.local_epochs
+    batch_size: int = _APP.batch_size
+    lr: float = _APP.lr
+    fraction_fit: float | None = None
+    clients_per_round: int | None = None
+    min_clients: int | None = None
+    round_timeout: float = _APP.round_timeout
+    seed: int = _APP.seed
+    log_dir: str = "logs"
+    kill_tag: str | None = None
+    dataset: str = "digits"
+    data_dir: str | None = None
+    partition: str | None = None  # natural for femnist, iid for the others
+    alpha: float = 0.5
+    samples_per_client: int = 500
+    num_classes: int = 10
+    detach: bool = False
+    run: str | None = None
+    torch_threads: int = _APP.torch_threads
+    startup_timeout: float | None = None
+    grace: float = 10.0
+    hosts: str | None = None
+    ssh_config: str | None = None
+    tls: bool = False
+    max_restarts: int = 3
+    remote_data_dir: str | None = None
+    mode: str = "auto"
+    workers: int | None = None  # virtual: worker processes; default one per core
+    model: str = _APP.model
+    strategy: str = _APP.strategy
+    proximal_mu: float = _APP.proximal_mu
+    server_lr: float = _APP.server_lr
+    beta_1: float = _APP.beta_1
+    beta_2: float = _APP.beta_2
+    tau: float = _APP.tau
+    app: str | None = None  # a user's Flower app folder instead of the built-in one
+    run_config: str | None = None  # --app: its run config overrides, "key=value ..."
+    node_config: str | None = None  # added to every client's node config, "key=value ..." ({i}, {n})
+
+    def startup_deadline(self) -> float:
+        """Seconds for every client to import torch and connect (2 cores share the work)."""
+        if self.is_virtual():
+            return self.startup_timeout or 120.0 + 0.05 * self.client_num
+        return self.startup_timeout or 60.0 + 3.0 * self.client_num
+
+    def scheme(self) -> str:
+        return self.partition or (NATURAL if self.dataset in SPLIT_BY_THE_DATA else "iid")
+
+    def per_round(self) -> int:
+        """Clients taking part in each round."""
+        if self.clients_per_round is not None:
+            return self.clients_per_round
+        return max(1, int(self.client_num * (self.fraction_fit or 1.0)))
+
+    def is_virtual(self) -> bool:
+        if self.mode != "auto":
+            return self.mode == "virtual"
+        return self.hosts is None and self.client_num > PROCESS_MODE_UP_TO
+
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+def prepare_run(opts: LaunchOptions) -> RunFolder:
+    """A new run folder, ready, whose supervisor lock this process holds; on any error or Ctrl-C, none."""
+    made: list[RunFolder] = []
+    try:
+        return _prepare_run(opts, made)
+    except BaseException:  # a refused or interrupted preparation leaves no half-made folder
+        for folder in made:
+            folder.release()
+            shutil.rmtree(folder.path, ignore_errors=True)
+        raise
+
+
+def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
+    checkpoint = source_run = source_checkpoint = None
+    if opts.task != "train":  # the served model is copied into the new run folder: it keeps its round in its name
+        source, (_, found) = _model_source(opts)
+        checkpoint, source_run, source_checkpoint = Path(SERVED, found.name), source.run_id, _as_given(opts, found)
+    by_client = dataset = parts = user_app = None  # by_client: a data set that comes split by client
+    channels, num_classes = RunSettings.channels, RunSettings.num_classes
+    try:
+        extra = parse_node_config_option(opts.node_config) if opts.node_config else {}
+        if opts.app:  # the user's app brings its own data and model
+            user_app = read_app(opts.app, opts.run_config)
+        elif opts.dataset == "femnist":  # by writer: listed now, read when the folder exists
+            by_client = open_femnist(opts.data_dir)
+            by_client.check_clients(opts.client_num)
+            channels, num_classes = by_client.channels, by_client.num_classes
+            shape = (channels, 32, 32)
+        elif opts.dataset == "npz":  # the user's own split: linked as it is
+            by_client = open_npz_split(opts.data_dir)
+            by_client.check_clients(opts.client_num)
+            channels, num_classes, shape = by_client.channels, by_client.num_classes, by_client.shape
+        else:
+            dataset = load_dataset(
+                opts.dataset, opts.data_dir, seed=opts.seed,
+                num_samples=opts.samples_per_client * opts.client_num, num_classes=opts.num_classes,
+            )
+            parts = split(dataset.y, opts.client_num, opts.scheme(), seed=opts.seed, alpha=opts.alpha,
+                          min_size=MIN_SAMPLES_PER_CLIENT)
+            channels, num_classes = dataset.channels, dataset.num_classes
+            shape = tuple(dataset.x.shape[1:])
+        if opts.model or opts.dataset == "npz":  # a user's model, or images of the user's size
+            _check_model(opts.model, shape, num_classes)
+    except (DataSetError, PartitionError, AppError, NodeConfigError) as err:
+        raise PlanError(str(err)) from None
+
+    placement = _placement(opts)
+    warnings = _check_app_requirements(user_app, placement, opts.ssh_config) if user_app else []
+    try:
+        folder = RunFolder.create(opts.log_dir)
+    except RunFolderError as err:
+        raise PlanError(str(err)) from None
+    made.append(folder)
+    if not folder.claim():  # a folder this process just made: nobody else can hold it
+        raise PlanError(f"cannot lock the new run folder {folder.path}")
+    tag = opts.kill_tag or folder.run_id
+    settings = RunSettings(
+        task=opts.task, rounds=opts.rounds, local_epochs=opts.local_epochs, batch_size=opts.batch_size,
+        lr=opts.lr, min_clients=opts.min_clients or 0,
+        clients_per_round=opts.per_round() if opts.per_round() < opts.client_num else 0,
+        round_timeout=opts.round_timeout, seed=opts.seed, num_clients=opts.client_num,
+        channels=channels, num_classes=num_classes,
+        checkpoint=str(checkpoint or ""), torch_threads=opts.torch_threads,
+        model=opts.model, model_path=os.getcwd() if opts.model else "", strategy=opts.strategy,
+        proximal_mu=opts.proximal_mu, server_lr=opts.server_lr, beta_1=opts.beta_1, beta_2=opts.beta_2, tau=opts.tau,
+    )
+    if user_app is not None:
+        samples = [0] * opts.client_num
+    elif by_client is not None:
+        try:
+            samples = by_client.write_clients(opts.client_num, folder.path / "data", seed=opts.seed)
+        except DataSetError as err:  # a malformed writer, found while reading (prepare_run removes the folder)
+            raise PlanError(str(err)) from None
+    else:
+        write_partitions(dataset, parts, folder.path / "data", seed=opts.seed)
+        samples = [len(p) for p in parts]
+    if checkpoint:
+        (folder.path / SERVED).mkdir()
+        shutil.copyfile(found, folder.path / checkpoint)
+    # the built-in app's folder is in the run folder (relative); a --app folder is the user's, kept as given
+    app_dir = user_app.path if user_app else write_app_dir(folder.path / "app", settings).relative_to(folder.path)
+    virtual = opts.is_virtual()
+    if user_app and virtual:  # the simulation runtime runs a copy whose ClientApp logs as in process mode
+        from launcher.apps.virtual_clientapp import prepare_virtual_app  # noqa: PLC0415 (it imports flwr)
+
+        try:
+            app_dir = prepare_virtual_app(user_app, folder.path).relative_to(folder.path)
+        except (AppError, OSError) as err:
+            raise PlanError(str(err)) from None
+    nodes, devices = [], {}
+    for client in range(opts.client_num):
+        device = placement[client] if placement else None
+        if virtual:  # Flower's simulation runtime gives each virtual node its partition-id
+            folder.client_dir(client).mkdir()
+            if user_app and extra:  # the wrapping ClientApp adds them (launcher.apps.virtual_clientapp)
+                write_extra(folder.client_dir(client), for_client(extra, client, opts.client_num))
+            node_config = None
+        elif device is None:
+            node_config = str(write_node_config(folder.path, client, opts.client_num,
+                                                extra=for_client(extra, client, opts.client_num))
+                              .relative_to(folder.path))
+        else:  # the device's agent writes it there, with the device's paths (and these values, staged)
+            write_extra(folder.client_dir(client), for_client({**extra, **device.node_config}, client,
+                                                              opts.client_num))
+            node_config = None
+            devices.setdefault(device.host, {**asdict(device), "clients": []})["clients"].append(client)
+        nodes.append({"client": client, "host": device.host if device else "localhost",
+                      "node_config": node_config, "samples": int(samples[client])})
+    folder.server_dir.mkdir()
+    tls = None
+    if opts.tls:  # nodes reach the SuperLink at 127.0.0.1: locally, and on devices through their tunnel
+        paths = make_run_certificates(folder.path / "tls", hosts=["127.0.0.1", "localhost"])
+        tls = {name: str(path.relative_to(folder.path)) for name, path in asdict(paths).items()}
+    folder.update(
+        run_id=folder.run_id, kill_tag=tag, status="prepared", created=now_iso(),
+        task=opts.task, source_run=source_run, source_checkpoint=source_checkpoint, options=asdict(opts),
+        settings=settings.to_config(),
+        plan={"app_dir": str(app_dir), "nodes": nodes, "startup_timeout": opts.startup_deadline(),
+              "grace": opts.grace, "torch_threads": opts.torch_threads,
+              "devices": list(devices.values()), "ssh_config": opts.ssh_config, "tls": tls,
+              "remote_data_dir": opts.remote_data_dir, "max_restarts": opts.max_restarts,
+              "virtual": {"workers": opts.worker_count()} if virtual else None,
+              "user_app": user_app is not None, "run_config": opts.run_config, "node_config": extra},
+        processes=[], **({"warnings": warnings} if warnings else {}),
+    )
+    folder.point_latest()
+    return folder
+
+
+def _check_app_requirements(app, placement: list[Device] | None, ssh_config: str | None) -> list[str]:
+    """The app's declared dependencies, here and on each device: a missing one refuses the run
+    (PlanError), a version outside its specifier is a warning line (printed, and returned for run.json)."""
+    from launcher.apps.requirements import (  # noqa: PLC0415
+        RequirementsError,
+        check_requirements,
+        declared_requirements,
+        installed_versions,
+    )
+    from launcher.devices.preflight import check_devices  # noqa: PLC0415
+    from launcher.devices.python_facts import marker_environment  # noqa: PLC0415
+
+    try:
+        requirements = declared_requirements(app.path)
+    except RequirementsError as err:
+        raise PlanError(str(err)) from None
+    if not requirements:
+        return []
+    here = check_requirements(requirements, installed_versions(), marker_environment())
+    if here.missing:
+        raise PlanError(here.missing_line(sys.executable))
+    warnings = here.warning_lines(sys.executable)
+    devices = list({d.host: d for d in placement or []}.values())
+    for row in check_devices(devices, ssh_config, requirements) if devices else []:
+        if row.get("app_missing"):
+            raise PlanError(row["app_missing"])
+        warnings += row.get("app_warnings", [])
+    for line in warnings:
+        print(line, file=sys.stderr, flush=True)
+    return warnings
+
+
+def _check_model(spec: str, shape: tuple[int, ...], num_classes: int) -> None:
+    from simulator.model import ModelError, check_model  # noqa: PLC0415 (torch only for a user's model)
+
+    try:
+        check_model(spec, shape, num_classes, search_path=os.getcwd())
+    except ModelError as err:
+        raise PlanError(str(err)) from None
+
+
+def prepare_resume(log_dir: str, run: str) -> RunFolder:
+    """Ready an ended training run to go on from its newest checkpoint, in its own folder."""
+    try:
+        folder = RunFolder.resolve(log_dir, run)
+        info = folder.read()
+    except RunFolderError as err:
+        raise PlanError(f"--resume: {err}") from None
+    if info.get("task") != "train" or "settings" not in info:
+        raise PlanError(f"--resume: run {folder.run_id} is not a training run")
+    stop_it = f"fl-finish --run {folder.run_id} --log-dir {log_dir} stops it"
+    try:
+        claimed = folder.claim()  # held until the resumed run ends: a second --resume is refused here
+    except OSError as err:
+        raise PlanError(f"--resume: cannot lock run {folder.run_id} ({err.strerror}): "
+                        f"is its folder writable?") from None
+    if not claimed:
+        raise PlanError(f"--resume: run {folder.run_id} is still running ({stop_it})")
+    try:
+        _check_resumable(folder, stop_it)
+        return _ready_resume(folder, info)
+    except BaseException:
+        folder.release()
+        raise
+
+
+def _check_resumable(folder: RunFolder, stop_it: str) -> None:
+    """Nothing of the run lives on (a killed supervisor's orphans), and no live run carries its tag."""
+    from launcher.run.status import run_processes  # noqa: PLC0415 (keeps plan's imports light)
+
+    info = folder.read()
+    if left := run_processes(info):
+        raise PlanError(f"--resume: run {folder.run_id} still has {len(left)} process(es) without a supervisor "
+                        f"(pid {left[0].pid}; {stop_it})")
+    check_tag_free(info["kill_tag"])
+
+
+def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
+    settings = RunSettings.from_config(info["settings"])
+    found = resume_checkpoint(folder.path)
+    if found is None:
+        raise PlanError(f"--resume: run {folder.run_id} has no checkpoint")
+    done, path = found
+    if done >= settings.rounds:
+        raise PlanError(f"--resume: run {folder.run_id} already completed its {settings.rounds} rounds")
+    _check_checkpoint(path)
+    settings = replace(settings, start_round=done + 1, checkpoint=str(path.relative_to(folder.path)))
+    write_app_dir(folder.path / "app", settings)
+    local = [n["client"] for n in info["plan"]["nodes"] if n["host"] == "localhost"]  # devices mark their own
+    for name in ["server/server.log", *(f"client_{c}/client.log" for c in local)]:
+        log = LogWriter(folder.path / name, "FLServer" if name.startswith("server") else "FLClient")
+        log.write("resume", level="WARNING", round=done + 1)
+        log.close()
+
+    def resume(data: dict) -> None:
+        data.setdefault("attempts", []).append({
+            "status": data.get("status"), "reason": data.get("reason"), "started": data.get("started"),
+            "ended": data.get("ended"), "rounds_done": data.get("rounds_done"), "processes": data.get("processes"),
+        })
+        for key in ("reason", "ended", "rounds_done", "final_accuracy", "final_test_samples", "running_since"):
+            data.pop(key, None)
+        data.update(status="prepared", settings=settings.to_config(), processes=[], resumed_from_round=done + 1)
+
+    folder.edit(resume)
+    return folder
+
+
+def check_tag_free(tag: str) -> None:
+    """A kill tag that processes of a live run carry (its cgroup's members, or the tag in their
+    environment) is refused: fl-finish of one run would stop the other."""
+    from launcher.processes.cgroup import RunGroup  # noqa: PLC0415
+    from launcher.processes.tagged import tagged_processes  # noqa: PLC0415
+
+    group = RunGroup.find(tag)
+    holders = sorted(group.pids()) if group else []
+    holders = holders or sorted(p.pid for p in tagged_processes(tag))
+    if holders:
+        raise PlanError(f"kill tag {tag} is carried by a live run (pid {holders[0]}): choose another --kill-tag, "
+                        f"or stop that run with fl-finish --kill-tag {tag}")
+
+
+def _placement(opts: LaunchOptions) -> list[Device] | None:
+    if opts.hosts is None:
+        return None
+    try:
+        return place_clients(load_hosts(opts.hosts), opts.client_num)
+    except HostsError as err:
+        raise PlanError(str(err)) from None
+
+
+def _check_checkpoint(path: Path) -> None:
+    """A checkpoint that torch cannot read is bad input, refused before anything starts."""
+    import torch  # only getModel and inference pay for it
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file
+        raise PlanError(f"checkpoint {path} cannot be read: {type(err).__name__}") from None
+    if not isinstance(state, dict) or not state:
+        raise PlanError(f"checkpoint {path} holds no state_dict")
+
+
+def _model_source(opts: LaunchOptions):
+    """The run whose newest checkpoint getModel/inference serve: --run, else the newest with one."""
+    try:
+        if opts.run is not None:
+            candidates = [RunFolder.resolve(opts.log_dir, opts.run)]
+        else:
+            candidates = RunFolder.listed(opts.log_dir)[::-1]  # the newest first
+    except RunFolderError as err:
+        raise PlanError(f"--task {opts.task} needs an earlier run's model: {err}") from None
+    for source in candidates:
+        found = latest_checkpoint(source.path.resolve())
+        if found is not None:
+            _check_checkpoint(found[1])
+            return source, found
+    if opts.run is not None:
+        raise PlanError(f"run {candidates[0].run_id} has no checkpoint to serve")
+    raise PlanError(f"--task {opts.task} needs an earlier training run; none in {opts.log_dir} has a checkpoint")
+
+
+def _as_given(opts: LaunchOptions, checkpoint: Path) -> str:
+    """Where a served checkpoint came from, for run.json: relative to the log dir, else under --run as given."""
+    try:
+        return str(checkpoint.relative_to(Path(opts.log_dir).resolve()))
+    except ValueError:
+        return str(Path(opts.run or "") / checkpoint.parent.name / checkpoint.name)
