@@ -14,7 +14,7 @@ setup(
         "psutil",
         "click",
         "rich",
-        "packaging",  # launcher.devices.wheel_needs: requirements, markers, versions
+        "packaging",  # launcher.pyenv.wheel_needs: requirements, markers, versions
         "pandas",
         "scikit-learn",
         "matplotlib",

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from contract.run_layout import DATA_DIR, client_dir_name, partition_file
+
 STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")  # Flower's: simulator.strategy
 
 
@@ -90,7 +92,7 @@ def resume_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
 
 def node_paths(node_config, run_dir: str | Path) -> tuple[int, Path, Path]:
     """(partition id, client folder, partition file) of this node; relative paths are under ``run_dir``."""
-    pid = int(node_config["partition-id"])
-    client_dir = Path(run_dir) / str(node_config.get("client-dir") or f"client_{pid}")
-    data_file = Path(run_dir) / str(node_config.get("data-file") or Path("data") / f"client_{pid}.npz")
-    return pid, client_dir, data_file
+    partition = int(node_config["partition-id"])
+    client = Path(run_dir) / str(node_config.get("client-dir") or client_dir_name(partition))
+    data_file = Path(run_dir) / str(node_config.get("data-file") or partition_file(DATA_DIR, partition))
+    return partition, client, data_file

@@ -59,11 +59,11 @@ def _log(client_dir: Path) -> LogWriter:
 def _setup(msg: Message, context: Context):
     settings = RunSettings.from_config(context.run_config)
     torch.set_num_threads(max(1, settings.torch_threads))
-    pid, client_dir, data_file = node_paths(context.node_config, settings.run_dir)
+    partition, client_dir, data_file = node_paths(context.node_config, settings.run_dir)
     part = _partition(data_file)
     model = model_for(settings)
     model.load_state_dict(unpack(msg.content["arrays"], model.state_dict()))
-    return settings, pid, client_dir, part, model, _log(client_dir)
+    return settings, partition, client_dir, part, model, _log(client_dir)
 
 
 def _nbytes(arrays: ArrayRecord) -> int:
@@ -77,7 +77,7 @@ def _peak_mib() -> float:
 @app.train()
 def train_round(msg: Message, context: Context) -> Message:
     start = time.perf_counter()
-    settings, pid, _, part, model, log = _setup(msg, context)
+    settings, partition, _, part, model, log = _setup(msg, context)
     server_round = int(msg.content["config"]["server-round"])
     log.write("round_start", round=server_round, rounds=settings.rounds)
     correct, total, _ = evaluate(model, part.x_test, part.y_test)
@@ -85,7 +85,7 @@ def train_round(msg: Message, context: Context) -> Message:
     losses = train(
         model, part.x_train, part.y_train,
         epochs=settings.local_epochs, batch_size=settings.batch_size, lr=settings.lr,
-        seed=settings.seed * 1_000_003 + server_round * 10_007 + pid,
+        seed=settings.seed * 1_000_003 + server_round * 10_007 + partition,
         on_epoch=lambda epoch, loss: log.write("epoch", epoch=epoch, loss=loss),
         proximal_mu=float(msg.content["config"].get("proximal-mu", 0.0)),  # FedProx puts it there
     )
@@ -116,8 +116,8 @@ def final_evaluate(msg: Message, context: Context) -> Message:
 @app.query("partition")
 def tell_partition(msg: Message, context: Context) -> Message:
     """The server's sampler asks once which partition this node holds (simulator.sampling)."""
-    pid = int(context.node_config["partition-id"])
-    return Message(RecordDict({"metrics": MetricRecord({"partition-id": pid})}), reply_to=msg)
+    partition = int(context.node_config["partition-id"])
+    return Message(RecordDict({"metrics": MetricRecord({"partition-id": partition})}), reply_to=msg)
 
 
 @app.query()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from contract.run_layout import partition_file
 from partitions import train_test_split
 from simulator.femnist import NUM_CLASSES as FEMNIST_CLASSES
 from simulator.femnist import read_writer_bins
@@ -27,10 +28,6 @@ if TYPE_CHECKING:  # torch is imported on load, so the launcher can write files 
 
 TEST_FRACTION = 0.2
 KEYS = ("x_train", "y_train", "x_test", "y_test")
-
-
-def partition_path(folder: str | Path, client: int) -> Path:
-    return Path(folder) / f"client_{client}.npz"
 
 
 def partition_files(folder: str | Path) -> list[Path]:
@@ -46,7 +43,7 @@ def write_partitions(dataset, index_arrays, folder: str | Path, seed: int) -> li
     files = []
     for client, indices in enumerate(index_arrays):
         train, test = train_test_split(indices, TEST_FRACTION, seed=seed * 100_003 + client)
-        path = partition_path(folder, client)
+        path = partition_file(folder, client)
         np.savez(
             path,
             x_train=dataset.x[train], y_train=dataset.y[train],

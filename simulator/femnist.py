@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.run_layout import client_dir, partition_file
 from partitions import train_test_split
 from simulator.datasets import DataSetError, data_folder, grey_to_uint8_32
 
@@ -67,7 +68,7 @@ class FemnistSource:
         for client, writer in enumerate(self.writers[:num_clients]):
             files = bin_files(self._where[writer])
             counts.append(sum(_bin_count(files[(s, "data")], files[(s, "label")]) for s in _SPLITS))
-            os.symlink(Path(self._where[writer]).resolve(), folder / f"client_{client}", target_is_directory=True)
+            os.symlink(Path(self._where[writer]).resolve(), client_dir(folder, client), target_is_directory=True)
         return counts
 
     def _convert_json(self, num_clients: int, folder: Path, seed: int) -> list[int]:
@@ -97,7 +98,7 @@ def _write_client(folder: Path, client: int, parts: dict, seed: int) -> int:
             raise DataSetError(f"writer of client {client} has {len(y)} sample(s): a split needs 2")
         train, test = train_test_split(np.arange(len(y)), TEST_FRACTION, seed=seed * 100_003 + client)
         parts = {"train": (x[train], y[train]), "test": (x[test], y[test])}
-    np.savez(folder / f"client_{client}.npz",
+    np.savez(partition_file(folder, client),
              x_train=parts["train"][0], y_train=parts["train"][1],
              x_test=parts["test"][0], y_test=parts["test"][1], num_classes=np.int64(NUM_CLASSES))
     return len(parts["train"][1]) + len(parts["test"][1])

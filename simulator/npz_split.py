@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.run_layout import partition_file
 from simulator.datasets import MAX_CLASSES, DataSetError, data_folder
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -57,7 +58,7 @@ class NpzSplit:
         folder.mkdir(parents=True, exist_ok=True)
         counts = []
         for client, path in enumerate(self.files[:num_clients]):
-            os.symlink(path.resolve(), folder / f"client_{client}.npz")
+            os.symlink(path.resolve(), partition_file(folder, client))
             with np.load(path) as npz:
                 counts.append(len(npz["y_train"]) + len(npz["y_test"]))
         return counts

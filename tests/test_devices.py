@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.devices.python_facts import canonical_name
+from launcher.pyenv.python_facts import canonical_name
 from tests import devices as lab_devices
 from tests.femnist_files import write_mindspore
 from tests.helpers import run, run_json, running, runs, wait_until_nothing_tagged

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCTESTED = ["partitions", "partitions.schemes", "launcher.apps.node_config"]
+DOCTESTED = ["partitions", "partitions.schemes", "launcher.processes.node_config"]
 
 
 @pytest.mark.parametrize("name", DOCTESTED)

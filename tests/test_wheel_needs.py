@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from launcher.devices.install import InstallError, fetch
-from launcher.devices.python_facts import marker_environment
-from launcher.devices.wheel_needs import DeviceFacts, Need, download_target, missing, read_constraints
+from launcher.pyenv.python_facts import marker_environment
+from launcher.pyenv.wheel_needs import DeviceFacts, Need, download_target, missing, read_constraints
 
 PI_MARKERS = dict(marker_environment(), platform_machine="aarch64", python_version="3.11",
                   python_full_version="3.11.2", sys_platform="linux", platform_system="Linux")
@@ -25,7 +25,7 @@ def dist(version: str, *requires: str) -> dict:
     return {"version": version, "requires": list(requires)}
 
 
-HERE = {  # this environment, as launcher.devices.python_facts.installed() lists it
+HERE = {  # this environment, as launcher.pyenv.python_facts.installed() lists it
     "app": dist("1.0", "lib[fast]>=2", "tool", 'armonly; platform_machine == "aarch64"',
                 'x86only; platform_machine == "x86_64"'),
     "lib": dist("2.5", 'speedup==3.0; extra == "fast"', "base"),
@@ -70,7 +70,7 @@ def test_nothing_here_fits_so_pip_fetches_it_with_its_dependencies():
 def test_the_probe_run_by_another_interpreter_reads_that_interpreter(tmp_path):
     """The same source the launcher sends over ssh, run by a bare virtualenv's Python: no pip, nothing installed."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "v")], check=True)
-    source = (Path(__file__).parents[1] / "launcher" / "devices" / "python_facts.py").read_text()
+    source = (Path(__file__).parents[1] / "launcher" / "pyenv" / "python_facts.py").read_text()
     out = subprocess.run([str(tmp_path / "v" / "bin" / "python"), "-I", "-c", source], capture_output=True, text=True,
                          check=True).stdout
     facts = DeviceFacts.parse(out)

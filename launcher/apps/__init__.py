@@ -1,4 +1,4 @@
-"""A user's own Flower app (fl-launch --app): its folder, its declared requirements, node config, task logs.
+"""A user's own Flower app (fl-launch --app): its folder, its declared requirements, task logs, virtual wrapper.
 
-Imports devices.python_facts and contract/; never run/ or cli/.
+Imports processes/, flower/, pyenv/ and contract/; never devices/, run/ or cli/.
 """

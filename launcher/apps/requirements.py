@@ -24,8 +24,8 @@ from pathlib import Path
 import tomllib
 from packaging.requirements import InvalidRequirement, Requirement
 
-from launcher.devices.python_facts import canonical_name, installed
-from launcher.devices.wheel_needs import applies, fits
+from launcher.pyenv.python_facts import canonical_name, installed
+from launcher.pyenv.wheel_needs import applies, fits
 
 NOT_CHECKED = {"flwr"}
 

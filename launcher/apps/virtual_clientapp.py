@@ -25,9 +25,10 @@ from pathlib import Path
 from flwr.clientapp import ClientApp
 
 from contract.loglines import LogWriter, client_log_path
-from launcher.apps.node_config import read_extra
+from contract.run_layout import client_dir
 from launcher.apps.task_log import LinesToLog, logged_task
 from launcher.apps.user_app import AppError, UserApp, read_app
+from launcher.processes.node_config import read_extra
 
 MODULE = "fl_launch_clientapp"  # the wrapper's module in the app's copy
 APP_COPY = "app"  # the copy's folder in the run folder
@@ -50,9 +51,9 @@ class LoggedClientApp(ClientApp):
         self._inner, self._run_dir = _load(ref), Path(run_dir)
 
     def __call__(self, message, context):
-        client_dir = self._run_dir / f"client_{int(context.node_config['partition-id'])}"
-        context.node_config.update(read_extra(client_dir))
-        log = LogWriter(client_log_path(client_dir), "FLClient")
+        folder = client_dir(self._run_dir, int(context.node_config["partition-id"]))
+        context.node_config.update(read_extra(folder))
+        log = LogWriter(client_log_path(folder), "FLClient")
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = LinesToLog(log, "INFO"), LinesToLog(log, "WARNING")
         try:

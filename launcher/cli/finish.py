@@ -29,9 +29,10 @@ from launcher.cli.live_view import make_console
 from launcher.cli.option_types import SECONDS_MAX, FiniteFloat, PathText, Text
 from launcher.devices.remote import RemoteDevice, devices_of
 from launcher.processes.cgroup import RunGroup
+from launcher.processes.clock import now_iso
 from launcher.processes.table import StopResult, command_of, terminate_then_kill
 from launcher.processes.tagged import tagged_processes
-from launcher.run.folder import RUN_ID_RE, RunFolder, RunFolderError, now_iso
+from launcher.run.folder import RUN_ID_RE, RunFolder, RunFolderError
 from launcher.run.status import LIVE, processes_of, recorded_alive, run_processes
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from contract.loglines import LogWriter, client_log_path
-from launcher.apps.node_config import read_extra
+from launcher.processes.node_config import read_extra
 from launcher.processes.nodes import flower_env, start_node, write_node_config
 from launcher.processes.ports import free_ports
 from launcher.processes.restarts import first_exit_per_client, restart_client

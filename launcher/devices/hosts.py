@@ -29,7 +29,7 @@ from pathlib import Path
 
 import tomllib
 
-from launcher.apps.node_config import NodeConfigError, check_node_config
+from launcher.processes.node_config import NodeConfigError, check_node_config
 
 KEYS = {"host", "user", "port", "identity", "python", "workdir", "slots", "env", "node-config"}
 DEFAULT_KEYS = KEYS - {"host", "slots"}

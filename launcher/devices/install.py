@@ -5,7 +5,7 @@
     # (True, 'installed fl-launch 0.1.0, 2 wheels carried')
 
 One SSH call asks the device's Python what it is (version, platform) and what it holds
-(launcher.devices.python_facts); launcher.devices.wheel_needs works out which of the wheel's requirements it lacks,
+(launcher.pyenv.python_facts); launcher.pyenv.wheel_needs works out which of the wheel's requirements it lacks,
 recursively and pinned by constraints.txt; ``pip download`` here fetches those wheels for the device's
 platform (from pip's cache or the package index); they travel with the launcher's wheel and
 constraints.txt as a tar stream over ssh into ``<workdir>/wheels/`` (emptied first), and the device's
@@ -24,10 +24,10 @@ from email.parser import Parser
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from launcher.devices import python_facts
 from launcher.devices.remote import RemoteDevice
 from launcher.devices.ssh import last_line, remote_path
-from launcher.devices.wheel_needs import DeviceFacts, Need, download_target, missing, read_constraints
+from launcher.pyenv import python_facts
+from launcher.pyenv.wheel_needs import DeviceFacts, Need, download_target, missing, read_constraints
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 PROBE_TIMEOUT = 60

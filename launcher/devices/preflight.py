@@ -25,10 +25,10 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from launcher.apps.requirements import check_requirements
-from launcher.devices import python_facts
 from launcher.devices.hosts import Device
 from launcher.devices.remote import RemoteDevice
 from launcher.devices.ssh import Ssh, last_line, remote_path
+from launcher.pyenv import python_facts
 
 PROBE_TAIL = r"""
 import json, os, platform, shutil, sys, time
@@ -50,7 +50,7 @@ print(json.dumps({"python": platform.python_version(), "fl-launch": v("fl-launch
                   "disk_free_mib": shutil.disk_usage(wd).free // 2**20, "time": time.time(),
                   "installed": {k: d["version"] for k, d in installed().items()}, "markers": marker_environment()}))
 """
-# launcher.devices.python_facts's functions (standard library only) come first: the installed distributions, markers
+# launcher.pyenv.python_facts's functions (standard library only) come first: the installed distributions, markers
 PROBE = Path(python_facts.__file__).read_text().split('\nif __name__ == "__main__":')[0] + PROBE_TAIL
 MIN_MEM_MIB = 400  # one client process with torch peaks near 400 MiB
 MIN_DISK_MIB = 200

@@ -20,10 +20,10 @@ import shlex
 import tarfile
 from pathlib import Path
 
-from launcher.apps.node_config import EXTRA_FILE
 from launcher.devices.hosts import Device
 from launcher.devices.ssh import Ssh, last_line, remote_path
 from launcher.processes.entry_modules import DEVICE_AGENT, FINISH
+from launcher.processes.node_config import EXTRA_FILE
 from launcher.processes.table import RUN_ENV, TAG_ENV
 
 

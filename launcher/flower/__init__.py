@@ -1,11 +1,11 @@
 """Every use of Flower beyond its public API, in one place; tests/test_flower_internals.py pins each.
 
-    quick_supernode   Flower's SuperNode with its idle sleeps answered by bells
+    quick_supernode   Flower's SuperNode with its idle sleeps answered by bells (its loop module rewired)
     warm_clientapp    a long-lived task host on the SuperNode's Runtime API (Flower's run_clientapp)
     strategy_log      the lines Flower's strategies write, read back (rounds, aggregated metrics)
     run_record        a run's status as the SuperLink records it (flwr ls --format json)
     node_log          the node id a SuperNode logs when it registers
     config_args       Flower's own parser of --node-config / --run-config pairs
 
-Imports Flower and contract/; nothing else of launcher/ but processes.compute_slots.
+Imports processes/ and apps/ (what a task host runs) and contract/; never devices/, run/ or cli/.
 """

@@ -6,7 +6,7 @@
     {'partition-id': 0, ...}
 
 Flower parses each ``key=value`` pair with the pattern in PAIR and the value as TOML; what the
-pattern does not match it drops silently, which is why launcher.apps.node_config checks the
+pattern does not match it drops silently, which is why launcher.processes.node_config checks the
 whole text against PAIR first. Pinned by tests/test_flower_internals.py.
 """
 

@@ -1,4 +1,4 @@
 """A run's local processes: the process table, fork server, kill tags, cgroups, ports, node commands, restarts.
 
-Imports flower/ (the modules it starts) and contract/; never run/ or cli/.
+Imports apps/, flower/ (the programs it starts), pyenv/ and contract/; never devices/, run/ or cli/.
 """

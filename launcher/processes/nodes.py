@@ -21,8 +21,8 @@ from pathlib import Path
 import tomllib
 
 from contract.run_settings import node_paths
-from launcher.apps.node_config import toml_lines, toml_value
 from launcher.processes.entry_modules import BUILT_IN_PRELOAD, QUICK_SUPERNODE, WARM_CLIENTAPP
+from launcher.processes.node_config import toml_lines, toml_value
 from launcher.processes.table import Managed, ProcessTable
 
 
@@ -74,7 +74,7 @@ def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Pa
 
     The partition is ``data/client_<i>.npz``, or ``<data_dir>/client_<i>.npz`` (a device's data folder
     outside its run folder, kept absolute). start_node gives them to the node absolute, from where the run
-    folder is when it starts. ``extra``: the user's own keys (launcher.apps.node_config), as they are.
+    folder is when it starts. ``extra``: the user's own keys (launcher.processes.node_config), as they are.
     """
     client_dir = run_dir / f"client_{client}"
     client_dir.mkdir(parents=True, exist_ok=True)

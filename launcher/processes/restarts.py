@@ -18,8 +18,8 @@ from pathlib import Path
 
 from contract.loglines import LogWriter, client_log_path
 from launcher.flower.node_log import supernode_id
+from launcher.processes.clock import now_iso
 from launcher.processes.table import Managed, ProcessTable, describe_exit
-from launcher.run.folder import now_iso
 
 CLIENT_ROLES = ["clientapp", "supernode"]
 

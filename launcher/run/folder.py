@@ -33,6 +33,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from contract.run_layout import client_dir
+
 RUN_JSON = "run.json"
 LATEST = "latest"
 SUPERVISOR_LOCK = ".supervisor.lock"
@@ -76,10 +78,6 @@ def _misshapen(data: dict) -> str | None:
     return None
 
 
-def now_iso() -> str:
-    return dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
-
-
 class RunFolder:
     def __init__(self, path: str | Path, lock_fd: int | None = None) -> None:
         self.path = Path(path)
@@ -94,7 +92,7 @@ class RunFolder:
         return self.path / RUN_JSON
 
     def client_dir(self, client: int) -> Path:
-        return self.path / f"client_{client}"
+        return client_dir(self.path, client)
 
     @property
     def server_dir(self) -> Path:

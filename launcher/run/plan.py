@@ -23,12 +23,13 @@ from pathlib import Path
 
 from contract.loglines import LogWriter
 from contract.run_settings import RunSettings, latest_checkpoint, resume_checkpoint
-from launcher.apps.node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
 from launcher.apps.user_app import AppError, read_app
 from launcher.devices.hosts import Device, HostsError, load_hosts, place_clients
 from launcher.devices.tls import make_run_certificates
+from launcher.processes.clock import now_iso
+from launcher.processes.node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
 from launcher.processes.nodes import write_node_config
-from launcher.run.folder import RunFolder, RunFolderError, now_iso
+from launcher.run.folder import RunFolder, RunFolderError
 from partitions import PartitionError, split
 from simulator.client_data import write_partitions
 from simulator.datasets import DataSetError, load_dataset
@@ -261,7 +262,7 @@ def _check_app_requirements(app, placement: list[Device] | None, ssh_config: str
         installed_versions,
     )
     from launcher.devices.preflight import check_devices  # noqa: PLC0415
-    from launcher.devices.python_facts import marker_environment  # noqa: PLC0415
+    from launcher.pyenv.python_facts import marker_environment  # noqa: PLC0415
 
     try:
         requirements = declared_requirements(app.path)

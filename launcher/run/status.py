@@ -18,8 +18,9 @@ from __future__ import annotations
 import psutil
 
 from launcher.processes.cgroup import RunGroup
+from launcher.processes.clock import now_iso
 from launcher.processes.table import same_process
-from launcher.run.folder import RunFolder, now_iso
+from launcher.run.folder import RunFolder
 from launcher.stats.follow import LogFollower
 
 LIVE = ("prepared", "starting", "running", "orphaned")

@@ -40,11 +40,12 @@ from launcher.flower.node_log import supernode_id
 from launcher.flower.run_record import describe_failure, flower_run
 from launcher.flower.strategy_log import read_strategy_log, round_started
 from launcher.processes.cgroup import RunGroup, TagInUse
+from launcher.processes.clock import now_iso
 from launcher.processes.nodes import flower_env, flwr_bin, start_node
 from launcher.processes.ports import free_ports, wait_for_port
 from launcher.processes.restarts import CLIENT_ROLES, first_exit_per_client, restart_client
 from launcher.processes.table import ProcessTable, create_time, describe_exit, terminate_then_kill
-from launcher.run.folder import RunFolder, now_iso
+from launcher.run.folder import RunFolder
 from launcher.run.status import processes_of
 from launcher.stats.follow import LogFollower
 from simulator.flower_app import run_dir_config

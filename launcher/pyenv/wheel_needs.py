@@ -1,6 +1,6 @@
 """Which wheels a device lacks for ``pip install fl_launch.whl``, and pip's flags to fetch them for its platform.
 
-    device = DeviceFacts.parse(json_from_the_device)       # launcher.devices.python_facts, run there
+    device = DeviceFacts.parse(json_from_the_device)       # launcher.pyenv.python_facts, run there
     needs = missing(["flwr[simulation]==1.41.0", "psutil"], constraints, device, here=local_installed())
     [n.requirement for n in needs]
     # ['click==8.4.0', 'psutil==7.2.2']
@@ -23,7 +23,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from launcher.devices.python_facts import canonical_name, installed
+from launcher.pyenv.python_facts import canonical_name, installed
 
 IMPLEMENTATIONS = {"cpython": "cp", "pypy": "pp"}
 OLDEST_MANYLINUX = 5  # manylinux_2_5 is manylinux1
@@ -103,7 +103,7 @@ def missing(roots: list[str], constraints: dict[str, SpecifierSet], device: Devi
             here: dict | None = None) -> list[Need]:
     """What the device lacks of ``roots`` and everything they need in turn (sorted by name).
 
-    ``here``: this environment's installed distributions (launcher.devices.python_facts.installed()), the versions
+    ``here``: this environment's installed distributions (launcher.pyenv.python_facts.installed()), the versions
     a lacking requirement is pinned to."""
     here = installed() if here is None else here
     todo = [(req, frozenset()) for req in _parsed(roots)]
