@@ -1,9 +1,9 @@
 """Flower's own reader of ``--node-config`` / ``--run-config`` text, so fl-launch reads it as a SuperNode does.
 
-    >>> parse_config_pairs('partition-id=0 data-file="data/client_0.npz"')
-    {'partition-id': 0, 'data-file': 'data/client_0.npz'}
-    >>> load_node_config("client_0/node_config.toml")     # a file path works as for flower-supernode
-    {'partition-id': 0, ...}
+    parse_config_pairs('partition-id=0 data-file="data/client_0.npz"')
+    # {'partition-id': 0, 'data-file': 'data/client_0.npz'}
+    load_node_config("client_0/node_config.toml")     # a file path works as for flower-supernode
+    # {'partition-id': 0, ...}
 
 Flower parses each ``key=value`` pair with the pattern in PAIR and the value as TOML; what the
 pattern does not match it drops silently, which is why launcher.processes.node_config checks the

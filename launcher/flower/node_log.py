@@ -1,7 +1,7 @@
 """The node id a SuperNode logs when it registers with the SuperLink.
 
-    >>> supernode_id(Path("logs/latest/client_3/supernode.log"))
-    6909139872718471024
+    supernode_id(Path("logs/latest/client_3/supernode.log"))
+    # 6909139872718471024
 
 Flower 1.41 logs ``SuperNode ID: <id>`` once per registration (again after a reconnect:
 the last one counts). Pinned by tests/test_flower_internals.py.

@@ -1,8 +1,8 @@
 """The modules fl-launch runs as processes of their own, named once: ``python -m`` targets and preloads.
 
-    >>> [sys.executable, "-m", SUPERVISOR, str(run_dir)]              # fl-launch --detach
-    >>> table.fork("supernode", QUICK_SUPERNODE, [...])                # the fork server runs its main
-    >>> f"python3 -m {DEVICE_AGENT} --run-dir runs/RUN ..."            # over SSH, on a device
+    [sys.executable, "-m", SUPERVISOR, str(run_dir)]              # fl-launch --detach
+    table.fork("supernode", QUICK_SUPERNODE, [...])                # the fork server runs its main
+    f"python3 -m {DEVICE_AGENT} --run-dir runs/RUN ..."            # over SSH, on a device
 
 A device runs these names with its own installed copy of fl-launch, so a module that moves
 must move here too: tests/test_entry_modules.py imports every name below and checks it
