@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from launcher.run.plan import LaunchOptions
+from launcher.run.options import LaunchOptions
 from simulator.client_data import TEST_FRACTION
 
 _DEFAULT = LaunchOptions()

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from contract.errors import InputError
+
 SCHEMES = ("iid", "dirichlet", "shards")
 
 
-class PartitionError(ValueError):
+class PartitionError(InputError):
     """The data set cannot be split as asked (too few samples, bad parameters)."""
 
 

@@ -18,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.errors import InputError
+
 # femnist is read by writer (simulator.femnist), npz is a user's own split (simulator.npz_split)
 DATASETS = ("digits", "cifar10", "synthetic", "femnist", "npz")
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 MAX_CLASSES = 1_000_000  # any data set: the built-in model's output layer is 84 x 10**6 weights at most
 
 
-class DataSetError(ValueError):
+class DataSetError(InputError):
     """A data set cannot be read: a missing, incomplete or malformed data dir."""
 
 

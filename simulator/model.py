@@ -21,6 +21,8 @@ import sys
 import torch
 from torch import nn
 
+from contract.errors import InputError
+
 BUILT_IN = ""  # the empty spec: LeNet5
 
 
@@ -43,7 +45,7 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-class ModelError(Exception):
+class ModelError(InputError):
     """A --model that cannot be imported, built or run on the data set's shape (one line)."""
 
 

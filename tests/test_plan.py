@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from launcher.run.plan import LaunchOptions, prepare_run
+from launcher.run.options import LaunchOptions
+from launcher.run.plan import prepare_run
 from simulator.model import initial_model
 
 

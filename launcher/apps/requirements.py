@@ -24,13 +24,14 @@ from pathlib import Path
 import tomllib
 from packaging.requirements import InvalidRequirement, Requirement
 
+from contract.errors import InputError
 from launcher.pyenv.python_facts import canonical_name, installed
 from launcher.pyenv.wheel_needs import applies, fits
 
 NOT_CHECKED = {"flwr"}
 
 
-class RequirementsError(ValueError):
+class RequirementsError(InputError):
     """An app whose pyproject.toml declares a dependency no one can read."""
 
 

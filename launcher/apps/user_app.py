@@ -20,8 +20,10 @@ from pathlib import Path
 
 import tomllib
 
+from contract.errors import InputError
 
-class AppError(ValueError):
+
+class AppError(InputError):
     """The one line a bad --app or --run-config gets."""
 
 

@@ -25,11 +25,13 @@ from pathlib import Path
 
 import tomllib
 
+from contract.errors import InputError
+
 NOT_REPEATED = ("kill_tag", "detach")
 MAX_BYTES = 1 << 20
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """The one line a bad --config file gets."""
 
 

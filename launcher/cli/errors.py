@@ -4,6 +4,9 @@
     def main(...): ...
     # $ fl-launch --client-num 0
     # fl-launch: error: Invalid value for '--client-num': 0 is not in the range x>=1.
+
+A command raises UserError for a refusal of its own; the errors of the modules it calls
+(contract.errors.InputError and its subclasses) are caught here, once, and printed the same way.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import sys
 
 import click
+
+from contract.errors import InputError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}  # every command's click settings
 
@@ -29,9 +34,14 @@ class OneLineErrors(click.Command):
         except click.Abort:
             sys.exit(130)
         except click.ClickException as err:
-            message = " ".join(err.format_message().split())
-            click.echo(one_line(f"{prog}: error: {message}"), err=True)
-            sys.exit(2)
+            _refuse(prog, err.format_message())
+        except InputError as err:  # any module's bad-input error: its message is the line
+            _refuse(prog, str(err))
+
+
+def _refuse(prog: str, message: str) -> None:
+    click.echo(one_line(f"{prog}: error: {' '.join(message.split())}"), err=True)
+    sys.exit(2)
 
 
 def one_line(text: str) -> str:

@@ -26,13 +26,13 @@ from rich.table import Table
 
 from launcher.cli.errors import CONTEXT, OneLineErrors, UserError
 from launcher.cli.live_view import make_console
-from launcher.cli.option_types import SECONDS_MAX, FiniteFloat, PathText, Text
+from launcher.cli.option_types import SECONDS_MAX, FiniteFloat, KillTag, PathText, Text
 from launcher.devices.remote import RemoteDevice, devices_of
 from launcher.processes.cgroup import RunGroup
 from launcher.processes.clock import now_iso
 from launcher.processes.table import StopResult, command_of, terminate_then_kill
 from launcher.processes.tagged import tagged_processes
-from launcher.run.folder import RUN_ID_RE, RunFolder, RunFolderError
+from launcher.run.folder import RunFolder, RunFolderError, malformed_kill_tag
 from launcher.run.status import LIVE, processes_of, recorded_alive, run_processes
 
 
@@ -68,7 +68,7 @@ def _targets(tag: str, infos: list[dict], group: RunGroup | None) -> list[psutil
 
 
 @click.command("fl-finish", cls=OneLineErrors, context_settings=CONTEXT)
-@click.option("--kill-tag", type=Text(), default=None,
+@click.option("--kill-tag", type=KillTag(), default=None,
               help="The run's tag.  [default: the newest run's, from its run.json]")
 @click.option("--run", "run", type=Text(), default=None, help="Take the tag from this run's run.json (id or folder).")
 @click.option("--log-dir", type=PathText(file_okay=False), default="logs", help="Where the run folders are.")
@@ -89,8 +89,8 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
             kill_tag = named[1].get("kill_tag", "")
         except RunFolderError as err:
             raise UserError(f"no --kill-tag given and {err}") from None
-    if not kill_tag or not RUN_ID_RE.match(kill_tag):
-        raise UserError(f"malformed kill tag {kill_tag!r}: 1-64 letters, digits, '.', '_' or '-'")
+        if (why := malformed_kill_tag(kill_tag)) is not None:  # --kill-tag's own type checked a given one
+            raise UserError(why)
     runs = [] if local_only else runs_with_tag(log_path, kill_tag)
     if named is not None and not local_only and all(f.path != named[0].path for f, _ in runs):
         runs.append(named)

@@ -20,32 +20,30 @@ import click
 from rich.table import Table
 
 from contract.run_settings import STRATEGY_NAMES
-from launcher.apps.requirements import RequirementsError, declared_requirements
-from launcher.apps.user_app import AppError, read_app
-from launcher.cli.config_file import ConfigError, read_config
+from launcher.apps.requirements import declared_requirements
+from launcher.apps.user_app import read_app
+from launcher.cli.config_file import read_config
 from launcher.cli.errors import CONTEXT, OneLineErrors, UserError
 from launcher.cli.live_view import make_console, make_view, print_summary
-from launcher.cli.option_types import MAX_CLASSES, SECONDS_MAX, SEED_MAX, FiniteFloat, PathText, Text, WholeNumber
-from launcher.devices.hosts import HostsError, load_hosts
-from launcher.devices.install import SOURCE_ROOT, InstallError, build_wheel, install_on
+from launcher.cli.option_types import (
+    MAX_CLASSES,
+    SECONDS_MAX,
+    SEED_MAX,
+    FiniteFloat,
+    KillTag,
+    PathText,
+    Text,
+    WholeNumber,
+)
+from launcher.devices.hosts import load_hosts
+from launcher.devices.install import SOURCE_ROOT, build_wheel, install_on
 from launcher.devices.preflight import check_devices
 from launcher.devices.remote import RemoteDevice
 from launcher.processes.entry_modules import SUPERVISOR
 from launcher.processes.table import RUN_ENV, TAG_ENV
-from launcher.run.folder import RUN_ID_RE, RunFolder
-from launcher.run.plan import (
-    MODES,
-    NATURAL,
-    PROCESS_MODE_UP_TO,
-    SPLIT_BY_THE_DATA,
-    TASKS,
-    LaunchOptions,
-    PlanError,
-    check_tag_free,
-    prepare_resume,
-    prepare_run,
-)
-from launcher.run.resources import ResourceError, check_fits, estimate
+from launcher.run.folder import RunFolder
+from launcher.run.options import MODES, NATURAL, PROCESS_MODE_UP_TO, TASKS, LaunchOptions
+from launcher.run.plan import check_tag_free, prepare_resume, prepare_run
 from launcher.run.supervisor import Supervisor
 from partitions import SCHEMES
 from simulator.datasets import DATASETS
@@ -62,10 +60,7 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
     if value is None:
         return
     params = {p.name: p for p in ctx.command.params if p.name not in NOT_FROM_A_FILE}
-    try:
-        entries = read_config(value, set(params))
-    except ConfigError as err:
-        raise UserError(str(err)) from None
+    entries = read_config(value, set(params))
     options = {}
     for entry in entries:
         if entry.value is None:
@@ -104,7 +99,7 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
 @click.option("--seed", type=WholeNumber(0, SEED_MAX), default=D.seed,
               help="Same seed: same partitions, same initial model.")
 @click.option("--log-dir", type=PathText(file_okay=False), default=D.log_dir, help="Root of the run folders.")
-@click.option("--kill-tag", type=Text(), default=None,
+@click.option("--kill-tag", type=KillTag(), default=None,
               help="Tag every process of the run carries, for fl-finish.  [default: the run id]")
 @click.option("--dataset", type=click.Choice(DATASETS), default=D.dataset,
               help="digits: scikit-learn's bundled handwriting; cifar10: --data-dir in the python pickle format; "
@@ -187,10 +182,7 @@ def main(ctx: click.Context, **kwargs) -> None:
     check, install, resume = kwargs.pop("check"), kwargs.pop("install"), kwargs.pop("resume")
     if resume is not None:
         _check_resume_alone(ctx, kwargs, check, install)
-        try:
-            folder = prepare_resume(kwargs["log_dir"], resume)
-        except PlanError as err:
-            raise UserError(str(err)) from None
+        folder = prepare_resume(kwargs["log_dir"], resume)
         options = {k: v for k, v in (folder.read().get("options") or {}).items() if k in OPTION_NAMES}
         opts = LaunchOptions(**{**options, "detach": kwargs["detach"], "log_dir": kwargs["log_dir"]})
         sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder))
@@ -199,13 +191,11 @@ def main(ctx: click.Context, **kwargs) -> None:
         sys.exit(_install(opts))
     if check:
         sys.exit(_check(opts))
-    _validate(opts)
+    opts.validate(_given())
     try:
         if opts.kill_tag is not None:
             check_tag_free(opts.kill_tag)
         folder = prepare_run(opts)
-    except PlanError as err:
-        raise UserError(str(err)) from None
     except KeyboardInterrupt:
         click.echo("fl-launch: interrupted while preparing the run; nothing was started, no run folder kept", err=True)
         sys.exit(130)
@@ -230,19 +220,13 @@ def _foreground(folder: RunFolder) -> int:
 def _devices(opts: LaunchOptions, flag: str):
     if opts.hosts is None:
         raise UserError(f"{flag} needs --hosts FILE")
-    try:
-        return load_hosts(opts.hosts)
-    except HostsError as err:
-        raise UserError(str(err)) from None
+    return load_hosts(opts.hosts)
 
 
 def _install(opts: LaunchOptions) -> int:
     devices = _devices(opts, "--install")
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            wheel = build_wheel(Path(tmp))
-        except InstallError as err:
-            raise UserError(str(err)) from None
+        wheel = build_wheel(Path(tmp))
         table = Table(title=f"installing {wheel.name}")
         for column in ("host", "ok", "result"):
             table.add_column(column)
@@ -258,10 +242,8 @@ def _install(opts: LaunchOptions) -> int:
 
 def _check(opts: LaunchOptions) -> int:
     devices = _devices(opts, "--check")
-    try:  # with --app: its declared dependencies, in the same SSH call as the rest
-        requirements = declared_requirements(read_app(opts.app).path) if opts.app else None
-    except (AppError, RequirementsError) as err:
-        raise UserError(str(err)) from None
+    # with --app: its declared dependencies, in the same SSH call as the rest
+    requirements = declared_requirements(read_app(opts.app).path) if opts.app else None
     rows = check_devices(devices, opts.ssh_config, requirements)
     table = Table(title=f"devices in {opts.hosts}")
     for column in ("host", "ok", "python", "fl-launch", "flwr", "torch", "free MiB", "CPUs", "disk MiB",
@@ -290,33 +272,6 @@ def _check_resume_alone(ctx: click.Context, kwargs: dict, check: bool, install: 
 
 
 OPTION_NAMES = {f.name for f in fields(LaunchOptions)}
-BUILT_IN_APP = ("dataset", "data_dir", "partition", "alpha", "samples_per_client", "num_classes", "model",
-                "strategy", "proximal_mu", "server_lr", "beta_1", "beta_2", "tau", "lr", "local_epochs",
-                "batch_size", "rounds", "fraction_fit", "clients_per_round", "min_clients", "seed", "run")
-FEDOPT = ("fedadam", "fedyogi", "fedadagrad")
-
-
-def _unused(opts: LaunchOptions) -> dict[str, str]:
-    """{option: why this run would ignore it}: each is refused when the user set it."""
-    if opts.app is not None:  # the user's app brings its own data, model, rounds and strategy
-        return {name: "--app runs your app as it is (its data, model, rounds and strategy are its own; "
-                      "--run-config sets its config)" for name in BUILT_IN_APP}
-    unused = {}
-    if opts.scheme() != "dirichlet":
-        unused["alpha"] = "is for --partition dirichlet"
-    if opts.dataset != "synthetic":
-        unused.update(samples_per_client="is for --dataset synthetic", num_classes="is for --dataset synthetic")
-    if opts.strategy != "fedprox":
-        unused["proximal_mu"] = "is for --strategy fedprox"
-    if opts.strategy not in FEDOPT:
-        unused.update(server_lr=f"is for --strategy {', '.join(FEDOPT)}", tau=f"is for --strategy {', '.join(FEDOPT)}")
-    if opts.strategy not in FEDOPT[:2]:
-        unused.update(beta_1="is for --strategy fedadam, fedyogi", beta_2="is for --strategy fedadam, fedyogi")
-    if opts.task == "train":
-        unused["run"] = "is for --task getModel or inference (to go on with a run: --resume RUN)"
-    if opts.hosts is None:
-        unused["ssh_config"] = "is for --hosts"
-    return unused
 
 
 def _given() -> set[str]:
@@ -329,47 +284,6 @@ def _given() -> set[str]:
                 source == click.core.ParameterSource.DEFAULT_MAP and ctx.params.get(name) != getattr(D, name)):
             given.add(name)
     return given
-
-
-def _validate(opts: LaunchOptions) -> None:
-    if opts.kill_tag is not None and not RUN_ID_RE.match(opts.kill_tag):
-        raise UserError(f"--kill-tag {opts.kill_tag!r} must be 1-64 letters, digits, '.', '_' or '-'")
-    if "'" in opts.log_dir or "\n" in opts.log_dir:
-        raise UserError(f"--log-dir {opts.log_dir!r} must not hold a quote or newline")
-    if opts.fraction_fit is not None and opts.clients_per_round is not None:
-        raise UserError("give --fraction-fit or --clients-per-round, not both")
-    if opts.clients_per_round is not None and opts.clients_per_round > opts.client_num:
-        raise UserError(f"--clients-per-round {opts.clients_per_round} exceeds --client-num {opts.client_num}")
-    sampled = opts.per_round()
-    if opts.min_clients is not None and opts.min_clients > sampled:
-        raise UserError(f"--min-clients {opts.min_clients} exceeds the {sampled} clients taking part per round")
-    if opts.dataset in SPLIT_BY_THE_DATA and opts.scheme() != NATURAL:
-        raise UserError(f"--dataset {opts.dataset} comes split by client: --partition natural, not {opts.partition}")
-    if opts.dataset not in SPLIT_BY_THE_DATA and opts.scheme() == NATURAL:
-        raise UserError(f"--partition natural needs a data set split by client (femnist, npz), not {opts.dataset}")
-    if opts.mode == "virtual" and opts.hosts is not None:
-        raise UserError("--mode virtual runs its clients on this machine: drop --hosts, or use --mode process")
-    if opts.run_config is not None and opts.app is None:
-        raise UserError("--run-config is for --app (the built-in app takes its options directly)")
-    if opts.app is not None and opts.task != "train":
-        raise UserError(f"--task {opts.task} serves the built-in app's model; --app runs the app as it is")
-    if opts.workers is not None and not opts.is_virtual():
-        raise UserError("--workers is for --mode virtual (in process mode each client is its own process)")
-    if opts.remote_data_dir is not None and opts.hosts is None:
-        raise UserError("--remote-data-dir needs --hosts")
-    if opts.remote_data_dir is not None and any(c in opts.remote_data_dir for c in "\n\0"):
-        raise UserError("--remote-data-dir must be a path on one line")
-    if opts.data_dir is not None and opts.dataset in ("digits", "synthetic") and opts.app is None:
-        raise UserError(f"--data-dir is not used by --dataset {opts.dataset}")
-    unused = _unused(opts)
-    for name in sorted(_given() & set(unused)):
-        flag = "--" + name.replace("_", "-")
-        raise UserError(f"{flag} {unused[name]}" if unused[name].startswith("is for")
-                        else f"{flag} is not used: {unused[name]}")
-    try:
-        check_fits(estimate(opts), opts.log_dir)
-    except ResourceError as err:
-        raise UserError(str(err)) from None
 
 
 def _detach(folder: RunFolder, opts: LaunchOptions) -> int:

@@ -3,12 +3,14 @@
     @click.option("--lr", type=FiniteFloat(min=0, min_open=True))          # refuses nan, inf, -1
     @click.option("--seed", type=WholeNumber(0, SEED_MAX))                  # refuses -1, 10**23, 2.5, true
     @click.option("--log-dir", type=PathText(file_okay=False))              # refuses '', non-UTF-8, NUL
+    @click.option("--kill-tag", type=KillTag())                            # refuses '', 'a b;c', '-x'
 
 Numbers: a float must be finite (click's FloatRange lets nan and inf through, since nan compares false
 with every bound); a whole number from a config file may be 3 or 3.0 but never 2.5 (no truncation) or a
 boolean, and every integer lies in the range numpy and torch take (int64, or less where the option says).
 Text (names, paths): valid UTF-8 without NUL, so it survives run.json, TOML files and Flower's configs;
-paths are non-empty ('' would silently mean the current folder) and on one line.
+paths are non-empty ('' would silently mean the current folder) and on one line. A kill tag is a run id's
+shape (launcher.run.folder.malformed_kill_tag): it names cgroups and rides in every process's environment.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import math
 
 import click
 
+from launcher.run.folder import malformed_kill_tag
 from simulator.datasets import MAX_CLASSES  # noqa: F401 (--num-classes' bound, re-exported for the CLI)
 
 INT64_MAX = 2**63 - 1
@@ -105,3 +108,15 @@ class PathText(click.Path):
         if any(c in value for c in "\n\r"):
             self.fail("a path must be on one line", param, ctx)
         return super().convert(value, param, ctx)
+
+
+class KillTag(Text):
+    """Text of a kill tag's shape: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit."""
+
+    name = "tag"
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if (why := malformed_kill_tag(value)) is not None:
+            self.fail(why, param, ctx)
+        return value

@@ -66,10 +66,7 @@ def resolve(target: str | None, run: str | None, log_dir: Path) -> tuple[str, Pa
 
 
 def _run_folder(run: str | None, log_dir: Path) -> Path:
-    try:
-        return RunFolder.resolve(log_dir, run).path
-    except RunFolderError as err:
-        raise UserError(str(err)) from None
+    return RunFolder.resolve(log_dir, run).path
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -352,8 +349,6 @@ def _watch(kind: str, path: Path, console: Console, interval: float, metric: str
 def _pull(folder: Path, console: Console) -> None:
     try:
         devices = devices_of(RunFolder(folder).read())
-    except RunFolderError as err:
-        raise UserError(str(err)) from None
     except (KeyError, TypeError):  # devices recorded in another shape than fl-launch writes
         raise UserError(f"run {folder.name}: its run.json's devices are not fl-launch's") from None
     if not devices:

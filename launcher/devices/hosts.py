@@ -29,6 +29,7 @@ from pathlib import Path
 
 import tomllib
 
+from contract.errors import InputError
 from launcher.processes.node_config import NodeConfigError, check_node_config
 
 KEYS = {"host", "user", "port", "identity", "python", "workdir", "slots", "env", "node-config"}
@@ -38,8 +39,8 @@ SAFE_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 SAFE_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
-class HostsError(ValueError):
-    pass
+class HostsError(InputError):
+    """The one line a bad --hosts file gets, named by file and line."""
 
 
 @dataclass(frozen=True)

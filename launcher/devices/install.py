@@ -24,6 +24,7 @@ from email.parser import Parser
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from contract.errors import InputError
 from launcher.devices.remote import RemoteDevice
 from launcher.devices.ssh import last_line, remote_path
 from launcher.pyenv import python_facts
@@ -34,7 +35,7 @@ PROBE_TIMEOUT = 60
 INSTALL_TIMEOUT = 1800
 
 
-class InstallError(RuntimeError):
+class InstallError(InputError):
     """One line saying why a device could not be installed."""
 
 

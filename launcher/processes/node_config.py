@@ -24,6 +24,7 @@ from pathlib import Path
 
 import tomllib
 
+from contract.errors import InputError
 from launcher.flower.config_args import PAIR, parse_config_pairs
 
 RESERVED = ("partition-id", "num-partitions", "client-dir", "data-file")
@@ -31,7 +32,7 @@ EXTRA_FILE = "extra_node_config.toml"
 _KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
-class NodeConfigError(ValueError):
+class NodeConfigError(InputError):
     """The one line a bad node config gets."""
 
 

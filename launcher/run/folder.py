@@ -33,6 +33,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from contract.errors import InputError
 from contract.run_layout import client_dir
 
 RUN_JSON = "run.json"
@@ -43,8 +44,15 @@ RESERVE_BYTES = 1 << 20
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class RunFolderError(ValueError):
+class RunFolderError(InputError):
     """An unknown run, an unwritable log dir, a malformed run.json."""
+
+
+def malformed_kill_tag(tag: str) -> str | None:
+    """Why ``tag`` cannot be a kill tag (it names cgroups and rides in environments), or None: it can."""
+    if RUN_ID_RE.match(tag):
+        return None
+    return f"malformed kill tag {tag!r}: 1-64 letters, digits, '.', '_' or '-'"
 
 
 _NONE = type(None)

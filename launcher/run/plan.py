@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
+from contract.errors import InputError
 from contract.loglines import LogWriter
 from contract.run_settings import RunSettings, latest_checkpoint, resume_checkpoint
 from launcher.apps.user_app import AppError, read_app
@@ -30,6 +31,7 @@ from launcher.processes.clock import now_iso
 from launcher.processes.node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
 from launcher.processes.nodes import write_node_config
 from launcher.run.folder import RunFolder, RunFolderError
+from launcher.run.options import MIN_SAMPLES_PER_CLIENT, LaunchOptions
 from partitions import PartitionError, split
 from simulator.client_data import write_partitions
 from simulator.datasets import DataSetError, load_dataset
@@ -37,94 +39,16 @@ from simulator.femnist import open_femnist
 from simulator.flower_app import write_app_dir
 from simulator.npz_split import open_npz_split
 
-TASKS = ("train", "getModel", "inference")
-MODES = ("auto", "process", "virtual")
-NATURAL = "natural"  # the data set's own grouping: one writer (femnist) or one file (npz) per client
-SPLIT_BY_THE_DATA = ("femnist", "npz")
-MIN_SAMPLES_PER_CLIENT = 2  # one train and one test sample
-PROCESS_MODE_UP_TO = 100  # auto: one process per client up to this many clients (~75 MiB each), virtual above
-
-
 SERVED = "served"  # getModel/inference: the served checkpoint's copy in the run folder
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """Bad input found while planning; the message is the one line the user sees."""
-
-
-_APP = RunSettings()  # the app's own defaults are the launcher's
-
-
-@dataclass(frozen=True)
-class LaunchOptions:
-    client_num: int = 10
-    task: str = _APP.task
-    rounds: int = _APP.rounds
-    local_epochs: int = _APP.local_epochs
-    batch_size: int = _APP.batch_size
-    lr: float = _APP.lr
-    fraction_fit: float | None = None
-    clients_per_round: int | None = None
-    min_clients: int | None = None
-    round_timeout: float = _APP.round_timeout
-    seed: int = _APP.seed
-    log_dir: str = "logs"
-    kill_tag: str | None = None
-    dataset: str = "digits"
-    data_dir: str | None = None
-    partition: str | None = None  # natural for femnist, iid for the others
-    alpha: float = 0.5
-    samples_per_client: int = 500
-    num_classes: int = 10
-    detach: bool = False
-    run: str | None = None
-    torch_threads: int = _APP.torch_threads
-    startup_timeout: float | None = None
-    grace: float = 10.0
-    hosts: str | None = None
-    ssh_config: str | None = None
-    tls: bool = False
-    max_restarts: int = 3
-    remote_data_dir: str | None = None
-    mode: str = "auto"
-    workers: int | None = None  # virtual: worker processes; default one per core
-    model: str = _APP.model
-    strategy: str = _APP.strategy
-    proximal_mu: float = _APP.proximal_mu
-    server_lr: float = _APP.server_lr
-    beta_1: float = _APP.beta_1
-    beta_2: float = _APP.beta_2
-    tau: float = _APP.tau
-    app: str | None = None  # a user's Flower app folder instead of the built-in one
-    run_config: str | None = None  # --app: its run config overrides, "key=value ..."
-    node_config: str | None = None  # added to every client's node config, "key=value ..." ({i}, {n})
-
-    def startup_deadline(self) -> float:
-        """Seconds for every client to import torch and connect (2 cores share the work)."""
-        if self.is_virtual():
-            return self.startup_timeout or 120.0 + 0.05 * self.client_num
-        return self.startup_timeout or 60.0 + 3.0 * self.client_num
-
-    def scheme(self) -> str:
-        return self.partition or (NATURAL if self.dataset in SPLIT_BY_THE_DATA else "iid")
-
-    def per_round(self) -> int:
-        """Clients taking part in each round."""
-        if self.clients_per_round is not None:
-            return self.clients_per_round
-        return max(1, int(self.client_num * (self.fraction_fit or 1.0)))
-
-    def is_virtual(self) -> bool:
-        if self.mode != "auto":
-            return self.mode == "virtual"
-        return self.hosts is None and self.client_num > PROCESS_MODE_UP_TO
-
-    def worker_count(self) -> int:
-        return self.workers or os.cpu_count() or 1
 
 
 def prepare_run(opts: LaunchOptions) -> RunFolder:
     """A new run folder, ready, whose supervisor lock this process holds; on any error or Ctrl-C, none."""
+    opts.validate()  # the CLI's checks, but for the options it alone knows the user set
     made: list[RunFolder] = []
     try:
         return _prepare_run(opts, made)

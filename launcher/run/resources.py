@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from contract.errors import InputError
+
 PIXELS = 3 * 32 * 32  # the built-in data sets' images: (C, 32, 32) with C <= 3
 DIGITS_SAMPLES = 1797
 PROCESS_MIB = 25  # a local client's SuperNode and client process, forked with torch loaded (unique pages)
@@ -36,7 +38,7 @@ TRAIN_COPIES = 4  # weights, gradients, Adam's two moments (float32)
 SERVER_COPIES = 6  # global model, aggregate, strategy moments, the message buffers
 
 
-class ResourceError(ValueError):
+class ResourceError(InputError):
     """The one line for a run that cannot fit: what it needs and what this machine has."""
 
 

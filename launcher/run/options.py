@@ -1,0 +1,172 @@
+"""A run's options (what fl-launch takes) and every check of them that needs no data read.
+
+    opts = LaunchOptions(client_num=3, clients_per_round=4)
+    opts.validate()                # OptionsError: --clients-per-round 4 exceeds --client-num 3
+    opts.validate({"alpha"})       # the CLI also names the options the user set: unused ones are refused
+
+prepare_run (launcher.run.plan) calls validate() first, so a caller without the CLI gets the same
+refusals, in the same words; only the CLI knows which options were given (click's parameter sources),
+so only it refuses an option this run would not use. The last check, whether the data fits this
+machine's memory and the log dir's disk (launcher.run.resources), reads the disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Set
+from dataclasses import dataclass
+
+from contract.errors import InputError
+from contract.run_settings import RunSettings
+from launcher.run.folder import malformed_kill_tag
+from launcher.run.resources import check_fits, estimate
+
+TASKS = ("train", "getModel", "inference")
+MODES = ("auto", "process", "virtual")
+NATURAL = "natural"  # the data set's own grouping: one writer (femnist) or one file (npz) per client
+SPLIT_BY_THE_DATA = ("femnist", "npz")
+MIN_SAMPLES_PER_CLIENT = 2  # one train and one test sample
+PROCESS_MODE_UP_TO = 100  # auto: one process per client up to this many clients (~75 MiB each), virtual above
+BUILT_IN_APP = ("dataset", "data_dir", "partition", "alpha", "samples_per_client", "num_classes", "model",
+                "strategy", "proximal_mu", "server_lr", "beta_1", "beta_2", "tau", "lr", "local_epochs",
+                "batch_size", "rounds", "fraction_fit", "clients_per_round", "min_clients", "seed", "run")
+FEDOPT = ("fedadam", "fedyogi", "fedadagrad")
+
+
+class OptionsError(InputError):
+    """Options that contradict each other, or one this run would not use; the message names them."""
+
+
+_APP = RunSettings()  # the app's own defaults are the launcher's
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    client_num: int = 10
+    task: str = _APP.task
+    rounds: int = _APP.rounds
+    local_epochs: int = _APP.local_epochs
+    batch_size: int = _APP.batch_size
+    lr: float = _APP.lr
+    fraction_fit: float | None = None
+    clients_per_round: int | None = None
+    min_clients: int | None = None
+    round_timeout: float = _APP.round_timeout
+    seed: int = _APP.seed
+    log_dir: str = "logs"
+    kill_tag: str | None = None
+    dataset: str = "digits"
+    data_dir: str | None = None
+    partition: str | None = None  # natural for femnist, iid for the others
+    alpha: float = 0.5
+    samples_per_client: int = 500
+    num_classes: int = 10
+    detach: bool = False
+    run: str | None = None
+    torch_threads: int = _APP.torch_threads
+    startup_timeout: float | None = None
+    grace: float = 10.0
+    hosts: str | None = None
+    ssh_config: str | None = None
+    tls: bool = False
+    max_restarts: int = 3
+    remote_data_dir: str | None = None
+    mode: str = "auto"
+    workers: int | None = None  # virtual: worker processes; default one per core
+    model: str = _APP.model
+    strategy: str = _APP.strategy
+    proximal_mu: float = _APP.proximal_mu
+    server_lr: float = _APP.server_lr
+    beta_1: float = _APP.beta_1
+    beta_2: float = _APP.beta_2
+    tau: float = _APP.tau
+    app: str | None = None  # a user's Flower app folder instead of the built-in one
+    run_config: str | None = None  # --app: its run config overrides, "key=value ..."
+    node_config: str | None = None  # added to every client's node config, "key=value ..." ({i}, {n})
+
+    def startup_deadline(self) -> float:
+        """Seconds for every client to import torch and connect (2 cores share the work)."""
+        if self.is_virtual():
+            return self.startup_timeout or 120.0 + 0.05 * self.client_num
+        return self.startup_timeout or 60.0 + 3.0 * self.client_num
+
+    def scheme(self) -> str:
+        return self.partition or (NATURAL if self.dataset in SPLIT_BY_THE_DATA else "iid")
+
+    def per_round(self) -> int:
+        """Clients taking part in each round."""
+        if self.clients_per_round is not None:
+            return self.clients_per_round
+        return max(1, int(self.client_num * (self.fraction_fit or 1.0)))
+
+    def is_virtual(self) -> bool:
+        if self.mode != "auto":
+            return self.mode == "virtual"
+        return self.hosts is None and self.client_num > PROCESS_MODE_UP_TO
+
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def unused(self) -> dict[str, str]:
+        """{option: why this run would ignore it}: each is refused when the user set it."""
+        if self.app is not None:  # the user's app brings its own data, model, rounds and strategy
+            return {name: "--app runs your app as it is (its data, model, rounds and strategy are its own; "
+                          "--run-config sets its config)" for name in BUILT_IN_APP}
+        unused = {}
+        if self.scheme() != "dirichlet":
+            unused["alpha"] = "is for --partition dirichlet"
+        if self.dataset != "synthetic":
+            unused.update(samples_per_client="is for --dataset synthetic", num_classes="is for --dataset synthetic")
+        if self.strategy != "fedprox":
+            unused["proximal_mu"] = "is for --strategy fedprox"
+        if self.strategy not in FEDOPT:
+            unused.update(server_lr=f"is for --strategy {', '.join(FEDOPT)}",
+                          tau=f"is for --strategy {', '.join(FEDOPT)}")
+        if self.strategy not in FEDOPT[:2]:
+            unused.update(beta_1="is for --strategy fedadam, fedyogi", beta_2="is for --strategy fedadam, fedyogi")
+        if self.task == "train":
+            unused["run"] = "is for --task getModel or inference (to go on with a run: --resume RUN)"
+        if self.hosts is None:
+            unused["ssh_config"] = "is for --hosts"
+        return unused
+
+    def validate(self, given: Set[str] = frozenset()) -> None:
+        """Refuse options that contradict each other (OptionsError), the ones in ``given`` (those the user
+        set) that this run would not use, and a run whose data cannot fit this machine (ResourceError)."""
+        if self.kill_tag is not None and (why := malformed_kill_tag(self.kill_tag)):
+            raise OptionsError(f"Invalid value for '--kill-tag': {why}")  # as the CLI's type says it
+        if "'" in self.log_dir or "\n" in self.log_dir:
+            raise OptionsError(f"--log-dir {self.log_dir!r} must not hold a quote or newline")
+        if self.fraction_fit is not None and self.clients_per_round is not None:
+            raise OptionsError("give --fraction-fit or --clients-per-round, not both")
+        if self.clients_per_round is not None and self.clients_per_round > self.client_num:
+            raise OptionsError(f"--clients-per-round {self.clients_per_round} exceeds --client-num {self.client_num}")
+        sampled = self.per_round()
+        if self.min_clients is not None and self.min_clients > sampled:
+            raise OptionsError(f"--min-clients {self.min_clients} exceeds the {sampled} clients taking part per round")
+        if self.dataset in SPLIT_BY_THE_DATA and self.scheme() != NATURAL:
+            raise OptionsError(f"--dataset {self.dataset} comes split by client: --partition natural, "
+                               f"not {self.partition}")
+        if self.dataset not in SPLIT_BY_THE_DATA and self.scheme() == NATURAL:
+            raise OptionsError(f"--partition natural needs a data set split by client (femnist, npz), "
+                               f"not {self.dataset}")
+        if self.mode == "virtual" and self.hosts is not None:
+            raise OptionsError("--mode virtual runs its clients on this machine: drop --hosts, or use --mode process")
+        if self.run_config is not None and self.app is None:
+            raise OptionsError("--run-config is for --app (the built-in app takes its options directly)")
+        if self.app is not None and self.task != "train":
+            raise OptionsError(f"--task {self.task} serves the built-in app's model; --app runs the app as it is")
+        if self.workers is not None and not self.is_virtual():
+            raise OptionsError("--workers is for --mode virtual (in process mode each client is its own process)")
+        if self.remote_data_dir is not None and self.hosts is None:
+            raise OptionsError("--remote-data-dir needs --hosts")
+        if self.remote_data_dir is not None and any(c in self.remote_data_dir for c in "\n\0"):
+            raise OptionsError("--remote-data-dir must be a path on one line")
+        if self.data_dir is not None and self.dataset in ("digits", "synthetic") and self.app is None:
+            raise OptionsError(f"--data-dir is not used by --dataset {self.dataset}")
+        unused = self.unused()
+        for name in sorted(set(given) & set(unused)):
+            flag = "--" + name.replace("_", "-")
+            raise OptionsError(f"{flag} {unused[name]}" if unused[name].startswith("is for")
+                               else f"{flag} is not used: {unused[name]}")
+        check_fits(estimate(self), self.log_dir)  # reads the disk: last
