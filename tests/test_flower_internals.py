@@ -69,3 +69,40 @@ def test_quick_supernode_installs_its_bells_in_that_namespace(tmp_path):
         assert time.monotonic() - start < 1.0
     finally:
         sci.time, sci._pull_and_store_message = original_time, original_pull
+
+
+def test_a_clientapp_task_is_a_call_of_the_app_object_that_apps_task_log_wraps():
+    """launcher.flower.clientapp_calls wraps ClientApp.__call__(self, message, context)."""
+    from flwr.clientapp import ClientApp
+
+    assert list(inspect.signature(ClientApp.__call__).parameters) == ["self", "message", "context"]
+    import flwr.supernode.runtime.run_clientapp as runner
+
+    assert "client_app(message=message, context=context)" in inspect.getsource(runner)
+
+
+def test_the_strategy_lines_launcher_flower_strategy_log_reads():
+    import flwr.serverapp.strategy.fedavg as fedavg
+    import flwr.serverapp.strategy.strategy as base
+
+    source = inspect.getsource(base)
+    for line in ('"[ROUND %s/%s]"', '"\\t└──> Aggregated MetricRecord: %s"', '"Global evaluation"',
+                 '"\\t└──> MetricRecord: %s"'):
+        assert line in source
+    assert '"aggregate_train" if is_train else "aggregate_evaluate"' in inspect.getsource(fedavg)
+
+
+def test_the_json_of_flwr_ls_that_launcher_flower_run_record_reads():
+    import flwr.cli.ls as ls
+
+    source = inspect.getsource(ls)
+    for key in ('"run-id"', '"status"', '"status-details"', '"runs": runs_list'):
+        assert key in source
+
+
+def test_flowers_config_pair_pattern_is_the_one_launcher_flower_config_args_checks_against():
+    from flwr.common.config import parse_config_args
+
+    from launcher.flower.config_args import PAIR
+
+    assert f"pattern = re.compile(r\"{PAIR.pattern}\")" in inspect.getsource(parse_config_args)

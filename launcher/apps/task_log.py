@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flwr.app import Message
-from flwr.clientapp import ClientApp
 
 from contract.loglines import LogWriter, client_log_path, iter_events
+from launcher.flower.clientapp_calls import around_every_call
 
 SHOWN_PATHS = 5  # client logs named in a failure line; the rest counted
 
@@ -97,12 +97,7 @@ def log_app_tasks(client_dir: str | Path) -> LogWriter:
     log = LogWriter(client_log_path(client_dir), "FLClient")
     sys.stdout = LinesToLog(log, "INFO")
     sys.stderr = LinesToLog(log, "WARNING")
-    call = ClientApp.__call__
-
-    def logged_call(self, message: Message, context):
-        return logged_task(log, lambda **kw: call(self, **kw), message, context)
-
-    ClientApp.__call__ = logged_call
+    around_every_call(lambda call, message, context: logged_task(log, call, message, context))
     return log
 
 

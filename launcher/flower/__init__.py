@@ -6,6 +6,7 @@
     run_record        a run's status as the SuperLink records it (flwr ls --format json)
     node_log          the node id a SuperNode logs when it registers
     config_args       Flower's own parser of --node-config / --run-config pairs
+    clientapp_calls   every ClientApp call of a task process through one wrapper (--app round lines)
 
 Imports processes/ and apps/ (what a task host runs) and contract/; never devices/, run/ or cli/.
 """
