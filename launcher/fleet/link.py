@@ -28,7 +28,8 @@ The model, per direction (down = upstream -> client, up = client -> upstream):
 - online switch: SIGUSR1 takes the link offline (open connections reset, new ones accepted and reset at
   once), SIGUSR2 brings it online. The counters file is rewritten at once on a switch.
 - counters: a JSON file rewritten every second (atomically) and at exit: bytes delivered each way,
-  connections accepted, dropped (by loss), cut (by going offline), refused (while offline), online.
+  connections accepted, dropped (by loss), cut (by going offline), refused (while offline), online;
+  also at once on a drop.
 
 SIGTERM or SIGINT ends it (counters written last). One asyncio thread; about 20 MB resident.
 """
@@ -236,6 +237,7 @@ class Connection:
                     if self.link.random.random() < self.link.spec.loss:
                         self.link.count["dropped"] += 1
                         self.close(reset=True)
+                        self.link.write_counters()
                         return
                 if data:
                     self.last_activity = now
