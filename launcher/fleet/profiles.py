@@ -288,7 +288,7 @@ def _read_trace(fleet_path: Path, name: str, clients: range, num_clients: int, p
             raise FleetError(f"{at}: client {client} does not exist (the run has {num_clients}: "
                              f"0..{num_clients - 1})")
         if client not in clients:
-            raise FleetError(f"{at}: client {client} is not one of profile {profile!r}'s clients "
+            raise FleetError(f"{at}: client {client} is not one of the clients of profile {profile!r} "
                              f"({_span(clients)})")
         if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
             raise FleetError(f"{at}: a window needs 0 <= start_s < end_s, not {start:g}..{end:g}")
