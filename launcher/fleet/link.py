@@ -16,9 +16,9 @@ connection, so the proxy shapes bytes, not messages. It listens on 127.0.0.1:POR
 to the counters file) and opens a connection to the upstream for each connection it accepts.
 
 The model, per direction (down = upstream -> client, up = client -> upstream):
-- rate: a token bucket of one chunk (about 10 ms of the rate, 1 KiB to 64 KiB): a chunk of n bytes read
-  at t leaves the link at max(t, when the link is free) + n * 8 / rate; the proxy reads no faster than the
-  link sends, so the sender is held back by TCP's own flow control.
+- rate: a token bucket two chunks deep (a chunk is about 10 ms of the rate, 1 KiB to 64 KiB): a chunk of
+  n bytes read at t leaves the link at max(t - depth, when the link is free) + n * 8 / rate; the proxy reads
+  no faster than the link sends, so the sender is held back by TCP's own flow control.
 - latency: each chunk is delivered one latency after it left the link: a pipe, not stop-and-wait (a chunk
   sent at t arrives at t + latency + its transmission time; chunks in flight overlap), order kept.
 - loss: an exchange is a burst of client -> upstream bytes that begins after the connection was idle in
@@ -108,10 +108,14 @@ class Direction:
         self.chunk = _chunk_size(self.rate)
 
     def schedule(self, now: float, size: int) -> tuple[float, float]:
-        """(when the chunk has left the link, when it arrives)."""
-        left = max(now, self.free_at) + (size * 8 / self.rate if self.rate else 0.0)
+        """(when the chunk has left the link, when it arrives). The bucket holds two chunks' worth of
+        time, so a reader that wakes late does not lose its turn (the rate holds on a loaded machine)."""
+        if not self.rate:
+            return now, now + self.latency
+        depth = 2 * self.chunk * 8 / self.rate
+        left = max(now - depth, self.free_at) + size * 8 / self.rate
         self.free_at = left
-        return left, left + self.latency
+        return left, max(left, now) + self.latency
 
 
 class Link:

@@ -202,9 +202,9 @@ def read_fleet(path: str | Path, num_clients: int) -> Fleet:
     for index, entry in enumerate(parsed):
         count = max(0, num_clients - counted) if entry["clients"] == "rest" else entry["clients"]
         if first + count > num_clients:
-            raise FleetError(f"{path}:{_line_of(text, index, 'clients')}: profile {entry['name']!r} would take "
-                             f"clients up to {first + count - 1}, but the run has {num_clients} "
-                             f"(0..{num_clients - 1}; the profiles ask for {counted})")
+            raise FleetError(f"{path}:{_line_of(text, index, 'clients')}: the profiles ask for {counted} clients "
+                             f"but the run has {num_clients}: profile {entry['name']!r} would take clients "
+                             f"{first}..{first + count - 1} (the run's are 0..{num_clients - 1})")
         clients = range(first, first + count)
         trace = None
         if entry.get("trace") is not None:
