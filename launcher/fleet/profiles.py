@@ -1,0 +1,300 @@
+"""The fleet file: device profiles, the clients each takes, and when each client is online.
+
+    fleet = read_fleet("fleet.toml", num_clients=40)
+    fleet.profile_of(0).name                    # 'pi4-wifi'
+    fleet.profile_of(0).memory                  # 943718400 (bytes)
+    fleet.online(3, round=5, seed=42)           # True or False, the same for the same seed
+    fleet.online_at(35, 120.0)                  # trace profiles: inside one of client 35's windows?
+
+    # fleet.toml
+    [[profile]]
+    name = "pi4-wifi"
+    clients = 30            # the next 30 clients in client order; "rest" for all that are left
+    cpu = 0.3               # share of one core of this machine, 0.01 to 1
+    memory = "900MiB"       # B, kB, MB, GB, KiB, MiB, GiB (launcher.fleet.units)
+    down = "8Mbit"          # bit, kbit, Mbit, Gbit (also bps...), or B/s, kB/s, MB/s, GB/s
+    up = "2Mbit"
+    latency = "40ms"        # one way: us, ms, s
+    loss = 0.01             # share of exchanges whose connection drops (launcher.fleet.link)
+    availability = 0.8      # chance of being online in a round, or instead:
+    # trace = "pi4.csv"     # rows client,start_s,end_s (relative to this file): online windows
+
+Clients are numbered 0..N-1 (client_<i>). Profiles take clients in file order: each the next `clients`
+of them; "rest" (at most one profile) takes N minus what the others take, at its place in the order, and
+may be empty. Clients no profile takes get UNCONSTRAINED (no limits, always online), as without a fleet.
+Every key but name and clients is optional: what is left out is not limited.
+
+Availability: client c is online in round r when a hash of (seed, c, r) maps below `availability`:
+reproducible for a seed, independent per client and round. A trace names run client numbers; each of
+a trace profile's clients is online inside its rows' windows [start_s, end_s) and offline elsewhere (a
+client without a row is never online). Availability governs rounds, a trace time: `online` is True for
+trace profiles and `online_at` is True for availability profiles.
+
+Every error is one line naming the file and the line (FleetError, an InputError).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
+
+from contract.errors import InputError
+from launcher.fleet.units import UnitError, parse_duration, parse_rate, parse_size
+
+KEYS = ("name", "clients", "cpu", "memory", "down", "up", "latency", "loss", "availability", "trace")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+CPU_MIN = 0.01
+
+
+class FleetError(InputError):
+    """The one line a bad fleet file gets, named by file and line."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """One online window of a client in a trace, in seconds from the run's start: [start, end)."""
+
+    client: int
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One kind of device; numbers in SI base units. None: not limited."""
+
+    name: str
+    clients: range = range(0)
+    cpu: float | None = None            # share of one core
+    memory: int | None = None           # bytes
+    down: float | None = None           # bits per second, SuperLink -> client
+    up: float | None = None             # bits per second, client -> SuperLink
+    latency: float = 0.0                # seconds, one way
+    loss: float = 0.0                   # share of exchanges whose connection drops
+    availability: float | None = None   # chance of being online in a round
+    trace: tuple[Window, ...] | None = None
+    line: int = 0                       # where its [[profile]] starts in the fleet file
+
+    @property
+    def shapes_link(self) -> bool:
+        return self.down is not None or self.up is not None or self.latency > 0 or self.loss > 0
+
+    def as_record(self) -> dict:
+        """For run.json: plain JSON values (clients as [first, last + 1], trace as its window count)."""
+        return {"name": self.name, "clients": [self.clients.start, self.clients.stop], "cpu": self.cpu,
+                "memory": self.memory, "down": self.down, "up": self.up, "latency": self.latency,
+                "loss": self.loss, "availability": self.availability,
+                "trace_windows": None if self.trace is None else len(self.trace)}
+
+
+UNCONSTRAINED = Profile(name="unconstrained")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    path: Path
+    num_clients: int
+    profiles: tuple[Profile, ...]
+    _of: tuple[int, ...] = field(default=(), repr=False, compare=False)  # profile index per client, -1: none
+
+    def profile_of(self, client: int) -> Profile:
+        if not 0 <= client < self.num_clients:
+            raise IndexError(f"client {client} is not in 0..{self.num_clients - 1}")
+        index = self._of[client]
+        return UNCONSTRAINED if index < 0 else self.profiles[index]
+
+    def online(self, client: int, round: int, seed: int) -> bool:  # noqa: A002 (the issue's word)
+        """Whether the client takes part in this round by its profile's availability (True without one)."""
+        availability = self.profile_of(client).availability
+        return availability is None or draw(seed, client, round) < availability
+
+    def online_at(self, client: int, t_seconds: float) -> bool:
+        """Whether the client is inside one of its trace windows at t (True for a profile without a trace)."""
+        trace = self.profile_of(client).trace
+        return trace is None or any(w.client == client and w.start <= t_seconds < w.end for w in trace)
+
+    def as_record(self) -> dict:
+        return {"file": str(self.path), "clients": self.num_clients,
+                "profiles": [p.as_record() for p in self.profiles]}
+
+
+def draw(seed: int, client: int, round: int) -> float:  # noqa: A002
+    """A uniform number in [0, 1) from (seed, client, round) alone."""
+    digest = hashlib.blake2b(f"{seed}:{client}:{round}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64
+
+
+def _line_of(text: str, table_index: int, key: str | None) -> int:
+    """1-based line of a key in the n-th [[profile]] (its header's line for key None or not found)."""
+    lines = text.splitlines()
+    header = re.compile(r"^\s*\[\[\s*profile\s*\]\]")
+    starts = [i for i, line in enumerate(lines) if header.match(line)]
+    if table_index >= len(starts):
+        return 1
+    start = starts[table_index]
+    if key is None:
+        return start + 1
+    key_re = re.compile(rf"^\s*(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')\s*=")
+    for i in range(start + 1, len(lines)):
+        if re.match(r"^\s*\[", lines[i]):
+            break
+        if key_re.match(lines[i]):
+            return i + 1
+    return start + 1
+
+
+def _top_line(text: str, key: str) -> int:
+    for i, line in enumerate(text.splitlines()):
+        if re.match(rf"^\s*(\[+\s*)?\"?{re.escape(key)}\b", line):
+            return i + 1
+    return 1
+
+
+def _number(value, key: str, low: float, high: float, bad) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        bad(key, f"{key} must be a number from {low:g} to {high:g}, not {value!r}")
+    if not low <= value <= high:
+        bad(key, f"{key} {value:g} is outside {low:g}..{high:g}")
+    return float(value)
+
+
+def read_fleet(path: str | Path, num_clients: int) -> Fleet:
+    """The fleet file read and checked against a run of num_clients clients."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise FleetError(f"{path}: cannot read the fleet file ({getattr(err, 'strerror', None) or err})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        found = re.search(r"\(at line (\d+), column (\d+)\)", str(err))
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(err))
+        where = f"{path}:{found.group(1)}" if found else f"{path}"
+        raise FleetError(f"{where}: {message}") from None
+    for key in data:
+        if key != "profile":
+            raise FleetError(f"{path}:{_top_line(text, key)}: unknown key {key!r} (expected [[profile]] tables)")
+    entries = data.get("profile", [])
+    if not isinstance(entries, list) or not entries:
+        raise FleetError(f"{path}:1: no [[profile]] tables")
+    parsed, seen, rest_at = [], {}, None
+    for index, entry in enumerate(entries):
+        parsed.append(_read_profile(path, text, index, entry))
+        name = parsed[-1]["name"]
+        if name in seen:
+            raise FleetError(f"{path}:{_line_of(text, index, 'name')}: duplicate profile name {name!r} "
+                             f"(first at line {seen[name]})")
+        seen[name] = _line_of(text, index, "name")
+        if parsed[-1]["clients"] == "rest":
+            if rest_at is not None:
+                raise FleetError(f"{path}:{_line_of(text, index, 'clients')}: a second profile takes the rest "
+                                 f"(the first at line {rest_at})")
+            rest_at = _line_of(text, index, "clients")
+    counted = sum(p["clients"] for p in parsed if p["clients"] != "rest")
+    profiles, of, first = [], [], 0
+    for index, entry in enumerate(parsed):
+        count = max(0, num_clients - counted) if entry["clients"] == "rest" else entry["clients"]
+        if first + count > num_clients:
+            raise FleetError(f"{path}:{_line_of(text, index, 'clients')}: the profiles ask for {counted} clients "
+                             f"but the run has {num_clients}: profile {entry['name']!r} would take clients "
+                             f"{first}..{first + count - 1} (the run's are 0..{num_clients - 1})")
+        clients = range(first, first + count)
+        trace = None
+        if entry.get("trace") is not None:
+            trace = _read_trace(path, entry["trace"], clients, num_clients, entry["name"],
+                                f"{path}:{_line_of(text, index, 'trace')}")
+        profiles.append(Profile(**{**entry, "clients": clients, "trace": trace, "line": _line_of(text, index, None)}))
+        of += [index] * count
+        first += count
+    of += [-1] * (num_clients - first)
+    return Fleet(path=path, num_clients=num_clients, profiles=tuple(profiles), _of=tuple(of))
+
+
+def _read_profile(path: Path, text: str, index: int, entry) -> dict:
+    def bad(key: str | None, why: str):
+        raise FleetError(f"{path}:{_line_of(text, index, key)}: {why}")
+
+    if not isinstance(entry, dict):
+        bad(None, "each [[profile]] must be a table")
+    for key in entry:
+        if key not in KEYS:
+            bad(key, f"unknown key {key!r} in [[profile]] (known: {', '.join(KEYS)})")
+    name = entry.get("name")
+    if name is None:
+        bad(None, "[[profile]] without a name")
+    if not isinstance(name, str) or not SAFE_NAME.match(name) or name == UNCONSTRAINED.name:
+        bad("name", f"name {name!r} must be letters, digits, '.', '-', '_' (and not {UNCONSTRAINED.name!r})")
+    out: dict = {"name": name}
+    clients = entry.get("clients")
+    if clients is None:
+        bad(None, f"profile {name!r} has no clients (a count, or \"rest\")")
+    if clients != "rest" and (isinstance(clients, bool) or not isinstance(clients, int) or clients < 1):
+        bad("clients", f"clients must be a count of at least 1 or \"rest\", not {clients!r}")
+    out["clients"] = clients
+    if "cpu" in entry:
+        out["cpu"] = _number(entry["cpu"], "cpu", CPU_MIN, 1.0, bad)
+    for key in ("loss", "availability"):
+        if key in entry:
+            out[key] = _number(entry[key], key, 0.0, 1.0, bad)
+    parsers = {"memory": parse_size, "down": parse_rate, "up": parse_rate, "latency": parse_duration}
+    for key, parse in parsers.items():
+        if key in entry:
+            try:
+                out[key] = parse(entry[key])
+            except UnitError as err:
+                bad(key, f"{key}: {err}")
+    if out.get("latency", 0) < 0:
+        bad("latency", "latency must not be negative")
+    if "trace" in entry:
+        if "availability" in entry:
+            bad("trace", f"profile {name!r} has both availability and trace: give one")
+        if not isinstance(entry["trace"], str) or not entry["trace"]:
+            bad("trace", "trace must be the path of a CSV file (relative to the fleet file)")
+        out["trace"] = entry["trace"]
+    return out
+
+
+def _read_trace(fleet_path: Path, name: str, clients: range, num_clients: int, profile: str,
+                where: str) -> tuple[Window, ...]:
+    trace_path = fleet_path.parent / name
+    try:
+        rows = list(csv.reader(trace_path.read_text(encoding="utf-8").splitlines()))
+    except (OSError, UnicodeDecodeError) as err:
+        raise FleetError(f"{where}: cannot read the trace {trace_path} "
+                         f"({getattr(err, 'strerror', None) or err})") from None
+    windows = []
+    for number, row in enumerate(rows, start=1):
+        cells = [c.strip() for c in row]
+        if not cells or cells == [""] or cells[0].startswith("#"):
+            continue
+        if number == 1 and cells[0].lower() == "client":
+            continue  # a header row
+        at = f"{trace_path}:{number}"
+        if len(cells) != 3:
+            raise FleetError(f"{at}: a trace row is client,start_s,end_s, not {','.join(row)!r}")
+        try:
+            client, start, end = int(cells[0]), float(cells[1]), float(cells[2])
+        except ValueError:
+            raise FleetError(f"{at}: cannot read {','.join(row)!r} as client,start_s,end_s "
+                             "(an integer and two numbers of seconds)") from None
+        if not 0 <= client < num_clients:
+            raise FleetError(f"{at}: client {client} does not exist (the run has {num_clients}: "
+                             f"0..{num_clients - 1})")
+        if client not in clients:
+            raise FleetError(f"{at}: client {client} is not one of the clients of profile {profile!r} "
+                             f"({_span(clients)})")
+        if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
+            raise FleetError(f"{at}: a window needs 0 <= start_s < end_s, not {start:g}..{end:g}")
+        windows.append(Window(client, start, end))
+    return tuple(windows)
+
+
+def _span(clients: range) -> str:
+    return "none" if not clients else f"{clients.start}..{clients.stop - 1}"
