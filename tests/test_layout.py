@@ -12,6 +12,7 @@ ALLOWED = {  # package -> what it may import of ours (besides itself)
     "launcher.pyenv": set(),
     "launcher.stats": {"contract"},
     **{tool: TOOLS | {"launcher.pyenv", "contract"} for tool in TOOLS},
+    "launcher.fleet": {"launcher.processes", "contract"},
     "launcher.devices": TOOLS | {"launcher.pyenv", "contract"},
     "launcher.run": TOOLS | {"launcher.devices", "launcher.stats", "launcher.pyenv", "contract", "simulator",
                              "partitions"},
