@@ -91,7 +91,9 @@ class DutyCycleLimit(LimitHandle):
             except psutil.Error:
                 return
             self._rescan()
-            self._cpu_used()  # what they ran before is not the client's to pay for
+            for known in self._known:  # what a new process ran before is not the client's to pay for
+                for tid, seconds in _thread_cpu(known).items():
+                    self._cpu_seen.setdefault((known, tid), seconds)
 
     def pids(self) -> set[int]:
         with self._lock:
