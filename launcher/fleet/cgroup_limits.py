@@ -1,0 +1,287 @@
+"""CPU share and memory limits as kernel cgroups: cgroup v2 (cpu.max, memory.max) or v1 (CFS quota, limit_in_bytes).
+
+    roots = v1_roots()                        # {"cpu": Path, "memory": Path} where both are writable, else None
+    client = CgroupV1Limit("exp1-client-3", cpu=0.25, memory=100 * 2**20, profile="pi4", roots=roots)
+    client.add(pid)                           # the process and its descendants; its later children are born in
+    client.oom_kills()                        # memory.oom_control's oom_kill count (v2: memory.events)
+    client.close()                            # members still alive go back where they were; the groups are removed
+
+    root = v2_root()                          # a cgroup2 mount whose cpu and memory controllers can be enabled
+    client = CgroupV2Limit("exp1-client-3", cpu=0.25, memory=None, profile="pi4", parent=root / BASE)
+
+The groups are named BASE/NAME: under each v1 hierarchy below this process's own group there (so a container's
+own accounting still covers them), on cgroup2 under ``parent`` (default ROOT/BASE, a group with no processes of
+its own, as cgroup2 wants of a group that hands controllers down). On cgroup2 a process is in one group only: a
+client moved into a limit group leaves launcher.processes.cgroup's run group, unless ``parent`` is below it.
+Children inherit a cgroup at fork, so a client's forked task processes are held to its limits too. Where the
+v1 CPU quota period is 100 ms, a share of 0.25 runs 25 ms of CPU time in each 100 ms.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import psutil
+
+from launcher.fleet.handle import LimitHandle, with_descendants
+
+BASE = "fl-launch-fleet"
+PERIOD_US = 100_000
+MOUNTS = Path("/proc/self/mounts")
+
+
+def _mounts(kind: str) -> list[tuple[Path, set[str]]]:
+    """(mount point, options) of every mount of this filesystem type."""
+    try:
+        lines = MOUNTS.read_text().splitlines()
+    except OSError:
+        return []
+    return [(Path(f[1]), set(f[3].split(","))) for f in (line.split() for line in lines)
+            if len(f) >= 4 and f[2] == kind]
+
+
+def _own_group(pid: int | str, controller: str | None) -> str:
+    """The process's group in a v1 hierarchy (by controller name) or, with None, on cgroup2 ("0::")."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        number, controllers, path = line.split(":", 2)
+        if (controller is None and number == "0") or (controller is not None and controller in controllers.split(",")):
+            return path.lstrip("/")
+    return ""
+
+
+def _can_make_groups(parent: Path) -> bool:
+    """Whether a group can be made (and removed) here."""
+    probe = parent / BASE / f"probe-{os.getpid()}"
+    try:
+        probe.mkdir(parents=True)
+        probe.rmdir()
+        return True
+    except OSError:
+        return False
+    finally:
+        try:
+            probe.parent.rmdir()  # unless other clients' groups are in it
+        except OSError:
+            pass
+
+
+def _v1_mount(controller: str) -> Path | None:
+    return next((point for point, options in _mounts("cgroup") if controller in options), None)
+
+
+def v1_roots() -> dict[str, Path] | None:
+    """Where this process may make v1 cpu and memory groups: {"cpu": dir, "memory": dir}, or None."""
+    roots: dict[str, Path] = {}
+    for controller in ("cpu", "memory"):
+        mount = _v1_mount(controller)
+        if mount is None:
+            return None
+        try:
+            here = mount / _own_group("self", controller)
+        except OSError:
+            return None
+        if not _can_make_groups(here):
+            return None
+        roots[controller] = here
+    return roots
+
+
+def v2_root() -> Path | None:
+    """The cgroup2 mount where the cpu and memory controllers are available and can be handed down, or None."""
+    for mount, _options in _mounts("cgroup2"):
+        try:
+            available = set((mount / "cgroup.controllers").read_text().split())
+        except OSError:
+            continue
+        if {"cpu", "memory"} <= available and os.access(mount / "cgroup.subtree_control", os.W_OK):
+            return mount
+    return None
+
+
+def _write(path: Path, value: str) -> None:
+    path.write_text(value)
+
+
+def _remove(group: Path, timeout: float = 3.0) -> bool:
+    """rmdir a group; a process being killed can hold it a moment longer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            group.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+
+def _make(group: Path) -> None:
+    """mkdir with its parents; another client's close may remove the shared parent meanwhile: try again."""
+    for _ in range(5):
+        try:
+            group.mkdir(parents=True)
+            return
+        except FileNotFoundError:
+            continue
+    group.mkdir(parents=True)
+
+
+def _members(group: Path) -> set[int]:
+    try:
+        pids = {int(word) for word in (group / "cgroup.procs").read_text().split()}
+    except (OSError, ValueError):
+        return set()
+    live = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                live.add(pid)
+        except psutil.Error:
+            continue
+    return live
+
+
+class _CgroupLimit(LimitHandle):
+    """What v1 and v2 share: one or more groups that each process is written into."""
+
+    def __init__(self, name: str, profile: str, groups: list[Path]) -> None:
+        super().__init__(name, profile)
+        self.groups = groups
+        self.homes: dict[Path, Path] = {}  # group -> where its first process came from
+        self._oom_seen = 0
+        self.closed = False
+
+    def _home_of(self, group: Path, pid: int) -> Path:
+        raise NotImplementedError
+
+    def add(self, pid: int) -> None:
+        for member in sorted(with_descendants(pid) or {pid}):
+            for group in self.groups:
+                if group not in self.homes:
+                    try:
+                        self.homes[group] = self._home_of(group, member)
+                    except OSError:
+                        pass
+                try:
+                    _write(group / "cgroup.procs", str(member))
+                except ProcessLookupError:
+                    break  # it ended meanwhile
+                except OSError as error:
+                    if psutil.pid_exists(member):
+                        raise OSError(f"cannot move pid {member} into {group}: {error}") from error
+                    break
+
+    def pids(self) -> set[int]:
+        return set().union(*(_members(group) for group in self.groups))
+
+    def oom_kills(self) -> int:
+        if not self.closed:
+            self._oom_seen = max(self._oom_seen, self._read_oom_kills())
+        return self._oom_seen
+
+    def _read_oom_kills(self) -> int:
+        raise NotImplementedError
+
+    def close(self) -> bool:
+        """Move live members back home, remove the groups (and the shared BASE when it is empty)."""
+        if self.closed:
+            return True
+        self.oom_kills()
+        self.closed = True
+        removed = True
+        for group in self.groups:
+            if not group.is_dir():
+                continue
+            home = self.homes.get(group, group.parents[1])
+            for pid in _members(group):
+                try:
+                    _write(home / "cgroup.procs", str(pid))
+                except OSError:
+                    continue
+            removed = _remove(group) and removed
+            if group.parent.name == BASE:
+                try:
+                    group.parent.rmdir()  # once the last client's group is gone
+                except OSError:
+                    pass
+        return removed
+
+
+class CgroupV1Limit(_CgroupLimit):
+    """A client's groups in the v1 cpu and memory hierarchies."""
+
+    def __init__(self, name: str, cpu: float, memory: int | None, profile: str, roots: dict[str, Path]) -> None:
+        cpu_group, memory_group = roots["cpu"] / BASE / name, roots["memory"] / BASE / name
+        super().__init__(name, profile, [cpu_group, memory_group])
+        self.controllers = {cpu_group: "cpu", memory_group: "memory"}
+        try:
+            _make(cpu_group)
+            _write(cpu_group / "cpu.cfs_period_us", str(PERIOD_US))
+            _write(cpu_group / "cpu.cfs_quota_us", str(max(1000, round(cpu * PERIOD_US))))
+            _make(memory_group)
+            if memory is not None:
+                _write(memory_group / "memory.limit_in_bytes", str(memory))
+                if (memory_group / "memory.memsw.limit_in_bytes").exists():  # no escaping into swap
+                    try:
+                        _write(memory_group / "memory.memsw.limit_in_bytes", str(memory))
+                    except OSError:
+                        pass
+        except BaseException:
+            self.close()
+            raise
+
+    def _home_of(self, group: Path, pid: int) -> Path:
+        controller = self.controllers[group]
+        return (_v1_mount(controller) or group.parents[1]) / _own_group(pid, controller)
+
+    def _read_oom_kills(self) -> int:
+        group = self.groups[1]
+        try:
+            fields = dict(line.split() for line in (group / "memory.oom_control").read_text().splitlines())
+            if "oom_kill" in fields:
+                return int(fields["oom_kill"])
+            return 1 if int((group / "memory.failcnt").read_text()) else 0  # kernels before 4.13
+        except (OSError, ValueError):
+            return 0
+
+
+class CgroupV2Limit(_CgroupLimit):
+    """A client's group on cgroup2, with the cpu and memory controllers handed down to it."""
+
+    def __init__(self, name: str, cpu: float, memory: int | None, profile: str, root: Path,
+                 parent: Path | None = None) -> None:
+        parent = parent or root / BASE
+        group = parent / name
+        super().__init__(name, profile, [group])
+        self.root = root
+        try:
+            _make(parent)
+            steps = parent.relative_to(root).parts
+            for here in [root, *(root.joinpath(*steps[:depth]) for depth in range(1, len(steps) + 1))]:
+                enabled = set((here / "cgroup.subtree_control").read_text().split())
+                if not {"cpu", "memory"} <= enabled:
+                    _write(here / "cgroup.subtree_control", "+cpu +memory")
+            _make(group)
+            _write(group / "cpu.max", f"{max(1000, round(cpu * PERIOD_US))} {PERIOD_US}")
+            if memory is not None:
+                _write(group / "memory.max", str(memory))
+                for knob, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
+                    if (group / knob).exists():
+                        _write(group / knob, value)
+        except BaseException:
+            self.close()
+            raise
+
+    def _home_of(self, group: Path, pid: int) -> Path:
+        return self.root / _own_group(pid, None)
+
+    def _read_oom_kills(self) -> int:
+        try:
+            fields = dict(line.split() for line in (self.groups[0] / "memory.events").read_text().splitlines())
+            return int(fields.get("oom_kill", 0))
+        except (OSError, ValueError):
+            return 0

@@ -1,0 +1,246 @@
+"""A client's CPU share and memory limit on real processes: the cgroup backend this machine has, and the fallback.
+
+    python3 -m pytest -q -x -p no:cacheprovider tests/test_fleet_limits.py
+
+The oracles are the kernel's: wall clocks read here, CPU time from /proc/PID/stat, exit statuses, the cgroup
+directories left on disk. Every process started is killed and reaped, every group removed, also on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from contract.errors import InputError
+from launcher.fleet.cgroup_limits import BASE, v1_roots, v2_root
+from launcher.fleet.limits import Backend, ClientLimits, Limiter, LimitsError
+
+MiB = 2**20
+WORK = 30_000_000  # loop turns: about 1 s of one core here
+TICK = os.sysconf("SC_CLK_TCK")
+
+CPU_WORKER = r"""
+import os, sys
+turns, fork = int(sys.argv[1]), sys.argv[2] == "fork"
+sys.stdin.readline()
+def work():
+    x = 0
+    for i in range(turns):
+        x += i * i
+if fork:
+    child = os.fork()
+    if child == 0:
+        os.setsid()  # its own session, as the fork server's children: the limit must still hold
+        print(os.getpid(), flush=True)
+        work()
+        print("done", flush=True)
+        sys.stdin.readline()
+        os._exit(0)
+    os.waitpid(child, 0)
+else:
+    print(os.getpid(), flush=True)
+    work()
+    print("done", flush=True)
+    sys.stdin.readline()
+"""
+
+ALLOCATOR = r"""
+import sys, time
+step, target = int(sys.argv[1]), int(sys.argv[2])
+sys.stdin.readline()
+blocks = []
+while len(blocks) * step < target:
+    blocks.append(b"\x01" * step)  # written, so resident
+    time.sleep(0.02)
+print("reached", flush=True)
+sys.stdin.readline()
+"""
+
+
+def group_dirs() -> list[Path]:
+    """Every directory under the limits' bases on this machine (v1 cpu and memory, cgroup2)."""
+    bases = [root / BASE for root in (v1_roots() or {}).values()]
+    if (root := v2_root()) is not None:
+        bases.append(root / BASE)
+    return [base for base in bases if base.is_dir()] + [p for base in bases if base.is_dir() for p in base.iterdir()
+                                                        if p.is_dir()]
+
+
+@pytest.fixture(autouse=True)
+def no_group_left():
+    """No cgroup of ours is left after a test, passed or failed (removed here if one is, and the test fails)."""
+    before = set(group_dirs())
+    yield
+    left = [p for p in group_dirs() if p not in before]
+    for path in sorted(left, key=lambda p: len(p.parts), reverse=True):
+        try:
+            path.rmdir()
+        except OSError:
+            pass
+    assert left == [], f"groups left behind: {left}"
+
+
+@pytest.fixture
+def processes():
+    """Popen objects a test starts; all killed (stopped ones too) and reaped at the end."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        for child in psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []:
+            child.kill()  # the forked worker, in its own session
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def limiter_for(backend: str) -> Limiter:
+    if backend == "fallback":
+        return Limiter.choose("fallback")
+    limiter = Limiter.choose("auto")
+    if limiter.backend is Backend.FALLBACK:
+        pytest.skip("no writable cgroup cpu and memory controllers here")
+    return limiter
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def timed_work(limiter: Limiter, share: float, processes, fork: bool = False) -> tuple[float, float]:
+    """Fixed work under a share: (wall seconds from go to done, CPU seconds of the working process)."""
+    started = processes
+    proc = subprocess.Popen([sys.executable, "-c", CPU_WORKER, str(WORK), "fork" if fork else "plain"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    started.append(proc)
+    with limiter.limit(f"test-{os.getpid()}-cpu", ClientLimits(cpu=share), profile="p") as client:
+        client.add(proc.pid)
+        began = time.monotonic()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        worker = int(proc.stdout.readline())
+        assert proc.stdout.readline().strip() == "done"
+        wall = time.monotonic() - began
+        cpu = cpu_seconds(worker)
+        assert worker in client.pids()
+    proc.stdin.close()
+    proc.wait(timeout=10)
+    return wall, cpu
+
+
+def assert_quarter_speed(limiter: Limiter, processes, fork: bool = False) -> None:
+    """Share 0.25 takes 4.0x (within 15%) the time the same work takes on a whole core.
+
+    The two runs go back to back, and must have done the same work (CPU times from /proc within 15%). The
+    time on a whole core is the share-1.0 run's CPU time; where that run had its core (wall within 10% of CPU)
+    its wall time must give the 4x too. A share is of one core's time: on a machine busy enough that the
+    share-1.0 run gets less than a core, the cgroup quota still gives the quarter run its 25% and the wall-time
+    ratio falls below 4, which is why CPU time is the reference then. Three tries on a busy machine.
+    """
+    tries = []
+    for _ in range(3):
+        full_wall, full_cpu = timed_work(limiter, 1.0, processes, fork)
+        quarter_wall, quarter_cpu = timed_work(limiter, 0.25, processes, fork)
+        by_wall, by_core = quarter_wall / full_wall, quarter_wall / full_cpu
+        tries.append(f"wall {full_wall:.2f}s -> {quarter_wall:.2f}s = {by_wall:.2f}x, cpu {full_cpu:.2f}s / "
+                     f"{quarter_cpu:.2f}s, {by_core:.2f}x a core's time")
+        print(f"{limiter.backend.value}{' fork' if fork else ''}: {tries[-1]}")
+        same_work = abs(quarter_cpu - full_cpu) <= 0.15 * full_cpu + 2 / TICK
+        had_core = full_wall <= 1.1 * full_cpu
+        if same_work and 3.4 <= by_core <= 4.6 and (not had_core or 3.4 <= by_wall <= 4.6):
+            return
+    pytest.fail(f"{limiter.backend.value}: share 0.25 is not 4x slower: {'; '.join(tries)}")
+
+
+@pytest.mark.parametrize("backend", ["cgroup", "fallback"])
+def test_a_quarter_share_takes_four_times_as_long(backend, processes):
+    assert_quarter_speed(limiter_for(backend), processes)
+
+
+@pytest.mark.parametrize("backend", ["cgroup", "fallback"])
+def test_a_forked_child_in_its_own_session_is_held_to_the_share(backend, processes):
+    assert_quarter_speed(limiter_for(backend), processes, fork=True)
+
+
+def run_allocator(limiter: Limiter, memory: int, target: int, processes):
+    """(exit status or None if alive after reaching the target, its stdout, the handle's cause, oom_kills)."""
+    started = processes
+    proc = subprocess.Popen([sys.executable, "-c", ALLOCATOR, str(8 * MiB), str(target)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    started.append(proc)
+    with limiter.limit(f"test-{os.getpid()}-mem", ClientLimits(cpu=1.0, memory=memory), profile="tiny") as client:
+        client.add(proc.pid)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline().strip()  # "reached", or "" once killed
+        status = proc.wait(timeout=20) if line != "reached" else None
+        cause, kills = client.cause(), client.oom_kills()
+    return status, line, cause, kills
+
+
+@pytest.mark.parametrize("backend", ["cgroup", "fallback"])
+def test_a_process_growing_past_the_memory_limit_is_killed_and_the_oom_reported(backend, processes):
+    status, line, cause, kills = run_allocator(limiter_for(backend), 100 * MiB, 400 * MiB, processes)
+    assert (status, line) == (-signal.SIGKILL, "")
+    assert kills >= 1
+    assert cause == "out of memory (profile tiny)"
+
+
+@pytest.mark.parametrize("backend", ["cgroup", "fallback"])
+def test_a_process_under_the_memory_limit_is_left_alone(backend, processes):
+    status, line, cause, kills = run_allocator(limiter_for(backend), 200 * MiB, 64 * MiB, processes)
+    assert (status, line, cause, kills) == (None, "reached", None, 0)
+    proc = processes[0]
+    proc.stdin.close()
+    assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("backend", ["cgroup", "fallback"])
+def test_closing_lifts_the_limits_from_live_processes_and_removes_the_groups_even_on_error(backend, processes):
+    limiter = limiter_for(backend)
+    proc = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: pass"])
+    processes.append(proc)
+    home = Path(f"/proc/{proc.pid}/cgroup").read_text()
+    with pytest.raises(RuntimeError):
+        with limiter.limit(f"test-{os.getpid()}-close", ClientLimits(cpu=0.1, memory=200 * MiB), "p") as client:
+            client.add(proc.pid)
+            time.sleep(0.3)
+            if backend != "fallback":
+                assert Path(f"/proc/{proc.pid}/cgroup").read_text() != home
+            raise RuntimeError("the caller failed")
+    assert Path(f"/proc/{proc.pid}/cgroup").read_text() == home
+    before = cpu_seconds(proc.pid)
+    time.sleep(1.0)
+    assert cpu_seconds(proc.pid) - before > 0.4  # running freely again (0.1 of a core would give 0.1 s)
+    assert psutil.Process(proc.pid).status() != psutil.STATUS_STOPPED
+
+
+def test_the_backend_is_chosen_reported_and_forced_by_the_environment(monkeypatch):
+    monkeypatch.setenv("FL_LAUNCH_LIMITS", "fallback")
+    forced = Limiter.choose()
+    assert forced.backend is Backend.FALLBACK and "FL_LAUNCH_LIMITS" in forced.description
+    monkeypatch.setenv("FL_LAUNCH_LIMITS", "auto")
+    chosen = Limiter.choose()
+    expected = Backend.CGROUP2 if v2_root() else Backend.CGROUP1 if v1_roots() else Backend.FALLBACK
+    assert chosen.backend is expected and "\n" not in chosen.description
+    monkeypatch.setenv("FL_LAUNCH_LIMITS", "tc")
+    with pytest.raises(LimitsError, match="FL_LAUNCH_LIMITS=tc: unknown limits backend"):
+        Limiter.choose()
+    if v2_root() is None:
+        with pytest.raises(LimitsError, match="cgroup2 is not available here"):
+            Limiter.choose("cgroup2")
+
+
+@pytest.mark.parametrize("cpu, memory, message", [(1.5, None, "cpu share 1.5 is outside 0.01..1"),
+                                                  (0.001, None, "cpu share 0.001 is outside"),
+                                                  (0.5, 1000, "memory limit 1000 bytes is below 16 MiB")])
+def test_impossible_limits_are_input_errors(cpu, memory, message):
+    with pytest.raises(InputError, match=message):
+        ClientLimits(cpu=cpu, memory=memory)
