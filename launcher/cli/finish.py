@@ -29,9 +29,11 @@ from launcher.cli.live_view import make_console
 from launcher.cli.option_types import SECONDS_MAX, FiniteFloat, PathText, Text
 from launcher.devices.remote import RemoteDevice, devices_of
 from launcher.processes.cgroup import RunGroup
+from launcher.processes.roles import Role
 from launcher.processes.table import StopResult, command_of, terminate_then_kill
 from launcher.processes.tagged import tagged_processes
 from launcher.run.folder import RUN_ID_RE, RunFolder, RunFolderError, now_iso
+from launcher.run.run_status import RunStatus
 from launcher.run.status import LIVE, processes_of, recorded_alive, run_processes
 
 
@@ -50,7 +52,7 @@ def runs_with_tag(log_dir: Path, tag: str) -> list[tuple[RunFolder, dict]]:
 
 def _supervisors(infos: list[dict]) -> list[psutil.Process]:
     """The runs' live supervisors, by the pid and start time they recorded (a foreground one carries no tag)."""
-    return [proc for info in infos for record, proc in recorded_alive(info) if record["role"] == "supervisor"]
+    return [proc for info in infos for record, proc in recorded_alive(info) if record["role"] == Role.SUPERVISOR]
 
 
 def _targets(tag: str, infos: list[dict], group: RunGroup | None) -> list[psutil.Process]:
@@ -150,7 +152,7 @@ def _record(data: dict, results: list[StopResult]) -> None:
         "survived": [r.pid for r in results if r.outcome == "survived"],
     })
     if data.get("status") in LIVE:
-        data["status"] = "interrupted"
+        data["status"] = RunStatus.INTERRUPTED
         data["reason"] = "stopped by fl-finish"
         data["ended"] = now_iso()
 
