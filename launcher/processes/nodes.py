@@ -2,7 +2,8 @@
 
     env = flower_env(run_dir, threads=1)
     write_node_config(run_dir, client=3, num_clients=10)
-    start_node(table, run_dir, 3, superlink="127.0.0.1:9092", runtime_port=41234, env=env, threads=1)
+    spec = NodeStart(run_dir, superlink="127.0.0.1:9092", env=env, threads=1)   # the same for every node
+    start_node(table, spec, client=3, runtime_port=41234)
 
 A node is ``flower-supernode --isolation process`` (run by launcher.flower.quick_supernode) plus
 ``launcher.flower.warm_clientapp`` serving its tasks; the run folder holds ``client_<i>/`` (logs, node_config.toml)
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import tomllib
@@ -23,6 +25,7 @@ import tomllib
 from contract.run_settings import node_paths
 from launcher.processes.entry_modules import BUILT_IN_PRELOAD, QUICK_SUPERNODE, WARM_CLIENTAPP
 from launcher.processes.node_config import toml_lines, toml_value
+from launcher.processes.roles import Role
 from launcher.processes.table import Managed, ProcessTable
 
 
@@ -97,28 +100,41 @@ def node_config_arg(run_dir: Path, client: int) -> str:
     return " ".join(f"{key}={paths[key] if key in paths else toml_value(value)}" for key, value in config.items())
 
 
-def start_node(table: ProcessTable, run_dir: Path, client: int, superlink: str, runtime_port: int,
-               env: dict[str, str], threads: int, root_certificates: str | None = None,
-               user_app: bool = False) -> tuple[Managed, Managed]:
-    """``root_certificates``: verify the SuperLink's TLS certificate against this CA (else plain HTTP).
+@dataclass(frozen=True)
+class NodeStart:
+    """What every node of a run starts with; only the client and its Runtime API port differ.
+
+    ``root_certificates``: verify the SuperLink's TLS certificate against this CA (else plain HTTP).
     ``user_app``: the run's app is the user's (``--app``): nothing of the built-in app is preloaded, and the
     app's output goes to client.log with the launcher's round lines (launcher.apps.task_log)."""
+
+    run_dir: Path
+    superlink: str  # HOST:PORT of the SuperLink as the node sees it
+    env: dict[str, str]  # flower_env's
+    threads: int  # torch threads of the ClientApp
+    root_certificates: str | None = None
+    user_app: bool = False
+
+
+def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: int) -> tuple[Managed, Managed]:
+    """The node's SuperNode and its ClientApp server, each carrying the table's tag."""
+    run_dir = spec.run_dir
     client_dir = run_dir / f"client_{client}"
     node_config = node_config_arg(run_dir, client)  # where the run folder is now: it may have moved
-    node_env = dict(env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / f"client_{client}"))
+    node_env = dict(spec.env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / f"client_{client}"))
     supernode = table.fork(
-        "supernode", QUICK_SUPERNODE,
-        [*(["--root-certificates", root_certificates] if root_certificates else ["--insecure"]),
-         "--superlink", superlink,
+        Role.SUPERNODE, QUICK_SUPERNODE,
+        [*(["--root-certificates", spec.root_certificates] if spec.root_certificates else ["--insecure"]),
+         "--superlink", spec.superlink,
          "--isolation", "process", "--host", "127.0.0.1", "--port", str(runtime_port),
          "--node-config", node_config],
         log=client_dir / "supernode.log", env=node_env, cwd=client_dir, client=client, port=runtime_port,
     )
     clientapp = table.fork(
-        "clientapp", WARM_CLIENTAPP,
+        Role.CLIENTAPP, WARM_CLIENTAPP,
         ["--runtime-api", f"127.0.0.1:{runtime_port}",
-         "--node-config", node_config, "--torch-threads", str(threads),
-         *(["--app-log"] if user_app else ["--preload", BUILT_IN_PRELOAD])],
+         "--node-config", node_config, "--torch-threads", str(spec.threads),
+         *(["--app-log"] if spec.user_app else ["--preload", BUILT_IN_PRELOAD])],
         log=client_dir / "worker.log", env=node_env, cwd=client_dir, client=client,
     )
     return supernode, clientapp

@@ -19,9 +19,8 @@ from pathlib import Path
 from contract.loglines import LogWriter, client_log_path
 from launcher.flower.node_log import supernode_id
 from launcher.processes.clock import now_iso
+from launcher.processes.roles import CLIENT_ROLES
 from launcher.processes.table import Managed, ProcessTable, describe_exit
-
-CLIENT_ROLES = ["clientapp", "supernode"]
 
 
 def first_exit_per_client(ended: list[Managed]) -> list[Managed]:
