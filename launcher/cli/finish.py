@@ -34,8 +34,8 @@ from launcher.processes.roles import Role
 from launcher.processes.table import StopResult, command_of, terminate_then_kill
 from launcher.processes.tagged import tagged_processes
 from launcher.run.folder import RunFolder, RunFolderError, malformed_kill_tag
+from launcher.run.liveness import LIVE, processes_of, recorded_alive, run_processes
 from launcher.run.run_status import RunStatus
-from launcher.run.status import LIVE, processes_of, recorded_alive, run_processes
 
 
 def runs_with_tag(log_dir: Path, tag: str) -> list[tuple[RunFolder, dict]]:

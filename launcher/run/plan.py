@@ -244,7 +244,7 @@ def prepare_resume(log_dir: str, run: str) -> RunFolder:
 
 def _check_resumable(folder: RunFolder, stop_it: str) -> None:
     """Nothing of the run lives on (a killed supervisor's orphans), and no live run carries its tag."""
-    from launcher.run.status import run_processes  # noqa: PLC0415 (keeps plan's imports light)
+    from launcher.run.liveness import run_processes  # noqa: PLC0415 (keeps plan's imports light)
 
     info = folder.read()
     if left := run_processes(info):

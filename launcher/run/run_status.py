@@ -5,7 +5,7 @@
     RunStatus.INTERRUPTED.exit_code()                # 130
 
 prepared (by fl-launch) -> starting -> running -> finished | failed | interrupted (by the supervisor);
-orphaned is what launcher.run.status says of a run whose supervisor is gone while its processes live.
+orphaned is what launcher.run.liveness says of a run whose supervisor is gone while its processes live.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Local processes of a run (launcher.processes.roles), each in its own session and
     supernode i  flower-supernode --isolation process (launcher.flower.quick_supernode), Runtime API on its own port
     clientapp i  launcher.flower.warm_clientapp: serves node i's tasks
     flwr-run     `flwr run APP --stream`: submits the run, exits when the run ends
-    tunnel       ssh -R to a device whose agent runs its clients (launcher.devices.fleet)
+    tunnel       ssh -R to a device whose agent runs its clients (launcher.devices.run_devices)
 
 Stop order: client apps and SuperNodes, the fork server, then `flwr run`, then the SuperLink, then
 whatever is left in the run's cgroup (launcher.processes.cgroup).
@@ -39,8 +39,8 @@ from pathlib import Path
 from contract.loglines import Event, LogWriter
 from contract.lost_nodes import add_lost
 from launcher.apps.task_log import task_failures
-from launcher.devices.fleet import DeviceFleet
 from launcher.devices.remote import AgentStart, RemoteError, devices_of
+from launcher.devices.run_devices import RunDevices
 from launcher.flower.run_record import describe_failure, flower_run
 from launcher.flower.strategy_log import read_strategy_log, round_started
 from launcher.processes.cgroup import RunGroup, TagInUse
@@ -51,9 +51,9 @@ from launcher.processes.restarts import first_exit_per_client, restart_client
 from launcher.processes.roles import CLIENT_ROLES, Role
 from launcher.processes.table import ProcessTable, create_time, terminate_then_kill
 from launcher.run.folder import RunFolder
+from launcher.run.liveness import processes_of
 from launcher.run.run_plan import RunPlan
 from launcher.run.run_status import RunStatus
-from launcher.run.status import processes_of
 from launcher.stats.follow import LogFollower
 from simulator.flower_app import run_dir_config
 
@@ -98,7 +98,7 @@ class Supervisor:
                       "rounds_done": self.info["settings"].get("start-round", 1) - 1}
         self.events = []
         self.user_app = self.plan.user_app  # fl-launch --app: the user's Flower app
-        self.fleet = DeviceFleet(devices_of(self.info), folder.path, self.table, self.view,
+        self.devices = RunDevices(devices_of(self.info), folder.path, self.table, self.view,
                                  on_restart=self._record_restart, on_change=self.update_processes)
         self.restarts: dict[int, int] = {}
         self._nodes: NodeStart | None = None  # how a local node starts, once the SuperLink is up
@@ -196,7 +196,7 @@ class Supervisor:
         self.update_processes()
         start_round = self.info["settings"].get("start-round", 1)
         try:
-            self.fleet.start(AgentStart(link_port, len(plan.nodes), plan.torch_threads, plan.grace, tls=bool(tls),
+            self.devices.start(AgentStart(link_port, len(plan.nodes), plan.torch_threads, plan.grace, tls=bool(tls),
                                         remote_data_dir=plan.remote_data_dir, max_restarts=plan.max_restarts,
                                         resume_round=start_round if start_round > 1 else 0, user_app=self.user_app),
                              ca=tls.ca if tls else None)
@@ -247,7 +247,7 @@ class Supervisor:
     def _alive_clients(self) -> int:
         if self.plan.virtual:  # virtual clients live as long as the simulation does
             return self.state["clients"] if self.table.alive(Role.FLWR_RUN) else 0
-        return len({p.client for p in self.table.alive(Role.CLIENTAPP)}) + self.fleet.alive_clients()
+        return len({p.client for p in self.table.alive(Role.CLIENTAPP)}) + self.devices.alive_clients()
 
     # watch: poll, then decide ----------------------------------------------
     def _watch(self, startup_timeout: float, round_timeout: float) -> Outcome:
@@ -273,7 +273,7 @@ class Supervisor:
         if ended:
             self.update_processes()
         self._read_server_log(seen)
-        self.fleet.tend()
+        self.devices.tend()
         for started, rounds in filter(None, map(round_started, seen.app_log.lines() if seen.app_log else [])):
             if self.state["round"] == 0:  # a user's app: its rounds, from Flower's strategy log
                 self.folder.update(status=RunStatus.RUNNING, running_since=now_iso())
@@ -355,12 +355,12 @@ class Supervisor:
 
     # end -------------------------------------------------------------------
     def update_processes(self, **fields) -> None:
-        records = [p.record(self.folder.path) for p in self.table.procs] + self.fleet.records()
+        records = [p.record(self.folder.path) for p in self.table.procs] + self.devices.records()
         self.folder.update(processes=records, **fields)
 
     def _stop_all(self) -> None:
         grace = float(self.plan.grace)
-        self.fleet.stop(grace)
+        self.devices.stop(grace)
         self.table.stop(CLIENT_ROLES, grace=grace)
         self.table.stop([Role.FORKSERVER], grace=grace)
         self.table.stop([Role.TUNNEL], grace=grace)

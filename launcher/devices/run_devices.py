@@ -1,11 +1,11 @@
 """A run's devices as the supervisor tends them: staged, each with its tunnel and agent, pulled, stopped.
 
-    fleet = DeviceFleet(devices_of(info), run_dir, table, view, on_restart=record, on_change=write_processes)
-    fleet.start(AgentStart(superlink_port=link_port, num_clients=10, threads=1, grace=10), ca=None)
-    fleet.tend()             # each poll: a dropped tunnel back up; logs and agent.json every few seconds
-    fleet.alive_clients()    # the devices' ClientApps alive, as their agents last reported
-    fleet.records()          # their process records, for run.json's "processes"
-    fleet.stop(grace=10)     # fl-finish on each device, then a last pull
+    devices = RunDevices(devices_of(info), run_dir, table, view, on_restart=record, on_change=write_processes)
+    devices.start(AgentStart(superlink_port=link_port, num_clients=10, threads=1, grace=10), ca=None)
+    devices.tend()             # each poll: a dropped tunnel back up; logs and agent.json every few seconds
+    devices.alive_clients()    # the devices' ClientApps alive, as their agents last reported
+    devices.records()          # their process records, for run.json's "processes"
+    devices.stop(grace=10)     # fl-finish on each device, then a last pull
 
 Each device gets an ``ssh -R`` tunnel (a local process of role ``tunnel``) so that its nodes reach the
 SuperLink at their own 127.0.0.1, and a detached agent (launcher.devices.agent) that runs its clients.
@@ -31,7 +31,7 @@ PULL_SECONDS = 3.0  # how often a device's logs are brought over while the run g
 TUNNEL_RETRY_SECONDS = 2.0  # a device off the network: try its tunnel again this often
 
 
-class DeviceFleet:
+class RunDevices:
     def __init__(self, devices: list[tuple[RemoteDevice, list[int]]], run_dir: Path, table: ProcessTable, view,
                  on_restart: Callable[[dict, str], None], on_change: Callable[[], None]) -> None:
         self.devices = devices
