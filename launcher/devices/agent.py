@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from contract.loglines import LogWriter, client_log_path
+from contract.run_layout import client_dir
 from launcher.processes.node_config import read_extra
 from launcher.processes.nodes import NodeStart, flower_env, start_node, write_node_config
 from launcher.processes.ports import free_ports
@@ -71,12 +72,12 @@ def main(argv: list[str] | None = None) -> None:
 
     for client, port in zip(clients, free_ports(len(clients))):
         if args.resume_round:
-            log = LogWriter(client_log_path(run_dir / f"client_{client}"), "FLClient")
+            log = LogWriter(client_log_path(client_dir(run_dir, client)), "FLClient")
             log.write("resume", level="WARNING", round=args.resume_round)
             log.close()
         write_node_config(run_dir, client, args.num_clients,
                           data_dir=Path(args.data_dir).resolve() if args.data_dir else None,
-                          extra=read_extra(run_dir / f"client_{client}"))
+                          extra=read_extra(client_dir(run_dir, client)))
         start_node(table, spec, client, port)
     restarts: list[dict] = []
     counts: dict[int, int] = {}

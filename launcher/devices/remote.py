@@ -21,6 +21,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.run_layout import DATA_DIR, client_dir, client_dir_name, partition_file, partition_name
 from launcher.devices.hosts import Device, DevicePlacement
 from launcher.devices.ssh import Ssh, last_line, remote_path
 from launcher.processes.entry_modules import DEVICE_AGENT, FINISH
@@ -94,7 +95,7 @@ class RemoteDevice:
         With ``remote_data_dir`` the partitions are already on the device: only check they are there.
         """
         if remote_data_dir is not None:
-            names = " ".join(shlex.quote(f"client_{c}.npz") for c in clients)
+            names = " ".join(shlex.quote(partition_name(c)) for c in clients)
             check = self.ssh.run(f"cd {remote_path(self.device.workdir)} && cd {_dir_word(remote_data_dir)} && "
                                  f"for f in {names}; do test -f \"$f\" || echo \"$f\"; done")
             self._check(check, f"reading {remote_data_dir}")
@@ -106,11 +107,11 @@ class RemoteDevice:
             if ca is not None:
                 tar.add(ca, arcname="tls/ca.pem")
             for client in clients:  # the user's node config values (--node-config, hosts.toml)
-                extra = local_run / f"client_{client}" / EXTRA_FILE
+                extra = client_dir(local_run, client) / EXTRA_FILE
                 if extra.exists():
-                    tar.add(extra, arcname=f"client_{client}/{EXTRA_FILE}")
+                    tar.add(extra, arcname=f"{client_dir_name(client)}/{EXTRA_FILE}")
             for client in clients if remote_data_dir is None else []:
-                part = local_run / "data" / f"client_{client}.npz"
+                part = partition_file(local_run / DATA_DIR, client)
                 if not part.exists():  # a link to a MindSpore writer folder: its .bin files go along
                     part = part.with_suffix("")
                 if part.exists():  # a user's app (--app) brings its own data

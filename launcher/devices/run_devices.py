@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from contract.lost_nodes import set_away
+from contract.run_layout import client_dir
 from launcher.devices.remote import AgentStart, RemoteDevice
 from launcher.flower.node_log import supernode_id
 from launcher.processes.roles import Role
@@ -127,7 +128,7 @@ class RunDevices:
     def _update_away(self, device: RemoteDevice, clients: list[int]) -> None:
         """A device SSH cannot reach: its nodes sit out (no waiting, no sampling) until it is back."""
         if not device.reachable and device.host not in self._away:
-            nodes = {n for c in clients if (n := supernode_id(self.run_dir / f"client_{c}" / "supernode.log"))}
+            nodes = {n for c in clients if (n := supernode_id(client_dir(self.run_dir, c) / "supernode.log"))}
             self._away[device.host] = nodes
             set_away(self.run_dir, device.host, nodes)
             self.view.message(f"{device.host}: unreachable; its clients sit out until it is back")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import tomllib
 
+from contract.run_layout import DATA_DIR, client_dir, client_dir_name, partition_file
 from contract.run_settings import node_paths
 from launcher.processes.entry_modules import BUILT_IN_PRELOAD, QUICK_SUPERNODE, WARM_CLIENTAPP
 from launcher.processes.node_config import toml_lines, toml_value
@@ -79,13 +80,13 @@ def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Pa
     outside its run folder, kept absolute). start_node gives them to the node absolute, from where the run
     folder is when it starts. ``extra``: the user's own keys (launcher.processes.node_config), as they are.
     """
-    client_dir = run_dir / f"client_{client}"
-    client_dir.mkdir(parents=True, exist_ok=True)
-    data_file = Path(data_dir) / f"client_{client}.npz" if data_dir else Path("data", f"client_{client}.npz")
-    path = client_dir / "node_config.toml"
+    folder = client_dir(run_dir, client)
+    folder.mkdir(parents=True, exist_ok=True)
+    data_file = partition_file(data_dir or DATA_DIR, client)
+    path = folder / "node_config.toml"
     path.write_text(
         f"partition-id = {client}\nnum-partitions = {num_clients}\n"
-        f"client-dir = {_toml_str(Path(client_dir.name))}\ndata-file = {_toml_str(data_file)}\n"
+        f"client-dir = {_toml_str(Path(folder.name))}\ndata-file = {_toml_str(data_file)}\n"
         + toml_lines(extra or {})
     )
     return path
@@ -93,10 +94,10 @@ def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Pa
 
 def node_config_arg(run_dir: Path, client: int) -> str:
     """The node's config as ``--node-config 'k=v ...'`` (Flower's form), its paths absolute under ``run_dir``."""
-    with open(run_dir / f"client_{client}" / "node_config.toml", "rb") as fh:
+    with open(client_dir(run_dir, client) / "node_config.toml", "rb") as fh:
         config = tomllib.load(fh)
-    _, client_dir, data_file = node_paths(config, run_dir.resolve())
-    paths = {"client-dir": _toml_str(client_dir), "data-file": _toml_str(data_file)}
+    _, folder, data_file = node_paths(config, run_dir.resolve())
+    paths = {"client-dir": _toml_str(folder), "data-file": _toml_str(data_file)}
     return " ".join(f"{key}={paths[key] if key in paths else toml_value(value)}" for key, value in config.items())
 
 
@@ -119,22 +120,22 @@ class NodeStart:
 def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: int) -> tuple[Managed, Managed]:
     """The node's SuperNode and its ClientApp server, each carrying the table's tag."""
     run_dir = spec.run_dir
-    client_dir = run_dir / f"client_{client}"
+    folder = client_dir(run_dir, client)
     node_config = node_config_arg(run_dir, client)  # where the run folder is now: it may have moved
-    node_env = dict(spec.env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / f"client_{client}"))
+    node_env = dict(spec.env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / client_dir_name(client)))
     supernode = table.fork(
         Role.SUPERNODE, QUICK_SUPERNODE,
         [*(["--root-certificates", spec.root_certificates] if spec.root_certificates else ["--insecure"]),
          "--superlink", spec.superlink,
          "--isolation", "process", "--host", "127.0.0.1", "--port", str(runtime_port),
          "--node-config", node_config],
-        log=client_dir / "supernode.log", env=node_env, cwd=client_dir, client=client, port=runtime_port,
+        log=folder / "supernode.log", env=node_env, cwd=folder, client=client, port=runtime_port,
     )
     clientapp = table.fork(
         Role.CLIENTAPP, WARM_CLIENTAPP,
         ["--runtime-api", f"127.0.0.1:{runtime_port}",
          "--node-config", node_config, "--torch-threads", str(spec.threads),
          *(["--app-log"] if spec.user_app else ["--preload", BUILT_IN_PRELOAD])],
-        log=client_dir / "worker.log", env=node_env, cwd=client_dir, client=client,
+        log=folder / "worker.log", env=node_env, cwd=folder, client=client,
     )
     return supernode, clientapp

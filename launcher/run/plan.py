@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from contract.errors import InputError
-from contract.loglines import LogWriter
+from contract.loglines import LogWriter, client_log_path
 from contract.run_settings import RunSettings, latest_checkpoint, resume_checkpoint
 from launcher.apps.user_app import AppError, read_app
 from launcher.devices.hosts import Device, HostsError, by_device, load_hosts, place_clients
@@ -265,8 +265,10 @@ def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
     settings = replace(settings, start_round=done + 1, checkpoint=str(path.relative_to(folder.path)))
     write_app_dir(folder.path / "app", settings)
     local = [n.client for n in RunPlan.from_json(info["plan"]).nodes if n.local]  # devices mark their own
-    for name in ["server/server.log", *(f"client_{c}/client.log" for c in local)]:
-        log = LogWriter(folder.path / name, "FLServer" if name.startswith("server") else "FLClient")
+    logs = [(folder.server_dir / "server.log", "FLServer"),
+            *((client_log_path(folder.client_dir(c)), "FLClient") for c in local)]
+    for path, source in logs:
+        log = LogWriter(path, source)
         log.write("resume", level="WARNING", round=done + 1)
         log.close()
 
