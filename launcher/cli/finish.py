@@ -30,10 +30,12 @@ from launcher.cli.option_types import SECONDS_MAX, FiniteFloat, KillTag, PathTex
 from launcher.devices.remote import RemoteDevice, devices_of
 from launcher.processes.cgroup import RunGroup
 from launcher.processes.clock import now_iso
+from launcher.processes.roles import Role
 from launcher.processes.table import StopResult, command_of, terminate_then_kill
 from launcher.processes.tagged import tagged_processes
 from launcher.run.folder import RunFolder, RunFolderError, malformed_kill_tag
-from launcher.run.status import LIVE, processes_of, recorded_alive, run_processes
+from launcher.run.liveness import LIVE, processes_of, recorded_alive, run_processes
+from launcher.run.run_status import RunStatus
 
 
 def runs_with_tag(log_dir: Path, tag: str) -> list[tuple[RunFolder, dict]]:
@@ -51,7 +53,7 @@ def runs_with_tag(log_dir: Path, tag: str) -> list[tuple[RunFolder, dict]]:
 
 def _supervisors(infos: list[dict]) -> list[psutil.Process]:
     """The runs' live supervisors, by the pid and start time they recorded (a foreground one carries no tag)."""
-    return [proc for info in infos for record, proc in recorded_alive(info) if record["role"] == "supervisor"]
+    return [proc for info in infos for record, proc in recorded_alive(info) if record["role"] == Role.SUPERVISOR]
 
 
 def _targets(tag: str, infos: list[dict], group: RunGroup | None) -> list[psutil.Process]:
@@ -151,7 +153,7 @@ def _record(data: dict, results: list[StopResult]) -> None:
         "survived": [r.pid for r in results if r.outcome == "survived"],
     })
     if data.get("status") in LIVE:
-        data["status"] = "interrupted"
+        data["status"] = RunStatus.INTERRUPTED
         data["reason"] = "stopped by fl-finish"
         data["ended"] = now_iso()
 

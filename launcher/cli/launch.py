@@ -44,6 +44,7 @@ from launcher.processes.table import RUN_ENV, TAG_ENV
 from launcher.run.folder import RunFolder
 from launcher.run.options import MODES, NATURAL, PROCESS_MODE_UP_TO, TASKS, LaunchOptions
 from launcher.run.plan import check_tag_free, prepare_resume, prepare_run
+from launcher.run.run_status import RunStatus
 from launcher.run.supervisor import Supervisor
 from partitions import SCHEMES
 from simulator.datasets import DATASETS
@@ -316,12 +317,12 @@ def _wait_detached(folder: RunFolder, opts: LaunchOptions, proc: subprocess.Pope
     deadline = time.monotonic() + opts.startup_deadline() + 30
     while time.monotonic() < deadline:
         status = folder.read().get("status")
-        if status in ("running", "finished"):
+        if status in (RunStatus.RUNNING, RunStatus.FINISHED):
             click.echo(f"run {folder.run_id} is running in the background (supervisor pid {proc.pid}, "
                        f"kill tag {info['kill_tag']})\nrun folder: {folder.path}\n"
                        f"stop it with: fl-finish --kill-tag {info['kill_tag']}")
             return 0
-        if status in ("failed", "interrupted") or proc.poll() is not None:
+        if status in (RunStatus.FAILED, RunStatus.INTERRUPTED) or proc.poll() is not None:
             info = folder.read()
             click.echo(f"run {folder.run_id} {info.get('status', 'failed')}: {info.get('reason', '')} "
                        f"(see {folder.path})", err=True)

@@ -31,7 +31,7 @@ from launcher.cli.option_types import FiniteFloat, PathText, Text
 from launcher.devices.remote import devices_of
 from launcher.flower.strategy_log import read_strategy_log
 from launcher.run.folder import RunFolder, RunFolderError
-from launcher.run.status import LIVE, live_status
+from launcher.run.liveness import LIVE, live_status
 from launcher.stats.history import read_client_log
 from launcher.stats.tables import across_clients, client_tables, metric_names, per_client, plot_across, read_logs
 

@@ -1,4 +1,5 @@
-"""Clients on other machines: the hosts file, SSH, the device agent, preflight checks, offline install, TLS.
+"""Clients on other machines: the hosts file, SSH, the device agent, the
+run's devices as the supervisor tends them, preflight checks, offline install, TLS.
 
 Imports processes/ (a device runs the same node processes), apps/, flower/, pyenv/ and contract/;
 never run/ or cli/.

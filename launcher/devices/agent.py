@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from contract.loglines import LogWriter, client_log_path
+from contract.run_layout import client_dir
 from launcher.processes.node_config import read_extra
-from launcher.processes.nodes import flower_env, start_node, write_node_config
+from launcher.processes.nodes import NodeStart, flower_env, start_node, write_node_config
 from launcher.processes.ports import free_ports
 from launcher.processes.restarts import first_exit_per_client, restart_client
 from launcher.processes.table import RUN_ENV, TAG_ENV, ProcessTable
@@ -66,20 +67,18 @@ def main(argv: list[str] | None = None) -> None:
     table = ProcessTable(os.environ.get(TAG_ENV, ""), os.environ.get(RUN_ENV, ""))
     env = flower_env(run_dir, args.torch_threads)
     table.start_fork_server(run_dir, env)  # the device's clients share one torch too
-
-    def start(client: int, port: int) -> None:
-        start_node(table, run_dir, client, args.superlink, port, env, args.torch_threads,
-                   root_certificates=str(run_dir / "tls" / "ca.pem") if args.tls else None, user_app=args.user_app)
+    spec = NodeStart(run_dir, args.superlink, env, args.torch_threads,
+                     root_certificates=str(run_dir / "tls" / "ca.pem") if args.tls else None, user_app=args.user_app)
 
     for client, port in zip(clients, free_ports(len(clients))):
         if args.resume_round:
-            log = LogWriter(client_log_path(run_dir / f"client_{client}"), "FLClient")
+            log = LogWriter(client_log_path(client_dir(run_dir, client)), "FLClient")
             log.write("resume", level="WARNING", round=args.resume_round)
             log.close()
         write_node_config(run_dir, client, args.num_clients,
                           data_dir=Path(args.data_dir).resolve() if args.data_dir else None,
-                          extra=read_extra(run_dir / f"client_{client}"))
-        start(client, port)
+                          extra=read_extra(client_dir(run_dir, client)))
+        start_node(table, spec, client, port)
     restarts: list[dict] = []
     counts: dict[int, int] = {}
     _write(run_dir, table, "running", restarts)
@@ -87,8 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         ended = table.reap()
         for proc in first_exit_per_client(ended):
             if not _stop:
-                restarts.append(restart_client(table, run_dir, proc, counts, args.max_restarts,
-                                               start=lambda c=proc.client: start(c, free_ports(1)[0])))
+                again = lambda c=proc.client: start_node(table, spec, c, free_ports(1)[0])  # noqa: E731
+                restarts.append(restart_client(table, run_dir, proc, counts, args.max_restarts, start=again))
         if ended:
             _write(run_dir, table, "running", restarts)
         time.sleep(0.5)

@@ -24,7 +24,7 @@ host, a value of the wrong type or shape.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import tomllib
@@ -58,6 +58,26 @@ class Device:
     @property
     def name(self) -> str:
         return self.host
+
+
+@dataclass(frozen=True)
+class DevicePlacement:
+    """One device of a run and the clients placed on it: an entry of run.json's plan "devices".
+
+        DevicePlacement(Device("pi-01"), clients=(2, 3)).to_json()
+        # {'host': 'pi-01', 'slots': 1, ..., 'node_config': {}, 'clients': [2, 3]}
+    """
+
+    device: Device
+    clients: tuple[int, ...]
+
+    def to_json(self) -> dict:
+        return {**asdict(self.device), "clients": list(self.clients)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> DevicePlacement:
+        """KeyError or TypeError: an entry of another shape than fl-launch writes."""
+        return cls(Device(**{k: v for k, v in data.items() if k != "clients"}), tuple(data["clients"]))
 
 
 def _line_of(text: str, table_index: int | None, key: str | None) -> int:
@@ -177,3 +197,13 @@ def place_clients(devices: list[Device], client_num: int) -> list[Device]:
     if client_num > len(slots):
         raise HostsError(f"{client_num} clients do not fit the {len(slots)} slots of {len(devices)} devices")
     return slots[:client_num]
+
+
+def by_device(placement: list[Device]) -> list[DevicePlacement]:
+    """Each device of a placement (place_clients') with its clients, in the order they first appear."""
+    clients: dict[str, list[int]] = {}
+    devices: dict[str, Device] = {}
+    for client, device in enumerate(placement):
+        devices.setdefault(device.host, device)
+        clients.setdefault(device.host, []).append(client)
+    return [DevicePlacement(devices[host], tuple(clients[host])) for host in devices]

@@ -2,7 +2,7 @@
 
     dev = RemoteDevice(device, ssh_config=None, run_id="20261124-0530-ab12", tag="exp1")
     dev.stage(local_run, clients=[2, 3])          # data/client_2.npz ... over ssh + tar
-    pid = dev.start_agent(superlink_port=9092, clients=[2, 3], num_clients=4, threads=1, grace=10)
+    pid = dev.start_agent(AgentStart(superlink_port=9092, num_clients=4, threads=1, grace=10), clients=[2, 3])
     dev.pull(local_run)                            # client_2/, client_3/ logs, agent.json
     dev.stop(grace=10)                             # fl-finish --local-only on the device
 
@@ -18,9 +18,11 @@ import json
 import posixpath
 import shlex
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from launcher.devices.hosts import Device
+from contract.run_layout import DATA_DIR, client_dir, client_dir_name, partition_file, partition_name
+from launcher.devices.hosts import Device, DevicePlacement
 from launcher.devices.ssh import Ssh, last_line, remote_path
 from launcher.processes.entry_modules import DEVICE_AGENT, FINISH
 from launcher.processes.node_config import EXTRA_FILE
@@ -37,13 +39,27 @@ def _dir_word(path: str) -> str:
 
 
 def devices_of(info: dict, tag: str | None = None) -> list[tuple["RemoteDevice", list[int]]]:
-    """A run's devices, as its run.json plan records them, each with the clients placed on it."""
+    """A run's devices, as its run.json plan records them, each with the clients placed on it
+    (KeyError or TypeError: devices recorded in another shape)."""
     plan = info.get("plan") or {}
-    return [
-        (RemoteDevice(Device(**{k: v for k, v in spec.items() if k != "clients"}), plan.get("ssh_config"),
-                      info["run_id"], tag or info["kill_tag"]), spec["clients"])
-        for spec in plan.get("devices", [])
-    ]
+    return [(RemoteDevice(placed.device, plan.get("ssh_config"), info["run_id"], tag or info["kill_tag"]),
+             list(placed.clients))
+            for placed in map(DevicePlacement.from_json, plan.get("devices", []))]
+
+
+@dataclass(frozen=True)
+class AgentStart:
+    """What every device's agent of a run starts with; only its clients differ (``--tls``: the CA is staged)."""
+
+    superlink_port: int  # the SuperLink's port on the device's 127.0.0.1 (the tunnel's end)
+    num_clients: int  # of the whole run
+    threads: int
+    grace: float
+    tls: bool = False
+    remote_data_dir: str | None = None  # the partitions are on the device already, there
+    max_restarts: int = 0
+    resume_round: int = 0  # a resumed run: the round the clients' logs are marked with
+    user_app: bool = False
 
 
 class RemoteDevice:
@@ -79,7 +95,7 @@ class RemoteDevice:
         With ``remote_data_dir`` the partitions are already on the device: only check they are there.
         """
         if remote_data_dir is not None:
-            names = " ".join(shlex.quote(f"client_{c}.npz") for c in clients)
+            names = " ".join(shlex.quote(partition_name(c)) for c in clients)
             check = self.ssh.run(f"cd {remote_path(self.device.workdir)} && cd {_dir_word(remote_data_dir)} && "
                                  f"for f in {names}; do test -f \"$f\" || echo \"$f\"; done")
             self._check(check, f"reading {remote_data_dir}")
@@ -91,11 +107,11 @@ class RemoteDevice:
             if ca is not None:
                 tar.add(ca, arcname="tls/ca.pem")
             for client in clients:  # the user's node config values (--node-config, hosts.toml)
-                extra = local_run / f"client_{client}" / EXTRA_FILE
+                extra = client_dir(local_run, client) / EXTRA_FILE
                 if extra.exists():
-                    tar.add(extra, arcname=f"client_{client}/{EXTRA_FILE}")
+                    tar.add(extra, arcname=f"{client_dir_name(client)}/{EXTRA_FILE}")
             for client in clients if remote_data_dir is None else []:
-                part = local_run / "data" / f"client_{client}.npz"
+                part = partition_file(local_run / DATA_DIR, client)
                 if not part.exists():  # a link to a MindSpore writer folder: its .bin files go along
                     part = part.with_suffix("")
                 if part.exists():  # a user's app (--app) brings its own data
@@ -104,16 +120,15 @@ class RemoteDevice:
         result = self.ssh.run(f"mkdir -p {rdir} && tar -C {rdir} -xf -", stdin=buffer.getvalue(), timeout=600)
         self._check(result, "copying the partitions")
 
-    def start_agent(self, superlink_port: int, clients: list[int], num_clients: int, threads: int,
-                    grace: float, tls: bool = False, remote_data_dir: str | None = None,
-                    max_restarts: int = 0, resume_round: int = 0, user_app: bool = False) -> int:
+    def start_agent(self, spec: AgentStart, clients: list[int]) -> int:
+        """The agent started detached on the device for these clients; its pid there."""
         args = shlex.join(["-m", DEVICE_AGENT, "--run-dir", self.run_rel,
-                           "--superlink", f"127.0.0.1:{superlink_port}", "--clients", ",".join(map(str, clients)),
-                           "--num-clients", str(num_clients), "--torch-threads", str(threads), "--grace", str(grace),
-                           *(["--tls"] if tls else []),
-                           *(["--data-dir", remote_data_dir] if remote_data_dir else []),
-                           "--max-restarts", str(max_restarts), "--resume-round", str(resume_round),
-                           *(["--user-app"] if user_app else [])])
+                           "--superlink", f"127.0.0.1:{spec.superlink_port}", "--clients", ",".join(map(str, clients)),
+                           "--num-clients", str(spec.num_clients), "--torch-threads", str(spec.threads),
+                           "--grace", str(spec.grace), *(["--tls"] if spec.tls else []),
+                           *(["--data-dir", spec.remote_data_dir] if spec.remote_data_dir else []),
+                           "--max-restarts", str(spec.max_restarts), "--resume-round", str(spec.resume_round),
+                           *(["--user-app"] if spec.user_app else [])])
         env = {**self.device.env, TAG_ENV: self.tag, RUN_ENV: self.run_id,
                "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
         assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())

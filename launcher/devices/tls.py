@@ -28,6 +28,14 @@ class TlsPaths:
     cert: Path
     key: Path
 
+    def relative_to(self, folder: Path) -> TlsPaths:
+        """The same files named from ``folder`` (as run.json keeps them: the folder may move)."""
+        return TlsPaths(self.ca.relative_to(folder), self.cert.relative_to(folder), self.key.relative_to(folder))
+
+    def under(self, folder: Path) -> TlsPaths:
+        """Relative paths made absolute under ``folder`` (where the run folder is now)."""
+        return TlsPaths(folder / self.ca, folder / self.cert, folder / self.key)
+
 
 def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fl-launch"),

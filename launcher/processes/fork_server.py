@@ -1,7 +1,7 @@
 """One process that imports torch, Flower and the app once, then forks every client process.
 
     table.start_fork_server(run_dir, env)       # ProcessTable: logs to server/forkserver.log
-    table.fork("clientapp", "launcher.flower.warm_clientapp", [...], log=..., env=..., cwd=...)
+    table.fork(Role.CLIENTAPP, "launcher.flower.warm_clientapp", [...], log=..., env=..., cwd=...)
 
 A forked process runs ``python -m MODULE ARGS`` as if started fresh (its own
 session, stdout and stderr to its log, its own cwd and extra environment), but the

@@ -2,7 +2,8 @@
 
     env = flower_env(run_dir, threads=1)
     write_node_config(run_dir, client=3, num_clients=10)
-    start_node(table, run_dir, 3, superlink="127.0.0.1:9092", runtime_port=41234, env=env, threads=1)
+    spec = NodeStart(run_dir, superlink="127.0.0.1:9092", env=env, threads=1)   # the same for every node
+    start_node(table, spec, client=3, runtime_port=41234)
 
 A node is ``flower-supernode --isolation process`` (run by launcher.flower.quick_supernode) plus
 ``launcher.flower.warm_clientapp`` serving its tasks; the run folder holds ``client_<i>/`` (logs, node_config.toml)
@@ -16,13 +17,16 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import tomllib
 
+from contract.run_layout import DATA_DIR, client_dir, client_dir_name, partition_file
 from contract.run_settings import node_paths
 from launcher.processes.entry_modules import BUILT_IN_PRELOAD, QUICK_SUPERNODE, WARM_CLIENTAPP
 from launcher.processes.node_config import toml_lines, toml_value
+from launcher.processes.roles import Role
 from launcher.processes.table import Managed, ProcessTable
 
 
@@ -76,13 +80,13 @@ def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Pa
     outside its run folder, kept absolute). start_node gives them to the node absolute, from where the run
     folder is when it starts. ``extra``: the user's own keys (launcher.processes.node_config), as they are.
     """
-    client_dir = run_dir / f"client_{client}"
-    client_dir.mkdir(parents=True, exist_ok=True)
-    data_file = Path(data_dir) / f"client_{client}.npz" if data_dir else Path("data", f"client_{client}.npz")
-    path = client_dir / "node_config.toml"
+    folder = client_dir(run_dir, client)
+    folder.mkdir(parents=True, exist_ok=True)
+    data_file = partition_file(data_dir or DATA_DIR, client)
+    path = folder / "node_config.toml"
     path.write_text(
         f"partition-id = {client}\nnum-partitions = {num_clients}\n"
-        f"client-dir = {_toml_str(Path(client_dir.name))}\ndata-file = {_toml_str(data_file)}\n"
+        f"client-dir = {_toml_str(Path(folder.name))}\ndata-file = {_toml_str(data_file)}\n"
         + toml_lines(extra or {})
     )
     return path
@@ -90,35 +94,48 @@ def write_node_config(run_dir: Path, client: int, num_clients: int, data_dir: Pa
 
 def node_config_arg(run_dir: Path, client: int) -> str:
     """The node's config as ``--node-config 'k=v ...'`` (Flower's form), its paths absolute under ``run_dir``."""
-    with open(run_dir / f"client_{client}" / "node_config.toml", "rb") as fh:
+    with open(client_dir(run_dir, client) / "node_config.toml", "rb") as fh:
         config = tomllib.load(fh)
-    _, client_dir, data_file = node_paths(config, run_dir.resolve())
-    paths = {"client-dir": _toml_str(client_dir), "data-file": _toml_str(data_file)}
+    _, folder, data_file = node_paths(config, run_dir.resolve())
+    paths = {"client-dir": _toml_str(folder), "data-file": _toml_str(data_file)}
     return " ".join(f"{key}={paths[key] if key in paths else toml_value(value)}" for key, value in config.items())
 
 
-def start_node(table: ProcessTable, run_dir: Path, client: int, superlink: str, runtime_port: int,
-               env: dict[str, str], threads: int, root_certificates: str | None = None,
-               user_app: bool = False) -> tuple[Managed, Managed]:
-    """``root_certificates``: verify the SuperLink's TLS certificate against this CA (else plain HTTP).
+@dataclass(frozen=True)
+class NodeStart:
+    """What every node of a run starts with; only the client and its Runtime API port differ.
+
+    ``root_certificates``: verify the SuperLink's TLS certificate against this CA (else plain HTTP).
     ``user_app``: the run's app is the user's (``--app``): nothing of the built-in app is preloaded, and the
     app's output goes to client.log with the launcher's round lines (launcher.apps.task_log)."""
-    client_dir = run_dir / f"client_{client}"
+
+    run_dir: Path
+    superlink: str  # HOST:PORT of the SuperLink as the node sees it
+    env: dict[str, str]  # flower_env's
+    threads: int  # torch threads of the ClientApp
+    root_certificates: str | None = None
+    user_app: bool = False
+
+
+def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: int) -> tuple[Managed, Managed]:
+    """The node's SuperNode and its ClientApp server, each carrying the table's tag."""
+    run_dir = spec.run_dir
+    folder = client_dir(run_dir, client)
     node_config = node_config_arg(run_dir, client)  # where the run folder is now: it may have moved
-    node_env = dict(env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / f"client_{client}"))
+    node_env = dict(spec.env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / client_dir_name(client)))
     supernode = table.fork(
-        "supernode", QUICK_SUPERNODE,
-        [*(["--root-certificates", root_certificates] if root_certificates else ["--insecure"]),
-         "--superlink", superlink,
+        Role.SUPERNODE, QUICK_SUPERNODE,
+        [*(["--root-certificates", spec.root_certificates] if spec.root_certificates else ["--insecure"]),
+         "--superlink", spec.superlink,
          "--isolation", "process", "--host", "127.0.0.1", "--port", str(runtime_port),
          "--node-config", node_config],
-        log=client_dir / "supernode.log", env=node_env, cwd=client_dir, client=client, port=runtime_port,
+        log=folder / "supernode.log", env=node_env, cwd=folder, client=client, port=runtime_port,
     )
     clientapp = table.fork(
-        "clientapp", WARM_CLIENTAPP,
+        Role.CLIENTAPP, WARM_CLIENTAPP,
         ["--runtime-api", f"127.0.0.1:{runtime_port}",
-         "--node-config", node_config, "--torch-threads", str(threads),
-         *(["--app-log"] if user_app else ["--preload", BUILT_IN_PRELOAD])],
-        log=client_dir / "worker.log", env=node_env, cwd=client_dir, client=client,
+         "--node-config", node_config, "--torch-threads", str(spec.threads),
+         *(["--app-log"] if spec.user_app else ["--preload", BUILT_IN_PRELOAD])],
+        log=folder / "worker.log", env=node_env, cwd=folder, client=client,
     )
     return supernode, clientapp

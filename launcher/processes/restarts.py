@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contract.loglines import LogWriter, client_log_path
+from contract.run_layout import client_dir
 from launcher.flower.node_log import supernode_id
 from launcher.processes.clock import now_iso
+from launcher.processes.roles import CLIENT_ROLES
 from launcher.processes.table import Managed, ProcessTable, describe_exit
-
-CLIENT_ROLES = ["clientapp", "supernode"]
 
 
 def first_exit_per_client(ended: list[Managed]) -> list[Managed]:
@@ -36,11 +36,11 @@ def first_exit_per_client(ended: list[Managed]) -> list[Managed]:
 def restart_client(table: ProcessTable, run_dir: Path, proc: Managed, restarts: dict[int, int], limit: int,
                    start: Callable[[], object]) -> dict:
     client, cause = proc.client, describe_exit(proc.exit_code)
-    client_dir = run_dir / f"client_{client}"
-    node = supernode_id(client_dir / "supernode.log")
+    folder = client_dir(run_dir, client)
+    node = supernode_id(folder / "supernode.log")
     table.stop(CLIENT_ROLES, grace=2.0, client=client)
     done = restarts.get(client, 0)
-    log = LogWriter(client_log_path(client_dir), "FLClient")
+    log = LogWriter(client_log_path(folder), "FLClient")
     try:
         if done < limit:
             restarts[client] = done + 1

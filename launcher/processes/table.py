@@ -1,9 +1,9 @@
 """Spawn a run's processes, each in its own session, reap them, stop them TERM then KILL.
 
     table = ProcessTable(tag="run-42")       # sets FL_LAUNCH_TAG on every child
-    table.spawn("superlink", ["flower-superlink", ...], log=Path("server/superlink.log"))
+    table.spawn(Role.SUPERLINK, ["flower-superlink", ...], log=Path("server/superlink.log"))
     table.reap()                             # collects exits, never blocks
-    table.stop(["clientapp", "supernode"], grace=10)
+    table.stop([Role.CLIENTAPP, Role.SUPERNODE], grace=10)
 
 Every child starts a session of its own, so ``killpg`` reaches what it starts in
 turn (Flower's SuperExec and app processes). The calling process registers as a
@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 
 from launcher.processes.entry_modules import FORK_SERVER
+from launcher.processes.roles import Role
 
 TAG_ENV = "FL_LAUNCH_TAG"
 RUN_ENV = "FL_LAUNCH_RUN_ID"
@@ -74,7 +75,7 @@ def same_process(pid: int | None, created: float | None) -> psutil.Process | Non
 
 @dataclass
 class Managed:
-    role: str
+    role: Role
     pid: int
     argv: list[str]
     log: str
@@ -124,7 +125,7 @@ class ProcessTable:
         env[RUN_ENV] = self.run_id
         return env
 
-    def spawn(self, role: str, argv: list[str], log: Path, env: dict[str, str] | None = None,
+    def spawn(self, role: Role, argv: list[str], log: Path, env: dict[str, str] | None = None,
               cwd: Path | None = None, client: int | None = None, port: int | None = None) -> Managed:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab", buffering=0) as out:
@@ -141,21 +142,21 @@ class ProcessTable:
     def start_fork_server(self, run_dir: Path, env: dict[str, str]) -> None:
         """Start launcher.processes.fork_server for this run (it imports while other things start);
         later ``fork`` calls go through it once it is ready."""
-        self.spawn("forkserver", [sys.executable, "-m", FORK_SERVER, "--run-dir", str(run_dir)],
+        self.spawn(Role.FORKSERVER, [sys.executable, "-m", FORK_SERVER, "--run-dir", str(run_dir)],
                    log=run_dir / "server" / "forkserver.log", env=env, cwd=run_dir)
         self._forks_for = run_dir
 
     def _fork_server_ready(self, timeout: float = 120.0) -> bool:
         from launcher.processes import fork_server  # noqa: PLC0415
 
-        if self._forks_for is None or not self.alive("forkserver"):
+        if self._forks_for is None or not self.alive(Role.FORKSERVER):
             return False
         if not self._forks_ready:
             self._forks_ready = fork_server.wait_ready(
-                self._forks_for, timeout, alive=lambda: (self.reap(), bool(self.alive("forkserver")))[1])
+                self._forks_for, timeout, alive=lambda: (self.reap(), bool(self.alive(Role.FORKSERVER)))[1])
         return self._forks_ready
 
-    def fork(self, role: str, module: str, args: list[str], log: Path, env: dict[str, str], cwd: Path,
+    def fork(self, role: Role, module: str, args: list[str], log: Path, env: dict[str, str], cwd: Path,
              client: int | None = None, port: int | None = None) -> Managed:
         """``python -m module args``, forked by the fork server when there is one, else spawned."""
         from launcher.processes import fork_server  # noqa: PLC0415
@@ -192,10 +193,10 @@ class ProcessTable:
                 ended.append(proc)
         return ended
 
-    def alive(self, role: str | None = None) -> list[Managed]:
+    def alive(self, role: Role | None = None) -> list[Managed]:
         return [p for p in self.procs if p.alive and (role is None or p.role == role)]
 
-    def stop(self, roles: list[str] | None = None, grace: float = 10.0, client: int | None = None) -> None:
+    def stop(self, roles: list[Role] | None = None, grace: float = 10.0, client: int | None = None) -> None:
         """SIGTERM these roles' processes (of one client, if given) and all their descendants;
         SIGKILL what is left after ``grace``."""
         self.reap()

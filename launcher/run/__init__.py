@@ -1,4 +1,13 @@
 """One run: its options and their checks, its plan, its folder (run.json) and status, the supervisor.
 
-Imports processes/, devices/, apps/, flower/, stats/ and contract/; never cli/.
+    options.py     LaunchOptions: every option, and validate(), the one place options are checked together
+    plan.py        prepare_run / prepare_resume: a run folder ready for a supervisor, or one line of why not
+    run_plan.py    RunPlan: run.json's "plan", typed, read once
+    folder.py      RunFolder: run.json, the supervisor lock, the disk reserve, listing a log dir's runs
+    run_status.py  RunStatus: prepared, starting, running, finished, failed, interrupted, orphaned
+    liveness.py    what a run is doing now: run.json checked against the lock, the kernel and its cgroup
+    supervisor.py  Supervisor: start the run's processes, poll, decide, stop
+    resources.py   the memory and disk a run will take, checked before anything starts
+
+Imports devices/, processes/, apps/, flower/, stats/, pyenv/, contract/, simulator/ and partitions/; never cli/.
 """

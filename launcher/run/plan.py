@@ -22,16 +22,18 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from contract.errors import InputError
-from contract.loglines import LogWriter
+from contract.loglines import LogWriter, client_log_path
 from contract.run_settings import RunSettings, latest_checkpoint, resume_checkpoint
 from launcher.apps.user_app import AppError, read_app
-from launcher.devices.hosts import Device, HostsError, load_hosts, place_clients
+from launcher.devices.hosts import Device, HostsError, by_device, load_hosts, place_clients
 from launcher.devices.tls import make_run_certificates
 from launcher.processes.clock import now_iso
 from launcher.processes.node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
 from launcher.processes.nodes import write_node_config
 from launcher.run.folder import RunFolder, RunFolderError
 from launcher.run.options import MIN_SAMPLES_PER_CLIENT, LaunchOptions
+from launcher.run.run_plan import NodePlacement, RunPlan, Virtual
+from launcher.run.run_status import RunStatus
 from partitions import PartitionError, split
 from simulator.client_data import write_partitions
 from simulator.datasets import DataSetError, load_dataset
@@ -136,7 +138,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
             app_dir = prepare_virtual_app(user_app, folder.path).relative_to(folder.path)
         except (AppError, OSError) as err:
             raise PlanError(str(err)) from None
-    nodes, devices = [], {}
+    nodes = []
     for client in range(opts.client_num):
         device = placement[client] if placement else None
         if virtual:  # Flower's simulation runtime gives each virtual node its partition-id
@@ -152,24 +154,22 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
             write_extra(folder.client_dir(client), for_client({**extra, **device.node_config}, client,
                                                               opts.client_num))
             node_config = None
-            devices.setdefault(device.host, {**asdict(device), "clients": []})["clients"].append(client)
-        nodes.append({"client": client, "host": device.host if device else "localhost",
-                      "node_config": node_config, "samples": int(samples[client])})
+        nodes.append(NodePlacement(client, device.host if device else "localhost", node_config, int(samples[client])))
     folder.server_dir.mkdir()
     tls = None
     if opts.tls:  # nodes reach the SuperLink at 127.0.0.1: locally, and on devices through their tunnel
         paths = make_run_certificates(folder.path / "tls", hosts=["127.0.0.1", "localhost"])
-        tls = {name: str(path.relative_to(folder.path)) for name, path in asdict(paths).items()}
+        tls = paths.relative_to(folder.path)
     folder.update(
-        run_id=folder.run_id, kill_tag=tag, status="prepared", created=now_iso(),
+        run_id=folder.run_id, kill_tag=tag, status=RunStatus.PREPARED, created=now_iso(),
         task=opts.task, source_run=source_run, source_checkpoint=source_checkpoint, options=asdict(opts),
         settings=settings.to_config(),
-        plan={"app_dir": str(app_dir), "nodes": nodes, "startup_timeout": opts.startup_deadline(),
-              "grace": opts.grace, "torch_threads": opts.torch_threads,
-              "devices": list(devices.values()), "ssh_config": opts.ssh_config, "tls": tls,
-              "remote_data_dir": opts.remote_data_dir, "max_restarts": opts.max_restarts,
-              "virtual": {"workers": opts.worker_count()} if virtual else None,
-              "user_app": user_app is not None, "run_config": opts.run_config, "node_config": extra},
+        plan=RunPlan(app_dir=str(app_dir), nodes=tuple(nodes), startup_timeout=opts.startup_deadline(),
+                     grace=opts.grace, torch_threads=opts.torch_threads,
+                     devices=tuple(by_device(placement)) if placement and not virtual else (),
+                     ssh_config=opts.ssh_config, tls=tls, remote_data_dir=opts.remote_data_dir,
+                     max_restarts=opts.max_restarts, virtual=Virtual(opts.worker_count()) if virtual else None,
+                     user_app=user_app is not None, run_config=opts.run_config, node_config=extra).to_json(),
         processes=[], **({"warnings": warnings} if warnings else {}),
     )
     folder.point_latest()
@@ -244,7 +244,7 @@ def prepare_resume(log_dir: str, run: str) -> RunFolder:
 
 def _check_resumable(folder: RunFolder, stop_it: str) -> None:
     """Nothing of the run lives on (a killed supervisor's orphans), and no live run carries its tag."""
-    from launcher.run.status import run_processes  # noqa: PLC0415 (keeps plan's imports light)
+    from launcher.run.liveness import run_processes  # noqa: PLC0415 (keeps plan's imports light)
 
     info = folder.read()
     if left := run_processes(info):
@@ -264,9 +264,11 @@ def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
     _check_checkpoint(path)
     settings = replace(settings, start_round=done + 1, checkpoint=str(path.relative_to(folder.path)))
     write_app_dir(folder.path / "app", settings)
-    local = [n["client"] for n in info["plan"]["nodes"] if n["host"] == "localhost"]  # devices mark their own
-    for name in ["server/server.log", *(f"client_{c}/client.log" for c in local)]:
-        log = LogWriter(folder.path / name, "FLServer" if name.startswith("server") else "FLClient")
+    local = [n.client for n in RunPlan.from_json(info["plan"]).nodes if n.local]  # devices mark their own
+    logs = [(folder.server_dir / "server.log", "FLServer"),
+            *((client_log_path(folder.client_dir(c)), "FLClient") for c in local)]
+    for path, source in logs:
+        log = LogWriter(path, source)
         log.write("resume", level="WARNING", round=done + 1)
         log.close()
 
@@ -277,7 +279,7 @@ def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
         })
         for key in ("reason", "ended", "rounds_done", "final_accuracy", "final_test_samples", "running_since"):
             data.pop(key, None)
-        data.update(status="prepared", settings=settings.to_config(), processes=[], resumed_from_round=done + 1)
+        data.update(status=RunStatus.PREPARED, settings=settings.to_config(), processes=[], resumed_from_round=done + 1)
 
     folder.edit(resume)
     return folder

@@ -19,18 +19,19 @@ import psutil
 
 from launcher.processes.cgroup import RunGroup
 from launcher.processes.clock import now_iso
+from launcher.processes.roles import Role
 from launcher.processes.table import same_process
 from launcher.run.folder import RunFolder
+from launcher.run.run_status import LIVE, RunStatus
 from launcher.stats.follow import LogFollower
 
-LIVE = ("prepared", "starting", "running", "orphaned")
 NO_END = "its supervisor ended without recording an end (killed by SIGKILL?)"
 
 
 def _recorded(info: dict) -> list[dict]:
     supervisor = info.get("supervisor") or {}
     procs = [p for p in info.get("processes", []) if p.get("host", "localhost") == "localhost"]
-    return [*procs, {"role": "supervisor", **supervisor}] if supervisor else procs
+    return [*procs, {"role": Role.SUPERVISOR, **supervisor}] if supervisor else procs
 
 
 def recorded_alive(info: dict) -> list[tuple[dict, psutil.Process]]:
@@ -78,7 +79,7 @@ def run_processes(info: dict) -> list[psutil.Process]:
 def _record_interrupted(folder: RunFolder) -> None:
     def fix(data: dict) -> None:
         if data.get("status") in LIVE and not folder.supervised() and not run_processes(data):
-            data.update(status="interrupted", reason=NO_END, ended=now_iso())
+            data.update(status=RunStatus.INTERRUPTED, reason=NO_END, ended=now_iso())
     try:
         folder.edit(fix)
     except OSError:  # a read-only or full folder: the answer below is true all the same
@@ -90,9 +91,9 @@ def _status(folder: RunFolder, info: dict) -> str:
     if recorded not in LIVE or folder.supervised():
         return recorded
     if run_processes(info):
-        return "orphaned"
+        return RunStatus.ORPHANED
     _record_interrupted(folder)
-    return "interrupted"
+    return RunStatus.INTERRUPTED
 
 
 def live_status(folder: RunFolder) -> dict:
@@ -101,7 +102,7 @@ def live_status(folder: RunFolder) -> dict:
     status = _status(folder, info)
     clients = len((info.get("plan") or {}).get("nodes", []))
     alive = {record["client"] for record, _ in recorded_alive(info)
-             if record["role"] == "clientapp" and record.get("exit_code") is None}
+             if record["role"] == Role.CLIENTAPP and record.get("exit_code") is None}
     rounds_done = info.get("rounds_done")
     if rounds_done is None:  # still running: count the rounds the server aggregated (each once, over attempts)
         rounds_done = len({e.values["round"] for e in LogFollower(folder.server_dir / "server.log").events()
@@ -111,5 +112,5 @@ def live_status(folder: RunFolder) -> dict:
         "clients_alive": len(alive), "clients": clients, "rounds_done": rounds_done,
         "rounds": (info.get("settings") or {}).get("rounds"), "final_accuracy": info.get("final_accuracy"),
         "created": info.get("created"),
-        "reason": NO_END if status == "interrupted" and info.get("status") in LIVE else info.get("reason"),
+        "reason": NO_END if status == RunStatus.INTERRUPTED and info.get("status") in LIVE else info.get("reason"),
     }

@@ -1,0 +1,100 @@
+"""A run's plan: what prepare_run decided and the Supervisor carries out, as run.json's "plan" keeps it.
+
+    plan = RunPlan.from_json(folder.read()["plan"])
+    [node.client for node in plan.nodes if node.local]      # the clients this machine starts
+    plan.tls.under(folder.path).ca if plan.tls else None       # TlsPaths, relative in run.json
+    folder.update(plan=plan.to_json())                       # the same dict as before, key for key
+
+to_json gives run.json's dict exactly as fl-launch has always written it (old run folders, --resume
+and the tests read it); from_json reads it once, with the defaults an older run.json's missing keys
+had. Paths in it are relative to the run folder, which may have moved since.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from launcher.devices.hosts import DevicePlacement
+from launcher.devices.tls import TlsPaths
+
+LOCALHOST = "localhost"
+
+
+@dataclass(frozen=True)
+class NodePlacement:
+    """One client node: where it runs, its node config (local nodes), its partition's size."""
+
+    client: int
+    host: str = LOCALHOST
+    node_config: str | None = None  # client_<i>/node_config.toml, relative; None: virtual, or a device writes it
+    samples: int = 0
+
+    @property
+    def local(self) -> bool:
+        return self.host == LOCALHOST
+
+    def to_json(self) -> dict:
+        return {"client": self.client, "host": self.host, "node_config": self.node_config, "samples": self.samples}
+
+    @classmethod
+    def from_json(cls, data: dict) -> NodePlacement:
+        return cls(data["client"], data.get("host", LOCALHOST), data.get("node_config"), data.get("samples", 0))
+
+
+@dataclass(frozen=True)
+class Virtual:
+    """Flower's simulation runtime runs the clients (``--mode virtual``), on this many worker processes."""
+
+    workers: int
+
+    def to_json(self) -> dict:
+        return {"workers": self.workers}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    app_dir: str  # the Flower app: relative to the run folder (built-in), or the user's --app folder
+    nodes: tuple[NodePlacement, ...]
+    startup_timeout: float  # seconds for every client to connect and round 1 to start
+    grace: float  # seconds between SIGTERM and SIGKILL when stopping
+    torch_threads: int
+    devices: tuple[DevicePlacement, ...] = ()
+    ssh_config: str | None = None
+    tls: TlsPaths | None = None  # relative to the run folder
+    remote_data_dir: str | None = None
+    max_restarts: int = 0
+    virtual: Virtual | None = None
+    user_app: bool = False  # --app: the user's own Flower app
+    run_config: str | None = None  # --app: its run config overrides, "key=value ..."
+    node_config: dict = field(default_factory=dict)  # --node-config, added to every client's
+
+    def to_json(self) -> dict:
+        return {
+            "app_dir": self.app_dir, "nodes": [node.to_json() for node in self.nodes],
+            "startup_timeout": self.startup_timeout, "grace": self.grace, "torch_threads": self.torch_threads,
+            "devices": [placed.to_json() for placed in self.devices], "ssh_config": self.ssh_config,
+            "tls": {name: str(path) for name, path in asdict(self.tls).items()} if self.tls else None,
+            "remote_data_dir": self.remote_data_dir,
+            "max_restarts": self.max_restarts, "virtual": self.virtual.to_json() if self.virtual else None,
+            "user_app": self.user_app, "run_config": self.run_config, "node_config": self.node_config,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunPlan:
+        """run.json's "plan"; KeyError or TypeError: one of another shape than fl-launch writes."""
+        tls, virtual = data.get("tls"), data.get("virtual")
+        return cls(
+            app_dir=data["app_dir"], nodes=tuple(map(NodePlacement.from_json, data["nodes"])),
+            startup_timeout=data["startup_timeout"], grace=data["grace"], torch_threads=data["torch_threads"],
+            devices=tuple(map(DevicePlacement.from_json, data.get("devices", []))),
+            ssh_config=data.get("ssh_config"),
+            tls=TlsPaths(**{name: Path(path) for name, path in tls.items()}) if tls else None,
+            remote_data_dir=data.get("remote_data_dir"), max_restarts=data.get("max_restarts", 0),
+            virtual=Virtual(virtual["workers"]) if virtual else None, user_app=bool(data.get("user_app")),
+            run_config=data.get("run_config"), node_config=data.get("node_config") or {},
+        )
+
+    def local_nodes(self) -> list[NodePlacement]:
+        """The nodes this machine starts (none in virtual mode: the simulation runtime has them)."""
+        return [] if self.virtual else [node for node in self.nodes if node.local]

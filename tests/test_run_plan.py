@@ -1,0 +1,53 @@
+"""run.json's "plan" read into a RunPlan and written back is the very dict prepare_run wrote."""
+
+import json
+
+from launcher.devices.hosts import Device, DevicePlacement
+from launcher.run.plan import LaunchOptions, prepare_run
+from launcher.run.run_plan import NodePlacement, RunPlan
+
+HOSTS = """
+[defaults]
+python = "/opt/fl/bin/python"
+[[device]]
+host = "pi-01"
+slots = 1
+env = { OMP_NUM_THREADS = "1" }
+[[device]]
+host = "pi-02"
+slots = 2
+node-config = { dataset-path = "/data/part_{i}" }
+"""
+
+
+def _round_trip(opts: LaunchOptions) -> RunPlan:
+    written = prepare_run(opts).read()["plan"]
+    plan = RunPlan.from_json(written)
+    assert plan.to_json() == written
+    assert json.dumps(plan.to_json()) == json.dumps(written)  # the same keys in the same order
+    return plan
+
+
+def test_local_run_plan_round_trips(tmp_path):
+    plan = _round_trip(LaunchOptions(client_num=3, log_dir=str(tmp_path), node_config='color="blue"'))
+    assert [n.client for n in plan.local_nodes()] == [0, 1, 2] and plan.devices == () and plan.tls is None
+    assert plan.nodes[1].node_config == "client_1/node_config.toml" and plan.node_config == {"color": "blue"}
+
+
+def test_device_tls_and_virtual_plans_round_trip(tmp_path):
+    (tmp_path / "hosts.toml").write_text(HOSTS)
+    plan = _round_trip(LaunchOptions(client_num=3, log_dir=str(tmp_path / "logs"), hosts=str(tmp_path / "hosts.toml"),
+                                     tls=True, remote_data_dir="/data", max_restarts=1))
+    assert [(p.device.host, p.clients) for p in plan.devices] == [("pi-01", (0,)), ("pi-02", (1, 2))]
+    assert plan.local_nodes() == [] and str(plan.tls.ca) == "tls/ca.pem"
+    plan = _round_trip(LaunchOptions(client_num=3, log_dir=str(tmp_path / "logs"), mode="virtual", workers=2))
+    assert plan.virtual.workers == 2 and plan.local_nodes() == []
+
+
+def test_an_older_plan_reads_with_defaults():
+    plan = RunPlan.from_json({"app_dir": "app", "nodes": [{"client": 0, "host": "localhost", "node_config": None}],
+                              "startup_timeout": 63.0, "grace": 10.0, "torch_threads": 1})
+    assert plan.nodes == (NodePlacement(0, samples=0),) and plan.max_restarts == 0 and not plan.user_app
+    assert plan.devices == () and plan.virtual is None and plan.node_config == {}
+    placed = DevicePlacement(Device("pi-01"), (2, 3))
+    assert DevicePlacement.from_json(placed.to_json()) == placed
