@@ -97,6 +97,17 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
               help="Fewest replies a round needs to be aggregated.  [default: all taking part]")
 @click.option("--round-timeout", type=SECONDS, default=D.round_timeout,
               help="Seconds the server waits for a round's replies.")
+@click.option("--round-deadline", type=SECONDS, default=None,
+              help="Close each round at this many seconds with the replies it has (when at least --min-clients "
+                   "replied; else the round fails and the run goes on with the same model); later replies are "
+                   "discarded and logged as stragglers.  [default: none]")
+@click.option("--overcommit", type=FiniteFloat(1, 10), default=D.overcommit,
+              help="Sample ceil(K x F) clients each round and aggregate the first K replies (K: the clients "
+                   "taking part per round); the rest are stragglers.")
+@click.option("--fleet", type=PathText(dir_okay=False), default=None,
+              help="A fleet file (TOML, see README): each client emulated as a device profile: CPU share, "
+                   "memory, link (rate, latency, loss) and availability; virtual mode emulates the same on an "
+                   "emulated clock.")
 @click.option("--seed", type=WholeNumber(0, SEED_MAX), default=D.seed,
               help="Same seed: same partitions, same initial model.")
 @click.option("--log-dir", type=PathText(file_okay=False), default=D.log_dir, help="Root of the run folders.")

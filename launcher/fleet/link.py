@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.fleet.units import UnitError, format_rate, parse_duration, parse_rate
+from launcher.processes.entry_modules import FLEET_LINK
 
 EXCHANGE_GAP = 0.5
 COUNTERS_EVERY = 1.0
@@ -340,7 +341,7 @@ def start_link(listen: int, upstream: str, spec: LinkSpec, *, counters: Path, se
     """Start `python -m launcher.fleet.link` in its own session; return once it listens (its port known)."""
     counters = Path(counters)
     counters.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "launcher.fleet.link", "--listen", str(listen), "--upstream", upstream,
+    cmd = [sys.executable, "-m", FLEET_LINK, "--listen", str(listen), "--upstream", upstream,
            *spec.args(), "--seed", str(seed), "--counters", str(counters), "--exchange-gap", f"{exchange_gap!r}s",
            *([] if online else ["--offline"])]
     out = open(log, "ab") if log else subprocess.DEVNULL

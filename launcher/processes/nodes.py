@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import tomllib
@@ -115,6 +115,10 @@ class NodeStart:
     threads: int  # torch threads of the ClientApp
     root_certificates: str | None = None
     user_app: bool = False
+
+    def through(self, superlink: str) -> "NodeStart":
+        """The same start, reaching the SuperLink at another address (an emulated link, launcher.fleet)."""
+        return replace(self, superlink=superlink)
 
 
 def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: int) -> tuple[Managed, Managed]:

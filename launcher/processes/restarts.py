@@ -34,8 +34,10 @@ def first_exit_per_client(ended: list[Managed]) -> list[Managed]:
 
 
 def restart_client(table: ProcessTable, run_dir: Path, proc: Managed, restarts: dict[int, int], limit: int,
-                   start: Callable[[], object]) -> dict:
-    client, cause = proc.client, describe_exit(proc.exit_code)
+                   start: Callable[[], object], cause: str | None = None) -> dict:
+    """``cause``: why it exited, when the caller knows better than its exit code (an emulated device's
+    memory limit: "out of memory (profile pi4)")."""
+    client, cause = proc.client, cause or describe_exit(proc.exit_code)
     folder = client_dir(run_dir, client)
     node = supernode_id(folder / "supernode.log")
     table.stop(CLIENT_ROLES, grace=2.0, client=client)

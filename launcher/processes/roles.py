@@ -20,6 +20,7 @@ class Role(StrEnum):
     CLIENTAPP = "clientapp"  # launcher.flower.warm_clientapp, serving one node's tasks
     FLWR_RUN = "flwr-run"  # `flwr run APP --stream`
     TUNNEL = "tunnel"  # ssh -R to a device
+    LINK = "link"  # launcher.fleet.link: an emulated client's link to the SuperLink (--fleet)
     AGENT = "agent"  # launcher.devices.agent on a device
     SUPERVISOR = "supervisor"  # launcher.run.supervisor
 

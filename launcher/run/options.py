@@ -12,12 +12,14 @@ machine's memory and the log dir's disk (launcher.run.resources), reads the disk
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Set
 from dataclasses import dataclass
 
 from contract.errors import InputError
 from contract.run_settings import RunSettings
+from launcher.fleet.profiles import read_fleet
 from launcher.run.folder import malformed_kill_tag
 from launcher.run.resources import check_fits, estimate
 
@@ -29,7 +31,8 @@ MIN_SAMPLES_PER_CLIENT = 2  # one train and one test sample
 PROCESS_MODE_UP_TO = 100  # auto: one process per client up to this many clients (~75 MiB each), virtual above
 BUILT_IN_APP = ("dataset", "data_dir", "partition", "alpha", "samples_per_client", "num_classes", "model",
                 "strategy", "proximal_mu", "server_lr", "beta_1", "beta_2", "tau", "lr", "local_epochs",
-                "batch_size", "rounds", "fraction_fit", "clients_per_round", "min_clients", "seed", "run")
+                "batch_size", "rounds", "fraction_fit", "clients_per_round", "min_clients", "seed", "run",
+                "round_deadline", "overcommit")
 FEDOPT = ("fedadam", "fedyogi", "fedadagrad")
 
 
@@ -83,6 +86,9 @@ class LaunchOptions:
     app: str | None = None  # a user's Flower app folder instead of the built-in one
     run_config: str | None = None  # --app: its run config overrides, "key=value ..."
     node_config: str | None = None  # added to every client's node config, "key=value ..." ({i}, {n})
+    fleet: str | None = None  # a fleet file: each client emulated as a device profile (launcher.fleet)
+    round_deadline: float | None = None  # seconds after which a round closes with the replies it has
+    overcommit: float = 1.0  # sample ceil(K x overcommit) clients, aggregate the first K replies
 
     def startup_deadline(self) -> float:
         """Seconds for every client to import torch and connect (2 cores share the work)."""
@@ -103,6 +109,14 @@ class LaunchOptions:
         if self.mode != "auto":
             return self.mode == "virtual"
         return self.hosts is None and self.client_num > PROCESS_MODE_UP_TO
+
+    def sampled_per_round(self) -> int:
+        """Clients sampled each round: the clients taking part, over-committed."""
+        return math.ceil(self.per_round() * self.overcommit - 1e-9)
+
+    def read_fleet(self):
+        """The --fleet file, read and checked (FleetError: one line naming file and line); None without one."""
+        return read_fleet(self.fleet, self.client_num) if self.fleet is not None else None
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -164,9 +178,25 @@ class LaunchOptions:
             raise OptionsError("--remote-data-dir must be a path on one line")
         if self.data_dir is not None and self.dataset in ("digits", "synthetic") and self.app is None:
             raise OptionsError(f"--data-dir is not used by --dataset {self.dataset}")
+        self._validate_fleet()
         unused = self.unused()
         for name in sorted(set(given) & set(unused)):
             flag = "--" + name.replace("_", "-")
             raise OptionsError(f"{flag} {unused[name]}" if unused[name].startswith("is for")
                                else f"{flag} is not used: {unused[name]}")
         check_fits(estimate(self), self.log_dir)  # reads the disk: last
+
+    def _validate_fleet(self) -> None:
+        """--fleet, --round-deadline, --overcommit: together and with the rest; the fleet file read."""
+        if self.fleet is not None and self.hosts is not None:
+            raise OptionsError("--fleet emulates devices with this machine's clients: drop --hosts, or --fleet")
+        if self.fleet is not None and self.app is not None and self.is_virtual():
+            raise OptionsError("--fleet with --app needs --mode process (in virtual mode the built-in app emulates "
+                               "the profiles)")
+        if self.sampled_per_round() > self.client_num:
+            raise OptionsError(f"--overcommit {self.overcommit:g} samples {self.sampled_per_round()} clients a round, "
+                               f"more than --client-num {self.client_num}")
+        if self.round_deadline is not None and self.round_deadline >= self.round_timeout:
+            raise OptionsError(f"--round-deadline {self.round_deadline:g} must be below --round-timeout "
+                               f"{self.round_timeout:g}")
+        self.read_fleet()

@@ -22,6 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from contract.errors import InputError
+from contract.fleet import write_fleet
 from contract.loglines import LogWriter, client_log_path
 from contract.run_settings import RunSettings, latest_checkpoint, resume_checkpoint
 from launcher.apps.user_app import AppError, read_app
@@ -96,6 +97,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
         raise PlanError(str(err)) from None
 
     placement = _placement(opts)
+    fleet = opts.read_fleet()
     warnings = _check_app_requirements(user_app, placement, opts.ssh_config) if user_app else []
     try:
         folder = RunFolder.create(opts.log_dir)
@@ -114,7 +116,10 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
         checkpoint=str(checkpoint or ""), torch_threads=opts.torch_threads,
         model=opts.model, model_path=os.getcwd() if opts.model else "", strategy=opts.strategy,
         proximal_mu=opts.proximal_mu, server_lr=opts.server_lr, beta_1=opts.beta_1, beta_2=opts.beta_2, tau=opts.tau,
+        round_deadline=opts.round_deadline or 0.0, overcommit=opts.overcommit,
     )
+    if fleet is not None:  # the app and the supervisor read it there (contract.fleet)
+        write_fleet(folder.path, fleet)
     if user_app is not None:
         samples = [0] * opts.client_num
     elif by_client is not None:
@@ -171,6 +176,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
                      max_restarts=opts.max_restarts, virtual=Virtual(opts.worker_count()) if virtual else None,
                      user_app=user_app is not None, run_config=opts.run_config, node_config=extra).to_json(),
         processes=[], **({"warnings": warnings} if warnings else {}),
+        **({"fleet": fleet.as_record()} if fleet is not None else {}),
     )
     folder.point_latest()
     return folder

@@ -36,11 +36,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.fleet import read_fleet_json
 from contract.loglines import Event, LogWriter
 from contract.lost_nodes import add_lost
 from launcher.apps.task_log import task_failures
 from launcher.devices.remote import AgentStart, RemoteError, devices_of
 from launcher.devices.run_devices import RunDevices
+from launcher.fleet.emulation import EmulatedFleet
 from launcher.flower.run_record import describe_failure, flower_run
 from launcher.flower.strategy_log import read_strategy_log, round_started
 from launcher.processes.cgroup import RunGroup, TagInUse
@@ -102,6 +104,9 @@ class Supervisor:
                                  on_restart=self._record_restart, on_change=self.update_processes)
         self.restarts: dict[int, int] = {}
         self._nodes: NodeStart | None = None  # how a local node starts, once the SuperLink is up
+        fleet = None if self.plan.virtual else read_fleet_json(folder.path)  # virtual: the app emulates it
+        self.fleet = EmulatedFleet(fleet, folder.path, self.table, seed=int(self.info["settings"]["seed"]),
+                                   name=self.info["kill_tag"]) if fleet is not None else None
 
     # signals ---------------------------------------------------------------
     def _on_signal(self, signum, _frame) -> None:
@@ -190,9 +195,11 @@ class Supervisor:
             return RunStatus.FAILED, f"the SuperLink did not start (see {superlink.log})"
         self._nodes = NodeStart(self.folder.path, f"127.0.0.1:{link_port}", env, plan.torch_threads,
                                 root_certificates=ca, user_app=self.user_app)
+        if self.fleet is not None:
+            self._start_fleet(link_port)
         for node, port in zip([] if plan.virtual else plan.nodes, node_ports):
             if node.local:
-                start_node(self.table, self._nodes, node.client, port)
+                self._start_node(node.client, port)
         self.update_processes()
         start_round = self.info["settings"].get("start-round", 1)
         try:
@@ -233,8 +240,9 @@ class Supervisor:
     # clients ---------------------------------------------------------------
     def _client_exited(self, proc) -> None:
         """A local client process died mid-run: its node is lost; the pair starts again as a new node."""
+        cause = self.fleet.exit_cause(proc.client) if self.fleet is not None else None
         entry = restart_client(self.table, self.folder.path, proc, self.restarts, int(self.plan.max_restarts),
-                               start=lambda: start_node(self.table, self._nodes, proc.client, free_ports(1)[0]))
+                               start=lambda: self._start_node(proc.client, free_ports(1)[0]), cause=cause)
         self._record_restart(entry, host="localhost")
 
     def _record_restart(self, entry: dict, host: str) -> None:
@@ -243,6 +251,22 @@ class Supervisor:
         what = f"restarted ({entry['restart']})" if entry["restarted"] else "no restart left"
         self.view.message(f"client {entry['client']} on {host}: {entry['role']} {entry['cause']}; {what}")
         self.folder.edit(lambda d: d.setdefault("restarts", []).append(dict(entry, host=host)))
+
+    def _start_node(self, client: int, port: int) -> None:
+        """A local client's two processes; with a fleet, through its link and held to its profile."""
+        if self.fleet is None:
+            start_node(self.table, self._nodes, client, port)
+            return
+        self.fleet.adopt(client, start_node(self.table, self.fleet.superlink_of(client, self._nodes), client, port))
+
+    def _start_fleet(self, link_port: int) -> None:
+        """--fleet: say how each limit is enforced (console and run.json), then start the clients' links."""
+        enforcement = self.fleet.describe()
+        for what, how in enforcement.items():
+            if how:
+                self.view.message(f"fleet {what}: {how}")
+        self.folder.update(fleet_enforcement=enforcement)
+        self.fleet.start_links(link_port, [node.client for node in self.plan.local_nodes()])
 
     def _alive_clients(self) -> int:
         if self.plan.virtual:  # virtual clients live as long as the simulation does
@@ -274,6 +298,8 @@ class Supervisor:
             self.update_processes()
         self._read_server_log(seen)
         self.devices.tend()
+        if self.fleet is not None:
+            self.fleet.tend()
         for started, rounds in filter(None, map(round_started, seen.app_log.lines() if seen.app_log else [])):
             if self.state["round"] == 0:  # a user's app: its rounds, from Flower's strategy log
                 self.folder.update(status=RunStatus.RUNNING, running_since=now_iso())
@@ -363,7 +389,7 @@ class Supervisor:
         self.devices.stop(grace)
         self.table.stop(CLIENT_ROLES, grace=grace)
         self.table.stop([Role.FORKSERVER], grace=grace)
-        self.table.stop([Role.TUNNEL], grace=grace)
+        self.table.stop([Role.TUNNEL, Role.LINK], grace=grace)
         self.table.stop([Role.FLWR_RUN], grace=grace)
         self.table.stop([Role.SUPERLINK], grace=grace)
         self.table.stop_all(grace=grace)
@@ -373,6 +399,8 @@ class Supervisor:
             terminate_then_kill(left, grace=min(grace, 5.0), on_wait=self.table.reap)
             self.group.clear(5)
             self.table.reap()
+        if self.fleet is not None:
+            self.fleet.close()  # the clients' limits lifted, their cgroups removed
 
     def _finish(self, status: RunStatus, reason: str) -> None:
         summary = {}

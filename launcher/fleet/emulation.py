@@ -1,0 +1,164 @@
+"""A run's local clients held to their device profiles: links, CPU and memory limits, online or not.
+
+    fleet = EmulatedFleet(read_fleet_json(run_dir), run_dir, table, seed=0, name="exp1")
+    fleet.start_links(superlink_port)             # one link emulator per client whose profile needs one
+    spec = fleet.superlink_of(client, spec)       # the node's --superlink: its link's port, or the SuperLink's
+    fleet.adopt(client, start_node(table, spec, client, port))   # CPU and memory limits on its processes
+    fleet.tend()                                  # each poll: links switched as server/fleet_round.json says
+    fleet.exit_cause(client)                      # "out of memory (profile pi4)" when the limit killed it
+    fleet.close()                                 # limits lifted, their cgroups removed
+
+Process mode only (virtual mode emulates the same profiles in the app, on an emulated clock). A client
+whose profile has a link (rate, latency, loss) or an availability or trace gets its own link emulator
+(launcher.fleet.link, a process of role ``link`` in the run's table) between its SuperNode and the
+SuperLink; one with cpu or memory gets a limit handle (launcher.fleet.limits: cgroups where the machine
+lets us write them, else SIGSTOP/SIGCONT and a resident-memory watchdog) holding its SuperNode, its task
+host and every task the host forks. The ServerApp writes, before it samples a round, which clients are
+offline (contract.fleet.FleetRound); their links are cut until they are back online. A trace's windows
+are followed on the run's clock between rounds too, so a client can drop out mid-round.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from contract.fleet import Fleet, Profile, read_fleet_round
+from contract.run_layout import client_dir
+from launcher.fleet.limits import ClientLimits, Limiter
+from launcher.fleet.link import LinkSpec
+from launcher.processes.entry_modules import FLEET_LINK
+from launcher.processes.nodes import NodeStart
+from launcher.processes.ports import free_ports, wait_for_port
+from launcher.processes.roles import Role
+from launcher.processes.table import Managed, ProcessTable
+
+LINK_START_SECONDS = 15.0
+
+
+def needs_link(profile: Profile) -> bool:
+    return profile.shapes_link or profile.availability is not None or profile.trace is not None
+
+
+def needs_limits(profile: Profile) -> bool:
+    return profile.cpu is not None or profile.memory is not None
+
+
+class EmulatedFleet:
+    def __init__(self, fleet: Fleet, run_dir: Path, table: ProcessTable, seed: int, name: str,
+                 limiter: Limiter | None = None) -> None:
+        self.fleet, self.run_dir, self.table, self.seed, self.name = fleet, Path(run_dir), table, seed, name
+        clients = range(fleet.num_clients)
+        self.limited = [c for c in clients if needs_limits(fleet.profile_of(c))]
+        self.linked = [c for c in clients if needs_link(fleet.profile_of(c))]
+        self.limiter = (limiter or Limiter.choose()) if self.limited else None
+        self.handles = {}
+        self.links: dict[int, Managed] = {}
+        self.online: dict[int, bool] = {}
+        self._round_seen: tuple[float, int] | None = None  # (mtime, round) of the fleet_round.json acted on
+        self._clock: tuple[float, float] | None = None  # (run clock, monotonic time) when that file was read
+        self._offline: set[int] = set()
+        self._ooms_seen: dict[int, int] = {}  # per client: OOM kills already acted on
+
+    def describe(self) -> dict:
+        """How each limit is enforced, for run.json and the console."""
+        return {"limits": self.limiter.description if self.limiter else None,
+                "links": (f"user-space link emulator ({FLEET_LINK}), one process per client, "
+                          f"for {len(self.linked)} of {self.fleet.num_clients} clients") if self.linked else None}
+
+    # links -----------------------------------------------------------------
+    def start_links(self, superlink_port: int, local: list[int]) -> None:
+        """A link emulator for each local client that needs one, listening before its node starts."""
+        clients = [c for c in self.linked if c in set(local)]
+        for client, port in zip(clients, free_ports(len(clients))):
+            profile = self.fleet.profile_of(client)
+            folder = client_dir(self.run_dir, client)
+            argv = [sys.executable, "-m", FLEET_LINK, "--listen", str(port),
+                    "--upstream", f"127.0.0.1:{superlink_port}", *LinkSpec.of(profile).args(),
+                    "--seed", str(self.seed * 1_000_003 + client), "--counters", str(folder / "link.json")]
+            self.links[client] = self.table.spawn(Role.LINK, argv, log=folder / "link.log", client=client, port=port)
+            self.online[client] = True
+        for client, link in self.links.items():
+            if not wait_for_port("127.0.0.1", link.port, LINK_START_SECONDS, alive=lambda p=link: self._alive(p)):
+                raise RuntimeError(f"client {client}'s link emulator did not start (see {link.log})")
+
+    def _alive(self, proc: Managed) -> bool:
+        self.table.reap()
+        return proc.alive
+
+    def superlink_of(self, client: int, spec: NodeStart) -> NodeStart:
+        """The node's start specification, pointed at its link when it has one."""
+        link = self.links.get(client)
+        return spec if link is None else spec.through(f"127.0.0.1:{link.port}")
+
+    def tend(self) -> None:
+        """Switch links as the ServerApp's newest round says (availability) and as traces say (run clock);
+        kill what is left of a client whose limit's OOM killer took one of its processes."""
+        self._read_round()
+        for client, link in self.links.items():
+            want = self._wants_online(client)
+            if want != self.online[client] and link.alive:
+                os.kill(link.pid, signal.SIGUSR2 if want else signal.SIGUSR1)
+                self.online[client] = want
+        for client, handle in self.handles.items():
+            if handle.oom_kills() > self._ooms_seen.get(client, 0) and handle.pids():
+                handle.kill()  # cgroup v1's OOM killer takes one process; the client goes whole
+
+    def _read_round(self) -> None:
+        path = self.run_dir / "server" / "fleet_round.json"
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if self._round_seen is not None and self._round_seen[0] == mtime:
+            return
+        current = read_fleet_round(self.run_dir)
+        if current is None:
+            return
+        self._round_seen = (mtime, current.round)
+        self._offline = set(current.offline)
+        self._clock = (current.clock, time.monotonic())
+
+    def _wants_online(self, client: int) -> bool:
+        if self._round_seen is None:
+            return True  # before the first round: everyone may connect
+        if client in self._offline:
+            return False
+        profile = self.fleet.profile_of(client)
+        if profile.trace is not None and self._clock is not None:
+            clock, at = self._clock
+            return self.fleet.online_at(client, clock + time.monotonic() - at)
+        return True
+
+    # limits ----------------------------------------------------------------
+    def adopt(self, client: int, procs) -> None:
+        """Hold a client's (new) processes to its profile's CPU share and memory."""
+        if client not in self.limited:
+            return
+        handle = self.handles.get(client)
+        if handle is None:
+            profile = self.fleet.profile_of(client)
+            handle = self.limiter.limit(f"{self.name}-client-{client}",
+                                        ClientLimits(cpu=profile.cpu, memory=profile.memory), profile=profile.name)
+            self.handles[client] = handle
+        for proc in procs:
+            if proc.alive:
+                handle.add(proc.pid)
+
+    def exit_cause(self, client: int) -> str | None:
+        """Why the client's process exited, when its limit killed it (each OOM kill told once)."""
+        handle = self.handles.get(client)
+        if handle is None or handle.oom_kills() <= self._ooms_seen.get(client, 0):
+            return None
+        self._ooms_seen[client] = handle.oom_kills()
+        return handle.cause()
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
+        self.handles.clear()
+        if self.limiter is not None:
+            self.limiter.close()
