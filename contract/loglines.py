@@ -54,14 +54,24 @@ TEMPLATES: dict[str, str] = {
     "served": "[{task}] served the round {round} global model to {replies} of {clients} clients",
     "app_clients_failed": "[round] iteration:{round} type:{task} {failures} of {clients} clients raised; "
     "tracebacks in {path}",  # --app: written by the launcher from the clients' logs
+    # an emulated fleet (contract.fleet), a round deadline or over-commit: lines only such runs write
+    "round_end_fleet": "[round] iteration:{round} end time:{seconds}s peak_rss:{peak_mib}MiB "
+    "recv:{recv_bytes}B sent:{sent_bytes}B train_samples:{num_train} test_samples:{num_test} "
+    "profile:{profile} compute:{compute_s}s transfer:{transfer_s}s waiting:{waiting_s}s emulated:{emulated_s}s",
+    "client_straggler": "[round] iteration:{round} straggler: reply discarded by the server ({reason})",
+    "server_round_clock": "[round] iteration:{round} clock emulated:{emulated_s}s real:{seconds}s "
+    "deadline:{deadline_s}s sampled:{sampled} taken:{replies} offline:{offline} stragglers:{stragglers}",
+    "round_failed": "[round] iteration:{round} failed at the deadline, the model stays as it was: {reason}",
     "run_finished": "[run] finished",
     "run_failed": "[run] failed: {reason}",
 }
 
 _INT = {"round", "rounds", "epoch", "recv_bytes", "sent_bytes", "num_train", "num_test",
-        "clients", "sampled", "replies", "failures", "restart", "max_restarts"}
-_FLOAT = {"loss", "acc", "seconds", "peak_mib"}
-_DIGITS = {"seconds": 3, "peak_mib": 1}  # decimals written; others get 7
+        "clients", "sampled", "replies", "failures", "restart", "max_restarts", "offline"}
+_FLOAT = {"loss", "acc", "seconds", "peak_mib", "compute_s", "transfer_s", "waiting_s", "emulated_s", "deadline_s"}
+_DIGITS = {"seconds": 3, "peak_mib": 1, "compute_s": 4, "transfer_s": 4, "waiting_s": 4, "emulated_s": 4,
+           "deadline_s": 3}  # decimals written; others get 7
+_LISTS = ("labels", "partitions", "stragglers")  # [1, 2, 3]
 _TEXT_TAIL = {"path", "reason", "cause", "metrics"}  # may hold spaces: runs to the end of the line
 
 
@@ -76,7 +86,7 @@ def _convert(name: str, text: str):
         return _number(text)
     if name == "aggregated":
         return text == "yes"
-    if name in ("labels", "partitions"):
+    if name in _LISTS:
         return [int(v) for v in ast.literal_eval(text)]
     if name == "metrics":  # name:value name:value, or "-"
         return {} if text == "-" else {k: _number(v) for k, v in (pair.rsplit(":", 1) for pair in text.split())}
@@ -92,7 +102,7 @@ def _pattern(kind: str, template: str) -> str:
             out.append(re.escape(part))
             continue
         name = m.group(1)
-        if name in ("labels", "partitions"):
+        if name in _LISTS:
             body = r"\[[-\d, ]*\]"
         elif name in _TEXT_TAIL:
             body = r".+"

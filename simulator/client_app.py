@@ -4,7 +4,9 @@
     # fl-launch's warm host calls preload(node_config) once, then serves each task
     # in a child forked from it, so torch and the partition stay loaded.
 
-Lines go to ``<client-dir>/client.log`` through contract.loglines.
+Lines go to ``<client-dir>/client.log`` through contract.loglines. In a run with a fleet
+(``<run-dir>/fleet.json``) the round's end line names the client's profile and its emulated figures,
+and the reply carries its emulated duration (simulator.fleet_rounds).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from contract.fleet import FLEET_FILE, UNCONSTRAINED, Fleet, read_fleet_json
 from contract.loglines import LogWriter, client_log_path
 from contract.run_settings import RunSettings, node_paths
 from simulator.client_data import Partition, load_partition
+from simulator.fleet_rounds import EMULATED_METRIC
 from simulator.model import model_for
 from simulator.training import evaluate, predict, train, warm_up
 from simulator.wire import pack, unpack
@@ -74,9 +78,26 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _fleet(run_dir: str) -> Fleet | None:
+    return _current("fleet", Path(run_dir) / FLEET_FILE, lambda path: read_fleet_json(path.parent))
+
+
+def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, began: float,
+                   recv_bytes: int, sent_bytes: int) -> dict:
+    """This task on its profile's device: compute (measured, over the CPU share when emulated), transfer over
+    the profile's link, waiting since the round started (0 emulated: each device starts when the round does)."""
+    profile = fleet.profile_of(partition) if 0 <= partition < fleet.num_clients else UNCONSTRAINED
+    emulated = config.get("fleet-clock", "real") == "emulated"
+    compute = profile.compute_seconds(seconds) if emulated else seconds
+    transfer = profile.transfer_seconds(recv_bytes, sent_bytes)
+    waiting = 0.0 if emulated else max(0.0, began - float(config.get("round-start", began)))
+    return {"profile": profile.name, "compute_s": compute, "transfer_s": transfer, "waiting_s": waiting,
+            "emulated_s": compute + transfer}
+
+
 @app.train()
 def train_round(msg: Message, context: Context) -> Message:
-    start = time.perf_counter()
+    start, began = time.perf_counter(), time.time()
     settings, partition, _, part, model, log = _setup(msg, context)
     server_round = int(msg.content["config"]["server-round"])
     log.write("round_start", round=server_round, rounds=settings.rounds)
@@ -96,11 +117,18 @@ def train_round(msg: Message, context: Context) -> Message:
         "eval-correct": correct,
         "eval-total": total,
     })
-    log.write(
-        "round_end", round=server_round, seconds=time.perf_counter() - start, peak_mib=_peak_mib(),
-        recv_bytes=_nbytes(msg.content["arrays"]), sent_bytes=_nbytes(arrays),
-        num_train=part.num_train, num_test=part.num_test,
-    )
+    seconds = time.perf_counter() - start
+    line = {"round": server_round, "seconds": seconds, "peak_mib": _peak_mib(),
+            "recv_bytes": _nbytes(msg.content["arrays"]), "sent_bytes": _nbytes(arrays),
+            "num_train": part.num_train, "num_test": part.num_test}
+    fleet = _fleet(settings.run_dir)
+    if fleet is None:
+        log.write("round_end", **line)
+    else:  # an emulated device: its figures in its log, its emulated duration to the server (fleet_rounds)
+        figures = _fleet_figures(fleet, partition, msg.content["config"], seconds, began,
+                                 line["recv_bytes"], line["sent_bytes"])
+        log.write("round_end_fleet", **line, **figures)
+        metrics[EMULATED_METRIC] = figures["emulated_s"]
     return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
 

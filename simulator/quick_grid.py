@@ -2,11 +2,17 @@
 
     grid = QuickPollGrid(grid)              # inside ServerApp.main
     strategy.start(grid=grid, ...)           # Flower's strategy, unchanged
+    grid.send_and_receive(messages, timeout=300, enough=4, deadline=30.0)   # the first 4 good replies, 30 s at most
+    grid.expect(enough=4, deadline=30.0)    # the same for the next send_and_receive (Flower's own call)
+    grid.cut                                # why that call stopped early: "enough", "deadline" or None
 
 Flower 1.41's HTTP grid sleeps 3 s between reply pulls, so a round that is
 done waits 1.5 s on average before the server notices. This wrapper keeps
 Flower's own push_messages/pull_messages and only shortens the wait; every
-other call goes to the wrapped grid.
+other call goes to the wrapped grid. With ``enough`` it stops once that many
+good (non-error) replies came, with ``deadline`` at that many seconds after the
+push (a round deadline, simulator.strategy): the replies it returns are in the
+order they arrived; the ones that come later are never pulled.
 """
 
 from __future__ import annotations
@@ -28,24 +34,43 @@ class QuickPollGrid:
         self._after_push = after_push
         self._poll = poll
         self._lost_nodes = lost_nodes
+        self._expect: tuple[int | None, float | None] = (None, None)
+        self.cut: str | None = None  # why the last send_and_receive stopped before every reply came
+
+    def expect(self, enough: int | None = None, deadline: float | None = None) -> None:
+        """``enough`` and ``deadline`` for the next send_and_receive only."""
+        self._expect = (enough, deadline)
 
     def __getattr__(self, name):
         return getattr(self._grid, name)
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None,
+                         enough: int | None = None, deadline: float | None = None) -> Iterable[Message]:
+        expected, self._expect = self._expect, (None, None)
+        enough = enough if enough is not None else expected[0]
+        deadline = deadline if deadline is not None else expected[1]
+        self.cut = None
         messages = list(messages)
+        started = time.monotonic()
         ids = list(self._grid.push_messages(messages))
         self._after_push()
         destination = {mid: m.metadata.dst_node_id for mid, m in zip(ids, messages) if mid is not None}
         pending = set(destination)
         replies: list[Message] = []
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while pending and (deadline is None or time.monotonic() < deadline):
+        ends = [started + t for t in (timeout, deadline if deadline and deadline > 0 else None) if t is not None]
+        end = min(ends) if ends else None
+        while pending and (end is None or time.monotonic() < end):
             got = list(self._grid.pull_messages(pending))
             replies.extend(got)
             pending.difference_update(m.metadata.reply_to_message_id for m in got)
+            if pending and enough and sum(not m.has_error() for m in replies) >= enough:
+                self.cut = "enough"
+                break
             if pending and {destination[mid] for mid in pending} <= self._lost_nodes():
                 break  # everyone still owing a reply is gone
             if pending:
-                time.sleep(self._poll)
+                time.sleep(self._poll if end is None else max(0.0, min(self._poll, end - time.monotonic())))
+        else:
+            if pending and deadline and deadline > 0 and (timeout is None or deadline <= timeout):
+                self.cut = "deadline"
         return replies

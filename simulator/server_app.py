@@ -8,6 +8,9 @@ checkpoint named by ``checkpoint`` (under ``run-dir``) to every client in one qu
 Everything worth reading goes to ``<run-dir>/server/server.log``; it ends with
 ``[run] finished`` only when the run did what was asked: every round aggregated,
 every client served. Otherwise ``[run] failed: <reason>`` (simulator.round_outcome).
+With ``round-deadline``, ``overcommit`` or a fleet (``<run-dir>/fleet.json``, contract.fleet) the rounds
+follow simulator.fleet_rounds: offline clients are not sampled, late replies are stragglers, and a round
+with too few replies by the deadline is failed while the run goes on.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from contract.bells import ring_all
+from contract.fleet import read_fleet_json
 from contract.loglines import LogWriter
 from contract.lost_nodes import read_lost
 from contract.run_settings import RunSettings
+from simulator.fleet_rounds import FleetRounds, is_simulation_grid
 from simulator.model import model_for
 from simulator.quick_grid import QuickPollGrid
 from simulator.round_outcome import Missing, RunNotDone, not_aggregated_reason
@@ -38,11 +43,13 @@ def main(grid: Grid, context: Context) -> None:
     settings = RunSettings.from_config(context.run_config)
     torch.set_num_threads(max(1, settings.torch_threads))
     log = LogWriter(Path(settings.run_dir) / "server" / "server.log", "FLServer")
+    # a fleet (RUN/fleet.json), a deadline, over-commit: on the emulated clock under the simulation runtime
+    rounds = FleetRounds(settings, read_fleet_json(settings.run_dir), virtual=is_simulation_grid(grid))
     grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir),
                          after_push=lambda: ring_all(settings.run_dir, "supernode"))
     try:
         if settings.task == "train":
-            _train(grid, settings, log)
+            _train(grid, settings, log, rounds)
         else:
             _serve_model(grid, settings, log)
         log.write("run_finished")
@@ -57,13 +64,13 @@ def main(grid: Grid, context: Context) -> None:
         log.close()
 
 
-def _train(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
+def _train(grid: Grid, settings: RunSettings, log: LogWriter, rounds: FleetRounds) -> None:
     random.seed(settings.seed + settings.start_round)
     if settings.start_round > 1:  # resumed: continue from the last completed round's checkpoint
         arrays = pack(torch.load(settings.checkpoint_file(), map_location="cpu", weights_only=True))
     else:
         arrays = pack(model_for(settings, seed=settings.seed).state_dict())
-    strategy = logged_strategy(settings, log)
+    strategy = logged_strategy(settings, log, rounds)
     log.write("server_waiting", clients=settings.num_clients)
     result = strategy.start(
         grid=grid,

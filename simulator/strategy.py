@@ -20,15 +20,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYogi
 
-from contract.loglines import LogWriter
+from contract.fleet import FleetRound, write_fleet_round
+from contract.loglines import LogWriter, client_log_path
 from contract.lost_nodes import read_lost
+from contract.run_layout import client_dir_name
 from contract.run_settings import STRATEGY_NAMES, RunSettings, checkpoint_path
+from simulator.fleet_rounds import Cut, FleetRounds
 from simulator.model import model_for
 from simulator.round_outcome import Missing, RunNotDone, is_finite
 from simulator.sampling import ChosenNodes, NodeDirectory, choose_partitions
@@ -54,6 +58,7 @@ def wait_for_nodes(grid: Grid, count: int, run_dir: str, poll: float = 0.2) -> l
     return nodes
 
 
+LINK_SWITCH_SECONDS = 0.3  # process mode: the launcher's links switch after fleet_round.json changes
 STRATEGIES = dict(zip(STRATEGY_NAMES, (FedAvg, FedProx, FedAdam, FedYogi, FedAdagrad)))
 
 
@@ -72,15 +77,15 @@ def strategy_knobs(settings: RunSettings) -> dict:
     return knobs
 
 
-def logged_strategy(settings: RunSettings, log: LogWriter) -> "RoundLogging":
+def logged_strategy(settings: RunSettings, log: LogWriter, rounds: FleetRounds | None = None) -> "RoundLogging":
     base = STRATEGIES[settings.strategy]
-    return type(f"Logged{base.__name__}", (RoundLogging, base), {})(settings, log)
+    return type(f"Logged{base.__name__}", (RoundLogging, base), {})(settings, log, rounds)
 
 
 class RoundLogging:
     """Mixed in before one of Flower's strategies (see logged_strategy)."""
 
-    def __init__(self, settings: RunSettings, log: LogWriter) -> None:
+    def __init__(self, settings: RunSettings, log: LogWriter, rounds: FleetRounds | None = None) -> None:
         super().__init__(
             fraction_train=1.0,  # every node of the grid it is given: see configure_train
             fraction_evaluate=0.0,
@@ -98,6 +103,11 @@ class RoundLogging:
         self.aggregated: set[int] = set()  # rounds (counted as the run counts them) whose model was updated
         self.skipped: dict[int, str] = {}  # round -> why it was not aggregated
         self.directory = NodeDirectory()
+        # a fleet, a deadline or over-commit (simulator.fleet_rounds); inactive: every line as without them
+        self.rounds = rounds or FleetRounds(settings, None, virtual=False)
+        self._k = 0  # replies this round aggregates
+        self._offline = 0
+        self._grid = None
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -110,7 +120,9 @@ class RoundLogging:
         self.min_available_nodes = 1
         self._round_start = time.perf_counter()
         chosen, nodes = None, available
-        if self.settings.clients_per_round:
+        if self.rounds.active:
+            chosen, nodes = self._sample_fleet(grid, available, server_round, config)
+        elif self.settings.clients_per_round:
             self.directory.learn(grid, available, timeout=self.settings.round_timeout)
             known = [self.directory.partition_of[n] for n in available if n in self.directory.partition_of]
             chosen = choose_partitions(known, self.settings.clients_per_round, self.settings.seed, server_round)
@@ -124,7 +136,30 @@ class RoundLogging:
         self.log.write("server_round_start", round=server_round, rounds=self.settings.rounds, sampled=len(self._sent))
         if chosen is not None:
             self.log.write("server_sampled", round=server_round, partitions=chosen)
+        if self.rounds.active and not self.rounds.virtual and hasattr(grid, "expect"):
+            # process mode: the grid stops at the first K good replies, or at the deadline
+            grid.expect(enough=min(self._k, len(self._sent)) or None, deadline=self.rounds.deadline or None)
+        self._grid = grid
         return messages
+
+    def _sample_fleet(self, grid: Grid, available: list[int], server_round: int, config: ConfigRecord):
+        """(partitions, node ids) of a round under a fleet, a deadline or over-commit: the online clients,
+        ceil(K x overcommit) of them; the launcher learns who is offline (contract.fleet's round file)."""
+        rounds = self.rounds
+        self.directory.learn(grid, available, timeout=self.settings.round_timeout)
+        known = [self.directory.partition_of[n] for n in available if n in self.directory.partition_of]
+        online, offline = rounds.split(known, server_round)
+        self._offline = len(offline)
+        if rounds.fleet is not None:
+            write_fleet_round(self.settings.run_dir, FleetRound(round=server_round, clock=rounds.clock(),
+                                                                offline=tuple(offline)))
+            if not rounds.virtual and rounds.fleet.shapes_link:
+                time.sleep(LINK_SWITCH_SECONDS)  # the launcher's links cut or restore the clients
+            config["fleet-clock"] = "emulated" if rounds.virtual else "real"
+            config["round-start"] = time.time()
+        self._k, size = rounds.sizes(len(online))
+        chosen = choose_partitions(online, size, self.settings.seed, server_round)
+        return chosen, self.directory.nodes_for(chosen, among=available)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -135,6 +170,13 @@ class RoundLogging:
         self.replied_rounds += bool(valid)
         sampled = len(self._sent)
         needed = self.settings.min_clients or sampled
+        cut = None
+        if self.rounds.active:
+            lost = read_lost(self.settings.run_dir)
+            cut = self.rounds.cut(valid, self.directory.partition_of, self._sent, self._k,
+                                  getattr(self._grid, "cut", None), lost)
+            failures = sampled - len(cut.taken) - len(cut.stragglers)  # no good reply, and none cut
+            valid, needed = cut.taken, self.rounds.needed(self._k)
         arrays = metrics = None
         if valid and len(valid) >= needed:
             arrays, metrics = super().aggregate_train(server_round, valid)
@@ -144,17 +186,24 @@ class RoundLogging:
         loss = sum(w * x for w, x in zip(weights, losses)) / sum(weights) if valid else math.nan
         model_finite = arrays is None or is_finite(arrays)
         finite = arrays is None or (model_finite and math.isfinite(loss))
+        seconds = time.perf_counter() - self._round_start
         self.log.write(
             "server_round_end", round=server_round, rounds=self.settings.rounds,
-            replies=len(valid), failures=sampled - len(valid), aggregated=arrays is not None and finite,
-            acc=acc, num_test=tested, loss=loss, seconds=time.perf_counter() - self._round_start,
+            replies=len(valid), failures=sampled - len(valid) if cut is None else failures,
+            aggregated=arrays is not None and finite,
+            acc=acc, num_test=tested, loss=loss, seconds=seconds,
         )
+        if cut is not None:
+            self._log_cut(server_round, cut, sampled, seconds)
         if not finite:  # the global model would be NaN from here on: nothing later can repair it
             what = "the aggregated model" if not model_finite else "the train loss"
             why = f"{what} became non-finite (NaN or infinite; train loss {loss}); it was not checkpointed"
             self.log.write("round_not_aggregated", level="ERROR", round=server_round, reason=why)
             raise RunNotDone(f"round {server_round}: {why}")
-        if arrays is None:
+        if arrays is None and cut is not None and self.rounds.deadline:
+            why = f"{len(valid)} of {sampled} replies within {self.rounds.deadline:g} s, {needed} needed"
+            self.log.write("round_failed", level="WARNING", round=server_round, reason=why)
+        elif arrays is None:
             missing = Missing.of(self._sent, replies, read_lost(self.settings.run_dir), self.settings.round_timeout)
             causes = missing.describe() or f"only {sampled} clients took part"
             why = self.skipped[server_round] = f"{len(valid)} of {sampled} replies, {needed} needed: {causes}"
@@ -162,6 +211,21 @@ class RoundLogging:
         else:
             self.aggregated.add(server_round)
         return arrays, metrics
+
+    def _log_cut(self, server_round: int, cut: Cut, sampled: int, seconds: float) -> None:
+        """The round's clock line; in virtual mode each straggler's own log says its reply was discarded."""
+        self.rounds.advance(cut.emulated_s)
+        self.log.write("server_round_clock", round=server_round, emulated_s=cut.emulated_s, seconds=seconds,
+                       deadline_s=self.rounds.deadline, sampled=sampled, replies=len(cut.taken),
+                       offline=self._offline, stragglers=cut.stragglers)
+        if not self.rounds.virtual:
+            return  # a process-mode client does not learn it (it may still be training)
+        for partition, why in cut.why.items():
+            if partition < 0:
+                continue
+            log = LogWriter(client_log_path(Path(self.settings.run_dir) / client_dir_name(partition)), "FLClient")
+            log.write("client_straggler", level="WARNING", round=server_round, reason=why)
+            log.close()
 
     def checkpoint(self, server_round: int, arrays: ArrayRecord) -> None:
         """evaluate_fn hook: Flower calls it with the global model after every round.

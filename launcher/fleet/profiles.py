@@ -30,21 +30,22 @@ a trace profile's clients is online inside its rows' windows [start_s, end_s) an
 client without a row is never online). Availability governs rounds, a trace time: `online` is True for
 trace profiles and `online_at` is True for availability profiles.
 
-Every error is one line naming the file and the line (FleetError, an InputError).
+Every error is one line naming the file and the line (FleetError, an InputError). The types (Profile,
+Window, Fleet, draw, UNCONSTRAINED) live in contract.fleet, where the built-in app reads them too; the
+launcher writes the fleet into the run folder with write_fleet(run_dir, fleet) (RUN/fleet.json).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
 
 from contract.errors import InputError
+from contract.fleet import UNCONSTRAINED, Fleet, Profile, Window, draw, write_fleet  # noqa: F401 (re-exported)
 from launcher.fleet.units import UnitError, parse_duration, parse_rate, parse_size
 
 KEYS = ("name", "clients", "cpu", "memory", "down", "up", "latency", "loss", "availability", "trace")
@@ -54,80 +55,6 @@ CPU_MIN = 0.01
 
 class FleetError(InputError):
     """The one line a bad fleet file gets, named by file and line."""
-
-
-@dataclass(frozen=True)
-class Window:
-    """One online window of a client in a trace, in seconds from the run's start: [start, end)."""
-
-    client: int
-    start: float
-    end: float
-
-
-@dataclass(frozen=True)
-class Profile:
-    """One kind of device; numbers in SI base units. None: not limited."""
-
-    name: str
-    clients: range = range(0)
-    cpu: float | None = None            # share of one core
-    memory: int | None = None           # bytes
-    down: float | None = None           # bits per second, SuperLink -> client
-    up: float | None = None             # bits per second, client -> SuperLink
-    latency: float = 0.0                # seconds, one way
-    loss: float = 0.0                   # share of exchanges whose connection drops
-    availability: float | None = None   # chance of being online in a round
-    trace: tuple[Window, ...] | None = None
-    line: int = 0                       # where its [[profile]] starts in the fleet file
-
-    @property
-    def shapes_link(self) -> bool:
-        return self.down is not None or self.up is not None or self.latency > 0 or self.loss > 0
-
-    def as_record(self) -> dict:
-        """For run.json: plain JSON values (clients as [first, last + 1], trace as its window count)."""
-        return {"name": self.name, "clients": [self.clients.start, self.clients.stop], "cpu": self.cpu,
-                "memory": self.memory, "down": self.down, "up": self.up, "latency": self.latency,
-                "loss": self.loss, "availability": self.availability,
-                "trace_windows": None if self.trace is None else len(self.trace)}
-
-
-UNCONSTRAINED = Profile(name="unconstrained")
-
-
-@dataclass(frozen=True)
-class Fleet:
-    path: Path
-    num_clients: int
-    profiles: tuple[Profile, ...]
-    _of: tuple[int, ...] = field(default=(), repr=False, compare=False)  # profile index per client, -1: none
-
-    def profile_of(self, client: int) -> Profile:
-        if not 0 <= client < self.num_clients:
-            raise IndexError(f"client {client} is not in 0..{self.num_clients - 1}")
-        index = self._of[client]
-        return UNCONSTRAINED if index < 0 else self.profiles[index]
-
-    def online(self, client: int, round: int, seed: int) -> bool:  # noqa: A002 (the issue's word)
-        """Whether the client takes part in this round by its profile's availability (True without one)."""
-        availability = self.profile_of(client).availability
-        return availability is None or draw(seed, client, round) < availability
-
-    def online_at(self, client: int, t_seconds: float) -> bool:
-        """Whether the client is inside one of its trace windows at t (True for a profile without a trace)."""
-        trace = self.profile_of(client).trace
-        return trace is None or any(w.client == client and w.start <= t_seconds < w.end for w in trace)
-
-    def as_record(self) -> dict:
-        return {"file": str(self.path), "clients": self.num_clients,
-                "profiles": [p.as_record() for p in self.profiles]}
-
-
-def draw(seed: int, client: int, round: int) -> float:  # noqa: A002
-    """A uniform number in [0, 1) from (seed, client, round) alone."""
-    digest = hashlib.blake2b(f"{seed}:{client}:{round}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2 ** 64
 
 
 def _line_of(text: str, table_index: int, key: str | None) -> int:
@@ -198,7 +125,7 @@ def read_fleet(path: str | Path, num_clients: int) -> Fleet:
                                  f"(the first at line {rest_at})")
             rest_at = _line_of(text, index, "clients")
     counted = sum(p["clients"] for p in parsed if p["clients"] != "rest")
-    profiles, of, first = [], [], 0
+    profiles, first = [], 0
     for index, entry in enumerate(parsed):
         count = max(0, num_clients - counted) if entry["clients"] == "rest" else entry["clients"]
         if first + count > num_clients:
@@ -211,10 +138,8 @@ def read_fleet(path: str | Path, num_clients: int) -> Fleet:
             trace = _read_trace(path, entry["trace"], clients, num_clients, entry["name"],
                                 f"{path}:{_line_of(text, index, 'trace')}")
         profiles.append(Profile(**{**entry, "clients": clients, "trace": trace, "line": _line_of(text, index, None)}))
-        of += [index] * count
         first += count
-    of += [-1] * (num_clients - first)
-    return Fleet(path=path, num_clients=num_clients, profiles=tuple(profiles), _of=tuple(of))
+    return Fleet.of(path, num_clients, tuple(profiles))
 
 
 def _read_profile(path: Path, text: str, index: int, entry) -> dict:
