@@ -235,18 +235,18 @@ def _participation(run_dir, clients: int) -> set[tuple[int, int]]:
 def test_availability_half_over_40_rounds(tmp_path):
     fleet = Fleet.of("fleet.toml", 10, (Profile("flaky", range(0, 10), availability=0.5),))
     took = []
-    for attempt in range(2):
-        run_dir, done = fleet_run(tmp_path / str(attempt), fleet, clients=10, rounds=40, seed=5, samples=20,
+    for attempt, rounds in enumerate((40, 12)):  # the second run, shorter, from the same seed
+        run_dir, done = fleet_run(tmp_path / str(attempt), fleet, clients=10, rounds=rounds, seed=5, samples=20,
                                   tag=f"t-emu-avail{attempt}")
         server = _server(run_dir)
         assert done.returncode == 0, done.stdout + done.stderr + server
         took.append(_participation(run_dir, 10))
         offline = {int(m["round"]): int(m["offline"]) for m in CLOCK.finditer(server)}
-        assert sorted(offline) == list(range(1, 41))
-        per_round = {r: sum(1 for _, x in took[-1] if x == r) for r in range(1, 41)}
+        assert sorted(offline) == list(range(1, rounds + 1))
+        per_round = {r: sum(1 for _, x in took[-1] if x == r) for r in range(1, rounds + 1)}
         assert all(per_round[r] + offline[r] == 10 for r in per_round)
     assert 0.4 <= len(took[0]) / 400 <= 0.6, len(took[0])
-    assert took[0] == took[1]  # the same clients in the same rounds for the same seed
+    assert {(c, r) for c, r in took[0] if r <= 12} == took[1]  # the same clients in the same rounds, same seed
     assert wait_until_nothing_tagged("t-emu-avail1") == []
 
 
