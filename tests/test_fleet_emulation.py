@@ -262,3 +262,26 @@ def test_a_run_without_a_fleet_writes_todays_lines_only(tmp_path):
             assert not re.search(r"profile:|emulated|straggler|clock ", line), line
     assert not (run_dir / "fleet.json").exists() and not (run_dir / "server" / "fleet_round.json").exists()
     assert wait_until_nothing_tagged("t-emu-none") == []
+
+
+def test_process_mode_overcommit_takes_the_first_replies_and_logs_real_compute(tmp_path):
+    fleet = Fleet.of("fleet.toml", 4, (Profile("a", range(0, 2), cpu=0.5, down=8e6, up=2e6, latency=0.04),
+                                       Profile("b", range(2, 4))))
+    run_dir, done = fleet_run(tmp_path, fleet, clients=4, rounds=2, per_round=2, overcommit=1.5, mode="process",
+                              tag="t-emu-proc")
+    server = _server(run_dir)
+    assert done.returncode == 0, done.stdout + done.stderr + server
+    sampled = {int(r): _ints(c) for r, c in SAMPLED.findall(server)}
+    for m in CLOCK.finditer(server):
+        stragglers = _ints(m["stragglers"])
+        assert int(m["sampled"]) == 3 and int(m["taken"]) == 2 and float(m["deadline"]) == 0
+        assert len(stragglers) == 1 and set(stragglers) <= set(sampled[int(m["round"])])
+    assert [int(n) for _, n, _, _ in ROUND_END.findall(server)] == [2, 2]
+    for client in range(4):
+        profile = fleet.profile_of(client)
+        for line in _client_ends(run_dir, client).values():
+            assert line["compute"] == pytest.approx(line["time"], abs=0.003)  # real: the launcher slows it
+            transfer = _recomputed({**line, "time": 0.0}, profile)  # predicted from the bytes and the link
+            assert line["transfer"] == pytest.approx(transfer, abs=0.001) and line["waiting"] > 0
+    assert read_fleet_round(run_dir).round == 2  # written for the launcher's links before each round
+    assert wait_until_nothing_tagged("t-emu-proc") == []
