@@ -13,6 +13,12 @@ message, as MindSpore does), refuses to aggregate a round with fewer than
 ``min_clients`` replies (``skipped`` keeps why), checkpoints every aggregated round
 and logs each round's numbers. A round whose aggregate is NaN or infinite ends the
 run (simulator.round_outcome.RunNotDone) before anything checkpoints it.
+
+With a fleet (RUN/fleet.json), ``round_deadline`` or ``overcommit`` the round follows
+simulator.fleet_rounds: offline clients are left out of the draw (RUN/server/fleet_round.json tells
+the launcher who they are), ceil(K x overcommit) are sampled, the first K good replies (or, in
+virtual mode, the K smallest emulated durations) within the deadline are aggregated, the others are
+stragglers; a round short of ``min_clients`` at the deadline fails and the run goes on.
 """
 
 from __future__ import annotations

@@ -1,0 +1,287 @@
+"""The built-in app on an emulated fleet: deadlines, over-commit, availability and emulated time, in real runs.
+
+Virtual mode (Flower's simulation runtime) runs the clients at full speed and judges them on the emulated
+clock. Oracles: the logs read with this file's own regexes, and each emulated figure recomputed from the
+bytes and time logged in the same line and the profile (seconds / cpu + bytes x 8 / rate + 2 x latency).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from contract.fleet import (
+    Fleet,
+    FleetRound,
+    Profile,
+    Window,
+    read_fleet_json,
+    read_fleet_round,
+    write_fleet,
+    write_fleet_round,
+)
+from contract.loglines import format_message, parse_line
+from tests.fleet_runs import fleet_run
+from tests.helpers import run_json, wait_until_nothing_tagged
+
+CLIENT_END = re.compile(
+    r"\[round\] iteration:(?P<round>\d+) end time:(?P<time>[\d.]+)s peak_rss:\S+ recv:(?P<recv>\d+)B "
+    r"sent:(?P<sent>\d+)B train_samples:\d+ test_samples:\d+ profile:(?P<profile>\S+) compute:(?P<compute>[\d.]+)s "
+    r"transfer:(?P<transfer>[\d.]+)s waiting:(?P<waiting>[\d.]+)s emulated:(?P<emulated>[\d.]+)s$", re.M)
+CLOCK = re.compile(r"\[round\] iteration:(?P<round>\d+) clock emulated:(?P<emulated>[\d.]+)s real:[\d.]+s "
+                   r"deadline:(?P<deadline>[\d.]+)s sampled:(?P<sampled>\d+) taken:(?P<taken>\d+) "
+                   r"offline:(?P<offline>\d+) stragglers:\[(?P<stragglers>[\d, ]*)\]$", re.M)
+STRAGGLER = re.compile(r"\[round\] iteration:(\d+) straggler: reply discarded by the server", re.M)
+ROUND_END = re.compile(r"\[round\] iteration:(\d+)/\d+ end replies:(\d+) failures:(\d+) aggregated:(\w+)", re.M)
+SAMPLED = re.compile(r"\[round\] iteration:(\d+) clients:\[([\d, ]*)\]", re.M)
+ROUND_START = re.compile(r"\[round\] iteration:(\d+)/\d+ start$", re.M)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _client_ends(run_dir, client) -> dict[int, dict]:
+    text = (run_dir / f"client_{client}" / "client.log").read_text()
+    return {int(m["round"]): {k: (v if k == "profile" else float(v)) for k, v in m.groupdict().items()}
+            for m in CLIENT_END.finditer(text)}
+
+
+def _recomputed(line: dict, profile: Profile) -> float:
+    """The task's emulated duration from the line's own measured time and bytes and the profile, by hand."""
+    seconds = line["time"] / (profile.cpu or 1.0)
+    if profile.down:
+        seconds += line["recv"] * 8 / profile.down
+    if profile.up:
+        seconds += line["sent"] * 8 / profile.up
+    return seconds + 2 * profile.latency
+
+
+def _server(run_dir) -> str:
+    return (run_dir / "server" / "server.log").read_text()
+
+
+# --- the contract's pieces -----------------------------------------------------------------------------------
+
+def test_fleet_json_round_trip_and_round_file(tmp_path):
+    fleet = Fleet.of("f.toml", 6, (Profile("pi", range(0, 2), cpu=0.3, memory=900, down=8e6, up=2e6, latency=0.04,
+                                           loss=0.01, availability=0.8, line=1),
+                                   Profile("tr", range(2, 4), trace=(Window(2, 0.0, 5.0), Window(3, 10.0, 20.0)))))
+    assert read_fleet_json(tmp_path) is None  # no fleet: a run as today
+    write_fleet(tmp_path, fleet)
+    back = read_fleet_json(tmp_path)
+    assert back.profiles == fleet.profiles and back.num_clients == 6
+    assert [back.profile_of(c).name for c in range(6)] == ["pi", "pi", "tr", "tr", "unconstrained", "unconstrained"]
+    assert back.online_at(3, 12.0) and not back.online_at(3, 5.0) and not back.online_at(2, 5.0)
+    assert read_fleet_round(tmp_path) is None
+    write_fleet_round(tmp_path, FleetRound(round=3, clock=41.5, offline=(9, 2)))
+    assert json.loads((tmp_path / "server" / "fleet_round.json").read_text()) == \
+        {"round": 3, "clock": 41.5, "offline": [2, 9]}
+    assert read_fleet_round(tmp_path) == FleetRound(3, 41.5, (2, 9))
+    assert [p.name for p in (tmp_path / "server").iterdir()] == ["fleet_round.json"]  # no tmp file left
+
+
+def test_new_lines_parse_as_their_own_kind_and_old_ones_unchanged():
+    base = dict(round=2, seconds=1.5, peak_mib=300.0, recv_bytes=10, sent_bytes=20, num_train=5, num_test=2)
+    old = parse_line("INFO: <FLClient> " + format_message("round_end", **base))
+    assert old.kind == "round_end" and old.values == base
+    figures = dict(profile="pi4-wifi", compute_s=6.0, transfer_s=0.25, waiting_s=0.0, emulated_s=6.25)
+    new = parse_line("INFO: <FLClient> " + format_message("round_end_fleet", **base, **figures))
+    assert new.kind == "round_end_fleet" and new.values == {**base, **figures}
+    clock = parse_line("INFO: <FLServer> " + format_message(
+        "server_round_clock", round=2, emulated_s=10.0, seconds=0.4, deadline_s=10.0, sampled=6, replies=4,
+        offline=1, stragglers=[8, 9]))
+    assert clock.kind == "server_round_clock" and clock.values["stragglers"] == [8, 9]
+    for kind, values in (("client_straggler", {"round": 1, "reason": "emulated 9 s is over the 5 s deadline"}),
+                         ("round_failed", {"round": 4, "reason": "0 of 6 replies within 1 s, 1 needed"})):
+        assert parse_line("WARNING: <FLServer> " + format_message(kind, **values)).kind == kind
+
+
+class _SlowGrid:
+    """Replies one message every 0.3 s, in order."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.t0 = count, 0.0
+
+    def push_messages(self, messages):
+        self.t0 = time.monotonic()
+        return list(range(len(messages)))
+
+    def pull_messages(self, ids):
+        due = int((time.monotonic() - self.t0) / 0.3)
+        return [_Reply(i) for i in sorted(ids) if i < due]
+
+
+class _Reply:
+    def __init__(self, i: int) -> None:
+        self.metadata = type("M", (), {"reply_to_message_id": i, "src_node_id": i})()
+
+    def has_error(self) -> bool:
+        return False
+
+
+class _Message:
+    def __init__(self, i: int) -> None:
+        self.metadata = type("M", (), {"dst_node_id": i})()
+
+
+def test_quick_grid_stops_at_enough_replies_or_at_the_deadline():
+    from simulator.quick_grid import QuickPollGrid
+
+    grid = QuickPollGrid(_SlowGrid(10), poll=0.02)
+    t = time.monotonic()
+    got = grid.send_and_receive([_Message(i) for i in range(10)], timeout=30, enough=3)
+    assert [m.metadata.src_node_id for m in got] == [0, 1, 2] and grid.cut == "enough"
+    assert 0.85 < time.monotonic() - t < 1.6  # the third reply is due at 0.9 s
+    grid.expect(deadline=1.0)  # for the next call only
+    t = time.monotonic()
+    got = grid.send_and_receive([_Message(i) for i in range(10)], timeout=30)
+    assert 0.95 < time.monotonic() - t < 1.5 and grid.cut == "deadline" and len(got) in (3, 4)
+    t = time.monotonic()
+    got = grid.send_and_receive([_Message(i) for i in range(3)], timeout=30)
+    assert len(got) == 3 and grid.cut is None
+
+
+# --- real runs -------------------------------------------------------------------------------------------------
+
+FAST = Profile("fast", range(0, 8), cpu=1.0, down=1e6, up=1e6)
+SLOW = Profile("slow", range(8, 10), cpu=0.25, down=0.25e6, up=0.25e6)  # 4x slower in CPU and link
+
+
+@pytest.fixture(scope="module")
+def deadline_run(tmp_path_factory):
+    fleet = Fleet.of("fleet.toml", 10, (FAST, SLOW))
+    run_dir, done = fleet_run(tmp_path_factory.mktemp("deadline"), fleet, clients=10, rounds=3, deadline=10.0,
+                              tag="t-emu-deadline")
+    assert done.returncode == 0, done.stdout + done.stderr + _server(run_dir)
+    assert wait_until_nothing_tagged("t-emu-deadline") == []
+    return run_dir, fleet
+
+
+def test_a_deadline_cuts_the_profile_4x_slower(deadline_run):
+    run_dir, fleet = deadline_run
+    server = _server(run_dir)
+    clocks = {int(m["round"]): m for m in CLOCK.finditer(server)}
+    assert sorted(clocks) == [1, 2, 3]
+    for m in clocks.values():
+        assert _ints(m["stragglers"]) == [8, 9] and int(m["taken"]) == 8 and float(m["deadline"]) == 10
+        assert float(m["emulated"]) == 10.0  # fewer than K = 10 within the deadline: the round lasts it
+    ends = ROUND_END.findall(server)
+    assert [(int(r), int(n), a) for r, n, _, a in ends] == [(1, 8, "yes"), (2, 8, "yes"), (3, 8, "yes")]
+    for client in range(10):
+        profile = fleet.profile_of(client)
+        lines = _client_ends(run_dir, client)
+        assert sorted(lines) == [1, 2, 3] and {v["profile"] for v in lines.values()} == {profile.name}
+        for line in lines.values():
+            assert line["emulated"] == pytest.approx(_recomputed(line, profile), rel=0.01, abs=0.003)
+            assert (line["emulated"] > 10) == (profile is SLOW)
+        cut = [int(r) for r in STRAGGLER.findall((run_dir / f"client_{client}" / "client.log").read_text())]
+        assert cut == ([1, 2, 3] if profile is SLOW else [])
+    assert run_json(run_dir)["status"] == "finished"
+
+
+def test_emulated_compute_at_a_quarter_core_is_4x_the_measured(deadline_run):
+    run_dir, fleet = deadline_run
+    ratios = {"fast": [], "slow": []}
+    for client in range(10):
+        for line in _client_ends(run_dir, client).values():
+            if line["time"] >= 0.02:  # 3 decimals logged: leave out times too short to read a ratio from
+                ratios[line["profile"]].append(line["compute"] / line["time"])
+    assert ratios["fast"] and ratios["slow"]
+    assert all(r == pytest.approx(1.0, rel=0.05) for r in ratios["fast"]), ratios
+    assert all(r == pytest.approx(4.0, rel=0.15) for r in ratios["slow"]), ratios
+
+
+def test_a_round_with_too_few_replies_by_the_deadline_fails_and_the_run_goes_on(tmp_path):
+    fleet = Fleet.of("fleet.toml", 4, (Profile("all", range(0, 4), down=1e6, up=1e6),))  # >= 3.9 s each
+    run_dir, done = fleet_run(tmp_path, fleet, clients=4, rounds=2, deadline=1.0, tag="t-emu-fail")
+    server = _server(run_dir)
+    assert done.returncode == 0, done.stdout + done.stderr + server
+    failed = [int(r) for r in re.findall(r"\[round\] iteration:(\d+) failed at the deadline", server)]
+    assert failed == [1, 2]
+    assert "not aggregated" not in server and "[run] finished" in server
+    assert not (run_dir / "checkpoints" / "round_0001.pt").exists()  # the model stayed as it was
+    assert all(_ints(m["stragglers"]) == [0, 1, 2, 3] for m in CLOCK.finditer(server))
+    assert wait_until_nothing_tagged("t-emu-fail") == []
+
+
+def test_overcommit_samples_6_and_takes_the_4_fastest(tmp_path):
+    profiles = tuple(Profile(f"p{i}", range(i, i + 1), down=10e6, up=(1 + i) * 0.5e6) for i in range(10))
+    fleet = Fleet.of("fleet.toml", 10, profiles)
+    run_dir, done = fleet_run(tmp_path, fleet, clients=10, rounds=2, per_round=4, overcommit=1.5, tag="t-emu-over")
+    server = _server(run_dir)
+    assert done.returncode == 0, done.stdout + done.stderr + server
+    sampled = {int(r): _ints(c) for r, c in SAMPLED.findall(server)}
+    clocks = {int(m["round"]): m for m in CLOCK.finditer(server)}
+    assert sorted(sampled) == [1, 2] == sorted(clocks)
+    for rnd, clients in sampled.items():
+        assert len(clients) == 6 and int(clocks[rnd]["sampled"]) == 6 and int(clocks[rnd]["taken"]) == 4
+        emulated = {c: _recomputed(_client_ends(run_dir, c)[rnd], fleet.profile_of(c)) for c in clients}
+        by_time = sorted(clients, key=emulated.get)
+        assert _ints(clocks[rnd]["stragglers"]) == sorted(by_time[4:])
+        assert float(clocks[rnd]["emulated"]) == pytest.approx(emulated[by_time[3]], rel=0.01, abs=0.003)
+    assert [int(n) for _, n, _, _ in ROUND_END.findall(server)] == [4, 4]
+    assert wait_until_nothing_tagged("t-emu-over") == []
+
+
+def _participation(run_dir, clients: int) -> set[tuple[int, int]]:
+    return {(c, int(r)) for c in range(clients)
+            for r in ROUND_START.findall((run_dir / f"client_{c}" / "client.log").read_text())}
+
+
+def test_availability_half_over_40_rounds(tmp_path):
+    fleet = Fleet.of("fleet.toml", 10, (Profile("flaky", range(0, 10), availability=0.5),))
+    took = []
+    for attempt, rounds in enumerate((40, 12)):  # the second run, shorter, from the same seed
+        run_dir, done = fleet_run(tmp_path / str(attempt), fleet, clients=10, rounds=rounds, seed=5, samples=20,
+                                  tag=f"t-emu-avail{attempt}")
+        server = _server(run_dir)
+        assert done.returncode == 0, done.stdout + done.stderr + server
+        took.append(_participation(run_dir, 10))
+        offline = {int(m["round"]): int(m["offline"]) for m in CLOCK.finditer(server)}
+        assert sorted(offline) == list(range(1, rounds + 1))
+        per_round = {r: sum(1 for _, x in took[-1] if x == r) for r in range(1, rounds + 1)}
+        assert all(per_round[r] + offline[r] == 10 for r in per_round)
+    assert 0.4 <= len(took[0]) / 400 <= 0.6, len(took[0])
+    assert {(c, r) for c, r in took[0] if r <= 12} == took[1]  # the same clients in the same rounds, same seed
+    assert wait_until_nothing_tagged("t-emu-avail1") == []
+
+
+def test_a_run_without_a_fleet_writes_todays_lines_only(tmp_path):
+    run_dir, done = fleet_run(tmp_path, None, clients=4, rounds=2, tag="t-emu-none")
+    assert done.returncode == 0, done.stdout + done.stderr
+    old_kinds = {"round_start", "epoch", "evaluate", "round_end", "final_evaluate", "server_waiting", "checkpoint",
+                 "server_round_start", "server_round_end", "server_final", "run_finished"}
+    for log in [run_dir / "server" / "server.log", *(run_dir / f"client_{c}" / "client.log" for c in range(4))]:
+        for line in log.read_text().splitlines():
+            event = parse_line(line)
+            assert event is not None and event.kind in old_kinds, line
+            assert not re.search(r"profile:|emulated|straggler|clock ", line), line
+    assert not (run_dir / "fleet.json").exists() and not (run_dir / "server" / "fleet_round.json").exists()
+    assert wait_until_nothing_tagged("t-emu-none") == []
+
+
+def test_process_mode_overcommit_takes_the_first_replies_and_logs_real_compute(tmp_path):
+    fleet = Fleet.of("fleet.toml", 4, (Profile("a", range(0, 2), cpu=0.5, down=8e6, up=2e6, latency=0.04),
+                                       Profile("b", range(2, 4))))
+    run_dir, done = fleet_run(tmp_path, fleet, clients=4, rounds=2, per_round=2, overcommit=1.5, mode="process",
+                              tag="t-emu-proc")
+    server = _server(run_dir)
+    assert done.returncode == 0, done.stdout + done.stderr + server
+    sampled = {int(r): _ints(c) for r, c in SAMPLED.findall(server)}
+    for m in CLOCK.finditer(server):
+        stragglers = _ints(m["stragglers"])
+        assert int(m["sampled"]) == 3 and int(m["taken"]) == 2 and float(m["deadline"]) == 0
+        assert len(stragglers) == 1 and set(stragglers) <= set(sampled[int(m["round"])])
+    assert [int(n) for _, n, _, _ in ROUND_END.findall(server)] == [2, 2]
+    for client in range(4):
+        profile = fleet.profile_of(client)
+        for line in _client_ends(run_dir, client).values():
+            assert line["compute"] == pytest.approx(line["time"], abs=0.003)  # real: the launcher slows it
+            transfer = _recomputed({**line, "time": 0.0}, profile)  # predicted from the bytes and the link
+            assert line["transfer"] == pytest.approx(transfer, abs=0.001) and line["waiting"] > 0
+    assert read_fleet_round(run_dir).round == 2  # written for the launcher's links before each round
+    assert wait_until_nothing_tagged("t-emu-proc") == []
