@@ -27,6 +27,7 @@ from pathlib import Path
 
 FLEET_FILE = "fleet.json"                 # in the run folder
 FLEET_ROUND_FILE = "server/fleet_round.json"  # in the run folder: which clients are offline this round
+FLEET_ROUND_ACK = "server/fleet_round_ack.json"  # the launcher's answer: its links follow that round now
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,15 @@ class Profile:
     @property
     def shapes_link(self) -> bool:
         return self.down is not None or self.up is not None or self.latency > 0 or self.loss > 0
+
+    @property
+    def needs_link(self) -> bool:
+        """In process mode its clients reach the SuperLink through a link emulator (shaped, or cut offline)."""
+        return self.shapes_link or self.availability is not None or self.trace is not None
+
+    @property
+    def needs_limits(self) -> bool:
+        return self.cpu is not None or self.memory is not None
 
     def transfer_seconds(self, recv_bytes: int, sent_bytes: int) -> float:
         """One exchange over this profile's link: model down, update up, a one-way latency each way."""
@@ -201,3 +211,16 @@ def read_fleet_round(run_dir: str | Path) -> FleetRound | None:
         return None
     return FleetRound(round=int(data["round"]), clock=float(data["clock"]),
                       offline=tuple(int(c) for c in data["offline"]))
+
+
+def acknowledge_round(run_dir: str | Path, server_round: int) -> None:
+    """The launcher: its links now follow this round's fleet_round.json."""
+    _atomic_write(Path(run_dir) / FLEET_ROUND_ACK, json.dumps({"round": server_round}) + "\n")
+
+
+def round_acknowledged(run_dir: str | Path, server_round: int) -> bool:
+    try:
+        data = json.loads((Path(run_dir) / FLEET_ROUND_ACK).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return int(data.get("round", 0)) >= server_round

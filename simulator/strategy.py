@@ -33,7 +33,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYogi
 
-from contract.fleet import FleetRound, write_fleet_round
+from contract.fleet import FleetRound, round_acknowledged, write_fleet_round
 from contract.loglines import LogWriter, client_log_path
 from contract.lost_nodes import read_lost
 from contract.run_layout import client_dir_name
@@ -64,7 +64,14 @@ def wait_for_nodes(grid: Grid, count: int, run_dir: str, poll: float = 0.2) -> l
     return nodes
 
 
-LINK_SWITCH_SECONDS = 0.3  # process mode: the launcher's links switch after fleet_round.json changes
+LINK_SWITCH_SECONDS = 3.0  # process mode: the most a round waits for the launcher's links to switch
+
+
+def _wait_for_links(run_dir, server_round: int) -> None:
+    """Until the launcher says its links follow this round (cut or restored), or LINK_SWITCH_SECONDS."""
+    deadline = time.monotonic() + LINK_SWITCH_SECONDS
+    while not round_acknowledged(run_dir, server_round) and time.monotonic() < deadline:
+        time.sleep(0.02)
 STRATEGIES = dict(zip(STRATEGY_NAMES, (FedAvg, FedProx, FedAdam, FedYogi, FedAdagrad)))
 
 
@@ -159,8 +166,8 @@ class RoundLogging:
         if rounds.fleet is not None:
             write_fleet_round(self.settings.run_dir, FleetRound(round=server_round, clock=rounds.clock(),
                                                                 offline=tuple(offline)))
-            if not rounds.virtual and rounds.fleet.shapes_link:
-                time.sleep(LINK_SWITCH_SECONDS)  # the launcher's links cut or restore the clients
+            if not rounds.virtual and any(p.needs_link for p in rounds.fleet.profiles):
+                _wait_for_links(self.settings.run_dir, server_round)
             config["fleet-clock"] = "emulated" if rounds.virtual else "real"
             config["round-start"] = time.time()
         self._k, size = rounds.sizes(len(online))

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from contract.fleet import Fleet, Profile, read_fleet_round
+from contract.fleet import FLEET_ROUND_FILE, Fleet, acknowledge_round, read_fleet_round
 from contract.run_layout import client_dir
 from launcher.fleet.limits import ClientLimits, Limiter
 from launcher.fleet.link import LinkSpec
@@ -39,21 +39,13 @@ from launcher.processes.table import Managed, ProcessTable
 LINK_START_SECONDS = 15.0
 
 
-def needs_link(profile: Profile) -> bool:
-    return profile.shapes_link or profile.availability is not None or profile.trace is not None
-
-
-def needs_limits(profile: Profile) -> bool:
-    return profile.cpu is not None or profile.memory is not None
-
-
 class EmulatedFleet:
     def __init__(self, fleet: Fleet, run_dir: Path, table: ProcessTable, seed: int, name: str,
                  limiter: Limiter | None = None) -> None:
         self.fleet, self.run_dir, self.table, self.seed, self.name = fleet, Path(run_dir), table, seed, name
         clients = range(fleet.num_clients)
-        self.limited = [c for c in clients if needs_limits(fleet.profile_of(c))]
-        self.linked = [c for c in clients if needs_link(fleet.profile_of(c))]
+        self.limited = [c for c in clients if fleet.profile_of(c).needs_limits]
+        self.linked = [c for c in clients if fleet.profile_of(c).needs_link]
         self.limiter = (limiter or Limiter.choose()) if self.limited else None
         self.handles = {}
         self.links: dict[int, Managed] = {}
@@ -61,6 +53,7 @@ class EmulatedFleet:
         self._round_seen: tuple[float, int] | None = None  # (mtime, round) of the fleet_round.json acted on
         self._clock: tuple[float, float] | None = None  # (run clock, monotonic time) when that file was read
         self._offline: set[int] = set()
+        self._to_acknowledge: int | None = None
         self._ooms_seen: dict[int, int] = {}  # per client: OOM kills already acted on
 
     def describe(self) -> dict:
@@ -103,12 +96,15 @@ class EmulatedFleet:
             if want != self.online[client] and link.alive:
                 os.kill(link.pid, signal.SIGUSR2 if want else signal.SIGUSR1)
                 self.online[client] = want
+        if self._to_acknowledge is not None:  # the ServerApp waits for this before it sends the round
+            acknowledge_round(self.run_dir, self._to_acknowledge)
+            self._to_acknowledge = None
         for client, handle in self.handles.items():
             if handle.oom_kills() > self._ooms_seen.get(client, 0) and handle.pids():
                 handle.kill()  # cgroup v1's OOM killer takes one process; the client goes whole
 
     def _read_round(self) -> None:
-        path = self.run_dir / "server" / "fleet_round.json"
+        path = self.run_dir / FLEET_ROUND_FILE
         try:
             mtime = path.stat().st_mtime
         except FileNotFoundError:
@@ -121,6 +117,7 @@ class EmulatedFleet:
         self._round_seen = (mtime, current.round)
         self._offline = set(current.offline)
         self._clock = (current.clock, time.monotonic())
+        self._to_acknowledge = current.round
 
     def _wants_online(self, client: int) -> bool:
         if self._round_seen is None:
