@@ -61,6 +61,7 @@ TEMPLATES: dict[str, str] = {
     "client_straggler": "[round] iteration:{round} straggler: reply discarded by the server ({reason})",
     "server_round_clock": "[round] iteration:{round} clock emulated:{emulated_s}s real:{seconds}s "
     "deadline:{deadline_s}s sampled:{sampled} taken:{replies} offline:{offline} stragglers:{stragglers}",
+    "server_offline": "[round] iteration:{round} offline clients:{partitions}",  # not sampled: offline
     "round_failed": "[round] iteration:{round} failed at the deadline, the model stays as it was: {reason}",
     "run_finished": "[run] finished",
     "run_failed": "[run] failed: {reason}",

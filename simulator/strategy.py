@@ -163,6 +163,8 @@ class RoundLogging:
         known = [self.directory.partition_of[n] for n in available if n in self.directory.partition_of]
         online, offline = rounds.split(known, server_round)
         self._offline = len(offline)
+        if rounds.fleet is not None:  # which clients, for fl-stats --by profile
+            self.log.write("server_offline", round=server_round, partitions=offline)
         if rounds.fleet is not None:
             write_fleet_round(self.settings.run_dir, FleetRound(round=server_round, clock=rounds.clock(),
                                                                 offline=tuple(offline)))

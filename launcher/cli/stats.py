@@ -9,6 +9,8 @@
     $ fl-stats path/to/mindspore/run    # any folder of client_*/client.log, MindSpore's too
     $ fl-stats --runs                   # every run in the log dir and its state
     $ fl-stats --pull --run r1          # bring r1's client logs over again from its devices
+    $ fl-stats --by profile             # an emulated fleet's run (--fleet): one row per profile
+    $ fl-stats --plot-timeline round.png   # its rounds as bars per client, receive to reply
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from launcher.devices.remote import devices_of
 from launcher.flower.strategy_log import read_strategy_log
 from launcher.run.folder import RunFolder, RunFolderError
 from launcher.run.liveness import LIVE, live_status
+from launcher.stats.fleet import by_profile, plot_timeline, read_fleet_run
 from launcher.stats.history import read_client_log
 from launcher.stats.tables import across_clients, client_tables, metric_names, per_client, plot_across, read_logs
 
@@ -140,17 +143,36 @@ def _clean(value):
               help="Seconds between --watch refreshes.")
 @click.option("--runs", "list_runs", is_flag=True, help="List the runs in the log dir.")
 @click.option("--pull", is_flag=True, help="First bring the run's client logs over again from its devices.")
+@click.option("--by", "by", type=click.Choice(["profile"]), default=None,
+              help="An emulated fleet's run (--fleet): per profile its clients, rounds taken part (client-rounds "
+                   "with a round end line), mean and p95 round time, stragglers cut, out-of-memory kills, offline "
+                   "rounds and accuracy (mean of its clients' last evaluate acc).  A round time runs from the "
+                   "round's start to the client's reply: its emulated time in virtual mode; in process mode the "
+                   "client's waiting (round start to its task's start, the download included) plus its task's "
+                   "real time.")
+@click.option("--plot-timeline", "timeline", type=PathText(dir_okay=False), default=None,
+              help="An emulated fleet's run: draw each round as one bar per client from receive to reply, "
+                   "coloured by profile, the deadline marked, stragglers hatched, into this PNG.  Time axis: "
+                   "seconds from the first round's start, emulated in virtual mode, real in process mode.")
 @click.pass_context
-def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch, interval, list_runs, pull) -> None:
+def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch, interval, list_runs, pull,
+         by, timeline) -> None:
     """Loss and accuracy per round out of client logs: one client, or AVG/TOP5/LOW5 across a run."""
     console = make_console()
     log_path = Path(log_dir)
     _check_combination(ctx, target, run, as_csv, as_json, output, plot, watch, list_runs, pull)
+    _check_fleet_combination(by, timeline, as_csv, as_json, plot, metric, watch, list_runs, pull)
     if metric is not None and list_runs:
         raise UserError("--runs lists every run in the log dir; drop --metric")
-    for path, flag in ((output, "-o"), (plot, "--plot")):
+    for path, flag in ((output, "-o"), (plot, "--plot"), (timeline, "--plot-timeline")):
         if path is not None:
             _check_writable(path, flag)
+    if by or timeline:
+        kind, path = resolve(target, run, log_path)
+        if kind != "run":
+            raise UserError(f"--{'by' if by else 'plot-timeline'} reports on a run; name a run, not a client")
+        _fleet(path, console, by, timeline, as_csv, as_json, output)
+        return
     if list_runs:
         _list_runs(log_path, console, as_json, output)
         return
@@ -189,6 +211,47 @@ def _check_combination(ctx, target, run, as_csv, as_json, output, plot, watch, l
                 raise UserError(f"--watch refreshes the table in the terminal; drop {flag}")
     elif ctx.get_parameter_source("interval") == click.core.ParameterSource.COMMANDLINE:
         raise UserError("--interval is for --watch")
+
+
+def _check_fleet_combination(by, timeline, as_csv, as_json, plot, metric, watch, list_runs, pull) -> None:
+    if not (by or timeline):
+        return
+    flag = "--by profile" if by else "--plot-timeline"
+    for given, other in ((plot, "--plot"), (metric, "--metric"), (watch, "--watch"), (list_runs, "--runs"),
+                         (pull, "--pull")):
+        if given:
+            raise UserError(f"{flag} reports an emulated fleet's run; drop {other}")
+    if (as_csv or as_json) and not by:
+        raise UserError("--csv and --json write the --by profile table; add --by profile")
+
+
+def _fleet(folder: Path, console: Console, by: str | None, timeline: str | None, as_csv: bool, as_json: bool,
+           output: str | None) -> None:
+    """--by profile and --plot-timeline: an emulated fleet's run per profile, and its rounds as bars."""
+    fleet_run = read_fleet_run(folder, _info(folder))
+    if timeline:
+        if not fleet_run.client_rounds:
+            raise UserError(f"run {folder.name}: no client logged a round under its fleet: nothing to plot")
+        try:
+            plot_timeline(fleet_run, Path(timeline))
+        except (OSError, ValueError) as err:  # an unwritable file, or a format matplotlib does not know
+            raise UserError(f"--plot-timeline {timeline}: {' '.join(str(err).split())}") from None
+    if not by:
+        console.print(f"timeline: {timeline}", markup=False, highlight=False)
+        return
+    table = by_profile(fleet_run)
+    if as_csv:
+        _emit(table.to_csv(), output)
+    elif as_json:
+        _emit(json.dumps({"run": folder.name, "mode": "virtual" if fleet_run.virtual else "process",
+                          "round_time": "emulated" if fleet_run.virtual else "waiting + task (real)",
+                          "profiles": [{"profile": name, **{k: _clean(v) for k, v in row.items()}}
+                                       for name, row in table.astype(object).iterrows()]}, indent=2) + "\n", output)
+    else:
+        clock = "emulated" if fleet_run.virtual else "real: waiting + task"
+        console.print(_table(f"{folder.name}: per profile, round times in seconds ({clock})", table, "profile"))
+        if timeline:
+            console.print(f"timeline: {timeline}", markup=False, highlight=False)
 
 
 def _client(log: Path, console: Console, as_csv: bool, as_json: bool, output: str | None) -> None:

@@ -80,7 +80,7 @@ def read_client_log(path: str | Path) -> ClientHistory:
                 current = open_round(1)
             current["_losses"].append(v["loss"])
             history.epochs.append({"round": current["round"], "epoch": v["epoch"], "loss": v["loss"]})
-        elif kind == "round_end" and current is not None:
+        elif kind in ("round_end", "round_end_fleet") and current is not None:  # fleet: its figures too
             current.update(seconds=v["seconds"], peak_mib=v["peak_mib"], recv_bytes=v["recv_bytes"],
                            sent_bytes=v["sent_bytes"])
         elif kind == "final_evaluate":

@@ -1,0 +1,286 @@
+"""An emulated fleet's run read back per profile: who took part, how long, who was cut, offline or killed.
+
+    run = read_fleet_run(folder, info)            # info: the run's run.json; FleetStatsError without a fleet
+    by_profile(run)                               # one row per profile, a pandas DataFrame
+    #        clients  rounds  mean_s  p95_s  stragglers  oom_kills  offline_rounds     acc
+    # pi4          2       5  1.9123  2.0012           0          0               1  0.9444
+    bars = plot_timeline(run, Path("round.png"))  # the matplotlib bars drawn: one per client-round
+
+Where the figures come from (contract.loglines, the fleet templates):
+- a client-round: a client's ``round_end_fleet`` line (its profile, compute, transfer, waiting, emulated);
+  its round time is the time from the round's start to the client's reply: in virtual mode the emulated
+  figure (every device starts when the round does), in process mode ``waiting`` (round start to the task's
+  start, the download over its link included) plus the task's real ``time``;
+- the server's ``server_round_clock`` line: the round's emulated and real time, deadline and stragglers;
+  its ``server_offline`` line: the clients not sampled because offline (a log without those lines: a
+  client the round did not sample counts as offline in the rounds whose clock line counts any offline);
+- the round's start: in process mode the server's ``server_round_start`` time stamp, in virtual mode the
+  sum of the earlier rounds' emulated times;
+- run.json: ``fleet`` (profiles with their client ranges), ``restarts`` (a cause holding "out of memory"
+  is an out-of-memory kill), ``plan.virtual`` (set: virtual mode);
+- accuracy: the mean over the profile's clients of each one's last ``evaluate acc`` (the received model).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from contract.errors import InputError
+from contract.loglines import iter_events, parse_line
+
+BY_PROFILE_COLUMNS = ["clients", "rounds", "mean_s", "p95_s", "stragglers", "oom_kills", "offline_rounds", "acc"]
+
+
+class FleetStatsError(InputError):
+    """A run fl-stats cannot report per profile (no fleet, no fleet logs)."""
+
+
+@dataclass(frozen=True)
+class ProfileRange:
+    name: str
+    clients: range
+
+
+@dataclass(frozen=True)
+class ClientRound:
+    """One client's round end line under a fleet."""
+
+    client: int
+    round: int
+    profile: str
+    seconds: float      # the task's real time
+    compute_s: float
+    transfer_s: float
+    waiting_s: float
+    emulated_s: float
+
+
+@dataclass
+class ServerRound:
+    round: int
+    start: dt.datetime | None = None          # the server's round start line's time stamp
+    sampled: list[int] = field(default_factory=list)
+    offline: list[int] | None = None          # None: the log does not name them
+    offline_count: int = 0
+    stragglers: list[int] = field(default_factory=list)
+    deadline_s: float = 0.0
+    emulated_s: float | None = None
+    real_s: float | None = None
+
+
+@dataclass
+class FleetRun:
+    name: str
+    virtual: bool
+    profiles: list[ProfileRange]
+    client_rounds: list[ClientRound]
+    rounds: dict[int, ServerRound]
+    last_acc: dict[int, float]
+    oom_kills: dict[int, int]
+
+    def profile_of(self, client: int) -> str | None:
+        return next((p.name for p in self.profiles if client in p.clients), None)
+
+    def round_time(self, cr: ClientRound) -> float:
+        """Seconds from the round's start to the client's reply (see the module's docstring)."""
+        return cr.emulated_s if self.virtual else cr.waiting_s + cr.seconds
+
+    def round_starts(self) -> dict[int, float]:
+        """Each round's start in seconds from the first round's: emulated (virtual) or real (process)."""
+        starts, clock = {}, 0.0
+        first = next((r.start for _, r in sorted(self.rounds.items()) if r.start is not None), None)
+        for number, r in sorted(self.rounds.items()):
+            if self.virtual:
+                starts[number] = clock
+                clock += r.emulated_s or 0.0
+            elif r.start is not None and first is not None:
+                starts[number] = (r.start - first).total_seconds()
+        return starts
+
+
+def _profiles(info: dict) -> list[ProfileRange]:
+    fleet = info.get("fleet") or {}
+    return [ProfileRange(str(p["name"]), range(*p["clients"])) for p in fleet.get("profiles") or []]
+
+
+def _client_number(folder: Path) -> int | None:
+    tail = folder.name.rpartition("_")[2]
+    return int(tail) if folder.name.startswith("client_") and tail.isdigit() else None
+
+
+def _read_client(log: Path, client: int, rounds: dict[tuple[int, int], ClientRound], last_acc: dict) -> None:
+    try:
+        text = log.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return
+    for kind, v in iter_events(text):
+        if kind == "round_end_fleet":
+            rounds[(client, v["round"])] = ClientRound(client, v["round"], v["profile"], v["seconds"], v["compute_s"],
+                                                       v["transfer_s"], v["waiting_s"], v["emulated_s"])
+        elif kind == "resume":  # an aborted attempt's later rounds are superseded
+            for key in [k for k in rounds if k[0] == client and k[1] >= v["round"]]:
+                del rounds[key]
+        elif kind == "evaluate" and v["acc"] is not None:
+            last_acc[client] = v["acc"]
+
+
+def _read_server(log: Path) -> dict[int, ServerRound]:
+    rounds: dict[int, ServerRound] = {}
+    try:
+        lines = log.read_bytes().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return rounds
+    for line in lines:
+        event = parse_line(line)
+        if event is None or "round" not in event.values:
+            continue
+        v = event.values
+        r = rounds.setdefault(v["round"], ServerRound(v["round"]))
+        if event.kind == "server_round_start":
+            r.start = event.time
+        elif event.kind == "server_sampled":
+            r.sampled = list(v["partitions"])
+        elif event.kind == "server_offline":
+            r.offline = list(v["partitions"])
+        elif event.kind == "server_round_clock":
+            r.stragglers, r.offline_count = list(v["stragglers"]), v["offline"]
+            r.deadline_s, r.emulated_s, r.real_s = v["deadline_s"] or 0.0, v["emulated_s"], v["seconds"]
+    return {n: r for n, r in rounds.items() if r.start is not None or r.emulated_s is not None}
+
+
+def read_fleet_run(folder: str | Path, info: dict) -> FleetRun:
+    """The run in ``folder`` (``info``: its run.json) read back; FleetStatsError when it has no fleet."""
+    folder = Path(folder)
+    profiles = _profiles(info)
+    if not profiles:
+        raise FleetStatsError(f"run {folder.name} has no fleet (run.json holds none: it ran without --fleet)")
+    found: dict[tuple[int, int], ClientRound] = {}
+    last_acc: dict[int, float] = {}
+    for log in folder.glob("client_*/client.log"):
+        client = _client_number(log.parent)
+        if client is not None:
+            _read_client(log, client, found, last_acc)
+    oom: dict[int, int] = {}
+    for entry in info.get("restarts") or []:
+        if "out of memory" in str(entry.get("cause") or "") and isinstance(entry.get("client"), int):
+            oom[entry["client"]] = oom.get(entry["client"], 0) + 1
+    virtual = bool((info.get("plan") or {}).get("virtual"))
+    return FleetRun(folder.name, virtual, profiles, sorted(found.values(), key=lambda c: (c.round, c.client)),
+                    _read_server(folder / "server" / "server.log"), last_acc, oom)
+
+
+def offline_rounds(run: FleetRun, client: int) -> int:
+    """Rounds the client was not sampled in because it was offline."""
+    count = 0
+    for r in run.rounds.values():
+        if r.offline is not None:
+            count += client in r.offline
+        elif r.offline_count and r.sampled:
+            count += client not in r.sampled
+    return count
+
+
+def _p95(values: list[float]) -> float:
+    """The 95th percentile, linear between the closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    rank = 0.95 * (len(ordered) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def by_profile(run: FleetRun) -> pd.DataFrame:
+    """One row per profile (in the fleet's order): see BY_PROFILE_COLUMNS and the module's docstring."""
+    rows = {}
+    for profile in run.profiles:
+        clients = list(profile.clients)
+        mine = [cr for cr in run.client_rounds if cr.client in profile.clients]
+        times = [run.round_time(cr) for cr in mine]
+        accs = [run.last_acc[c] for c in clients if c in run.last_acc]
+        rows[profile.name] = {
+            "clients": len(clients),
+            "rounds": len(mine),
+            "mean_s": sum(times) / len(times) if times else math.nan,
+            "p95_s": _p95(times),
+            "stragglers": sum(s in profile.clients for r in run.rounds.values() for s in r.stragglers),
+            "oom_kills": sum(run.oom_kills.get(c, 0) for c in clients),
+            "offline_rounds": sum(offline_rounds(run, c) for c in clients),
+            "acc": sum(accs) / len(accs) if accs else math.nan,
+        }
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=BY_PROFILE_COLUMNS)
+    frame.index.name = "profile"
+    return frame
+
+
+def plot_timeline(run: FleetRun, out: Path) -> list:
+    """Each round a group of horizontal bars, one per client-round (receive to reply), coloured by profile;
+    the deadline a vertical line per round, stragglers hatched (a cross where a straggler never replied).
+    Returns the bars (matplotlib Rectangles), one per client-round with a round end line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    starts = run.round_starts()
+    colours = {p.name: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(run.profiles)}
+    by_round: dict[int, dict[int, ClientRound]] = {}
+    for cr in run.client_rounds:
+        by_round.setdefault(cr.round, {})[cr.client] = cr
+    numbers = sorted(set(by_round) | set(run.rounds))
+    rows = sum(len(set(by_round.get(n, {})) | set((run.rounds.get(n) or ServerRound(n)).sampled)) for n in numbers)
+    height = min(60.0, 2.0 + 0.18 * rows + 0.3 * len(numbers))
+    fig, ax = plt.subplots(figsize=(10, height))
+    bars, y, ticks, labels = [], 0.0, [], []
+    for number in numbers:
+        server = run.rounds.get(number) or ServerRound(number)
+        start = starts.get(number)
+        mine = by_round.get(number, {})
+        clients = sorted(set(mine) | set(server.sampled))
+        top = y
+        for client in clients:
+            cr = mine.get(client)
+            straggler = client in server.stragglers
+            if cr is not None and start is not None:
+                receive = start + (0.0 if run.virtual else cr.waiting_s)
+                length = cr.emulated_s if run.virtual else cr.seconds
+                colour = colours.get(cr.profile, "grey")
+                bar = ax.barh(y, length, left=receive, height=0.8, color=colour,
+                              hatch="///" if straggler else None, edgecolor="black" if straggler else colour,
+                              linewidth=0.6)
+                bars.extend(bar.patches)
+            elif straggler and start is not None and server.deadline_s:
+                ax.plot([start + server.deadline_s], [y], marker="x", color="black")
+            y += 1
+        if start is not None and server.deadline_s:
+            ax.vlines(start + server.deadline_s, top - 0.5, y - 0.5, colors="red", linestyles="--", linewidth=1.2)
+        if clients:
+            ticks.append((top + y - 1) / 2)
+            labels.append(f"round {number}")
+        y += 1  # a gap between rounds
+    ax.set_xlim(left=0)
+    ax.set_yticks(ticks, labels)
+    ax.invert_yaxis()
+    clock = "emulated" if run.virtual else "real"
+    ax.set_xlabel(f"seconds from the first round's start ({clock})")
+    ax.set_title(f"{run.name}: each client from receive to reply, {clock} time "
+                 f"({'virtual' if run.virtual else 'process'} mode)")
+    handles = [Patch(color=colours[p.name], label=p.name) for p in run.profiles]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="straggler (cut)"))
+    if any(r.deadline_s for r in run.rounds.values()):
+        handles.append(plt.Line2D([], [], color="red", linestyle="--", label="deadline"))
+    ax.legend(handles=handles, loc="best", fontsize="small")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(out, dpi=100)
+    finally:
+        plt.close(fig)
+    return bars

@@ -1,0 +1,257 @@
+"""fl-stats --by profile and --plot-timeline on an emulated fleet's run: logs written here in the real formats
+(contract.loglines.LogWriter) and one real virtual-mode run, judged by numbers this file computes itself with
+its own regexes from the log lines and run.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from pathlib import Path
+
+import pytest
+
+from contract.loglines import LogWriter
+from launcher.stats.fleet import plot_timeline, read_fleet_run
+from tests.helpers import run, runs, wait_until_nothing_tagged
+
+PROFILES = [{"name": "pi4", "clients": [0, 2]}, {"name": "rest", "clients": [2, 4]}]
+
+
+def _run_json(folder: Path, fleet: bool = True, virtual: bool = False, restarts=()) -> None:
+    data = {"run_id": folder.name, "kill_tag": "t", "status": "finished", "task": "train", "options": {},
+            "settings": {}, "plan": {"nodes": [], "devices": [], "virtual": {"workers": 2} if virtual else None},
+            "processes": [], "restarts": list(restarts)}
+    if fleet:
+        data["fleet"] = {"file": "fleet.toml", "clients": 4, "profiles": PROFILES}
+    (folder / "run.json").write_text(json.dumps(data))
+
+
+def _client_round(log: LogWriter, rnd: int, acc: float, profile: str, seconds: float, waiting: float,
+                  emulated: float) -> None:
+    log.write("round_start", round=rnd, rounds=2)
+    log.write("evaluate", acc=acc)
+    log.write("round_end_fleet", round=rnd, seconds=seconds, peak_mib=300.0, recv_bytes=1000, sent_bytes=1000,
+              num_train=80, num_test=20, profile=profile, compute_s=seconds, transfer_s=0.5, waiting_s=waiting,
+              emulated_s=emulated)
+
+
+def _written_run(tmp_path: Path, virtual: bool = False) -> Path:
+    """4 clients, 2 rounds. Round 1: client 1 offline, client 0 a straggler (cut at the 5 s deadline, no
+    reply). Round 2: everyone; client 3 a straggler that replied late. Client 1 was killed once for memory."""
+    folder = tmp_path / "r1"
+    folder.mkdir()
+    _run_json(folder, virtual=virtual, restarts=[
+        {"client": 1, "role": "supernode", "cause": "out of memory (profile pi4)"},
+        {"client": 2, "role": "supernode", "cause": "exit code 1"}])
+    server = LogWriter(folder / "server" / "server.log", "FLServer")
+    server.write("server_offline", round=1, partitions=[1])
+    server.write("server_round_start", round=1, rounds=2, sampled=3)
+    server.write("server_sampled", round=1, partitions=[0, 2, 3])
+    server.write("server_round_clock", round=1, emulated_s=4.0, seconds=5.0, deadline_s=5.0, sampled=3, replies=2,
+                 offline=1, stragglers=[0])
+    server.write("server_offline", round=2, partitions=[])
+    server.write("server_round_start", round=2, rounds=2, sampled=4)
+    server.write("server_sampled", round=2, partitions=[0, 1, 2, 3])
+    server.write("server_round_clock", round=2, emulated_s=3.0, seconds=4.0, deadline_s=5.0, sampled=4, replies=3,
+                 offline=0, stragglers=[3])
+    server.close()
+    logs = {c: LogWriter(folder / f"client_{c}" / "client.log", "FLClient") for c in range(4)}
+    logs[0].write("round_start", round=1, rounds=2)
+    logs[0].write("evaluate", acc=0.1)  # cut at the deadline before it replied: no round end line
+    _client_round(logs[2], 1, 0.5, "rest", 1.0, 0.5, 1.5)
+    _client_round(logs[3], 1, 0.6, "rest", 2.0, 0.5, 2.5)
+    _client_round(logs[0], 2, 0.3, "pi4", 3.0, 1.0, 9.0)
+    _client_round(logs[1], 2, 0.4, "pi4", 4.0, 2.0, 7.0)
+    _client_round(logs[2], 2, 0.7, "rest", 1.0, 0.0, 1.0)
+    _client_round(logs[3], 2, 0.8, "rest", 6.0, 0.0, 6.5)
+    for log in logs.values():
+        log.close()
+    return folder
+
+
+def _p95(values):
+    ordered = sorted(values)
+    rank = 0.95 * (len(ordered) - 1)
+    low = int(rank)
+    return ordered[low] + (ordered[min(low + 1, len(ordered) - 1)] - ordered[low]) * (rank - low)
+
+
+def _by_profile_json(folder: Path, *extra: str) -> dict:
+    done = run("fl-stats", str(folder), "--by", "profile", "--json", *extra)
+    assert done.returncode == 0, done.stderr
+    return {row["profile"]: row for row in json.loads(done.stdout)["profiles"]}
+
+
+def test_by_profile_on_written_logs_process_mode(tmp_path):
+    rows = _by_profile_json(_written_run(tmp_path))
+    pi4_times = [1.0 + 3.0, 2.0 + 4.0]  # process mode: waiting + task
+    rest_times = [0.5 + 1.0, 0.5 + 2.0, 0.0 + 1.0, 0.0 + 6.0]
+    assert rows["pi4"] == pytest.approx({
+        "profile": "pi4", "clients": 2, "rounds": 2, "mean_s": 5.0, "p95_s": _p95(pi4_times), "stragglers": 1,
+        "oom_kills": 1, "offline_rounds": 1, "acc": (0.3 + 0.4) / 2})
+    assert rows["rest"] == pytest.approx({
+        "profile": "rest", "clients": 2, "rounds": 4, "mean_s": sum(rest_times) / 4, "p95_s": _p95(rest_times),
+        "stragglers": 1, "oom_kills": 0, "offline_rounds": 0, "acc": (0.7 + 0.8) / 2})
+
+
+def test_by_profile_virtual_mode_uses_emulated_times_and_csv(tmp_path):
+    folder = _written_run(tmp_path, virtual=True)
+    rows = _by_profile_json(folder)
+    assert rows["pi4"]["mean_s"] == pytest.approx((9.0 + 7.0) / 2)
+    assert rows["rest"]["p95_s"] == pytest.approx(_p95([1.5, 2.5, 1.0, 6.5]))
+    done = run("fl-stats", str(folder), "--by", "profile", "--csv")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "profile,clients,rounds,mean_s,p95_s,stragglers,oom_kills,offline_rounds,acc"
+    assert lines[1].startswith("pi4,2,2,8.0,")
+    table = run("fl-stats", str(folder), "--by", "profile")
+    assert table.returncode == 0 and "pi4" in table.stdout and "emulated" in table.stdout
+
+
+def test_offline_rounds_without_offline_lines_count_the_unsampled(tmp_path):
+    folder = _written_run(tmp_path)
+    log = folder / "server" / "server.log"
+    log.write_text("".join(line for line in log.read_text().splitlines(True) if "offline clients:" not in line))
+    rows = _by_profile_json(folder)
+    assert (rows["pi4"]["offline_rounds"], rows["rest"]["offline_rounds"]) == (1, 0)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_plot_timeline_draws_one_bar_per_client_round(tmp_path):
+    folder = _written_run(tmp_path)
+    bars = plot_timeline(read_fleet_run(folder, json.loads((folder / "run.json").read_text())), tmp_path / "t.png")
+    assert len(bars) == 6  # the round end lines written above
+    # process mode: from the round's start + waiting, as long as the task; client 0's round 2 bar
+    starts = sorted((b.get_x(), b.get_width()) for b in bars)
+    assert any(w == pytest.approx(3.0) for _, w in starts)
+    assert sum(b.get_hatch() is not None for b in bars) == 1  # client 3 in round 2 (client 0 in round 1: no bar)
+    out = tmp_path / "cli.png"
+    done = run("fl-stats", str(folder), "--plot-timeline", str(out))
+    assert done.returncode == 0, done.stderr
+    width, height = _png_size(out)
+    assert width >= 600 and height >= 300 and out.stat().st_size > 5000
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    folder = tmp_path / "plain"
+    (folder / "client_0").mkdir(parents=True)
+    _run_json(folder, fleet=False)
+    (folder / "client_0" / "client.log").write_text("")
+    done = run("fl-stats", str(folder), "--by", "profile")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "run plain has no fleet" in done.stderr
+    fleet_run = _written_run(tmp_path)
+    (tmp_path / "a_file").write_text("")
+    # /proc refuses new files even to root; a file's "folder"; a missing folder; a folder as the file
+    for target in (Path("/proc/fl-stats-test.png"), tmp_path / "a_file" / "t.png", tmp_path / "missing" / "t.png",
+                   tmp_path):
+        done = run("fl-stats", str(fleet_run), "--plot-timeline", str(target))
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--plot-timeline" in done.stderr, done.stderr
+    done = run("fl-stats", str(fleet_run), "--plot-timeline", str(tmp_path / "t.png"), "--csv")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+
+
+FLEET_TOML = """\
+[[profile]]
+name = "pi4"
+clients = 4
+cpu = 0.1
+down = "8Mbit"
+up = "2Mbit"
+latency = "40ms"
+availability = 0.6
+
+[[profile]]
+name = "rest"
+clients = "rest"
+cpu = 1.0
+availability = 0.9
+"""
+
+ROUND_END = re.compile(r"iteration:(\d+) end time:([\d.]+)s .* profile:(\S+) compute:[\d.]+s transfer:[\d.]+s "
+                       r"waiting:([\d.]+)s emulated:([\d.]+)s$")
+EVALUATE = re.compile(r"\[evaluate\] evaluate acc: ([\d.]+)$")
+STRAGGLERS = re.compile(r"iteration:(\d+) clock .* stragglers:\[([\d, ]*)\]$")
+OFFLINE = re.compile(r"iteration:(\d+) offline clients:\[([\d, ]*)\]$")
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+@pytest.fixture(scope="module")
+def virtual_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fleet-run")
+    (root / "fleet.toml").write_text(FLEET_TOML)
+    tag = "t-fleet-stats"
+    try:
+        done = run("fl-launch", "--client-num", "16", "--rounds", "2", "--local-epochs", "1", "--fleet",
+                   str(root / "fleet.toml"), "--log-dir", str(root / "logs"), "--min-clients", "2",
+                   "--round-deadline", "2", "--mode", "virtual", "--kill-tag", tag, timeout=240)
+    finally:
+        assert wait_until_nothing_tagged(tag) == []
+    assert done.returncode == 0, done.stderr[-2000:]
+    return runs(root / "logs")[-1]
+
+
+def _expected(folder: Path) -> dict:
+    """Per profile, from the log lines (this file's regexes) and run.json alone."""
+    info = json.loads((folder / "run.json").read_text())
+    ranges = {p["name"]: range(*p["clients"]) for p in info["fleet"]["profiles"]}
+    stragglers, offline = [], []
+    for line in (folder / "server" / "server.log").read_text().splitlines():
+        if m := STRAGGLERS.search(line):
+            stragglers += _numbers(m.group(2))
+        if m := OFFLINE.search(line):
+            offline += _numbers(m.group(2))
+    times, profile_seen, last_acc = {}, {}, {}
+    for log in folder.glob("client_*/client.log"):
+        client = int(log.parent.name.split("_")[1])
+        for line in log.read_text().splitlines():
+            if m := ROUND_END.search(line):
+                times.setdefault(client, []).append(float(m.group(5)))  # virtual mode: the emulated time
+                profile_seen[client] = m.group(3)
+            if m := EVALUATE.search(line):
+                last_acc[client] = float(m.group(1))
+    oom = [r["client"] for r in info.get("restarts", []) if "out of memory" in r["cause"]]
+    out = {}
+    for name, clients in ranges.items():
+        assert all(profile_seen[c] == name for c in clients if c in profile_seen)
+        mine = [t for c in clients for t in times.get(c, [])]
+        accs = [last_acc[c] for c in clients if c in last_acc]
+        out[name] = {"profile": name, "clients": len(clients), "rounds": len(mine),
+                     "mean_s": sum(mine) / len(mine) if mine else None, "p95_s": _p95(mine) if mine else None,
+                     "stragglers": sum(s in clients for s in stragglers), "oom_kills": sum(c in clients for c in oom),
+                     "offline_rounds": sum(c in clients for c in offline),
+                     "acc": sum(accs) / len(accs) if accs else None}
+    return out
+
+
+def test_real_virtual_run_by_profile_and_timeline(virtual_run, tmp_path):
+    expected = _expected(virtual_run)
+    rows = _by_profile_json(virtual_run)
+    assert set(rows) == {"pi4", "rest"}
+    for name, want in expected.items():
+        assert rows[name] == pytest.approx(want, rel=1e-3), name
+    # the fleet did what it was told: the slow profile is cut at the 2 s deadline, clients were offline
+    assert expected["pi4"]["stragglers"] >= 1 and expected["pi4"]["mean_s"] > 2.0
+    assert expected["rest"]["mean_s"] < 2.0
+    assert sum(row["offline_rounds"] for row in expected.values()) >= 1
+    client_rounds = sum(row["rounds"] for row in expected.values())
+    assert client_rounds > 16
+    bars = plot_timeline(read_fleet_run(virtual_run, json.loads((virtual_run / "run.json").read_text())),
+                         tmp_path / "timeline.png")
+    assert len(bars) == client_rounds
+    assert all(math.isfinite(b.get_width()) and b.get_width() > 0 for b in bars)
+    out = tmp_path / "cli.png"
+    done = run("fl-stats", str(virtual_run), "--plot-timeline", str(out))
+    assert done.returncode == 0, done.stderr
+    width, height = _png_size(out)
+    assert width >= 600 and height >= 400
