@@ -47,6 +47,7 @@ class RunSettings:
     beta_1: float = 0.9  # fedadam, fedyogi
     beta_2: float = 0.99  # fedadam, fedyogi
     tau: float = 0.001  # fedadam, fedyogi, fedadagrad
+    virtual: bool = False  # the clients run on Flower's simulation runtime (fl-launch --mode virtual)
     round_deadline: float = 0.0  # seconds; > 0: a round closes then with the replies it has (simulator.strategy)
     overcommit: float = 1.0  # > 1: sample ceil(K x overcommit) clients, aggregate the first K replies
 

@@ -32,11 +32,6 @@ from contract.run_settings import RunSettings
 EMULATED_METRIC = "emulated-s"
 
 
-def is_simulation_grid(grid) -> bool:
-    """True under Flower's simulation runtime (its InMemoryGrid), where the clients are virtual."""
-    return any(cls.__name__ == "InMemoryGrid" for cls in type(grid).__mro__)
-
-
 def emulated_of(reply: Message) -> float:
     metrics = reply.content["metrics"] if "metrics" in reply.content else {}
     return float(metrics.get(EMULATED_METRIC, 0.0))

@@ -28,7 +28,7 @@ from contract.fleet import read_fleet_json
 from contract.loglines import LogWriter
 from contract.lost_nodes import read_lost
 from contract.run_settings import RunSettings
-from simulator.fleet_rounds import FleetRounds, is_simulation_grid
+from simulator.fleet_rounds import FleetRounds
 from simulator.model import model_for
 from simulator.quick_grid import QuickPollGrid
 from simulator.round_outcome import Missing, RunNotDone, not_aggregated_reason
@@ -44,7 +44,7 @@ def main(grid: Grid, context: Context) -> None:
     torch.set_num_threads(max(1, settings.torch_threads))
     log = LogWriter(Path(settings.run_dir) / "server" / "server.log", "FLServer")
     # a fleet (RUN/fleet.json), a deadline, over-commit: on the emulated clock under the simulation runtime
-    rounds = FleetRounds(settings, read_fleet_json(settings.run_dir), virtual=is_simulation_grid(grid))
+    rounds = FleetRounds(settings, read_fleet_json(settings.run_dir), virtual=settings.virtual)
     grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir),
                          after_push=lambda: ring_all(settings.run_dir, "supernode"))
     try:
