@@ -349,4 +349,4 @@ def test_a_run_without_fleet_has_no_link_and_no_fleet_cgroup(tmp_path):
     assert not any("launcher.fleet.link" in c for c in seen["children"]), seen["children"]
     info = live.info()
     assert info.get("fleet") is None and info.get("fleet_enforcement") is None
-    assert "fleet" not in live.output
+    assert "fleet limits" not in live.output and "fleet links" not in live.output
