@@ -138,8 +138,9 @@ class EmulatedFleet:
         handle = self.handles.get(client)
         if handle is None:
             profile = self.fleet.profile_of(client)
-            handle = self.limiter.limit(f"{self.name}-client-{client}",
-                                        ClientLimits(cpu=profile.cpu, memory=profile.memory), profile=profile.name)
+            # a memory-only profile: a whole core (ClientLimits takes no None share)
+            limits = ClientLimits(cpu=profile.cpu if profile.cpu is not None else 1.0, memory=profile.memory)
+            handle = self.limiter.limit(f"{self.name}-client-{client}", limits, profile=profile.name)
             self.handles[client] = handle
         for proc in procs:
             if proc.alive:
