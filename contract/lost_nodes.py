@@ -5,6 +5,9 @@
     set_away(run_dir, "pi-01", set())           # ... and when it is back
     read_lost(run_dir)                          # the ServerApp, while it waits for replies
     # {6909533205536486083}
+    add_lost_client(run_dir, 3)                 # a client lost for good before its node registered
+    read_lost_clients(run_dir)                  # the ServerApp waits for that many fewer nodes
+    # {3}
 
 Flower notices a lost SuperNode only after about a minute of missed heartbeats;
 the launcher sees its process end at once and writes the node id here
@@ -19,6 +22,7 @@ from pathlib import Path
 
 NAME = Path("server") / "lost_nodes.json"  # for good: dead processes
 AWAY = Path("server") / "away_nodes.json"  # for now: {device: [node ids]} while it is unreachable
+LOST_CLIENTS = Path("server") / "lost_clients.json"  # for good, before their node had an id: client numbers
 
 
 def _load(path: Path, empty):
@@ -54,3 +58,15 @@ def set_away(run_dir: str | Path, device: str, node_ids: set[int]) -> None:
     data = _load(path, {})
     data[device] = sorted(node_ids)
     _store(path, data)
+
+
+def add_lost_client(run_dir: str | Path, client: int) -> None:
+    path = Path(run_dir) / LOST_CLIENTS
+    _store(path, sorted({int(c) for c in _load(path, [])} | {int(client)}))
+
+
+def read_lost_clients(run_dir: str | Path) -> set[int]:
+    try:
+        return {int(c) for c in _load(Path(run_dir) / LOST_CLIENTS, [])}
+    except (TypeError, ValueError):
+        return set()

@@ -35,7 +35,7 @@ from flwr.serverapp.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYog
 
 from contract.fleet import FleetRound, round_acknowledged, write_fleet_round
 from contract.loglines import LogWriter, client_log_path
-from contract.lost_nodes import read_lost
+from contract.lost_nodes import read_lost, read_lost_clients
 from contract.run_layout import client_dir_name
 from contract.run_settings import STRATEGY_NAMES, RunSettings, checkpoint_path
 from simulator.fleet_rounds import Cut, FleetRounds
@@ -58,8 +58,10 @@ def pooled_accuracy(replies: Iterable[Message]) -> tuple[float, int]:
 
 
 def wait_for_nodes(grid: Grid, count: int, run_dir: str, poll: float = 0.2) -> list[int]:
-    """The connected nodes not known to be lost or away, once there are at least ``count``."""
-    while len(nodes := [n for n in grid.get_node_ids() if n not in read_lost(run_dir)]) < count:
+    """The connected nodes not known to be lost or away, once there are at least ``count`` less the clients
+    lost for good before they ever connected (contract.lost_nodes)."""
+    while len(nodes := [n for n in grid.get_node_ids() if n not in read_lost(run_dir)]) < max(
+            1, count - len(read_lost_clients(run_dir))):
         time.sleep(poll)
     return nodes
 

@@ -231,9 +231,9 @@ def test_cpu_fallback_duty_cycles_the_client(tmp_path):
 # --- memory -----------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_memory_limit_kills_and_restarts_then_loses_the_client(tmp_path):
-    """The resident-set watchdog (fallback): a client (~340 MiB resident) over a 150 MiB limit is killed.
-    (On cgroup v1 the same limit does not bite: the pages a client shares with the fork server that started it
-    are charged to the fork server's group, so the group holds only what the client allocates itself.)"""
+    """A client (~340 MiB resident) over a 150 MiB limit is killed, restarted once, then lost; the run goes on
+    with the other two. The limit is on the client's resident sets added up (a cgroup alone would charge the
+    pages it shares with the fork server to the fork server), whatever the backend (this machine: cgroup v1)."""
     fleet = _write(tmp_path / "fleet.toml", '[[profile]]\nname = "tiny"\nclients = 1\nmemory = "150MiB"\n')
     limits = set()
 
@@ -246,7 +246,7 @@ def test_memory_limit_kills_and_restarts_then_loses_the_client(tmp_path):
                 pass
 
     live = LiveRun(tmp_path, "--client-num", "3", "--rounds", "2", "--min-clients", "2", "--max-restarts", "1",
-                   "--round-timeout", "120", "--fleet", str(fleet), env={"FL_LAUNCH_LIMITS": "fallback"}).wait(sample)
+                   "--round-timeout", "120", "--fleet", str(fleet)).wait(sample)
     info = live.info()
     restarts = [r for r in info.get("restarts", []) if r["client"] == 0]
     assert [r["cause"] for r in restarts] == ["out of memory (profile tiny)"] * 2, (restarts, live.output)
@@ -256,15 +256,10 @@ def test_memory_limit_kills_and_restarts_then_loses_the_client(tmp_path):
         ("client_restart", "out of memory (profile tiny)"), ("client_lost", "out of memory (profile tiny)")]
     if info["fleet_enforcement"]["limits"].startswith("cgroup v1"):
         assert str(150 * 2**20) in limits, limits
-    # the rest decide. Known gap: a client lost before its node registered (node_id None) is not marked lost,
-    # so round 1 still waits for all 3 clients and the run fails at its start timeout instead of going on
-    # with 2 (--min-clients 2). Either way it ends, and without client 0's rounds.
-    assert info["status"] in ("finished", "failed"), info["status"]
+    # lost before its node registered: the server stops waiting for it and the run goes on with the other two
+    assert info["status"] == "finished", (info["status"], info.get("reason"))
     ends = [v for k, v in live.events("server/server.log") if k == "server_round_end"]
-    if info["status"] == "finished":
-        assert len(ends) == 2 and all(v["replies"] == 2 for v in ends), ends
-    else:
-        assert ends == [] and "did not start" in info["reason"], info["reason"]
+    assert len(ends) == 2 and all(v["replies"] == 2 for v in ends), ends
     assert not any(k in ("round_end", "round_end_fleet") for k, _ in log)
 
 

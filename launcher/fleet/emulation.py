@@ -13,7 +13,9 @@ whose profile has a link (rate, latency, loss) or an availability or trace gets 
 (launcher.fleet.link, a process of role ``link`` in the run's table) between its SuperNode and the
 SuperLink; one with cpu or memory gets a limit handle (launcher.fleet.limits: cgroups where the machine
 lets us write them, else SIGSTOP/SIGCONT and a resident-memory watchdog) holding its SuperNode, its task
-host and every task the host forks. The ServerApp writes, before it samples a round, which clients are
+host and every task the host forks. Memory is also watched as the client's resident sets added up (a
+device holds every page its processes use, even those this machine shares with the fork server); above
+the profile's memory the client is killed whole, the cause "out of memory (profile X)". The ServerApp writes, before it samples a round, which clients are
 offline (contract.fleet.FleetRound); their links are cut until they are back online. A trace's windows
 are followed on the run's clock between rounds too, so a client can drop out mid-round.
 """
@@ -25,6 +27,8 @@ import signal
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from contract.fleet import FLEET_ROUND_FILE, Fleet, acknowledge_round, read_fleet_round
 from contract.run_layout import client_dir
@@ -54,11 +58,15 @@ class EmulatedFleet:
         self._clock: tuple[float, float] | None = None  # (run clock, monotonic time) when that file was read
         self._offline: set[int] = set()
         self._to_acknowledge: int | None = None
-        self._ooms_seen: dict[int, int] = {}  # per client: OOM kills already acted on
+        self._ooms_seen: dict[int, int] = {}  # per client: OOM kills already told as an exit's cause
+        self._rss_kills: dict[int, int] = {}  # per client: kills by the resident-memory watch
 
     def describe(self) -> dict:
         """How each limit is enforced, for run.json and the console."""
+        memory = any(self.fleet.profile_of(c).memory is not None for c in self.limited)
         return {"limits": self.limiter.description if self.limiter else None,
+                "memory": ("the client's processes' resident memory added up, watched every poll (0.25 s); "
+                           "the client is killed whole above its profile's memory") if memory else None,
                 "links": (f"user-space link emulator ({FLEET_LINK}), one process per client, "
                           f"for {len(self.linked)} of {self.fleet.num_clients} clients") if self.linked else None}
 
@@ -102,6 +110,7 @@ class EmulatedFleet:
         for client, handle in self.handles.items():
             if handle.oom_kills() > self._ooms_seen.get(client, 0) and handle.pids():
                 handle.kill()  # cgroup v1's OOM killer takes one process; the client goes whole
+        self._watch_memory()
 
     def _read_round(self) -> None:
         path = self.run_dir / FLEET_ROUND_FILE
@@ -146,13 +155,29 @@ class EmulatedFleet:
             if proc.alive:
                 handle.add(proc.pid)
 
+    def _ooms(self, client: int) -> int:
+        """Out-of-memory kills of the client: by its backend (a cgroup's OOM killer) and by the RSS watch."""
+        return self.handles[client].oom_kills() + self._rss_kills.get(client, 0)
+
+    def _watch_memory(self) -> None:
+        """A device's memory holds every page its processes use: the client's resident sets added up
+        (pages this machine shares with the fork server count in full, as they would on the device)
+        may not pass the profile's memory; above it the client is killed whole."""
+        for client, handle in self.handles.items():
+            limit = self.fleet.profile_of(client).memory
+            pids = handle.pids()
+            if limit is None or not pids:
+                continue
+            if resident_bytes(pids) > limit:
+                self._rss_kills[client] = self._rss_kills.get(client, 0) + 1
+                handle.kill()
+
     def exit_cause(self, client: int) -> str | None:
-        """Why the client's process exited, when its limit killed it (each OOM kill told once)."""
-        handle = self.handles.get(client)
-        if handle is None or handle.oom_kills() <= self._ooms_seen.get(client, 0):
+        """Why the client's process exited, when its memory limit killed it (each kill told once)."""
+        if client not in self.handles or self._ooms(client) <= self._ooms_seen.get(client, 0):
             return None
-        self._ooms_seen[client] = handle.oom_kills()
-        return handle.cause()
+        self._ooms_seen[client] = self._ooms(client)
+        return f"out of memory (profile {self.fleet.profile_of(client).name})"
 
     def close(self) -> None:
         for handle in self.handles.values():
@@ -160,3 +185,14 @@ class EmulatedFleet:
         self.handles.clear()
         if self.limiter is not None:
             self.limiter.close()
+
+
+def resident_bytes(pids) -> int:
+    """The resident memory of these processes, added up (shared pages counted in each)."""
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            continue
+    return total

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from contract.fleet import read_fleet_json
 from contract.loglines import Event, LogWriter
-from contract.lost_nodes import add_lost
+from contract.lost_nodes import add_lost, add_lost_client
 from launcher.apps.task_log import task_failures
 from launcher.devices.remote import AgentStart, RemoteError, devices_of
 from launcher.devices.run_devices import RunDevices
@@ -248,6 +248,8 @@ class Supervisor:
     def _record_restart(self, entry: dict, host: str) -> None:
         if entry["node_id"] is not None:
             add_lost(self.folder.path, entry["node_id"])  # the server stops sampling it and waiting for it
+        elif not entry["restarted"]:  # gone for good before its node registered: the server stops waiting
+            add_lost_client(self.folder.path, entry["client"])
         what = f"restarted ({entry['restart']})" if entry["restarted"] else "no restart left"
         self.view.message(f"client {entry['client']} on {host}: {entry['role']} {entry['cause']}; {what}")
         self.folder.edit(lambda d: d.setdefault("restarts", []).append(dict(entry, host=host)))
