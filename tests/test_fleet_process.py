@@ -254,8 +254,7 @@ def test_memory_limit_kills_and_restarts_then_loses_the_client(tmp_path):
     log = live.events("client_0/client.log")
     assert [(k, v["cause"]) for k, v in log if k in ("client_restart", "client_lost")] == [
         ("client_restart", "out of memory (profile tiny)"), ("client_lost", "out of memory (profile tiny)")]
-    if info["fleet_enforcement"]["limits"].startswith("cgroup v1"):
-        assert str(150 * 2**20) in limits, limits
+    assert "resident memory" in info["fleet_enforcement"]["memory"]
     # lost before its node registered: the server stops waiting for it and the run goes on with the other two
     assert info["status"] == "finished", (info["status"], info.get("reason"))
     ends = [v for k, v in live.events("server/server.log") if k == "server_round_end"]
