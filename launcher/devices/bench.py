@@ -1,0 +1,358 @@
+"""``fl-launch --hosts FILE --check --bench``: each device measured against this machine, as a fleet.toml.
+
+    spec = BenchSpec(dataset="digits", batch_size=32)
+    here = compute_here(spec)                              # Compute: seconds per batch on this machine
+    benches = bench_devices(devices, ssh_config, here, memory={"pi-01": 900 * 2**20})
+    print(fleet_toml(benches, here))                       # one [[profile]] per device
+
+Compute: a few batches of the run's model (the built-in LeNet5 at the data set's image shape, one torch
+thread) trained for about COMPUTE_SECONDS of wall time, here and on each device (its own Python, with
+fl-launch installed: --check verifies it); cpu = this machine's time per batch / the device's, capped to
+1.0 and floored at 0.01 (launcher.fleet.profiles reads a share of one core of this machine).
+Wall time, not CPU time: a device held to part of a core (a quota, a slow clock) is slower by the wall.
+The link: one SSH master connection per device; down is `head -c N /dev/zero` read back here, up is N
+bytes fed to `wc -c` there (less the time of an empty such command), each N grown until the transfer
+lasts LINK_SECONDS; latency is half the median round trip of one byte echoed by `cat` in an open session.
+Devices are measured one after another, so that devices sharing this machine's cores (test namespaces)
+do not slow each other.
+
+The output is the fleet file launcher.fleet.profiles reads: name (the host, made a safe profile name),
+clients (its slots), cpu, memory (the device's available memory), down, up, latency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from contract.errors import InputError
+from launcher.devices.hosts import Device
+from launcher.devices.remote import RemoteDevice
+from launcher.devices.ssh import Ssh, last_line
+
+COMPUTE_SECONDS = 1.5
+LINK_SECONDS = 0.4
+LINK_FIRST = 64 * 1024
+LINK_MAX = 256 * 2**20
+ECHOES = 15
+CPU_MIN = 0.01
+SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+# Run with the Python of this machine and of each device: argv[1] is the JSON of BenchSpec plus "shape".
+COMPUTE_PROBE = r"""
+import json, sys, time
+spec = json.loads(sys.argv[1])
+import torch
+from simulator.model import LeNet5
+from simulator.training import train
+shape, classes = spec.get("shape"), spec.get("num_classes") or 10
+if shape is None:
+    dataset, data_dir = spec["dataset"], spec.get("data_dir")
+    if dataset == "digits":
+        shape, classes = [1, 32, 32], 10
+    elif dataset == "cifar10":
+        shape, classes = [3, 32, 32], 10
+    elif dataset == "synthetic":
+        shape = [3, 32, 32]
+    elif dataset == "femnist":
+        from simulator.femnist import open_femnist
+        source = open_femnist(data_dir)
+        shape, classes = [source.channels, 32, 32], source.num_classes
+    elif dataset == "npz":
+        from simulator.npz_split import open_npz_split
+        split = open_npz_split(data_dir)
+        shape, classes = list(split.shape), split.num_classes
+    else:
+        raise SystemExit(f"unknown data set {dataset!r}")
+torch.set_num_threads(1)
+torch.manual_seed(0)
+batch, per_call = spec["batch_size"], 4
+x = torch.randn(batch * per_call, *shape)
+y = torch.randint(0, classes, (batch * per_call,))
+model = LeNet5(shape[0], classes)
+train(model, x, y, epochs=1, batch_size=batch, lr=1e-3, seed=0)  # warm: first calls allocate
+calls, cpu0, t0 = 0, time.process_time(), time.perf_counter()
+while time.perf_counter() - t0 < spec["seconds"]:
+    train(model, x, y, epochs=1, batch_size=batch, lr=1e-3, seed=calls)
+    calls += 1
+wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+print(json.dumps({"shape": shape, "num_classes": classes, "batches": calls * per_call, "wall": wall, "cpu": cpu}))
+"""
+
+
+class BenchError(InputError):
+    """This machine's own measurement failed (a data set it cannot read): one line."""
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """The run's data shape: the image shape comes from the data set (femnist, npz: read in data_dir)."""
+
+    dataset: str = "digits"
+    batch_size: int = 32
+    num_classes: int = 10
+    data_dir: str | None = None
+    seconds: float = COMPUTE_SECONDS
+
+
+@dataclass(frozen=True)
+class Compute:
+    shape: tuple[int, ...]
+    num_classes: int
+    batch_size: int
+    batches: int
+    wall: float     # seconds for all the batches
+    cpu: float      # CPU seconds of the process meanwhile
+
+    @property
+    def per_batch(self) -> float:
+        return self.wall / self.batches
+
+
+@dataclass(frozen=True)
+class Link:
+    down: float     # bits per second, device -> here
+    up: float       # bits per second, here -> device
+    rtt: float      # seconds, one byte there and back
+    down_bytes: int
+    up_bytes: int
+
+
+@dataclass
+class DeviceBench:
+    host: str
+    slots: int
+    memory: int | None = None          # bytes available on the device
+    compute: Compute | None = None
+    link: Link | None = None
+    problem: str | None = None
+
+    def cpu(self, here: Compute) -> float | None:
+        if self.compute is None:
+            return None
+        return min(1.0, max(CPU_MIN, here.per_batch / self.compute.per_batch))
+
+
+def _spec_json(spec: BenchSpec, shape: Compute | None) -> str:
+    data = {"dataset": spec.dataset, "data_dir": spec.data_dir, "batch_size": spec.batch_size,
+            "num_classes": spec.num_classes, "seconds": spec.seconds, "shape": None}
+    if shape is not None:
+        data.update(shape=list(shape.shape), num_classes=shape.num_classes)
+    return json.dumps(data)
+
+
+def _read_compute(stdout: bytes, batch_size: int) -> Compute:
+    facts = json.loads(last_line(stdout))
+    return Compute(tuple(facts["shape"]), int(facts["num_classes"]), batch_size, int(facts["batches"]),
+                   float(facts["wall"]), float(facts["cpu"]))
+
+
+def compute_here(spec: BenchSpec) -> Compute:
+    """The batches on this machine, in a fresh process of this Python (as the device runs them in its own)."""
+    done = subprocess.run([sys.executable, "-c", COMPUTE_PROBE, _spec_json(spec, None)], capture_output=True,
+                          timeout=120 + spec.seconds)
+    if done.returncode != 0:
+        raise BenchError(f"--bench: the model's batches fail on this machine: {last_line(done.stderr)}")
+    return _read_compute(done.stdout, spec.batch_size)
+
+
+def compute_there(device: Device, ssh_config: str | None, spec: BenchSpec, here: Compute) -> Compute:
+    python = RemoteDevice(device, ssh_config, "bench", "bench").python_word()
+    command = f"{python} -c {shlex.quote(COMPUTE_PROBE)} {shlex.quote(_spec_json(spec, here))}"
+    done = Ssh(device, ssh_config).run(command, timeout=120 + spec.seconds)
+    if done.returncode != 0:
+        raise OSError(f"the model's batches failed: {last_line(done.stderr) or f'exit {done.returncode}'}")
+    return _read_compute(done.stdout, spec.batch_size)
+
+
+class Master:
+    """One SSH master connection; commands over it skip the handshake (ssh -S)."""
+
+    def __init__(self, ssh: Ssh) -> None:
+        self.ssh = ssh
+        self.folder = tempfile.mkdtemp(prefix="flb-")  # short: a socket path has ~100 bytes
+        self.socket = os.path.join(self.folder, "c")
+        self.proc = subprocess.Popen(ssh.argv("-M", "-S", self.socket, "-N", "-o", "ControlPersist=no"),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.socket):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                error = self.proc.stderr.read().decode("utf-8", "replace") if self.proc.poll() is not None else ""
+                self.close()
+                raise OSError(f"no SSH master connection: {last_line(error.encode()) or 'timed out'}")
+            time.sleep(0.02)
+
+    def argv(self, command: str) -> list[str]:
+        return [*self.ssh.argv("-S", self.socket, "-o", "ControlMaster=no"), "--", command]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        try:
+            os.unlink(self.socket)
+        except OSError:
+            pass
+        os.rmdir(self.folder)
+
+    def down(self, size: int) -> tuple[int, float]:
+        """Bytes read back and seconds from the first chunk to the end (the bytes after the first chunk)."""
+        proc = subprocess.Popen(self.argv(f"head -c {size} /dev/zero"), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        total = first = 0
+        started = time.perf_counter()
+        while chunk := os.read(proc.stdout.fileno(), 1 << 20):
+            if not first:
+                first, started = len(chunk), time.perf_counter()
+            total += len(chunk)
+        elapsed = time.perf_counter() - started
+        proc.stdout.close()
+        if proc.wait(timeout=30) != 0 or total != size:
+            raise OSError(f"down: {total} of {size} bytes came back")
+        return total - first, elapsed
+
+    def up(self, size: int) -> float:
+        """Seconds to feed size bytes to `wc -c` there and read its count back."""
+        started = time.perf_counter()
+        proc = subprocess.Popen(self.argv("wc -c"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        block, left = bytes(1 << 20), size
+        while left > 0:
+            proc.stdin.write(block[:min(left, len(block))])
+            left -= min(left, len(block))
+        proc.stdin.close()
+        counted = proc.stdout.read()
+        elapsed = time.perf_counter() - started
+        proc.stdout.close()
+        if proc.wait(timeout=30) != 0 or counted.split()[:1] != [str(size).encode()]:
+            raise OSError(f"up: the device counted {counted.decode(errors='replace').strip()!r} of {size} bytes")
+        return elapsed
+
+    def round_trips(self, count: int) -> list[float]:
+        proc = subprocess.Popen(self.argv("cat"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, bufsize=0)
+        times = []
+        try:
+            for _ in range(count + 1):  # the first includes starting `cat`
+                started = time.perf_counter()
+                proc.stdin.write(b"x")
+                if os.read(proc.stdout.fileno(), 1) != b"x":
+                    raise OSError("the echo session ended early")
+                times.append(time.perf_counter() - started)
+        finally:
+            proc.stdin.close()
+            proc.stdout.close()
+            proc.wait(timeout=30)
+        return times[1:]
+
+
+def _grown(measure, seconds: float) -> tuple[int, float]:
+    """(size, seconds) of a transfer grown from LINK_FIRST until it lasts ``seconds`` (or reaches LINK_MAX)."""
+    size = LINK_FIRST
+    while True:
+        moved, elapsed = measure(size)
+        if elapsed >= seconds or size >= LINK_MAX:
+            return moved, elapsed
+        rate = moved / max(elapsed, 1e-6)
+        size = int(min(LINK_MAX, max(size * 4, rate * seconds * 1.5)))
+
+
+def measure_link(ssh: Ssh, seconds: float = LINK_SECONDS) -> Link:
+    master = Master(ssh)
+    try:
+        rtt = statistics.median(master.round_trips(ECHOES))
+        down_bytes, down_s = _grown(master.down, seconds)
+        empty = min(master.up(0) for _ in range(3))  # opening a session, starting wc, its answer
+        up_bytes, up_s = _grown(lambda n: (n, max(master.up(n) - empty, 1e-6)), seconds)
+    finally:
+        master.close()
+    return Link(down=8 * down_bytes / down_s, up=8 * up_bytes / up_s, rtt=rtt, down_bytes=down_bytes,
+                up_bytes=up_bytes)
+
+
+def bench_device(device: Device, ssh_config: str | None, spec: BenchSpec, here: Compute,
+                 memory: int | None = None) -> DeviceBench:
+    result = DeviceBench(device.host, device.slots, memory=memory)
+    try:
+        result.compute = compute_there(device, ssh_config, spec, here)
+        result.link = measure_link(Ssh(device, ssh_config))
+    except (OSError, ValueError, KeyError, subprocess.SubprocessError) as err:
+        result.problem = str(err) or type(err).__name__
+    return result
+
+
+def bench_devices(devices: list[Device], ssh_config: str | None, spec: BenchSpec, here: Compute,
+                  memory: dict[str, int] | None = None) -> list[DeviceBench]:
+    """One device after another (see the module's docstring); ``memory``: bytes available, by host."""
+    return [bench_device(d, ssh_config, spec, here, (memory or {}).get(d.host)) for d in devices]
+
+
+def profile_name(host: str, taken: set[str]) -> str:
+    """The host as a fleet profile name: letters, digits, '.', '-', '_', at most 64, unique."""
+    name = SAFE_NAME.sub("-", host).lstrip("._-")[:60] or "device"
+    if name == "unconstrained":
+        name = "device-unconstrained"
+    unique, n = name, 2
+    while unique in taken:
+        unique, n = f"{name}-{n}", n + 1
+    taken.add(unique)
+    return unique
+
+
+def _rate(bits_per_second: float) -> str:
+    return f"{bits_per_second / 1e6:.4g}Mbit" if bits_per_second >= 1e5 else f"{bits_per_second / 1e3:.4g}kbit"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g}ms"
+
+
+def fleet_toml(benches: list[DeviceBench], here: Compute) -> str:
+    """The fleet file: a [[profile]] per measured device; a device that failed is a comment."""
+    shape = "x".join(str(n) for n in here.shape)
+    lines = ["# measured by fl-launch --check --bench: cpu is a share of one core of this machine",
+             f"# LeNet5 on {shape} images, {here.num_classes} classes, batches of {here.batch_size}, one torch "
+             f"thread: {_ms(here.per_batch)} per batch here"]
+    taken: set[str] = set()
+    for bench in benches:
+        lines.append("")
+        if bench.problem is not None or bench.compute is None or bench.link is None:
+            lines.append(f"# {bench.host}: not measured: {' '.join((bench.problem or 'no result').split())}")
+            continue
+        lines += ["[[profile]]", f'name = "{profile_name(bench.host, taken)}"', f"clients = {bench.slots}",
+                  f"cpu = {bench.cpu(here):.3g}{' ' * 12}# {_ms(bench.compute.per_batch)} per batch there "
+                  f"({bench.compute.cpu / bench.compute.wall:.0%} of its wall time on a CPU)"]
+        if bench.memory is not None:
+            lines.append(f'memory = "{bench.memory // 2**20}MiB"' + " " * 6 + "# available there")
+        lines += [f'down = "{_rate(bench.link.down)}"', f'up = "{_rate(bench.link.up)}"',
+                  f'latency = "{_ms(bench.link.rtt / 2)}"' + " " * 8 + "# half the round trip over SSH"]
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(devices: list[Device], ssh_config: str | None, spec: BenchSpec, rows: list[dict]) -> tuple[str, bool]:
+    """What --check --bench prints on stdout, and whether every device was measured; ``rows``: --check's."""
+    here = compute_here(spec)
+    ok_hosts = {r["host"] for r in rows if r.get("ok")}
+    memory = {r["host"]: int(r["mem_free_mib"]) * 2**20 for r in rows if r.get("mem_free_mib") is not None}
+    benches = []
+    for device in devices:
+        if device.host in ok_hosts:
+            benches.append(bench_device(device, ssh_config, spec, here, memory.get(device.host)))
+        else:
+            benches.append(DeviceBench(device.host, device.slots, problem="failed --check"))
+    return fleet_toml(benches, here), all(b.problem is None for b in benches)
+

@@ -1,0 +1,111 @@
+"""fl-launch --check --bench on the namespace devices: a fleet.toml of them, and its CPU figure against a CPU quota."""
+
+import os
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from launcher.fleet.profiles import read_fleet
+from tests import devices as lab_devices
+from tests.helpers import run
+
+needs_lab = pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available()))
+CPU_ROOT = Path("/sys/fs/cgroup/cpu")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with lab_devices.make_devices(tmp_path_factory.mktemp("lab"), 2) as lab:
+        yield lab
+
+
+def bench(lab, tmp_path, slots=2):
+    result = run("fl-launch", "--hosts", str(lab.hosts_file(slots=slots)), "--ssh-config", str(lab.ssh_config),
+                 "--check", "--bench", timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    path = tmp_path / "fleet.toml"
+    path.write_text(result.stdout)
+    return result, read_fleet(path, num_clients=slots * len(lab.devices))
+
+
+def mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no MemAvailable")
+
+
+@needs_lab
+@pytest.mark.slow
+def test_bench_prints_a_fleet_file_with_one_profile_per_device(lab, tmp_path):
+    result, fleet = bench(lab, tmp_path, slots=2)
+    assert "devices in" in result.stderr and "devices in" not in result.stdout  # the table on stderr
+    assert [p.name for p in fleet.profiles] == ["dev0", "dev1"]
+    assert [p.clients for p in fleet.profiles] == [range(0, 2), range(2, 4)]
+    free = mem_available()  # the namespaces share this machine's memory
+    for profile in fleet.profiles:
+        assert 0.01 <= profile.cpu <= 1.0
+        assert 0.7 * free < profile.memory < 1.3 * free, (profile.memory, free)
+        assert profile.down > 10e6 and profile.up > 10e6  # a veth pair through ssh: far above 10 Mbit/s
+        assert 0 < profile.latency < 0.05
+    print(result.stdout)
+
+
+def _tree(pid: int) -> list[int]:
+    proc = psutil.Process(pid)
+    return [pid] + [p.pid for p in proc.children(recursive=True)]
+
+
+@pytest.fixture
+def half_core(lab):
+    """dev0's sshd (the namespace's init) and everything it starts, held to 0.5 core by a cgroup v1 cpu quota."""
+    if not (CPU_ROOT / "cpu.cfs_quota_us").exists():
+        pytest.skip("no cgroup v1 cpu controller")
+    group = CPU_ROOT / f"fl-bench-test-{os.getpid()}"
+    group.mkdir()
+    try:
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text("50000")
+        for pid in _tree(lab.devices[0].sshd.pid):  # unshare, then sshd: PID 1 of the device's namespace
+            (group / "cgroup.procs").write_text(str(pid))
+        yield group
+    finally:
+        deadline = time.monotonic() + 10
+        while True:
+            for pid in (group / "cgroup.procs").read_text().split():
+                try:
+                    (CPU_ROOT / "cgroup.procs").write_text(pid)
+                except OSError:
+                    pass
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
+@needs_lab
+@pytest.mark.slow
+def test_a_device_held_to_half_a_core_measures_half_the_cpu_of_the_other(lab, tmp_path, half_core):
+    held = set(_tree(lab.devices[0].sshd.pid))
+    assert held <= {int(p) for p in (half_core / "cgroup.procs").read_text().split()}
+    result, fleet = bench(lab, tmp_path, slots=1)
+    limited, free = fleet.profiles
+    print(result.stdout)
+    throttled = int(dict(line.split() for line in (half_core / "cpu.stat").read_text().splitlines())["nr_throttled"])
+    assert throttled > 0  # the device's batches really ran under the quota
+    ratio = limited.cpu / free.cpu
+    assert 0.5 * 0.75 <= ratio <= 0.5 * 1.25, (limited.cpu, free.cpu)
+
+
+def test_bench_without_check_is_one_line_and_exit_2(tmp_path):
+    hosts = tmp_path / "devices.toml"
+    hosts.write_text('[[device]]\nhost = "nowhere"\n')
+    result = run("fl-launch", "--hosts", str(hosts), "--bench", timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    assert "--bench" in result.stderr and "--check" in result.stderr
