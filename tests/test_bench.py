@@ -7,6 +7,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from launcher.devices.bench import Compute, DeviceBench, Link, fleet_toml
 from launcher.fleet.profiles import read_fleet
 from tests import devices as lab_devices
 from tests.helpers import run
@@ -109,3 +110,21 @@ def test_bench_without_check_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
     assert "--bench" in result.stderr and "--check" in result.stderr
+
+
+def test_the_fleet_file_written_reads_back_with_safe_unique_names(tmp_path):
+    here = Compute((3, 32, 32), 10, 32, batches=100, wall=0.5, cpu=0.5)  # 5 ms a batch
+    link = Link(down=8e6, up=2.5e5, rtt=0.08, down_bytes=1, up_bytes=1)
+    benches = [DeviceBench("fe80::1", 3, 900 * 2**20, Compute((3, 32, 32), 10, 32, 10, 0.2, 0.2), link),  # 20 ms
+               DeviceBench("fe80..1", 1, None, Compute((3, 32, 32), 10, 32, 100, 0.4, 0.4), link),     # faster
+               DeviceBench("slow", 2, 2**30, Compute((3, 32, 32), 10, 32, 1, 10.0, 10.0), link),      # 10 s
+               DeviceBench("gone", 5, problem="unreachable: no route\nto host")]
+    path = tmp_path / "fleet.toml"
+    path.write_text(fleet_toml(benches, here))
+    fleet = read_fleet(path, num_clients=6)
+    assert [(p.name, p.clients) for p in fleet.profiles] == [("fe80--1", range(0, 3)), ("fe80..1", range(3, 4)),
+                                                             ("slow", range(4, 6))]
+    assert [p.cpu for p in fleet.profiles] == [0.25, 1.0, 0.01]  # 5/20; capped; floored
+    assert [p.memory for p in fleet.profiles] == [900 * 2**20, None, 2**30]
+    assert all((p.down, p.up, p.latency) == (8e6, 2.5e5, 0.04) for p in fleet.profiles)
+    assert "# gone: not measured: unreachable: no route to host" in path.read_text()

@@ -321,6 +321,10 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3g}ms"
 
 
+def _commented(line: str, comment: str) -> str:
+    return f"{line:<24}# {comment}"
+
+
 def fleet_toml(benches: list[DeviceBench], here: Compute) -> str:
     """The fleet file: a [[profile]] per measured device; a device that failed is a comment."""
     shape = "x".join(str(n) for n in here.shape)
@@ -333,13 +337,14 @@ def fleet_toml(benches: list[DeviceBench], here: Compute) -> str:
         if bench.problem is not None or bench.compute is None or bench.link is None:
             lines.append(f"# {bench.host}: not measured: {' '.join((bench.problem or 'no result').split())}")
             continue
+        there = bench.compute
         lines += ["[[profile]]", f'name = "{profile_name(bench.host, taken)}"', f"clients = {bench.slots}",
-                  f"cpu = {bench.cpu(here):.3g}{' ' * 12}# {_ms(bench.compute.per_batch)} per batch there "
-                  f"({bench.compute.cpu / bench.compute.wall:.0%} of its wall time on a CPU)"]
+                  _commented(f"cpu = {bench.cpu(here):.3g}", f"{_ms(there.per_batch)} per batch there, "
+                             f"{there.cpu / there.wall:.0%} of it on a CPU")]
         if bench.memory is not None:
-            lines.append(f'memory = "{bench.memory // 2**20}MiB"' + " " * 6 + "# available there")
+            lines.append(_commented(f'memory = "{bench.memory // 2**20}MiB"', "available there"))
         lines += [f'down = "{_rate(bench.link.down)}"', f'up = "{_rate(bench.link.up)}"',
-                  f'latency = "{_ms(bench.link.rtt / 2)}"' + " " * 8 + "# half the round trip over SSH"]
+                  _commented(f'latency = "{_ms(bench.link.rtt / 2)}"', "half the round trip over SSH")]
     return "\n".join(lines) + "\n"
 
 
