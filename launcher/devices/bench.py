@@ -35,8 +35,7 @@ from dataclasses import dataclass
 
 from contract.errors import InputError
 from launcher.devices.hosts import Device
-from launcher.devices.remote import RemoteDevice
-from launcher.devices.ssh import Ssh, last_line
+from launcher.devices.ssh import Ssh, last_line, remote_path
 
 COMPUTE_SECONDS = 1.5
 LINK_SECONDS = 0.4
@@ -165,7 +164,7 @@ def compute_here(spec: BenchSpec) -> Compute:
 
 
 def compute_there(device: Device, ssh_config: str | None, spec: BenchSpec, here: Compute) -> Compute:
-    python = RemoteDevice(device, ssh_config, "bench", "bench").python_word()
+    python = remote_path(device.python) if device.python.startswith("~") else shlex.quote(device.python)
     command = f"{python} -c {shlex.quote(COMPUTE_PROBE)} {shlex.quote(_spec_json(spec, here))}"
     done = Ssh(device, ssh_config).run(command, timeout=120 + spec.seconds)
     if done.returncode != 0:
