@@ -9,7 +9,8 @@ Compute: a few batches of the run's model (the built-in LeNet5 at the data set's
 thread) trained for about COMPUTE_SECONDS of wall time, here and on each device (its own Python, with
 fl-launch installed: --check verifies it); cpu = this machine's time per batch / the device's, capped to
 1.0 and floored at 0.01 (launcher.fleet.profiles reads a share of one core of this machine).
-Wall time, not CPU time: a device held to part of a core (a quota, a slow clock) is slower by the wall.
+There: wall time per batch, so that a device held to part of a core (a quota, a slow clock) shows it.
+Here: CPU time per batch, one whole core's figure even while other work shares this machine's cores.
 The link: one SSH master connection per device; down is `head -c N /dev/zero` read back here, up is N
 bytes fed to `wc -c` there (less the time of an empty such command), each N grown until the transfer
 lasts LINK_SECONDS; latency is half the median round trip of one byte echoed by `cat` in an open session.
@@ -113,7 +114,13 @@ class Compute:
 
     @property
     def per_batch(self) -> float:
+        """Wall seconds per batch: what the device delivers to one process, a quota or slow clock included."""
         return self.wall / self.batches
+
+    @property
+    def core_per_batch(self) -> float:
+        """CPU seconds per batch: one whole core's time, whatever else runs beside it (this machine's figure)."""
+        return min(self.cpu, self.wall) / self.batches
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,7 @@ class DeviceBench:
     def cpu(self, here: Compute) -> float | None:
         if self.compute is None:
             return None
-        return min(1.0, max(CPU_MIN, here.per_batch / self.compute.per_batch))
+        return min(1.0, max(CPU_MIN, here.core_per_batch / self.compute.per_batch))
 
 
 def _spec_json(spec: BenchSpec, shape: Compute | None) -> str:
@@ -329,7 +336,7 @@ def fleet_toml(benches: list[DeviceBench], here: Compute) -> str:
     shape = "x".join(str(n) for n in here.shape)
     lines = ["# measured by fl-launch --check --bench: cpu is a share of one core of this machine",
              f"# LeNet5 on {shape} images, {here.num_classes} classes, batches of {here.batch_size}, one torch "
-             f"thread: {_ms(here.per_batch)} per batch here"]
+             f"thread: {_ms(here.core_per_batch)} of CPU time per batch here"]
     taken: set[str] = set()
     for bench in benches:
         lines.append("")
