@@ -1,21 +1,22 @@
 """``fl-launch --hosts FILE --check --bench``: each device measured against this machine, as a fleet.toml.
 
     spec = BenchSpec(dataset="digits", batch_size=32)
-    here = compute_here(spec)                              # Compute: seconds per batch on this machine
-    benches = bench_devices(devices, ssh_config, here, memory={"pi-01": 900 * 2**20})
+    here, benches = bench_devices(devices, ssh_config, spec, memory={"pi-01": 900 * 2**20})
     print(fleet_toml(benches, here))                       # one [[profile]] per device
 
-Compute: a few batches of the run's model (the built-in LeNet5 at the data set's image shape, one torch
-thread) trained for about COMPUTE_SECONDS of wall time, here and on each device (its own Python, with
-fl-launch installed: --check verifies it); cpu = this machine's time per batch / the device's, capped to
-1.0 and floored at 0.01 (launcher.fleet.profiles reads a share of one core of this machine).
+Compute: the run's model (the built-in LeNet5 at the data set's image shape, one torch thread) trained on
+random batches in a probe process here and one on each device (its own Python, with fl-launch installed:
+--check verifies it), started side by side and warmed up; then WINDOWS rounds of one window of
+COMPUTE_SECONDS per probe, one probe at a time, and each probe's fastest window counts (a busy moment
+spoils a window, not the figure). cpu = this machine's time per batch / the device's, capped to 1.0 and
+floored at 0.01 (launcher.fleet.profiles reads a share of one core of this machine).
 There: wall time per batch, so that a device held to part of a core (a quota, a slow clock) shows it.
 Here: CPU time per batch, one whole core's figure even while other work shares this machine's cores.
 The link: one SSH master connection per device; down is `head -c N /dev/zero` read back here, up is N
 bytes fed to `wc -c` there (less the time of an empty such command), each N grown until the transfer
 lasts LINK_SECONDS; latency is half the median round trip of one byte echoed by `cat` in an open session.
-Devices are measured one after another, so that devices sharing this machine's cores (test namespaces)
-do not slow each other.
+Devices are timed one after another, so that devices sharing this machine's cores or network (test
+namespaces) do not slow each other.
 
 The output is the fleet file launcher.fleet.profiles reads: name (the host, made a safe profile name),
 clients (its slots), cpu, memory (the device's available memory), down, up, latency.
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -38,7 +40,8 @@ from contract.errors import InputError
 from launcher.devices.hosts import Device
 from launcher.devices.ssh import Ssh, last_line, remote_path
 
-COMPUTE_SECONDS = 1.5
+COMPUTE_SECONDS = 1.0  # one window
+WINDOWS = 3
 LINK_SECONDS = 0.4
 LINK_FIRST = 64 * 1024
 LINK_MAX = 256 * 2**20
@@ -79,12 +82,15 @@ x = torch.randn(batch * per_call, *shape)
 y = torch.randint(0, classes, (batch * per_call,))
 model = LeNet5(shape[0], classes)
 train(model, x, y, epochs=1, batch_size=batch, lr=1e-3, seed=0)  # warm: first calls allocate
-calls, cpu0, t0 = 0, time.process_time(), time.perf_counter()
-while time.perf_counter() - t0 < spec["seconds"]:
-    train(model, x, y, epochs=1, batch_size=batch, lr=1e-3, seed=calls)
-    calls += 1
-wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-print(json.dumps({"shape": shape, "num_classes": classes, "batches": calls * per_call, "wall": wall, "cpu": cpu}))
+print(json.dumps({"shape": shape, "num_classes": classes}), flush=True)
+calls = 0
+while sys.stdin.readline().strip() == "go":  # one timed window per line; anything else (EOF) ends it
+    done, cpu0, t0 = 0, time.process_time(), time.perf_counter()
+    while time.perf_counter() - t0 < spec["seconds"]:
+        train(model, x, y, epochs=1, batch_size=batch, lr=1e-3, seed=calls)
+        calls, done = calls + 1, done + 1
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    print(json.dumps({"batches": done * per_call, "wall": wall, "cpu": cpu}), flush=True)
 """
 
 
@@ -147,36 +153,78 @@ class DeviceBench:
         return min(1.0, max(CPU_MIN, here.core_per_batch / self.compute.per_batch))
 
 
-def _spec_json(spec: BenchSpec, shape: Compute | None) -> str:
+def _spec_json(spec: BenchSpec, here: Probe | None) -> str:
+    """The probe's argument: the data set to read the shape from (here), or the shape found here (devices)."""
     data = {"dataset": spec.dataset, "data_dir": spec.data_dir, "batch_size": spec.batch_size,
             "num_classes": spec.num_classes, "seconds": spec.seconds, "shape": None}
-    if shape is not None:
-        data.update(shape=list(shape.shape), num_classes=shape.num_classes)
+    if here is not None:
+        data.update(shape=list(here.shape), num_classes=here.num_classes)
     return json.dumps(data)
 
 
-def _read_compute(stdout: bytes, batch_size: int) -> Compute:
-    facts = json.loads(last_line(stdout))
-    return Compute(tuple(facts["shape"]), int(facts["num_classes"]), batch_size, int(facts["batches"]),
-                   float(facts["wall"]), float(facts["cpu"]))
+class Probe:
+    """The model's batches in a process of their own, here or over SSH, timed one window at a time."""
+
+    def __init__(self, argv: list[str], name: str) -> None:
+        self.name = name
+        self.errors = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors)
+        self.shape: tuple[int, ...] = ()
+        self.num_classes = 0
+        self.windows: list[Compute] = []
+        self.batch_size = 0
+
+    def _line(self, timeout: float) -> dict:
+        timer = threading.Timer(timeout, self.proc.kill)  # a device that hangs ends its probe, not the bench
+        timer.start()
+        try:
+            line = self.proc.stdout.readline()
+        finally:
+            timer.cancel()
+        if not line:
+            self.proc.wait()
+            self.errors.seek(0)
+            why = last_line(self.errors.read()) or f"exit {self.proc.returncode}"
+            raise OSError(f"the model's batches failed: {why}")
+        return json.loads(line)
+
+    def ready(self, batch_size: int, timeout: float = 180) -> None:
+        facts = self._line(timeout)
+        self.shape, self.num_classes, self.batch_size = tuple(facts["shape"]), int(facts["num_classes"]), batch_size
+
+    def window(self, seconds: float) -> Compute:
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+        facts = self._line(seconds + 60)
+        self.windows.append(Compute(self.shape, self.num_classes, self.batch_size, int(facts["batches"]),
+                                    float(facts["wall"]), float(facts["cpu"])))
+        return self.windows[-1]
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        self.errors.close()
 
 
-def compute_here(spec: BenchSpec) -> Compute:
-    """The batches on this machine, in a fresh process of this Python (as the device runs them in its own)."""
-    done = subprocess.run([sys.executable, "-c", COMPUTE_PROBE, _spec_json(spec, None)], capture_output=True,
-                          timeout=120 + spec.seconds)
-    if done.returncode != 0:
-        raise BenchError(f"--bench: the model's batches fail on this machine: {last_line(done.stderr)}")
-    return _read_compute(done.stdout, spec.batch_size)
+def probe_here(spec: BenchSpec) -> Probe:
+    """The batches on this machine, in a fresh process of this Python (as each device runs them in its own)."""
+    probe = Probe([sys.executable, "-c", COMPUTE_PROBE, _spec_json(spec, None)], "this machine")
+    try:
+        probe.ready(spec.batch_size)
+    except OSError as err:
+        probe.close()
+        raise BenchError(f"--bench: {err} on this machine") from None
+    return probe
 
 
-def compute_there(device: Device, ssh_config: str | None, spec: BenchSpec, here: Compute) -> Compute:
+def probe_there(device: Device, ssh_config: str | None, spec: BenchSpec, here: Probe) -> Probe:
     python = remote_path(device.python) if device.python.startswith("~") else shlex.quote(device.python)
     command = f"{python} -c {shlex.quote(COMPUTE_PROBE)} {shlex.quote(_spec_json(spec, here))}"
-    done = Ssh(device, ssh_config).run(command, timeout=120 + spec.seconds)
-    if done.returncode != 0:
-        raise OSError(f"the model's batches failed: {last_line(done.stderr) or f'exit {done.returncode}'}")
-    return _read_compute(done.stdout, spec.batch_size)
+    return Probe([*Ssh(device, ssh_config).argv(), "--", command], device.host)
 
 
 class Master:
@@ -290,21 +338,47 @@ def measure_link(ssh: Ssh, seconds: float = LINK_SECONDS) -> Link:
                 up_bytes=up_bytes)
 
 
-def bench_device(device: Device, ssh_config: str | None, spec: BenchSpec, here: Compute,
-                 memory: int | None = None) -> DeviceBench:
-    result = DeviceBench(device.host, device.slots, memory=memory)
+def bench_devices(devices: list[Device], ssh_config: str | None, spec: BenchSpec,
+                  memory: dict[str, int] | None = None) -> tuple[Compute, list[DeviceBench]]:
+    """This machine's figure and each device's; ``memory``: bytes available, by host."""
+    here = probe_here(spec)
+    results = [DeviceBench(d.host, d.slots, memory=(memory or {}).get(d.host)) for d in devices]
+    probes: list[Probe | None] = [None] * len(devices)
     try:
-        result.compute = compute_there(device, ssh_config, spec, here)
-        result.link = measure_link(Ssh(device, ssh_config))
-    except (OSError, ValueError, KeyError, subprocess.SubprocessError) as err:
-        result.problem = str(err) or type(err).__name__
-    return result
-
-
-def bench_devices(devices: list[Device], ssh_config: str | None, spec: BenchSpec, here: Compute,
-                  memory: dict[str, int] | None = None) -> list[DeviceBench]:
-    """One device after another (see the module's docstring); ``memory``: bytes available, by host."""
-    return [bench_device(d, ssh_config, spec, here, (memory or {}).get(d.host)) for d in devices]
+        for i, device in enumerate(devices):
+            probes[i] = probe_there(device, ssh_config, spec, here)
+        for result, probe in zip(results, probes):  # they start side by side; each is timed alone
+            try:
+                probe.ready(spec.batch_size)
+            except OSError as err:
+                result.problem = str(err)
+                probe.close()
+        timed = [here] + [p for p, r in zip(probes, results) if r.problem is None]
+        for _ in range(WINDOWS):
+            for probe in timed:
+                try:
+                    if probe.proc.poll() is None:
+                        probe.window(spec.seconds)
+                except OSError as err:
+                    if probe is here:
+                        raise BenchError(f"--bench: {err} on this machine") from None
+        best_here = min(here.windows, key=lambda c: c.core_per_batch)
+        for result, probe in zip(results, probes):
+            if result.problem is None and probe.windows:
+                result.compute = min(probe.windows, key=lambda c: c.per_batch)
+            elif result.problem is None:
+                result.problem = "the model's batches failed"
+    finally:
+        for probe in [here, *probes]:
+            if probe is not None:
+                probe.close()
+    for result, device in zip(results, devices):  # the links one at a time: devices may share a network
+        if result.problem is None:
+            try:
+                result.link = measure_link(Ssh(device, ssh_config))
+            except (OSError, ValueError, subprocess.SubprocessError) as err:
+                result.problem = str(err) or type(err).__name__
+    return best_here, results
 
 
 def profile_name(host: str, taken: set[str]) -> str:
@@ -356,14 +430,9 @@ def fleet_toml(benches: list[DeviceBench], here: Compute) -> str:
 
 def run_bench(devices: list[Device], ssh_config: str | None, spec: BenchSpec, rows: list[dict]) -> tuple[str, bool]:
     """What --check --bench prints on stdout, and whether every device was measured; ``rows``: --check's."""
-    here = compute_here(spec)
-    ok_hosts = {r["host"] for r in rows if r.get("ok")}
+    ok = [d for d in devices if any(r["host"] == d.host and r.get("ok") for r in rows)]
     memory = {r["host"]: int(r["mem_free_mib"]) * 2**20 for r in rows if r.get("mem_free_mib") is not None}
-    benches = []
-    for device in devices:
-        if device.host in ok_hosts:
-            benches.append(bench_device(device, ssh_config, spec, here, memory.get(device.host)))
-        else:
-            benches.append(DeviceBench(device.host, device.slots, problem="failed --check"))
+    here, measured = bench_devices(ok, ssh_config, spec, memory)
+    by_host = {b.host: b for b in measured}
+    benches = [by_host.get(d.host) or DeviceBench(d.host, d.slots, problem="failed --check") for d in devices]
     return fleet_toml(benches, here), all(b.problem is None for b in benches)
-
