@@ -315,14 +315,15 @@ class Master:
 
 
 def _grown(measure, seconds: float) -> tuple[int, float]:
-    """(size, seconds) of a transfer grown from LINK_FIRST until it lasts ``seconds`` (or reaches LINK_MAX)."""
+    """(bytes, seconds) of a transfer grown from LINK_FIRST until it lasts ``seconds`` (or reaches LINK_MAX):
+    aimed by the rate seen, but at most 8 times the last size (a short transfer's rate is a poor guess)."""
     size = LINK_FIRST
     while True:
         moved, elapsed = measure(size)
         if elapsed >= seconds or size >= LINK_MAX:
             return moved, elapsed
         rate = moved / max(elapsed, 1e-6)
-        size = int(min(LINK_MAX, max(size * 4, rate * seconds * 1.5)))
+        size = int(min(LINK_MAX, size * 8, max(size * 4, rate * seconds * 1.5)))
 
 
 def measure_link(ssh: Ssh, seconds: float = LINK_SECONDS) -> Link:
