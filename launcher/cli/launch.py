@@ -35,6 +35,7 @@ from launcher.cli.option_types import (
     Text,
     WholeNumber,
 )
+from launcher.devices.bench import BenchSpec, run_bench
 from launcher.devices.hosts import load_hosts
 from launcher.devices.install import SOURCE_ROOT, build_wheel, install_on
 from launcher.devices.preflight import check_devices
@@ -53,7 +54,7 @@ POSITIVE = FiniteFloat(min=0, min_open=True)
 SECONDS = FiniteFloat(min=0, min_open=True, max=SECONDS_MAX)
 COUNT = WholeNumber(min=1)
 D = LaunchOptions()  # every default below comes from here
-NOT_FROM_A_FILE = {"config", "help", "check", "install", "resume"}
+NOT_FROM_A_FILE = {"config", "help", "check", "bench", "install", "resume"}
 
 
 def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
@@ -180,6 +181,9 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
               "run; every node verifies it.")
 @click.option("--check", is_flag=True, help="With --hosts: check every device (reachable, versions, memory, "
               "CPUs, disk, clock) and exit; non-zero when one fails.")
+@click.option("--bench", is_flag=True, help="With --check: also time a few batches of the run's model and data "
+              "shape and the SSH link on every device, and print a fleet.toml of them on stdout (the table on "
+              "stderr).")
 @click.option("--install", is_flag=True, help="With --hosts: build this launcher's wheel and pip-install it "
               "(and the pinned dependencies the device lacks, carried from here: the device needs no internet) "
               "into each device's Python, then exit.")
@@ -191,7 +195,9 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
 @click.pass_context
 def main(ctx: click.Context, **kwargs) -> None:
     """Start a Flower SuperLink and N client nodes on this machine, train, and stop them all."""
-    check, install, resume = kwargs.pop("check"), kwargs.pop("install"), kwargs.pop("resume")
+    check, install, resume, bench = (kwargs.pop(k) for k in ("check", "install", "resume", "bench"))
+    if bench and not check:
+        raise UserError("--bench measures the devices of --check: give --hosts FILE --check --bench")
     if resume is not None:
         _check_resume_alone(ctx, kwargs, check, install)
         folder = prepare_resume(kwargs["log_dir"], resume)
@@ -202,7 +208,7 @@ def main(ctx: click.Context, **kwargs) -> None:
     if install:
         sys.exit(_install(opts))
     if check:
-        sys.exit(_check(opts))
+        sys.exit(_check(opts, bench))
     opts.validate(_given())
     try:
         if opts.kill_tag is not None:
@@ -252,7 +258,7 @@ def _install(opts: LaunchOptions) -> int:
     return 0 if ok else 1
 
 
-def _check(opts: LaunchOptions) -> int:
+def _check(opts: LaunchOptions, bench: bool = False) -> int:
     devices = _devices(opts, "--check")
     # with --app: its declared dependencies, in the same SSH call as the rest
     requirements = declared_requirements(read_app(opts.app).path) if opts.app else None
@@ -266,7 +272,14 @@ def _check(opts: LaunchOptions) -> int:
                       str(r.get("flwr", "-")), str(r.get("torch", "-")), str(r.get("mem_free_mib", "-")),
                       str(r.get("cpus", "-")), str(r.get("disk_free_mib", "-")),
                       f"{r['clock_offset_s']:+.2f}" if "clock_offset_s" in r else "-", "; ".join(r["problems"]))
-    make_console().print(table)
+    console = make_console()
+    console.stderr = bench
+    console.print(table)
+    if bench:  # the fleet file on stdout, the table above on stderr: `> fleet.toml` works
+        text, measured = run_bench(devices, opts.ssh_config, BenchSpec(
+            opts.dataset, opts.batch_size, opts.num_classes, opts.data_dir), rows)
+        click.echo(text, nl=False)
+        return 0 if measured and all(r["ok"] for r in rows) else 1
     return 0 if all(r["ok"] for r in rows) else 1
 
 
