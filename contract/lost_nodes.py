@@ -5,8 +5,8 @@
     set_away(run_dir, "pi-01", set())           # ... and when it is back
     read_lost(run_dir)                          # the ServerApp, while it waits for replies
     # {6909533205536486083}
-    add_lost_client(run_dir, 3)                 # a client lost for good before its node registered
-    read_lost_clients(run_dir)                  # the ServerApp waits for that many fewer nodes
+    add_lost_client(run_dir, 3)                 # a client lost for good (no restart left)
+    read_lost_clients(run_dir)                  # the ServerApp waits for that many fewer nodes to connect
     # {3}
 
 Flower notices a lost SuperNode only after about a minute of missed heartbeats;
@@ -22,7 +22,7 @@ from pathlib import Path
 
 NAME = Path("server") / "lost_nodes.json"  # for good: dead processes
 AWAY = Path("server") / "away_nodes.json"  # for now: {device: [node ids]} while it is unreachable
-LOST_CLIENTS = Path("server") / "lost_clients.json"  # for good, before their node had an id: client numbers
+LOST_CLIENTS = Path("server") / "lost_clients.json"  # for good, no restart left: client numbers
 
 
 def _load(path: Path, empty):

@@ -126,6 +126,8 @@ def sandbox(tmp_path):
     (inputs / "nan.toml").write_text('# exp\n\nlr = "nan"\n')
     (inputs / "bool.toml").write_text('client-num = true\n')
     (inputs / "ok.toml").write_text('rounds = 2\n')
+    (inputs / "fleet.toml").write_text('[[profile]]\nname = "pi"\nclients = 1\ncpu = 0.5\nlatency = "5ms"\n')
+    (inputs / "fleet-bad.toml").write_text('[[profile]]\nname = "pi"\nclients = 1\ncpu = 1.5\n')
     old = Path.cwd()
     os.chdir(work)
     try:
@@ -335,7 +337,9 @@ LAUNCH = {  # option: (usable values, anything)
     "--hosts": (_pick("{i}/hosts.toml"), _paths("half.toml", "missing")), "--ssh-config": (_pick("{i}/a-file"),
                                                                                              _paths("missing")),
     "--remote-data-dir": (_pick("data"), WEIRD_TEXT), "--tls": FLAG, "--check": FLAG, "--install": FLAG,
-    "--resume": (_pick(EARLIER), WEIRD_TEXT), "--detach": FLAG,
+    "--resume": (_pick(EARLIER), WEIRD_TEXT), "--detach": FLAG, "--bench": FLAG,
+    "--fleet": (_pick("{i}/fleet.toml"), _paths("fleet-bad.toml", "half.toml", "missing", "empty")),
+    "--round-deadline": _num(_pick("5", "0.5")), "--overcommit": _num(_pick("1", "1.5")),
 }
 STATS = {
     "TARGET": (_pick("client_0", "{l}/" + EARLIER, "{l}/" + EARLIER + "/client_0"), _pick("client_9") | WEIRD_TEXT),
@@ -343,7 +347,8 @@ STATS = {
     "--csv": FLAG, "--json": FLAG, "-o": (_pick("out.csv"), _paths("empty", "missing/t.csv")),
     "--plot": (_pick("acc.png"), _paths("empty", "missing/acc.png", "acc.unknown-format")), "--watch": FLAG,
     "--interval": _num(_pick("0.2", "5")), "--runs": FLAG, "--pull": FLAG,
-    "--metric": (_pick("eval_acc"), WEIRD_TEXT),
+    "--metric": (_pick("eval_acc"), WEIRD_TEXT), "--by": (_pick("profile"), WEIRD_TEXT),
+    "--plot-timeline": (_pick("t.png"), _paths("empty", "missing/t.png")),
 }
 FINISH = {
     "--kill-tag": (_pick(EARLIER, "catalogue-nobody"), WEIRD_TEXT), "--run": (_pick(EARLIER), WEIRD_TEXT),

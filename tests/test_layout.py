@@ -13,7 +13,7 @@ ALLOWED = {  # package -> what it may import of ours (besides itself)
     "launcher.stats": {"contract"},
     **{tool: TOOLS | {"launcher.pyenv", "contract"} for tool in TOOLS},
     "launcher.fleet": {"launcher.processes", "contract"},
-    "launcher.devices": TOOLS | {"launcher.pyenv", "contract"},
+    "launcher.devices": TOOLS | {"launcher.fleet", "launcher.pyenv", "contract"},
     "launcher.run": TOOLS | {"launcher.fleet", "launcher.devices", "launcher.stats", "launcher.pyenv", "contract",
                              "simulator", "partitions"},
     "launcher.cli": TOOLS | {"launcher.fleet", "launcher.run", "launcher.devices", "launcher.stats",

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from contract.errors import InputError
 from launcher.devices.hosts import Device
 from launcher.devices.ssh import Ssh, last_line, remote_path
+from launcher.fleet.units import format_rate
 
 COMPUTE_SECONDS = 1.0  # one window
 WINDOWS = 3
@@ -394,10 +395,6 @@ def profile_name(host: str, taken: set[str]) -> str:
     return unique
 
 
-def _rate(bits_per_second: float) -> str:
-    return f"{bits_per_second / 1e6:.4g}Mbit" if bits_per_second >= 1e5 else f"{bits_per_second / 1e3:.4g}kbit"
-
-
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3g}ms"
 
@@ -424,7 +421,7 @@ def fleet_toml(benches: list[DeviceBench], here: Compute) -> str:
                              f"{there.cpu / there.wall:.0%} of it on a CPU")]
         if bench.memory is not None:
             lines.append(_commented(f'memory = "{bench.memory // 2**20}MiB"', "available there"))
-        lines += [f'down = "{_rate(bench.link.down)}"', f'up = "{_rate(bench.link.up)}"',
+        lines += [f'down = "{format_rate(bench.link.down)}"', f'up = "{format_rate(bench.link.up)}"',
                   _commented(f'latency = "{_ms(bench.link.rtt / 2)}"', "half the round trip over SSH")]
     return "\n".join(lines) + "\n"
 

@@ -1,23 +1,23 @@
 """A run's local clients held to their device profiles: links, CPU and memory limits, online or not.
 
     fleet = EmulatedFleet(read_fleet_json(run_dir), run_dir, table, seed=0, name="exp1")
-    fleet.start_links(superlink_port)             # one link emulator per client whose profile needs one
+    fleet.start_links(superlink_port, local=[0, 1]) # a link emulator per local client whose profile needs one
     spec = fleet.superlink_of(client, spec)       # the node's --superlink: its link's port, or the SuperLink's
     fleet.adopt(client, start_node(table, spec, client, port))   # CPU and memory limits on its processes
     fleet.tend()                                  # each poll: links switched as server/fleet_round.json says
     fleet.exit_cause(client)                      # "out of memory (profile pi4)" when the limit killed it
     fleet.close()                                 # limits lifted, their cgroups removed
 
-Process mode only (virtual mode emulates the same profiles in the app, on an emulated clock). A client
-whose profile has a link (rate, latency, loss) or an availability or trace gets its own link emulator
-(launcher.fleet.link, a process of role ``link`` in the run's table) between its SuperNode and the
-SuperLink; one with cpu or memory gets a limit handle (launcher.fleet.limits: cgroups where the machine
-lets us write them, else SIGSTOP/SIGCONT and a resident-memory watchdog) holding its SuperNode, its task
-host and every task the host forks. Memory is also watched as the client's resident sets added up (a
-device holds every page its processes use, even those this machine shares with the fork server); above
-the profile's memory the client is killed whole, the cause "out of memory (profile X)". The ServerApp writes, before it samples a round, which clients are
-offline (contract.fleet.FleetRound); their links are cut until they are back online. A trace's windows
-are followed on the run's clock between rounds too, so a client can drop out mid-round.
+Process mode only (virtual mode emulates the same profiles in the app, on an emulated clock). A client whose
+profile has a link (rate, latency, loss) or an availability or trace gets its own link emulator
+(launcher.fleet.link, a process of role ``link`` in the run's table) between its SuperNode and the SuperLink;
+one with cpu or memory gets a limit handle (launcher.fleet.limits: cgroups where the machine lets us write
+them, else SIGSTOP/SIGCONT and a resident-memory watchdog) holding its SuperNode, its task host and every task
+the host forks. Memory is also watched as the client's resident sets added up (a device holds every page its
+processes use, even those this machine shares with the fork server); above the profile's memory the client is
+killed whole, the cause "out of memory (profile X)". The ServerApp writes, before it samples a round, which
+clients are offline (contract.fleet.FleetRound); their links are cut until they are back online. A trace's
+windows are followed on the run's clock between rounds too, so a client can drop out mid-round.
 """
 
 from __future__ import annotations

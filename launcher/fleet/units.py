@@ -88,5 +88,5 @@ def format_rate(bits_per_second: float) -> str:
     """A rate the way parse_rate reads it back: format_rate(8e6) -> '8Mbit'."""
     for unit, scale in (("Gbit", 1e9), ("Mbit", 1e6), ("kbit", 1e3)):
         if bits_per_second >= scale:
-            return f"{bits_per_second / scale:g}{unit}"
+            return f"{bits_per_second / scale:.4g}{unit}"
     return f"{bits_per_second:g}bit"

@@ -248,7 +248,7 @@ class Supervisor:
     def _record_restart(self, entry: dict, host: str) -> None:
         if entry["node_id"] is not None:
             add_lost(self.folder.path, entry["node_id"])  # the server stops sampling it and waiting for it
-        elif not entry["restarted"]:  # gone for good before its node registered: the server stops waiting
+        if not entry["restarted"]:  # gone for good: the server no longer waits for it to connect either
             add_lost_client(self.folder.path, entry["client"])
         what = f"restarted ({entry['restart']})" if entry["restarted"] else "no restart left"
         self.view.message(f"client {entry['client']} on {host}: {entry['role']} {entry['cause']}; {what}")
