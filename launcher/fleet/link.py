@@ -99,6 +99,15 @@ def _reset(writer: asyncio.StreamWriter | None) -> None:
     writer.transport.abort()
 
 
+def _no_delay(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    try:
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+
+
 class Direction:
     """One way of the link: its rate and latency, the time it is next free, and the bytes it delivered."""
 
@@ -215,6 +224,8 @@ class Connection:
         if self.closed:  # went offline while connecting
             _reset(self.up_writer)
             return
+        _no_delay(writer)  # the link paces the bytes itself: Nagle would hold its small chunks for ACKs
+        _no_delay(self.up_writer)
         spec = self.link.spec
         up = Direction(spec.up, spec.latency)
         down = Direction(spec.down, spec.latency)
