@@ -30,6 +30,7 @@ from pathlib import Path
 import tomllib
 
 from contract.errors import InputError
+from launcher.fleet.toml_position import key_line, top_key_line
 from launcher.processes.node_config import NodeConfigError, check_node_config
 
 KEYS = {"host", "user", "port", "identity", "python", "workdir", "slots", "env", "node-config"}
@@ -82,26 +83,7 @@ class DevicePlacement:
 
 def _line_of(text: str, table_index: int | None, key: str | None) -> int:
     """1-based line of a key in [defaults] (table_index None) or the n-th [[device]]."""
-    lines = text.splitlines()
-    header = re.compile(r"^\s*\[\s*defaults\s*\]" if table_index is None else r"^\s*\[\[\s*device\s*\]\]")
-    start, seen = None, -1
-    for i, line in enumerate(lines):
-        if header.match(line):
-            seen += 1
-            if table_index is None or seen == table_index:
-                start = i
-                break
-    if start is None:
-        return 1
-    if key is None:
-        return start + 1
-    key_re = re.compile(rf"^\s*{re.escape(key)}\s*=")
-    for i in range(start + 1, len(lines)):
-        if re.match(r"^\s*\[", lines[i]):
-            break
-        if key_re.match(lines[i]):
-            return i + 1
-    return start + 1
+    return key_line(text, "defaults" if table_index is None else "device", table_index, key)
 
 
 def _check_value(key: str, value, where) -> None:
@@ -185,10 +167,7 @@ def load_hosts(path: str | Path) -> list[Device]:
 
 
 def _top_line(text: str, key: str) -> int:
-    for i, line in enumerate(text.splitlines()):
-        if re.match(rf"^\s*(\[+\s*)?{re.escape(key)}\b", line):
-            return i + 1
-    return 1
+    return top_key_line(text, key)
 
 
 def place_clients(devices: list[Device], client_num: int) -> list[Device]:

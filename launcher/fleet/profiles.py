@@ -46,6 +46,7 @@ import tomllib
 
 from contract.errors import InputError
 from contract.fleet import UNCONSTRAINED, Fleet, Profile, Window, draw, write_fleet  # noqa: F401 (re-exported)
+from launcher.fleet.toml_position import key_line, top_key_line
 from launcher.fleet.units import UnitError, parse_duration, parse_rate, parse_size
 
 KEYS = ("name", "clients", "cpu", "memory", "down", "up", "latency", "loss", "availability", "trace")
@@ -59,28 +60,11 @@ class FleetError(InputError):
 
 def _line_of(text: str, table_index: int, key: str | None) -> int:
     """1-based line of a key in the n-th [[profile]] (its header's line for key None or not found)."""
-    lines = text.splitlines()
-    header = re.compile(r"^\s*\[\[\s*profile\s*\]\]")
-    starts = [i for i, line in enumerate(lines) if header.match(line)]
-    if table_index >= len(starts):
-        return 1
-    start = starts[table_index]
-    if key is None:
-        return start + 1
-    key_re = re.compile(rf"^\s*(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')\s*=")
-    for i in range(start + 1, len(lines)):
-        if re.match(r"^\s*\[", lines[i]):
-            break
-        if key_re.match(lines[i]):
-            return i + 1
-    return start + 1
+    return key_line(text, "profile", table_index, key)
 
 
 def _top_line(text: str, key: str) -> int:
-    for i, line in enumerate(text.splitlines()):
-        if re.match(rf"^\s*(\[+\s*)?\"?{re.escape(key)}\b", line):
-            return i + 1
-    return 1
+    return top_key_line(text, key)
 
 
 def _number(value, key: str, low: float, high: float, bad) -> float:
