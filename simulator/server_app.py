@@ -81,6 +81,9 @@ def _train(grid: Grid, settings: RunSettings, log: LogWriter, rounds: FleetRound
     )
     if not strategy.replied_rounds:  # every task failed: nothing was learnt, nothing to evaluate
         raise RunNotDone(f"no client replied in any round: {not_aggregated_reason(strategy.skipped)}")
+    if not strategy.aggregated:  # every round failed at its deadline: the model is the one it started from
+        raise RunNotDone(f"no round was aggregated: each of the {settings.rounds - settings.start_round + 1} "
+                         f"rounds failed at its {settings.round_deadline:g} s deadline")
     final = result.arrays if len(result.arrays) else arrays
     replies = _to_all(grid, final, MessageType.EVALUATE, ConfigRecord({"server-round": settings.rounds}), settings,
                       wait_for_nodes(grid, 1, settings.run_dir))
