@@ -191,7 +191,7 @@ class FleetRound:
     """What the ServerApp tells the launcher before it samples a round: who is offline, at which run clock."""
 
     round: int
-    clock: float                 # seconds: real since the ServerApp started (process mode), or emulated
+    clock: float                 # seconds from the first round: real (process mode), or emulated
     offline: tuple[int, ...] = ()
 
 

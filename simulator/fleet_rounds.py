@@ -8,7 +8,7 @@
     cut.taken, cut.stragglers, cut.emulated_s     # replies aggregated, partitions discarded, round's emulated time
 
 Two clocks. Process mode (one process per client, the launcher enforces each profile): the run's clock is
-real seconds since the ServerApp started; a deadline and over-commit cut the replies as they arrive (the
+real seconds since its first round; a deadline and over-commit cut the replies as they arrive (the
 grid stops pulling: simulator.quick_grid), so the first K to arrive are taken. Virtual mode (Flower's
 simulation runtime; every task runs at full speed, nothing waits): each reply carries its emulated duration
 (metric "emulated-s": compute / cpu share + bytes over the profile's link + 2 latencies, computed by the
@@ -54,11 +54,16 @@ class FleetRounds:
         self.overcommit = max(1.0, settings.overcommit)
         self.active = fleet is not None or self.deadline > 0 or self.overcommit > 1.0
         self.emulated_clock = 0.0
-        self._started = time.monotonic()
+        self._started: float | None = None  # process mode: when the first round was sampled
 
     def clock(self) -> float:
-        """The run's clock in seconds: emulated in virtual mode, real since the ServerApp started otherwise."""
-        return self.emulated_clock if self.virtual else time.monotonic() - self._started
+        """The run's clock in seconds from its first round: emulated in virtual mode, real otherwise (so a
+        trace means the same in both modes, whatever the start-up took)."""
+        if self.virtual:
+            return self.emulated_clock
+        if self._started is None:
+            self._started = time.monotonic()
+        return time.monotonic() - self._started
 
     def split(self, partitions: Iterable[int], server_round: int) -> tuple[list[int], list[int]]:
         """(online, offline) partitions in this round: by availability (seeded) or trace (at the run's clock)."""

@@ -265,9 +265,10 @@ def test_memory_limit_kills_and_restarts_then_loses_the_client(tmp_path):
 # --- availability trace and deadline ----------------------------------------------------------------------
 @pytest.mark.slow
 def test_trace_cuts_the_link_and_deadline_cuts_a_thin_link(tmp_path):
-    """Client 0 is online for the run's first 7 s only (a trace): not sampled in rounds 2-3, its link cut.
+    """Client 0 is online for the run's first 3 s only (a trace, from round 1's start): not sampled in rounds
+    2-3 (round 1 lasts at least its 6 s deadline), its link cut.
     Client 1 has a 200 kbit/s downlink (a 247 kB model takes ~10 s): a 6 s deadline ends its rounds without it."""
-    _write(tmp_path / "away.csv", "client,start_s,end_s\n0,0,7\n")
+    _write(tmp_path / "away.csv", "client,start_s,end_s\n0,0,3\n")
     fleet = _write(tmp_path / "fleet.toml", '[[profile]]\nname = "away"\nclients = 1\ntrace = "away.csv"\n\n'
                    '[[profile]]\nname = "thin"\nclients = 1\ndown = "200kbit"\n')
     online = []
