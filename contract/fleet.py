@@ -32,7 +32,7 @@ FLEET_ROUND_ACK = "server/fleet_round_ack.json"  # the launcher's answer: its li
 
 @dataclass(frozen=True)
 class Window:
-    """One online window of a client in a trace, in seconds from the run's start: [start, end)."""
+    """One online window of a client in a trace, in seconds from the run's first round: [start, end)."""
 
     client: int
     start: float
