@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from launcher.fleet.handle import LimitHandle
+from launcher.fleet.handle import LimitHandle, resident_bytes
 
 PERIOD = 0.1
 MIN_WAIT = 0.002
@@ -164,12 +164,7 @@ class DutyCycleLimit(LimitHandle):
     def _check_memory(self) -> None:
         if self.memory is None:
             return
-        total = 0
-        for process in self._known.values():
-            try:
-                total += process.memory_info().rss
-            except psutil.Error:
-                continue
+        total = resident_bytes(self._known.values())
         self.peak_rss = max(self.peak_rss, total)
         if total > self.memory:
             self._signal(signal.SIGKILL)

@@ -32,6 +32,7 @@ import psutil
 
 from contract.fleet import FLEET_ROUND_FILE, Fleet, acknowledge_round, read_fleet_round
 from contract.run_layout import client_dir
+from launcher.fleet.handle import resident_bytes
 from launcher.fleet.limits import ClientLimits, Limiter
 from launcher.fleet.link import LinkSpec
 from launcher.processes.entry_modules import FLEET_LINK
@@ -168,7 +169,7 @@ class EmulatedFleet:
             pids = handle.pids()
             if limit is None or not pids:
                 continue
-            if resident_bytes(pids) > limit:
+            if resident_bytes(_processes(pids)) > limit:
                 self._rss_kills[client] = self._rss_kills.get(client, 0) + 1
                 handle.kill()
 
@@ -187,12 +188,9 @@ class EmulatedFleet:
             self.limiter.close()
 
 
-def resident_bytes(pids) -> int:
-    """The resident memory of these processes, added up (shared pages counted in each)."""
-    total = 0
+def _processes(pids):
     for pid in pids:
         try:
-            total += psutil.Process(pid).memory_info().rss
+            yield psutil.Process(pid)
         except psutil.Error:
             continue
-    return total

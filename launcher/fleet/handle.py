@@ -66,3 +66,15 @@ def with_descendants(pid: int) -> set[int]:
         return {pid, *(child.pid for child in process.children(recursive=True))}
     except psutil.Error:
         return set()
+
+
+def resident_bytes(processes) -> int:
+    """The resident memory of these processes (psutil.Process) added up, shared pages counted in each, as a
+    device would hold them; the ones gone meanwhile count nothing."""
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
