@@ -150,6 +150,31 @@ def test_rate_each_way_and_counters(tmp_path, links):
     upstream.close()
 
 
+def test_connections_open_at_once_share_the_rate(tmp_path, links):
+    """Flower's SuperNode moves objects over two connections at once: together they get the link's rate,
+    not each its own (a per-connection bucket would finish in half the time)."""
+    rate, each = 4e6, MB // 2
+    upstream = Upstream()
+    link = _start(links, tmp_path, upstream, LinkSpec(up=rate))
+    clients = [socket.create_connection(("127.0.0.1", link.port)) for _ in range(2)]
+    started = time.monotonic()
+    senders = [threading.Thread(target=c.sendall, args=(b"s" * each,)) for c in clients]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(20)
+    deadline = time.monotonic() + 10
+    while upstream.received < 2 * each and time.monotonic() < deadline:
+        time.sleep(0.01)
+    took, expected = upstream.last_byte_at - started, 2 * each * 8 / rate  # 2.0 s for both together
+    print(f"2 x 500 kB at once at 4 Mbit/s: {took:.3f} s, expected {expected:.3f} s")
+    assert upstream.received == 2 * each
+    assert abs(took - expected) <= 0.15 * expected
+    for client in clients:
+        client.close()
+    upstream.close()
+
+
 def test_latency_is_added_each_way_without_waiting_for_bandwidth(tmp_path, links):
     upstream = Upstream(echo=True)
     link = _start(links, tmp_path, upstream, LinkSpec(down=8e6, up=8e6, latency=0.1))

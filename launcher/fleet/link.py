@@ -18,7 +18,8 @@ to the counters file) and opens a connection to the upstream for each connection
 The model, per direction (down = upstream -> client, up = client -> upstream):
 - rate: a token bucket two chunks deep (a chunk is about 10 ms of the rate, 1 KiB to 64 KiB): a chunk of
   n bytes read at t leaves the link at max(t - depth, when the link is free) + n * 8 / rate; the proxy reads
-  no faster than the link sends, so the sender is held back by TCP's own flow control.
+  no faster than the link sends, so the sender is held back by TCP's own flow control. The rate is the
+  link's, not a connection's: connections open at once share it (chunks leave in the order they were read).
 - latency: each chunk is delivered one latency after it left the link: a pipe, not stop-and-wait (a chunk
   sent at t arrives at t + latency + its transmission time; chunks in flight overlap), order kept.
 - loss: an exchange is a burst of client -> upstream bytes that begins after the connection was idle in
@@ -138,6 +139,10 @@ class Link:
         self.online = online
         self.exchange_gap = exchange_gap
         self.port = 0
+        # one device, one network interface: every connection of the client shares each way's rate
+        # (Flower's SuperNode pulls and pushes objects over two connections at once)
+        self.up = Direction(spec.up, spec.latency)
+        self.down = Direction(spec.down, spec.latency)
         self.open: set[Connection] = set()
         self.count = {"bytes_down": 0, "bytes_up": 0, "connections": 0, "dropped": 0, "cut": 0, "refused": 0}
 
@@ -226,11 +231,8 @@ class Connection:
             return
         _no_delay(writer)  # the link paces the bytes itself: Nagle would hold its small chunks for ACKs
         _no_delay(self.up_writer)
-        spec = self.link.spec
-        up = Direction(spec.up, spec.latency)
-        down = Direction(spec.down, spec.latency)
-        self.tasks = [asyncio.ensure_future(self.pump(reader, self.up_writer, up, "bytes_up")),
-                      asyncio.ensure_future(self.pump(up_reader, writer, down, "bytes_down"))]
+        self.tasks = [asyncio.ensure_future(self.pump(reader, self.up_writer, self.link.up, "bytes_up")),
+                      asyncio.ensure_future(self.pump(up_reader, writer, self.link.down, "bytes_down"))]
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.close(reset=False)
 
