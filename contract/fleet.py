@@ -68,15 +68,6 @@ class Profile:
     def needs_limits(self) -> bool:
         return self.cpu is not None or self.memory is not None
 
-    def transfer_seconds(self, recv_bytes: int, sent_bytes: int) -> float:
-        """One exchange over this profile's link: model down, update up, a one-way latency each way."""
-        seconds = 2 * self.latency
-        if self.down:
-            seconds += recv_bytes * 8 / self.down
-        if self.up:
-            seconds += sent_bytes * 8 / self.up
-        return seconds
-
     def compute_seconds(self, measured: float) -> float:
         """Measured compute time at a whole core, as this profile's CPU share would take it."""
         return measured / self.cpu if self.cpu else measured

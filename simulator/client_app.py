@@ -11,6 +11,7 @@ and the reply carries its emulated duration (simulator.fleet_rounds).
 
 from __future__ import annotations
 
+import functools
 import resource
 import time
 from pathlib import Path
@@ -19,10 +20,11 @@ import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from contract.fleet import FLEET_FILE, UNCONSTRAINED, Fleet, read_fleet_json
+from contract.fleet import FLEET_FILE, UNCONSTRAINED, Fleet, Profile, read_fleet_json
 from contract.loglines import LogWriter, client_log_path
 from contract.run_settings import RunSettings, node_paths
 from simulator.client_data import Partition, load_partition
+from simulator.exchange_clock import exchange_times
 from simulator.fleet_rounds import EMULATED_METRIC
 from simulator.model import model_for
 from simulator.training import evaluate, predict, train, warm_up
@@ -71,7 +73,7 @@ def _setup(msg: Message, context: Context):
 
 
 def _nbytes(arrays: ArrayRecord) -> int:
-    return sum(len(a.data) for a in arrays.values())
+    return sum(_array_bytes(arrays))
 
 
 def _peak_mib() -> float:
@@ -82,14 +84,26 @@ def _fleet(run_dir: str) -> Fleet | None:
     return _current("fleet", Path(run_dir) / FLEET_FILE, lambda path: read_fleet_json(path.parent))
 
 
+@functools.lru_cache(maxsize=256)
+def _transfer_seconds(down: float | None, up: float | None, latency: float,
+                      recv: tuple[int, ...], sent: tuple[int, ...]) -> float:
+    link = Profile(name="link", down=down, up=up, latency=latency)
+    return exchange_times(link, recv, sent).total_s
+
+
+def _array_bytes(arrays: ArrayRecord) -> tuple[int, ...]:
+    return tuple(len(a.data) for a in arrays.values())
+
+
 def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, began: float,
-                   recv_bytes: int, sent_bytes: int) -> dict:
+                   recv: tuple[int, ...], sent: tuple[int, ...]) -> dict:
     """This task on its profile's device: compute (measured, over the CPU share when emulated), transfer over
-    the profile's link, waiting since the round started (0 emulated: each device starts when the round does)."""
+    the profile's link as Flower exchanges the task and its reply (simulator.exchange_clock; ``recv``/``sent``:
+    each array's bytes), waiting since the round started (0 emulated: each device starts when the round does)."""
     profile = fleet.profile_of(partition) if 0 <= partition < fleet.num_clients else UNCONSTRAINED
     emulated = config.get("fleet-clock", "real") == "emulated"
     compute = profile.compute_seconds(seconds) if emulated else seconds
-    transfer = profile.transfer_seconds(recv_bytes, sent_bytes)
+    transfer = _transfer_seconds(profile.down, profile.up, profile.latency, recv, sent)
     waiting = 0.0 if emulated else max(0.0, began - float(config.get("round-start", began)))
     return {"profile": profile.name, "compute_s": compute, "transfer_s": transfer, "waiting_s": waiting,
             "emulated_s": compute + transfer}
@@ -126,7 +140,7 @@ def train_round(msg: Message, context: Context) -> Message:
         log.write("round_end", **line)
     else:  # an emulated device: its figures in its log, its emulated duration to the server (fleet_rounds)
         figures = _fleet_figures(fleet, partition, msg.content["config"], seconds, began,
-                                 line["recv_bytes"], line["sent_bytes"])
+                                 _array_bytes(msg.content["arrays"]), _array_bytes(arrays))
         log.write("round_end_fleet", **line, **figures)
         metrics[EMULATED_METRIC] = figures["emulated_s"]
     return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)

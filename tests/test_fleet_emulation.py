@@ -50,14 +50,30 @@ def _client_ends(run_dir, client) -> dict[int, dict]:
             for m in CLIENT_END.finditer(text)}
 
 
-def _recomputed(line: dict, profile: Profile) -> float:
-    """The task's emulated duration from the line's own measured time and bytes and the profile, by hand."""
-    seconds = line["time"] / (profile.cpu or 1.0)
+def _bytes_floor(line: dict, profile: Profile) -> float:
+    """The least time the task's bytes need over the profile's link, by hand: model down, update up, and a
+    one-way latency each way (Flower's exchange adds round trips and its server's pull backoff on top)."""
+    seconds = 2 * profile.latency
     if profile.down:
         seconds += line["recv"] * 8 / profile.down
     if profile.up:
         seconds += line["sent"] * 8 / profile.up
-    return seconds + 2 * profile.latency
+    return seconds
+
+
+def _check_figures(line: dict, profile: Profile, emulated_compute: bool) -> None:
+    """The line's figures add up, its compute is the measured time (over the CPU share when emulated), and its
+    transfer lies between the bytes' floor and that floor plus Flower's exchange: per object a round trip
+    (a one-array message is 6 objects each way, 2 at a time, plus 4 calls) and the server's wait for the
+    upload: its pull backoff doubles from 1 s, so the try after the upload lands comes at most one step
+    (<= 1.2 x the upload's time + 1.2 s, with jitter) later."""
+    compute = line["time"] / (profile.cpu or 1.0) if emulated_compute else line["time"]
+    assert line["compute"] == pytest.approx(compute, rel=0.01, abs=0.003)
+    assert line["emulated"] == pytest.approx(line["compute"] + line["transfer"], abs=0.0005)
+    floor = _bytes_floor(line, profile)
+    upload = line["sent"] * 8 / profile.up if profile.up else 0.0
+    ceiling = floor + 10 * 2 * profile.latency + 1.2 * (upload + 10 * 2 * profile.latency) + 1.2 + 0.1
+    assert floor - 0.001 <= line["transfer"] <= ceiling, (line, floor, ceiling)
 
 
 def _server(run_dir) -> str:
@@ -176,7 +192,7 @@ def test_a_deadline_cuts_the_profile_4x_slower(deadline_run):
         lines = _client_ends(run_dir, client)
         assert sorted(lines) == [1, 2, 3] and {v["profile"] for v in lines.values()} == {profile.name}
         for line in lines.values():
-            assert line["emulated"] == pytest.approx(_recomputed(line, profile), rel=0.01, abs=0.003)
+            _check_figures(line, profile, emulated_compute=True)
             assert (line["emulated"] > 10) == (profile is SLOW)
         cut = [int(r) for r in STRAGGLER.findall((run_dir / f"client_{client}" / "client.log").read_text())]
         assert cut == ([1, 2, 3] if profile is SLOW else [])
@@ -222,7 +238,10 @@ def test_overcommit_samples_6_and_takes_the_4_fastest(tmp_path):
     assert sorted(sampled) == [1, 2] == sorted(clocks)
     for rnd, clients in sampled.items():
         assert len(clients) == 6 and int(clocks[rnd]["sampled"]) == 6 and int(clocks[rnd]["taken"]) == 4
-        emulated = {c: _recomputed(_client_ends(run_dir, c)[rnd], fleet.profile_of(c)) for c in clients}
+        lines = {c: _client_ends(run_dir, c)[rnd] for c in clients}
+        for c, line in lines.items():
+            _check_figures(line, fleet.profile_of(c), emulated_compute=True)
+        emulated = {c: line["emulated"] for c, line in lines.items()}
         by_time = sorted(clients, key=emulated.get)
         assert _ints(clocks[rnd]["stragglers"]) == sorted(by_time[4:])
         assert float(clocks[rnd]["emulated"]) == pytest.approx(emulated[by_time[3]], rel=0.01, abs=0.003)
@@ -283,8 +302,7 @@ def test_process_mode_overcommit_takes_the_first_replies_and_logs_real_compute(t
     for client in range(4):
         profile = fleet.profile_of(client)
         for line in _client_ends(run_dir, client).values():
-            assert line["compute"] == pytest.approx(line["time"], abs=0.003)  # real: the launcher slows it
-            transfer = _recomputed({**line, "time": 0.0}, profile)  # predicted from the bytes and the link
-            assert line["transfer"] == pytest.approx(transfer, abs=0.001) and line["waiting"] > 0
+            _check_figures(line, profile, emulated_compute=False)  # real compute: the launcher slows it
+            assert line["waiting"] > 0
     assert read_fleet_round(run_dir).round == 2  # written for the launcher's links before each round
     assert wait_until_nothing_tagged("t-emu-proc") == []

@@ -106,3 +106,33 @@ def test_flowers_config_pair_pattern_is_the_one_launcher_flower_config_args_chec
     from launcher.flower.config_args import PAIR
 
     assert f"pattern = re.compile(r\"{PAIR.pattern}\")" in inspect.getsource(parse_config_args)
+
+
+def test_the_object_exchange_simulator_exchange_clock_models():
+    """Chunk size, pull/push pools, the pull backoff and the objects a message is made of, as Flower 1.41 has
+    them: the emulated clock copies these (virtual mode predicts process mode's transfers with them)."""
+    import numpy as np
+    from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
+    from flwr.common import constant
+    from flwr.supercore import constant as supercore
+    from flwr.supercore.inflatable import inflatable_utils
+    from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+
+    from simulator import exchange_clock as model
+    from simulator.quick_grid import POLL_SECONDS
+
+    assert constant.FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE == model.CHUNK_BYTES
+    assert supercore.FLWR_PRIVATE_MAX_CONCURRENT_OBJ_PULLS == model.CONCURRENT
+    assert supercore.FLWR_PRIVATE_MAX_CONCURRENT_OBJ_PUSHES == model.CONCURRENT
+    assert (supercore.PULL_INITIAL_BACKOFF, supercore.PULL_BACKOFF_CAP) == (model.INITIAL_BACKOFF, model.BACKOFF_CAP)
+    source = inspect.getsource(inflatable_utils.pull_objects)
+    assert "delay * (1 + random.uniform(-0.2, 0.2))" in source and "delay = min(delay * 2, backoff_cap)" in source
+    assert model.SERVER_POLL == POLL_SECONDS
+    # a reply's objects: sizes within a few bytes of the model's, one per chunk, head, record
+    arrays = [np.zeros(n, dtype=np.float32) for n in (61_828, 10, 1)]
+    content = RecordDict({"arrays": ArrayRecord({f"a{i}": Array(a) for i, a in enumerate(arrays)}),
+                          "metrics": MetricRecord({"num-examples": 10, "train-loss": 0.5})})
+    flower = sorted(len(o.deflate()) for o in get_all_nested_objects(content).values())
+    ours = sorted(model.message_objects([a.nbytes for a in arrays])[:-1])  # the message itself is not built here
+    assert len(flower) == len(ours)
+    assert all(abs(f - o) <= 0.1 * o + 40 for f, o in zip(flower, ours)), (flower, ours)

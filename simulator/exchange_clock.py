@@ -1,0 +1,212 @@
+"""How long Flower 1.41 takes to move one task's messages over an emulated link: the emulated clock's transfer.
+
+    times = exchange_times(profile, down=[600, 9600, 192000], up=[600, 9600, 192000])  # each array's bytes
+    times.down_s     # round start -> the node holds the task (pull the message, pull its objects, confirm)
+    times.up_s       # reply ready -> the server holds all of it (push the message and its objects; the
+                     # server's own pulls of those objects, each retried with Flower's backoff until it is there)
+    times.total_s    # what the profile's link adds to a task: the "transfer" of its round end line
+
+A model of what the link emulator shows Flower doing in process mode (launcher.fleet.link between a SuperNode
+and the SuperLink), so that virtual mode predicts the round times process mode measures:
+- A message travels as objects, in post-order (children first, the message last): per array its bytes in
+  chunks of at most 5 MiB and a head, then the records, then the message. Each pull or push of an object is
+  one HTTP request (about 0.9 kB up) and its reply; two run at once (Flower's object pull and push pools) and
+  share the link's rate while both send (processor sharing, as the emulator's one bucket per way does).
+- Down: PullMessages (the message and its object tree), the objects, ConfirmMessageReceived.
+- Up: PushMessages, then the objects; the server sees the reply message once PushMessages has arrived (it
+  polls every 0.1 s: half of that on average), pulls its objects two at a time in the same order, and an
+  object not there yet is tried again after 1 s, then 2, 4, ... at most 10 s, each with +-20% jitter, its
+  backoff starting afresh for each object. The reply is held when the last object is pulled: the mean over
+  JITTER_DRAWS seeded draws of that jitter (a deterministic figure; a real run varies around it).
+Left out: the SuperNode's and task host's local work (their CPU share slows it in process mode), a round's
+replies pulled one message after another by the server (the first one's backoff delays the rest).
+The Flower constants this copies are pinned by tests/test_flower_internals.py.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+# Flower 1.41 (pinned by tests/test_flower_internals.py)
+CHUNK_BYTES = 5_242_880      # flwr.common.constant.FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE
+CONCURRENT = 2               # FLWR_PRIVATE_MAX_CONCURRENT_OBJ_PULLS and _PUSHES (at most the host's cores)
+INITIAL_BACKOFF = 1.0        # flwr.supercore.constant.PULL_INITIAL_BACKOFF
+BACKOFF_CAP = 10.0           # PULL_BACKOFF_CAP
+JITTER = 0.2                 # inflatable_utils.pull_objects: delay * (1 + uniform(-0.2, 0.2))
+SERVER_POLL = 0.1            # simulator.quick_grid.POLL_SECONDS: the server's wait between reply pulls
+
+# Bytes on the wire, measured through the link emulator (one HTTP request or reply each)
+REQUEST = 900                # an object pull, a confirmation, ... (request line, headers, protobuf)
+REPLY = 130                  # an empty reply, or the envelope around an object
+CHUNK_HEAD = 147             # an ArrayChunk's head around its bytes
+ARRAY_HEAD = 160             # an Array object (dtype, shape, chunk ids)
+RECORD_PER_ARRAY = 140       # an ArrayRecord's entry per array
+SMALL_OBJECTS = (100, 300, 600)  # the config or metric record, the RecordDict, the message itself
+MESSAGE_CALL = 1500          # PullMessages' reply, PushMessages' request: the message head and object tree
+
+JITTER_DRAWS = 32
+
+
+@dataclass(frozen=True)
+class ExchangeTimes:
+    down_s: float
+    up_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.down_s + self.up_s
+
+
+def message_objects(array_bytes: Sequence[int]) -> list[int]:
+    """The sizes of a message's objects in Flower's post-order, from its arrays' byte counts."""
+    sizes: list[int] = []
+    for nbytes in array_bytes:
+        chunks = max(1, -(-nbytes // CHUNK_BYTES))
+        for i in range(chunks):
+            sizes.append(CHUNK_HEAD + min(CHUNK_BYTES, nbytes - i * CHUNK_BYTES))
+        sizes.append(ARRAY_HEAD)
+    sizes.append(RECORD_PER_ARRAY * len(array_bytes) + 10)
+    return sizes + list(SMALL_OBJECTS)
+
+
+class _Link:
+    """Two ways, each shared fairly by the flows sending on it, each delivering a latency after sending.
+
+    ``send(way, t, nbytes, then)`` calls ``then(arrival)`` when the bytes have arrived; ``run()`` plays it out."""
+
+    def __init__(self, rates: dict[str, float | None], latency: float) -> None:
+        self.rates, self.latency = rates, latency
+        self.now = 0.0
+        self.flows: dict[str, list[list]] = {way: [] for way in rates}  # [bytes left, then]
+        self.events: list[tuple[float, int, Callable[[float], None]]] = []
+        self._order = 0
+
+    def at(self, t: float, action: Callable[[float], None]) -> None:
+        self._order += 1
+        heapq.heappush(self.events, (t, self._order, action))
+
+    def send(self, way: str, t: float, nbytes: int, then: Callable[[float], None]) -> None:
+        if not self.rates[way]:
+            self.at(t + self.latency, then)
+        else:
+            self.at(t, lambda now: self.flows[way].append([nbytes * 8.0, then]))
+
+    def _next_finish(self) -> tuple[float, str] | None:
+        best = None
+        for way, flows in self.flows.items():
+            if flows:
+                t = self.now + min(f[0] for f in flows) * len(flows) / self.rates[way]
+                if best is None or t < best[0]:
+                    best = (t, way)
+        return best
+
+    def _progress(self, until: float) -> None:
+        for way, flows in self.flows.items():
+            if flows:
+                sent = (until - self.now) * self.rates[way] / len(flows)
+                for f in flows:
+                    f[0] -= sent
+        self.now = until
+
+    def run(self) -> None:
+        while self.events or any(self.flows.values()):
+            finish = self._next_finish()
+            if self.events and (finish is None or self.events[0][0] <= finish[0]):
+                t, _, action = heapq.heappop(self.events)
+                self._progress(max(t, self.now))
+                action(self.now)
+                continue
+            t, way = finish
+            self._progress(t)
+            done = [f for f in self.flows[way] if f[0] <= 1e-6]
+            self.flows[way] = [f for f in self.flows[way] if f[0] > 1e-6]
+            for _, then in done:
+                self.at(t + self.latency, then)
+
+
+def _workers(link: _Link, start: float, sizes: list[int], one: Callable, finished: Callable[[float], None]) -> None:
+    """CONCURRENT workers take the objects in order; ``one(t, size, done)`` moves one, ``finished`` at the end."""
+    queue = list(sizes)
+    busy = [0]
+
+    def take(t: float) -> None:
+        if queue:
+            busy[0] += 1
+            one(t, queue.pop(0), lambda t_done: (busy.__setitem__(0, busy[0] - 1), take(t_done)))
+        elif busy[0] == 0:
+            finished(t)
+
+    for _ in range(min(CONCURRENT, len(sizes)) or 1):
+        link.at(start, take)
+
+
+def _download(down: float | None, up: float | None, latency: float, sizes: list[int]) -> float:
+    link = _Link({"down": down, "up": up}, latency)
+    end = [0.0]
+
+    def confirm(t: float) -> None:
+        link.send("up", t, REQUEST, lambda t1: link.send("down", t1, REPLY, lambda t2: end.__setitem__(0, t2)))
+
+    def pull(t: float, size: int, done) -> None:
+        link.send("up", t, REQUEST, lambda t1: link.send("down", t1, size + REPLY, done))
+
+    link.send("up", 0.0, REQUEST, lambda t1: link.send(
+        "down", t1, MESSAGE_CALL + 70 * len(sizes), lambda t2: _workers(link, t2, sizes, pull, confirm)))
+    link.run()
+    return end[0]
+
+
+def _upload_arrivals(up: float | None, down: float | None, latency: float,
+                     sizes: list[int]) -> tuple[float, list[float]]:
+    """(when the server sees the message, when each object is at the SuperLink), from the reply's push."""
+    link = _Link({"down": down, "up": up}, latency)
+    seen = [0.0]
+    arrived = [0.0] * len(sizes)
+    index = iter(range(len(sizes)))
+
+    def push(t: float, size: int, done) -> None:
+        i = next(index)
+
+        def landed(t1: float) -> None:
+            arrived[i] = t1
+            link.send("down", t1, REPLY, done)
+        link.send("up", t, size + REQUEST, landed)
+
+    def pushed_message(t1: float) -> None:
+        seen[0] = t1
+        link.send("down", t1, REPLY, lambda t2: _workers(link, t2, sizes, push, lambda t: None))
+
+    link.send("up", 0.0, MESSAGE_CALL + 70 * len(sizes), pushed_message)
+    link.run()
+    return seen[0], arrived
+
+
+def _server_pulls(start: float, arrived: list[float], rng: random.Random) -> float:
+    """When the server has pulled every object: two at a time, in order, each retried with Flower's backoff."""
+    free = [start] * min(CONCURRENT, len(arrived))
+    for at in arrived:
+        w = min(range(len(free)), key=free.__getitem__)
+        t, delay = free[w], INITIAL_BACKOFF
+        while t < at - 1e-9:
+            t += delay * (1 + rng.uniform(-JITTER, JITTER))
+            delay = min(delay * 2, BACKOFF_CAP)
+        free[w] = t
+    return max(free)
+
+
+def exchange_times(profile, down: Sequence[int], up: Sequence[int], seed: int = 0) -> ExchangeTimes:
+    """The model's figures for one task on ``profile``'s link (anything with down, up and latency: bits per
+    second or None, one-way seconds); ``down``/``up``: the byte count of each array of the task and reply."""
+    latency = float(profile.latency or 0.0)
+    if not (profile.down or profile.up or latency):
+        return ExchangeTimes(0.0, 0.0)
+    down_sizes, up_sizes = message_objects(down), message_objects(up)
+    down_s = _download(profile.down, profile.up, latency, down_sizes)
+    seen, arrived = _upload_arrivals(profile.up, profile.down, latency, up_sizes)
+    rng = random.Random(seed)
+    start = seen + SERVER_POLL / 2
+    held = sum(_server_pulls(start, arrived, rng) for _ in range(JITTER_DRAWS)) / JITTER_DRAWS
+    return ExchangeTimes(down_s=down_s, up_s=held)
