@@ -262,6 +262,43 @@ def test_memory_limit_kills_and_restarts_then_loses_the_client(tmp_path):
     assert not any(k in ("round_end", "round_end_fleet") for k, _ in log)
 
 
+# --- a slow link: the task starts when its bytes are in ------------------------------------------------------
+@pytest.mark.slow
+def test_a_task_starts_once_its_model_is_through_the_link_not_a_backoff_step_later(tmp_path):
+    """1 Mbit/s, 20 ms: the model takes ~2 s down. The task host may ask for the task while its SuperNode is
+    still pulling the bytes; the task must start within a few round trips of their arrival (Flower's own
+    retry would start it up to 1-2 s later). Judged by the client's round start against the server's, both
+    logged by their own clocks, and the bytes the client received over the rate."""
+    fleet = _write(tmp_path / "fleet.toml", '[[profile]]\nname = "thin"\nclients = "rest"\n'
+                   'down = "1Mbit"\nup = "1Mbit"\nlatency = "20ms"\n')
+    live = LiveRun(tmp_path, "--client-num", "2", "--rounds", "4", "--round-timeout", "120",
+                   "--fleet", str(fleet)).wait()
+    assert live.proc.returncode == 0, live.output
+    server_starts = {v["round"]: t for t, k, v in _timed_events(live, "server/server.log")
+                     if k == "server_round_start"}
+    for client in (0, 1):
+        starts = {v["round"]: t for t, k, v in _timed_events(live, f"client_{client}/client.log")
+                  if k == "round_start"}
+        ends = {v["round"]: v for _, k, v in _timed_events(live, f"client_{client}/client.log")
+                if k == "round_end_fleet"}
+        for rnd in (2, 3, 4):  # round 1 also warms the task host up
+            through = ends[rnd]["recv_bytes"] * 8 / 1e6
+            late = starts[rnd] - server_starts[rnd]
+            print(f"client {client} round {rnd}: started {late:.3f} s after the server, bytes alone {through:.3f} s")
+            assert through <= late <= through + 0.6, (client, rnd, late, through)
+
+
+def _timed_events(live: LiveRun, name: str) -> list[tuple[float, str, dict]]:
+    """(wall time, event, values) of each line of a run's log, the time read from the line's own stamp."""
+    from datetime import datetime
+
+    out = []
+    for line in (live.run_dir / name).read_text().splitlines():
+        for kind, values in iter_events(line):
+            out.append((datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp(), kind, values))
+    return out
+
+
 # --- availability trace and deadline ----------------------------------------------------------------------
 @pytest.mark.slow
 def test_trace_cuts_the_link_and_deadline_cuts_a_thin_link(tmp_path):

@@ -136,3 +136,14 @@ def test_the_object_exchange_simulator_exchange_clock_models():
     ours = sorted(model.message_objects([a.nbytes for a in arrays])[:-1])  # the message itself is not built here
     assert len(flower) == len(ours)
     assert all(abs(f - o) <= 0.1 * o + 40 for f, o in zip(flower, ours)), (flower, ours)
+
+
+def test_the_task_input_pull_warm_clientapp_rewires():
+    """launcher.flower.warm_clientapp replaces these two names in run_clientapp's module for its task's child:
+    the task's inputs are pulled by pull_task_input, whose object pulls take Flower's backoff keywords."""
+    from flwr.supernode.runtime import run_clientapp as module
+
+    assert "pull_task_input(" in inspect.getsource(module.run_clientapp)
+    assert "pull_and_inflate_object_from_tree(" in inspect.getsource(module.pull_task_input)
+    params = inspect.signature(module.pull_and_inflate_object_from_tree).parameters
+    assert {"initial_backoff", "backoff_cap", "max_tries_per_object"} <= set(params)
