@@ -71,6 +71,34 @@ def test_quick_supernode_installs_its_bells_in_that_namespace(tmp_path):
         sci.time, sci._pull_and_store_message = original_time, original_pull
 
 
+def test_the_task_host_waits_for_the_supernodes_pull_of_a_message(tmp_path):
+    """quick_supernode holds the node's pull lock while Flower's pull runs; the task host's wait returns once
+    it is done (here Flower's pull is stood in for by one that takes 0.6 s, as a slow link would)."""
+    import threading
+    import time
+
+    import flwr.supernode.start_client_internal as sci
+
+    from launcher.flower import quick_supernode
+    from launcher.flower.pull_lock import PullLock
+
+    original_time, original_pull = sci.time, sci._pull_and_store_message
+    finished = []
+    sci._pull_and_store_message = lambda *a, **k: (time.sleep(0.6), finished.append(time.monotonic()))[0]
+    try:
+        quick_supernode.install(tmp_path)
+        PullLock(tmp_path).wait_free()  # nobody pulling: at once
+        puller = threading.Thread(target=sci._pull_and_store_message)
+        puller.start()
+        time.sleep(0.1)
+        PullLock(tmp_path).wait_free()
+        returned = time.monotonic()
+        puller.join()
+        assert finished and 0 <= returned - finished[0] < 0.1
+    finally:
+        sci.time, sci._pull_and_store_message = original_time, original_pull
+
+
 def test_a_clientapp_task_is_a_call_of_the_app_object_that_apps_task_log_wraps():
     """launcher.flower.clientapp_calls wraps ClientApp.__call__(self, message, context)."""
     from flwr.clientapp import ClientApp
@@ -137,13 +165,3 @@ def test_the_object_exchange_simulator_exchange_clock_models():
     assert len(flower) == len(ours)
     assert all(abs(f - o) <= 0.1 * o + 40 for f, o in zip(flower, ours)), (flower, ours)
 
-
-def test_the_task_input_pull_warm_clientapp_rewires():
-    """launcher.flower.warm_clientapp replaces these two names in run_clientapp's module for its task's child:
-    the task's inputs are pulled by pull_task_input, whose object pulls take Flower's backoff keywords."""
-    from flwr.supernode.runtime import run_clientapp as module
-
-    assert "pull_task_input(" in inspect.getsource(module.run_clientapp)
-    assert "pull_and_inflate_object_from_tree(" in inspect.getsource(module.pull_task_input)
-    params = inspect.signature(module.pull_and_inflate_object_from_tree).parameters
-    assert {"initial_backoff", "backoff_cap", "max_tries_per_object"} <= set(params)

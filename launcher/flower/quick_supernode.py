@@ -12,7 +12,8 @@ its loop module's namespace (Flower's files are not touched); every sleep
 of the loop becomes a wait on the node's ``supernode`` bell, of the same length:
 - the 3 s idle sleep ends when the ServerApp rings it after pushing messages;
 - after a message is pulled, the node's ``worker`` bell is rung, so the task
-  runner (launcher.flower.warm_clientapp) asks for the task at once;
+  runner (launcher.flower.warm_clientapp) asks for the task at once; while it is
+  being pulled, the node's pull lock is held (launcher.flower.pull_lock);
 - the 0.5 s sleeps while a task's reply is awaited wait on the same bell, which
   the task runner rings when the task ends.
 tests/test_flower_internals.py checks that the loop still has this shape.
@@ -29,6 +30,7 @@ from flwr.supernode.cli import flower_supernode
 from contract.bells import Bell, ring
 from contract.run_settings import node_paths
 from launcher.flower.config_args import load_node_config
+from launcher.flower.pull_lock import PullLock
 
 IDLE_SECONDS = 3.0  # Flower's own idle sleep: a node nobody rings (e.g. on a device) behaves as stock
 
@@ -47,11 +49,14 @@ class BellClock:
 
 
 def install(client_dir) -> None:
-    """Put the bells into Flower's SuperNode loop (this process only)."""
+    """Put the bells into Flower's SuperNode loop (this process only), and hold the node's pull lock
+    (launcher.flower.pull_lock) while it pulls a message, for its task host to wait on."""
     pull = loop._pull_and_store_message  # noqa: SLF001
+    pulling = PullLock(client_dir)
 
     def pull_then_ring(*args, **kwargs):
-        run_id = pull(*args, **kwargs)
+        with pulling.held():
+            run_id = pull(*args, **kwargs)
         if run_id is not None:
             ring(client_dir, "worker")
         return run_id

@@ -10,22 +10,16 @@ the app and the node's data are imported once (``--preload``), and each task run
 in a child forked from this process, sharing that memory copy-on-write. One task
 runs at a time; SIGTERM stops the current task and this process. Between tasks it waits
 on the node's ``worker`` bell (contract.bells), which the SuperNode rings when it pulls
-a message, and asks anyway every IDLE_POLL seconds. When the task ends, this process rings
-the SuperNode's bell, which is waiting to send the reply.
-
-Two substitutions in the child's run_clientapp module (Flower's files are not touched):
-- A task can be acquired while the SuperNode is still pulling its message's objects from the SuperLink
-  (slowly, over an emulated link or a device's): Flower's task would retry its local pulls after 1 s,
-  2 s, 4 s... and start up to a backoff step late. Here it retries every LOCAL_PULL_RETRY seconds.
-- The task computes only while it holds one of the host's compute slots (cores + 1 of them:
-  launcher.processes.compute_slots), taken once its inputs are pulled: a task still waiting for its
-  message's bytes keeps no slot from one that could compute. The kernel frees the slot when it exits.
+a message, and asks anyway every IDLE_POLL seconds. A task runs only while it holds one
+of the host's compute slots (cores + 1 of them: launcher.processes.compute_slots), and only once its
+SuperNode has pulled the task's message (launcher.flower.pull_lock: on a slow link a task is visible
+before its bytes are in); when it ends, this process rings the SuperNode's bell, which is waiting to send
+the reply.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import os
 import signal
@@ -37,18 +31,17 @@ from flwr.supercore.constant import TaskType
 from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
 from flwr.supercore.retry import make_simple_http_retry_invoker
 from flwr.supercore.runtime import RuntimeHttpClient
-from flwr.supernode.runtime import run_clientapp as clientapp_runtime
 from flwr.supernode.runtime.run_clientapp import run_clientapp
 
 from contract.bells import Bell, ring
 from contract.run_settings import node_paths
 from launcher.apps.task_log import log_app_tasks
 from launcher.flower.config_args import load_node_config
+from launcher.flower.pull_lock import PullLock
 from launcher.processes.compute_slots import ComputeSlots
 
 IDLE_POLL = 1.0  # the SuperNode rings the worker bell when it pulls a message
 UNRUNG_POLL = 0.1  # when the bell could not be bound
-LOCAL_PULL_RETRY = 0.05  # a task's retries of its message's objects from its own SuperNode (local calls)
 
 _stopping = False
 _child = 0
@@ -69,31 +62,7 @@ def load_preload(ref: str):
     return getattr(importlib.import_module(module), attr or "preload")
 
 
-def prepare_task_process(slots: ComputeSlots) -> None:
-    """In a task's child: its run_clientapp retries local object pulls every LOCAL_PULL_RETRY seconds (until
-    Flower's own time limit), and takes a compute slot once the task's inputs are in (see the docstring)."""
-    pull = clientapp_runtime.pull_and_inflate_object_from_tree
-    clientapp_runtime.pull_and_inflate_object_from_tree = functools.partial(
-        pull, initial_backoff=LOCAL_PULL_RETRY, backoff_cap=LOCAL_PULL_RETRY, max_tries_per_object=None)
-    pull_inputs = clientapp_runtime.pull_task_input
-
-    def pull_inputs_then_take_a_slot(client):
-        started = time.time()
-        inputs = pull_inputs(client)
-        pulled = time.time()
-        slots.take()  # held until this process exits
-        print(f"{_clock(started)} task inputs pulled in {pulled - started:.3f} s, waited "
-              f"{time.time() - pulled:.3f} s for a compute slot", flush=True)
-        return inputs
-
-    clientapp_runtime.pull_task_input = pull_inputs_then_take_a_slot
-
-
-def _clock(t: float) -> str:
-    return f"{time.strftime('%H:%M:%S', time.localtime(t))}.{int(t % 1 * 1000):03d}"
-
-
-def run_task_in_child(runtime_api: str, token: str, slots: ComputeSlots, app_log_dir=None) -> int:
+def run_task_in_child(runtime_api: str, token: str, app_log_dir=None) -> int:
     """Fork; the child serves the task with Flower's run_clientapp and exits.
 
     ``app_log_dir``: a user's app (``fl-launch --app``): its output and the
@@ -105,7 +74,6 @@ def run_task_in_child(runtime_api: str, token: str, slots: ComputeSlots, app_log
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         code = 1
         try:
-            prepare_task_process(slots)
             if app_log_dir is not None:
                 log_app_tasks(app_log_dir)
             run_clientapp(runtime_api_address=runtime_api, token=token, insecure=True,
@@ -137,13 +105,20 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
         retry_invoker=make_simple_http_retry_invoker(),
     )
     request = AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value])
+    pulling = PullLock(client_dir)
     while not _stopping:
         res = client.AcquireTask(request)
         if res.HasField("task") and res.token:
             acquired = time.time()
-            code = run_task_in_child(runtime_api, res.token, slots, client_dir if app_log else None)
+            pulling.wait_free()  # its message's objects are all with the SuperNode
+            pulled = time.time()
+            with slots.held():
+                started = time.time()
+                code = run_task_in_child(runtime_api, res.token, client_dir if app_log else None)
             ring(client_dir, "supernode")  # the reply is with the SuperNode: no need to poll for it
-            print(f"{_clock(acquired)} task {res.task.task_id}: ran {time.time() - acquired:.3f} s", flush=True)
+            print(f"{time.strftime('%H:%M:%S', time.localtime(acquired))}.{int(acquired % 1 * 1000):03d} "
+                  f"task {res.task.task_id}: waited {pulled - acquired:.3f} s for its message, "
+                  f"{started - pulled:.3f} s for a compute slot, ran {time.time() - started:.3f} s", flush=True)
             if code != 0 and not _stopping:
                 print(f"fl-launch: task {res.task.task_id} exited with code {code}", file=sys.stderr, flush=True)
             continue  # a reply often follows at once: ask again without sleeping

@@ -47,20 +47,15 @@ class ComputeSlots:
                 return fd
         return None
 
-    def take(self) -> int:
-        """A slot's descriptor, held until it is closed or this process ends (the kernel drops the flock).
-        Queue (asleep, in the kernel) for the right to look; the one at the head polls the slots."""
+    @contextmanager
+    def held(self):
+        """Queue (asleep, in the kernel) for the right to look; the one at the head polls the slots."""
         queue = self._lock(self.queue, block=True)
         try:
             while (fd := self._first_free()) is None:
                 time.sleep(POLL_SECONDS)
         finally:
             os.close(queue)
-        return fd
-
-    @contextmanager
-    def held(self):
-        fd = self.take()
         try:
             yield
         finally:
