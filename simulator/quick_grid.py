@@ -13,10 +13,16 @@ other call goes to the wrapped grid. With ``enough`` it stops once that many
 good (non-error) replies came, with ``deadline`` at that many seconds after the
 push (a round deadline, simulator.strategy): the replies it returns are in the
 order they arrived; the ones that come later are never pulled.
+
+Flower's pull of a reply whose head has arrived but whose objects are still uploading
+blocks, retrying after 1 s, 2 s, 4 s... Under a deadline each pull runs in a thread the
+round waits on only until the deadline: a round ends on time, and that pull's replies
+(the one still uploading, and any that came in the same pull) count as late.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 
@@ -59,8 +65,12 @@ class QuickPollGrid:
         replies: list[Message] = []
         ends = [started + t for t in (timeout, deadline if deadline and deadline > 0 else None) if t is not None]
         end = min(ends) if ends else None
+        cut_by_deadline = bool(deadline and deadline > 0 and (timeout is None or deadline <= timeout))
         while pending and (end is None or time.monotonic() < end):
-            got = list(self._grid.pull_messages(pending))
+            got = self._pull(pending, end if cut_by_deadline else None)
+            if got is None:  # the deadline came while Flower was still pulling a reply's objects
+                self.cut = "deadline"
+                break
             replies.extend(got)
             pending.difference_update(m.metadata.reply_to_message_id for m in got)
             if pending and enough and sum(not m.has_error() for m in replies) >= enough:
@@ -71,6 +81,26 @@ class QuickPollGrid:
             if pending:
                 time.sleep(self._poll if end is None else max(0.0, min(self._poll, end - time.monotonic())))
         else:
-            if pending and deadline and deadline > 0 and (timeout is None or deadline <= timeout):
+            if pending and cut_by_deadline:
                 self.cut = "deadline"
         return replies
+
+    def _pull(self, pending: set[str], end: float | None) -> list[Message] | None:
+        """The replies Flower pulls for ``pending``; None when ``end`` came first (the pull is left to finish
+        in its thread, its replies unused)."""
+        if end is None:
+            return list(self._grid.pull_messages(pending))
+        box: dict = {}
+
+        def pull() -> None:
+            try:
+                box["replies"] = list(self._grid.pull_messages(set(pending)))
+            except BaseException as err:  # noqa: BLE001 (raised again in the round's thread)
+                box["error"] = err
+
+        thread = threading.Thread(target=pull, name="reply-pull", daemon=True)
+        thread.start()
+        thread.join(max(0.0, end - time.monotonic()))
+        if "error" in box:
+            raise box["error"]
+        return box.get("replies")

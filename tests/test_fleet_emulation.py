@@ -161,6 +161,28 @@ def test_quick_grid_stops_at_enough_replies_or_at_the_deadline():
     assert len(got) == 3 and grid.cut is None
 
 
+class _UploadingGrid(_SlowGrid):
+    """Reply 0 at once; from 0.3 s a pull blocks 3 s, as Flower's does on a reply whose objects are still
+    uploading (its backoff retries after 1 s, then 2 s)."""
+
+    def pull_messages(self, ids):
+        if time.monotonic() - self.t0 >= 0.3:
+            time.sleep(3.0)
+            return [_Reply(i) for i in sorted(ids)]
+        return [_Reply(i) for i in sorted(ids) if i == 0]
+
+
+def test_quick_grid_ends_at_the_deadline_while_flower_is_still_pulling_a_reply():
+    from simulator.quick_grid import QuickPollGrid
+
+    grid = QuickPollGrid(_UploadingGrid(3), poll=0.02)
+    t = time.monotonic()
+    got = grid.send_and_receive([_Message(i) for i in range(3)], timeout=30, deadline=1.0)
+    took = time.monotonic() - t
+    assert 0.95 < took < 1.3 and grid.cut == "deadline", took
+    assert [m.metadata.src_node_id for m in got] == [0]
+
+
 # --- real runs -------------------------------------------------------------------------------------------------
 
 FAST = Profile("fast", range(0, 8), cpu=1.0, down=1e6, up=1e6)
