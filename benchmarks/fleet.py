@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from contract.fleet import Fleet, Profile
-from contract.loglines import iter_events
+from contract.loglines import parse_line
 from launcher.fleet.limits import ClientLimits, Limiter
 from launcher.fleet.link import LinkSpec, start_link
 
@@ -153,13 +153,8 @@ def _launch(tmp: Path, name: str, fleet: str | None, *args: str) -> tuple[Path, 
 
 def _events(path: Path) -> list[tuple[float, str, dict]]:
     """(wall time from the line's stamp, event, values) of each fl-launch line of a log."""
-    from datetime import datetime
-
-    out = []
-    for line in path.read_text().splitlines():
-        for kind, values in iter_events(line):
-            out.append((datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp(), kind, values))
-    return out
+    events = (parse_line(line) for line in path.read_text().splitlines())
+    return [(e.time.timestamp(), e.kind, e.values) for e in events if e is not None and e.time is not None]
 
 
 def _clocks(run_dir: Path) -> dict[int, dict]:
