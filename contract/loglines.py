@@ -208,6 +208,12 @@ def parse_line(line: str, time: dt.datetime | None = None) -> Event | None:
     return parse_message(m.group("source"), m.group("msg").strip(), time)
 
 
+def timed_events(text: str) -> list[Event]:
+    """Each event line of a log that carries its time stamp, in order (``event.time``: when it was written)."""
+    events = (parse_line(line) for line in text.splitlines())
+    return [e for e in events if e is not None and e.time is not None]
+
+
 def _parse_time(text: str) -> dt.datetime | None:
     try:
         return dt.datetime.fromisoformat(text.replace(",", "."))

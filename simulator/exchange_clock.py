@@ -120,9 +120,11 @@ class _Link:
                 action(self.now)
                 continue
             t, way = finish
+            first = min(self.flows[way], key=lambda f: f[0])
             self._progress(t)
-            done = [f for f in self.flows[way] if f[0] <= 1e-6]
-            self.flows[way] = [f for f in self.flows[way] if f[0] > 1e-6]
+            # the flow that was due ends even when rounding left it a few bits (at large times t may equal now)
+            done = [f for f in self.flows[way] if f is first or f[0] <= 1e-6]
+            self.flows[way] = [f for f in self.flows[way] if not (f is first or f[0] <= 1e-6)]
             for _, then in done:
                 self.at(t + self.latency, then)
 

@@ -65,3 +65,11 @@ def test_slower_links_never_predict_faster_exchanges():
         total = exchange_times(Profile("p", down=8e6, up=up, latency=0.02), [247_312], [247_312]).total_s
         assert total >= last
         last = total
+
+
+def test_a_model_of_gigabytes_ends():
+    """Large transfers at a fast rate: a due flow ends even when float rounding leaves it a few bits.
+    2 GB at 1 Gbit/s is 16 s of bytes; its 382 chunks of 5 MiB, pulled two at a time, each wait a 40 ms round
+    trip for their request: at most 191 x 0.04 s more."""
+    times = exchange_times(Profile("big", down=1e9, up=1e9, latency=0.02), [2_000_000_000], [2_000_000_000])
+    assert 16.0 <= times.down_s <= 16.0 + 191 * 0.04 + 0.5 and times.up_s >= 16.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 
 import pytest
@@ -117,18 +118,25 @@ def test_new_lines_parse_as_their_own_kind_and_old_ones_unchanged():
 
 
 class _SlowGrid:
-    """Replies one message every 0.3 s, in order."""
+    """Replies one message every 0.3 s, in order; each reply is handed to one pull only (as a SuperLink)."""
 
     def __init__(self, count: int) -> None:
-        self.count, self.t0 = count, 0.0
+        self.count, self.t0, self.handed = count, 0.0, set()
+        self.lock = threading.Lock()
 
     def push_messages(self, messages):
-        self.t0 = time.monotonic()
+        self.t0, self.handed = time.monotonic(), set()
         return list(range(len(messages)))
+
+    def hand(self, ids, ready) -> list:
+        with self.lock:
+            out = [i for i in sorted(ids) if ready(i) and i not in self.handed]
+            self.handed.update(out)
+        return out
 
     def pull_messages(self, ids):
         due = int((time.monotonic() - self.t0) / 0.3)
-        return [_Reply(i) for i in sorted(ids) if i < due]
+        return [_Reply(i) for i in self.hand(ids, lambda i: i < due)]
 
 
 class _Reply:
@@ -162,25 +170,33 @@ def test_quick_grid_stops_at_enough_replies_or_at_the_deadline():
 
 
 class _UploadingGrid(_SlowGrid):
-    """Reply 0 at once; from 0.3 s a pull blocks 3 s, as Flower's does on a reply whose objects are still
-    uploading (its backoff retries after 1 s, then 2 s)."""
+    """Reply 0 at once; reply 1's head comes at 0.2 s but its objects take 3 s more, so the pull that takes it
+    blocks (Flower's backoff: 1 s, then 2 s); reply 2 comes whole at 0.5 s, reply 3 at 0.7 s."""
+
+    READY = {0: 0.0, 1: 0.2, 2: 0.5, 3: 0.7}
 
     def pull_messages(self, ids):
-        if time.monotonic() - self.t0 >= 0.3:
+        now = time.monotonic() - self.t0
+        got = self.hand(ids, lambda i: self.READY[i] <= now)
+        if 1 in got:
             time.sleep(3.0)
-            return [_Reply(i) for i in sorted(ids)]
-        return [_Reply(i) for i in sorted(ids) if i == 0]
+        return [_Reply(i) for i in got]
 
 
-def test_quick_grid_ends_at_the_deadline_while_flower_is_still_pulling_a_reply():
+def test_quick_grid_a_reply_still_uploading_holds_up_neither_the_deadline_nor_later_replies():
     from simulator.quick_grid import QuickPollGrid
 
-    grid = QuickPollGrid(_UploadingGrid(3), poll=0.02)
+    grid = QuickPollGrid(_UploadingGrid(4), poll=0.02)
     t = time.monotonic()
-    got = grid.send_and_receive([_Message(i) for i in range(3)], timeout=30, deadline=1.0)
+    got = grid.send_and_receive([_Message(i) for i in range(4)], timeout=30, deadline=1.0)
     took = time.monotonic() - t
     assert 0.95 < took < 1.3 and grid.cut == "deadline", took
-    assert [m.metadata.src_node_id for m in got] == [0]
+    assert [m.metadata.src_node_id for m in got] == [0, 2, 3]
+    t = time.monotonic()
+    got = grid.send_and_receive([_Message(i) for i in range(4)], timeout=30, enough=3)
+    took = time.monotonic() - t
+    assert 0.65 < took < 1.0 and grid.cut == "enough", took  # the 3rd whole reply comes at 0.7 s
+    assert [m.metadata.src_node_id for m in got] == [0, 2, 3]
 
 
 # --- real runs -------------------------------------------------------------------------------------------------

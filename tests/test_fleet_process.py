@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from contract.loglines import iter_events, parse_line
+from contract.loglines import iter_events, timed_events
 from tests.helpers import command, run, runs
 
 CPU_ROOT = Path("/sys/fs/cgroup/cpu")
@@ -290,8 +290,7 @@ def test_a_task_starts_once_its_model_is_through_the_link_not_a_backoff_step_lat
 
 def _timed_events(live: LiveRun, name: str) -> list[tuple[float, str, dict]]:
     """(wall time, event, values) of each line of a run's log, the time read from the line's own stamp."""
-    events = (parse_line(line) for line in (live.run_dir / name).read_text().splitlines())
-    return [(e.time.timestamp(), e.kind, e.values) for e in events if e is not None and e.time is not None]
+    return [(e.time.timestamp(), e.kind, e.values) for e in timed_events((live.run_dir / name).read_text())]
 
 
 # --- availability trace and deadline ----------------------------------------------------------------------

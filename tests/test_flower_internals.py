@@ -91,7 +91,10 @@ def test_the_task_host_waits_for_the_supernodes_pull_of_a_message(tmp_path):
         puller = threading.Thread(target=sci._pull_and_store_message)
         puller.start()
         time.sleep(0.1)
-        PullLock(tmp_path).wait_free()
+        asked = time.monotonic()
+        assert PullLock(tmp_path).wait_free(stop=lambda: time.monotonic() - asked > 0.1) is False  # SIGTERM'd
+        assert time.monotonic() - asked < 0.3 and not finished
+        assert PullLock(tmp_path).wait_free() is True
         returned = time.monotonic()
         puller.join()
         assert finished and 0 <= returned - finished[0] < 0.1

@@ -81,3 +81,16 @@ def test_near_miss_lines_never_raise(tmp_path_factory, parts):
     path = tmp_path_factory.mktemp("fuzz") / "client.log"
     path.write_text("".join(parts), encoding="utf-8")
     read_client_log(path)
+
+
+def test_timed_events_keep_stamped_event_lines_with_their_time():
+    import datetime as dt
+
+    from contract.loglines import timed_events
+
+    text = ("2026-11-25 03:00:50.846 INFO: <FLServer> [round] iteration:1/3 start sampled:50\n"
+            "free text that is no event\n"
+            "2026-11-25 03:00:51.000 INFO: <FLClient> [round] iteration:1/3 start\n")
+    events = timed_events(text)
+    assert [(e.kind, e.values["round"]) for e in events] == [("server_round_start", 1), ("round_start", 1)]
+    assert events[0].time == dt.datetime(2026, 11, 25, 3, 0, 50, 846000)

@@ -2,7 +2,7 @@
 
     with PullLock(client_dir).held():       # launcher.flower.quick_supernode, around Flower's pull
         pull_and_store_message(...)
-    PullLock(client_dir).wait_free()        # launcher.flower.warm_clientapp, before it runs a task
+    PullLock(client_dir).wait_free(stop=lambda: stopping)   # warm_clientapp, before it runs a task
 
 Flower's SuperNode makes a task visible to its task runner before it has pulled the task's message
 objects from the SuperLink. On a slow link (an emulated fleet, a device on Wi-Fi) the runner would take
@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 PULL_LOCK = "pull.lock"
+WAIT_POLL = 0.02
 
 
 class PullLock:
@@ -43,12 +45,20 @@ class PullLock:
             if fd is not None:
                 os.close(fd)
 
-    def wait_free(self) -> None:
-        """Return once no pull holds the lock (at once when none does)."""
+    def wait_free(self, stop=lambda: False) -> bool:
+        """True once no pull holds the lock (at once when none does); False when ``stop()`` turned true first
+        (checked every WAIT_POLL seconds, so a SIGTERM during a long pull is answered)."""
         fd = self._open()
         if fd is None:
-            return
+            return True
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    if stop():
+                        return False
+                    time.sleep(WAIT_POLL)
         finally:
             os.close(fd)

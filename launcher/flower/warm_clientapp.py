@@ -110,7 +110,8 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
         res = client.AcquireTask(request)
         if res.HasField("task") and res.token:
             acquired = time.time()
-            pulling.wait_free()  # its message's objects are all with the SuperNode
+            if not pulling.wait_free(stop=lambda: _stopping):  # its message's objects are all with the SuperNode
+                break  # SIGTERM while the SuperNode was still pulling: no task is started
             pulled = time.time()
             with slots.held():
                 started = time.time()
