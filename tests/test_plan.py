@@ -32,3 +32,26 @@ def test_prepared_folder_for_the_flower_tutorial_setting(tmp_path):
     assert (folder.path / "app" / "pyproject.toml").read_text().count("num-clients = 10") == 1
     node = (folder.path / "client_3" / "node_config.toml").read_text()
     assert "partition-id = 3" in node and "num-partitions = 10" in node
+
+
+def test_a_fleet_asking_more_cores_than_the_machine_has_is_warned_about(tmp_path, capsys, monkeypatch):
+    """Process mode: the shares of the clients that may train at once (a round's sample, at most one per
+    compute slot: cores + 1) against the cores, half a core kept for the server."""
+    import os
+
+    from contract.fleet import Fleet, Profile
+    from launcher.fleet.profiles import cpu_warning
+
+    fleet = Fleet.of("f.toml", 8, (Profile("pi", range(0, 4), cpu=0.3), Profile("box", range(4, 8), cpu=0.9)))
+    assert cpu_warning(fleet, list(range(4)), at_once=3, cores=2) is None       # 0.9 of 1.5
+    assert "ask 2.7 cores of this machine's 2" in cpu_warning(fleet, list(range(8)), at_once=3, cores=2)
+    assert cpu_warning(fleet, list(range(8)), at_once=3, cores=4) is None       # 2.7 of 3.5
+    assert "ask 1 cores" in cpu_warning(Fleet.of("f.toml", 2, ()), [0, 1], at_once=1, cores=1)  # no profile: 1.0
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    (tmp_path / "fleet.toml").write_text('[[profile]]\nname = "box"\nclients = "rest"\ncpu = 0.9\n')
+    common = dict(client_num=4, log_dir=str(tmp_path / "logs"), fleet=str(tmp_path / "fleet.toml"))
+    warned = prepare_run(LaunchOptions(**common)).read()
+    assert "ask 2.7 cores" in warned["warnings"][0] and "ask 2.7 cores" in capsys.readouterr().err
+    fits = prepare_run(LaunchOptions(**common, clients_per_round=1)).read()  # one at a time: 0.9 of 1.5
+    assert "warnings" not in fits and "cores" not in capsys.readouterr().err

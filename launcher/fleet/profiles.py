@@ -207,3 +207,21 @@ def _read_trace(fleet_path: Path, name: str, clients: range, num_clients: int, p
 
 def _span(clients: range) -> str:
     return "none" if not clients else f"{clients.start}..{clients.stop - 1}"
+
+
+def cpu_warning(fleet: Fleet, clients: list[int], at_once: int, cores: int) -> str | None:
+    """A warning line when the local ``clients`` that may train at once (``at_once``: a round's sample, at
+    most one per compute slot) ask more of this machine's ``cores`` than the server leaves them (half a core
+    kept): their compute then takes longer than their profiles say. None when they fit.
+
+        cpu_warning(fleet, clients=list(range(8)), at_once=3, cores=2)   # three clients at cpu 0.6
+        # 'fleet: the 3 clients that train at once ask 1.8 cores ...'
+    """
+    shares = sorted(((fleet.profile_of(c).cpu or 1.0) if c < fleet.num_clients else 1.0 for c in clients),
+                    reverse=True)[:at_once]
+    asked, room = sum(shares), cores - 0.5
+    if not shares or asked <= room:
+        return None
+    return (f"fleet: the {len(shares)} clients that may train at once ask {asked:g} cores of this machine's "
+            f"{cores} (half a core kept for the server): their compute will take longer than their profiles "
+            f"say; lower their cpu shares or --clients-per-round")

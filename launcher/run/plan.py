@@ -28,6 +28,7 @@ from contract.run_settings import RunSettings, latest_checkpoint, resume_checkpo
 from launcher.apps.user_app import AppError, read_app
 from launcher.devices.hosts import Device, HostsError, by_device, load_hosts, place_clients
 from launcher.devices.tls import make_run_certificates
+from launcher.fleet.profiles import cpu_warning
 from launcher.processes.clock import now_iso
 from launcher.processes.node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
 from launcher.processes.nodes import write_node_config
@@ -99,6 +100,8 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
     placement = _placement(opts)
     fleet = opts.read_fleet()
     warnings = _check_app_requirements(user_app, placement, opts.ssh_config) if user_app else []
+    if fleet is not None and not opts.is_virtual():
+        warnings += _fleet_cpu_warning(fleet, opts, placement)
     try:
         folder = RunFolder.create(opts.log_dir)
     except RunFolderError as err:
@@ -180,6 +183,18 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
     )
     folder.point_latest()
     return folder
+
+
+def _fleet_cpu_warning(fleet, opts: LaunchOptions, placement) -> list[str]:
+    """Process mode: whether this machine has the cores for the CPU shares of the clients training at once
+    (a warning line, printed and kept for run.json; a device's own cores are its own)."""
+    local = [c for c in range(opts.client_num) if not placement or placement[c] is None]
+    cores = os.cpu_count() or 1
+    at_once = min(opts.sampled_per_round(), len(local), cores // max(1, opts.torch_threads) + 1)  # compute slots
+    line = cpu_warning(fleet, local, at_once, cores)
+    if line:
+        print(line, file=sys.stderr, flush=True)
+    return [line] if line else []
 
 
 def _check_app_requirements(app, placement: list[Device] | None, ssh_config: str | None) -> list[str]:
