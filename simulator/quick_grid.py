@@ -15,18 +15,13 @@ push (a round deadline, simulator.strategy): the replies it returns are in the
 order they arrived; the ones that come later are never pulled.
 
 Flower's pull of a reply whose head has arrived but whose objects are still uploading
-blocks, retrying after 1 s, 2 s, 4 s... With ``enough`` or ``deadline`` each poll's pull
-runs in a thread of its own, and the round gathers replies as their pulls finish: a reply
-still uploading holds up only the pull it came in (with any that came in the same one),
-not the replies that arrive after it, and the round ends at K replies or at its deadline
-on time. A SuperLink hands each reply to one pull only, so pulls running at once never
-return one twice; those still running when the round ends are left to finish, their
-replies counted late (stragglers).
+blocks, retrying after 1 s, 2 s, 4 s... Under a deadline each pull runs in a thread the
+round waits on only until the deadline: a round ends on time, and that pull's replies
+(the one still uploading, and any that came in the same pull) count as late.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Iterable
@@ -71,16 +66,11 @@ class QuickPollGrid:
         ends = [started + t for t in (timeout, deadline if deadline and deadline > 0 else None) if t is not None]
         end = min(ends) if ends else None
         cut_by_deadline = bool(deadline and deadline > 0 and (timeout is None or deadline <= timeout))
-        pulls = _Pulls(self._grid) if enough or cut_by_deadline else None
         while pending and (end is None or time.monotonic() < end):
-            poll_end = time.monotonic() + self._poll
-            if end is not None:
-                poll_end = min(poll_end, end)
-            if pulls is None:  # every reply is waited for: Flower's pulls, one after another
-                got = list(self._grid.pull_messages(pending))
-            else:
-                pulls.start(pending)
-                got = pulls.finished(until=poll_end)
+            got = self._pull(pending, end if cut_by_deadline else None)
+            if got is None:  # the deadline came while Flower was still pulling a reply's objects
+                self.cut = "deadline"
+                break
             replies.extend(got)
             pending.difference_update(m.metadata.reply_to_message_id for m in got)
             if pending and enough and sum(not m.has_error() for m in replies) >= enough:
@@ -89,78 +79,11 @@ class QuickPollGrid:
             if pending and {destination[mid] for mid in pending} <= self._lost_nodes():
                 break  # everyone still owing a reply is gone
             if pending:
-                time.sleep(max(0.0, poll_end - time.monotonic()))
+                time.sleep(self._poll if end is None else max(0.0, min(self._poll, end - time.monotonic())))
         else:
             if pending and cut_by_deadline:
                 self.cut = "deadline"
         return replies
-
-
-class _Pulls:
-    """Flower's pull_messages, each call in a thread of its own; the replies of those that finished."""
-
-    def __init__(self, grid) -> None:
-        self._grid = grid
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
-
-    def start(self, pending: set[str]) -> None:
-        ids = set(pending)
-
-        def pull() -> None:
-            try:
-                self._done.put((list(self._grid.pull_messages(ids)), None))
-            except Exception as err:  # noqa: BLE001 (raised in the round's thread; unread once it is over)
-                self._done.put(([], err))
-
-        threading.Thread(target=pull, name="reply-pull", daemon=True).start()
-
-    def finished(self, until: float) -> list[Message]:
-        """The replies of the pulls that finish before ``until`` (monotonic seconds)."""
-        got: list[Message] = []
-        while True:
-            try:
-                replies, err = self._done.get(timeout=max(0.0, until - time.monotonic()))
-            except queue.Empty:
-                return got
-            if err is not None:
-                raise err
-            got.extend(replies)
-            if time.monotonic() >= until:
-                return got
-
-
-class _Pulls:
-    """Flower's pull_messages, each call in a thread of its own; the replies of those that finished."""
-
-    def __init__(self, grid) -> None:
-        self._grid = grid
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
-
-    def start(self, pending: set[str]) -> None:
-        ids = set(pending)
-
-        def pull() -> None:
-            try:
-                self._done.put((list(self._grid.pull_messages(ids)), None))
-            except Exception as err:  # noqa: BLE001 (raised in the round's thread; unread once it is over)
-                self._done.put(([], err))
-
-        threading.Thread(target=pull, name="reply-pull", daemon=True).start()
-
-    def finished(self, until: float) -> list[Message]:
-        """The replies of the pulls that finish before ``until`` (monotonic seconds)."""
-        got: list[Message] = []
-        while True:
-            try:
-                replies, err = self._done.get(timeout=max(0.0, until - time.monotonic()))
-            except queue.Empty:
-                return got
-            if err is not None:
-                raise err
-            got.extend(replies)
-            if time.monotonic() >= until:
-                return got
-
 
     def _pull(self, pending: set[str], end: float | None) -> list[Message] | None:
         """The replies Flower pulls for ``pending``; None when ``end`` came first (the pull is left to finish
