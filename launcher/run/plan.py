@@ -24,7 +24,7 @@ from pathlib import Path
 from contract.errors import InputError
 from contract.fleet import write_fleet
 from contract.loglines import LogWriter, client_log_path
-from contract.run_settings import RunSettings, latest_checkpoint, resume_checkpoint
+from contract.run_settings import RunSettings, checkpoint_path, latest_checkpoint, resume_checkpoint
 from launcher.apps.user_app import AppError, read_app
 from launcher.devices.hosts import Device, HostsError, by_device, load_hosts, place_clients
 from launcher.devices.tls import make_run_certificates
@@ -296,8 +296,10 @@ def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
     if found is None:
         raise PlanError(f"--resume: run {folder.run_id} has no checkpoint")
     done, path = found
-    if done >= settings.rounds:
+    if done >= settings.rounds and info.get("status") == RunStatus.FINISHED:
         raise PlanError(f"--resume: run {folder.run_id} already completed its {settings.rounds} rounds")
+    if done >= settings.rounds:  # stopped after its last round: it goes on with the final evaluation only
+        done, path = settings.rounds, checkpoint_path(folder.path, settings.rounds)
     _check_checkpoint(path)
     settings = replace(settings, start_round=done + 1, checkpoint=str(path.relative_to(folder.path)))
     write_app_dir(folder.path / "app", settings)

@@ -366,6 +366,9 @@ class Supervisor:
             if self.state["round"] == 0:  # the first round of this attempt: every client is in
                 self.folder.update(status=RunStatus.RUNNING, running_since=now_iso())
             self.state.update(round=v["round"], phase="training")
+        elif kind == "final_start" and self.state["round"] == 0:  # resumed after its last round: the final
+            self.folder.update(status=RunStatus.RUNNING, running_since=now_iso())  # evaluation is all it does
+            self.state.update(round=self.state["rounds"], phase="final evaluation")
         elif kind == "server_round_end":
             self.state.update(acc=v["acc"])
             if v["aggregated"] and v["round"] == self.state["rounds_done"] + 1:
