@@ -1,5 +1,6 @@
-"""A run folder received from someone else is data: fl-finish --run and fl-stats --pull --run never let
-what it holds run a command here (an ssh config's ProxyCommand, an ssh option in a host or user field).
+"""A run folder received from someone else is data: fl-finish --run, fl-stats --pull --run and
+fl-launch --resume never let what it holds run a command here (an ssh config's ProxyCommand, an ssh
+option in a host or user field).
 
 The oracle is a file the injected command would touch; ssh's own failure to reach the (made-up) device is
 what the commands report instead.
@@ -82,3 +83,7 @@ def test_ssh_options_in_a_device_field_are_refused(tmp_path, field):
     assert not touched.exists()
     assert pull.returncode == 2 and len(pull.stderr.strip().splitlines()) == 1, pull.stderr
     assert f"{key} must be" in pull.stderr and "nothing pulled" in pull.stderr
+    resume = run("fl-launch", "--resume", str(folder), cwd=tmp_path, timeout=120)
+    assert not touched.exists()
+    assert resume.returncode == 2 and f"{key} must be" in resume.stderr, resume.stdout + resume.stderr
+    assert len(resume.stderr.strip().splitlines()) == 1
