@@ -43,16 +43,20 @@ def _received(tmp_path: Path, device: dict, ssh_config: bool) -> tuple[Path, Pat
     return folder, touched
 
 
-def test_an_ssh_config_in_the_run_folder_is_not_used(tmp_path):
+def test_fl_finish_does_not_use_an_ssh_config_in_the_run_folder(tmp_path):
     folder, touched = _received(tmp_path, _device(), ssh_config=True)
     finish = run("fl-finish", "--run", str(folder), "--grace", "1", cwd=tmp_path, timeout=120)
     assert not touched.exists(), "fl-finish ran the run folder's ProxyCommand"
     assert "ssh config run.json names" in finish.stderr and "is not used" in finish.stderr, finish.stderr
     assert "[pi-01.invalid]" in finish.stdout  # ssh tried the device with the user's own config, and said why not
     assert finish.returncode == 1, finish.stdout + finish.stderr  # the device could not be reached: not all stopped
+
+
+def test_fl_stats_pull_does_not_use_an_ssh_config_in_the_run_folder(tmp_path):
+    folder, touched = _received(tmp_path, _device(), ssh_config=True)
     pull = run("fl-stats", "--pull", "--run", str(folder), cwd=tmp_path, timeout=120)
     assert not touched.exists(), "fl-stats --pull ran the run folder's ProxyCommand"
-    assert "is not used" in pull.stderr, pull.stderr
+    assert "ssh config run.json names" in pull.stderr and "is not used" in pull.stderr, pull.stderr
     assert "pi-01.invalid: clients 0: unreachable or empty" in pull.stdout, pull.stdout
     assert pull.returncode == 0, pull.stdout + pull.stderr
 
