@@ -50,6 +50,7 @@ TEMPLATES: dict[str, str] = {
     "aggregated:{aggregated} acc:{acc} test_samples:{num_test} train_loss:{loss} time:{seconds}s",
     "round_not_aggregated": "[round] iteration:{round} not aggregated: {reason}",
     "checkpoint": "[checkpoint] iteration:{round} saved {path}",
+    "final_start": "[final] evaluating the final model on {clients} clients",
     "server_final": "[final] final model accuracy: {acc} test_samples:{num_test} clients:{replies}",
     "served": "[{task}] served the round {round} global model to {replies} of {clients} clients",
     "app_clients_failed": "[round] iteration:{round} type:{task} {failures} of {clients} clients raised; "

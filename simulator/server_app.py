@@ -70,8 +70,25 @@ def _train(grid: Grid, settings: RunSettings, log: LogWriter, rounds: FleetRound
         arrays = pack(torch.load(settings.checkpoint_file(), map_location="cpu", weights_only=True))
     else:
         arrays = pack(model_for(settings, seed=settings.seed).state_dict())
-    strategy = logged_strategy(settings, log, rounds)
     log.write("server_waiting", clients=settings.num_clients)
+    if settings.start_round > settings.rounds:  # resumed after its last round: only the final evaluation is left
+        final, skipped = arrays, []
+        nodes = wait_for_nodes(grid, settings.num_clients, settings.run_dir)  # every client, as round 1 waits
+    else:
+        final, skipped = _rounds(grid, settings, log, rounds, arrays)
+        nodes = wait_for_nodes(grid, 1, settings.run_dir)
+    log.write("final_start", clients=len(nodes))
+    replies = _to_all(grid, final, MessageType.EVALUATE, ConfigRecord({"server-round": settings.rounds}), settings,
+                      nodes)
+    acc, tested = pooled_accuracy(replies)
+    log.write("server_final", acc=acc, num_test=tested, replies=len([m for m in replies if not m.has_error()]))
+    if skipped:  # the rounds went on without them, but the run did not do what was asked
+        raise RunNotDone(not_aggregated_reason(skipped))
+
+
+def _rounds(grid: Grid, settings: RunSettings, log: LogWriter, rounds: FleetRounds, arrays):
+    """The rounds from ``start_round`` on: (the final model, the rounds skipped)."""
+    strategy = logged_strategy(settings, log, rounds)
     result = strategy.start(
         grid=grid,
         initial_arrays=arrays,
@@ -84,13 +101,7 @@ def _train(grid: Grid, settings: RunSettings, log: LogWriter, rounds: FleetRound
     if not strategy.aggregated:  # every round failed at its deadline: the model is the one it started from
         raise RunNotDone(f"no round was aggregated: each of the {settings.rounds - settings.start_round + 1} "
                          f"rounds failed at its {settings.round_deadline:g} s deadline")
-    final = result.arrays if len(result.arrays) else arrays
-    replies = _to_all(grid, final, MessageType.EVALUATE, ConfigRecord({"server-round": settings.rounds}), settings,
-                      wait_for_nodes(grid, 1, settings.run_dir))
-    acc, tested = pooled_accuracy(replies)
-    log.write("server_final", acc=acc, num_test=tested, replies=len([m for m in replies if not m.has_error()]))
-    if strategy.skipped:  # the rounds went on without them, but the run did not do what was asked
-        raise RunNotDone(not_aggregated_reason(strategy.skipped))
+    return (result.arrays if len(result.arrays) else arrays), strategy.skipped
 
 
 def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:

@@ -117,11 +117,13 @@ OTHER = {  # the other two commands: (command, args, expected)
     "fl-stats: plot of one client": ("fl-stats", ["client_0", "--plot", "x.png"], "--plot draws across"),
     "fl-stats: metric of one client": ("fl-stats", ["client_0", "--metric", "eval_acc"], "--metric picks"),
     "fl-stats: pull without devices": ("fl-stats", ["--pull"], "has no devices"),
+    "fl-stats: ssh config without pull": ("fl-stats", ["--ssh-config", "cfg"], "--ssh-config is for --pull"),
     "fl-finish: empty tag": ("fl-finish", ["--kill-tag", ""], "malformed kill tag"),
     "fl-finish: tag with shell": ("fl-finish", ["--kill-tag", "a;reboot"], "malformed kill tag"),
     "fl-finish: unknown run": ("fl-finish", ["--run", "20990101-000000-dead"], "unknown run"),
     "fl-finish: tag and run": ("fl-finish", ["--kill-tag", "a", "--run", "b"], "not both"),
     "fl-finish: negative grace": ("fl-finish", ["--grace", "-1"], "--grace"),
+    "fl-finish: ssh config, local only": ("fl-finish", ["--local-only", "--ssh-config", "cfg"], "--local-only skips"),
 }
 
 

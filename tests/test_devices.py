@@ -49,7 +49,8 @@ def test_two_devices_two_clients_each(lab, tmp_path):
     assert sorted(by_host["dev1"]) == ["agent", "clientapp", "clientapp", "forkserver", "supernode", "supernode"]
     assert by_host["localhost"].count("tunnel") == 2 and "clientapp" not in by_host["localhost"]
     (run_dir / "client_3" / "client.log").unlink()
-    pulled = run("fl-stats", "--pull", "--run", run_dir.name, "--log-dir", str(tmp_path))
+    pulled = run("fl-stats", "--pull", "--run", run_dir.name, "--log-dir", str(tmp_path),
+                 "--ssh-config", str(lab.ssh_config))  # a run folder is data: ssh's config is named each time
     assert pulled.returncode == 0 and "dev1: clients 2, 3: pulled" in pulled.stdout, pulled.stdout + pulled.stderr
     assert (run_dir / "client_3" / "client.log").read_text().count("evaluate acc:") == 2
     for device in lab.devices:  # each device's own copy of its clients only
@@ -97,7 +98,8 @@ def test_detached_remote_run_is_stopped_by_fl_finish(lab, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     for device in lab.devices:
         assert len(device.tagged_pids(tag)) >= 5  # the agent, two (node, app) pairs, tasks at work
-    done = run("fl-finish", "--kill-tag", tag, "--log-dir", str(tmp_path), "--grace", "5", timeout=120)
+    done = run("fl-finish", "--kill-tag", tag, "--log-dir", str(tmp_path), "--grace", "5",
+               "--ssh-config", str(lab.ssh_config), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     for device in lab.devices:
         assert device.tagged_pids(tag) == [], device.name
@@ -335,7 +337,8 @@ def test_resume_a_remote_run_after_the_superlink_dies(lab, tmp_path):
         os.kill(superlink["pid"], signal.SIGKILL)
         out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 1, out
-    again = run("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path), timeout=400)
+    again = run("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path), "--ssh-config",
+                str(lab.ssh_config), timeout=400)
     assert again.returncode == 0, again.stdout + again.stderr
     info = run_json(run_dir)
     assert info["status"] == "finished" and info["rounds_done"] == 3

@@ -95,3 +95,74 @@ def test_resume_after_the_superlink_dies_loses_and_repeats_no_round(tmp_path):
     assert wait_until_nothing_tagged(run_dir.name) == []
     refused = run("fl-launch", "--resume", run_dir.name, "--log-dir", str(tmp_path))
     assert refused.returncode == 2 and "already completed its 4 rounds" in refused.stderr
+
+
+SLOW_EVAL_NET = '''
+import time
+
+from simulator.model import LeNet5
+
+
+class SlowEvalNet(LeNet5):
+    """LeNet5 whose every evaluation takes 3 s longer: a final evaluation long enough to stop the run in."""
+
+    def forward(self, x):
+        if not self.training:
+            time.sleep(3)
+        return super().forward(x)
+'''
+FINAL_LINE = re.compile(r"\[final\] final model accuracy: ", re.M)
+ROUND_LINE = re.compile(r"\[round\] iteration:(\d+)/2 (start|end)", re.M)
+
+
+def test_resume_after_a_stop_in_the_final_evaluation_only_evaluates(tmp_path):
+    """Stopped once round 2 (the last) is aggregated, before the final evaluation ends: --resume evaluates the
+    final model, trains no round again, leaves the checkpoints as they were, and ends finished."""
+    import hashlib
+
+    from tests.helpers import run, start
+
+    (tmp_path / "sloweval.py").write_text(SLOW_EVAL_NET)
+    proc = start("fl-launch", "--client-num", "2", "--rounds", "2", "--local-epochs", "1", "--grace", "3",
+                 "--model", "sloweval:SlowEvalNet", "--log-dir", "logs", cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 300
+        last = lambda: runs(tmp_path / "logs")[0] / "checkpoints" / "round_0002.pt"  # noqa: E731
+        while not runs(tmp_path / "logs") or not last().exists():  # round 2 aggregated: the final evaluation is next
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() else ""
+            time.sleep(0.02)
+        run_dir = runs(tmp_path / "logs")[0]
+        superlink = next(p for p in run_json(run_dir)["processes"] if p["role"] == "superlink")
+        os.kill(superlink["pid"], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, out
+    server_log = run_dir / "server" / "server.log"
+    assert run_json(run_dir)["status"] == "failed" and not FINAL_LINE.search(server_log.read_text())
+    assert wait_until_nothing_tagged(run_dir.name) == []
+    checkpoints = run_dir / "checkpoints"
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(checkpoints.iterdir())}
+    assert sorted(before) == ["round_0000.pt", "round_0001.pt", "round_0002.pt"]
+    rounds_before = ROUND_LINE.findall(server_log.read_text())
+
+    again = run("fl-launch", "--resume", run_dir.name, "--log-dir", "logs", cwd=tmp_path, timeout=400)
+    assert again.returncode == 0, again.stdout + again.stderr
+    info = run_json(run_dir)
+    assert info["status"] == "finished" and info["rounds_done"] == 2 and info["resumed_from_round"] == 3
+    assert info["final_accuracy"] is not None and info["attempts"][0]["status"] == "failed"
+    text = server_log.read_text()
+    assert len(FINAL_LINE.findall(text)) == 1
+    assert ROUND_LINE.findall(text) == rounds_before  # no round line since: no round trained again
+    assert sorted(rounds_before) == sorted([("1", "start"), ("1", "end"), ("2", "start"), ("2", "end")])
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(checkpoints.iterdir())}
+    assert after == before
+    for client in (0, 1):  # after the resume marker: the final evaluation once, no round
+        log = (run_dir / f"client_{client}" / "client.log").read_text()
+        resumed = log.split("[launcher] resumed from round 3")[1]
+        assert len(FINAL_LINE.findall(resumed)) == 1 and not re.search(r"\[round\] iteration:", resumed), resumed
+    assert wait_until_nothing_tagged(run_dir.name) == []
+    refused = run("fl-launch", "--resume", run_dir.name, "--log-dir", "logs", cwd=tmp_path)
+    assert refused.returncode == 2 and "already completed its 2 rounds" in refused.stderr

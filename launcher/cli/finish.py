@@ -9,6 +9,10 @@ FL_LAUNCH_TAG set is not one of them.
     $ fl-finish                            # the newest run's tag, from its run.json
     $ fl-finish --run 20261124-053012-4f2a # that run's tag
     $ fl-finish --kill-tag my-run --dry-run
+    $ fl-finish --run r1 --ssh-config fleet.conf   # a run on devices: ssh reads this config, not run.json's
+
+A run folder is data: its devices are checked as the hosts file's entries are before ssh sees them, and
+ssh reads the config named here (else the user's own), never one the run.json names.
 
 Exit 0 when all stopped, 1 when some could not be, 2 on bad input.
 """
@@ -27,7 +31,8 @@ from rich.table import Table
 from launcher.cli.errors import CONTEXT, OneLineErrors, UserError
 from launcher.cli.live_view import make_console
 from launcher.cli.option_types import SECONDS_MAX, FiniteFloat, KillTag, PathText, Text
-from launcher.devices.remote import RemoteDevice, devices_of
+from launcher.devices.hosts import HostsError
+from launcher.devices.remote import RemoteDevice, devices_of, unused_ssh_config
 from launcher.processes.cgroup import RunGroup
 from launcher.processes.clock import now_iso
 from launcher.processes.roles import Role
@@ -78,11 +83,17 @@ def _targets(tag: str, infos: list[dict], group: RunGroup | None) -> list[psutil
               help="Seconds between SIGTERM and SIGKILL.")
 @click.option("--dry-run", is_flag=True, help="List what would be stopped; stop nothing.")
 @click.option("--local-only", is_flag=True, help="This machine only: skip the run's devices (what a device runs).")
-def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_run: bool, local_only: bool) -> None:
+@click.option("--ssh-config", type=PathText(dir_okay=False), default=None,
+              help="A run on devices: the ssh config to reach them with (never the one run.json names).  "
+                   "[default: your own]")
+def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_run: bool, local_only: bool,
+         ssh_config: str | None) -> None:
     """Stop every process fl-launch started with a kill tag: supervisor first, then the rest."""
     log_path = Path(log_dir)
     if kill_tag is not None and run is not None:
         raise UserError("give --kill-tag or --run, not both")
+    if ssh_config is not None and local_only:
+        raise UserError("--ssh-config is for the run's devices; --local-only skips them")
     named = None  # the run --run names (or the newest): stopped as one of the tag's runs, wherever it lies
     if kill_tag is None:
         try:
@@ -100,13 +111,13 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
     group = None if local_only else RunGroup.find(kill_tag)
     procs = _targets(kill_tag, infos, group)
     console = make_console()
-    devices = [] if local_only else _devices(infos, kill_tag)
+    devices, refused = ([], []) if local_only else _devices(infos, kill_tag, ssh_config)
     if dry_run:
         _print(console, kill_tag, [StopResult(p.pid, command_of(p), "would stop") for p in procs])
         for device in devices:
             console.print(f"{device.host}: would run fl-finish --local-only over ssh")
         sys.exit(0)
-    if not procs and not devices:
+    if not procs and not devices and not refused:
         console.print(f"no process of a run carries kill tag {kill_tag}")
         if group is not None:
             group.remove()
@@ -119,13 +130,14 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
     results += terminate_then_kill([p for p in _targets(kill_tag, infos, group) if p.pid not in done], grace=grace)
     if results:
         _print(console, kill_tag, results)
-    survived = [r for r in results if r.outcome == "survived"]
+    survived = [r for r in results if r.outcome == "survived"] + refused
     if group is not None:  # what hid from the rest (a re-parented daemon with a rewritten environment)
         if not group.clear(10):
             survived += [StopResult(pid, "?", "survived") for pid in group.pids() - {os.getpid()}]
     for device in devices:  # the same exact-tag rule, run where the processes are
         code, output = device.stop(grace)
-        console.print(f"[{device.host}] " + (output.strip() or f"exit {code}").replace("\n", f"\n[{device.host}] "))
+        console.print(f"[{device.host}] " + (output.strip() or f"exit {code}").replace("\n", f"\n[{device.host}] "),
+                      markup=False, highlight=False)  # ssh's words and a host name, not rich markup
         if code != 0:
             survived.append(StopResult(0, device.host, "survived"))
     for folder, _ in runs:
@@ -136,15 +148,24 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
     sys.exit(1 if survived else 0)
 
 
-def _devices(infos: list[dict], tag: str) -> list[RemoteDevice]:
-    found = {}
+def _devices(infos: list[dict], tag: str, ssh_config: str | None) -> tuple[list[RemoteDevice], list[StopResult]]:
+    """The runs' devices to reach (a line on stderr for a run.json's ssh config left out), and the runs whose
+    devices fail the hosts file's checks: left alone, said on stderr, and not counted as stopped."""
+    found, refused = {}, []
     for info in infos:
         try:
-            for device, _ in devices_of(info, tag):
-                found[device.host] = device
+            devices = devices_of(info, ssh_config, tag)
         except (KeyError, TypeError):  # devices recorded in another shape: not fl-launch's to reach
             continue
-    return list(found.values())
+        except HostsError as err:
+            click.echo(f"fl-finish: run {info.get('run_id')}: {err}; its devices are not contacted", err=True)
+            refused.append(StopResult(0, f"devices of run {info.get('run_id')}", "survived"))
+            continue
+        if devices and (note := unused_ssh_config(info, ssh_config)):
+            click.echo(f"fl-finish: run {info.get('run_id')}: {note}", err=True)
+        for device, _ in devices:
+            found[device.host] = device
+    return list(found.values()), refused
 
 
 def _record(data: dict, results: list[StopResult]) -> None:

@@ -39,7 +39,7 @@ from launcher.devices.bench import BenchSpec, run_bench
 from launcher.devices.hosts import load_hosts
 from launcher.devices.install import SOURCE_ROOT, build_wheel, install_on
 from launcher.devices.preflight import check_devices
-from launcher.devices.remote import RemoteDevice
+from launcher.devices.remote import RemoteDevice, unused_ssh_config
 from launcher.processes.entry_modules import SUPERVISOR
 from launcher.processes.table import RUN_ENV, TAG_ENV
 from launcher.run.folder import RunFolder
@@ -200,10 +200,13 @@ def main(ctx: click.Context, **kwargs) -> None:
         raise UserError("--bench measures the devices of --check: give --hosts FILE --check --bench")
     if resume is not None:
         _check_resume_alone(ctx, kwargs, check, install)
-        folder = prepare_resume(kwargs["log_dir"], resume)
+        folder = prepare_resume(kwargs["log_dir"], resume, kwargs["ssh_config"])
         options = {k: v for k, v in (folder.read().get("options") or {}).items() if k in OPTION_NAMES}
-        opts = LaunchOptions(**{**options, "detach": kwargs["detach"], "log_dir": kwargs["log_dir"]})
-        sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder))
+        opts = LaunchOptions(**{**options, "detach": kwargs["detach"], "log_dir": kwargs["log_dir"],
+                                "ssh_config": kwargs["ssh_config"]})  # a run folder is data: ssh's config is named now
+        if note := unused_ssh_config(folder.read(), opts.ssh_config):
+            click.echo(f"fl-launch: run {folder.run_id}: {note}", err=True)
+        sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder, opts.ssh_config))
     opts = LaunchOptions(**kwargs)
     if install:
         sys.exit(_install(opts))
@@ -220,13 +223,13 @@ def main(ctx: click.Context, **kwargs) -> None:
     if opts.hosts and not opts.tls:
         click.echo("note: without --tls, Flower's traffic is plain HTTP; between machines it travels inside the "
                    "SSH tunnels, on each machine's loopback it is clear text", err=True)
-    sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder))
+    sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder, opts.ssh_config))
 
 
-def _foreground(folder: RunFolder) -> int:
+def _foreground(folder: RunFolder, ssh_config: str | None) -> int:
     view = make_view(folder.run_id)
     view.start()
-    supervisor = Supervisor(folder, view=view)
+    supervisor = Supervisor(folder, view=view, ssh_config=ssh_config)
     try:
         code = supervisor.run()
     finally:
@@ -284,13 +287,14 @@ def _check(opts: LaunchOptions, bench: bool = False) -> int:
 
 
 def _check_resume_alone(ctx: click.Context, kwargs: dict, check: bool, install: bool) -> None:
-    """--resume takes the run's own options: only --log-dir and --detach may come with it."""
+    """--resume takes the run's own options: only --log-dir, --detach and --ssh-config (a run folder is data:
+    ssh reads the config named now, never run.json's) may come with it."""
     source = click.core.ParameterSource
     if check or install:
         raise UserError(f"--resume goes on with a run; drop {'--check' if check else '--install'}")
     if ctx.meta.get("fl_launch.config"):
         raise UserError("--resume goes on with the run's own options; drop --config")
-    given = [name for name in kwargs if name not in ("log_dir", "detach")
+    given = [name for name in kwargs if name not in ("log_dir", "detach", "ssh_config")
              and ctx.get_parameter_source(name) == source.COMMANDLINE]
     if given:
         raise UserError(f"--resume goes on with the run's own options; drop --{given[0].replace('_', '-')}")
@@ -316,7 +320,9 @@ def _detach(folder: RunFolder, opts: LaunchOptions) -> int:
     info = folder.read()
     log = open(folder.path / "supervisor.log", "ab")
     env = dict(os.environ, **{TAG_ENV: info["kill_tag"], RUN_ENV: info["run_id"], "PYTHONSAFEPATH": "1"})
-    proc = subprocess.Popen([sys.executable, "-m", SUPERVISOR, str(folder.path), str(folder.lock_fd)],
+    proc = subprocess.Popen([sys.executable, "-m", SUPERVISOR, str(folder.path), str(folder.lock_fd),
+                             *(["--ssh-config", str(Path(opts.ssh_config).expanduser().absolute())]
+                               if opts.ssh_config else [])],  # it runs in the run folder
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env, cwd=folder.path, pass_fds=(folder.lock_fd,))
     folder.release()  # the supervisor holds the lock now (the same open file, inherited)

@@ -30,7 +30,8 @@ from rich.table import Table
 from launcher.cli.errors import CONTEXT, OneLineErrors, UserError
 from launcher.cli.live_view import make_console
 from launcher.cli.option_types import FiniteFloat, PathText, Text
-from launcher.devices.remote import devices_of
+from launcher.devices.hosts import HostsError
+from launcher.devices.remote import devices_of, unused_ssh_config
 from launcher.flower.strategy_log import read_strategy_log
 from launcher.run.folder import RunFolder, RunFolderError
 from launcher.run.liveness import LIVE, live_status
@@ -143,6 +144,9 @@ def _clean(value):
               help="Seconds between --watch refreshes.")
 @click.option("--runs", "list_runs", is_flag=True, help="List the runs in the log dir.")
 @click.option("--pull", is_flag=True, help="First bring the run's client logs over again from its devices.")
+@click.option("--ssh-config", type=PathText(dir_okay=False), default=None,
+              help="With --pull: the ssh config to reach the devices with (never the one run.json names).  "
+                   "[default: your own]")
 @click.option("--by", "by", type=click.Choice(["profile"]), default=None,
               help="An emulated fleet's run (--fleet): per profile its clients, rounds taken part (client-rounds "
                    "with a round end line), mean and p95 round time, stragglers cut, out-of-memory kills, offline "
@@ -156,12 +160,14 @@ def _clean(value):
                    "seconds from the first round's start, emulated in virtual mode, real in process mode.")
 @click.pass_context
 def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch, interval, list_runs, pull,
-         by, timeline) -> None:
+         ssh_config, by, timeline) -> None:
     """Loss and accuracy per round out of client logs: one client, or AVG/TOP5/LOW5 across a run."""
     console = make_console()
     log_path = Path(log_dir)
     _check_combination(ctx, target, run, as_csv, as_json, output, plot, watch, list_runs, pull)
     _check_fleet_combination(by, timeline, as_csv, as_json, plot, metric, watch, list_runs, pull)
+    if ssh_config is not None and not pull:
+        raise UserError("--ssh-config is for --pull (reaching the run's devices)")
     if metric is not None and list_runs:
         raise UserError("--runs lists every run in the log dir; drop --metric")
     for path, flag in ((output, "-o"), (plot, "--plot"), (timeline, "--plot-timeline")):
@@ -177,7 +183,7 @@ def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch
         _list_runs(log_path, console, as_json, output)
         return
     if pull:
-        _pull(_run_folder(run, log_path), console)
+        _pull(_run_folder(run, log_path), console, ssh_config)
         if target is None and not (as_csv or as_json or plot or watch):
             return
     kind, path = resolve(target, run, log_path)
@@ -409,13 +415,19 @@ def _watch(kind: str, path: Path, console: Console, interval: float, metric: str
             pass
 
 
-def _pull(folder: Path, console: Console) -> None:
+def _pull(folder: Path, console: Console, ssh_config: str | None) -> None:
+    """A run folder is data: its devices checked as a hosts file's, ssh reading the config given here (or yours)."""
+    info = RunFolder(folder).read()
     try:
-        devices = devices_of(RunFolder(folder).read())
+        devices = devices_of(info, ssh_config)
     except (KeyError, TypeError):  # devices recorded in another shape than fl-launch writes
         raise UserError(f"run {folder.name}: its run.json's devices are not fl-launch's") from None
+    except HostsError as err:
+        raise UserError(f"run {folder.name}: {err}; nothing pulled") from None
     if not devices:
         raise UserError(f"run {folder.name} has no devices to pull from")
+    if note := unused_ssh_config(info, ssh_config):
+        click.echo(f"fl-stats: run {folder.name}: {note}", err=True)
     for device, clients in devices:
         state = "pulled" if device.pull(folder) is not None else "unreachable or empty"
         console.print(f"{device.host}: clients {', '.join(map(str, clients))}: {state}")

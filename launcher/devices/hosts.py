@@ -38,6 +38,8 @@ DEFAULT_KEYS = KEYS - {"host", "slots"}
 SAFE_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}$")
 SAFE_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 SAFE_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+RECORD_KEYS = {"node_config": "node-config"}  # a Device field as run.json records it: its hosts-file key
+OPTIONAL_RECORD_KEYS = {"user", "port", "identity"}  # None in a record: not given
 
 
 class HostsError(InputError):
@@ -76,9 +78,18 @@ class DevicePlacement:
         return {**asdict(self.device), "clients": list(self.clients)}
 
     @classmethod
-    def from_json(cls, data: dict) -> DevicePlacement:
-        """KeyError or TypeError: an entry of another shape than fl-launch writes."""
-        return cls(Device(**{k: v for k, v in data.items() if k != "clients"}), tuple(data["clients"]))
+    def from_json(cls, data: dict, where: str = "run.json's device") -> DevicePlacement:
+        """An entry read back from a run folder, checked as load_hosts checks a hosts file's (a run folder is
+        data: its values reach ssh's command line). HostsError: a value the hosts file would refuse;
+        KeyError or TypeError: an entry of another shape than fl-launch writes."""
+        device = {k: v for k, v in data.items() if k != "clients"}
+        for key, value in device.items():
+            if value is not None or key not in OPTIONAL_RECORD_KEYS:
+                _check_value(RECORD_KEYS.get(key, key), value, lambda k: f"{where} {device.get('host')!r}")
+        clients = data["clients"]
+        if not isinstance(clients, list) or not all(type(c) is int and c >= 0 for c in clients):
+            raise TypeError("clients must be a list of client numbers")
+        return cls(Device(**device), tuple(clients))
 
 
 def _line_of(text: str, table_index: int | None, key: str | None) -> int:

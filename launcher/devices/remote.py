@@ -38,13 +38,27 @@ def _dir_word(path: str) -> str:
     return remote_path(path) if path[:1] in "/~" else shlex.quote(path)
 
 
-def devices_of(info: dict, tag: str | None = None) -> list[tuple["RemoteDevice", list[int]]]:
-    """A run's devices, as its run.json plan records them, each with the clients placed on it
-    (KeyError or TypeError: devices recorded in another shape)."""
+def devices_of(info: dict, ssh_config: str | None, tag: str | None = None) -> list[tuple["RemoteDevice", list[int]]]:
+    """A run's devices, as its run.json plan records them, each with the clients placed on it.
+
+    A run folder is data: each device is checked as the hosts file's entries are (HostsError: one that
+    fails, raised), and ssh reads ``ssh_config``, the file the user named to this invocation (None: the user's
+    own config), never the one run.json records (ssh's ProxyCommand and friends run commands here).
+    KeyError or TypeError: devices recorded in another shape."""
     plan = info.get("plan") or {}
-    return [(RemoteDevice(placed.device, plan.get("ssh_config"), info["run_id"], tag or info["kill_tag"]),
-             list(placed.clients))
-            for placed in map(DevicePlacement.from_json, plan.get("devices", []))]
+    run_id, tag = info["run_id"], tag or info["kill_tag"]  # shell-quoted wherever they go
+    placed = [DevicePlacement.from_json(entry, where=f"run.json's device {i}")
+              for i, entry in enumerate(plan.get("devices", []))]
+    return [(RemoteDevice(p.device, ssh_config, run_id, tag), list(p.clients)) for p in placed]
+
+
+def unused_ssh_config(info: dict, ssh_config: str | None) -> str | None:
+    """The line saying a run's recorded ssh config is not used (None: nothing to say)."""
+    recorded = (info.get("plan") or {}).get("ssh_config")
+    if not recorded or ssh_config is not None or not (info.get("plan") or {}).get("devices"):
+        return None
+    return (f"the ssh config run.json names ({recorded!r}) is not used: a run folder is data; ssh reads your own "
+            f"config (give --ssh-config FILE to use another)")
 
 
 @dataclass(frozen=True)

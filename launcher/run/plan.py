@@ -24,7 +24,7 @@ from pathlib import Path
 from contract.errors import InputError
 from contract.fleet import write_fleet
 from contract.loglines import LogWriter, client_log_path
-from contract.run_settings import RunSettings, latest_checkpoint, resume_checkpoint
+from contract.run_settings import RunSettings, checkpoint_path, latest_checkpoint, resume_checkpoint
 from launcher.apps.user_app import AppError, read_app
 from launcher.devices.hosts import Device, HostsError, by_device, load_hosts, place_clients
 from launcher.devices.tls import make_run_certificates
@@ -238,8 +238,9 @@ def _check_model(spec: str, shape: tuple[int, ...], num_classes: int) -> None:
         raise PlanError(str(err)) from None
 
 
-def prepare_resume(log_dir: str, run: str) -> RunFolder:
-    """Ready an ended training run to go on from its newest checkpoint, in its own folder."""
+def prepare_resume(log_dir: str, run: str, ssh_config: str | None = None) -> RunFolder:
+    """Ready an ended training run to go on from its newest checkpoint, in its own folder.
+    ``ssh_config``: the one named to this resume (a run on devices), never run.json's."""
     try:
         folder = RunFolder.resolve(log_dir, run)
         info = folder.read()
@@ -247,6 +248,7 @@ def prepare_resume(log_dir: str, run: str) -> RunFolder:
         raise PlanError(f"--resume: {err}") from None
     if info.get("task") != "train" or "settings" not in info:
         raise PlanError(f"--resume: run {folder.run_id} is not a training run")
+    _check_devices(folder, info, ssh_config)
     stop_it = f"fl-finish --run {folder.run_id} --log-dir {log_dir} stops it"
     try:
         claimed = folder.claim()  # held until the resumed run ends: a second --resume is refused here
@@ -261,6 +263,20 @@ def prepare_resume(log_dir: str, run: str) -> RunFolder:
     except BaseException:
         folder.release()
         raise
+
+
+def _check_devices(folder: RunFolder, info: dict, ssh_config: str | None) -> None:
+    """A run folder is data: its devices pass the hosts file's checks before ssh sees them."""
+    from launcher.devices.remote import devices_of  # noqa: PLC0415 (keeps plan's imports light)
+
+    try:
+        devices = devices_of(info, ssh_config)
+    except (KeyError, TypeError):
+        raise PlanError(f"--resume: run {folder.run_id}: its run.json's devices are not fl-launch's") from None
+    except HostsError as err:
+        raise PlanError(f"--resume: run {folder.run_id}: {err}") from None
+    if ssh_config is not None and not devices:
+        raise PlanError(f"--ssh-config is for a run on devices; run {folder.run_id} has none")
 
 
 def _check_resumable(folder: RunFolder, stop_it: str) -> None:
@@ -280,8 +296,10 @@ def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
     if found is None:
         raise PlanError(f"--resume: run {folder.run_id} has no checkpoint")
     done, path = found
-    if done >= settings.rounds:
+    if done >= settings.rounds and info.get("status") == RunStatus.FINISHED:
         raise PlanError(f"--resume: run {folder.run_id} already completed its {settings.rounds} rounds")
+    if done >= settings.rounds:  # stopped after its last round: it goes on with the final evaluation only
+        done, path = settings.rounds, checkpoint_path(folder.path, settings.rounds)
     _check_checkpoint(path)
     settings = replace(settings, start_round=done + 1, checkpoint=str(path.relative_to(folder.path)))
     write_app_dir(folder.path / "app", settings)

@@ -86,7 +86,8 @@ class Watched:
 
 
 class Supervisor:
-    def __init__(self, folder: RunFolder, view=None) -> None:
+    def __init__(self, folder: RunFolder, view=None, ssh_config: str | None = None) -> None:
+        """``ssh_config``: the one the user named to this fl-launch (never run.json's: a run folder is data)."""
         self.folder = folder
         self.view = view or NullView()
         self.info = folder.read()
@@ -100,7 +101,7 @@ class Supervisor:
                       "rounds_done": self.info["settings"].get("start-round", 1) - 1}
         self.events = []
         self.user_app = self.plan.user_app  # fl-launch --app: the user's Flower app
-        self.devices = RunDevices(devices_of(self.info), folder.path, self.table, self.view,
+        self.devices = RunDevices(devices_of(self.info, ssh_config), folder.path, self.table, self.view,
                                  on_restart=self._record_restart, on_change=self.update_processes)
         self.restarts: dict[int, int] = {}
         self._nodes: NodeStart | None = None  # how a local node starts, once the SuperLink is up
@@ -365,6 +366,9 @@ class Supervisor:
             if self.state["round"] == 0:  # the first round of this attempt: every client is in
                 self.folder.update(status=RunStatus.RUNNING, running_since=now_iso())
             self.state.update(round=v["round"], phase="training")
+        elif kind == "final_start" and self.state["round"] == 0:  # resumed after its last round: the final
+            self.folder.update(status=RunStatus.RUNNING, running_since=now_iso())  # evaluation is all it does
+            self.state.update(round=self.state["rounds"], phase="final evaluation")
         elif kind == "server_round_end":
             self.state.update(acc=v["acc"])
             if v["aggregated"] and v["round"] == self.state["rounds_done"] + 1:
@@ -432,14 +436,18 @@ class Supervisor:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry of the detached supervisor: ``python -m launcher.run.supervisor RUN_DIR [LOCK_FD]``
-    (LOCK_FD: the supervisor lock, inherited from the fl-launch that prepared the run)."""
+    """Entry of the detached supervisor: ``python -m launcher.run.supervisor RUN_DIR [LOCK_FD] [--ssh-config FILE]``
+    (LOCK_FD: the supervisor lock, inherited from the fl-launch that prepared the run; FILE: its --ssh-config)."""
     argv = sys.argv[1:] if argv is None else argv
+    ssh_config = None
+    if "--ssh-config" in argv:
+        at = argv.index("--ssh-config")
+        ssh_config, argv = argv[at + 1], argv[:at] + argv[at + 2:]
     lock_fd = int(argv[1]) if len(argv) > 1 else None
     if lock_fd is not None:
         os.set_inheritable(lock_fd, False)  # a child that kept it would keep the run "supervised"
     folder = RunFolder(argv[0], lock_fd=lock_fd)
-    sys.exit(Supervisor(folder).run())
+    sys.exit(Supervisor(folder, ssh_config=ssh_config).run())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""A run folder received from someone else is data: fl-finish --run, fl-stats --pull --run and
+fl-launch --resume never let what it holds run a command here (an ssh config's ProxyCommand, an ssh
+option in a host or user field).
+
+The oracle is a file the injected command would touch; ssh's own failure to reach the (made-up) device is
+what the commands report instead.
+
+    python3 -m pytest -q tests/test_received_run_folder.py
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run
+
+pytestmark = pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH's ssh is not installed")
+
+RUN_ID = "20261201-000000-r3cv"
+
+
+def _device(**fields) -> dict:
+    """A plan.devices entry as fl-launch writes it (DevicePlacement.to_json), written out by hand."""
+    return {"host": "pi-01.invalid", "slots": 1, "user": None, "port": None, "identity": None, "python": "python3",
+            "workdir": "fl-launch", "env": {}, "node_config": {}, "clients": [0], **fields}
+
+
+def _received(tmp_path: Path, device: dict, ssh_config: bool) -> tuple[Path, Path]:
+    """A crafted run folder (its run.json naming an ssh config inside it, with a ProxyCommand that touches
+    a file), and the path of that file."""
+    folder = tmp_path / "inbox" / RUN_ID
+    folder.mkdir(parents=True)
+    touched = tmp_path / "touched"
+    (folder / "ssh_config").write_text(f"Host *\n    ProxyCommand sh -c 'touch {touched}; exit 1'\n")
+    info = {"run_id": RUN_ID, "kill_tag": "received-run", "status": "failed", "task": "train", "options": {},
+            "settings": {}, "processes": [],
+            "plan": {"nodes": [{"client": 0, "host": device["host"]}], "devices": [device],
+                     "ssh_config": str(folder / "ssh_config") if ssh_config else None,
+                     "grace": 1, "startup_timeout": 60}}
+    (folder / "run.json").write_text(json.dumps(info))
+    return folder, touched
+
+
+def test_fl_finish_does_not_use_an_ssh_config_in_the_run_folder(tmp_path):
+    folder, touched = _received(tmp_path, _device(), ssh_config=True)
+    finish = run("fl-finish", "--run", str(folder), "--grace", "1", cwd=tmp_path, timeout=120)
+    assert not touched.exists(), "fl-finish ran the run folder's ProxyCommand"
+    assert "ssh config run.json names" in finish.stderr and "is not used" in finish.stderr, finish.stderr
+    assert "[pi-01.invalid]" in finish.stdout  # ssh tried the device with the user's own config, and said why not
+    assert finish.returncode == 1, finish.stdout + finish.stderr  # the device could not be reached: not all stopped
+
+
+def test_fl_stats_pull_does_not_use_an_ssh_config_in_the_run_folder(tmp_path):
+    folder, touched = _received(tmp_path, _device(), ssh_config=True)
+    pull = run("fl-stats", "--pull", "--run", str(folder), cwd=tmp_path, timeout=120)
+    assert not touched.exists(), "fl-stats --pull ran the run folder's ProxyCommand"
+    assert "ssh config run.json names" in pull.stderr and "is not used" in pull.stderr, pull.stderr
+    assert "pi-01.invalid: clients 0: unreachable or empty" in pull.stdout, pull.stdout
+    assert pull.returncode == 0, pull.stdout + pull.stderr
+
+
+def test_the_ssh_config_named_on_the_command_line_is_used(tmp_path):
+    """The user's own choice: a config named to this invocation is what ssh reads (here it touches the file)."""
+    folder, touched = _received(tmp_path, _device(), ssh_config=False)
+    run("fl-stats", "--pull", "--run", str(folder), "--ssh-config", str(folder / "ssh_config"), cwd=tmp_path)
+    assert touched.exists()
+
+
+@pytest.mark.parametrize("field", [
+    {"host": "-oProxyCommand=sh -c 'touch TOUCHED'"},
+    {"user": "-oProxyCommand=sh -c 'touch TOUCHED'"},
+    {"port": "22 -oProxyCommand=touch TOUCHED"},
+    {"identity": "id\n-oProxyCommand=touch TOUCHED"},
+], ids=["host", "user", "port", "identity"])
+def test_ssh_options_in_a_device_field_are_refused(tmp_path, field):
+    touched = tmp_path / "touched"
+    key, value = next(iter(field.items()))
+    device = _device(**{key: value.replace("TOUCHED", str(touched))})
+    folder, _ = _received(tmp_path, device, ssh_config=False)
+    finish = run("fl-finish", "--run", str(folder), "--grace", "1", cwd=tmp_path, timeout=120)
+    assert not touched.exists()
+    assert f"{key} must be" in finish.stderr and "its devices are not contacted" in finish.stderr, finish.stderr
+    assert finish.returncode == 1 and "Traceback" not in finish.stderr
+    pull = run("fl-stats", "--pull", "--run", str(folder), cwd=tmp_path, timeout=120)
+    assert not touched.exists()
+    assert pull.returncode == 2 and len(pull.stderr.strip().splitlines()) == 1, pull.stderr
+    assert f"{key} must be" in pull.stderr and "nothing pulled" in pull.stderr
+    resume = run("fl-launch", "--resume", str(folder), cwd=tmp_path, timeout=120)
+    assert not touched.exists()
+    assert resume.returncode == 2 and f"{key} must be" in resume.stderr, resume.stdout + resume.stderr
+    assert len(resume.stderr.strip().splitlines()) == 1
