@@ -211,16 +211,29 @@ def main(ctx: click.Context, **kwargs) -> None:
         sys.exit(_check(opts, bench))
     opts.validate(_given())
     try:
+        _stop_signals_interrupt(True)  # fl-finish (SIGTERM) stops the run while it prepares, as Ctrl-C does
         if opts.kill_tag is not None:
             check_tag_free(opts.kill_tag)
         folder = prepare_run(opts)
     except KeyboardInterrupt:
         click.echo("fl-launch: interrupted while preparing the run; nothing was started, no run folder kept", err=True)
         sys.exit(130)
+    finally:  # the supervisor (or the detached one) takes the signals from here
+        _stop_signals_interrupt(False)
     if opts.hosts and not opts.tls:
         click.echo("note: without --tls, Flower's traffic is plain HTTP; between machines it travels inside the "
                    "SSH tunnels, on each machine's loopback it is clear text", err=True)
     sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder))
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_signals_interrupt(on: bool) -> None:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt (on), or are back to their default action."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt if on else signal.SIG_DFL)
 
 
 def _foreground(folder: RunFolder) -> int:
@@ -231,6 +244,10 @@ def _foreground(folder: RunFolder) -> int:
         code = supervisor.run()
     finally:
         view.stop()
+    if folder.gone():  # removed under the run: its end in one line, from the supervisor
+        status, reason = supervisor.outcome or (RunStatus.FAILED, "")
+        view.console.print(f"run {folder.run_id} {status}: {reason}")
+        return code
     print_summary(folder.path, folder.read(), supervisor.events, view.console)
     return code
 
