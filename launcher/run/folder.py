@@ -229,7 +229,11 @@ class RunFolder:
         return not self.run_json.is_file()
 
     @contextmanager
-    def _locked(self):
+    def _locked(self, new: bool = False):
+        """Under run.json's lock; the folder's run.json must be there (unless ``new``): the lock file is never
+        made in a folder that was removed and made again by someone else's write."""
+        if not new and self.gone():
+            raise RunFolderGone(f"the run folder {self.path} was removed")
         try:
             lock = open(self.path / ".run.json.lock", "a")
         except FileNotFoundError:
@@ -272,7 +276,7 @@ class RunFolder:
 
     def begin(self, **fields) -> dict:
         """The first run.json of a new folder (update and edit change an existing one, never make one)."""
-        with self._locked():
+        with self._locked(new=True):
             if not self.gone():
                 raise RunFolderError(f"{self.run_json} exists already")
             self._write(fields)

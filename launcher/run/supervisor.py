@@ -153,7 +153,8 @@ class Supervisor:
             elif isinstance(err, RunFolderGone) or err.errno not in DISK_ERRORS:
                 status, reason = RunStatus.FAILED, f"supervisor error: {type(err).__name__}: {err}"
                 raise
-            status, reason = RunStatus.FAILED, f"cannot write {err.filename or 'the run folder'}: {err.strerror}"
+            else:
+                status, reason = RunStatus.FAILED, f"cannot write {err.filename or 'the run folder'}: {err.strerror}"
         except Exception as err:  # never leave processes behind on a bug of ours
             status, reason = RunStatus.FAILED, f"supervisor error: {type(err).__name__}: {err}"
             raise
