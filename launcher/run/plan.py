@@ -61,9 +61,14 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
         return _prepare_run(opts, made)
     except BaseException:  # a refused or interrupted preparation leaves no half-made folder
         for folder in made:
-            folder.release()
-            shutil.rmtree(folder.path, ignore_errors=True)
+            discard_prepared(folder)
         raise
+
+
+def discard_prepared(folder: RunFolder) -> None:
+    """Remove a run folder prepared (or half prepared) by this process, which holds its lock."""
+    folder.release()
+    shutil.rmtree(folder.path, ignore_errors=True)
 
 
 def _new_folder(opts: LaunchOptions, made: list[RunFolder]) -> tuple[RunFolder, str]:
