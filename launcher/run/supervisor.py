@@ -16,10 +16,10 @@ Stop order: client apps and SuperNodes, the fork server, then `flwr run`, then t
 whatever is left in the run's cgroup (launcher.processes.cgroup).
 
 The watch loop polls (processes reaped, server.log events, the app's rounds, the devices), then
-decides: finished, failed with a reason, or keep going; only then does it restart a client whose process
-exited, and only once that exit has settled (RESTART_SETTLE_S) with no stop begun: a signal to the
-supervisor, the run's own end, a removed run folder. A stop's SIGTERM that reaches a client before the
-supervisor (fl-finish, a shutdown) is not taken for a crash. While it starts or restarts clients it says
+decides: finished, failed with a reason, or keep going; only then does it restart a client whose
+process exited, once that exit settled (launcher.processes.restarts.SettlingExits) with no stop begun: a
+signal to the supervisor, the run's own end, a removed run folder. A stop's SIGTERM that reaches a client
+before the supervisor (fl-finish, a shutdown) is not taken for a crash. While it starts or restarts clients it says
 what it is doing in run.json's ``activity`` (fl-stats --runs shows it).
 
 The supervisor holds the run folder's supervisor lock from start to end (the process that prepared
@@ -54,9 +54,9 @@ from launcher.processes.cgroup import RunGroup, TagInUse
 from launcher.processes.clock import now_iso
 from launcher.processes.nodes import NodeStart, flower_env, flwr_bin, start_node
 from launcher.processes.ports import free_ports, wait_for_port
-from launcher.processes.restarts import first_exit_per_client, restart_client
+from launcher.processes.restarts import SettlingExits, restart_client
 from launcher.processes.roles import CLIENT_ROLES, Role
-from launcher.processes.table import Managed, ProcessTable, create_time, terminate_then_kill
+from launcher.processes.table import ProcessTable, create_time, terminate_then_kill
 from launcher.run.folder import RunFolder, RunFolderGone
 from launcher.run.liveness import processes_of
 from launcher.run.run_plan import RunPlan
@@ -65,7 +65,6 @@ from launcher.stats.follow import LogFollower
 from simulator.flower_app import run_dir_config
 
 POLL_SECONDS = 0.25
-RESTART_SETTLE_S = 2.0  # a client's exit waits this long for a stop that may have caused it (fl-finish, shutdown)
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 Outcome = tuple[RunStatus, str]  # how the run ended, and why (empty when it finished)
 
@@ -89,7 +88,7 @@ class Watched:
     started: float
     last_progress: float
     outcome: Outcome | None = None  # the built-in app's own [run] line
-    exits: dict[int, tuple[Managed, float]] = field(default_factory=dict)  # client -> its exit, when it may restart
+    exits: SettlingExits = field(default_factory=SettlingExits)  # client exits not restarted yet
 
 
 class Supervisor:
@@ -332,8 +331,7 @@ class Supervisor:
     def _poll(self, seen: Watched) -> None:
         """Take in what happened since the last poll: exits, server.log events, the devices, the app's rounds."""
         ended = self.table.reap()
-        for proc in first_exit_per_client(ended):  # restarted after the decision, once settled (_restart_settled)
-            seen.exits.setdefault(proc.client, (proc, time.monotonic() + RESTART_SETTLE_S))
+        seen.exits.add(ended)  # restarted after the decision, once settled (_restart_settled)
         if ended:
             self.update_processes()
         self._read_server_log(seen)
@@ -354,19 +352,18 @@ class Supervisor:
 
     def _restart_settled(self, seen: Watched) -> None:
         """Restart the clients whose exit settled with no stop begun; a stop leaves them down for good."""
-        for client, (proc, due) in sorted(seen.exits.items()):
-            if time.monotonic() < due or self._stopping(seen) or self._folder_gone():
-                continue
-            del seen.exits[client]
+        if self._stopping(seen) or self._folder_gone():
+            return
+        for proc in seen.exits.settled():
             if self._client_exited(proc):
-                self._reconnecting.add(client)
+                self._reconnecting.add(proc.client)
 
     def _say_activity(self, seen: Watched) -> None:
         """What the run is doing while it is not simply at work: starting, or restarting clients."""
         starting = self.state["phase"] == "starting"  # until round 1 starts (or getModel's first serve)
         counting = (starting and not self.plan.virtual) or self._reconnecting
         connected = self._connected_clients() if counting else 0  # also drops the reconnected from _reconnecting
-        restarting = sorted(set(seen.exits) | self._reconnecting)
+        restarting = sorted(seen.exits.clients() | self._reconnecting)
         if restarting:
             self._set_activity(f"restarting client{'s' if len(restarting) > 1 else ''} "
                                f"{', '.join(map(str, restarting))}")
