@@ -254,7 +254,7 @@ class RoundLogging:
         if server_round and server_round not in self.aggregated:
             return None
         path = checkpoint_path(self.settings.run_dir, server_round)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(exist_ok=True)  # never the run folder itself: one removed under the run stays removed
         tmp = path.with_suffix(".tmp")
         torch.save(unpack(arrays, self._template), tmp)
         tmp.replace(path)

@@ -64,6 +64,7 @@ def test_a_foreground_run_is_alive_to_every_check_and_fl_finish_stops_it_whole(t
             proc.communicate(timeout=30)
         assert proc.returncode == 130  # interrupted by the stop, not failed by restarting its clients
         assert run_json(run_dir)["status"] == "interrupted"
+        assert run_json(run_dir).get("restarts", []) == []  # no client restarted while the run was stopped
         assert decoy.poll() is None  # FL_LAUNCH_TAG set by hand does not make a process the run's
     finally:
         decoy.kill()

@@ -38,7 +38,7 @@ from launcher.processes.clock import now_iso
 from launcher.processes.roles import Role
 from launcher.processes.table import StopResult, command_of, terminate_then_kill
 from launcher.processes.tagged import tagged_processes
-from launcher.run.folder import RunFolder, RunFolderError, malformed_kill_tag
+from launcher.run.folder import RunFolder, RunFolderError, RunFolderGone, malformed_kill_tag
 from launcher.run.liveness import LIVE, processes_of, recorded_alive, run_processes
 from launcher.run.run_status import RunStatus
 
@@ -143,6 +143,8 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
     for folder, _ in runs:
         try:
             folder.edit(lambda d: _record(d, results))
+        except RunFolderGone:  # a run stopped while it prepared removes its folder
+            continue
         except (OSError, RunFolderError) as err:  # stopped all the same; only the note is missing
             click.echo(f"fl-finish: could not note the stop in {folder.run_json}: {err}", err=True)
     sys.exit(1 if survived else 0)

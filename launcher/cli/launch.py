@@ -44,7 +44,7 @@ from launcher.processes.entry_modules import SUPERVISOR
 from launcher.processes.table import RUN_ENV, TAG_ENV
 from launcher.run.folder import RunFolder
 from launcher.run.options import MODES, NATURAL, PROCESS_MODE_UP_TO, TASKS, LaunchOptions
-from launcher.run.plan import check_tag_free, prepare_resume, prepare_run
+from launcher.run.plan import check_tag_free, discard_prepared, prepare_resume, prepare_run
 from launcher.run.run_status import RunStatus
 from launcher.run.supervisor import Supervisor
 from partitions import SCHEMES
@@ -213,17 +213,48 @@ def main(ctx: click.Context, **kwargs) -> None:
     if check:
         sys.exit(_check(opts, bench))
     opts.validate(_given())
+    stops = _PreparingStops()
     try:
+        stops.install()  # fl-finish (SIGTERM) stops the run while it prepares, as Ctrl-C does
         if opts.kill_tag is not None:
             check_tag_free(opts.kill_tag)
         folder = prepare_run(opts)
+        if stops.received:  # raised where a library swallowed it (an import inside numpy may)
+            discard_prepared(folder)
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         click.echo("fl-launch: interrupted while preparing the run; nothing was started, no run folder kept", err=True)
         sys.exit(130)
+    finally:  # the supervisor (or the detached one) takes the signals from here
+        stops.uninstall()
     if opts.hosts and not opts.tls:
         click.echo("note: without --tls, Flower's traffic is plain HTTP; between machines it travels inside the "
                    "SSH tunnels, on each machine's loopback it is clear text", err=True)
     sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder, opts.ssh_config))
+
+
+class _PreparingStops:
+    """While a run prepares: SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, and are remembered, so a
+    library that swallows the exception does not swallow the stop."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._before: dict[signal.Signals, object] = {}
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.received = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        for sig in self.SIGNALS:
+            if signal.getsignal(sig) != signal.SIG_IGN:  # one ignored when we started (nohup) stays ignored
+                self._before[sig] = signal.signal(sig, self._on_signal)
+
+    def uninstall(self) -> None:
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
 
 
 def _foreground(folder: RunFolder, ssh_config: str | None) -> int:
@@ -234,6 +265,10 @@ def _foreground(folder: RunFolder, ssh_config: str | None) -> int:
         code = supervisor.run()
     finally:
         view.stop()
+    if folder.gone():  # removed under the run: its end in one line, from the supervisor
+        status, reason = supervisor.outcome or (RunStatus.FAILED, "")
+        view.console.print(f"run {folder.run_id} {status}: {reason}")
+        return code
     print_summary(folder.path, folder.read(), supervisor.events, view.console)
     return code
 

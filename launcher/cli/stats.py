@@ -35,6 +35,7 @@ from launcher.devices.remote import devices_of, unused_ssh_config
 from launcher.flower.strategy_log import read_strategy_log
 from launcher.run.folder import RunFolder, RunFolderError
 from launcher.run.liveness import LIVE, live_status
+from launcher.run.run_status import RunStatus
 from launcher.stats.fleet import by_profile, plot_timeline, read_fleet_run
 from launcher.stats.history import read_client_log
 from launcher.stats.tables import across_clients, client_tables, metric_names, per_client, plot_across, read_logs
@@ -433,6 +434,15 @@ def _pull(folder: Path, console: Console, ssh_config: str | None) -> None:
         console.print(f"{device.host}: clients {', '.join(map(str, clients))}: {state}")
 
 
+def _status_text(row: dict) -> str:
+    """A run's status, with what it is doing when its supervisor says ("starting: 3 of 5 clients connected",
+    "running: restarting client 2"); a run still preparing says only that ("preparing the data")."""
+    activity = row.get("activity")
+    if not activity:
+        return row["status"]
+    return activity if row["status"] == RunStatus.PREPARED else f"{row['status']}: {activity}"
+
+
 def _list_runs(log_dir: Path, console: Console, as_json: bool, output: str | None) -> None:
     rows = []
     for folder in RunFolder.listed(log_dir):
@@ -447,7 +457,8 @@ def _list_runs(log_dir: Path, console: Console, as_json: bool, output: str | Non
     for column in ("run", "tag", "task", "status", "clients alive", "rounds done", "final acc"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["run"], r.get("tag", ""), r.get("task") or "", r["status"],
+        status = _status_text(r)
+        table.add_row(r["run"], r.get("tag", ""), r.get("task") or "", status,
                       f"{r.get('clients_alive', 0)}/{r.get('clients', 0)}",
                       f"{r.get('rounds_done', 0)}/{r.get('rounds') or '?'}" if r.get("task") == "train" else "-",
                       _fmt(r.get("final_accuracy")))

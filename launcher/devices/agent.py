@@ -25,7 +25,7 @@ from contract.run_layout import client_dir
 from launcher.processes.node_config import read_extra
 from launcher.processes.nodes import NodeStart, flower_env, start_node, write_node_config
 from launcher.processes.ports import free_ports
-from launcher.processes.restarts import first_exit_per_client, restart_client
+from launcher.processes.restarts import SettlingExits, restart_client
 from launcher.processes.table import RUN_ENV, TAG_ENV, ProcessTable
 
 AGENT_JSON = "agent.json"
@@ -82,12 +82,13 @@ def main(argv: list[str] | None = None) -> None:
     restarts: list[dict] = []
     counts: dict[int, int] = {}
     _write(run_dir, table, "running", restarts)
+    exits = SettlingExits()  # a stop's SIGTERM may reach a client first: no restart for it
     while not _stop and table.alive():
         ended = table.reap()
-        for proc in first_exit_per_client(ended):
-            if not _stop:
-                again = lambda c=proc.client: start_node(table, spec, c, free_ports(1)[0])  # noqa: E731
-                restarts.append(restart_client(table, run_dir, proc, counts, args.max_restarts, start=again))
+        exits.add(ended)
+        for proc in [] if _stop else exits.settled():
+            again = lambda c=proc.client: start_node(table, spec, c, free_ports(1)[0])  # noqa: E731
+            restarts.append(restart_client(table, run_dir, proc, counts, args.max_restarts, start=again))
         if ended:
             _write(run_dir, table, "running", restarts)
         time.sleep(0.5)

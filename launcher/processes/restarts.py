@@ -9,11 +9,21 @@ caller marks it lost, so the server stops waiting for it), the other process of
 the pair is stopped, the exit goes into the client's log, and the pair starts
 again as a new node while ``restarts[client] < limit``. The supervisor does this
 for local clients, the device agent for its own.
+
+An exit is restarted only once it settled: a stop's SIGTERM (fl-finish, a shutdown) may reach a client
+before the process that would restart it, so an exit waits RESTART_SETTLE_S for a stop to show:
+
+    exits = SettlingExits()
+    exits.add(table.reap())                      # each poll
+    for proc in ([] if stopping else exits.settled()):
+        restart_client(...)
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract.loglines import LogWriter, client_log_path
@@ -22,6 +32,29 @@ from launcher.flower.node_log import supernode_id
 from launcher.processes.clock import now_iso
 from launcher.processes.roles import CLIENT_ROLES
 from launcher.processes.table import Managed, ProcessTable, describe_exit
+
+RESTART_SETTLE_S = 2.0  # how long a client's exit waits for a stop that may have caused it
+
+
+@dataclass
+class SettlingExits:
+    """Clients whose process exited, each with the time from which it may be restarted."""
+
+    settle: float = RESTART_SETTLE_S
+    waiting: dict[int, tuple[Managed, float]] = field(default_factory=dict)
+
+    def add(self, ended: list[Managed]) -> None:
+        for proc in first_exit_per_client(ended):
+            self.waiting.setdefault(proc.client, (proc, time.monotonic() + self.settle))
+
+    def settled(self) -> list[Managed]:
+        """The exits whose settle time is over (taken out), oldest client number first."""
+        now = time.monotonic()
+        due = sorted(c for c, (_, at) in self.waiting.items() if at <= now)
+        return [self.waiting.pop(c)[0] for c in due]
+
+    def clients(self) -> set[int]:
+        return set(self.waiting)
 
 
 def first_exit_per_client(ended: list[Managed]) -> list[Managed]:

@@ -48,6 +48,10 @@ class RunFolderError(InputError):
     """An unknown run, an unwritable log dir, a malformed run.json."""
 
 
+class RunFolderGone(RunFolderError):
+    """The run folder (or its run.json) was removed: nothing writes a new one in its place."""
+
+
 def malformed_kill_tag(tag: str) -> str | None:
     """Why ``tag`` cannot be a kill tag (it names cgroups and rides in environments), or None: it can."""
     if RUN_ID_RE.match(tag):
@@ -220,9 +224,21 @@ class RunFolder:
         (self.path / RESERVE).unlink(missing_ok=True)
 
     # run.json -----------------------------------------------------------
+    def gone(self) -> bool:
+        """Is this folder's run.json no longer there (the folder removed, or emptied)?"""
+        return not self.run_json.is_file()
+
     @contextmanager
-    def _locked(self):
-        with open(self.path / ".run.json.lock", "a") as lock:
+    def _locked(self, new: bool = False):
+        """Under run.json's lock; the folder's run.json must be there (unless ``new``): the lock file is never
+        made in a folder that was removed and made again by someone else's write."""
+        if not new and self.gone():
+            raise RunFolderGone(f"the run folder {self.path} was removed")
+        try:
+            lock = open(self.path / ".run.json.lock", "a")
+        except FileNotFoundError:
+            raise RunFolderGone(f"the run folder {self.path} was removed") from None
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -258,9 +274,22 @@ class RunFolder:
             tmp.write_text(text)
         tmp.replace(self.run_json)
 
+    def begin(self, **fields) -> dict:
+        """The first run.json of a new folder (update and edit change an existing one, never make one)."""
+        with self._locked(new=True):
+            if not self.gone():
+                raise RunFolderError(f"{self.run_json} exists already")
+            self._write(fields)
+            return fields
+
+    def _existing(self) -> dict:
+        if self.gone():  # removed under a live run: a run.json written now would be a stranger's
+            raise RunFolderGone(f"the run folder {self.path} was removed")
+        return self.read()
+
     def update(self, **fields) -> dict:
         with self._locked():
-            data = self.read()
+            data = self._existing()
             data.update(fields)
             self._write(data)
             return data
@@ -268,7 +297,7 @@ class RunFolder:
     def edit(self, fn) -> dict:
         """Apply fn(data) under the lock and write the result."""
         with self._locked():
-            data = self.read()
+            data = self._existing()
             fn(data)
             self._write(data)
             return data

@@ -1,7 +1,7 @@
 """What a run is doing now: its run.json checked against the kernel.
 
     live_status(RunFolder("logs/20261124-053012-4f2a"))
-    # {'status': 'running', 'clients_alive': 10, 'clients': 10, 'rounds_done': 3, ...}
+    # {'status': 'running', 'clients_alive': 10, 'clients': 10, 'rounds_done': 3, 'activity': None, ...}
     [p.pid for p in run_processes(folder.read())]     # what fl-finish would stop
     # [41230, 41236, ...]
 
@@ -96,6 +96,14 @@ def _status(folder: RunFolder, info: dict) -> str:
     return RunStatus.INTERRUPTED
 
 
+def _activity(status: str, info: dict) -> str | None:
+    """What a live run's supervisor says it is doing ("starting: 3 of 5 clients connected", "restarting client
+    2"); None when it is simply at work, or when nobody supervises it (then run.json's word is stale)."""
+    activity = info.get("activity")
+    return activity if isinstance(activity, str) and status in (RunStatus.PREPARED, RunStatus.STARTING,
+                                                                   RunStatus.RUNNING) else None
+
+
 def live_status(folder: RunFolder) -> dict:
     info = folder.read()
     tag = info.get("kill_tag", "")
@@ -111,6 +119,6 @@ def live_status(folder: RunFolder) -> dict:
         "run": info.get("run_id", folder.run_id), "tag": tag, "task": info.get("task"), "status": status,
         "clients_alive": len(alive), "clients": clients, "rounds_done": rounds_done,
         "rounds": (info.get("settings") or {}).get("rounds"), "final_accuracy": info.get("final_accuracy"),
-        "created": info.get("created"),
+        "created": info.get("created"), "activity": _activity(status, info),
         "reason": NO_END if status == RunStatus.INTERRUPTED and info.get("status") in LIVE else info.get("reason"),
     }

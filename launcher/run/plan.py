@@ -3,9 +3,11 @@
     folder = prepare_run(opts)            # partitions, app dir, configs, run.json
     Supervisor(folder).run()
 
-Everything that can fail on bad input (the data set, the split, an earlier run's
-checkpoint) is done in memory before the run folder exists, so a refused launch
-leaves no folder behind. What the Supervisor needs later is in run.json's "plan".
+The run folder and a first run.json (its id, kill tag and this process as its supervisor)
+come first, so the run is found by its tag while its data is prepared (fl-finish stops it
+then too); everything that can fail on bad input (the data set, the split, an earlier
+run's checkpoint) fails before anything is written into it, and a refused or interrupted
+launch leaves no folder behind. What the Supervisor needs later is in run.json's "plan".
 
 A run folder is self-contained: run.json and the files in it name paths relative to
 the folder (getModel/inference copy the served checkpoint in, as served/round_NNNN.pt),
@@ -32,6 +34,7 @@ from launcher.fleet.profiles import cpu_warning
 from launcher.processes.clock import now_iso
 from launcher.processes.node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
 from launcher.processes.nodes import write_node_config
+from launcher.processes.table import create_time
 from launcher.run.folder import RunFolder, RunFolderError
 from launcher.run.options import MIN_SAMPLES_PER_CLIENT, LaunchOptions
 from launcher.run.run_plan import NodePlacement, RunPlan, Virtual
@@ -58,12 +61,35 @@ def prepare_run(opts: LaunchOptions) -> RunFolder:
         return _prepare_run(opts, made)
     except BaseException:  # a refused or interrupted preparation leaves no half-made folder
         for folder in made:
-            folder.release()
-            shutil.rmtree(folder.path, ignore_errors=True)
+            discard_prepared(folder)
         raise
 
 
+def discard_prepared(folder: RunFolder) -> None:
+    """Remove a run folder prepared (or half prepared) by this process, which holds its lock."""
+    folder.release()
+    shutil.rmtree(folder.path, ignore_errors=True)
+
+
+def _new_folder(opts: LaunchOptions, made: list[RunFolder]) -> tuple[RunFolder, str]:
+    """The run's folder and its first run.json, before anything slow: from here the run is found by its tag
+    (fl-finish stops this process, the run's supervisor while it prepares), and is listed as prepared."""
+    try:
+        folder = RunFolder.create(opts.log_dir)
+    except RunFolderError as err:
+        raise PlanError(str(err)) from None
+    made.append(folder)
+    if not folder.claim():  # a folder this process just made: nobody else can hold it
+        raise PlanError(f"cannot lock the new run folder {folder.path}")
+    tag = opts.kill_tag or folder.run_id
+    folder.begin(run_id=folder.run_id, kill_tag=tag, status=RunStatus.PREPARED, created=now_iso(), task=opts.task,
+                 supervisor={"pid": os.getpid(), "created": create_time(os.getpid()), "host": "localhost"},
+                 processes=[], activity="preparing the data")
+    return folder, tag
+
+
 def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
+    folder, tag = _new_folder(opts, made)
     checkpoint = source_run = source_checkpoint = None
     if opts.task != "train":  # the served model is copied into the new run folder: it keeps its round in its name
         source, (_, found) = _model_source(opts)
@@ -102,14 +128,6 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
     warnings = _check_app_requirements(user_app, placement, opts.ssh_config) if user_app else []
     if fleet is not None and not opts.is_virtual():
         warnings += _fleet_cpu_warning(fleet, opts, placement)
-    try:
-        folder = RunFolder.create(opts.log_dir)
-    except RunFolderError as err:
-        raise PlanError(str(err)) from None
-    made.append(folder)
-    if not folder.claim():  # a folder this process just made: nobody else can hold it
-        raise PlanError(f"cannot lock the new run folder {folder.path}")
-    tag = opts.kill_tag or folder.run_id
     settings = RunSettings(
         task=opts.task, rounds=opts.rounds, local_epochs=opts.local_epochs, batch_size=opts.batch_size,
         lr=opts.lr, min_clients=opts.min_clients or 0,
@@ -169,8 +187,8 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
         paths = make_run_certificates(folder.path / "tls", hosts=["127.0.0.1", "localhost"])
         tls = paths.relative_to(folder.path)
     folder.update(
-        run_id=folder.run_id, kill_tag=tag, status=RunStatus.PREPARED, created=now_iso(),
-        task=opts.task, source_run=source_run, source_checkpoint=source_checkpoint, options=asdict(opts),
+        run_id=folder.run_id, kill_tag=tag, status=RunStatus.PREPARED, task=opts.task, source_run=source_run,
+        source_checkpoint=source_checkpoint, options=asdict(opts),
         settings=settings.to_config(),
         plan=RunPlan(app_dir=str(app_dir), nodes=tuple(nodes), startup_timeout=opts.startup_deadline(),
                      grace=opts.grace, torch_threads=opts.torch_threads,
@@ -178,7 +196,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
                      ssh_config=opts.ssh_config, tls=tls, remote_data_dir=opts.remote_data_dir,
                      max_restarts=opts.max_restarts, virtual=Virtual(opts.worker_count()) if virtual else None,
                      user_app=user_app is not None, run_config=opts.run_config, node_config=extra).to_json(),
-        processes=[], **({"warnings": warnings} if warnings else {}),
+        processes=[], activity=None, **({"warnings": warnings} if warnings else {}),
         **({"fleet": fleet.as_record()} if fleet is not None else {}),
     )
     folder.point_latest()

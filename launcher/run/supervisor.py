@@ -16,7 +16,11 @@ Stop order: client apps and SuperNodes, the fork server, then `flwr run`, then t
 whatever is left in the run's cgroup (launcher.processes.cgroup).
 
 The watch loop polls (processes reaped, server.log events, the app's rounds, the devices), then
-decides: finished, failed with a reason, or keep going.
+decides: finished, failed with a reason, or keep going; only then does it restart a client whose
+process exited, once that exit settled (launcher.processes.restarts.SettlingExits) with no stop begun: a
+signal to the supervisor, the run's own end, a removed run folder. A stop's SIGTERM that reaches a client
+before the supervisor (fl-finish, a shutdown) is not taken for a crash. While it starts or restarts clients it says
+what it is doing in run.json's ``activity`` (fl-stats --runs shows it).
 
 The supervisor holds the run folder's supervisor lock from start to end (the process that prepared
 the run took it; a detached supervisor inherits it) and puts itself in the kill tag's cgroup, so
@@ -33,7 +37,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract.fleet import read_fleet_json
@@ -43,16 +47,17 @@ from launcher.apps.task_log import task_failures
 from launcher.devices.remote import AgentStart, RemoteError, devices_of
 from launcher.devices.run_devices import RunDevices
 from launcher.fleet.emulation import EmulatedFleet
+from launcher.flower.node_log import registered_since
 from launcher.flower.run_record import describe_failure, flower_run
 from launcher.flower.strategy_log import read_strategy_log, round_started
 from launcher.processes.cgroup import RunGroup, TagInUse
 from launcher.processes.clock import now_iso
 from launcher.processes.nodes import NodeStart, flower_env, flwr_bin, start_node
 from launcher.processes.ports import free_ports, wait_for_port
-from launcher.processes.restarts import first_exit_per_client, restart_client
+from launcher.processes.restarts import SettlingExits, restart_client
 from launcher.processes.roles import CLIENT_ROLES, Role
 from launcher.processes.table import ProcessTable, create_time, terminate_then_kill
-from launcher.run.folder import RunFolder
+from launcher.run.folder import RunFolder, RunFolderGone
 from launcher.run.liveness import processes_of
 from launcher.run.run_plan import RunPlan
 from launcher.run.run_status import RunStatus
@@ -83,6 +88,7 @@ class Watched:
     started: float
     last_progress: float
     outcome: Outcome | None = None  # the built-in app's own [run] line
+    exits: SettlingExits = field(default_factory=SettlingExits)  # client exits not restarted yet
 
 
 class Supervisor:
@@ -104,6 +110,11 @@ class Supervisor:
         self.devices = RunDevices(devices_of(self.info, ssh_config), folder.path, self.table, self.view,
                                  on_restart=self._record_restart, on_change=self.update_processes)
         self.restarts: dict[int, int] = {}
+        self._node_log_at: dict[int, int] = {}  # client -> its supernode.log's size when its node (last) started
+        self._reconnecting: set[int] = set()  # restarted clients whose new node has not registered yet
+        self._activity: str | None = None
+        self._folder_ident = folder.path.stat().st_ino  # a folder removed and made again is not the run's
+        self.outcome: Outcome | None = None  # how the run ended, once it did
         self._nodes: NodeStart | None = None  # how a local node starts, once the SuperLink is up
         fleet = None if self.plan.virtual else read_fleet_json(folder.path)  # virtual: the app emulates it
         self.fleet = EmulatedFleet(fleet, folder.path, self.table, seed=int(self.info["settings"]["seed"]),
@@ -136,16 +147,20 @@ class Supervisor:
             status, reason = RunStatus.INTERRUPTED, f"stopped by {self._stop_reason} during start-up"
         except TagInUse as err:
             status, reason = RunStatus.FAILED, str(err)
-        except OSError as err:
-            if err.errno not in DISK_ERRORS:
+        except (OSError, RunFolderGone) as err:
+            if self._folder_gone():  # removed under the run (a restart found no node config, ...)
+                status, reason = RunStatus.FAILED, self._gone_reason()
+            elif isinstance(err, RunFolderGone) or err.errno not in DISK_ERRORS:
                 status, reason = RunStatus.FAILED, f"supervisor error: {type(err).__name__}: {err}"
                 raise
-            status, reason = RunStatus.FAILED, f"cannot write {err.filename or 'the run folder'}: {err.strerror}"
+            else:
+                status, reason = RunStatus.FAILED, f"cannot write {err.filename or 'the run folder'}: {err.strerror}"
         except Exception as err:  # never leave processes behind on a bug of ours
             status, reason = RunStatus.FAILED, f"supervisor error: {type(err).__name__}: {err}"
             raise
         finally:
             self._starting = False
+            self.outcome = status, reason
             self.view.message(f"stopping the run's processes ({reason or status})")
             self._stop_all()
             self._record_end(status, reason)
@@ -166,9 +181,13 @@ class Supervisor:
                            cgroup=self.group.ident if self.group else None)
 
     def _record_end(self, status: RunStatus, reason: str) -> None:
+        if self._folder_gone():  # nothing to record into: the reason says so, and nothing is made again
+            return
         try:
             self._finish(status, reason)
             self.folder.drop_reserve()
+        except RunFolderGone:
+            return
         except OSError as err:  # the disk is full and the reserve spent: the lock's release still tells the truth
             self.view.message(f"cannot record the run's end in {self.folder.run_json}: {err.strerror}")
 
@@ -191,13 +210,15 @@ class Supervisor:
              "--disable-runtime-dependency-installation", *(["--simulation"] if plan.virtual else [])],
             log=self.folder.server_dir / "superlink.log", env=env, cwd=self.folder.path, port=link_port,
         )
-        self.update_processes(status=RunStatus.STARTING, started=now_iso(), superlink=f"127.0.0.1:{link_port}")
+        self.update_processes(status=RunStatus.STARTING, started=now_iso(), superlink=f"127.0.0.1:{link_port}",
+                              activity="the SuperLink starting")
         if not wait_for_port("127.0.0.1", link_port, 30, alive=lambda: self._alive(superlink)):
             return RunStatus.FAILED, f"the SuperLink did not start (see {superlink.log})"
         self._nodes = NodeStart(self.folder.path, f"127.0.0.1:{link_port}", env, plan.torch_threads,
                                 root_certificates=ca, user_app=self.user_app)
         if self.fleet is not None:
             self._start_fleet(link_port)
+        self._set_activity(f"0 of {len(plan.nodes)} clients connected")
         for node, port in zip([] if plan.virtual else plan.nodes, node_ports):
             if node.local:
                 self._start_node(node.client, port)
@@ -239,12 +260,14 @@ class Supervisor:
         )
 
     # clients ---------------------------------------------------------------
-    def _client_exited(self, proc) -> None:
-        """A local client process died mid-run: its node is lost; the pair starts again as a new node."""
+    def _client_exited(self, proc) -> bool:
+        """A local client process died mid-run: its node is lost; the pair starts again as a new node
+        (True) while it has restarts left."""
         cause = self.fleet.exit_cause(proc.client) if self.fleet is not None else None
         entry = restart_client(self.table, self.folder.path, proc, self.restarts, int(self.plan.max_restarts),
                                start=lambda: self._start_node(proc.client, free_ports(1)[0]), cause=cause)
         self._record_restart(entry, host="localhost")
+        return entry["restarted"]
 
     def _record_restart(self, entry: dict, host: str) -> None:
         if entry["node_id"] is not None:
@@ -257,6 +280,8 @@ class Supervisor:
 
     def _start_node(self, client: int, port: int) -> None:
         """A local client's two processes; with a fleet, through its link and held to its profile."""
+        log = self.folder.client_dir(client) / "supernode.log"
+        self._node_log_at[client] = log.stat().st_size if log.exists() else 0
         if self.fleet is None:
             start_node(self.table, self._nodes, client, port)
             return
@@ -270,6 +295,16 @@ class Supervisor:
                 self.view.message(f"fleet {what}: {how}")
         self.folder.update(fleet_enforcement=enforcement)
         self.fleet.start_links(link_port, [node.client for node in self.plan.local_nodes()])
+
+    def _connected_clients(self) -> int:
+        """Clients whose node registered with the SuperLink since it (last) started: here and on devices."""
+        if self.plan.virtual:
+            return self._alive_clients()
+        local = {p.client for p in self.table.alive(Role.SUPERNODE)}
+        registered = {c for c in local if c in self._node_log_at and
+                      registered_since(self.folder.client_dir(c) / "supernode.log", self._node_log_at[c])}
+        self._reconnecting -= registered
+        return len(registered) + self.devices.alive_clients()
 
     def _alive_clients(self) -> int:
         if self.plan.virtual:  # virtual clients live as long as the simulation does
@@ -290,13 +325,14 @@ class Supervisor:
             outcome = self._decide(seen, startup_timeout, round_timeout)
             if outcome is not None:
                 return outcome
+            self._restart_settled(seen)
+            self._say_activity(seen)
             time.sleep(POLL_SECONDS)
 
     def _poll(self, seen: Watched) -> None:
         """Take in what happened since the last poll: exits, server.log events, the devices, the app's rounds."""
         ended = self.table.reap()
-        for proc in first_exit_per_client(ended):
-            self._client_exited(proc)
+        seen.exits.add(ended)  # restarted after the decision, once settled (_restart_settled)
         if ended:
             self.update_processes()
         self._read_server_log(seen)
@@ -311,6 +347,49 @@ class Supervisor:
         self.state["alive"] = self._alive_clients()
         self.view.update(**self.state)
 
+    def _stopping(self, seen: Watched) -> bool:
+        """Has a stop begun: a signal to the supervisor, or the run's own end in the ServerApp's log?"""
+        return self._stop_reason is not None or seen.outcome is not None
+
+    def _restart_settled(self, seen: Watched) -> None:
+        """Restart the clients whose exit settled with no stop begun; a stop leaves them down for good."""
+        if self._stopping(seen) or self._folder_gone():
+            return
+        for proc in seen.exits.settled():
+            if self._client_exited(proc):
+                self._reconnecting.add(proc.client)
+
+    def _say_activity(self, seen: Watched) -> None:
+        """What the run is doing while it is not simply at work: starting, or restarting clients."""
+        starting = self.state["phase"] == "starting"  # until round 1 starts (or getModel's first serve)
+        counting = (starting and not self.plan.virtual) or self._reconnecting
+        connected = self._connected_clients() if counting else 0  # also drops the reconnected from _reconnecting
+        restarting = sorted(seen.exits.clients() | self._reconnecting)
+        if restarting:
+            self._set_activity(f"restarting client{'s' if len(restarting) > 1 else ''} "
+                               f"{', '.join(map(str, restarting))}")
+        elif starting and self.plan.virtual:
+            self._set_activity(f"the simulation runtime starting ({self.state['clients']} virtual clients)")
+        elif starting:
+            self._set_activity(f"{connected} of {self.state['clients']} clients connected")
+        else:
+            self._set_activity(None)
+
+    def _set_activity(self, text: str | None) -> None:
+        if text != self._activity:
+            self._activity = text
+            self.folder.update(activity=text)
+
+    def _folder_gone(self) -> bool:
+        """Was the run folder removed (or replaced by another of the same name) under the run?"""
+        try:
+            return self.folder.path.stat().st_ino != self._folder_ident or self.folder.gone()
+        except OSError:
+            return True
+
+    def _gone_reason(self) -> str:
+        return f"the run folder {self.folder.path} was removed while the run went on"
+
     def _read_server_log(self, seen: Watched) -> None:
         for event in seen.server_log.events():
             seen.last_progress = time.monotonic()
@@ -320,6 +399,8 @@ class Supervisor:
         """The run's outcome once there is one; None: keep going."""
         if self._stop_reason:
             return RunStatus.INTERRUPTED, f"stopped by {self._stop_reason}"
+        if self._folder_gone():
+            return RunStatus.FAILED, self._gone_reason()
         if not self.table.alive(Role.FLWR_RUN):
             if self.user_app:
                 return self._app_outcome()
@@ -375,6 +456,7 @@ class Supervisor:
                 self.state.update(rounds_done=v["round"])  # done without a gap (resume starts at a gap)
         elif kind == "served" and self.info["task"] != "train":
             self.folder.update(status=RunStatus.RUNNING)
+            self.state["phase"] = "serving"
         elif kind == "run_finished":
             return RunStatus.FINISHED, ""
         elif kind == "run_failed":
@@ -418,7 +500,8 @@ class Supervisor:
             rounds_done = max((r["round"] for r in read_strategy_log(self.folder.server_dir / "serverapp.log")),
                               default=0)
             summary["client_failures"] = self._record_task_failures()
-        self.update_processes(status=status, reason=reason, ended=now_iso(), rounds_done=rounds_done, **summary)
+        self.update_processes(status=status, reason=reason, ended=now_iso(), rounds_done=rounds_done, activity=None,
+                              **summary)
 
     def _record_task_failures(self) -> list[dict]:
         """--app: the rounds in which clients' ClientApps raised, into server.log (and the summary's events)."""
