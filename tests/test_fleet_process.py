@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from contract.loglines import iter_events, timed_events
-from tests.helpers import command, run, runs
+from tests.helpers import command, run, runs, wait_until_nothing_tagged
 
 CPU_ROOT = Path("/sys/fs/cgroup/cpu")
 MEM_ROOT = Path("/sys/fs/cgroup/memory")
@@ -376,3 +376,58 @@ def test_a_run_without_fleet_has_no_link_and_no_fleet_cgroup(tmp_path):
     info = live.info()
     assert info.get("fleet") is None and info.get("fleet_enforcement") is None
     assert "fleet limits" not in live.output and "fleet links" not in live.output
+
+
+# --- a run whose supervisor was SIGKILLed: fl-finish removes its cgroups, a resume meets those left -----------
+def _fleet_groups(tag: str) -> list[Path]:
+    """The tag's client groups in the cpu and memory hierarchies, listed from /sys/fs/cgroup."""
+    return sorted(g for root in (CPU_ROOT, MEM_ROOT) if root.exists()
+                  for g in root.rglob(f"{FLEET_GROUP}/{tag}-client-*") if g.is_dir())
+
+
+@pytest.fixture
+def made_groups(tmp_path):
+    """Groups the test makes itself: removed at the end whatever happened (when empty), after whatever of the
+    test's run is left is stopped."""
+    made: list[Path] = []
+    yield made
+    run("fl-finish", "--kill-tag", "t-stale-groups", "--log-dir", str(tmp_path / "logs"), "--grace", "2")
+    for group in made:
+        try:
+            group.rmdir()
+        except OSError:
+            pass
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CPU_ROOT / "cpu.cfs_quota_us").exists(), reason="no cgroup v1 cpu controller here")
+def test_fl_finish_removes_a_killed_fleet_runs_cgroups_and_a_resume_adopts_the_ones_left(tmp_path, made_groups):
+    """The supervisor SIGKILLed mid-run: fl-finish leaves no process and no fleet cgroup of the tag. Then, with
+    the same groups left again (as an fl-finish of before left them), --resume finishes the run, with no
+    traceback, and leaves no group."""
+    fleet = _write(tmp_path / "fleet.toml", '[[profile]]\nname = "half"\nclients = 2\ncpu = 0.5\nmemory = "2GiB"\n')
+    tag = "t-stale-groups"
+    live = LiveRun(tmp_path, "--client-num", "2", "--rounds", "3", "--fleet", str(fleet), "--kill-tag", tag)
+    try:
+        deadline = time.monotonic() + 180
+        while not (live.run_dir and (live.run_dir / "client_0" / "client.log").exists() and _round_times(live, 0)
+                   and len(_fleet_groups(tag)) == 4):
+            assert live.proc.poll() is None and time.monotonic() < deadline, live.proc.communicate()[0]
+            live.run_dir = live.run_dir or (runs(live.log_dir) or [None])[0]
+            time.sleep(0.2)
+        groups = _fleet_groups(tag)
+    finally:
+        live.proc.kill()  # SIGKILL: nothing of the supervisor's own stopping runs
+        live.proc.wait()
+    finish = run("fl-finish", "--kill-tag", tag, "--log-dir", str(live.log_dir), "--grace", "5")
+    assert finish.returncode == 0, finish.stdout + finish.stderr
+    assert wait_until_nothing_tagged(tag) == []
+    assert _fleet_groups(tag) == [], (finish.stdout, groups)
+    for group in groups:  # what fl-finish left before: the groups, no process
+        group.mkdir(parents=True, exist_ok=True)
+        made_groups.append(group)
+    again = run("fl-launch", "--resume", live.run_dir.name, "--log-dir", str(live.log_dir), timeout=300)
+    assert again.returncode == 0 and "Traceback" not in again.stdout + again.stderr, again.stdout + again.stderr
+    info = json.loads((live.run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["rounds_done"] == 3, (info["status"], info.get("reason"))
+    assert _fleet_groups(tag) == []

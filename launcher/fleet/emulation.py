@@ -32,6 +32,7 @@ import psutil
 
 from contract.fleet import FLEET_ROUND_FILE, Fleet, acknowledge_round, read_fleet_round
 from contract.run_layout import client_dir
+from launcher.fleet.cgroup_limits import TagGroups, group_name
 from launcher.fleet.handle import resident_bytes
 from launcher.fleet.limits import ClientLimits, Limiter
 from launcher.fleet.link import LinkSpec
@@ -61,6 +62,8 @@ class EmulatedFleet:
         self._to_acknowledge: int | None = None
         self._ooms_seen: dict[int, int] = {}  # per client: OOM kills already told as an exit's cause
         self._rss_kills: dict[int, int] = {}  # per client: kills by the resident-memory watch
+        if self.limited:  # groups an earlier attempt of this run left (its supervisor killed): the empty ones go,
+            TagGroups.find(name).remove(timeout=0)  # one still held is adopted by the client that makes it again
 
     def describe(self) -> dict:
         """How each limit is enforced, for run.json and the console."""
@@ -150,7 +153,7 @@ class EmulatedFleet:
             profile = self.fleet.profile_of(client)
             # a memory-only profile: a whole core (ClientLimits takes no None share)
             limits = ClientLimits(cpu=profile.cpu if profile.cpu is not None else 1.0, memory=profile.memory)
-            handle = self.limiter.limit(f"{self.name}-client-{client}", limits, profile=profile.name)
+            handle = self.limiter.limit(group_name(self.name, client), limits, profile=profile.name)
             self.handles[client] = handle
         for proc in procs:
             if proc.alive:
@@ -186,6 +189,7 @@ class EmulatedFleet:
         self.handles.clear()
         if self.limiter is not None:
             self.limiter.close()
+            TagGroups.find(self.name).remove()  # and any an earlier attempt left below another group
 
 
 def _processes(pids):
