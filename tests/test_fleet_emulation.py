@@ -347,6 +347,7 @@ def test_process_mode_overcommit_takes_the_first_replies_and_logs_real_compute(t
     assert wait_until_nothing_tagged("t-emu-proc") == []
 
 
+@pytest.mark.slow
 def test_round_one_emulated_compute_has_no_runtime_warm_up(tmp_path):
     """Virtual mode: the first task in a Ray worker pays the runtime's warm-up (torch's first steps, ~2 s here);
     that is the emulator's cost, not the device's: a cpu 0.1 client's emulated compute in round 1 is within 1.5x
