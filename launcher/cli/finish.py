@@ -129,8 +129,7 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
     if group is not None:  # what hid from the rest (a re-parented daemon with a rewritten environment)
         if not group.clear(10):
             survived += [StopResult(pid, "?", "survived") for pid in group.pids() - {os.getpid()}]
-    if not _remove_fleet_groups(console, TagGroups.find(kill_tag)):
-        survived.append(StopResult(0, "fleet cgroups", "survived"))
+    groups_left = not _remove_fleet_groups(console, TagGroups.find(kill_tag))  # their members are stopped now
     for device in devices:  # the same exact-tag rule, run where the processes are
         code, output = device.stop(grace)
         console.print(f"[{device.host}] " + (output.strip() or f"exit {code}").replace("\n", f"\n[{device.host}] "))
@@ -141,7 +140,7 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
             folder.edit(lambda d: _record(d, results))
         except (OSError, RunFolderError) as err:  # stopped all the same; only the note is missing
             click.echo(f"fl-finish: could not note the stop in {folder.run_json}: {err}", err=True)
-    sys.exit(1 if survived else 0)
+    sys.exit(1 if survived or groups_left else 0)
 
 
 def _remove_fleet_groups(console: Console, fleet: TagGroups) -> bool:
