@@ -345,3 +345,20 @@ def test_process_mode_overcommit_takes_the_first_replies_and_logs_real_compute(t
             assert line["waiting"] > 0
     assert read_fleet_round(run_dir).round == 2  # written for the launcher's links before each round
     assert wait_until_nothing_tagged("t-emu-proc") == []
+
+
+@pytest.mark.slow
+def test_round_one_emulated_compute_has_no_runtime_warm_up(tmp_path):
+    """Virtual mode: the first task in a Ray worker pays the runtime's warm-up (torch's first steps, ~2 s here);
+    that is the emulator's cost, not the device's: a cpu 0.1 client's emulated compute in round 1 is within 1.5x
+    of its later rounds' (it was ~10x, the warm-up divided by the share)."""
+    fleet = Fleet.of("fleet.toml", 4, (Profile("tenth", range(0, 4), cpu=0.1),))
+    run_dir, done = fleet_run(tmp_path, fleet, clients=4, rounds=3, samples=200, tag="t-emu-warm")
+    assert done.returncode == 0, done.stdout + done.stderr + _server(run_dir)
+    for client in range(4):
+        lines = _client_ends(run_dir, client)
+        assert sorted(lines) == [1, 2, 3], lines
+        first, later = lines[1]["compute"], [lines[r]["compute"] for r in (2, 3)]
+        print(f"client {client}: emulated compute round 1 {first:.2f} s, rounds 2-3 {later}")
+        assert first <= 1.5 * max(later), (client, first, later)
+    assert wait_until_nothing_tagged("t-emu-warm") == []

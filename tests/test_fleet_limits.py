@@ -20,7 +20,10 @@ import pytest
 
 from contract.errors import InputError
 from launcher.fleet.cgroup_limits import BASE, v1_roots, v2_root
+from launcher.fleet.duty_cycle import DutyCycleLimit
+from launcher.fleet.handle import MemoryGauge, held_bytes
 from launcher.fleet.limits import Backend, ClientLimits, Limiter, LimitsError
+from tests.page_frames import physical_bytes
 
 MiB = 2**20
 WORK = 30_000_000  # loop turns: about 1 s of one core here
@@ -61,6 +64,16 @@ while len(blocks) * step < target:
     time.sleep(0.02)
 print("reached", flush=True)
 sys.stdin.readline()
+"""
+
+SHARER = r"""
+import os, sys
+data = bytearray(b"\x01" * int(sys.argv[1]))  # written, so resident; then the child shares it copy-on-write
+child = os.fork()
+os.write(1, b"%d\n" % os.getpid())  # one write each: the two lines do not interleave
+sys.stdin.readline()
+if child:
+    os.waitpid(child, 0)
 """
 
 
@@ -244,3 +257,30 @@ def test_the_backend_is_chosen_reported_and_forced_by_the_environment(monkeypatc
 def test_impossible_limits_are_input_errors(cpu, memory, message):
     with pytest.raises(InputError, match=message):
         ClientLimits(cpu=cpu, memory=memory)
+
+
+def test_memory_a_forked_pair_shares_is_counted_once_and_the_fallback_watchdog_charges_that(processes):
+    """A process that wrote 150 MiB and forked: their resident sets add up to twice what they hold. held_bytes
+    is the distinct pages they map (the kernel's page frames) within 3%; a limit 20% above that leaves them alone
+    (the fallback's watchdog too), one 20% below kills them."""
+    proc = subprocess.Popen([sys.executable, "-c", SHARER, str(150 * MiB)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    processes.append(proc)
+    pids = {int(proc.stdout.readline()), int(proc.stdout.readline())}
+    pair = [psutil.Process(pid) for pid in pids]
+    need = physical_bytes(pids)
+    if need is None:
+        pytest.skip("page frame numbers are hidden here (not root)")
+    resident = sum(p.memory_info().rss for p in pair)
+    assert resident > need + 140 * MiB  # the 150 MiB counted in each
+    assert held_bytes(pids) == pytest.approx(need, rel=0.03), (held_bytes(pids), need)
+    assert not MemoryGauge(int(need * 1.2)).over(pair)
+    assert MemoryGauge(int(need * 0.8)).over(pair)
+    for memory, killed in ((int(need * 1.2), False), (int(need * 0.8), True)):
+        client = DutyCycleLimit(f"test-{os.getpid()}-pair", cpu=1.0, memory=memory, profile="tiny")
+        try:
+            client.add(proc.pid)
+            time.sleep(1.0)
+            assert (client.cause() is not None, proc.poll() is not None) == (killed, killed), (memory, need)
+        finally:
+            client.close()

@@ -21,11 +21,13 @@ import psutil
 import pytest
 
 from contract.loglines import iter_events, timed_events
-from tests.helpers import command, run, runs
+from tests.helpers import command, run, runs, wait_until_nothing_tagged
+from tests.page_frames import physical_bytes
 
 CPU_ROOT = Path("/sys/fs/cgroup/cpu")
 MEM_ROOT = Path("/sys/fs/cgroup/memory")
 FLEET_GROUP = "fl-launch-fleet"
+MiB = 2**20
 
 
 def _write(path: Path, text: str) -> Path:
@@ -232,8 +234,9 @@ def test_cpu_fallback_duty_cycles_the_client(tmp_path):
 @pytest.mark.slow
 def test_memory_limit_kills_and_restarts_then_loses_the_client(tmp_path):
     """A client (~340 MiB resident) over a 150 MiB limit is killed, restarted once, then lost; the run goes on
-    with the other two. The limit is on the client's resident sets added up (a cgroup alone would charge the
-    pages it shares with the fork server to the fork server), whatever the backend (this machine: cgroup v1)."""
+    with the other two. The limit is on the memory the client's processes hold (a page they share counted once;
+    a cgroup alone would charge the pages they share with the fork server to the fork server), whatever the
+    backend (this machine: cgroup v1)."""
     fleet = _write(tmp_path / "fleet.toml", '[[profile]]\nname = "tiny"\nclients = 1\nmemory = "150MiB"\n')
     limits = set()
 
@@ -254,7 +257,7 @@ def test_memory_limit_kills_and_restarts_then_loses_the_client(tmp_path):
     log = live.events("client_0/client.log")
     assert [(k, v["cause"]) for k, v in log if k in ("client_restart", "client_lost")] == [
         ("client_restart", "out of memory (profile tiny)"), ("client_lost", "out of memory (profile tiny)")]
-    assert "resident memory" in info["fleet_enforcement"]["memory"]
+    assert "a page they share counted once" in info["fleet_enforcement"]["memory"]
     # lost before its node registered: the server stops waiting for it and the run goes on with the other two
     assert info["status"] == "finished", (info["status"], info.get("reason"))
     ends = [v for k, v in live.events("server/server.log") if k == "server_round_end"]
@@ -376,3 +379,93 @@ def test_a_run_without_fleet_has_no_link_and_no_fleet_cgroup(tmp_path):
     info = live.info()
     assert info.get("fleet") is None and info.get("fleet_enforcement") is None
     assert "fleet limits" not in live.output and "fleet links" not in live.output
+
+
+# --- a run whose supervisor was SIGKILLed: fl-finish removes its cgroups, a resume meets those left -----------
+def _fleet_groups(tag: str) -> list[Path]:
+    """The tag's client groups in the cpu and memory hierarchies, listed from /sys/fs/cgroup."""
+    return sorted(g for root in (CPU_ROOT, MEM_ROOT) if root.exists()
+                  for g in root.rglob(f"{FLEET_GROUP}/{tag}-client-*") if g.is_dir())
+
+
+@pytest.fixture
+def made_groups(tmp_path):
+    """Groups the test makes itself: removed at the end whatever happened (when empty), after whatever of the
+    test's run is left is stopped."""
+    made: list[Path] = []
+    yield made
+    run("fl-finish", "--kill-tag", "t-stale-groups", "--log-dir", str(tmp_path / "logs"), "--grace", "2")
+    for group in made:
+        try:
+            group.rmdir()
+        except OSError:
+            pass
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CPU_ROOT / "cpu.cfs_quota_us").exists(), reason="no cgroup v1 cpu controller here")
+def test_fl_finish_removes_a_killed_fleet_runs_cgroups_and_a_resume_adopts_the_ones_left(tmp_path, made_groups):
+    """The supervisor SIGKILLed mid-run: fl-finish leaves no process and no fleet cgroup of the tag. Then, with
+    the same groups left again (as an fl-finish of before left them), --resume finishes the run, with no
+    traceback, and leaves no group."""
+    fleet = _write(tmp_path / "fleet.toml", '[[profile]]\nname = "half"\nclients = 2\ncpu = 0.5\nmemory = "2GiB"\n')
+    tag = "t-stale-groups"
+    live = LiveRun(tmp_path, "--client-num", "2", "--rounds", "3", "--fleet", str(fleet), "--kill-tag", tag)
+    try:
+        deadline = time.monotonic() + 180
+        while not (live.run_dir and (live.run_dir / "client_0" / "client.log").exists() and _round_times(live, 0)
+                   and len(_fleet_groups(tag)) == 4):
+            assert live.proc.poll() is None and time.monotonic() < deadline, live.proc.communicate()[0]
+            live.run_dir = live.run_dir or (runs(live.log_dir) or [None])[0]
+            time.sleep(0.2)
+        groups = _fleet_groups(tag)
+    finally:
+        live.proc.kill()  # SIGKILL: nothing of the supervisor's own stopping runs
+        live.proc.wait()
+    finish = run("fl-finish", "--kill-tag", tag, "--log-dir", str(live.log_dir), "--grace", "5")
+    assert finish.returncode == 0, finish.stdout + finish.stderr
+    assert wait_until_nothing_tagged(tag) == []
+    assert _fleet_groups(tag) == [], (finish.stdout, groups)
+    for group in groups:  # what fl-finish left before: the groups, no process
+        group.mkdir(parents=True, exist_ok=True)
+        made_groups.append(group)
+    again = run("fl-launch", "--resume", live.run_dir.name, "--log-dir", str(live.log_dir), timeout=300)
+    assert again.returncode == 0 and "Traceback" not in again.stdout + again.stderr, again.stdout + again.stderr
+    info = json.loads((live.run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["rounds_done"] == 3, (info["status"], info.get("reason"))
+    assert _fleet_groups(tag) == []
+
+
+# --- memory as a device holds the client: a page its processes share counted once ------------------------------
+@pytest.mark.slow
+def test_memory_20_percent_above_the_clients_need_lives_and_20_percent_below_is_killed(tmp_path):
+    """Each client's need measured in a run without limits, by the kernel's page tables (the distinct physical
+    pages its SuperNode, client process and tasks map, at their most; tests/page_frames.py); then, in the same
+    run with a fleet, client 0 with a profile 20% above its need trains every round, never killed, and client 1
+    with one 20% below is killed as out of memory (no restart: lost), the run finishing with the other two."""
+    need = {0: 0, 1: 0}
+
+    def measure(live: LiveRun) -> None:
+        for client in need:
+            held = physical_bytes(live.pids(client))
+            if held is None:
+                pytest.skip("page frame numbers are hidden here (not root)")
+            need[client] = max(need[client], held)
+
+    args = ("--client-num", "3", "--rounds", "2", "--min-clients", "2", "--max-restarts", "0", "--round-timeout", "120")
+    (tmp_path / "free").mkdir()
+    free = LiveRun(tmp_path / "free", *args).wait(measure)
+    assert free.proc.returncode == 0, free.output
+    print(f"need (MiB): {[round(b / MiB) for b in need.values()]}")
+    assert all(b > 100 * MiB for b in need.values()), need
+    (tmp_path / "fleet").mkdir()
+    fleet = _write(tmp_path / "fleet" / "fleet.toml",
+                   f'[[profile]]\nname = "above"\nclients = 1\nmemory = "{int(need[0] * 1.2)}B"\n\n'
+                   f'[[profile]]\nname = "below"\nclients = 1\nmemory = "{int(need[1] * 0.8)}B"\n')
+    live = LiveRun(tmp_path / "fleet", *args, "--fleet", str(fleet)).wait()
+    info = live.info()
+    assert info["status"] == "finished", (info["status"], info.get("reason"), live.output)
+    assert [(r["client"], r["cause"]) for r in info.get("restarts", [])] == [(1, "out of memory (profile below)")]
+    above = [k for k, _ in live.events("client_0/client.log")]
+    assert above.count("round_end_fleet") + above.count("round_end") == 2 and "client_restart" not in above, above
+    assert "client_lost" in [k for k, _ in live.events("client_1/client.log")]

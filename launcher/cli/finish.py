@@ -1,9 +1,10 @@
 """``fl-finish``: stop every process of a run by its kill tag, and nothing else.
 
 What a run's processes are: its supervisor and the processes its run.json records (by pid and start
-time) with their descendants, the members of the tag's cgroup (launcher.processes.cgroup), and processes whose
-environment carries the tag and a run id, as everything a run starts does. A process that merely has
-FL_LAUNCH_TAG set is not one of them.
+time) with their descendants, the members of the tag's cgroup (launcher.processes.cgroup) and of its fleet's
+CPU and memory cgroups (launcher.fleet.cgroup_limits), and processes whose environment carries the tag and a run
+id, as everything a run starts does. A process that merely has FL_LAUNCH_TAG set is not one of them. Once they are
+gone, the cgroups the run made are removed too, whoever made them (a supervisor killed with SIGKILL leaves them).
 
     $ fl-finish --kill-tag my-run          # SIGTERM, then SIGKILL after --grace seconds
     $ fl-finish                            # the newest run's tag, from its run.json
@@ -33,6 +34,7 @@ from launcher.cli.live_view import make_console
 from launcher.cli.option_types import SECONDS_MAX, FiniteFloat, KillTag, PathText, Text
 from launcher.devices.hosts import HostsError
 from launcher.devices.remote import RemoteDevice, devices_of, unused_ssh_config
+from launcher.fleet.cgroup_limits import TagGroups
 from launcher.processes.cgroup import RunGroup
 from launcher.processes.clock import now_iso
 from launcher.processes.roles import Role
@@ -61,12 +63,12 @@ def _supervisors(infos: list[dict]) -> list[psutil.Process]:
     return [proc for info in infos for record, proc in recorded_alive(info) if record["role"] == Role.SUPERVISOR]
 
 
-def _targets(tag: str, infos: list[dict], group: RunGroup | None) -> list[psutil.Process]:
-    """Every process the runs started: recorded ones and their descendants, the tag's cgroup, and what
-    carries both the tag and a run id in its environment (as every process a run starts does)."""
+def _targets(tag: str, infos: list[dict], group: RunGroup | None, fleet: TagGroups) -> list[psutil.Process]:
+    """Every process the runs started: recorded ones and their descendants, the tag's cgroup and its fleet's
+    cgroups, and what carries both the tag and a run id in its environment (as every process a run starts does)."""
     found: dict[int, psutil.Process] = {}
-    everything = [*(p for info in infos for p in run_processes(info)),
-                  *processes_of(group.pids() if group else ()), *tagged_processes(tag)]
+    everything = [*(p for info in infos for p in run_processes(info)), *processes_of(group.pids() if group else ()),
+                  *processes_of(fleet.pids()), *tagged_processes(tag)]
     for proc in everything:
         found.setdefault(proc.pid, proc)
     for pid in (os.getpid(), os.getppid()):
@@ -109,11 +111,14 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
         runs.append(named)
     infos = [info for _, info in runs]
     group = None if local_only else RunGroup.find(kill_tag)
-    procs = _targets(kill_tag, infos, group)
+    fleet = TagGroups.find(kill_tag)
+    procs = _targets(kill_tag, infos, group, fleet)
     console = make_console()
     devices, refused = ([], []) if local_only else _devices(infos, kill_tag, ssh_config)
     if dry_run:
         _print(console, kill_tag, [StopResult(p.pid, command_of(p), "would stop") for p in procs])
+        for path in fleet.paths:
+            console.print(f"would remove cgroup {path}")
         for device in devices:
             console.print(f"{device.host}: would run fl-finish --local-only over ssh")
         sys.exit(0)
@@ -121,19 +126,21 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
         console.print(f"no process of a run carries kill tag {kill_tag}")
         if group is not None:
             group.remove()
-        sys.exit(0)
+        sys.exit(0 if _remove_fleet_groups(console, fleet) else 1)
     results: list[StopResult] = []
     supervisors = _supervisors(infos)
     if supervisors:  # it stops and reaps its own children; give it the grace plus its own
         results += terminate_then_kill(supervisors, grace=grace + 15)
     done = {r.pid for r in results}
-    results += terminate_then_kill([p for p in _targets(kill_tag, infos, group) if p.pid not in done], grace=grace)
+    results += terminate_then_kill([p for p in _targets(kill_tag, infos, group, fleet) if p.pid not in done],
+                                   grace=grace)
     if results:
         _print(console, kill_tag, results)
     survived = [r for r in results if r.outcome == "survived"] + refused
     if group is not None:  # what hid from the rest (a re-parented daemon with a rewritten environment)
         if not group.clear(10):
             survived += [StopResult(pid, "?", "survived") for pid in group.pids() - {os.getpid()}]
+    groups_left = not _remove_fleet_groups(console, TagGroups.find(kill_tag))  # their members are stopped now
     for device in devices:  # the same exact-tag rule, run where the processes are
         code, output = device.stop(grace)
         console.print(f"[{device.host}] " + (output.strip() or f"exit {code}").replace("\n", f"\n[{device.host}] "),
@@ -147,7 +154,15 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
             continue
         except (OSError, RunFolderError) as err:  # stopped all the same; only the note is missing
             click.echo(f"fl-finish: could not note the stop in {folder.run_json}: {err}", err=True)
-    sys.exit(1 if survived else 0)
+    sys.exit(1 if survived or groups_left else 0)
+
+
+def _remove_fleet_groups(console: Console, fleet: TagGroups) -> bool:
+    """Remove the fleet's CPU and memory cgroups of the tag; False when a live member holds one."""
+    left = fleet.remove(timeout=5.0)
+    for path in fleet.paths:
+        console.print(f"{'could not remove' if path in left else 'removed'} cgroup {path}")
+    return not left
 
 
 def _devices(infos: list[dict], tag: str, ssh_config: str | None) -> tuple[list[RemoteDevice], list[StopResult]]:

@@ -5,6 +5,8 @@
     client.add(pid)                           # the process and its descendants; its later children are born in
     client.oom_kills()                        # memory.oom_control's oom_kill count (v2: memory.events)
     client.close()                            # members still alive go back where they were; the groups are removed
+    TagGroups.find("exp1").remove()           # every fleet group of a run's tag, wherever it was made
+
 
     root = v2_root()                          # a cgroup2 mount whose cpu and memory controllers can be enabled
     client = CgroupV2Limit("exp1-client-3", cpu=0.25, memory=None, profile="pi4", parent=root / BASE)
@@ -14,13 +16,17 @@ own accounting still covers them), on cgroup2 under ``parent`` (default ROOT/BAS
 its own, as cgroup2 wants of a group that hands controllers down). On cgroup2 a process is in one group only: a
 client moved into a limit group leaves launcher.processes.cgroup's run group, unless ``parent`` is below it.
 Children inherit a cgroup at fork, so a client's forked task processes are held to its limits too. Where the
-v1 CPU quota period is 100 ms, a share of 0.25 runs 25 ms of CPU time in each 100 ms.
+v1 CPU quota period is 100 ms, a share of 0.25 runs 25 ms of CPU time in each 100 ms. A client's group is named
+``group_name(tag, client)``; one left by a run that was killed (its supervisor SIGKILLed) is adopted when the run
+makes it again, and ``TagGroups`` finds the tag's groups in every hierarchy for fl-finish and the run's end.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -120,14 +126,69 @@ def _remove(group: Path, timeout: float = 3.0) -> bool:
 
 
 def _make(group: Path) -> None:
-    """mkdir with its parents; another client's close may remove the shared parent meanwhile: try again."""
+    """mkdir with its parents, or adopt the group as it is (left by a killed run of the same tag: its limits are
+    written again); another client's close may remove the shared parent meanwhile: try again."""
     for _ in range(5):
         try:
-            group.mkdir(parents=True)
+            group.mkdir(parents=True, exist_ok=True)
             return
         except FileNotFoundError:
             continue
-    group.mkdir(parents=True)
+    group.mkdir(parents=True, exist_ok=True)
+
+
+def group_name(tag: str, client: int | str) -> str:
+    """The name of a client's groups (under BASE in each hierarchy)."""
+    return f"{tag}-client-{client}"
+
+
+def _hierarchies() -> list[Path]:
+    """Every cgroup2 mount and every v1 mount with the cpu or memory controller: where the backends make groups."""
+    found = [point for point, _ in _mounts("cgroup2")]
+    found += [point for point, options in _mounts("cgroup") if options & {"cpu", "memory"}]
+    return list(dict.fromkeys(found))
+
+
+def _base_dirs(hierarchy: Path, depth: int = 8) -> list[Path]:
+    """The BASE folders in a hierarchy, at any group (a v1 group is made below its maker's own group there)."""
+    found = []
+    for here, dirs, _files in os.walk(hierarchy):
+        if len(Path(here).relative_to(hierarchy).parts) >= depth:
+            dirs.clear()
+        if Path(here).name == BASE:
+            found.append(Path(here))
+            dirs.clear()  # client groups have no groups below them
+    return found
+
+
+@dataclass
+class TagGroups:
+    """The fleet groups of every run with one kill tag, in every hierarchy, whoever made them and wherever."""
+
+    tag: str
+    paths: list[Path]
+
+    @classmethod
+    def find(cls, tag: str) -> "TagGroups":
+        name = re.compile(re.escape(group_name(tag, "")) + r"[0-9]+")
+        paths = [group for hierarchy in _hierarchies() for base in _base_dirs(hierarchy)
+                 for group in sorted(base.iterdir()) if group.is_dir() and name.fullmatch(group.name)]
+        return cls(tag, paths)
+
+    def pids(self) -> set[int]:
+        """Their live members."""
+        return set().union(*(_members(group) for group in self.paths))
+
+    def remove(self, timeout: float = 3.0) -> list[Path]:
+        """Remove the groups (each waited for up to ``timeout`` while a dying member holds it), and BASE where
+        it is left empty; the groups that could not be removed (a live member holds them)."""
+        left = [group for group in self.paths if not _remove(group, timeout)]
+        for base in {group.parent for group in self.paths}:
+            try:
+                base.rmdir()
+            except OSError:
+                pass
+        return left
 
 
 def _members(group: Path) -> set[int]:

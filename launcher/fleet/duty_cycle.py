@@ -1,4 +1,4 @@
-"""CPU share and memory limits without privileges: SIGSTOP/SIGCONT duty cycling and a resident-set watchdog.
+"""CPU share and memory limits without privileges: SIGSTOP/SIGCONT duty cycling and a memory watchdog.
 
     client = DutyCycleLimit("exp1-client-3", cpu=0.25, memory=100 * 2**20, profile="pi4")
     client.add(pid)          # the process, its process group and its descendants
@@ -11,8 +11,9 @@ nanoseconds) until the budget is spent and SIGSTOPs it for the rest of the perio
 taken from the next periods, a budget left unused (the client was idle or the machine busy) is not carried over.
 It signals each process added, the process group of each that leads its own (so a child forked a moment ago
 stops with its parent), and every descendant, looked up again before each signal from
-/proc/PID/task/TID/children (a child that called setsid is caught at the next stop). At each signal it also sums
-the resident set of them all (psutil); above the limit it SIGKILLs every one and counts an out-of-memory kill.
+/proc/PID/task/TID/children (a child that called setsid is caught at the next stop). At each signal it also reads
+the memory they hold together (handle.MemoryGauge: a page they share counted once); above the limit it SIGKILLs
+every one and counts an out-of-memory kill.
 Limits: a share of 1 is not cycled (several busy threads may then use more than one core); memory growing
 between two looks can overshoot the limit for that long; a signal sent to a stopped process (SIGTERM) acts when
 it runs again, within (1 - share) x PERIOD; CPU time of a child that lived and died between two looks is not
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import psutil
 
-from launcher.fleet.handle import LimitHandle, resident_bytes
+from launcher.fleet.handle import LimitHandle, MemoryGauge
 
 PERIOD = 0.1
 MIN_WAIT = 0.002
@@ -78,7 +79,7 @@ class DutyCycleLimit(LimitHandle):
         self._known: dict[int, psutil.Process] = {}  # psutil.Process: no signal reaches a reused PID
         self._kills = 0
         self._cpu_seen: dict[tuple[int, int], float] = {}  # (pid, tid) -> CPU seconds at the last look
-        self.peak_rss = 0
+        self.gauge = MemoryGauge(memory) if memory is not None else None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"limits-{name}", daemon=True)
@@ -162,11 +163,9 @@ class DutyCycleLimit(LimitHandle):
         return max(used, 0.0)
 
     def _check_memory(self) -> None:
-        if self.memory is None:
+        if self.gauge is None:
             return
-        total = resident_bytes(self._known.values())
-        self.peak_rss = max(self.peak_rss, total)
-        if total > self.memory:
+        if self.gauge.over(self._known.values()):
             self._signal(signal.SIGKILL)
             self._kills += 1
 

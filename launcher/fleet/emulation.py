@@ -13,9 +13,11 @@ profile has a link (rate, latency, loss) or an availability or trace gets its ow
 (launcher.fleet.link, a process of role ``link`` in the run's table) between its SuperNode and the SuperLink;
 one with cpu or memory gets a limit handle (launcher.fleet.limits: cgroups where the machine lets us write
 them, else SIGSTOP/SIGCONT and a resident-memory watchdog) holding its SuperNode, its task host and every task
-the host forks. Memory is also watched as the client's resident sets added up (a device holds every page its
-processes use, even those this machine shares with the fork server); above the profile's memory the client is
-killed whole, the cause "out of memory (profile X)". The ServerApp writes, before it samples a round, which
+the host forks. Memory is also watched as a device would hold the client: every page its processes use, even
+those this machine shares with the fork server, a page several of them map counted once (handle.held_bytes);
+above the profile's memory the client is killed whole, the cause "out of memory (profile X)". A cgroup's own
+memory limit at the same figure charges only the pages the client touched first (not those of the fork server
+it maps), so it is a backstop: the watch binds. The ServerApp writes, before it samples a round, which
 clients are offline (contract.fleet.FleetRound); their links are cut until they are back online. A trace's
 windows are followed on the run's clock between rounds too, so a client can drop out mid-round.
 """
@@ -32,7 +34,8 @@ import psutil
 
 from contract.fleet import FLEET_ROUND_FILE, Fleet, acknowledge_round, read_fleet_round
 from contract.run_layout import client_dir
-from launcher.fleet.handle import resident_bytes
+from launcher.fleet.cgroup_limits import TagGroups, group_name
+from launcher.fleet.handle import MemoryGauge
 from launcher.fleet.limits import ClientLimits, Limiter
 from launcher.fleet.link import LinkSpec
 from launcher.processes.entry_modules import FLEET_LINK
@@ -60,14 +63,18 @@ class EmulatedFleet:
         self._offline: set[int] = set()
         self._to_acknowledge: int | None = None
         self._ooms_seen: dict[int, int] = {}  # per client: OOM kills already told as an exit's cause
-        self._rss_kills: dict[int, int] = {}  # per client: kills by the resident-memory watch
+        self._rss_kills: dict[int, int] = {}  # per client: kills by the memory watch
+        self._gauges: dict[int, MemoryGauge] = {}  # per client with a memory limit
+        if self.limited:  # groups an earlier attempt of this run left (its supervisor killed): the empty ones go,
+            TagGroups.find(name).remove(timeout=0)  # one still held is adopted by the client that makes it again
 
     def describe(self) -> dict:
         """How each limit is enforced, for run.json and the console."""
         memory = any(self.fleet.profile_of(c).memory is not None for c in self.limited)
         return {"limits": self.limiter.description if self.limiter else None,
-                "memory": ("the client's processes' resident memory added up, watched every poll (0.25 s); "
-                           "the client is killed whole above its profile's memory") if memory else None,
+                "memory": ("the memory the client's processes hold together (their resident pages, a page they "
+                           "share counted once), watched every poll (0.25 s); the client is killed whole above its "
+                           "profile's memory; the cgroup's limit at the same figure is a backstop") if memory else None,
                 "links": (f"user-space link emulator ({FLEET_LINK}), one process per client, "
                           f"for {len(self.linked)} of {self.fleet.num_clients} clients") if self.linked else None}
 
@@ -150,7 +157,7 @@ class EmulatedFleet:
             profile = self.fleet.profile_of(client)
             # a memory-only profile: a whole core (ClientLimits takes no None share)
             limits = ClientLimits(cpu=profile.cpu if profile.cpu is not None else 1.0, memory=profile.memory)
-            handle = self.limiter.limit(f"{self.name}-client-{client}", limits, profile=profile.name)
+            handle = self.limiter.limit(group_name(self.name, client), limits, profile=profile.name)
             self.handles[client] = handle
         for proc in procs:
             if proc.alive:
@@ -161,15 +168,15 @@ class EmulatedFleet:
         return self.handles[client].oom_kills() + self._rss_kills.get(client, 0)
 
     def _watch_memory(self) -> None:
-        """A device's memory holds every page its processes use: the client's resident sets added up
-        (pages this machine shares with the fork server count in full, as they would on the device)
-        may not pass the profile's memory; above it the client is killed whole."""
+        """A device's memory holds every page the client's processes use, a page several of them share (forked
+        from the fork server) once: that (handle.MemoryGauge) may not pass the profile's memory; above it the
+        client is killed whole."""
         for client, handle in self.handles.items():
             limit = self.fleet.profile_of(client).memory
             pids = handle.pids()
             if limit is None or not pids:
                 continue
-            if resident_bytes(_processes(pids)) > limit:
+            if self._gauges.setdefault(client, MemoryGauge(limit)).over(list(_processes(pids))):
                 self._rss_kills[client] = self._rss_kills.get(client, 0) + 1
                 handle.kill()
 
@@ -186,6 +193,7 @@ class EmulatedFleet:
         self.handles.clear()
         if self.limiter is not None:
             self.limiter.close()
+            TagGroups.find(self.name).remove()  # and any an earlier attempt left below another group
 
 
 def _processes(pids):
