@@ -80,7 +80,8 @@ def _train(grid: Grid, settings: RunSettings, log: LogWriter, rounds: FleetRound
         evaluate_fn=strategy.checkpoint,
     )
     if not strategy.replied_rounds:  # every task failed: nothing was learnt, nothing to evaluate
-        raise RunNotDone(f"no client replied in any round: {not_aggregated_reason(strategy.skipped)}")
+        why = not_aggregated_reason({**strategy.failed, **strategy.skipped})
+        raise RunNotDone("no client replied in any round" + (f": {why}" if why else ""))
     if not strategy.aggregated:  # every round failed at its deadline: the model is the one it started from
         raise RunNotDone(f"no round was aggregated: each of the {settings.rounds - settings.start_round + 1} "
                          f"rounds failed at its {settings.round_deadline:g} s deadline")
