@@ -163,30 +163,38 @@ def _small_receive_buffers(pid: int, port: int) -> None:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
 
 
-def _send_queues(port: int) -> dict[int, int]:
-    """Bytes queued unsent on each client connection to ``port``, by the client's port."""
-    return {int(m["lport"]): int(m["sendq"]) for m in SS_LINE.finditer(_ss("state", "established",
-                                                                          f"( dport = :{port} )"))}
+def _processes(log_dir: Path) -> list[dict]:
+    """The processes run.json lists, once it is there."""
+    try:
+        return run_json(runs(log_dir)[0]).get("processes", [])
+    except (IndexError, OSError, ValueError):
+        return []
+
+
+def _written(port: int) -> dict[int, tuple[int, int]]:
+    """Each client connection to ``port`` by the client's port: (bytes queued on it, bytes the client wrote
+    to it in all: those its peer acknowledged and those queued)."""
+    text, out = _ss("-i", "state", "established", f"( dport = :{port} )"), {}
+    for m in SS_LINE.finditer(text):
+        acked = re.search(r"\bbytes_acked:(\d+)", text[m.end():].split("\n", 2)[1] if "\n" in text[m.end():] else "")
+        out[int(m["lport"])] = (int(m["sendq"]), int(m["sendq"]) + (int(acked.group(1)) if acked else 0))
+    return out
 
 
 def _stop_mid_reply(pid: int, port: int, timeout: float) -> int:
     """Let the SuperNode ``pid`` run 1 ms in every 20 until a client is blocked writing to it: more than 1 MB
-    queued on the connection and no more going in (its buffer is full, and the 12 MB chunk it writes is
-    larger than any socket buffer, so the rest waits in its write). Leaves it stopped; returns the client's
-    port."""
+    queued on the connection (its buffer full), and less of its 12 MB reply written than the reply (the
+    rest waits in its write). Leaves it stopped; returns the client's port."""
     deadline, seen = time.monotonic() + timeout, []
     try:
         while time.monotonic() < deadline:
             os.kill(pid, signal.SIGSTOP)
             time.sleep(0.02)
-            queues = _send_queues(port)
-            seen.append(max(queues.values(), default=0))
-            writing = {lport: queued for lport, queued in queues.items() if queued > 1_000_000}
-            if writing:
-                time.sleep(0.5)
-                blocked = [lport for lport, queued in _send_queues(port).items() if writing.get(lport) == queued]
-                if blocked:
-                    return blocked[0]
+            written = _written(port)
+            seen.append(max(written.values(), default=(0, 0)))
+            blocked = [lport for lport, (queued, total) in written.items() if queued > 1_000_000 and total < 11e6]
+            if blocked:
+                return blocked[0]
             os.kill(pid, signal.SIGCONT)
             time.sleep(0.001)
         os.kill(pid, signal.SIGCONT)
@@ -229,9 +237,9 @@ def test_a_client_whose_connection_the_server_closes_mid_reply_lives_and_its_rou
                  "--round-timeout", "60", "--kill-tag", tag, "--log-dir", str(log_dir), cwd=tmp_path)
     supernode = None
     try:
-        [node] = _wait(lambda: proc.poll() is None and runs(log_dir) and [
-            p for p in run_json(runs(log_dir)[0]).get("processes", []) if p["role"] == "supernode" and p["client"] == 0
-        ], 240, every=0.05) or [None]
+        [node] = _wait(lambda: proc.poll() is None and [p for p in _processes(log_dir)
+                                                        if p["role"] == "supernode" and p["client"] == 0],
+                       240, every=0.05) or [None]
         assert node, proc.stdout.read()
         _small_receive_buffers(node["pid"], node["port"])
         assert _wait(lambda: (tmp_path / "training").exists() or proc.poll() is not None, 240, every=0.05)
