@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from launcher.processes import fork_server
-from tests.helpers import run, run_json, runs, start, wait_for_status, wait_until_nothing_tagged
+from tests.helpers import command, run, run_json, runs, start, wait_for_status, wait_until_nothing_tagged
 
 REPO = Path(__file__).resolve().parent.parent
 SIGPIPE_BIT = 1 << (signal.SIGPIPE - 1)
@@ -296,4 +296,31 @@ def test_the_processes_of_a_run_ignore_sigpipe_as_python_does(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    assert wait_until_nothing_tagged(tag) == []
+
+
+def test_a_foreground_run_whose_output_reader_goes_away_goes_on_and_finishes(tmp_path):
+    """`fl-launch ... | head -1`: the reader of its output leaves after the first line; the run does not die
+    of the broken pipe (it failed with an empty reason before): it finishes, every round aggregated."""
+    log_dir, tag = tmp_path / "logs", "t-head"
+    with open(tmp_path / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen([*command("fl-launch"), "--client-num", "2", "--rounds", "2", "--local-epochs", "1",
+                                 "--kill-tag", tag, "--log-dir", str(log_dir)], cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=err, stdin=subprocess.DEVNULL)
+        try:
+            first = proc.stdout.readline()
+            proc.stdout.close()  # as head does once it has its line
+            code = proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+                run("fl-finish", "--kill-tag", tag, timeout=60)
+    assert first.startswith(b"run ") and b"starting" in first, first
+    [run_dir] = runs(log_dir)
+    info = run_json(run_dir)
+    server = (run_dir / "server" / "server.log").read_text()
+    assert code == 0 and info["status"] == "finished", (info.get("reason"), (tmp_path / "stderr.txt").read_text())
+    assert [(int(r), a) for r, _, _, a in ROUND_END.findall(server)] == [(1, "yes"), (2, "yes")]
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
     assert wait_until_nothing_tagged(tag) == []
