@@ -115,6 +115,13 @@ class Fleet:
         trace = self.profile_of(client).trace
         return trace is None or any(w.client == client and w.start <= t_seconds < w.end for w in trace)
 
+    def ever_online(self, client: int) -> bool:
+        """False for a client whose profile's availability is 0, or whose trace has no window of it."""
+        profile = self.profile_of(client)
+        if profile.trace is not None:
+            return any(w.client == client for w in profile.trace)
+        return profile.availability is None or profile.availability > 0
+
     @property
     def shapes_link(self) -> bool:
         return any(p.shapes_link for p in self.profiles)

@@ -96,12 +96,20 @@ def _rounds(grid: Grid, settings: RunSettings, log: LogWriter, rounds: FleetRoun
         timeout=settings.round_timeout,
         evaluate_fn=strategy.checkpoint,
     )
-    if not strategy.replied_rounds:  # every task failed: nothing was learnt, nothing to evaluate
-        raise RunNotDone(f"no client replied in any round: {not_aggregated_reason(strategy.skipped)}")
-    if not strategy.aggregated:  # every round failed at its deadline: the model is the one it started from
-        raise RunNotDone(f"no round was aggregated: each of the {settings.rounds - settings.start_round + 1} "
-                         f"rounds failed at its {settings.round_deadline:g} s deadline")
+    if not strategy.replied_rounds or not strategy.aggregated:  # nothing was learnt, nothing to evaluate
+        raise RunNotDone(_nothing_learnt(strategy, settings))
     return (result.arrays if len(result.arrays) else arrays), strategy.skipped
+
+
+def _nothing_learnt(strategy, settings: RunSettings) -> str:
+    """Why a run none of whose rounds was aggregated failed: the rounds and their causes, in one line."""
+    rounds = settings.rounds - settings.start_round + 1
+    if strategy.replied_rounds and len(strategy.failed) == rounds:  # every round failed at its deadline
+        return (f"no round was aggregated: each of the {rounds} rounds failed at its "
+                f"{settings.round_deadline:g} s deadline")
+    why = not_aggregated_reason({**strategy.failed, **strategy.skipped})
+    head = "no client replied in any round" if not strategy.replied_rounds else "no round was aggregated"
+    return head + (f": {why}" if why else "")
 
 
 def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:

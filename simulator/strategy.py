@@ -117,6 +117,7 @@ class RoundLogging:
         self.replied_rounds = 0  # rounds with at least one good reply
         self.aggregated: set[int] = set()  # rounds (counted as the run counts them) whose model was updated
         self.skipped: dict[int, str] = {}  # round -> why it was not aggregated
+        self.failed: dict[int, str] = {}  # round -> why it failed at its deadline
         self.directory = NodeDirectory()
         # a fleet, a deadline or over-commit (simulator.fleet_rounds); inactive: every line as without them
         self.rounds = rounds or FleetRounds(settings, None, virtual=False)
@@ -145,8 +146,9 @@ class RoundLogging:
         # Flower lists the grid's nodes twice (to size the sample, then to draw it): a node joining between
         # the two would make it draw a random subset. It gets this round's nodes as one fixed list.
         lost = read_lost(self.settings.run_dir)
+        # No node (every client offline): Flower's sampler would wait for one forever; the round has no message.
         messages = [m for m in super().configure_train(server_round, arrays, config, ChosenNodes(grid, nodes))
-                    if m.metadata.dst_node_id not in lost]
+                    if m.metadata.dst_node_id not in lost] if nodes else []
         self._sent = [m.metadata.dst_node_id for m in messages]
         self.log.write("server_round_start", round=server_round, rounds=self.settings.rounds, sampled=len(self._sent))
         if chosen is not None:
@@ -218,7 +220,8 @@ class RoundLogging:
             self.log.write("round_not_aggregated", level="ERROR", round=server_round, reason=why)
             raise RunNotDone(f"round {server_round}: {why}")
         if arrays is None and cut is not None and self.rounds.deadline:
-            why = f"{len(valid)} of {sampled} replies within {self.rounds.deadline:g} s, {needed} needed"
+            why = self.failed[server_round] = (f"{len(valid)} of {sampled} replies within "
+                                               f"{self.rounds.deadline:g} s, {needed} needed")
             self.log.write("round_failed", level="WARNING", round=server_round, reason=why)
         elif arrays is None:
             missing = Missing.of(self._sent, replies, read_lost(self.settings.run_dir), self.settings.round_timeout)

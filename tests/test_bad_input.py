@@ -22,6 +22,9 @@ def _cases(tmp_path):
                                         "    def __init__(self):\n        super().__init__()\n"
                                         "        self.f = nn.Sequential(nn.Flatten(), nn.Linear(1024, 3))\n\n"
                                         "    def forward(self, x):\n        return self.f(x)\n")
+    for name, ending in (("exits0", "import sys\nsys.exit(0)\n"), ("exits3", "import sys\nsys.exit(3)\n"),
+                         ("hardexit", "import os\nos._exit(0)\n"), ("aborts", "import os\nos.abort()\n")):
+        (tmp_path / f"{name}.py").write_text(f"print('importing {name}', flush=True)\n{ending}")
     gap, half = tmp_path / "gap", tmp_path / "half"
     for folder, names in ((gap, ("client_0.npz", "client_2.npz")), (half, ("client_0.npz",))):
         folder.mkdir()
@@ -80,6 +83,11 @@ def _cases(tmp_path):
         "model without a class": (["--model", "badnet"], "must be module:Class"),
         "model that does not import": (["--model", "no_such_module_xyz:Net"], "cannot import no_such_module_xyz"),
         "model with the wrong output": (["--model", "badnet:Net"], "one logit per class"),
+        "model that calls sys.exit(0) at import": (["--model", "exits0:Net"], "exits0:Net: it called sys.exit(0)"),
+        "model that calls sys.exit(3) at import": (["--model", "exits3:Net"], "exits3:Net: it called sys.exit(3)"),
+        "model that calls os._exit(0) at import": (["--model", "hardexit:Net"], "--model hardexit:Net: the process "
+                                                   "importing, building and running it exited with code 0"),
+        "model that aborts at import": (["--model", "aborts:Net"], "was killed by signal SIGABRT"),
         "npz split with a gap": (["--dataset", "npz", "--data-dir", str(gap), "--client-num", "2"], "without gaps"),
         "npz file without a test split": (["--dataset", "npz", "--data-dir", str(half), "--client-num", "1"],
                                           "lacks x_test, y_test"),
@@ -103,6 +111,8 @@ NAMES = [
     "more per round than clients", "femnist split iid", "natural split of digits", "more clients than writers",
     "femnist without data dir", "virtual clients on devices", "workers in process mode", "unknown mode",
     "unknown strategy", "model without a class", "model that does not import", "model with the wrong output",
+    "model that calls sys.exit(0) at import", "model that calls sys.exit(3) at import",
+    "model that calls os._exit(0) at import", "model that aborts at import",
     "npz split with a gap", "npz file without a test split", "config with an unknown option",
     "json config that is not a run", "app folder without pyproject", "app without a ClientApp",
     "run config key the app lacks", "run config that is not key=value", "run config without an app",

@@ -362,3 +362,16 @@ def test_round_one_emulated_compute_has_no_runtime_warm_up(tmp_path):
         print(f"client {client}: emulated compute round 1 {first:.2f} s, rounds 2-3 {later}")
         assert first <= 1.5 * max(later), (client, first, later)
     assert wait_until_nothing_tagged("t-emu-warm") == []
+
+
+def test_a_run_no_client_replied_to_says_why_without_a_dangling_colon(tmp_path):
+    """Every client offline in every round (its only window long after the run), under a deadline: no round
+    gets a reply, and the run's reason names the rounds and why, not "no client replied in any round: "."""
+    late = tuple(Window(c, 1e6, 1e6 + 1) for c in range(2))
+    fleet = Fleet.of("fleet.toml", 2, (Profile("late", range(0, 2), trace=late),))
+    run_dir, done = fleet_run(tmp_path, fleet, clients=2, rounds=2, deadline=5.0, tag="t-emu-none")
+    reason = run_json(run_dir)["reason"]
+    assert run_json(run_dir)["status"] == "failed" and done.returncode == 1, done.stdout + done.stderr
+    assert re.fullmatch(r"no client replied in any round: rounds 1-2 not aggregated \(0 of 0 replies within 5 s, "
+                        r"\d+ needed\)", reason), reason
+    assert wait_until_nothing_tagged("t-emu-none") == []

@@ -347,6 +347,24 @@ def test_bad_fleet_file_is_one_line_and_exit_2(tmp_path, body, line, words):
     assert runs(tmp_path / "logs") == []
 
 
+@pytest.mark.parametrize("body, trace, named", [
+    ('[[profile]]\nname = "a"\nclients = 2\ntrace = "t.csv"\n', "client,start_s,end_s\n", r"t\.csv"),
+    ('[[profile]]\nname = "a"\nclients = "rest"\navailability = 0\n', None, r"fleet\.toml"),
+])
+def test_a_fleet_no_client_is_ever_online_in_is_refused(tmp_path, body, trace, named):
+    """A trace with a header only (or every client at availability 0): no round could start; refused at once,
+    one line naming the file, exit 2, no run folder."""
+    fleet = _write(tmp_path / "fleet.toml", body)
+    if trace is not None:
+        _write(tmp_path / "t.csv", trace)
+    done = run("fl-launch", "--client-num", "2", "--rounds", "1", "--fleet", str(fleet), "--log-dir",
+               str(tmp_path / "logs"), cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = [x for x in (done.stdout + done.stderr).splitlines() if x.strip()]
+    assert len(lines) == 1 and re.search(rf"{re.escape(str(tmp_path))}/{named}: .*never|ever online", lines[0]), lines
+    assert runs(tmp_path / "logs") == []
+
+
 def test_fleet_with_hosts_is_refused(tmp_path):
     fleet = _write(tmp_path / "fleet.toml", '[[profile]]\nname = "a"\nclients = 1\n')
     hosts = _write(tmp_path / "hosts.toml", '[[host]]\naddress = "127.0.0.2"\nclients = 1\n')

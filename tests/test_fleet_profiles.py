@@ -91,9 +91,10 @@ def test_availability_is_reproducible_independent_and_near_its_share(tmp_path):
     assert len({tuple(row) for row in grid}) > 30  # rounds differ from each other
     assert len({tuple(grid[r][c] for r in range(40)) for c in range(10)}) == 10  # so do clients
     always = read_fleet(write(tmp_path, '[[profile]]\nname = "x"\nclients = 2\navailability = 1\n', "b.toml"), 2)
-    never = read_fleet(write(tmp_path, '[[profile]]\nname = "x"\nclients = 2\navailability = 0\n', "c.toml"), 2)
+    never = read_fleet(write(tmp_path, '[[profile]]\nname = "x"\nclients = 2\navailability = 0\n', "c.toml"), 3)
     assert all(always.online(c, r, 1) for c in range(2) for r in range(50))
     assert not any(never.online(c, r, 1) for c in range(2) for r in range(50))
+    assert all(never.online(2, r, 1) for r in range(50))  # a client without a profile: always
 
 
 def test_a_trace_gives_online_windows(tmp_path):
@@ -124,6 +125,9 @@ BAD = [  # (fleet file, extra files, clients in the run, line, words in the mess
      "t.csv:1: cannot read"),
     ('[[profile]]\nname = "a"\nclients = 1\ntrace = "t.csv"\n', {"t.csv": "0,5,1\n"}, 4, None, "t.csv:1: a window"),
     ('[[profile]]\nname = "a"\nclients = 1\ntrace = "missing.csv"\n', {}, 4, 4, "cannot read the trace"),
+    ('[[profile]]\nname = "a"\nclients = 1\ntrace = "t.csv"\n', {"t.csv": "client,start_s,end_s\n"}, 4, None,
+     "t.csv: the trace has no client,start_s,end_s row: the clients of profile 'a' (0..0) would never be online"),
+    ('[[profile]]\nname = "a"\nclients = 2\navailability = 0\n', {}, 2, None, "no client of the run is ever online"),
     ('[[profile]]\nname = "a"\nclients = 1\nmemory = "lots"\n', {}, 4, 4, "cannot read size 'lots'"),
     ('[[profile]]\nname = "a"\nclients = 1\nmemory = "9Mb"\n', {}, 4, 4, "unknown unit 'Mb'"),
     ('[[profile]]\nname = "a"\nclients = 1\ndown = "8 furlongs"\n', {}, 4, 4, "cannot read rate"),
@@ -159,7 +163,7 @@ def test_a_bad_fleet_file_is_one_line_naming_file_and_line(tmp_path, text, files
     if line is not None:
         assert message.startswith(f"{path}:{line}: "), message
     else:
-        assert re.match(rf"^{re.escape(str(tmp_path))}/\S+:\d+: ", message), message
+        assert re.match(rf"^{re.escape(str(tmp_path))}/\S+?(:\d+)?: ", message), message
 
 
 def test_an_unreadable_fleet_file_names_the_file(tmp_path):

@@ -8,6 +8,7 @@ and a summary table at the end.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,9 +18,47 @@ from rich.live import Live
 from rich.table import Table
 
 
+class QuietWhenUnread:
+    """stdout that goes quiet once whoever reads it has gone (``fl-launch ... | head -1``): the write that
+    meets the broken pipe, and every one after it, goes nowhere, and the run goes on (its folder has it all)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.unread = False
+
+    def _quiet(self) -> None:
+        self.unread = True
+        try:  # the interpreter's own flush at exit goes nowhere too
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.unread:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.unread:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._quiet()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def make_console() -> Console:
     """Rich output; wide enough off a terminal that ids and paths are never cut."""
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    tty = sys.stdout.isatty()
+    return Console(file=None if tty else QuietWhenUnread(sys.stdout), highlight=False, soft_wrap=True,
+                   width=None if tty else 200)
 
 
 def _fmt_acc(acc) -> str:

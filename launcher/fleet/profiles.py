@@ -123,7 +123,11 @@ def read_fleet(path: str | Path, num_clients: int) -> Fleet:
                                 f"{path}:{_line_of(text, index, 'trace')}")
         profiles.append(Profile(**{**entry, "clients": clients, "trace": trace, "line": _line_of(text, index, None)}))
         first += count
-    return Fleet.of(path, num_clients, tuple(profiles))
+    fleet = Fleet.of(path, num_clients, tuple(profiles))
+    if not any(fleet.ever_online(client) for client in range(num_clients)):
+        raise FleetError(f"{path}: no client of the run is ever online (availability 0, or traces without "
+                         "their windows): no round could start")
+    return fleet
 
 
 def _read_profile(path: Path, text: str, index: int, entry) -> dict:
@@ -202,6 +206,9 @@ def _read_trace(fleet_path: Path, name: str, clients: range, num_clients: int, p
         if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
             raise FleetError(f"{at}: a window needs 0 <= start_s < end_s, not {start:g}..{end:g}")
         windows.append(Window(client, start, end))
+    if not windows:
+        raise FleetError(f"{trace_path}: the trace has no client,start_s,end_s row: the clients of "
+                         f"profile {profile!r} ({_span(clients)}) would never be online")
     return tuple(windows)
 
 

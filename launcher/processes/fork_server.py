@@ -87,8 +87,11 @@ def _become(request: dict) -> None:
     try:
         os.setsid()
         _name_process(request["module"].rsplit(".", 1)[-1])
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGPIPE):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
+        # As a fresh Python has it: a write to a connection the peer closed raises BrokenPipeError, which
+        # Flower's HTTP clients retry on a fresh connection, instead of killing the process.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -248,12 +249,54 @@ def _check_app_requirements(app, placement: list[Device] | None, ssh_config: str
 
 
 def _check_model(spec: str, shape: tuple[int, ...], num_classes: int) -> None:
-    from simulator.model import ModelError, check_model  # noqa: PLC0415 (torch only for a user's model)
-
+    """simulator.model.check_model in a forked child: the user's module is imported, built and run there, so
+    one that exits (``sys.exit``, even ``os._exit``) or crashes while it is, is one line and not this
+    process's end; this process does not import it at all (nor torch, which the child imports)."""
+    sys.stdout.flush()  # what is buffered here is printed once, not again by the child
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.close(read_end)
+        os._exit(_model_check_child(spec, shape, num_classes, write_end))
+    os.close(write_end)
     try:
-        check_model(spec, shape, num_classes, search_path=os.getcwd())
-    except ModelError as err:
-        raise PlanError(str(err)) from None
+        with os.fdopen(read_end, "rb") as reply:
+            verdict = reply.read().decode("utf-8", "replace")
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if verdict.startswith("ok"):
+        return
+    if verdict.startswith("error:"):
+        raise PlanError(verdict.removeprefix("error:").strip().splitlines()[0])
+    name = spec if spec else "the built-in LeNet5"
+    ended = (f"was killed by signal {signal.Signals(-code).name}" if (code := os.waitstatus_to_exitcode(status)) < 0
+             else f"exited with code {code}")
+    raise PlanError(f"--model {name}: the process importing, building and running it {ended}")
+
+
+def _model_check_child(spec: str, shape: tuple[int, ...], num_classes: int, write_end: int) -> int:
+    """In the child: 'ok', or 'error: LINE' (a ModelError, or the module's SystemExit) on write_end."""
+    verdict = "ok"
+    try:
+        if "torch" in sys.modules:  # imported before the fork: keep its thread pool out of this child
+            sys.modules["torch"].set_num_threads(1)
+        from simulator.model import ModelError, check_model  # noqa: PLC0415 (torch only for a user's model)
+        try:
+            check_model(spec, shape, num_classes, search_path=os.getcwd())
+        except ModelError as err:
+            verdict = f"error: {err}"
+    except SystemExit as exit_:
+        verdict = f"error: --model {spec}: it called sys.exit({exit_.code!r}) while it was imported, built or run"
+    except BaseException as err:  # noqa: BLE001 (anything else the module raised past check_model's own checks)
+        verdict = f"error: --model {spec}: {type(err).__name__} while it was imported, built or run: {err}"
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.write(write_end, verdict.encode())
+    except OSError:
+        return 1
+    return 0
 
 
 def prepare_resume(log_dir: str, run: str, ssh_config: str | None = None) -> RunFolder:

@@ -1,0 +1,326 @@
+"""A connection its peer closes kills no process of a run: a write to it raises, and Flower's clients retry.
+
+The fork server starts every local client process; those keep Python's own SIGPIPE handling (ignored, so a
+write to a closed connection raises BrokenPipeError) instead of the default action (death). Oracles: a file
+the forked probe writes, /proc/PID/status of a run's live processes, and a real run in which the test
+closes a client's connection to its SuperNode from the server's side, the way a server's keep-alive timeout
+closes an idle one, just as the client writes its reply: the connection state and its killed socket as
+``ss`` lists them, run.json's processes and restarts, and the logs' lines read with this file's regexes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from launcher.processes import fork_server
+from tests.helpers import command, run, run_json, runs, start, wait_for_status, wait_until_nothing_tagged
+
+REPO = Path(__file__).resolve().parent.parent
+SIGPIPE_BIT = 1 << (signal.SIGPIPE - 1)
+ROUND_END = re.compile(r"\[round\] iteration:(\d+)/\d+ end replies:(\d+) failures:(\d+) aggregated:(\w+)", re.M)
+TASK_EXIT = re.compile(r"task \S+ exited with code (-?\d+)")
+
+PROBE = '''"""Forked by a fork server: writes to a connection whose peer closed it, as HTTP does to a stale one."""
+import socket
+import sys
+import time
+from pathlib import Path
+
+listener = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(listener.getsockname())
+server, _ = listener.accept()
+server.close()  # FIN: the client's end is half closed, as a keep-alive connection the server timed out
+time.sleep(0.1)
+outcome = "wrote"
+try:
+    for _ in range(3):  # the first write draws the peer's reset; the next one meets the broken pipe
+        client.sendall(b"x" * 1000)
+        time.sleep(0.1)
+except OSError as err:
+    outcome = type(err).__name__
+Path(sys.argv[1]).write_text(outcome)
+'''
+
+
+def _sig_ignored(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return bool(int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", status, re.M).group(1), 16) & SIGPIPE_BIT)
+
+
+def test_a_process_the_fork_server_starts_gets_broken_pipe_errors_not_sigpipe(tmp_path):
+    (tmp_path / "sigpipe_probe.py").write_text(PROBE)
+    run_dir = tmp_path / "run"
+    (run_dir / "server").mkdir(parents=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    server = subprocess.Popen([sys.executable, "-m", "launcher.processes.fork_server", "--run-dir", str(run_dir)],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert fork_server.wait_ready(run_dir, timeout=180, alive=lambda: server.poll() is None)
+        out = tmp_path / "outcome"
+        pid = fork_server.request_fork(run_dir, "sigpipe_probe", [str(out)], str(tmp_path / "probe.log"), {},
+                                       str(tmp_path))
+        deadline = time.monotonic() + 30
+        while not out.exists() and time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                break  # dead (nobody here reaps it)
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert out.exists(), f"the probe died without a word: {(tmp_path / 'probe.log').read_text()!r}"
+        assert out.read_text() == "BrokenPipeError"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+# --- a real run: the server side closes a client's connection while the client writes its reply -----------
+
+BIG_MODEL = '''"""A small model with 3M more weights (12 MB, a per-class bias each row's mean, so training changes them
+all): a reply is larger than a connection's socket buffers, and none of its chunks is one the SuperNode
+already holds. Client 0's first training step waits for the test (the files next to this module)."""
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).parent
+
+
+class Net(nn.Module):
+    def __init__(self, channels=1, num_classes=10):
+        super().__init__()
+        self.f = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(channels * 16, num_classes))
+        self.ballast = nn.Parameter(torch.randn(num_classes, 300_000))
+
+    def forward(self, x):
+        hold = HERE / "hold"
+        if self.training and Path.cwd().name == "client_0" and hold.exists():
+            hold.unlink()
+            (HERE / "training").touch()
+            deadline = time.time() + 120
+            while not (HERE / "go").exists() and time.time() < deadline:
+                time.sleep(0.05)
+        return self.f(x) + self.ballast.mean(dim=1)
+'''
+
+SS_LINE = re.compile(r"^(?P<recvq>\d+)\s+(?P<sendq>\d+)\s+\S+:(?P<lport>\d+)\s+\S+:(?P<rport>\d+)", re.M)
+
+
+def _ss(*args: str) -> str:
+    return subprocess.run(["ss", "-tnH", *args], capture_output=True, text=True, check=False).stdout
+
+
+def _wait(what, timeout: float, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = what()
+        if found:
+            return found
+        time.sleep(every)
+    return None
+
+
+def _pidfd_getfd(pid: int, fd: int) -> int:
+    """A copy of another process's file descriptor (pidfd_getfd(2), Linux 5.6; root)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        got = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd, the same number on every architecture
+        if got < 0:
+            raise OSError(ctypes.get_errno(), "pidfd_getfd")
+        return got
+    finally:
+        os.close(pidfd)
+
+
+def _socket_fd(pid: int, *ss_filter: str) -> int:
+    """The fd of ``pid``'s TCP socket that ``ss`` finds with the filter."""
+    inode = re.search(r"\bino:(\d+)", _ss("-e", *ss_filter)).group(1)
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                return int(fd)
+        except OSError:
+            continue
+    raise AssertionError(f"no fd of {pid} is socket {inode}")
+
+
+def _small_receive_buffers(pid: int, port: int) -> None:
+    """The SuperNode's connections get a small receive buffer that does not grow (set on its listening
+    socket, which they inherit): a client's large write to it stays queued on the client's end."""
+    assert _wait(lambda: _ss("-l", f"( sport = :{port} )"), 120), "the SuperNode never listened"
+    with socket.socket(fileno=_pidfd_getfd(pid, _socket_fd(pid, "-l", f"( sport = :{port} )"))) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+
+
+def _processes(log_dir: Path) -> list[dict]:
+    """The processes run.json lists, once it is there."""
+    try:
+        return run_json(runs(log_dir)[0]).get("processes", [])
+    except (IndexError, OSError, ValueError):
+        return []
+
+
+def _written(port: int) -> dict[int, tuple[int, int]]:
+    """Each client connection to ``port`` by the client's port: (bytes queued on it, bytes the client wrote
+    to it in all: those its peer acknowledged and those queued)."""
+    text, out = _ss("-i", "state", "established", f"( dport = :{port} )"), {}
+    for m in SS_LINE.finditer(text):
+        acked = re.search(r"\bbytes_acked:(\d+)", text[m.end():].split("\n", 2)[1] if "\n" in text[m.end():] else "")
+        out[int(m["lport"])] = (int(m["sendq"]), int(m["sendq"]) + (int(acked.group(1)) if acked else 0))
+    return out
+
+
+def _stop_mid_reply(pid: int, port: int, timeout: float) -> int:
+    """Let the SuperNode ``pid`` run 1 ms in every 20 until a client is blocked writing to it: more than 1 MB
+    queued on the connection (its buffer full), and less of its 12 MB reply written than the reply (the
+    rest waits in its write). Leaves it stopped; returns the client's port."""
+    deadline, seen = time.monotonic() + timeout, []
+    try:
+        while time.monotonic() < deadline:
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.02)
+            written = _written(port)
+            seen.append(max(written.values(), default=(0, 0)))
+            blocked = [lport for lport, (queued, total) in written.items() if queued > 1_000_000 and total < 11e6]
+            if blocked:
+                return blocked[0]
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.001)
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+    except BaseException:
+        os.kill(pid, signal.SIGCONT)
+        raise
+    raise AssertionError(f"no client's write to its SuperNode was ever blocked; largest queues seen: "
+                         f"{sorted(seen)[-10:]} in {len(seen)} looks")
+
+
+def _close_from_the_server_side(pid: int, port: int, peer: int) -> str:
+    """What a server's keep-alive timeout does to a connection, at the moment the client writes on it: a FIN
+    from the server's end (the client's end is then half closed), then the server's reset when the client's
+    data reaches it. ``ss -K`` (a socket destroyed) stands for the reset of the stopped server. Returns what
+    ``ss -K`` listed as killed."""
+    fd = _pidfd_getfd(pid, _socket_fd(pid, "state", "established", f"( sport = :{port} and dport = :{peer} )"))
+    with socket.socket(fileno=fd) as sock:
+        sock.shutdown(socket.SHUT_WR)
+    assert _wait(lambda: _ss("state", "close-wait", f"( sport = :{peer} and dport = :{port} )"), 10), \
+        "the client's end did not see the server's FIN"
+    killed = subprocess.run(["ss", "-K", "-tnH", f"( sport = :{port} and dport = :{peer} )"], capture_output=True,
+                            text=True, check=False).stdout
+    return killed
+
+
+@pytest.mark.slow
+def test_a_client_whose_connection_the_server_closes_mid_reply_lives_and_its_round_is_aggregated(tmp_path,
+                                                                                                 monkeypatch):
+    """Client 0's task writes its 12 MB reply to its SuperNode, which the test has stopped (its buffers fill);
+    the server's end then closes the connection, and the client's next write meets the broken pipe. The
+    client retries on a fresh connection once the SuperNode goes on: it lives, the round is aggregated, no
+    restart is recorded. Before the fix the task process died of SIGPIPE and the round went without it."""
+    monkeypatch.setenv("FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE", str(64 << 20))  # the 12 MB array in one object
+    (tmp_path / "bignet.py").write_text(BIG_MODEL)
+    (tmp_path / "hold").touch()
+    log_dir, tag = tmp_path / "logs", "t-broken-pipe"
+    proc = start("fl-launch", "--client-num", "2", "--rounds", "1", "--local-epochs", "1", "--model", "bignet:Net",
+                 "--round-timeout", "60", "--kill-tag", tag, "--log-dir", str(log_dir), cwd=tmp_path)
+    supernode = None
+    try:
+        [node] = _wait(lambda: proc.poll() is None and [p for p in _processes(log_dir)
+                                                        if p["role"] == "supernode" and p["client"] == 0],
+                       240, every=0.05) or [None]
+        assert node, proc.stdout.read()
+        _small_receive_buffers(node["pid"], node["port"])
+        assert _wait(lambda: (tmp_path / "training").exists() or proc.poll() is not None, 240, every=0.05)
+        assert proc.poll() is None, proc.stdout.read()
+        [run_dir] = runs(log_dir)
+        procs = run_json(run_dir)["processes"]
+        [worker] = [p for p in procs if p["role"] == "clientapp" and p["client"] == 0]
+        supernode, port = node["pid"], node["port"]
+        (tmp_path / "go").touch()
+        peer = _stop_mid_reply(supernode, port, timeout=90)
+        killed = _close_from_the_server_side(supernode, port, peer)
+        assert re.search(rf":{port}\s+\S+:{peer}\b", killed), killed
+        os.kill(supernode, signal.SIGCONT)
+        supernode = None
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if supernode is not None and Path(f"/proc/{supernode}").exists():
+            os.kill(supernode, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            run("fl-finish", "--kill-tag", tag, timeout=60)
+    info = run_json(run_dir)
+    server = (run_dir / "server" / "server.log").read_text()
+    worker_log = (run_dir / "client_0" / "worker.log").read_text()
+    assert proc.returncode == 0 and info["status"] == "finished", out[-3000:] + worker_log[-3000:]
+    assert [(int(r), int(n), a) for r, n, _, a in ROUND_END.findall(server)] == [(1, 2, "yes")]
+    assert not info.get("restarts"), info.get("restarts")
+    assert TASK_EXIT.findall(worker_log) == []  # no task process of client 0 died
+    now = {(p["role"], p["client"]): p["pid"] for p in info["processes"] if p.get("client") is not None}
+    assert now[("clientapp", 0)] == worker["pid"] and now[("supernode", 0)] == node["pid"]
+    assert wait_until_nothing_tagged(tag) == []
+
+
+def test_the_processes_of_a_run_ignore_sigpipe_as_python_does(tmp_path):
+    """Every local process of a live run (the fork server's children included) has SIGPIPE ignored."""
+    log_dir, tag = tmp_path / "logs", "t-sigign"
+    proc = start("fl-launch", "--client-num", "2", "--rounds", "2", "--local-epochs", "1", "--kill-tag", tag,
+                 "--log-dir", str(log_dir), cwd=tmp_path)
+    try:
+        assert _wait(lambda: runs(log_dir) or proc.poll() is not None, 60)
+        [run_dir] = runs(log_dir)
+        wait_for_status(run_dir, {"running"}, timeout=240)
+        procs = [p for p in run_json(run_dir)["processes"] if p.get("exit_code") is None]
+        roles = {p["role"] for p in procs}
+        assert {"supernode", "clientapp"} <= roles, roles
+        ignored = {(p["role"], p.get("client")): _sig_ignored(p["pid"]) for p in procs
+                   if Path(f"/proc/{p['pid']}").exists()}
+        assert ignored and all(ignored.values()), ignored
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert wait_until_nothing_tagged(tag) == []
+
+
+def test_a_foreground_run_whose_output_reader_goes_away_goes_on_and_finishes(tmp_path):
+    """`fl-launch ... | head -1`: the reader of its output leaves after the first line; the run does not die
+    of the broken pipe (it failed with an empty reason before): it finishes, every round aggregated."""
+    log_dir, tag = tmp_path / "logs", "t-head"
+    with open(tmp_path / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen([*command("fl-launch"), "--client-num", "2", "--rounds", "2", "--local-epochs", "1",
+                                 "--kill-tag", tag, "--log-dir", str(log_dir)], cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=err, stdin=subprocess.DEVNULL)
+        try:
+            first = proc.stdout.readline()
+            proc.stdout.close()  # as head does once it has its line
+            code = proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+                run("fl-finish", "--kill-tag", tag, timeout=60)
+    assert first.startswith(b"run ") and b"starting" in first, first
+    [run_dir] = runs(log_dir)
+    info = run_json(run_dir)
+    server = (run_dir / "server" / "server.log").read_text()
+    assert code == 0 and info["status"] == "finished", (info.get("reason"), (tmp_path / "stderr.txt").read_text())
+    assert [(int(r), a) for r, _, _, a in ROUND_END.findall(server)] == [(1, "yes"), (2, "yes")]
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
+    assert wait_until_nothing_tagged(tag) == []
