@@ -13,6 +13,8 @@ Layouts read (../shared/notes/platform-facts.md):
   (bilinear 28 -> 32) in one ``client_<i>.npz`` per client, written file by
   file, so memory follows one JSON file, not the data set; files holding none
   of the run's writers (by their ``users``, read from the head) are skipped.
+  The converted files are kept in the conversion cache (simulator.convert_cache)
+  and linked into later runs of the same files and seed, not converted again.
 - MindSpore: one folder per writer holding
   ``{user}_bn_{batches}_{train|test}_{data|label}.bin`` (float32 NHWC 32x32x3,
   int32 labels). Nothing is copied: ``client_<i>`` in the run's data folder is a
@@ -31,6 +33,7 @@ import numpy as np
 
 from contract.run_layout import client_dir, partition_file
 from partitions import train_test_split
+from simulator.convert_cache import ConversionCache, file_identity, slot_name
 from simulator.datasets import DataSetError, data_folder, grey_to_uint8_32
 
 NUM_CLASSES = 62
@@ -61,7 +64,17 @@ class FemnistSource:
         folder.mkdir(parents=True, exist_ok=True)
         if self.layout == "mindspore-bin":
             return self._link_bins(num_clients, folder)
-        return self._convert_json(num_clients, folder, seed)
+        cache = ConversionCache.default()
+        if cache is None:
+            return self._convert_json(num_clients, folder, seed)
+        # LEAF's own train/test split does not depend on the seed; a 9:1 split made here does
+        slot = slot_name("femnist-leaf", root=self.root.resolve(), seed=seed if "all" in self._where else None)
+        try:
+            identity = {split_name: file_identity(files) for split_name, files in self._where.items()}
+        except OSError as err:
+            raise DataSetError(f"{self.root}: a file changed while it was read ({err})") from None
+        return cache.provide(slot, identity, num_clients, folder,
+                             lambda into: self._convert_json(num_clients, into, seed))
 
     def _link_bins(self, num_clients: int, folder: Path) -> list[int]:
         counts = []
