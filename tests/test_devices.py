@@ -303,8 +303,8 @@ def test_a_device_off_the_network_sits_out_and_comes_back(lab, tmp_path):
 
 def test_a_client_killed_on_a_device_is_restarted_there(lab, tmp_path):
     with running(
-        "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config), "--client-num", "2",
-        "--rounds", "5", "--round-timeout", "150", "--max-restarts", "2",
+        "--hosts", str(lab.hosts_file(slots=1, extra=THIS_CHECKOUT)), "--ssh-config", str(lab.ssh_config),
+        "--client-num", "2", "--rounds", "5", "--round-timeout", "150", "--max-restarts", "2",
         "--min-clients", "1", log_dir=tmp_path  # the round the client dies in is aggregated from the other's reply
     ) as (proc, run_dir):
         victim = None
