@@ -65,18 +65,27 @@ def restart_under_a_stop(run_dir: str, harm: str, started_file: str) -> None:
     while victim.alive:
         exits.add(table.reap())
         time.sleep(0.02)
-    # the new pair's start: a real process that touches a file
-    sup._start_node = lambda client, port: table.spawn(Role.CLIENTAPP, ["touch", started_file],
-                                                       log=logs / "new.log", client=client)
+    new_pids: list[int] = []  # the new pair's start: a real process that touches a file, then lives on
+    sup._start_node = lambda client, port: new_pids.append(table.spawn(
+        Role.CLIENTAPP, ["sh", "-c", f"touch {started_file}; exec sleep 30"], log=logs / "new.log", client=client).pid)
     now = time.monotonic()
     seen = Watched(LogFollower(path / "server" / "server.log"), None, now, now, exits=exits)
+    if harm == "end":  # the run's own end was read from server.log before the exit settled
+        seen.outcome = ("finished", "")
+    sup.state["phase"] = "training"
     try:
         sup._restart_settled(seen)
         error = None
     except Exception as err:  # noqa: BLE001  the supervisor's run() would end the run on it: the test judges the rest
         error = f"{type(err).__name__}: {err}"
     time.sleep(0.5)  # a new pair, had one started, has touched its file by now
-    print(json.dumps({"stop_reason": sup._stop_reason, "error": error}))
+    said = {"stop_reason": sup._stop_reason, "error": error, "new_pids": new_pids}
+    if (path / "run.json").exists():  # run.json right after the restart step, and what the run says it does
+        sup._say_activity(seen)
+        info = json.loads((path / "run.json").read_text())
+        said["recorded"] = sorted(p["pid"] for p in info.get("processes", []) if p["exit_code"] is None)
+        said["activity"] = info.get("activity")
+    print(json.dumps(said))
     table.stop_all(grace=1)
 
 
@@ -103,8 +112,8 @@ def _run_scenario(run_dir: Path, harm: str, started: Path) -> dict:
 def test_a_signal_during_a_restarts_stop_window_starts_nothing(prepared, tmp_path):
     started = tmp_path / "new-pair-started"
     seen = _run_scenario(prepared, "signal", started)
-    assert seen == {"stop_reason": signal.Signals.SIGTERM.name, "error": None}  # it arrived, during the restart
-    assert not started.exists()  # no new pair
+    assert (seen["stop_reason"], seen["error"]) == (signal.Signals.SIGTERM.name, None)  # it came during the restart
+    assert not started.exists() and seen["new_pids"] == []  # no new pair
     info = json.loads((prepared / "run.json").read_text())
     assert not info.get("restarts")
     assert not RESTART_LINE.findall((prepared / "client_0" / "client.log").read_text()
@@ -116,4 +125,22 @@ def test_a_run_folder_removed_during_a_restarts_stop_window_is_not_made_again(pr
     seen = _run_scenario(prepared, "remove", started)
     assert not prepared.exists(), sorted(str(p.relative_to(prepared)) for p in prepared.rglob("*"))
     assert not started.exists()
-    assert seen == {"stop_reason": None, "error": None}
+    assert seen == {"stop_reason": None, "error": None, "new_pids": []}
+
+
+def test_a_restarted_clients_new_processes_are_in_run_json_at_once(prepared, tmp_path):
+    started = tmp_path / "new-pair-started"
+    seen = _run_scenario(prepared, "none", started)
+    assert started.exists() and len(seen["new_pids"]) == 1 and seen["error"] is None
+    assert seen["new_pids"][0] in seen["recorded"]  # not only at the next exit
+    info = json.loads((prepared / "run.json").read_text())
+    assert [(r["client"], r["restarted"]) for r in info["restarts"]] == [(0, True)]
+    assert len(RESTART_LINE.findall((prepared / "client_0" / "client.log").read_text())) == 1
+    assert seen["activity"] == "restarting client 0"  # until its new node registers
+
+
+def test_an_exit_during_the_runs_own_end_is_not_said_to_restart(prepared, tmp_path):
+    started = tmp_path / "new-pair-started"
+    seen = _run_scenario(prepared, "end", started)
+    assert not started.exists() and seen["new_pids"] == []
+    assert seen["activity"] is None  # not "restarting client 0" while the run stops
