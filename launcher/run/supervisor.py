@@ -18,8 +18,9 @@ whatever is left in the run's cgroup (launcher.processes.cgroup).
 The watch loop polls (processes reaped, server.log events, the app's rounds, the devices), then
 decides: finished, failed with a reason, or keep going; only then does it restart a client whose
 process exited, once that exit settled (launcher.processes.restarts.SettlingExits) with no stop begun: a
-signal to the supervisor, the run's own end, a removed run folder. A stop's SIGTERM that reaches a client
-before the supervisor (fl-finish, a shutdown) is not taken for a crash. While it starts or restarts clients it says
+signal to the supervisor, the run's own end, a removed run folder (asked again as the new pair is about to
+start: a restart takes seconds). A stop's SIGTERM that reaches a client before the supervisor (fl-finish, a
+shutdown) is not taken for a crash. While it starts or restarts clients it says
 what it is doing in run.json's ``activity`` (fl-stats --runs shows it).
 
 The supervisor holds the run folder's supervisor lock from start to end (the process that prepared
