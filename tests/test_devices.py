@@ -1,7 +1,9 @@
 """Clients on devices over a real sshd: each device its own network, PID and mount namespace."""
 
+import json
 import os
 import shlex
+import shutil
 import signal
 import site
 import subprocess
@@ -15,9 +17,11 @@ import pytest
 from launcher.pyenv.python_facts import canonical_name
 from tests import devices as lab_devices
 from tests.femnist_files import write_mindspore
-from tests.helpers import run, run_json, running, runs, wait_until_nothing_tagged
+from tests.helpers import Seen, run, run_json, running, runs, wait_until_nothing_tagged
 from tests.test_user_app import APP
 
+# the devices' agents run this checkout's code, as the launcher here does
+THIS_CHECKOUT = f'env = {{ PYTHONPATH = "{Path(__file__).resolve().parents[1]}" }}'
 pytestmark = [pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available())),
               pytest.mark.slow]
 
@@ -299,8 +303,8 @@ def test_a_device_off_the_network_sits_out_and_comes_back(lab, tmp_path):
 
 def test_a_client_killed_on_a_device_is_restarted_there(lab, tmp_path):
     with running(
-        "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(lab.ssh_config), "--client-num", "2",
-        "--rounds", "5", "--round-timeout", "150", "--max-restarts", "2",
+        "--hosts", str(lab.hosts_file(slots=1, extra=THIS_CHECKOUT)), "--ssh-config", str(lab.ssh_config),
+        "--client-num", "2", "--rounds", "5", "--round-timeout", "150", "--max-restarts", "2",
         "--min-clients", "1", log_dir=tmp_path  # the round the client dies in is aggregated from the other's reply
     ) as (proc, run_dir):
         victim = None
@@ -348,3 +352,63 @@ def test_resume_a_remote_run_after_the_superlink_dies(lab, tmp_path):
         assert f"[launcher] resumed from round {start_round}" in text
     for device in lab.devices:
         assert device.tagged_pids(info["kill_tag"]) == []
+
+
+def test_a_client_restarted_on_a_device_reaches_the_run_within_seconds(lab, tmp_path):
+    """The agent reports a restart when it makes it (not at the run's end): the node is marked lost in
+    lost_nodes.json, the restart and the new pair's processes are in run.json, while the run goes on."""
+    with running(
+        "--hosts", str(lab.hosts_file(slots=1, extra=THIS_CHECKOUT)), "--ssh-config", str(lab.ssh_config),
+        "--client-num", "2", "--rounds", "200", "--round-timeout", "300", "--max-restarts", "2",
+        "--min-clients", "1", "--grace", "3", log_dir=tmp_path
+    ) as (proc, run_dir):
+        victim = None
+        while victim is None:  # its pid as the device's own namespace numbers it, from agent.json
+            victim = next((p for p in run_json(run_dir)["processes"]
+                           if p["host"] == "dev0" and p["role"] == "clientapp" and p["exit_code"] is None), None)
+            time.sleep(0.2)
+        assert lab.devices[0].ssh(f"kill -9 {victim['pid']}").returncode == 0
+        killed_at, info, lost = time.monotonic(), {}, []
+        while time.monotonic() - killed_at < 15 and not (info.get("restarts") and lost):
+            time.sleep(0.2)
+            info = run_json(run_dir)
+            lost_file = run_dir / "server" / "lost_nodes.json"
+            lost = json.loads(lost_file.read_text()) if lost_file.exists() else []
+        waited = time.monotonic() - killed_at
+        assert proc.poll() is None and info["status"] == "running"  # seen while the run went on
+        assert [(r["host"], r["client"], r["restarted"]) for r in info.get("restarts", [])] == [("dev0", 0, True)], \
+            f"after {waited:.1f} s: {info.get('restarts')}"
+        assert lost == [info["restarts"][0]["node_id"]]
+        new = [p for p in info["processes"] if p["host"] == "dev0" and p["role"] == "clientapp"
+               and p["client"] == 0 and p["exit_code"] is None]
+        assert [p["pid"] for p in new] != [victim["pid"]] and len(new) == 1, new  # the new pair, recorded
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert lab.devices[0].tagged_pids(info["kill_tag"]) == []
+
+
+def test_a_device_run_whose_folder_is_removed_fails_and_leaves_nothing_running(lab, tmp_path):
+    """Its stop's last pull neither makes the folder again nor ends the stop: every local process is stopped."""
+    seen = Seen()
+    with running(
+        "--hosts", str(lab.hosts_file(slots=1, extra=THIS_CHECKOUT)), "--ssh-config", str(lab.ssh_config),
+        "--client-num", "2", "--rounds", "200", "--grace", "3", log_dir=tmp_path / "logs"
+    ) as (proc, run_dir):
+        tag = run_json(run_dir)["kill_tag"]
+        try:
+            seen.watch(proc.pid, 1, run_dir)
+            os.rename(run_dir, tmp_path / "trash")  # the folder's path is gone at once
+            shutil.rmtree(tmp_path / "trash", ignore_errors=True)
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            left = seen.alive()
+            run("fl-finish", "--kill-tag", tag, "--log-dir", str(tmp_path / "logs"))  # the old code left them
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out, out
+    assert any("was removed" in line for line in out.splitlines()), out
+    time.sleep(1)
+    assert not run_dir.exists(), sorted(str(p) for p in run_dir.rglob("*"))
+    assert left == []
+    for device in lab.devices:
+        assert device.tagged_pids(tag) == []

@@ -86,10 +86,16 @@ def main(argv: list[str] | None = None) -> None:
     while not _stop and table.alive():
         ended = table.reap()
         exits.add(ended)
-        for proc in [] if _stop else exits.settled():
+        settled = exits.settled()
+        for proc in settled:
+            if _stop:  # asked again for each: a restart takes seconds, and a stop may begin during one
+                break
             again = lambda c=proc.client: start_node(table, spec, c, free_ports(1)[0])  # noqa: E731
-            restarts.append(restart_client(table, run_dir, proc, counts, args.max_restarts, start=again))
-        if ended:
+            entry = restart_client(table, run_dir, proc, counts, args.max_restarts, start=again,
+                                   may_start=lambda: not _stop)
+            if entry is not None:
+                restarts.append(entry)
+        if ended or settled:  # an exit, or a restart's new processes: the launcher learns of it at its next pull
             _write(run_dir, table, "running", restarts)
         time.sleep(0.5)
     _write(run_dir, table, "stopping", restarts)

@@ -21,7 +21,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from contract.run_layout import DATA_DIR, client_dir, client_dir_name, partition_file, partition_name
+from contract.run_layout import DATA_DIR, RUN_JSON, client_dir, client_dir_name, partition_file, partition_name
 from launcher.devices.hosts import Device, DevicePlacement
 from launcher.devices.ssh import Ssh, last_line, remote_path
 from launcher.processes.entry_modules import DEVICE_AGENT, FINISH
@@ -160,7 +160,10 @@ class RemoteDevice:
         return self.agent_pid
 
     def pull(self, local_run: Path) -> dict | None:
-        """Bring the device's client folders and agent files into the local run folder; agent.json's data."""
+        """Bring the device's client folders and agent files into the local run folder; agent.json's data.
+        None: nothing pulled (the device unreachable, or the local run folder removed: it is not made again)."""
+        if not (local_run / RUN_JSON).is_file():
+            return None
         result = self.ssh.run(
             f"cd {self._in_run()} 2>/dev/null && "
             f"tar -cf - --exclude='*.npz' $(ls -d client_* agent.json agent.log 2>/dev/null)",
@@ -169,10 +172,15 @@ class RemoteDevice:
         if result.returncode != 0 or not result.stdout:
             return None
         device_dir = local_run / "devices" / self.host
-        device_dir.mkdir(parents=True, exist_ok=True)
-        agent = None
+        try:
+            device_dir.parent.mkdir(exist_ok=True)  # never its parents: a removed run folder stays removed
+            device_dir.mkdir(exist_ok=True)
+        except FileNotFoundError:
+            return None
         with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r") as tar:
             for member in tar.getmembers():
+                if not (local_run / RUN_JSON).is_file():  # removed while it is pulled
+                    return None
                 if not (member.isfile() or member.isdir()):
                     continue
                 top = member.name.split("/", 1)[0]
@@ -181,10 +189,9 @@ class RemoteDevice:
                 elif member.name in ("agent.json", "agent.log"):
                     tar.extract(member, device_dir, filter="data")
         try:
-            agent = json.loads((device_dir / "agent.json").read_text())
+            return json.loads((device_dir / "agent.json").read_text())
         except (OSError, json.JSONDecodeError):
-            agent = None
-        return agent
+            return None
 
     def stop(self, grace: float) -> tuple[int, str]:
         """fl-finish on the device itself: the exact-tag rule, applied where the processes are."""

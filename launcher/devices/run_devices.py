@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from contract.lost_nodes import set_away
-from contract.run_layout import client_dir
+from contract.run_layout import RUN_JSON, client_dir
 from launcher.devices.remote import AgentStart, RemoteDevice
 from launcher.flower.node_log import supernode_id
 from launcher.processes.roles import Role
@@ -107,14 +107,19 @@ class RunDevices:
         if not self.devices:
             return
         stops = {device.host: self._pool.submit(device.stop, grace) for device, _ in self.devices}
-        for host, future in stops.items():
-            code, output = future.result()
-            if code != 0:
-                self.view.message(f"{host}: stopping its processes said: {output.strip().splitlines()[-1:] or code}")
-        self.tend(final=True)
-        self._pool.shutdown(wait=True)
+        try:
+            for host, future in stops.items():
+                code, output = future.result()
+                if code != 0:
+                    self.view.message(f"{host}: stopping its processes said: "
+                                      f"{output.strip().splitlines()[-1:] or code}")
+            self.tend(final=True)
+        finally:
+            self._pool.shutdown(wait=True)
 
     def _start_tunnel(self, device: RemoteDevice) -> None:
+        if not (self.run_dir / RUN_JSON).is_file():  # the run folder removed: its tunnel log would make it again
+            return
         self.tunnels[device.host] = self.table.spawn(
             Role.TUNNEL, device.tunnel_argv(self._link_port, self._link_port),
             log=self.run_dir / "devices" / device.host / "tunnel.log", port=self._link_port,

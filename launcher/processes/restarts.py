@@ -15,8 +15,13 @@ before the process that would restart it, so an exit waits RESTART_SETTLE_S for 
 
     exits = SettlingExits()
     exits.add(table.reap())                      # each poll
-    for proc in ([] if stopping else exits.settled()):
-        restart_client(...)
+    for proc in exits.settled():
+        if stopping():                           # asked again for each one: a restart takes seconds
+            break
+        restart_client(..., may_start=lambda: not stopping())
+
+A stop that begins while a restart is under way (its other process being stopped) still wins:
+``may_start`` is asked again just before the client's log line and its new processes.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ class SettlingExits:
     def clients(self) -> set[int]:
         return set(self.waiting)
 
+    def drop(self) -> None:
+        """A stop has begun: none of the exits waiting will be restarted."""
+        self.waiting.clear()
+
 
 def first_exit_per_client(ended: list[Managed]) -> list[Managed]:
     """One exit per client: when both processes of a pair end together, the pair restarts once."""
@@ -67,13 +76,18 @@ def first_exit_per_client(ended: list[Managed]) -> list[Managed]:
 
 
 def restart_client(table: ProcessTable, run_dir: Path, proc: Managed, restarts: dict[int, int], limit: int,
-                   start: Callable[[], object], cause: str | None = None) -> dict:
+                   start: Callable[[], object], may_start: Callable[[], bool] = lambda: True,
+                   cause: str | None = None) -> dict | None:
     """``cause``: why it exited, when the caller knows better than its exit code (an emulated device's
-    memory limit: "out of memory (profile pi4)")."""
+    memory limit: "out of memory (profile pi4)"). ``may_start()`` is asked once the pair's other process
+    is stopped (that takes up to 2 s), just before anything is written or started: False (a stop has
+    begun, the run folder is gone) leaves the client down with nothing written or started, and returns None."""
     client, cause = proc.client, cause or describe_exit(proc.exit_code)
     folder = client_dir(run_dir, client)
     node = supernode_id(folder / "supernode.log")
     table.stop(CLIENT_ROLES, grace=2.0, client=client)
+    if not may_start():
+        return None
     done = restarts.get(client, 0)
     log = LogWriter(client_log_path(folder), "FLClient")
     try:

@@ -18,8 +18,9 @@ whatever is left in the run's cgroup (launcher.processes.cgroup).
 The watch loop polls (processes reaped, server.log events, the app's rounds, the devices), then
 decides: finished, failed with a reason, or keep going; only then does it restart a client whose
 process exited, once that exit settled (launcher.processes.restarts.SettlingExits) with no stop begun: a
-signal to the supervisor, the run's own end, a removed run folder. A stop's SIGTERM that reaches a client
-before the supervisor (fl-finish, a shutdown) is not taken for a crash. While it starts or restarts clients it says
+signal to the supervisor, the run's own end, a removed run folder (asked again as the new pair is about to
+start: a restart takes seconds). A stop's SIGTERM that reaches a client before the supervisor (fl-finish, a
+shutdown) is not taken for a crash. While it starts or restarts clients it says
 what it is doing in run.json's ``activity`` (fl-stats --runs shows it).
 
 The supervisor holds the run folder's supervisor lock from start to end (the process that prepared
@@ -37,6 +38,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,10 +110,11 @@ class Supervisor:
         self.events = []
         self.user_app = self.plan.user_app  # fl-launch --app: the user's Flower app
         self.devices = RunDevices(devices_of(self.info, ssh_config), folder.path, self.table, self.view,
-                                 on_restart=self._record_restart, on_change=self.update_processes)
+                                 on_restart=self._record_restart, on_change=self._devices_changed)
         self.restarts: dict[int, int] = {}
         self._node_log_at: dict[int, int] = {}  # client -> its supernode.log's size when its node (last) started
         self._reconnecting: set[int] = set()  # restarted clients whose new node has not registered yet
+        self._registered: set[int] = set()  # local clients whose (newest) node was seen registered
         self._activity: str | None = None
         self._folder_ident = folder.path.stat().st_ino  # a folder removed and made again is not the run's
         self.outcome: Outcome | None = None  # how the run ended, once it did
@@ -260,14 +263,16 @@ class Supervisor:
         )
 
     # clients ---------------------------------------------------------------
-    def _client_exited(self, proc) -> bool:
+    def _client_exited(self, proc, may_start: Callable[[], bool]) -> dict | None:
         """A local client process died mid-run: its node is lost; the pair starts again as a new node
-        (True) while it has restarts left."""
+        while it has restarts left. None: a stop began meanwhile (``may_start``), nothing done."""
         cause = self.fleet.exit_cause(proc.client) if self.fleet is not None else None
         entry = restart_client(self.table, self.folder.path, proc, self.restarts, int(self.plan.max_restarts),
-                               start=lambda: self._start_node(proc.client, free_ports(1)[0]), cause=cause)
-        self._record_restart(entry, host="localhost")
-        return entry["restarted"]
+                               start=lambda: self._start_node(proc.client, free_ports(1)[0]), may_start=may_start,
+                               cause=cause)
+        if entry is not None:
+            self._record_restart(entry, host="localhost")
+        return entry
 
     def _record_restart(self, entry: dict, host: str) -> None:
         if entry["node_id"] is not None:
@@ -282,6 +287,7 @@ class Supervisor:
         """A local client's two processes; with a fleet, through its link and held to its profile."""
         log = self.folder.client_dir(client) / "supernode.log"
         self._node_log_at[client] = log.stat().st_size if log.exists() else 0
+        self._registered.discard(client)  # its new node registers anew
         if self.fleet is None:
             start_node(self.table, self._nodes, client, port)
             return
@@ -296,15 +302,20 @@ class Supervisor:
         self.folder.update(fleet_enforcement=enforcement)
         self.fleet.start_links(link_port, [node.client for node in self.plan.local_nodes()])
 
+    def _see_registrations(self) -> None:
+        """Note the local clients whose node registered with the SuperLink since it (last) started; a client
+        once seen is not read again until its node starts again (_start_node)."""
+        for client in {p.client for p in self.table.alive(Role.SUPERNODE)} - self._registered:
+            log = self.folder.client_dir(client) / "supernode.log"
+            if client in self._node_log_at and registered_since(log, self._node_log_at[client]):
+                self._registered.add(client)
+
     def _connected_clients(self) -> int:
         """Clients whose node registered with the SuperLink since it (last) started: here and on devices."""
         if self.plan.virtual:
             return self._alive_clients()
         local = {p.client for p in self.table.alive(Role.SUPERNODE)}
-        registered = {c for c in local if c in self._node_log_at and
-                      registered_since(self.folder.client_dir(c) / "supernode.log", self._node_log_at[c])}
-        self._reconnecting -= registered
-        return len(registered) + self.devices.alive_clients()
+        return len(local & self._registered) + self.devices.alive_clients()
 
     def _alive_clients(self) -> int:
         if self.plan.virtual:  # virtual clients live as long as the simulation does
@@ -348,22 +359,42 @@ class Supervisor:
         self.view.update(**self.state)
 
     def _stopping(self, seen: Watched) -> bool:
-        """Has a stop begun: a signal to the supervisor, or the run's own end in the ServerApp's log?"""
-        return self._stop_reason is not None or seen.outcome is not None
+        """Has a stop begun: a signal to the supervisor, the run's own end (in the ServerApp's log, or
+        `flwr run` gone), or the run folder removed?"""
+        return (self._stop_reason is not None or seen.outcome is not None or self._folder_gone()
+                or not self.table.alive(Role.FLWR_RUN))
+
+    def _may_restart(self, seen: Watched) -> bool:
+        """Asked before each restart and again as it is about to start (its stop window takes seconds):
+        the server log read up to now first, so that the run's own end counts as soon as it is written."""
+        if self._stopping(seen):
+            return False
+        self._read_server_log(seen)
+        return not self._stopping(seen)
 
     def _restart_settled(self, seen: Watched) -> None:
         """Restart the clients whose exit settled with no stop begun; a stop leaves them down for good."""
-        if self._stopping(seen) or self._folder_gone():
-            return
+        changed = False
         for proc in seen.exits.settled():
-            if self._client_exited(proc):
+            if not self._may_restart(seen):
+                break
+            entry = self._client_exited(proc, may_start=lambda: self._may_restart(seen))
+            changed = changed or entry is not None
+            if entry is not None and entry["restarted"]:
                 self._reconnecting.add(proc.client)
+        if self._stopping(seen):  # none of them will be restarted: not "restarting" while the run stops
+            seen.exits.drop()
+            self._reconnecting.clear()
+        if changed:  # the new pair's processes into run.json now, not at the next exit
+            self.update_processes()
 
     def _say_activity(self, seen: Watched) -> None:
         """What the run is doing while it is not simply at work: starting, or restarting clients."""
         starting = self.state["phase"] == "starting"  # until round 1 starts (or getModel's first serve)
-        counting = (starting and not self.plan.virtual) or self._reconnecting
-        connected = self._connected_clients() if counting else 0  # also drops the reconnected from _reconnecting
+        if (starting and not self.plan.virtual) or self._reconnecting:
+            self._see_registrations()
+            self._reconnecting -= self._registered
+        connected = self._connected_clients() if starting else 0
         restarting = sorted(seen.exits.clients() | self._reconnecting)
         if restarting:
             self._set_activity(f"restarting client{'s' if len(restarting) > 1 else ''} "
@@ -472,23 +503,42 @@ class Supervisor:
         records = [p.record(self.folder.path) for p in self.table.procs] + self.devices.records()
         self.folder.update(processes=records, **fields)
 
+    def _devices_changed(self) -> None:
+        """The devices' process records changed: into run.json, unless the run folder is gone (the watch loop
+        ends the run for that; a stop's last pull must not end the stop)."""
+        try:
+            self.update_processes()
+        except RunFolderGone:
+            pass
+
     def _stop_all(self) -> None:
+        """Each step on its own: one that fails (a device, a folder removed under the run) leaves the others
+        to do, so no process of the run is left behind."""
         grace = float(self.plan.grace)
-        self.devices.stop(grace)
-        self.table.stop(CLIENT_ROLES, grace=grace)
-        self.table.stop([Role.FORKSERVER], grace=grace)
-        self.table.stop([Role.TUNNEL, Role.LINK], grace=grace)
-        self.table.stop([Role.FLWR_RUN], grace=grace)
-        self.table.stop([Role.SUPERLINK], grace=grace)
-        self.table.stop_all(grace=grace)
-        if self.group is not None:  # what left the tree (daemons re-parented away, environments rewritten)
-            self.group.leave()
-            left = processes_of(self.group.pids())
-            terminate_then_kill(left, grace=min(grace, 5.0), on_wait=self.table.reap)
-            self.group.clear(5)
-            self.table.reap()
-        if self.fleet is not None:
-            self.fleet.close()  # the clients' limits lifted, their cgroups removed
+        steps = [("the devices", lambda: self.devices.stop(grace)),
+                 ("the clients", lambda: self.table.stop(CLIENT_ROLES, grace=grace)),
+                 ("the fork server", lambda: self.table.stop([Role.FORKSERVER], grace=grace)),
+                 ("the tunnels and links", lambda: self.table.stop([Role.TUNNEL, Role.LINK], grace=grace)),
+                 ("flwr run", lambda: self.table.stop([Role.FLWR_RUN], grace=grace)),
+                 ("the SuperLink", lambda: self.table.stop([Role.SUPERLINK], grace=grace)),
+                 ("what is left", lambda: self.table.stop_all(grace=grace)),
+                 ("the run's cgroup", lambda: self._clear_group(grace)),
+                 ("the fleet", lambda: self.fleet.close() if self.fleet is not None else None)]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as err:  # noqa: BLE001  said, and the next step still runs
+                self.view.message(f"stopping {what} failed: {type(err).__name__}: {err}")
+
+    def _clear_group(self, grace: float) -> None:
+        """What left the tree (daemons re-parented away, environments rewritten), found by the run's cgroup."""
+        if self.group is None:
+            return
+        self.group.leave()
+        left = processes_of(self.group.pids())
+        terminate_then_kill(left, grace=min(grace, 5.0), on_wait=self.table.reap)
+        self.group.clear(5)
+        self.table.reap()
 
     def _finish(self, status: RunStatus, reason: str) -> None:
         summary = {}
