@@ -243,3 +243,29 @@ def test_a_gated_superlink_runs_each_layer_only_on_its_paths(monkeypatch):
         ("ControlAuthenticationMiddleware", "/v1/control/list-runs"),
         ("ProtobufTranslationMiddleware", "/health"), ("ProtobufTranslationMiddleware", "/v1/control/list-runs")]
     assert len(paths(create_app())) == 6
+
+
+def test_quick_supernodes_runtime_api_skips_tracing_unless_enabled(monkeypatch):
+    """quick_supernode gates the SuperNode app Flower's flower_supernode creates (flwr.supernode.main.create_app)."""
+    import flwr.supernode.main as supernode_main
+    from flwr.supercore.routers.runtime.tracing import RuntimeTracingMiddleware
+    from starlette.testclient import TestClient
+
+    from launcher.flower.http_gates import install
+
+    seen = []
+    original = RuntimeTracingMiddleware.dispatch
+
+    async def counted(self, request, call_next):
+        seen.append(request.url.path)
+        return await original(self, request, call_next)
+
+    monkeypatch.setattr(RuntimeTracingMiddleware, "dispatch", counted)
+    monkeypatch.setattr(supernode_main, "create_app", supernode_main.create_app)  # restored after the test
+    install("flwr.supernode.main")
+    client = TestClient(supernode_main.create_app())
+    assert client.get("/health").status_code == 200
+    assert seen == []
+    monkeypatch.setenv("FLWR_TRACING_ENABLED", "1")
+    assert client.get("/health").status_code == 200
+    assert seen == ["/health"]
