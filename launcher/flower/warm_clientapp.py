@@ -10,7 +10,7 @@ the app and the node's data are imported once (``--preload``), and each task run
 in a child forked from this process, sharing that memory copy-on-write. One task
 runs at a time; SIGTERM stops the current task and this process. Between tasks it waits
 on the node's ``worker`` bell (contract.bells), which the SuperNode rings when it pulls
-a message, and asks anyway every IDLE_POLL seconds. A task runs only while it holds one
+a message, and asks anyway every IDLE_POLL seconds (UNRUNG_POLL when it could not bind the bell). A task runs only while it holds one
 of the host's compute slots (cores + 1 of them: launcher.processes.compute_slots), and only once its
 SuperNode has pulled the task's message (launcher.flower.pull_lock: on a slow link a task is visible
 before its bytes are in); when it ends, this process rings the SuperNode's bell, which is waiting to send
@@ -40,7 +40,9 @@ from launcher.flower.config_args import load_node_config
 from launcher.flower.pull_lock import PullLock
 from launcher.processes.compute_slots import ComputeSlots
 
-IDLE_POLL = 1.0  # the SuperNode rings the worker bell when it pulls a message
+# The SuperNode rings the worker bell whenever it has pulled a message (the only way a task appears:
+# launcher.flower.quick_supernode); the poll is a safety net only, each one a request to the SuperNode.
+IDLE_POLL = 30.0
 UNRUNG_POLL = 0.1  # when the bell could not be bound
 
 _stopping = False
