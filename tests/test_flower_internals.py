@@ -269,3 +269,29 @@ def test_quick_supernodes_runtime_api_skips_tracing_unless_enabled(monkeypatch):
     monkeypatch.setenv("FLWR_TRACING_ENABLED", "1")
     assert client.get("/health").status_code == 200
     assert seen == ["/health"]
+
+
+def test_the_task_host_answers_flowers_telemetry_events_without_building_them(monkeypatch):
+    """run_clientapp and flwr_exit send their events through telemetry.event -> create_event; with telemetry
+    neither sent nor logged, warm_clientapp.quiet_telemetry answers "disabled" without platform probes."""
+    import platform
+
+    from flwr.supercore import telemetry
+    from flwr.supercore.exit import exit as flwr_exit_module
+    from flwr.supernode.runtime import run_clientapp as run_clientapp_module
+
+    from launcher.flower.warm_clientapp import quiet_telemetry
+
+    assert run_clientapp_module.event is telemetry.event and flwr_exit_module.event is telemetry.event
+    assert "create_event(event_type, event_details)" in inspect.getsource(telemetry.event)
+    assert 'if FLWR_TELEMETRY_ENABLED == "1":' in inspect.getsource(telemetry.create_event)
+
+    def probed():
+        raise AssertionError("platform.architecture() ran")
+
+    monkeypatch.setattr(platform, "architecture", probed)
+    monkeypatch.setattr(telemetry, "create_event", telemetry.create_event)  # restored after the test
+    monkeypatch.setattr(telemetry, "FLWR_TELEMETRY_ENABLED", "0")
+    monkeypatch.setattr(telemetry, "FLWR_TELEMETRY_LOGGING", "0")
+    quiet_telemetry()
+    assert telemetry.event(telemetry.EventType.FLWR_CLIENTAPP_RUN_ENTER).result(timeout=5) == "disabled"
