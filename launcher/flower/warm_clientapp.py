@@ -43,8 +43,10 @@ from launcher.flower.pull_lock import PullLock
 from launcher.processes.compute_slots import ComputeSlots
 
 # The SuperNode rings the worker bell whenever it has pulled a message (the only way a task appears:
-# launcher.flower.quick_supernode); the poll is a safety net only, each one a request to the SuperNode.
-IDLE_POLL = 30.0
+# launcher.flower.quick_supernode); the poll is a safety net, each one a request to the SuperNode. It stays
+# under uvicorn's 5 s keep-alive timeout: a request sent as the SuperNode closes the idle connection can
+# meet a closed socket (SIGPIPE, issue 24), so the connection is not left idle that long between tasks.
+IDLE_POLL = 4.0
 UNRUNG_POLL = 0.1  # when the bell could not be bound
 
 _stopping = False
