@@ -168,3 +168,130 @@ def test_the_object_exchange_simulator_exchange_clock_models():
     assert len(flower) == len(ours)
     assert all(abs(f - o) <= 0.1 * o + 40 for f, o in zip(flower, ours)), (flower, ours)
 
+
+
+def test_each_http_gate_admits_what_flowers_own_dispatch_acts_on():
+    """launcher.flower.http_gates skips a middleware where its dispatch would only ``call_next``."""
+    import flwr.superlink.main as superlink_main
+    from flwr.supercore.routers.runtime import tracing
+    from flwr.superlink.routers.control import middlewares as control
+    from flwr.superlink.routers.fleet import middlewares as fleet
+    from flwr.superlink.routers.fleet import node_auth
+
+    from launcher.flower.http_gates import CONTROL, FLEET, GATES, qualified_name
+
+    def src(cls):
+        return " ".join(inspect.getsource(cls.dispatch).split())
+
+    assert f'return path.startswith("{CONTROL}")' in inspect.getsource(control._is_control_path)
+    assert all(path.startswith(CONTROL) for _, path in control.CONTROL_SENSITIVE_ROUTE_KEYS)
+    assert "response = await call_next(request) if _is_control_sensitive_route(request):" in src(
+        control.ControlSensitiveResponseMiddleware)
+    assert ("if not _is_control_path(request.url.path) or _is_control_sensitive_route( request ): "
+            "return await call_next(request)") in src(control.ControlEventLogMiddleware)
+    assert ("if self._license_plugin is None or not _is_control_path(request.url.path): "
+            "return await call_next(request)") in src(control.ControlLicenseMiddleware)
+    assert ("if not _is_control_path(request.url.path) or _is_control_auth_route(request): "
+            "return await call_next(request)") in src(control.ControlAuthenticationMiddleware)
+    assert f'if request.url.path.startswith("{FLEET}") and isinstance(' in src(node_auth.NodeAuthMiddleware)
+    fleet_log = src(fleet.FleetEventLogMiddleware)
+    assert f'if not request.url.path.startswith("{FLEET}"): return await call_next(request)' in fleet_log
+    assert '"fleet_event_log_plugin", None' in fleet_log and "if plugin is None or" in fleet_log
+    assert ('response = await call_next(request) if os.getenv("FLWR_TRACING_ENABLED") != "1" '
+            "or response.status_code >= 400: return response") in src(tracing.RuntimeTracingMiddleware)
+    gated = {control.ControlSensitiveResponseMiddleware, control.ControlEventLogMiddleware,
+             control.ControlLicenseMiddleware, control.ControlAuthenticationMiddleware,
+             node_auth.NodeAuthMiddleware, fleet.FleetEventLogMiddleware, tracing.RuntimeTracingMiddleware}
+    assert set(GATES) == {qualified_name(cls) for cls in gated}
+    # the SuperLink's nine layers: the seven gated ones, the error translator and the protobuf translation
+    layers = [m.cls.__name__ for m in superlink_main._get_middleware()]
+    assert sorted(layers) == sorted([c.__name__ for c in gated] + ["BaseHTTPMiddleware",
+                                                                   "ProtobufTranslationMiddleware"])
+
+
+def test_a_gated_superlink_runs_each_layer_only_on_its_paths(monkeypatch):
+    """The SuperLink app quick_superlink builds: a Control layer sees a Control request, not a health check;
+    the protobuf translation still sees both. Flower's ungated app, for comparison, runs every layer on both."""
+    from flwr.supercore.protobuf.translation import ProtobufTranslationMiddleware
+    from flwr.supercore.routers.runtime.tracing import RuntimeTracingMiddleware
+    from flwr.superlink.main import create_app
+    from flwr.superlink.routers.control.middlewares import ControlAuthenticationMiddleware
+    from starlette.testclient import TestClient
+
+    from launcher.flower.http_gates import gated
+
+    seen = []
+    for cls in (ControlAuthenticationMiddleware, RuntimeTracingMiddleware, ProtobufTranslationMiddleware):
+        original = cls.dispatch
+
+        async def counted(self, request, call_next, _cls=cls, _original=original):
+            if type(self) is _cls:
+                seen.append((_cls.__name__, request.url.path))
+            return await _original(self, request, call_next)
+
+        monkeypatch.setattr(cls, "dispatch", counted)
+
+    def paths(app):
+        seen.clear()
+        client = TestClient(app)
+        assert client.get("/health").status_code == 200
+        assert client.post("/v1/control/list-runs", content=b"",
+                           headers={"content-type": "application/protobuf"}).status_code == 200
+        return sorted(seen)
+
+    assert paths(gated(create_app())) == [
+        ("ControlAuthenticationMiddleware", "/v1/control/list-runs"),
+        ("ProtobufTranslationMiddleware", "/health"), ("ProtobufTranslationMiddleware", "/v1/control/list-runs")]
+    assert len(paths(create_app())) == 6
+
+
+def test_quick_supernodes_runtime_api_skips_tracing_unless_enabled(monkeypatch):
+    """quick_supernode gates the SuperNode app Flower's flower_supernode creates (flwr.supernode.main.create_app)."""
+    import flwr.supernode.main as supernode_main
+    from flwr.supercore.routers.runtime.tracing import RuntimeTracingMiddleware
+    from starlette.testclient import TestClient
+
+    from launcher.flower.http_gates import install
+
+    seen = []
+    original = RuntimeTracingMiddleware.dispatch
+
+    async def counted(self, request, call_next):
+        seen.append(request.url.path)
+        return await original(self, request, call_next)
+
+    monkeypatch.setattr(RuntimeTracingMiddleware, "dispatch", counted)
+    monkeypatch.setattr(supernode_main, "create_app", supernode_main.create_app)  # restored after the test
+    install("flwr.supernode.main")
+    client = TestClient(supernode_main.create_app())
+    assert client.get("/health").status_code == 200
+    assert seen == []
+    monkeypatch.setenv("FLWR_TRACING_ENABLED", "1")
+    assert client.get("/health").status_code == 200
+    assert seen == ["/health"]
+
+
+def test_the_task_host_answers_flowers_telemetry_events_without_building_them(monkeypatch):
+    """run_clientapp and flwr_exit send their events through telemetry.event -> create_event; with telemetry
+    neither sent nor logged, warm_clientapp.quiet_telemetry answers "disabled" without platform probes."""
+    import platform
+
+    from flwr.supercore import telemetry
+    from flwr.supercore.exit import exit as flwr_exit_module
+    from flwr.supernode.runtime import run_clientapp as run_clientapp_module
+
+    from launcher.flower.warm_clientapp import quiet_telemetry
+
+    assert run_clientapp_module.event is telemetry.event and flwr_exit_module.event is telemetry.event
+    assert "create_event(event_type, event_details)" in inspect.getsource(telemetry.event)
+    assert 'if FLWR_TELEMETRY_ENABLED == "1":' in inspect.getsource(telemetry.create_event)
+
+    def probed():
+        raise AssertionError("platform.architecture() ran")
+
+    monkeypatch.setattr(platform, "architecture", probed)
+    monkeypatch.setattr(telemetry, "create_event", telemetry.create_event)  # restored after the test
+    monkeypatch.setattr(telemetry, "FLWR_TELEMETRY_ENABLED", "0")
+    monkeypatch.setattr(telemetry, "FLWR_TELEMETRY_LOGGING", "0")
+    quiet_telemetry()
+    assert telemetry.event(telemetry.EventType.FLWR_CLIENTAPP_RUN_ENTER).result(timeout=5) == "disabled"

@@ -10,8 +10,9 @@ the app and the node's data are imported once (``--preload``), and each task run
 in a child forked from this process, sharing that memory copy-on-write. One task
 runs at a time; SIGTERM stops the current task and this process. Between tasks it waits
 on the node's ``worker`` bell (contract.bells), which the SuperNode rings when it pulls
-a message, and asks anyway every IDLE_POLL seconds. A task runs only while it holds one
-of the host's compute slots (cores + 1 of them: launcher.processes.compute_slots), and only once its
+a message, and asks anyway every IDLE_POLL seconds (UNRUNG_POLL when it could not bind the
+bell). A task runs only while it holds one of the host's compute slots (cores + 1 of them:
+launcher.processes.compute_slots), and only once its
 SuperNode has pulled the task's message (launcher.flower.pull_lock: on a slow link a task is visible
 before its bytes are in); when it ends, this process rings the SuperNode's bell, which is waiting to send
 the reply.
@@ -25,6 +26,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 
 from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
 from flwr.supercore.constant import TaskType
@@ -40,7 +42,11 @@ from launcher.flower.config_args import load_node_config
 from launcher.flower.pull_lock import PullLock
 from launcher.processes.compute_slots import ComputeSlots
 
-IDLE_POLL = 1.0  # the SuperNode rings the worker bell when it pulls a message
+# The SuperNode rings the worker bell whenever it has pulled a message (the only way a task appears:
+# launcher.flower.quick_supernode); the poll is a safety net, each one a request to the SuperNode. It stays
+# under uvicorn's 5 s keep-alive timeout: a request sent as the SuperNode closes the idle connection can
+# meet a closed socket (SIGPIPE, issue 24), so the connection is not left idle that long between tasks.
+IDLE_POLL = 4.0
 UNRUNG_POLL = 0.1  # when the bell could not be bound
 
 _stopping = False
@@ -57,12 +63,30 @@ def _on_term(signum, _frame) -> None:
             pass
 
 
+def quiet_telemetry() -> None:
+    """Flower builds a telemetry event as each task starts and ends (the end waited for), even with
+    FLWR_TELEMETRY_ENABLED=0: ``platform.architecture()`` runs ``file`` twice each time. Where an event
+    would be neither sent nor logged (FLWR_TELEMETRY_LOGGING), it is now "disabled" at once, as Flower
+    returns it; with either set, nothing changes. Inherited by every task child."""
+    from flwr.supercore import telemetry  # noqa: PLC0415 pylint: disable=import-outside-toplevel
+
+    if telemetry.FLWR_TELEMETRY_ENABLED == "1" or telemetry.FLWR_TELEMETRY_LOGGING == "1":
+        return
+    telemetry.create_event = lambda event_type, event_details: "disabled"
+
+
 def load_preload(ref: str):
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr or "preload")
 
 
-def run_task_in_child(runtime_api: str, token: str, app_log_dir=None) -> int:
+@dataclass(frozen=True)
+class TaskEnd:
+    code: int  # the task child's exit code (negative: killed by that signal)
+    cpu: float  # CPU-seconds the child used (user + system)
+
+
+def run_task_in_child(runtime_api: str, token: str, app_log_dir=None) -> TaskEnd:
     """Fork; the child serves the task with Flower's run_clientapp and exits.
 
     ``app_log_dir``: a user's app (``fl-launch --app``): its output and the
@@ -88,12 +112,12 @@ def run_task_in_child(runtime_api: str, token: str, app_log_dir=None) -> int:
     _child = pid
     while True:
         try:
-            _, status = os.waitpid(pid, 0)
+            _, status, usage = os.wait4(pid, 0)
             break
         except InterruptedError:
             continue
     _child = 0
-    return os.waitstatus_to_exitcode(status)
+    return TaskEnd(os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
 
 
 def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log: bool = False) -> None:
@@ -115,13 +139,14 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
             pulled = time.time()
             with slots.held():
                 started = time.time()
-                code = run_task_in_child(runtime_api, res.token, client_dir if app_log else None)
+                end = run_task_in_child(runtime_api, res.token, client_dir if app_log else None)
             ring(client_dir, "supernode")  # the reply is with the SuperNode: no need to poll for it
             print(f"{time.strftime('%H:%M:%S', time.localtime(acquired))}.{int(acquired % 1 * 1000):03d} "
                   f"task {res.task.task_id}: waited {pulled - acquired:.3f} s for its message, "
-                  f"{started - pulled:.3f} s for a compute slot, ran {time.time() - started:.3f} s", flush=True)
-            if code != 0 and not _stopping:
-                print(f"fl-launch: task {res.task.task_id} exited with code {code}", file=sys.stderr, flush=True)
+                  f"{started - pulled:.3f} s for a compute slot, ran {time.time() - started:.3f} s "
+                  f"using {end.cpu:.3f} CPU-s", flush=True)
+            if end.code != 0 and not _stopping:
+                print(f"fl-launch: task {res.task.task_id} exited with code {end.code}", file=sys.stderr, flush=True)
             continue  # a reply often follows at once: ask again without sleeping
         bell.wait(IDLE_POLL if bell.bound else UNRUNG_POLL)
 
@@ -138,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
+    quiet_telemetry()
     node_config = load_node_config(args.node_config)
     if args.preload:
         load_preload(args.preload)(node_config, torch_threads=args.torch_threads)

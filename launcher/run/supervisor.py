@@ -5,7 +5,7 @@
 
 Local processes of a run (launcher.processes.roles), each in its own session and carrying the run's tag:
 
-    superlink    flower-superlink on 127.0.0.1 (its SuperExec and ServerApp below it)
+    superlink    flower-superlink (launcher.flower.quick_superlink) on 127.0.0.1 (its SuperExec and ServerApp below it)
     forkserver   launcher.processes.fork_server: imports torch and Flower once, forks the two below
     supernode i  flower-supernode --isolation process (launcher.flower.quick_supernode), Runtime API on its own port
     clientapp i  launcher.flower.warm_clientapp: serves node i's tasks
@@ -54,6 +54,7 @@ from launcher.flower.run_record import describe_failure, flower_run
 from launcher.flower.strategy_log import read_strategy_log, round_started
 from launcher.processes.cgroup import RunGroup, TagInUse
 from launcher.processes.clock import now_iso
+from launcher.processes.entry_modules import QUICK_SUPERLINK
 from launcher.processes.nodes import NodeStart, flower_env, flwr_bin, start_node
 from launcher.processes.ports import free_ports, wait_for_port
 from launcher.processes.restarts import SettlingExits, restart_client
@@ -209,7 +210,7 @@ class Supervisor:
                     if tls else ["--insecure"])
         superlink = self.table.spawn(
             Role.SUPERLINK,
-            [flwr_bin("flower-superlink"), *security, "--host", "127.0.0.1", "--port", str(link_port),
+            [sys.executable, "-m", QUICK_SUPERLINK, *security, "--host", "127.0.0.1", "--port", str(link_port),
              "--disable-runtime-dependency-installation", *(["--simulation"] if plan.virtual else [])],
             log=self.folder.server_dir / "superlink.log", env=env, cwd=self.folder.path, port=link_port,
         )

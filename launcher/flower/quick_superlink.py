@@ -1,0 +1,28 @@
+"""Flower's own SuperLink, its HTTP middleware run only on the requests it acts on.
+
+    python -m launcher.flower.quick_superlink --insecure --host 127.0.0.1 --port 9092 ...
+
+The arguments are flower-superlink's. This runs Flower's unchanged flower-superlink entry point after
+one substitution in this process (Flower's files are not touched): the app it builds gets its
+middleware gated (launcher.flower.http_gates), so a Fleet or Runtime API request passes three layers
+instead of nine. The SuperExec and ServerApp it starts are Flower's own commands, as ever.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from flwr.superlink.cli import flower_superlink
+
+from launcher.flower.http_gates import install
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    install("flwr.superlink.main")
+    sys.argv = ["flower-superlink", *argv]
+    flower_superlink()
+
+
+if __name__ == "__main__":
+    main()
