@@ -146,6 +146,15 @@ class RunFolder:
         tmp.symlink_to(self.path.name)
         tmp.replace(link)
 
+    def unpoint_latest(self) -> None:
+        """Remove ``latest`` if it points here (a run discarded as its preparation ended)."""
+        link = self.path.parent / LATEST
+        try:
+            if link.is_symlink() and os.readlink(link) == self.path.name:
+                link.unlink()
+        except OSError:
+            pass
+
     @classmethod
     def listed(cls, log_dir: str | Path) -> list["RunFolder"]:
         """The run folders of a log dir (those with a run.json; ``latest`` and other links skipped), oldest first."""

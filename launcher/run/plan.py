@@ -79,6 +79,7 @@ def discard_prepared(folder: RunFolder) -> None:
     then the lock let go, so nobody (fl-stats --runs marking it interrupted) writes into it meanwhile."""
     shutil.rmtree(folder.path, ignore_errors=True)
     folder.release()
+    folder.unpoint_latest()
 
 
 def _new_folder(opts: LaunchOptions, made: list[RunFolder]) -> tuple[RunFolder, str]:
