@@ -117,7 +117,7 @@ def _resumable(tmp_path: Path, **fields) -> Path:
     checkpoint.parent.mkdir()
     torch.save(model_for(RunSettings.from_config(folder.read()["settings"])).state_dict(), checkpoint)
     info = json.loads(folder.run_json.read_text())
-    info.update(status="failed", **fields)
+    info.update(status="failed", supervisor=None, **fields)  # its supervisor (this test) is not the run's
     folder.run_json.write_text(json.dumps(info))
     return folder.path
 
