@@ -260,6 +260,7 @@ class RoundLogging:
             mark = failed_round_path(self.settings.run_dir, server_round)
             mark.parent.mkdir(exist_ok=True)
             mark.write_text(self.failed[server_round] + "\n")
+            checkpoint_path(self.settings.run_dir, server_round).unlink(missing_ok=True)  # an earlier attempt's
             return None
         if server_round and server_round not in self.aggregated:
             return None
@@ -268,6 +269,7 @@ class RoundLogging:
         tmp = path.with_suffix(".tmp")
         torch.save(unpack(arrays, self._template), tmp)
         tmp.replace(path)
+        failed_round_path(self.settings.run_dir, server_round).unlink(missing_ok=True)  # an earlier attempt's
         self.log.write("checkpoint", round=server_round, path=str(path.relative_to(self.settings.run_dir)))
         return None
 
