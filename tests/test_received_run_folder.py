@@ -170,3 +170,16 @@ def test_a_run_id_with_dots_and_slashes_is_refused_before_any_device_is_contacte
         assert "malformed run id" in done.stderr and "pi-01.invalid" not in done.stdout, (command, done.stdout)
     listed = run("fl-stats", "--runs", "--json", "--log-dir", str(folder.parent), cwd=tmp_path)
     assert listed.returncode == 0 and json.loads(listed.stdout) == [{"run": RUN_ID, "status": "unreadable run.json"}]
+
+
+def test_devices_recorded_in_another_shape_are_not_counted_as_stopped(tmp_path):
+    """fl-finish cannot reach devices run.json records in a shape fl-launch never writes: it says so and exits 1,
+    not 0 as if they were stopped."""
+    folder, touched = _received(tmp_path, _device(), ssh_config=False)
+    info = json.loads((folder / "run.json").read_text())
+    info["plan"]["devices"] = [{"hostx": "pi-01.invalid"}]
+    (folder / "run.json").write_text(json.dumps(info))
+    finish = run("fl-finish", "--run", str(folder), "--grace", "1", cwd=tmp_path, timeout=120)
+    assert finish.returncode == 1, finish.stdout + finish.stderr
+    assert "devices are not fl-launch's; its devices are not contacted" in finish.stderr, finish.stderr
+    assert "Traceback" not in finish.stderr and not touched.exists()
