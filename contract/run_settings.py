@@ -82,15 +82,29 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
     return int(path.stem.split("_")[1]), path
 
 
-def resume_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
-    """(round, path) of the last checkpoint with every round before it checkpointed too, or None.
+def failed_round_path(run_dir: str | Path, server_round: int) -> Path:
+    """The mark of a round that failed at its deadline: done, the model as it was (no checkpoint of its own)."""
+    return Path(run_dir) / "checkpoints" / f"round_{server_round:04d}.failed"
 
-    A round that was not aggregated has no checkpoint; rounds after it may have one, but the run
-    goes on from the gap (``--resume`` trains that round again, then the ones after it)."""
-    done = None
-    while checkpoint_path(run_dir, 0 if done is None else done + 1).exists():
-        done = 0 if done is None else done + 1
-    return None if done is None else (done, checkpoint_path(run_dir, done))
+
+def resume_checkpoint(run_dir: str | Path, last_round: int | None = None) -> tuple[int, Path] | None:
+    """(round, path): the last round (up to ``last_round``) with every round before it done, and the newest
+    checkpoint up to it; None without a round 0 checkpoint.
+
+    A round is done when it was aggregated (its checkpoint) or failed at its deadline (its mark,
+    failed_round_path: the run went on with the model as it was). A round that was not aggregated otherwise
+    has neither; rounds after it may have one, but the run goes on from the gap (``--resume`` trains that
+    round again, then the ones after it)."""
+    if not checkpoint_path(run_dir, 0).exists():
+        return None
+    done, path = 0, checkpoint_path(run_dir, 0)
+    while last_round is None or done < last_round:
+        if checkpoint_path(run_dir, done + 1).exists():
+            path = checkpoint_path(run_dir, done + 1)
+        elif not failed_round_path(run_dir, done + 1).exists():
+            break
+        done += 1
+    return done, path
 
 
 def node_paths(node_config, run_dir: str | Path) -> tuple[int, Path, Path]:

@@ -10,8 +10,8 @@ the round's clients by partition id with ``clients_per_round``
 (simulator.sampling), else every connected client takes part. It turns off the
 separate evaluate phase (clients evaluate the received model inside the train
 message, as MindSpore does), refuses to aggregate a round with fewer than
-``min_clients`` replies (``skipped`` keeps why), checkpoints every aggregated round
-and logs each round's numbers. A round whose aggregate is NaN or infinite ends the
+``min_clients`` replies (``skipped`` keeps why), checkpoints every aggregated round (and marks
+each round failed at its deadline) and logs each round's numbers. A round whose aggregate is NaN or infinite ends the
 run (simulator.round_outcome.RunNotDone) before anything checkpoints it.
 
 With a fleet (RUN/fleet.json), ``round_deadline`` or ``overcommit`` the round follows
@@ -37,7 +37,7 @@ from contract.fleet import FleetRound, round_acknowledged, write_fleet_round
 from contract.loglines import LogWriter, client_log_path
 from contract.lost_nodes import read_lost, read_lost_clients
 from contract.run_layout import client_dir_name
-from contract.run_settings import STRATEGY_NAMES, RunSettings, checkpoint_path
+from contract.run_settings import STRATEGY_NAMES, RunSettings, checkpoint_path, failed_round_path
 from simulator.fleet_rounds import Cut, FleetRounds
 from simulator.model import model_for
 from simulator.round_outcome import Missing, RunNotDone, is_finite
@@ -250,10 +250,18 @@ class RoundLogging:
     def checkpoint(self, server_round: int, arrays: ArrayRecord) -> None:
         """evaluate_fn hook: Flower calls it with the global model after every round.
 
-        Only a round that was aggregated has a checkpoint: resume (resume_checkpoint) starts at the first gap."""
+        Only a round that was aggregated has a checkpoint; one that failed at its deadline is done all the same
+        (the run went on with the model as it was) and gets a mark instead (failed_round_path): resume
+        (resume_checkpoint) goes on after both, and starts at the first round with neither."""
         if server_round == 0 and self.offset:
             return None  # a resumed run's starting model is the checkpoint it resumed from
         server_round += self.offset
+        if server_round in self.failed:
+            mark = failed_round_path(self.settings.run_dir, server_round)
+            mark.parent.mkdir(exist_ok=True)
+            mark.write_text(self.failed[server_round] + "\n")
+            checkpoint_path(self.settings.run_dir, server_round).unlink(missing_ok=True)  # an earlier attempt's
+            return None
         if server_round and server_round not in self.aggregated:
             return None
         path = checkpoint_path(self.settings.run_dir, server_round)
@@ -261,6 +269,7 @@ class RoundLogging:
         tmp = path.with_suffix(".tmp")
         torch.save(unpack(arrays, self._template), tmp)
         tmp.replace(path)
+        failed_round_path(self.settings.run_dir, server_round).unlink(missing_ok=True)  # an earlier attempt's
         self.log.write("checkpoint", round=server_round, path=str(path.relative_to(self.settings.run_dir)))
         return None
 

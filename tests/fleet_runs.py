@@ -21,13 +21,23 @@ from launcher.run.plan import prepare_run
 from simulator.flower_app import write_app_dir
 
 
-def fleet_run(log_dir: Path, fleet: Fleet | None, *, clients: int, rounds: int, tag: str, per_round: int | None = None,
-              min_clients: int | None = None, deadline: float = 0.0, overcommit: float = 1.0, seed: int = 0,
-              mode: str = "virtual", samples: int = 40,
-              timeout: float = 300) -> tuple[Path, subprocess.CompletedProcess]:
+def fleet_run(log_dir: Path, fleet: Fleet | None, *, timeout: float = 300,
+              **how) -> tuple[Path, subprocess.CompletedProcess]:
+    """The run (prepare_fleet_run's keywords), to its end."""
+    path = prepare_fleet_run(log_dir, fleet, **how)
+    done = subprocess.run([sys.executable, "-m", "launcher.run.supervisor", str(path)], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return path, done
+
+
+def prepare_fleet_run(log_dir: Path, fleet: Fleet | None, *, clients: int, rounds: int, tag: str,
+                      per_round: int | None = None, min_clients: int | None = None, deadline: float = 0.0,
+                      overcommit: float = 1.0, seed: int = 0, mode: str = "virtual", samples: int = 40,
+                      model: str = "") -> Path:
+    """The run folder, ready for ``python -m launcher.run.supervisor FOLDER``."""
     opts = LaunchOptions(client_num=clients, rounds=rounds, local_epochs=1, samples_per_client=samples, mode=mode,
                          log_dir=str(log_dir), kill_tag=tag, seed=seed, clients_per_round=per_round,
-                         min_clients=min_clients)
+                         min_clients=min_clients, model=model)
     folder = prepare_run(opts)
     try:
         if fleet is not None:
@@ -38,6 +48,4 @@ def fleet_run(log_dir: Path, fleet: Fleet | None, *, clients: int, rounds: int, 
         folder.update(settings=settings.to_config())
     finally:
         folder.release()
-    done = subprocess.run([sys.executable, "-m", "launcher.run.supervisor", str(folder.path)], capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    return folder.path, done
+    return folder.path

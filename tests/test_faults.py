@@ -166,3 +166,52 @@ def test_resume_after_a_stop_in_the_final_evaluation_only_evaluates(tmp_path):
     assert wait_until_nothing_tagged(run_dir.name) == []
     refused = run("fl-launch", "--resume", run_dir.name, "--log-dir", "logs", cwd=tmp_path)
     assert refused.returncode == 2 and "already completed its 2 rounds" in refused.stderr
+
+
+def test_resume_of_a_fleet_run_whose_round_failed_at_its_deadline_only_evaluates(tmp_path, monkeypatch):
+    """A --fleet run whose round 1 fails at its deadline (seed 29: both clients offline in round 1, both online in
+    round 2, availability 0.5) and whose round 2 is aggregated, stopped during its final evaluation: --resume
+    trains no round again (the failed round is done, not a gap), evaluates the final model, and ends finished."""
+    import subprocess
+    import sys
+
+    from contract.fleet import Fleet, Profile
+    from tests.fleet_runs import prepare_fleet_run
+    from tests.helpers import run
+
+    (tmp_path / "sloweval.py").write_text(SLOW_EVAL_NET)
+    monkeypatch.chdir(tmp_path)  # --model's module is imported from here
+    fleet = Fleet.of("fleet.toml", 2, (Profile("half", range(0, 2), availability=0.5),))
+    run_dir = prepare_fleet_run(tmp_path / "logs", fleet, clients=2, rounds=2, deadline=60.0, seed=29,
+                                tag="t-failed-final", model="sloweval:SlowEvalNet")
+    server_log = run_dir / "server" / "server.log"
+    proc = subprocess.Popen([sys.executable, "-m", "launcher.run.supervisor", str(run_dir)], text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not server_log.exists() or "[final] evaluating the final model" not in server_log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() else ""
+            time.sleep(0.02)
+        superlink = next(p for p in run_json(run_dir)["processes"] if p["role"] == "superlink")
+        os.kill(superlink["pid"], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = server_log.read_text()
+    assert re.findall(r"\[round\] iteration:(\d+) failed at the deadline", text) == ["1"], text
+    assert run_json(run_dir)["status"] == "failed" and not FINAL_LINE.search(text), out
+    assert wait_until_nothing_tagged("t-failed-final") == []
+    rounds_before = ROUND_LINE.findall(text)
+    assert ("2", "end") in rounds_before
+
+    again = run("fl-launch", "--resume", str(run_dir), "--log-dir", "logs", cwd=tmp_path, timeout=400)
+    assert again.returncode == 0, again.stdout + again.stderr
+    info = run_json(run_dir)
+    assert info["status"] == "finished" and info["resumed_from_round"] == 3, info.get("reason")
+    text = server_log.read_text()
+    assert ROUND_LINE.findall(text) == rounds_before  # no round line since: no round trained again
+    resumed = text.split("[launcher] resumed from round 3")[1]
+    assert len(FINAL_LINE.findall(resumed)) == 1 and not re.search(r"\[round\] iteration:", resumed), resumed
+    assert wait_until_nothing_tagged("t-failed-final") == []

@@ -55,3 +55,18 @@ def test_a_fleet_asking_more_cores_than_the_machine_has_is_warned_about(tmp_path
     assert "ask 2.7 cores" in warned["warnings"][0] and "ask 2.7 cores" in capsys.readouterr().err
     fits = prepare_run(LaunchOptions(**common, clients_per_round=1)).read()  # one at a time: 0.9 of 1.5
     assert "warnings" not in fits and "cores" not in capsys.readouterr().err
+
+
+def test_resume_goes_on_after_rounds_failed_at_their_deadline_and_stops_at_a_gap(tmp_path):
+    """A round failed at its deadline (its .failed mark) is done: resume goes on after it from the newest
+    checkpoint before it; a round with neither mark nor checkpoint (not aggregated) is where resume starts."""
+    from contract.run_settings import checkpoint_path, failed_round_path, resume_checkpoint
+
+    assert resume_checkpoint(tmp_path) is None
+    (tmp_path / "checkpoints").mkdir()
+    for mark in (checkpoint_path(tmp_path, 0), failed_round_path(tmp_path, 1), checkpoint_path(tmp_path, 2),
+                 failed_round_path(tmp_path, 3), checkpoint_path(tmp_path, 5)):
+        mark.write_text("")
+    assert resume_checkpoint(tmp_path) == (3, checkpoint_path(tmp_path, 2))  # round 4: a gap
+    assert resume_checkpoint(tmp_path, last_round=2) == (2, checkpoint_path(tmp_path, 2))
+    assert resume_checkpoint(tmp_path, last_round=1) == (1, checkpoint_path(tmp_path, 0))

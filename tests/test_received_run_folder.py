@@ -91,3 +91,95 @@ def test_ssh_options_in_a_device_field_are_refused(tmp_path, field):
     assert not touched.exists()
     assert resume.returncode == 2 and f"{key} must be" in resume.stderr, resume.stdout + resume.stderr
     assert len(resume.stderr.strip().splitlines()) == 1
+
+
+CGROUP_ROOTS = [Path("/sys/fs/cgroup", name) for name in ("unified", "cpu", "memory", "")]
+
+
+def _cgroups_named(token: str) -> list[Path]:
+    """Cgroups whose name holds ``token`` at the top of each hierarchy (where ../ from fl-launch/ lands)."""
+    return [p for root in CGROUP_ROOTS if root.is_dir() for p in root.iterdir() if token in p.name]
+
+
+def _resumable(tmp_path: Path, **fields) -> Path:
+    """A real prepared training run with a round 0 checkpoint, failed: --resume would train it, from round 1;
+    then ``fields`` written over its run.json, as a received folder could hold them."""
+    import torch
+
+    from contract.run_settings import RunSettings, checkpoint_path
+    from launcher.run.options import LaunchOptions
+    from launcher.run.plan import prepare_run
+    from simulator.model import model_for
+
+    folder = prepare_run(LaunchOptions(client_num=2, rounds=1, log_dir=str(tmp_path / "inbox")))
+    folder.release()
+    checkpoint = checkpoint_path(folder.path, 0)
+    checkpoint.parent.mkdir()
+    torch.save(model_for(RunSettings.from_config(folder.read()["settings"])).state_dict(), checkpoint)
+    info = json.loads(folder.run_json.read_text())
+    info.update(status="failed", supervisor=None, **fields)  # its supervisor (this test) is not the run's
+    folder.run_json.write_text(json.dumps(info))
+    return folder.path
+
+
+def test_a_kill_tag_that_walks_out_of_the_cgroups_is_refused_and_makes_no_cgroup(tmp_path):
+    """run.json's kill tag names the run's cgroup (fl-launch/TAG): ../TOKEN would make and join a cgroup at the
+    top of the hierarchy. --resume refuses it in one line, and no cgroup of that name appears meanwhile."""
+    import secrets
+    import signal
+    import time
+
+    from tests.helpers import start
+
+    token = f"fltest-escape-{secrets.token_hex(3)}"
+    folder = _resumable(tmp_path, kill_tag=f"../{token}")
+    seen: list[Path] = []
+    proc = start("fl-launch", "--resume", str(folder), "--log-dir", str(tmp_path / "inbox"), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline and not seen:
+            seen = _cgroups_named(token)
+            time.sleep(0.01)
+        seen = seen or _cgroups_named(token)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=120)[0]
+        for group in _cgroups_named(token):  # made by the unfixed code under this test: removed again
+            group.rmdir()
+    assert seen == [], f"a cgroup outside fl-launch/ was made: {seen}"
+    assert proc.returncode == 2 and len(out.strip().splitlines()) == 1, out
+    assert "malformed kill tag" in out and "Traceback" not in out
+    finish = run("fl-finish", "--run", str(folder), "--grace", "1", cwd=tmp_path, timeout=120)
+    assert finish.returncode == 2 and len(finish.stderr.strip().splitlines()) == 1, finish.stdout + finish.stderr
+    assert "malformed kill tag" in finish.stderr and _cgroups_named(token) == []
+
+
+@pytest.mark.parametrize("run_id", ["../../x", "..", "a/../../b"])
+def test_a_run_id_with_dots_and_slashes_is_refused_before_any_device_is_contacted(tmp_path, run_id):
+    """run.json's run_id names runs/RUN_ID on each device: one that walks out of runs/ is refused in one line by
+    fl-finish --run, fl-stats --pull and --resume (no device contacted), and fl-stats --runs lists it as
+    unreadable."""
+    folder, touched = _received(tmp_path, _device(), ssh_config=False)
+    info = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps({**info, "run_id": run_id}))
+    for command in (("fl-finish", "--run", str(folder), "--grace", "1"), ("fl-stats", "--pull", "--run", str(folder)),
+                    ("fl-launch", "--resume", str(folder), "--log-dir", str(folder.parent))):
+        done = run(*command, cwd=tmp_path, timeout=120)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, (command, done.stdout, done.stderr)
+        assert "malformed run id" in done.stderr and "pi-01.invalid" not in done.stdout, (command, done.stdout)
+    listed = run("fl-stats", "--runs", "--json", "--log-dir", str(folder.parent), cwd=tmp_path)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [{"run": RUN_ID, "status": "unreadable run.json"}]
+
+
+def test_devices_recorded_in_another_shape_are_not_counted_as_stopped(tmp_path):
+    """fl-finish cannot reach devices run.json records in a shape fl-launch never writes: it says so and exits 1,
+    not 0 as if they were stopped."""
+    folder, touched = _received(tmp_path, _device(), ssh_config=False)
+    info = json.loads((folder / "run.json").read_text())
+    info["plan"]["devices"] = [{"hostx": "pi-01.invalid"}]
+    (folder / "run.json").write_text(json.dumps(info))
+    finish = run("fl-finish", "--run", str(folder), "--grace", "1", cwd=tmp_path, timeout=120)
+    assert finish.returncode == 1, finish.stdout + finish.stderr
+    assert "devices are not fl-launch's; its devices are not contacted" in finish.stderr, finish.stderr
+    assert "Traceback" not in finish.stderr and not touched.exists()

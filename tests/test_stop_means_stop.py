@@ -140,27 +140,44 @@ def _table_status(logs: Path, run_id: str) -> str:
     return line
 
 
+def _activity(run_dir: Path) -> str | None:
+    try:
+        return run_json(run_dir).get("activity")
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or between two writes
+        return None
+
+
+def _said_while_frozen(supervisor: int, logs: Path, run_dir: Path, said, what: str) -> str:
+    """The run's line in fl-stats --runs while its supervisor is stopped (SIGSTOP) the moment its run.json says
+    ``said`` (polled, cheap): the run stays in that phase for as long as fl-stats takes, however fast it goes."""
+    deadline = time.monotonic() + 120
+    while not said(_activity(run_dir)):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; run.json says {_activity(run_dir)!r}"
+        time.sleep(0.005)
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        return _table_status(logs, run_dir.name)
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+
+
 @pytest.mark.slow
 def test_fl_stats_runs_says_how_many_clients_connected_and_which_restart(tmp_path):
     logs = tmp_path / "logs"
     proc = start("fl-launch", *SMALL, "--log-dir", str(logs))
-    said: list[str] = []
     try:
         _wait(lambda: runs(logs), 60, "the run folder")
         run_dir = runs(logs)[0]
-        while True:  # until round 1: what fl-stats --runs says, as a user would poll it
-            row = _runs_rows(logs).get(run_dir.name, {})
-            if row.get("status") == "running":
-                break
-            assert proc.poll() is None, proc.stdout.read()
-            if row.get("status") == "starting":
-                said.append(row.get("activity") or "")
-        assert any(re.fullmatch(r"[0-2] of 2 clients connected", s) for s in said), said
-        assert row.get("activity") is None  # training: nothing more to say
+        connected = re.compile(r"[0-2] of 2 clients connected")
+        line = _said_while_frozen(proc.pid, logs, run_dir, lambda a: bool(a and connected.fullmatch(a)),
+                                  "the clients to connect")
+        assert re.search(r"starting: [0-2] of 2 clients connected", line), line
+        _wait(lambda: _runs_rows(logs)[run_dir.name].get("status") == "running", 120, "round 1")
+        row = _runs_rows(logs)[run_dir.name]
+        assert row.get("activity") is None, row  # training: nothing more to say
         os.kill(_clientapp(run_dir, 1), signal.SIGKILL)
-        killed = time.monotonic()
-        while "running: restarting client 1" not in _table_status(logs, run_dir.name):
-            assert time.monotonic() - killed < 20, "no 'restarting client 1' while it restarts"
+        line = _said_while_frozen(proc.pid, logs, run_dir, lambda a: a == "restarting client 1", "the restart")
+        assert "running: restarting client 1" in line, line
         _wait(lambda: _runs_rows(logs)[run_dir.name].get("activity") is None, 60, "client 1 to reconnect")
         assert [r["client"] for r in run_json(run_dir)["restarts"]] == [1]
         proc.send_signal(signal.SIGINT)
@@ -169,3 +186,47 @@ def test_fl_stats_runs_says_how_many_clients_connected_and_which_restart(tmp_pat
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# fl-launch with a signal sent to itself at a chosen point of the preparation (the hooks wrap the real functions)
+SIGNALLED_LAUNCH = """
+import os, shutil, signal, sys
+import launcher.cli.launch as launch
+import launcher.run.plan as plan
+
+def after(real, sig):
+    def hooked(*args, **kwargs):
+        done = real(*args, **kwargs)
+        os.kill(os.getpid(), sig)  # delivered as this returns
+        return done
+    return hooked
+
+def before(real, sig):
+    def hooked(*args, **kwargs):
+        os.kill(os.getpid(), sig)
+        return real(*args, **kwargs)
+    return hooked
+
+if sys.argv[1] == "returned":  # the preparation is done, and the stop comes as prepare_run returns
+    launch.prepare_run = after(launch.prepare_run, signal.SIGTERM)
+else:  # a stop while the data loads, a second one as the half-made folder is being removed
+    plan.load_dataset = after(plan.load_dataset, signal.SIGTERM)
+    shutil.rmtree = before(shutil.rmtree, signal.SIGINT)
+launch.main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("when", ["returned", "twice"])
+def test_a_stop_as_the_preparation_ends_or_a_second_stop_keep_no_run_folder(tmp_path, when):
+    """A signal as prepare_run returns (before fl-launch looks at what it got), or a second signal while the first
+    one's half-made folder is removed: one line, exit 130, and no run folder left."""
+    import subprocess
+    import sys
+
+    logs = tmp_path / "logs"
+    done = subprocess.run([sys.executable, "-c", SIGNALLED_LAUNCH, when, "--client-num", "2", "--log-dir", str(logs)],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "no run folder kept" in done.stderr
+    assert list(logs.iterdir()) == [], sorted(str(p) for p in logs.rglob("*"))  # not even a dangling latest

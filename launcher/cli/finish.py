@@ -167,15 +167,17 @@ def _remove_fleet_groups(console: Console, fleet: TagGroups) -> bool:
 
 def _devices(infos: list[dict], tag: str, ssh_config: str | None) -> tuple[list[RemoteDevice], list[StopResult]]:
     """The runs' devices to reach (a line on stderr for a run.json's ssh config left out), and the runs whose
-    devices fail the hosts file's checks: left alone, said on stderr, and not counted as stopped."""
+    devices fail the hosts file's checks or are recorded in another shape: left alone, said on stderr, and not
+    counted as stopped."""
     found, refused = {}, []
     for info in infos:
+        if not (info.get("plan") or {}).get("devices"):
+            continue
         try:
             devices = devices_of(info, ssh_config, tag)
-        except (KeyError, TypeError):  # devices recorded in another shape: not fl-launch's to reach
-            continue
-        except HostsError as err:
-            click.echo(f"fl-finish: run {info.get('run_id')}: {err}; its devices are not contacted", err=True)
+        except (KeyError, TypeError, HostsError) as err:  # another shape, or failing the hosts file's checks
+            why = err if isinstance(err, HostsError) else "its run.json's devices are not fl-launch's"
+            click.echo(f"fl-finish: run {info.get('run_id')}: {why}; its devices are not contacted", err=True)
             refused.append(StopResult(0, f"devices of run {info.get('run_id')}", "survived"))
             continue
         if devices and (note := unused_ssh_config(info, ssh_config)):

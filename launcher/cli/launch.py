@@ -44,7 +44,7 @@ from launcher.processes.entry_modules import SUPERVISOR
 from launcher.processes.table import RUN_ENV, TAG_ENV
 from launcher.run.folder import RunFolder
 from launcher.run.options import MODES, NATURAL, PROCESS_MODE_UP_TO, TASKS, LaunchOptions
-from launcher.run.plan import check_tag_free, discard_prepared, prepare_resume, prepare_run
+from launcher.run.plan import check_tag_free, discard_all, prepare_resume, prepare_run
 from launcher.run.run_status import RunStatus
 from launcher.run.supervisor import Supervisor
 from partitions import SCHEMES
@@ -214,15 +214,16 @@ def main(ctx: click.Context, **kwargs) -> None:
         sys.exit(_check(opts, bench))
     opts.validate(_given())
     stops = _PreparingStops()
+    made: list[RunFolder] = []  # the run's folder from the moment it exists, even before prepare_run returns
     try:
         stops.install()  # fl-finish (SIGTERM) stops the run while it prepares, as Ctrl-C does
         if opts.kill_tag is not None:
             check_tag_free(opts.kill_tag)
-        folder = prepare_run(opts)
+        folder = prepare_run(opts, made)
         if stops.received:  # raised where a library swallowed it (an import inside numpy may)
-            discard_prepared(folder)
             raise KeyboardInterrupt
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a signal after prepare_run returned too: its folder is in made
+        discard_all(made)  # no second signal interrupts this (_PreparingStops raises once)
         click.echo("fl-launch: interrupted while preparing the run; nothing was started, no run folder kept", err=True)
         sys.exit(130)
     finally:  # the supervisor (or the detached one) takes the signals from here
@@ -235,7 +236,8 @@ def main(ctx: click.Context, **kwargs) -> None:
 
 class _PreparingStops:
     """While a run prepares: SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt, and are remembered, so a
-    library that swallows the exception does not swallow the stop."""
+    library that swallows the exception does not swallow the stop. Only the first raises: a second Ctrl-C
+    cannot break off the removal of the half-made folder that the first one began."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -244,8 +246,10 @@ class _PreparingStops:
         self._before: dict[signal.Signals, object] = {}
 
     def _on_signal(self, signum, _frame) -> None:
-        self.received = signal.Signals(signum).name
-        raise KeyboardInterrupt
+        first = self.received is None
+        self.received = self.received or signal.Signals(signum).name
+        if first:
+            raise KeyboardInterrupt
 
     def install(self) -> None:
         for sig in self.SIGNALS:
@@ -267,7 +271,7 @@ def _foreground(folder: RunFolder, ssh_config: str | None) -> int:
         view.stop()
     if folder.gone():  # removed under the run: its end in one line, from the supervisor
         status, reason = supervisor.outcome or (RunStatus.FAILED, "")
-        view.console.print(f"run {folder.run_id} {status}: {reason}")
+        view.console.print(f"run {folder.run_id} {status}: {reason}", markup=False, highlight=False)  # a path
         return code
     print_summary(folder.path, folder.read(), supervisor.events, view.console)
     return code

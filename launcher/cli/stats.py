@@ -33,7 +33,7 @@ from launcher.cli.option_types import FiniteFloat, PathText, Text
 from launcher.devices.hosts import HostsError
 from launcher.devices.remote import devices_of, unused_ssh_config
 from launcher.flower.strategy_log import read_strategy_log
-from launcher.run.folder import RunFolder, RunFolderError
+from launcher.run.folder import RunFolder, RunFolderError, RunFolderGone
 from launcher.run.liveness import LIVE, live_status
 from launcher.run.run_status import RunStatus
 from launcher.stats.fleet import by_profile, plot_timeline, read_fleet_run
@@ -447,9 +447,13 @@ def _list_runs(log_dir: Path, console: Console, as_json: bool, output: str | Non
     rows = []
     for folder in RunFolder.listed(log_dir):
         try:
-            rows.append(live_status(folder))
+            row = live_status(folder)
+        except RunFolderGone:  # removed while listed (a run discarded as it prepared): no run any more
+            continue
         except RunFolderError:
-            rows.append({"run": folder.run_id, "status": "unreadable run.json"})
+            row = {"run": folder.run_id, "status": "unreadable run.json"}
+        if not folder.gone():
+            rows.append(row)
     if as_json:
         _emit(json.dumps(rows, indent=2) + "\n", output)
         return

@@ -41,7 +41,7 @@ LATEST = "latest"
 SUPERVISOR_LOCK = ".supervisor.lock"
 RESERVE = ".reserve"  # room kept on the disk for run.json's last words (freed when the disk is full)
 RESERVE_BYTES = 1 << 20
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # \Z: no newline after it
 
 
 class RunFolderError(InputError):
@@ -77,6 +77,11 @@ def _misshapen(data: dict) -> str | None:
         for key, types in fields.items():
             if key in where and not isinstance(where[key], types):
                 return f"{key} is a {type(where[key]).__name__}"
+    # both name paths (the tag's cgroups, runs/RUN on a device): checked as at launch, whoever wrote them
+    if "run_id" in data and not RUN_ID_RE.match(data["run_id"]):
+        return f"malformed run id {data['run_id']!r}"
+    if "kill_tag" in data and (why := malformed_kill_tag(data["kill_tag"])) is not None:
+        return why
     supervisor = data.get("supervisor") or {}
     for record in [*data.get("processes", []), *([supervisor] if supervisor else [])]:
         if not isinstance(record, dict):
@@ -140,6 +145,15 @@ class RunFolder:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(self.path.name)
         tmp.replace(link)
+
+    def unpoint_latest(self) -> None:
+        """Remove ``latest`` if it points here (a run discarded as its preparation ended)."""
+        link = self.path.parent / LATEST
+        try:
+            if link.is_symlink() and os.readlink(link) == self.path.name:
+                link.unlink()
+        except OSError:
+            pass
 
     @classmethod
     def listed(cls, log_dir: str | Path) -> list["RunFolder"]:

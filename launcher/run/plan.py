@@ -54,22 +54,32 @@ class PlanError(InputError):
     """Bad input found while planning; the message is the one line the user sees."""
 
 
-def prepare_run(opts: LaunchOptions) -> RunFolder:
-    """A new run folder, ready, whose supervisor lock this process holds; on any error or Ctrl-C, none."""
+def prepare_run(opts: LaunchOptions, made: list[RunFolder] | None = None) -> RunFolder:
+    """A new run folder, ready, whose supervisor lock this process holds; on any error or Ctrl-C, none.
+    ``made``: the caller's list the folder goes into as soon as it exists, so a caller interrupted even
+    as this returns still finds it to discard (discard_all)."""
     opts.validate()  # the CLI's checks, but for the options it alone knows the user set
-    made: list[RunFolder] = []
+    made = [] if made is None else made
     try:
         return _prepare_run(opts, made)
     except BaseException:  # a refused or interrupted preparation leaves no half-made folder
-        for folder in made:
-            discard_prepared(folder)
+        discard_all(made)
         raise
 
 
+def discard_all(made: list[RunFolder]) -> None:
+    """discard_prepared each folder of ``made``, taking it off the list once it is gone."""
+    while made:
+        discard_prepared(made[-1])
+        made.pop()
+
+
 def discard_prepared(folder: RunFolder) -> None:
-    """Remove a run folder prepared (or half prepared) by this process, which holds its lock."""
-    folder.release()
+    """Remove a run folder prepared (or half prepared) by this process, which holds its lock: removed first,
+    then the lock let go, so nobody (fl-stats --runs marking it interrupted) writes into it meanwhile."""
     shutil.rmtree(folder.path, ignore_errors=True)
+    folder.release()
+    folder.unpoint_latest()
 
 
 def _new_folder(opts: LaunchOptions, made: list[RunFolder]) -> tuple[RunFolder, str]:
@@ -353,14 +363,15 @@ def _check_resumable(folder: RunFolder, stop_it: str) -> None:
 
 def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
     settings = RunSettings.from_config(info["settings"])
-    found = resume_checkpoint(folder.path)
+    found = resume_checkpoint(folder.path, settings.rounds)
     if found is None:
         raise PlanError(f"--resume: run {folder.run_id} has no checkpoint")
     done, path = found
     if done >= settings.rounds and info.get("status") == RunStatus.FINISHED:
         raise PlanError(f"--resume: run {folder.run_id} already completed its {settings.rounds} rounds")
-    if done >= settings.rounds:  # stopped after its last round: it goes on with the final evaluation only
-        done, path = settings.rounds, checkpoint_path(folder.path, settings.rounds)
+    if done >= settings.rounds and path == checkpoint_path(folder.path, 0):
+        done = 0  # every round failed at its deadline: nothing learnt to evaluate; it trains again, from round 1
+    # done == rounds: stopped after its last round, it goes on with the final evaluation only
     _check_checkpoint(path)
     settings = replace(settings, start_round=done + 1, checkpoint=str(path.relative_to(folder.path)))
     write_app_dir(folder.path / "app", settings)
