@@ -33,7 +33,7 @@ from launcher.cli.option_types import FiniteFloat, PathText, Text
 from launcher.devices.hosts import HostsError
 from launcher.devices.remote import devices_of, unused_ssh_config
 from launcher.flower.strategy_log import read_strategy_log
-from launcher.run.folder import RunFolder, RunFolderError, RunFolderGone
+from launcher.run.folder import RUN_JSON, RunFolder, RunFolderError, RunFolderGone
 from launcher.run.liveness import LIVE, live_status
 from launcher.run.run_status import RunStatus
 from launcher.stats.fleet import by_profile, plot_timeline, read_fleet_run
@@ -58,7 +58,7 @@ def resolve(target: str | None, run: str | None, log_dir: Path) -> tuple[str, Pa
             return "client", path
         if path.is_dir() and (path / "client.log").is_file():
             return "client", path / "client.log"
-        if path.is_dir() and (_client_logs(path) or (path / "run.json").is_file()):
+        if path.is_dir() and (_client_logs(path) or (path / RUN_JSON).is_file()):
             return "run", path
         if "/" not in target and target.startswith("client_"):
             folder = _run_folder(run, log_dir)
@@ -406,7 +406,7 @@ def _watch(kind: str, path: Path, console: Console, interval: float, metric: str
                     view = _table(f"{path} (watching)", recent, "round")
                 live.update(view)
                 try:
-                    state = live_status(RunFolder(folder))["status"] if (folder / "run.json").is_file() else "?"
+                    state = live_status(RunFolder(folder))["status"] if (folder / RUN_JSON).is_file() else "?"
                 except RunFolderError:
                     state = "unknown"
                 if state not in LIVE:

@@ -34,9 +34,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from contract.errors import InputError
-from contract.run_layout import client_dir
+from contract.run_layout import RUN_JSON, client_dir
 
-RUN_JSON = "run.json"
 LATEST = "latest"
 SUPERVISOR_LOCK = ".supervisor.lock"
 RESERVE = ".reserve"  # room kept on the disk for run.json's last words (freed when the disk is full)
