@@ -125,20 +125,12 @@ def test_resume_after_a_stop_in_the_final_evaluation_only_evaluates(tmp_path):
     (tmp_path / "sloweval.py").write_text(SLOW_EVAL_NET)
     proc = start("fl-launch", "--client-num", "2", "--rounds", "2", "--local-epochs", "1", "--grace", "3",
                  "--model", "sloweval:SlowEvalNet", "--log-dir", "logs", cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 300
-        last = lambda: runs(tmp_path / "logs")[0] / "checkpoints" / "round_0002.pt"  # noqa: E731
-        while not runs(tmp_path / "logs") or not last().exists():  # round 2 aggregated: the final evaluation is next
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() else ""
-            time.sleep(0.02)
-        run_dir = runs(tmp_path / "logs")[0]
-        superlink = next(p for p in run_json(run_dir)["processes"] if p["role"] == "superlink")
-        os.kill(superlink["pid"], signal.SIGKILL)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+    def final_next():  # round 2 aggregated: the final evaluation is next
+        found = runs(tmp_path / "logs")
+        return found[0] if found and (found[0] / "checkpoints" / "round_0002.pt").exists() else None
+
+    run_dir, out = _kill_the_superlink_once(proc, final_next)
     assert proc.returncode == 1, out
     server_log = run_dir / "server" / "server.log"
     assert run_json(run_dir)["status"] == "failed" and not FINAL_LINE.search(server_log.read_text())
@@ -187,18 +179,8 @@ def test_resume_of_a_fleet_run_whose_round_failed_at_its_deadline_only_evaluates
     server_log = run_dir / "server" / "server.log"
     proc = subprocess.Popen([sys.executable, "-m", "launcher.run.supervisor", str(run_dir)], text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 300
-        while not server_log.exists() or "[final] evaluating the final model" not in server_log.read_text():
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() else ""
-            time.sleep(0.02)
-        superlink = next(p for p in run_json(run_dir)["processes"] if p["role"] == "superlink")
-        os.kill(superlink["pid"], signal.SIGKILL)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _, out = _kill_the_superlink_once(proc, lambda: run_dir if server_log.exists() and
+                                      "[final] evaluating the final model" in server_log.read_text() else None)
     text = server_log.read_text()
     assert re.findall(r"\[round\] iteration:(\d+) failed at the deadline", text) == ["1"], text
     assert run_json(run_dir)["status"] == "failed" and not FINAL_LINE.search(text), out
@@ -215,3 +197,20 @@ def test_resume_of_a_fleet_run_whose_round_failed_at_its_deadline_only_evaluates
     resumed = text.split("[launcher] resumed from round 3")[1]
     assert len(FINAL_LINE.findall(resumed)) == 1 and not re.search(r"\[round\] iteration:", resumed), resumed
     assert wait_until_nothing_tagged("t-failed-final") == []
+
+
+def _kill_the_superlink_once(proc, ready):
+    """Wait until ``ready()`` names the run folder, SIGKILL its SuperLink, and let the run end: (folder, output)."""
+    try:
+        deadline = time.monotonic() + 300
+        while (run_dir := ready()) is None:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() else ""
+            time.sleep(0.02)
+        superlink = next(p for p in run_json(run_dir)["processes"] if p["role"] == "superlink")
+        os.kill(superlink["pid"], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return run_dir, out
