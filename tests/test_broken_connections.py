@@ -359,3 +359,34 @@ def test_a_foreground_run_whose_output_reader_goes_away_goes_on_and_finishes(tmp
     assert [(int(r), a) for r, _, _, a in ROUND_END.findall(server)] == [(1, "yes"), (2, "yes")]
     assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
     assert wait_until_nothing_tagged(tag) == []
+
+
+QUIET_PROBE = '''import sys
+import time
+import click
+from launcher.cli.live_view import make_console
+
+console = make_console()
+console.print("first line")
+time.sleep(float(sys.argv[1]))  # the reader goes away meanwhile
+console.print("unread on stdout")
+print("unread on stderr", file=sys.stderr, flush=True)
+click.echo("unread through click", err=True)
+sys.exit(7)
+'''
+
+
+def test_a_command_s_stderr_goes_quiet_too_when_its_reader_goes_away(tmp_path):
+    """`fl-launch ... 2>&1 | head -1`: stdout and stderr on one pipe whose reader leaves after the first line;
+    neither stream's later writes end the process (a BrokenPipeError at a stderr write did): it ends with its own
+    exit code and nothing reaches the (gone) reader after the first line."""
+    read_end, write_end = os.pipe()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", QUIET_PROBE, "2"], stdout=write_end, stderr=write_end, env=env,
+                            cwd=REPO, stdin=subprocess.DEVNULL)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        first = reader.readline()
+    code = proc.wait(timeout=60)
+    assert first == b"first line\n"
+    assert code == 7
