@@ -390,3 +390,83 @@ def test_a_command_s_stderr_goes_quiet_too_when_its_reader_goes_away(tmp_path):
     code = proc.wait(timeout=60)
     assert first == b"first line\n"
     assert code == 7
+
+
+# --- a real run: every connection to a client's SuperNode closed by the server side while they sit idle ------
+
+HOLD_MODEL = '''"""A small model whose first training step in client 0 waits for the test (files next to it)."""
+import time
+from pathlib import Path
+
+from torch import nn
+
+HERE = Path(__file__).parent
+
+
+class Net(nn.Module):
+    def __init__(self, channels=1, num_classes=10):
+        super().__init__()
+        self.f = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(channels * 16, num_classes))
+
+    def forward(self, x):
+        hold = HERE / "hold"
+        if self.training and Path.cwd().name == "client_0" and hold.exists():
+            hold.unlink()
+            (HERE / "training").touch()
+            deadline = time.time() + 120
+            while not (HERE / "go").exists() and time.time() < deadline:
+                time.sleep(0.05)
+        return self.f(x)
+'''
+
+
+def _peer_ports(port: int) -> set[int]:
+    """The client ports of the established connections to ``port`` (seen from the client's end)."""
+    return {int(m["lport"]) for m in SS_LINE.finditer(_ss("state", "established", f"( dport = :{port} )"))}
+
+
+@pytest.mark.slow
+def test_a_client_whose_idle_connections_the_server_closes_lives_and_its_rounds_are_aggregated(tmp_path, breakable):
+    """While client 0's task trains, every connection to its SuperNode's Runtime API sits idle: the task host's
+    (its AcquireTask connection, kept alive across the task) and the task's own. The test closes them all from
+    the SuperNode's side (``ss -K``: the server's end destroyed, a reset to the client), as a keep-alive timeout
+    or a dropped link does. The next calls (the task's reply, its output, the next AcquireTask) go on fresh
+    connections: the client lives, both rounds are aggregated with 2 replies, no restart is recorded."""
+    (tmp_path / "holdnet.py").write_text(HOLD_MODEL)
+    (tmp_path / "hold").touch()
+    log_dir, tag = tmp_path / "logs", "t-idle-close"
+    proc = start("fl-launch", "--client-num", "2", "--rounds", "2", "--local-epochs", "1", "--model", "holdnet:Net",
+                 "--round-timeout", "90", "--kill-tag", tag, "--log-dir", str(log_dir), cwd=tmp_path)
+    try:
+        assert _wait(lambda: (tmp_path / "training").exists() or proc.poll() is not None, 240, every=0.05)
+        assert proc.poll() is None, proc.stdout.read()
+        [run_dir] = runs(log_dir)
+        procs = run_json(run_dir)["processes"]
+        [node] = [p for p in procs if p["role"] == "supernode" and p["client"] == 0]
+        [worker] = [p for p in procs if p["role"] == "clientapp" and p["client"] == 0]
+        port = node["port"]
+        time.sleep(1.0)  # the host's last AcquireTask and the task's first calls are answered: all idle
+        before = _peer_ports(port)
+        assert before, "no connection to the SuperNode's Runtime API to close"
+        killed = subprocess.run(["ss", "-K", "-tnH", "state", "established", f"( sport = :{port} )"],
+                                capture_output=True, text=True, check=False).stdout
+        assert {int(p) for p in re.findall(rf":{port}\s+\S+:(\d+)", killed)} >= before, (killed, before)
+        assert not _peer_ports(port) & before  # the client's ends are reset: none of them is usable
+        (tmp_path / "go").touch()
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            run("fl-finish", "--kill-tag", tag, timeout=60)
+    info = run_json(run_dir)
+    server = (run_dir / "server" / "server.log").read_text()
+    worker_log = (run_dir / "client_0" / "worker.log").read_text()
+    assert proc.returncode == 0 and info["status"] == "finished", out[-3000:] + worker_log[-3000:]
+    assert [(int(r), int(n), a) for r, n, _, a in ROUND_END.findall(server)] == [(1, 2, "yes"), (2, 2, "yes")]
+    assert not info.get("restarts"), info.get("restarts")
+    assert TASK_EXIT.findall(worker_log) == []  # no task process of client 0 died
+    assert "Failed to push" not in worker_log  # the task's reply and its output reached the SuperNode
+    now = {(p["role"], p["client"]): p["pid"] for p in info["processes"] if p.get("client") is not None}
+    assert now[("clientapp", 0)] == worker["pid"] and now[("supernode", 0)] == node["pid"]
+    assert wait_until_nothing_tagged(tag) == []
