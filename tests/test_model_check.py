@@ -18,7 +18,7 @@ import pytest
 
 from launcher.run import plan
 from launcher.run.plan import PlanError
-from tests.helpers import runs, start
+from tests.helpers import run, runs, start
 
 SLOW_IMPORT = '''"""Writes its process's PID next to itself, then takes its time being imported."""
 import os
@@ -96,6 +96,21 @@ def test_ctrl_c_during_the_model_check_stops_its_child_and_leaves_nothing(tmp_pa
         assert not _holds_lock_file(child)
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
+        assert _wait(lambda: not _alive(child), 5), "the model check's child outlived fl-launch"
+        assert runs(log_dir) == []
+    finally:
+        _stop(proc, child)
+
+
+def test_fl_finish_during_the_model_check_stops_the_run_and_its_child(tmp_path):
+    """fl-finish --kill-tag while fl-launch checks --model: fl-launch ends interrupted at once (before, it waited
+    for the child until fl-finish killed it, and the child lived on with the run's lock), nothing is left."""
+    proc, child, log_dir = _start_slow_check(tmp_path)
+    try:
+        started = time.monotonic()
+        finished = run("fl-finish", "--kill-tag", "t-model-check", "--log-dir", str(log_dir), timeout=120)
+        assert proc.wait(timeout=20) == 130, proc.communicate()[0]
+        assert time.monotonic() - started < 30, finished.stdout
         assert _wait(lambda: not _alive(child), 5), "the model check's child outlived fl-launch"
         assert runs(log_dir) == []
     finally:
