@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -163,6 +164,39 @@ def _small_receive_buffers(pid: int, port: int) -> None:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
 
 
+def _why_connections_cannot_be_broken() -> str | None:
+    """What this machine lacks for the tests that close a run's connections (None: nothing): root (another
+    process's descriptors), pidfd_getfd(2) (Linux 5.6), and ``ss -K`` (a kernel with INET_DIAG_DESTROY)."""
+    if os.geteuid() != 0:
+        return "needs root (to take a run's sockets and destroy them)"
+    if not hasattr(os, "pidfd_open"):
+        return "needs os.pidfd_open (Linux 5.3, Python 3.9)"
+    if shutil.which("ss") is None:
+        return "needs ss (iproute2)"
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, socket.create_connection(listener.getsockname()) as client:
+        server, _ = listener.accept()
+        with server:
+            try:
+                os.close(_pidfd_getfd(os.getpid(), server.fileno()))
+            except OSError as err:
+                return f"needs pidfd_getfd(2) (Linux 5.6): {err}"
+            port, peer = listener.getsockname()[1], client.getsockname()[1]
+            killed = subprocess.run(["ss", "-K", "-tnH", f"( sport = :{port} and dport = :{peer} )"],
+                                    capture_output=True, text=True, check=False).stdout
+            if killed.strip():  # it lists what it destroyed
+                return None
+            return "needs ss -K (a kernel built with CONFIG_INET_DIAG_DESTROY)"
+
+
+@pytest.fixture(scope="module")
+def breakable():
+    """Skips the test where this machine cannot close a run's connections as the test needs."""
+    why = _why_connections_cannot_be_broken()
+    if why:
+        pytest.skip(why)
+
+
 def _processes(log_dir: Path) -> list[dict]:
     """The processes run.json lists, once it is there."""
     try:
@@ -224,7 +258,8 @@ def _close_from_the_server_side(pid: int, port: int, peer: int) -> str:
 
 @pytest.mark.slow
 def test_a_client_whose_connection_the_server_closes_mid_reply_lives_and_its_round_is_aggregated(tmp_path,
-                                                                                                 monkeypatch):
+                                                                                                 monkeypatch,
+                                                                                                 breakable):
     """Client 0's task writes its 12 MB reply to its SuperNode, which the test has stopped (its buffers fill);
     the server's end then closes the connection, and the client's next write meets the broken pipe. The
     client retries on a fresh connection once the SuperNode goes on: it lives, the round is aggregated, no
@@ -323,4 +358,115 @@ def test_a_foreground_run_whose_output_reader_goes_away_goes_on_and_finishes(tmp
     assert code == 0 and info["status"] == "finished", (info.get("reason"), (tmp_path / "stderr.txt").read_text())
     assert [(int(r), a) for r, _, _, a in ROUND_END.findall(server)] == [(1, "yes"), (2, "yes")]
     assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
+    assert wait_until_nothing_tagged(tag) == []
+
+
+QUIET_PROBE = '''import sys
+import time
+import click
+from launcher.cli.live_view import make_console
+
+console = make_console()
+console.print("first line")
+time.sleep(float(sys.argv[1]))  # the reader goes away meanwhile
+console.print("unread on stdout")
+print("unread on stderr", file=sys.stderr, flush=True)
+click.echo("unread through click", err=True)
+sys.exit(7)
+'''
+
+
+def test_a_command_s_stderr_goes_quiet_too_when_its_reader_goes_away(tmp_path):
+    """`fl-launch ... 2>&1 | head -1`: stdout and stderr on one pipe whose reader leaves after the first line;
+    neither stream's later writes end the process (a BrokenPipeError at a stderr write did): it ends with its own
+    exit code and nothing reaches the (gone) reader after the first line."""
+    read_end, write_end = os.pipe()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", QUIET_PROBE, "2"], stdout=write_end, stderr=write_end, env=env,
+                            cwd=REPO, stdin=subprocess.DEVNULL)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        first = reader.readline()
+    code = proc.wait(timeout=60)
+    assert first == b"first line\n"
+    assert code == 7
+
+
+# --- a real run: every connection to a client's SuperNode closed by the server side while they sit idle ------
+
+HOLD_MODEL = '''"""A small model whose first training step in client 0 waits for the test (files next to it)."""
+import time
+from pathlib import Path
+
+from torch import nn
+
+HERE = Path(__file__).parent
+
+
+class Net(nn.Module):
+    def __init__(self, channels=1, num_classes=10):
+        super().__init__()
+        self.f = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(channels * 16, num_classes))
+
+    def forward(self, x):
+        hold = HERE / "hold"
+        if self.training and Path.cwd().name == "client_0" and hold.exists():
+            hold.unlink()
+            (HERE / "training").touch()
+            deadline = time.time() + 120
+            while not (HERE / "go").exists() and time.time() < deadline:
+                time.sleep(0.05)
+        return self.f(x)
+'''
+
+
+def _peer_ports(port: int) -> set[int]:
+    """The client ports of the established connections to ``port`` (seen from the client's end)."""
+    return {int(m["lport"]) for m in SS_LINE.finditer(_ss("state", "established", f"( dport = :{port} )"))}
+
+
+@pytest.mark.slow
+def test_a_client_whose_idle_connections_the_server_closes_lives_and_its_rounds_are_aggregated(tmp_path, breakable):
+    """While client 0's task trains, every connection to its SuperNode's Runtime API sits idle: the task host's
+    (its AcquireTask connection, kept alive across the task) and the task's own. The test closes them all from
+    the SuperNode's side (``ss -K``: the server's end destroyed, a reset to the client), as a keep-alive timeout
+    or a dropped link does. The next calls (the task's reply, its output, the next AcquireTask) go on fresh
+    connections: the client lives, both rounds are aggregated with 2 replies, no restart is recorded."""
+    (tmp_path / "holdnet.py").write_text(HOLD_MODEL)
+    (tmp_path / "hold").touch()
+    log_dir, tag = tmp_path / "logs", "t-idle-close"
+    proc = start("fl-launch", "--client-num", "2", "--rounds", "2", "--local-epochs", "1", "--model", "holdnet:Net",
+                 "--round-timeout", "90", "--kill-tag", tag, "--log-dir", str(log_dir), cwd=tmp_path)
+    try:
+        assert _wait(lambda: (tmp_path / "training").exists() or proc.poll() is not None, 240, every=0.05)
+        assert proc.poll() is None, proc.stdout.read()
+        [run_dir] = runs(log_dir)
+        procs = run_json(run_dir)["processes"]
+        [node] = [p for p in procs if p["role"] == "supernode" and p["client"] == 0]
+        [worker] = [p for p in procs if p["role"] == "clientapp" and p["client"] == 0]
+        port = node["port"]
+        time.sleep(1.0)  # the host's last AcquireTask and the task's first calls are answered: all idle
+        before = _peer_ports(port)
+        assert before, "no connection to the SuperNode's Runtime API to close"
+        killed = subprocess.run(["ss", "-K", "-tnH", "state", "established", f"( sport = :{port} )"],
+                                capture_output=True, text=True, check=False).stdout
+        assert {int(p) for p in re.findall(rf":{port}\s+\S+:(\d+)", killed)} >= before, (killed, before)
+        assert not _peer_ports(port) & before  # the client's ends are reset: none of them is usable
+        (tmp_path / "go").touch()
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            run("fl-finish", "--kill-tag", tag, timeout=60)
+    info = run_json(run_dir)
+    server = (run_dir / "server" / "server.log").read_text()
+    worker_log = (run_dir / "client_0" / "worker.log").read_text()
+    assert proc.returncode == 0 and info["status"] == "finished", out[-3000:] + worker_log[-3000:]
+    assert [(int(r), int(n), a) for r, n, _, a in ROUND_END.findall(server)] == [(1, 2, "yes"), (2, 2, "yes")]
+    assert not info.get("restarts"), info.get("restarts")
+    assert TASK_EXIT.findall(worker_log) == []  # no task process of client 0 died
+    assert "Failed to push" not in worker_log  # the task's reply and its output reached the SuperNode
+    now = {(p["role"], p["client"]): p["pid"] for p in info["processes"] if p.get("client") is not None}
+    assert now[("clientapp", 0)] == worker["pid"] and now[("supernode", 0)] == node["pid"]
     assert wait_until_nothing_tagged(tag) == []

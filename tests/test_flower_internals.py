@@ -295,3 +295,66 @@ def test_the_task_host_answers_flowers_telemetry_events_without_building_them(mo
     monkeypatch.setattr(telemetry, "FLWR_TELEMETRY_LOGGING", "0")
     quiet_telemetry()
     assert telemetry.event(telemetry.EventType.FLWR_CLIENTAPP_RUN_ENTER).result(timeout=5) == "disabled"
+
+
+def test_the_task_s_last_push_that_task_output_retries():
+    """Flower's run_clientapp pushes the task's output from an exit handler that cuts the retries to one try;
+    launcher.flower.task_output replaces that module's push_task_output, built from these names."""
+    import flwr.supernode.runtime.run_clientapp as runner
+
+    source = inspect.getsource(runner.run_clientapp)
+    assert "retry_invoker.max_tries = 1" in source and "push_task_output(" in source
+    params = list(inspect.signature(runner.push_task_output).parameters)
+    assert params == ["client", "context", "sub_status", "details"]
+    assert runner.PushTaskOutputRequest and runner.context_to_proto
+
+
+def _http_server_that_drops_the_first_request():
+    """A server on 127.0.0.1 that closes its first connection once the request is in, as a keep-alive timeout
+    meeting a request does, and answers later ones (an empty protobuf, 200). Returns (port, requests seen)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[str] = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, body = data.split(b"\r\n\r\n", 1)
+                length = int([h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")]
+                             [0])
+                while len(body) < length:
+                    body += conn.recv(65536)
+                seen.append(head.split(b" ")[1].decode())
+                if len(seen) > 1:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/protobuf\r\ncontent-length: 0\r\n"
+                                 b"connection: close\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, seen
+
+
+def test_the_task_s_last_push_is_tried_again_on_a_fresh_connection():
+    """With the retries cut to one try as run_clientapp's exit handler does, a push_task_output whose connection
+    the server closes is tried again (a second request, on a new connection, answered); Flower's sends one."""
+    from flwr.supercore.retry import make_simple_http_retry_invoker
+
+    from launcher.flower import task_output
+
+    listener, seen = _http_server_that_drops_the_first_request()
+    invoker = make_simple_http_retry_invoker()
+    invoker.max_tries = 1
+    with listener:
+        client = RuntimeHttpClient.from_server_address(f"127.0.0.1:{listener.getsockname()[1]}", insecure=True,
+                                                       root_certificates=None, interceptors=[], retry_invoker=invoker)
+        task_output.push_task_output(client, None, "completed", "")
+        client.close()
+    assert seen == ["/v1/runtime/push-task-output"] * 2

@@ -19,8 +19,9 @@ from rich.table import Table
 
 
 class QuietWhenUnread:
-    """stdout that goes quiet once whoever reads it has gone (``fl-launch ... | head -1``): the write that
-    meets the broken pipe, and every one after it, goes nowhere, and the run goes on (its folder has it all)."""
+    """stdout (or stderr) that goes quiet once whoever reads it has gone (``fl-launch ... 2>&1 | head -1``):
+    the write that meets the broken pipe, and every one after it, goes nowhere, and the run goes on (its
+    folder has it all)."""
 
     def __init__(self, stream) -> None:
         self._stream = stream
@@ -54,8 +55,17 @@ class QuietWhenUnread:
         return getattr(self._stream, name)
 
 
+def quiet_stderr_when_unread() -> None:
+    """sys.stderr goes quiet as the console's stdout does (click.echo(err=True), print(file=sys.stderr),
+    warnings and tracebacks all write to it), whether or not both go to the same pipe."""
+    if not isinstance(sys.stderr, QuietWhenUnread) and sys.stderr is not None:
+        sys.stderr = QuietWhenUnread(sys.stderr)
+
+
 def make_console() -> Console:
-    """Rich output; wide enough off a terminal that ids and paths are never cut."""
+    """Rich output; wide enough off a terminal that ids and paths are never cut. Off a terminal, stdout goes
+    quiet when its reader has gone; stderr does anywhere."""
+    quiet_stderr_when_unread()
     tty = sys.stdout.isatty()
     return Console(file=None if tty else QuietWhenUnread(sys.stdout), highlight=False, soft_wrap=True,
                    width=None if tty else 200)
@@ -130,6 +140,7 @@ class RichView(PlainView):
 
 
 def make_view(run_id: str):
+    quiet_stderr_when_unread()
     return RichView(run_id) if sys.stdout.isatty() else PlainView(run_id)
 
 

@@ -38,6 +38,7 @@ from flwr.supernode.runtime.run_clientapp import run_clientapp
 from contract.bells import Bell, ring
 from contract.run_settings import node_paths
 from launcher.apps.task_log import log_app_tasks
+from launcher.flower import task_output
 from launcher.flower.config_args import load_node_config
 from launcher.flower.pull_lock import PullLock
 from launcher.processes.compute_slots import ComputeSlots
@@ -100,6 +101,7 @@ def run_task_in_child(runtime_api: str, token: str, app_log_dir=None) -> TaskEnd
         try:
             if app_log_dir is not None:
                 log_app_tasks(app_log_dir)
+            task_output.install()  # the task's last push survives a closed connection too
             run_clientapp(runtime_api_address=runtime_api, token=token, insecure=True,
                           runtime_dependency_install=False)
             code = 0

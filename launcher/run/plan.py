@@ -17,6 +17,7 @@ folder that was copied or moved is resumed where it is now.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -130,7 +131,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
             channels, num_classes = dataset.channels, dataset.num_classes
             shape = tuple(dataset.x.shape[1:])
         if opts.model or opts.dataset == "npz":  # a user's model, or images of the user's size
-            _check_model(opts.model, shape, num_classes)
+            _check_model(opts.model, shape, num_classes, keep_out=folder.lock_fd)
     except (DataSetError, PartitionError, AppError, NodeConfigError) as err:
         raise PlanError(str(err)) from None
 
@@ -258,34 +259,77 @@ def _check_app_requirements(app, placement: list[Device] | None, ssh_config: str
     return warnings
 
 
-def _check_model(spec: str, shape: tuple[int, ...], num_classes: int) -> None:
+def _check_model(spec: str, shape: tuple[int, ...], num_classes: int, keep_out: int | None = None) -> None:
     """simulator.model.check_model in a forked child: the user's module is imported, built and run there, so
     one that exits (``sys.exit``, even ``os._exit``) or crashes while it is, is one line and not this
-    process's end; this process does not import it at all (nor torch, which the child imports)."""
+    process's end; this process does not import it at all (nor torch, which the child imports).
+    ``keep_out``: a descriptor the child closes first (the run folder's supervisor lock, which only this
+    process may hold). The child dies with this process (PR_SET_PDEATHSIG), and is killed when this process
+    is interrupted (Ctrl-C, fl-finish) while it waits for it."""
+    name = _model_named(spec)
     sys.stdout.flush()  # what is buffered here is printed once, not again by the child
     sys.stderr.flush()
     read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover (the child)
-        os.close(read_end)
-        os._exit(_model_check_child(spec, shape, num_classes, write_end))
+        code = 1
+        try:  # nothing of fl-launch's own code runs in the child past this, whatever is raised
+            _detach_child(parent, keep_out, read_end)
+            code = _model_check_child(spec, name, shape, num_classes, write_end)
+        finally:
+            os._exit(code)
     os.close(write_end)
     try:
         with os.fdopen(read_end, "rb") as reply:
             verdict = reply.read().decode("utf-8", "replace")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)  # an interrupted check leaves no process behind
+        raise
     finally:
         _, status = os.waitpid(pid, 0)
     if verdict.startswith("ok"):
         return
     if verdict.startswith("error:"):
-        raise PlanError(verdict.removeprefix("error:").strip().splitlines()[0])
-    name = spec if spec else "the built-in LeNet5"
-    ended = (f"was killed by signal {signal.Signals(-code).name}" if (code := os.waitstatus_to_exitcode(status)) < 0
-             else f"exited with code {code}")
-    raise PlanError(f"--model {name}: the process importing, building and running it {ended}")
+        lines = verdict.removeprefix("error:").strip().splitlines()
+        raise PlanError(lines[0] if lines else f"{name}: its check failed without saying why")
+    code = os.waitstatus_to_exitcode(status)
+    ended = f"was killed by signal {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+    raise PlanError(f"{name}: the process importing, building and running it {ended}")
 
 
-def _model_check_child(spec: str, shape: tuple[int, ...], num_classes: int, write_end: int) -> int:
+PR_SET_PDEATHSIG = 1
+
+
+def _detach_child(parent: int, keep_out: int | None, read_end: int) -> None:
+    """In the model check's child: holds no lock of the run's, and dies with its parent."""
+    if keep_out is not None:
+        os.close(keep_out)
+    os.close(read_end)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before the death signal was armed
+        os._exit(1)
+
+
+def _model_named(spec: str) -> str:
+    """As simulator.model names a model in its messages."""
+    return f"--model {spec}" if spec else "the built-in LeNet5 (--model)"
+
+
+def _signal_name(number: int) -> str:
+    """SIGABRT, SIGRTMIN+2, or the number where the signal has no name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        if signal.SIGRTMIN < number <= signal.SIGRTMAX:
+            return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+        return str(number)
+
+
+def _model_check_child(spec: str, name: str, shape: tuple[int, ...], num_classes: int, write_end: int) -> int:
     """In the child: 'ok', or 'error: LINE' (a ModelError, or the module's SystemExit) on write_end."""
     verdict = "ok"
     try:
@@ -297,9 +341,9 @@ def _model_check_child(spec: str, shape: tuple[int, ...], num_classes: int, writ
         except ModelError as err:
             verdict = f"error: {err}"
     except SystemExit as exit_:
-        verdict = f"error: --model {spec}: it called sys.exit({exit_.code!r}) while it was imported, built or run"
+        verdict = f"error: {name}: it called sys.exit({exit_.code!r}) while it was imported, built or run"
     except BaseException as err:  # noqa: BLE001 (anything else the module raised past check_model's own checks)
-        verdict = f"error: --model {spec}: {type(err).__name__} while it was imported, built or run: {err}"
+        verdict = f"error: {name}: {type(err).__name__} while it was imported, built or run: {err}"
     try:
         sys.stdout.flush()
         sys.stderr.flush()
