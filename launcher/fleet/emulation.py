@@ -14,7 +14,7 @@ profile has a link (rate, latency, loss) or an availability or trace gets its ow
 one with cpu or memory gets a limit handle (launcher.fleet.limits: cgroups where the machine lets us write
 them, else SIGSTOP/SIGCONT and a resident-memory watchdog) holding its SuperNode, its task host and every task
 the host forks. Memory is also watched as a device would hold the client: every page its processes use, even
-those this machine shares with the fork server, a page several of them map counted once (handle.held_bytes);
+those this machine shares with the fork server, a page several of them map counted once (memory.held_bytes);
 above the profile's memory the client is killed whole, the cause "out of memory (profile X)". A cgroup's own
 memory limit at the same figure charges only the pages the client touched first (not those of the fork server
 it maps), so it is a backstop: the watch binds. The ServerApp writes, before it samples a round, which
@@ -35,9 +35,10 @@ import psutil
 from contract.fleet import FLEET_ROUND_FILE, Fleet, acknowledge_round, read_fleet_round
 from contract.run_layout import client_dir
 from launcher.fleet.cgroup_limits import TagGroups, group_name
-from launcher.fleet.handle import MemoryGauge
 from launcher.fleet.limits import ClientLimits, Limiter
 from launcher.fleet.link import LinkSpec
+from launcher.fleet.memory import MemoryGauge
+from launcher.fleet.memory import describe as counting
 from launcher.processes.entry_modules import FLEET_LINK
 from launcher.processes.nodes import NodeStart
 from launcher.processes.ports import free_ports, wait_for_port
@@ -72,8 +73,8 @@ class EmulatedFleet:
         """How each limit is enforced, for run.json and the console."""
         memory = any(self.fleet.profile_of(c).memory is not None for c in self.limited)
         return {"limits": self.limiter.description if self.limiter else None,
-                "memory": ("the memory the client's processes hold together (their resident pages, a page they "
-                           "share counted once), watched every poll (0.25 s); the client is killed whole above its "
+                "memory": (f"the memory the client's processes hold together, a page they share counted once "
+                           f"({counting()}), watched every poll (0.25 s); the client is killed whole above its "
                            "profile's memory; the cgroup's limit at the same figure is a backstop") if memory else None,
                 "links": (f"user-space link emulator ({FLEET_LINK}), one process per client, "
                           f"for {len(self.linked)} of {self.fleet.num_clients} clients") if self.linked else None}
@@ -169,12 +170,14 @@ class EmulatedFleet:
 
     def _watch_memory(self) -> None:
         """A device's memory holds every page the client's processes use, a page several of them share (forked
-        from the fork server) once: that (handle.MemoryGauge) may not pass the profile's memory; above it the
+        from the fork server) once: that (memory.MemoryGauge) may not pass the profile's memory; above it the
         client is killed whole."""
         for client, handle in self.handles.items():
             limit = self.fleet.profile_of(client).memory
+            if limit is None or handle.watches_memory:  # the fallback's watchdog is the one watcher: tend() sees
+                continue  # its kills
             pids = handle.pids()
-            if limit is None or not pids:
+            if not pids:
                 continue
             if self._gauges.setdefault(client, MemoryGauge(limit)).over(list(_processes(pids))):
                 self._rss_kills[client] = self._rss_kills.get(client, 0) + 1
