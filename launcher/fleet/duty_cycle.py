@@ -106,7 +106,7 @@ class DutyCycleLimit(LimitHandle):
     def oom_kills(self) -> int:
         return self._kills
 
-    def close(self) -> bool:
+    def close(self, until: float | None = None) -> bool:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5 * self.period + 1)

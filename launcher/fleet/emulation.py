@@ -6,6 +6,7 @@
     fleet.adopt(client, start_node(table, spec, client, port))   # CPU and memory limits on its processes
     fleet.tend()                                  # each poll: links switched as server/fleet_round.json says
     fleet.exit_cause(client)                      # "out of memory (profile pi4)" when the limit killed it
+    fleet.clear_leftovers()                       # once the run is claimed: empty groups an earlier attempt left
     fleet.close()                                 # limits lifted, their cgroups removed
 
 Process mode only (virtual mode emulates the same profiles in the app, on an emulated clock). A client whose
@@ -46,6 +47,7 @@ from launcher.processes.roles import Role
 from launcher.processes.table import Managed, ProcessTable
 
 LINK_START_SECONDS = 15.0
+CLOSE_SECONDS = 3.0  # for every client's groups together, while their dying members hold them
 
 
 class EmulatedFleet:
@@ -66,8 +68,13 @@ class EmulatedFleet:
         self._ooms_seen: dict[int, int] = {}  # per client: OOM kills already told as an exit's cause
         self._rss_kills: dict[int, int] = {}  # per client: kills by the memory watch
         self._gauges: dict[int, MemoryGauge] = {}  # per client with a memory limit
-        if self.limited:  # groups an earlier attempt of this run left (its supervisor killed): the empty ones go,
-            TagGroups.find(name).remove(timeout=0)  # one still held is adopted by the client that makes it again
+
+    def clear_leftovers(self) -> None:
+        """Remove the empty groups an earlier attempt of this run left (its supervisor killed); one a live process
+        still holds is adopted by the client that makes it again. Only once the run is claimed: another live
+        run's groups are not this one's to touch."""
+        if self.limited:
+            TagGroups.find(self.name).remove(timeout=0)
 
     def describe(self) -> dict:
         """How each limit is enforced, for run.json and the console."""
@@ -191,12 +198,15 @@ class EmulatedFleet:
         return f"out of memory (profile {self.fleet.profile_of(client).name})"
 
     def close(self) -> None:
+        """Lift every client's limits and remove their groups, all within CLOSE_SECONDS."""
+        deadline = time.monotonic() + CLOSE_SECONDS
         for handle in self.handles.values():
-            handle.close()
+            handle.close(until=deadline)
         self.handles.clear()
         if self.limiter is not None:
             self.limiter.close()
-            TagGroups.find(self.name).remove()  # and any an earlier attempt left below another group
+            # and any an earlier attempt left below another group
+            TagGroups.find(self.name).remove(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _processes(pids):

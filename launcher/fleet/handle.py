@@ -39,8 +39,9 @@ class LimitHandle:
         """How many of the client's processes were killed for going over the memory limit."""
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Lift the limits from the processes still alive and remove what was made; safe to call twice."""
+    def close(self, until: float | None = None) -> bool:
+        """Lift the limits from the processes still alive and remove what was made, waiting for dying members
+        until ``until`` (time.monotonic(); None: the backend's own wait); safe to call twice."""
         raise NotImplementedError
 
     def cause(self) -> str | None:
