@@ -32,20 +32,11 @@ from pathlib import Path
 import psutil
 
 from launcher.fleet.handle import LimitHandle, with_descendants
+from launcher.processes.cgroup import members as _members
+from launcher.processes.cgroup import mounts as _mounts
 
 BASE = "fl-launch-fleet"
 PERIOD_US = 100_000
-MOUNTS = Path("/proc/self/mounts")
-
-
-def _mounts(kind: str) -> list[tuple[Path, set[str]]]:
-    """(mount point, options) of every mount of this filesystem type."""
-    try:
-        lines = MOUNTS.read_text().splitlines()
-    except OSError:
-        return []
-    return [(Path(f[1]), set(f[3].split(","))) for f in (line.split() for line in lines)
-            if len(f) >= 4 and f[2] == kind]
 
 
 def _own_group(pid: int | str, controller: str | None) -> str:
@@ -201,21 +192,6 @@ def _groups_in(base: Path) -> list[Path]:
         return sorted(group for group in base.iterdir() if group.is_dir())
     except OSError:
         return []
-
-
-def _members(group: Path) -> set[int]:
-    try:
-        pids = {int(word) for word in (group / "cgroup.procs").read_text().split()}
-    except (OSError, ValueError):
-        return set()
-    live = set()
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                live.add(pid)
-        except psutil.Error:
-            continue
-    return live
 
 
 class _CgroupLimit(LimitHandle):
