@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -347,20 +350,33 @@ def test_process_mode_overcommit_takes_the_first_replies_and_logs_real_compute(t
     assert wait_until_nothing_tagged("t-emu-proc") == []
 
 
+WARM_UP = """
+import time, torch
+from simulator.training import warm_up
+started = time.perf_counter()
+warm_up(1, 10)
+print(time.perf_counter() - started)
+"""
+
+
 @pytest.mark.slow
 def test_round_one_emulated_compute_has_no_runtime_warm_up(tmp_path):
     """Virtual mode: the first task in a Ray worker pays the runtime's warm-up (torch's first steps, ~2 s here);
-    that is the emulator's cost, not the device's: a cpu 0.1 client's emulated compute in round 1 is within 1.5x
-    of its later rounds' (it was ~10x, the warm-up divided by the share)."""
-    fleet = Fleet.of("fleet.toml", 4, (Profile("tenth", range(0, 4), cpu=0.1),))
+    that is the emulator's cost, not the device's: a cpu 0.1 client's emulated compute in round 1 exceeds its
+    later rounds' by less than half the warm-up over the share (it exceeded them by all of it). The warm-up's
+    size is measured here, in a fresh process, on the same (busy) machine: the bound follows its load."""
+    share = 0.1
+    fleet = Fleet.of("fleet.toml", 4, (Profile("tenth", range(0, 4), cpu=share),))
     run_dir, done = fleet_run(tmp_path, fleet, clients=4, rounds=3, samples=200, tag="t-emu-warm")
     assert done.returncode == 0, done.stdout + done.stderr + _server(run_dir)
+    warm = float(subprocess.run([sys.executable, "-c", WARM_UP], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parents[1]).stdout.split()[-1])
     for client in range(4):
         lines = _client_ends(run_dir, client)
         assert sorted(lines) == [1, 2, 3], lines
         first, later = lines[1]["compute"], [lines[r]["compute"] for r in (2, 3)]
-        print(f"client {client}: emulated compute round 1 {first:.2f} s, rounds 2-3 {later}")
-        assert first <= 1.5 * max(later), (client, first, later)
+        print(f"client {client}: emulated compute round 1 {first:.2f} s, rounds 2-3 {later}, warm-up {warm:.2f} s")
+        assert first - max(later) < 0.5 * warm / share, (client, first, later, warm)
     assert wait_until_nothing_tagged("t-emu-warm") == []
 
 

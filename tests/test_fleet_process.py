@@ -424,8 +424,9 @@ def made_groups(tmp_path):
 @pytest.mark.skipif(not (CPU_ROOT / "cpu.cfs_quota_us").exists(), reason="no cgroup v1 cpu controller here")
 def test_fl_finish_removes_a_killed_fleet_runs_cgroups_and_a_resume_adopts_the_ones_left(tmp_path, made_groups):
     """The supervisor SIGKILLed mid-run: fl-finish leaves no process and no fleet cgroup of the tag. Then, with
-    the same groups left again (as an fl-finish of before left them), --resume finishes the run, with no
-    traceback, and leaves no group."""
+    the same groups left again (as an fl-finish of before left them) and one still held by a live process with an
+    out-of-memory kill in its past (a sleep and a hog the test put there), --resume adopts it: the run finishes,
+    with no traceback and no client killed as out of memory, and leaves no group (the sleep lives on outside)."""
     fleet = _write(tmp_path / "fleet.toml", '[[profile]]\nname = "half"\nclients = 2\ncpu = 0.5\nmemory = "2GiB"\n')
     tag = "t-stale-groups"
     live = LiveRun(tmp_path, "--client-num", "2", "--rounds", "3", "--fleet", str(fleet), "--kill-tag", tag)
@@ -447,11 +448,26 @@ def test_fl_finish_removes_a_killed_fleet_runs_cgroups_and_a_resume_adopts_the_o
     for group in groups:  # what fl-finish left before: the groups, no process
         group.mkdir(parents=True, exist_ok=True)
         made_groups.append(group)
-    again = run("fl-launch", "--resume", live.run_dir.name, "--log-dir", str(live.log_dir), timeout=300)
-    assert again.returncode == 0 and "Traceback" not in again.stdout + again.stderr, again.stdout + again.stderr
-    info = json.loads((live.run_dir / "run.json").read_text())
-    assert info["status"] == "finished" and info["rounds_done"] == 3, (info["status"], info.get("reason"))
-    assert _fleet_groups(tag) == []
+    held = next(g for g in groups if g.is_relative_to(MEM_ROOT) and g.name.endswith("-client-0"))
+    (held / "memory.limit_in_bytes").write_text(str(32 * 2**20))
+    hog = subprocess.Popen(["sh", "-c", f'echo $$ > {held}/cgroup.procs && exec python3 -c "b = bytearray(200 << 20)"'])
+    assert hog.wait(timeout=60) != 0
+    assert "oom_kill 0" not in (held / "memory.oom_control").read_text()
+    sleeper = subprocess.Popen(["sh", "-c", f"echo $$ > {held}/cgroup.procs && exec sleep 600"])
+    try:
+        time.sleep(0.5)
+        assert str(sleeper.pid) in (held / "cgroup.procs").read_text().split()
+        again = run("fl-launch", "--resume", live.run_dir.name, "--log-dir", str(live.log_dir), timeout=300)
+        assert again.returncode == 0 and "Traceback" not in again.stdout + again.stderr, again.stdout + again.stderr
+        info_text = (live.run_dir / "run.json").read_text()
+        info = json.loads(info_text)
+        assert info["status"] == "finished" and info["rounds_done"] == 3, (info["status"], info.get("reason"))
+        assert "out of memory" not in info_text + again.stdout, info.get("restarts")
+        assert _fleet_groups(tag) == []
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 # --- memory as a device holds the client: a page its processes share counted once ------------------------------

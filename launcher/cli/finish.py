@@ -159,9 +159,9 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
 
 def _remove_fleet_groups(console: Console, fleet: TagGroups) -> bool:
     """Remove the fleet's CPU and memory cgroups of the tag; False when a live member holds one."""
-    left = fleet.remove(timeout=5.0)
+    left = fleet.remove(timeout=5.0)  # for all of them together
     for path in fleet.paths:
-        console.print(f"{'could not remove' if path in left else 'removed'} cgroup {path}")
+        console.print(f"could not remove cgroup {path}: {left[path]}" if path in left else f"removed cgroup {path}")
     return not left
 
 

@@ -13,7 +13,8 @@
     limits.py         a client's CPU share and memory limit: the backend chosen, one handle per client
     cgroup_limits.py  the cgroup v1 and v2 backends; a kill tag's groups wherever they were made (TagGroups)
     duty_cycle.py     the unprivileged fallback: SIGSTOP/SIGCONT duty cycle and a resident-memory watchdog
-    handle.py         what a client's limit handle offers, whatever the backend; the memory a client holds
+    handle.py         what a client's limit handle offers, whatever the backend
+    memory.py         the memory a client's processes hold together (page frames counted once) and its gauge
 
 Imports launcher.processes and contract only (nothing above: not run/, cli/, devices/).
 """

@@ -32,20 +32,11 @@ from pathlib import Path
 import psutil
 
 from launcher.fleet.handle import LimitHandle, with_descendants
+from launcher.processes.cgroup import members as _members
+from launcher.processes.cgroup import mounts as _mounts
 
 BASE = "fl-launch-fleet"
 PERIOD_US = 100_000
-MOUNTS = Path("/proc/self/mounts")
-
-
-def _mounts(kind: str) -> list[tuple[Path, set[str]]]:
-    """(mount point, options) of every mount of this filesystem type."""
-    try:
-        lines = MOUNTS.read_text().splitlines()
-    except OSError:
-        return []
-    return [(Path(f[1]), set(f[3].split(","))) for f in (line.split() for line in lines)
-            if len(f) >= 4 and f[2] == kind]
 
 
 def _own_group(pid: int | str, controller: str | None) -> str:
@@ -110,24 +101,27 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
-def _remove(group: Path, timeout: float = 3.0) -> bool:
-    """rmdir a group; a process being killed can hold it a moment longer."""
-    deadline = time.monotonic() + timeout
+def _remove(group: Path, deadline: float) -> str | None:
+    """rmdir a group, trying until the deadline (time.monotonic()) while a member being killed holds it; None
+    once it is gone, else why not."""
     while True:
         try:
             group.rmdir()
-            return True
+            return None
         except FileNotFoundError:
-            return True
-        except OSError:
+            return None
+        except PermissionError as error:
+            return f"not allowed: {error.strerror}"
+        except OSError as error:
             if time.monotonic() > deadline:
-                return False
+                return "a live process is in it" if _members(group) else error.strerror
             time.sleep(0.05)
 
 
 def _make(group: Path) -> None:
     """mkdir with its parents, or adopt the group as it is (left by a killed run of the same tag: its limits are
-    written again); another client's close may remove the shared parent meanwhile: try again."""
+    written again, its out-of-memory count taken as the start); another client's close may remove the shared
+    parent meanwhile: try again."""
     for _ in range(5):
         try:
             group.mkdir(parents=True, exist_ok=True)
@@ -172,17 +166,18 @@ class TagGroups:
     def find(cls, tag: str) -> "TagGroups":
         name = re.compile(re.escape(group_name(tag, "")) + r"[0-9]+")
         paths = [group for hierarchy in _hierarchies() for base in _base_dirs(hierarchy)
-                 for group in sorted(base.iterdir()) if group.is_dir() and name.fullmatch(group.name)]
+                 for group in _groups_in(base) if name.fullmatch(group.name)]
         return cls(tag, paths)
 
     def pids(self) -> set[int]:
         """Their live members."""
         return set().union(*(_members(group) for group in self.paths))
 
-    def remove(self, timeout: float = 3.0) -> list[Path]:
-        """Remove the groups (each waited for up to ``timeout`` while a dying member holds it), and BASE where
-        it is left empty; the groups that could not be removed (a live member holds them)."""
-        left = [group for group in self.paths if not _remove(group, timeout)]
+    def remove(self, timeout: float = 3.0) -> dict[Path, str]:
+        """Remove the groups (all of them within ``timeout`` seconds, while dying members hold them), and BASE
+        where it is left empty; the groups that could not be removed, each with why."""
+        deadline = time.monotonic() + timeout
+        left = {group: why for group in self.paths if (why := _remove(group, deadline)) is not None}
         for base in {group.parent for group in self.paths}:
             try:
                 base.rmdir()
@@ -191,19 +186,12 @@ class TagGroups:
         return left
 
 
-def _members(group: Path) -> set[int]:
+def _groups_in(base: Path) -> list[Path]:
+    """The groups in a BASE folder; none when it went meanwhile (another client's close, a run's end)."""
     try:
-        pids = {int(word) for word in (group / "cgroup.procs").read_text().split()}
-    except (OSError, ValueError):
-        return set()
-    live = set()
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                live.add(pid)
-        except psutil.Error:
-            continue
-    return live
+        return sorted(group for group in base.iterdir() if group.is_dir())
+    except OSError:
+        return []
 
 
 class _CgroupLimit(LimitHandle):
@@ -214,6 +202,7 @@ class _CgroupLimit(LimitHandle):
         self.groups = groups
         self.homes: dict[Path, Path] = {}  # group -> where its first process came from
         self._oom_seen = 0
+        self._oom_before = 0  # the count an adopted group had already (its counter is cumulative)
         self.closed = False
 
     def _home_of(self, group: Path, pid: int) -> Path:
@@ -241,16 +230,18 @@ class _CgroupLimit(LimitHandle):
 
     def oom_kills(self) -> int:
         if not self.closed:
-            self._oom_seen = max(self._oom_seen, self._read_oom_kills())
+            self._oom_seen = max(self._oom_seen, self._read_oom_kills() - self._oom_before)
         return self._oom_seen
 
     def _read_oom_kills(self) -> int:
         raise NotImplementedError
 
-    def close(self) -> bool:
-        """Move live members back home, remove the groups (and the shared BASE when it is empty)."""
+    def close(self, until: float | None = None) -> bool:
+        """Move live members back home, remove the groups (and the shared BASE when it is empty), waiting for
+        a dying member until ``until`` (time.monotonic(); default 3 s from now)."""
         if self.closed:
             return True
+        deadline = time.monotonic() + 3.0 if until is None else until
         self.oom_kills()
         self.closed = True
         removed = True
@@ -263,7 +254,7 @@ class _CgroupLimit(LimitHandle):
                     _write(home / "cgroup.procs", str(pid))
                 except OSError:
                     continue
-            removed = _remove(group) and removed
+            removed = _remove(group, deadline) is None and removed
             if group.parent.name == BASE:
                 try:
                     group.parent.rmdir()  # once the last client's group is gone
@@ -291,6 +282,7 @@ class CgroupV1Limit(_CgroupLimit):
                         _write(memory_group / "memory.memsw.limit_in_bytes", str(memory))
                     except OSError:
                         pass
+            self._oom_before = self._read_oom_kills()
         except BaseException:
             self.close()
             raise
@@ -333,6 +325,7 @@ class CgroupV2Limit(_CgroupLimit):
                 for knob, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
                     if (group / knob).exists():
                         _write(group / knob, value)
+            self._oom_before = self._read_oom_kills()
         except BaseException:
             self.close()
             raise

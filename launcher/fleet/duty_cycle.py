@@ -12,7 +12,7 @@ taken from the next periods, a budget left unused (the client was idle or the ma
 It signals each process added, the process group of each that leads its own (so a child forked a moment ago
 stops with its parent), and every descendant, looked up again before each signal from
 /proc/PID/task/TID/children (a child that called setsid is caught at the next stop). At each signal it also reads
-the memory they hold together (handle.MemoryGauge: a page they share counted once); above the limit it SIGKILLs
+the memory they hold together (memory.MemoryGauge: a page they share counted once); above the limit it SIGKILLs
 every one and counts an out-of-memory kill.
 Limits: a share of 1 is not cycled (several busy threads may then use more than one core); memory growing
 between two looks can overshoot the limit for that long; a signal sent to a stopped process (SIGTERM) acts when
@@ -30,7 +30,8 @@ from pathlib import Path
 
 import psutil
 
-from launcher.fleet.handle import LimitHandle, MemoryGauge
+from launcher.fleet.handle import LimitHandle
+from launcher.fleet.memory import MemoryGauge
 
 PERIOD = 0.1
 MIN_WAIT = 0.002
@@ -80,6 +81,7 @@ class DutyCycleLimit(LimitHandle):
         self._kills = 0
         self._cpu_seen: dict[tuple[int, int], float] = {}  # (pid, tid) -> CPU seconds at the last look
         self.gauge = MemoryGauge(memory) if memory is not None else None
+        self.watches_memory = self.gauge is not None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"limits-{name}", daemon=True)
@@ -104,7 +106,7 @@ class DutyCycleLimit(LimitHandle):
     def oom_kills(self) -> int:
         return self._kills
 
-    def close(self) -> bool:
+    def close(self, until: float | None = None) -> bool:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5 * self.period + 1)

@@ -6,6 +6,7 @@
     fleet.adopt(client, start_node(table, spec, client, port))   # CPU and memory limits on its processes
     fleet.tend()                                  # each poll: links switched as server/fleet_round.json says
     fleet.exit_cause(client)                      # "out of memory (profile pi4)" when the limit killed it
+    fleet.clear_leftovers()                       # once the run is claimed: empty groups an earlier attempt left
     fleet.close()                                 # limits lifted, their cgroups removed
 
 Process mode only (virtual mode emulates the same profiles in the app, on an emulated clock). A client whose
@@ -14,7 +15,7 @@ profile has a link (rate, latency, loss) or an availability or trace gets its ow
 one with cpu or memory gets a limit handle (launcher.fleet.limits: cgroups where the machine lets us write
 them, else SIGSTOP/SIGCONT and a resident-memory watchdog) holding its SuperNode, its task host and every task
 the host forks. Memory is also watched as a device would hold the client: every page its processes use, even
-those this machine shares with the fork server, a page several of them map counted once (handle.held_bytes);
+those this machine shares with the fork server, a page several of them map counted once (memory.held_bytes);
 above the profile's memory the client is killed whole, the cause "out of memory (profile X)". A cgroup's own
 memory limit at the same figure charges only the pages the client touched first (not those of the fork server
 it maps), so it is a backstop: the watch binds. The ServerApp writes, before it samples a round, which
@@ -35,9 +36,10 @@ import psutil
 from contract.fleet import FLEET_ROUND_FILE, Fleet, acknowledge_round, read_fleet_round
 from contract.run_layout import client_dir
 from launcher.fleet.cgroup_limits import TagGroups, group_name
-from launcher.fleet.handle import MemoryGauge
 from launcher.fleet.limits import ClientLimits, Limiter
 from launcher.fleet.link import LinkSpec
+from launcher.fleet.memory import MemoryGauge
+from launcher.fleet.memory import describe as counting
 from launcher.processes.entry_modules import FLEET_LINK
 from launcher.processes.nodes import NodeStart
 from launcher.processes.ports import free_ports, wait_for_port
@@ -45,6 +47,7 @@ from launcher.processes.roles import Role
 from launcher.processes.table import Managed, ProcessTable
 
 LINK_START_SECONDS = 15.0
+CLOSE_SECONDS = 3.0  # for every client's groups together, while their dying members hold them
 
 
 class EmulatedFleet:
@@ -65,15 +68,20 @@ class EmulatedFleet:
         self._ooms_seen: dict[int, int] = {}  # per client: OOM kills already told as an exit's cause
         self._rss_kills: dict[int, int] = {}  # per client: kills by the memory watch
         self._gauges: dict[int, MemoryGauge] = {}  # per client with a memory limit
-        if self.limited:  # groups an earlier attempt of this run left (its supervisor killed): the empty ones go,
-            TagGroups.find(name).remove(timeout=0)  # one still held is adopted by the client that makes it again
+
+    def clear_leftovers(self) -> None:
+        """Remove the empty groups an earlier attempt of this run left (its supervisor killed); one a live process
+        still holds is adopted by the client that makes it again. Only once the run is claimed: another live
+        run's groups are not this one's to touch."""
+        if self.limited:
+            TagGroups.find(self.name).remove(timeout=0)
 
     def describe(self) -> dict:
         """How each limit is enforced, for run.json and the console."""
         memory = any(self.fleet.profile_of(c).memory is not None for c in self.limited)
         return {"limits": self.limiter.description if self.limiter else None,
-                "memory": ("the memory the client's processes hold together (their resident pages, a page they "
-                           "share counted once), watched every poll (0.25 s); the client is killed whole above its "
+                "memory": (f"the memory the client's processes hold together, a page they share counted once "
+                           f"({counting()}), watched every poll (0.25 s); the client is killed whole above its "
                            "profile's memory; the cgroup's limit at the same figure is a backstop") if memory else None,
                 "links": (f"user-space link emulator ({FLEET_LINK}), one process per client, "
                           f"for {len(self.linked)} of {self.fleet.num_clients} clients") if self.linked else None}
@@ -169,12 +177,14 @@ class EmulatedFleet:
 
     def _watch_memory(self) -> None:
         """A device's memory holds every page the client's processes use, a page several of them share (forked
-        from the fork server) once: that (handle.MemoryGauge) may not pass the profile's memory; above it the
+        from the fork server) once: that (memory.MemoryGauge) may not pass the profile's memory; above it the
         client is killed whole."""
         for client, handle in self.handles.items():
             limit = self.fleet.profile_of(client).memory
+            if limit is None or handle.watches_memory:  # the fallback's watchdog is the one watcher: tend() sees
+                continue  # its kills
             pids = handle.pids()
-            if limit is None or not pids:
+            if not pids:
                 continue
             if self._gauges.setdefault(client, MemoryGauge(limit)).over(list(_processes(pids))):
                 self._rss_kills[client] = self._rss_kills.get(client, 0) + 1
@@ -188,12 +198,15 @@ class EmulatedFleet:
         return f"out of memory (profile {self.fleet.profile_of(client).name})"
 
     def close(self) -> None:
+        """Lift every client's limits and remove their groups, all within CLOSE_SECONDS."""
+        deadline = time.monotonic() + CLOSE_SECONDS
         for handle in self.handles.values():
-            handle.close()
+            handle.close(until=deadline)
         self.handles.clear()
         if self.limiter is not None:
             self.limiter.close()
-            TagGroups.find(self.name).remove()  # and any an earlier attempt left below another group
+            # and any an earlier attempt left below another group
+            TagGroups.find(self.name).remove(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _processes(pids):

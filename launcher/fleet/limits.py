@@ -14,7 +14,7 @@
 Backends, tried in this order unless one is asked for: cgroup v2 (cpu.max, memory.max) where the cpu and
 memory controllers can be enabled, cgroup v1 (CFS quota, memory.limit_in_bytes) where both hierarchies are
 writable, else the fallback that needs no privileges (SIGSTOP/SIGCONT duty cycling, a memory watchdog).
-A share is of one core of this machine, 0.01 to 1; memory is bytes the client's processes hold (handle.held_bytes:
+A share is of one core of this machine, 0.01 to 1; memory is bytes the client's processes hold (memory.held_bytes:
 a page they share counted once), None for no limit. A cgroup's limit charges only the pages the client touched
 first, not those it maps from the process it was forked from; the supervisor's watch (launcher.fleet.emulation)
 holds the client to the same figure as held_bytes counts it.
@@ -50,7 +50,7 @@ class Backend(enum.Enum):
 
 @dataclass(frozen=True)
 class ClientLimits:
-    """cpu: share of one core (0.01..1); memory: bytes held (handle.held_bytes) above which the client is killed."""
+    """cpu: share of one core (0.01..1); memory: bytes held (memory.held_bytes) above which the client is killed."""
 
     cpu: float = 1.0
     memory: int | None = None

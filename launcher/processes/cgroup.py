@@ -22,6 +22,8 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
+
 BASE = "fl-launch"
 SWITCH_ENV = "FL_LAUNCH_CGROUP"  # "off": do without
 
@@ -30,21 +32,38 @@ class TagInUse(RuntimeError):
     """A live group already has this tag; the message names a member PID."""
 
 
+def mounts(kind: str) -> list[tuple[Path, set[str]]]:
+    """(mount point, options) of every mount of this filesystem type ("cgroup2", "cgroup"), from
+    /proc/self/mounts; none where it cannot be read."""
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    return [(Path(f[1]), set(f[3].split(","))) for f in (line.split() for line in lines)
+            if len(f) >= 4 and f[2] == kind]
+
+
+def members(group: Path) -> set[int]:
+    """The group's live processes (cgroup.procs, zombies left out); none when it is gone."""
+    try:
+        pids = {int(word) for word in (group / "cgroup.procs").read_text().split()}
+    except (OSError, ValueError):
+        return set()
+    live = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                live.add(pid)
+        except psutil.Error:
+            continue
+    return live
+
+
 def cgroup2_root() -> Path | None:
     """The mount point of a writable cgroup2 hierarchy, or None."""
     if os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "no"):
         return None
-    try:
-        mounts = Path("/proc/self/mounts").read_text().splitlines()
-    except OSError:
-        return None
-    for line in mounts:
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == "cgroup2":
-            root = Path(fields[1])
-            if os.access(root / "cgroup.procs", os.W_OK):
-                return root
-    return None
+    return next((root for root, _options in mounts("cgroup2") if os.access(root / "cgroup.procs", os.W_OK)), None)
 
 
 def _own_cgroup(root: Path) -> Path:

@@ -175,6 +175,8 @@ class Supervisor:
         """Join the kill tag's cgroup (where there is one) and record who supervises the run."""
         self.folder.keep_reserve()
         self.group = RunGroup.claim(self.info["kill_tag"])
+        if self.fleet is not None:  # the tag is this run's now: what an earlier attempt of it left goes
+            self.fleet.clear_leftovers()
         if self.group is not None:
             try:
                 self.group.join()
