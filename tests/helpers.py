@@ -95,9 +95,20 @@ def running(*args: str, log_dir: Path, timeout: float = 180):
         wait_for_status(run_dir, {"running"}, timeout=timeout)
         yield proc, run_dir
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # a test that failed mid-run: its run's processes must not outlive it
             proc.kill()
             proc.wait()
+            _finish_tags(log_dir)
+
+
+def _finish_tags(log_dir: Path) -> None:
+    """Stop what the runs in ``log_dir`` left on this machine (fl-finish by each run's tag, this machine only)."""
+    for run_dir in runs(log_dir):
+        try:
+            tag = run_json(run_dir)["kill_tag"]
+        except (OSError, ValueError, KeyError):
+            continue
+        run("fl-finish", "--kill-tag", tag, "--local-only", "--grace", "3", timeout=120)
 
 
 class Seen:
