@@ -102,13 +102,13 @@ def running(*args: str, log_dir: Path, timeout: float = 180):
 
 
 def _finish_tags(log_dir: Path) -> None:
-    """Stop what the runs in ``log_dir`` left on this machine (fl-finish by each run's tag, this machine only)."""
+    """Stop what the runs in ``log_dir`` left (fl-finish by each run's tag)."""
     for run_dir in runs(log_dir):
         try:
             tag = run_json(run_dir)["kill_tag"]
         except (OSError, ValueError, KeyError):
             continue
-        run("fl-finish", "--kill-tag", tag, "--local-only", "--grace", "3", timeout=120)
+        run("fl-finish", "--kill-tag", tag, "--log-dir", str(log_dir), "--grace", "3", timeout=120)
 
 
 class Seen:
