@@ -314,8 +314,7 @@ def _check(opts: LaunchOptions, bench: bool = False) -> int:
                       str(r.get("flwr", "-")), str(r.get("torch", "-")), str(r.get("mem_free_mib", "-")),
                       str(r.get("cpus", "-")), str(r.get("disk_free_mib", "-")),
                       f"{r['clock_offset_s']:+.2f}" if "clock_offset_s" in r else "-", "; ".join(r["problems"]))
-    console = make_console()
-    console.stderr = bench
+    console = make_console(stderr=bench)  # with --bench the fleet file alone is on stdout
     console.print(table)
     if bench:  # the fleet file on stdout, the table above on stderr: `> fleet.toml` works
         text, measured = run_bench(devices, opts.ssh_config, BenchSpec(

@@ -62,10 +62,13 @@ def quiet_stderr_when_unread() -> None:
         sys.stderr = QuietWhenUnread(sys.stderr)
 
 
-def make_console() -> Console:
-    """Rich output; wide enough off a terminal that ids and paths are never cut. Off a terminal, stdout goes
-    quiet when its reader has gone; stderr does anywhere."""
+def make_console(stderr: bool = False) -> Console:
+    """Rich output (on stderr with ``stderr``: what is printed beside a file written to stdout); wide enough off
+    a terminal that ids and paths are never cut. Off a terminal, stdout goes quiet when its reader has gone;
+    stderr does anywhere."""
     quiet_stderr_when_unread()
+    if stderr:
+        return Console(file=sys.stderr, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
     tty = sys.stdout.isatty()
     return Console(file=None if tty else QuietWhenUnread(sys.stdout), highlight=False, soft_wrap=True,
                    width=None if tty else 200)
