@@ -318,7 +318,7 @@ def test_a_run_without_a_fleet_writes_todays_lines_only(tmp_path):
     run_dir, done = fleet_run(tmp_path, None, clients=4, rounds=2, tag="t-emu-none")
     assert done.returncode == 0, done.stdout + done.stderr
     old_kinds = {"round_start", "epoch", "evaluate", "round_end", "final_evaluate", "server_waiting", "checkpoint",
-                 "server_round_start", "server_round_end", "server_final", "run_finished"}
+                 "server_round_start", "server_round_end", "final_start", "server_final", "run_finished"}
     for log in [run_dir / "server" / "server.log", *(run_dir / f"client_{c}" / "client.log" for c in range(4))]:
         for line in log.read_text().splitlines():
             event = parse_line(line)
@@ -385,9 +385,9 @@ def test_a_run_no_client_replied_to_says_why_without_a_dangling_colon(tmp_path):
     gets a reply, and the run's reason names the rounds and why, not "no client replied in any round: "."""
     late = tuple(Window(c, 1e6, 1e6 + 1) for c in range(2))
     fleet = Fleet.of("fleet.toml", 2, (Profile("late", range(0, 2), trace=late),))
-    run_dir, done = fleet_run(tmp_path, fleet, clients=2, rounds=2, deadline=5.0, tag="t-emu-none")
+    run_dir, done = fleet_run(tmp_path, fleet, clients=2, rounds=2, deadline=5.0, tag="t-emu-no-reply")
     reason = run_json(run_dir)["reason"]
     assert run_json(run_dir)["status"] == "failed" and done.returncode == 1, done.stdout + done.stderr
     assert re.fullmatch(r"no client replied in any round: rounds 1-2 not aggregated \(0 of 0 replies within 5 s, "
                         r"\d+ needed\)", reason), reason
-    assert wait_until_nothing_tagged("t-emu-none") == []
+    assert wait_until_nothing_tagged("t-emu-no-reply") == []
