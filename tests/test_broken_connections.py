@@ -85,9 +85,14 @@ def test_a_process_the_fork_server_starts_gets_broken_pipe_errors_not_sigpipe(tm
 
 # --- a real run: the server side closes a client's connection while the client writes its reply -----------
 
-BIG_MODEL = '''"""A small model with 3M more weights (12 MB, a per-class bias each row's mean, so training changes them
-all): a reply is larger than a connection's socket buffers, and none of its chunks is one the SuperNode
-already holds. Client 0's first training step waits for the test (the files next to this module)."""
+def held_model(doc: str, ballast_weights: int = 0) -> str:
+    """A small model's module whose first training step in client 0 waits for the test (the files next to it:
+    `hold` asks it to, `training` says it does, `go` lets it on); ``ballast_weights`` more weights per class make its
+    replies that much larger (a per-class bias each row's mean, so training changes them all)."""
+    weights = f"torch.randn(num_classes, {ballast_weights})"
+    ballast = f"\n        self.ballast = nn.Parameter({weights})" if ballast_weights else ""
+    plus = " + self.ballast.mean(dim=1)" if ballast_weights else ""
+    return f'''"""{doc}"""
 import time
 from pathlib import Path
 
@@ -100,8 +105,7 @@ HERE = Path(__file__).parent
 class Net(nn.Module):
     def __init__(self, channels=1, num_classes=10):
         super().__init__()
-        self.f = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(channels * 16, num_classes))
-        self.ballast = nn.Parameter(torch.randn(num_classes, 300_000))
+        self.f = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(channels * 16, num_classes)){ballast}
 
     def forward(self, x):
         hold = HERE / "hold"
@@ -111,8 +115,12 @@ class Net(nn.Module):
             deadline = time.time() + 120
             while not (HERE / "go").exists() and time.time() < deadline:
                 time.sleep(0.05)
-        return self.f(x) + self.ballast.mean(dim=1)
+        return self.f(x){plus}
 '''
+
+
+BIG_MODEL = held_model("A small model with 3M more weights (12 MB): a reply is larger than a connection's socket "
+                       "buffers, and none of its chunks is one the SuperNode already holds.", ballast_weights=300_000)
 
 SS_LINE = re.compile(r"^(?P<recvq>\d+)\s+(?P<sendq>\d+)\s+\S+:(?P<lport>\d+)\s+\S+:(?P<rport>\d+)", re.M)
 
@@ -394,30 +402,7 @@ def test_a_command_s_stderr_goes_quiet_too_when_its_reader_goes_away(tmp_path):
 
 # --- a real run: every connection to a client's SuperNode closed by the server side while they sit idle ------
 
-HOLD_MODEL = '''"""A small model whose first training step in client 0 waits for the test (files next to it)."""
-import time
-from pathlib import Path
-
-from torch import nn
-
-HERE = Path(__file__).parent
-
-
-class Net(nn.Module):
-    def __init__(self, channels=1, num_classes=10):
-        super().__init__()
-        self.f = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(channels * 16, num_classes))
-
-    def forward(self, x):
-        hold = HERE / "hold"
-        if self.training and Path.cwd().name == "client_0" and hold.exists():
-            hold.unlink()
-            (HERE / "training").touch()
-            deadline = time.time() + 120
-            while not (HERE / "go").exists() and time.time() < deadline:
-                time.sleep(0.05)
-        return self.f(x)
-'''
+HOLD_MODEL = held_model("A small model whose first training step in client 0 waits for the test.")
 
 
 def _peer_ports(port: int) -> set[int]:

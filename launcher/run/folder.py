@@ -246,11 +246,11 @@ class RunFolder:
         """Under run.json's lock; the folder's run.json must be there (unless ``new``): the lock file is never
         made in a folder that was removed and made again by someone else's write."""
         if not new and self.gone():
-            raise RunFolderGone(f"the run folder {self.path} was removed")
+            raise self._removed()
         try:
             lock = open(self.path / ".run.json.lock", "a")
         except FileNotFoundError:
-            raise RunFolderGone(f"the run folder {self.path} was removed") from None
+            raise self._removed() from None
         with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -296,9 +296,12 @@ class RunFolder:
             return fields
 
     def _existing(self) -> dict:
-        if self.gone():  # removed under a live run: a run.json written now would be a stranger's
-            raise RunFolderGone(f"the run folder {self.path} was removed")
+        if self.gone():  # removed after the lock was taken: a run.json written now would be a stranger's
+            raise self._removed()
         return self.read()
+
+    def _removed(self) -> RunFolderGone:
+        return RunFolderGone(f"the run folder {self.path} was removed")
 
     def update(self, **fields) -> dict:
         with self._locked():
