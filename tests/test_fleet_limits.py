@@ -274,14 +274,19 @@ def test_impossible_limits_are_input_errors(cpu, memory, message):
         ClientLimits(cpu=cpu, memory=memory)
 
 
+def _two_processes(processes: list, script: str, size: int) -> tuple[subprocess.Popen, set[int]]:
+    """``script`` run with ``size`` (kept for the test's end), and the two pids it prints."""
+    proc = subprocess.Popen([sys.executable, "-c", script, str(size)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    processes.append(proc)
+    return proc, {int(proc.stdout.readline()), int(proc.stdout.readline())}
+
+
 def test_memory_a_forked_pair_shares_is_counted_once_and_the_fallback_watchdog_charges_that(processes):
     """A process that wrote 150 MiB and forked: their resident sets add up to twice what they hold. held_bytes
     is the distinct pages they map (the kernel's page frames) within 3%; a limit 20% above that leaves them alone
     (the fallback's watchdog too), one 20% below kills them."""
-    proc = subprocess.Popen([sys.executable, "-c", SHARER, str(150 * MiB)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    processes.append(proc)
-    pids = {int(proc.stdout.readline()), int(proc.stdout.readline())}
+    proc, pids = _two_processes(processes, SHARER, 150 * MiB)
     pair = [psutil.Process(pid) for pid in pids]
     need = physical_bytes(pids)
     if need is None:
@@ -307,10 +312,7 @@ def test_memory_of_two_children_copying_different_halves_of_a_fork_servers_pages
     there), plus 8 MiB each made after the fork at the same addresses. The gauge counts what the kernel's page
     frames count within 3% (the smaps figure, the most in a mapping any one has, said 171 of 221 MiB), and a limit
     20% below that is over, one 20% above is not."""
-    proc = subprocess.Popen([sys.executable, "-c", FORK_SERVER, str(100 * MiB)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    processes.append(proc)
-    pids = {int(proc.stdout.readline()), int(proc.stdout.readline())}
+    proc, pids = _two_processes(processes, FORK_SERVER, 100 * MiB)
     children = [psutil.Process(pid) for pid in pids]
     need = physical_bytes(pids)
     if need is None:
