@@ -8,7 +8,7 @@ setup(
     packages=find_packages(include=["launcher", "launcher.*", "simulator", "simulator.*", "partitions", "partitions.*",
                                     "contract", "contract.*"]),
     install_requires=[
-        "flwr[simulation]==1.41.0",  # simulation: Ray, for --mode virtual
+        "flwr[simulation]>=1.41,<1.43",  # tested: 1.41, 1.42 (launcher/flower/release.py); Ray for --mode virtual
         "torch==2.13.0",
         "numpy",
         "psutil",

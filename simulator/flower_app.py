@@ -7,14 +7,16 @@
     $ flwr run run/app CONNECTION --run-config "run-dir='$PWD/run'"   # also works by hand
 
 The components live in the installed ``simulator`` package, so the folder holds
-only pyproject.toml; its ``[tool.flwr.app.config]`` is the run's settings, which
-also declares every key a ``--run-config`` may override. The settings hold no
+only pyproject.toml (its flwr dependency: the release installed here); its
+``[tool.flwr.app.config]`` is the run's settings, which also declares every key a
+``--run-config`` may override. The settings hold no
 absolute path of the run folder (``run-dir = '.'``, the checkpoint relative to it),
 so a copied or moved run folder goes on where it is now.
 """
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 from contract.run_settings import RunSettings
@@ -54,7 +56,7 @@ name = "fl-launch-lenet"
 version = "1.0.0"
 description = "fl-launch's built-in LeNet5 FedAvg app"
 license = "Apache-2.0"
-dependencies = ["flwr==1.41.0", "torch==2.13.0"]
+dependencies = ["flwr=={version('flwr')}", "torch==2.13.0"]
 
 [tool.flwr.app]
 publisher = "fl-launch"

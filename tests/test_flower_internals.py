@@ -1,17 +1,36 @@
-"""The Flower 1.41 internals fl-launch calls. If an upgrade changes them, these fail first."""
+"""The Flower internals fl-launch calls, for each release in its range (1.41, 1.42). If an upgrade changes them,
+these fail first. CI runs them on constraints.txt's release and, in a second job, on the other (.ci/run)."""
 
 import inspect
+import re
+from pathlib import Path
 
 import flwr
+import pytest
 from flwr.proto.runtime_pb2 import AcquireTaskRequest, AcquireTaskResponse
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore.constant import TaskType
 from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supernode.runtime.run_clientapp import run_clientapp
+from packaging.version import Version
+
+from launcher.flower.release import FLOWER_RANGE, FLOWER_REQUIREMENT, installed_flower
+
+ROOT = Path(__file__).resolve().parents[1]
+PINNED = ((1, 41), (1, 42))  # the releases whose shape these tests know
+FLOWER = installed_flower().release[:2]
+# Flower 1.42 removed the Runtime API's RuntimeTracingMiddleware (from the SuperLink's app and the SuperNode's)
+TRACING_LAYER = FLOWER == (1, 41)
+TRACING = "flwr.supercore.routers.runtime.tracing.RuntimeTracingMiddleware"
 
 
-def test_flower_is_the_pinned_release():
-    assert flwr.__version__ == "1.41.0"
+def test_flower_is_a_release_of_the_range_setup_py_states_and_these_tests_pin():
+    assert Version(flwr.__version__) in FLOWER_RANGE and FLOWER in PINNED
+    assert re.search(r'"flwr\[simulation\]([^"]*)"', (ROOT / "setup.py").read_text()).group(1) == FLOWER_REQUIREMENT
+    constrained = re.search(r"^flwr==(\S+)$", (ROOT / "constraints.txt").read_text(), re.MULTILINE).group(1)
+    assert Version(constrained) in FLOWER_RANGE
+    # every minor release the range admits has its shape pinned here, no more
+    assert [(1, minor) for minor in range(30, 60) if Version(f"1.{minor}.0") in FLOWER_RANGE] == list(PINNED)
 
 
 def test_the_runtime_api_task_loop_the_warm_host_uses():
@@ -197,13 +216,18 @@ def test_each_http_gate_admits_what_flowers_own_dispatch_acts_on():
     fleet_log = src(fleet.FleetEventLogMiddleware)
     assert f'if not request.url.path.startswith("{FLEET}"): return await call_next(request)' in fleet_log
     assert '"fleet_event_log_plugin", None' in fleet_log and "if plugin is None or" in fleet_log
-    assert ('response = await call_next(request) if os.getenv("FLWR_TRACING_ENABLED") != "1" '
-            "or response.status_code >= 400: return response") in src(tracing.RuntimeTracingMiddleware)
     gated = {control.ControlSensitiveResponseMiddleware, control.ControlEventLogMiddleware,
              control.ControlLicenseMiddleware, control.ControlAuthenticationMiddleware,
-             node_auth.NodeAuthMiddleware, fleet.FleetEventLogMiddleware, tracing.RuntimeTracingMiddleware}
-    assert set(GATES) == {qualified_name(cls) for cls in gated}
-    # the SuperLink's nine layers: the seven gated ones, the error translator and the protobuf translation
+             node_auth.NodeAuthMiddleware, fleet.FleetEventLogMiddleware}
+    if TRACING_LAYER:
+        assert ('response = await call_next(request) if os.getenv("FLWR_TRACING_ENABLED") != "1" '
+                "or response.status_code >= 400: return response") in src(tracing.RuntimeTracingMiddleware)
+        gated.add(tracing.RuntimeTracingMiddleware)
+    else:  # its gate stays for 1.41 and meets nothing here
+        assert not hasattr(tracing, "RuntimeTracingMiddleware")
+    assert set(GATES) == {qualified_name(cls) for cls in gated} | {TRACING}
+    # the SuperLink's layers (nine in 1.41, eight in 1.42): the gated ones, the error translator and the
+    # protobuf translation
     layers = [m.cls.__name__ for m in superlink_main._get_middleware()]
     assert sorted(layers) == sorted([c.__name__ for c in gated] + ["BaseHTTPMiddleware",
                                                                    "ProtobufTranslationMiddleware"])
@@ -213,7 +237,6 @@ def test_a_gated_superlink_runs_each_layer_only_on_its_paths(monkeypatch):
     """The SuperLink app quick_superlink builds: a Control layer sees a Control request, not a health check;
     the protobuf translation still sees both. Flower's ungated app, for comparison, runs every layer on both."""
     from flwr.supercore.protobuf.translation import ProtobufTranslationMiddleware
-    from flwr.supercore.routers.runtime.tracing import RuntimeTracingMiddleware
     from flwr.superlink.main import create_app
     from flwr.superlink.routers.control.middlewares import ControlAuthenticationMiddleware
     from starlette.testclient import TestClient
@@ -221,7 +244,12 @@ def test_a_gated_superlink_runs_each_layer_only_on_its_paths(monkeypatch):
     from launcher.flower.http_gates import gated
 
     seen = []
-    for cls in (ControlAuthenticationMiddleware, RuntimeTracingMiddleware, ProtobufTranslationMiddleware):
+    watched = [ControlAuthenticationMiddleware, ProtobufTranslationMiddleware]
+    if TRACING_LAYER:
+        from flwr.supercore.routers.runtime.tracing import RuntimeTracingMiddleware
+
+        watched.append(RuntimeTracingMiddleware)
+    for cls in watched:
         original = cls.dispatch
 
         async def counted(self, request, call_next, _cls=cls, _original=original):
@@ -242,9 +270,10 @@ def test_a_gated_superlink_runs_each_layer_only_on_its_paths(monkeypatch):
     assert paths(gated(create_app())) == [
         ("ControlAuthenticationMiddleware", "/v1/control/list-runs"),
         ("ProtobufTranslationMiddleware", "/health"), ("ProtobufTranslationMiddleware", "/v1/control/list-runs")]
-    assert len(paths(create_app())) == 6
+    assert len(paths(create_app())) == 2 * len(watched)
 
 
+@pytest.mark.skipif(not TRACING_LAYER, reason="Flower 1.42's SuperNode has no tracing layer (the next test)")
 def test_quick_supernodes_runtime_api_skips_tracing_unless_enabled(monkeypatch):
     """quick_supernode gates the SuperNode app Flower's flower_supernode creates (flwr.supernode.main.create_app)."""
     import flwr.supernode.main as supernode_main
@@ -269,6 +298,26 @@ def test_quick_supernodes_runtime_api_skips_tracing_unless_enabled(monkeypatch):
     monkeypatch.setenv("FLWR_TRACING_ENABLED", "1")
     assert client.get("/health").status_code == 200
     assert seen == ["/health"]
+
+
+@pytest.mark.skipif(TRACING_LAYER, reason="Flower 1.41's SuperNode has a tracing layer (the test before)")
+def test_quick_supernodes_runtime_api_has_no_layer_to_gate_on_flower_1_42(monkeypatch):
+    """1.42's SuperNode app: the error translator and the protobuf translation, which run on every request;
+    quick_supernode's gating leaves them as they are."""
+    import flwr.supernode.main as supernode_main
+    from starlette.testclient import TestClient
+
+    from launcher.flower.http_gates import install
+
+    def layers(app):
+        return sorted(m.cls.__name__ for m in app.user_middleware)
+
+    assert layers(supernode_main.create_app()) == ["BaseHTTPMiddleware", "ProtobufTranslationMiddleware"]
+    monkeypatch.setattr(supernode_main, "create_app", supernode_main.create_app)  # restored after the test
+    install("flwr.supernode.main")
+    app = supernode_main.create_app()
+    assert layers(app) == ["BaseHTTPMiddleware", "ProtobufTranslationMiddleware"]
+    assert TestClient(app).get("/health").status_code == 200
 
 
 def test_the_task_host_answers_flowers_telemetry_events_without_building_them(monkeypatch):

@@ -40,6 +40,7 @@ from launcher.devices.hosts import load_hosts
 from launcher.devices.install import SOURCE_ROOT, build_wheel, install_on
 from launcher.devices.preflight import check_devices
 from launcher.devices.remote import RemoteDevice, unused_ssh_config
+from launcher.flower.release import unsupported_flower
 from launcher.processes.entry_modules import SUPERVISOR
 from launcher.processes.table import RUN_ENV, TAG_ENV
 from launcher.run.folder import RunFolder
@@ -195,6 +196,8 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
 @click.pass_context
 def main(ctx: click.Context, **kwargs) -> None:
     """Start a Flower SuperLink and N client nodes on this machine, train, and stop them all."""
+    if wrong_flower := unsupported_flower():
+        raise UserError(wrong_flower)
     check, install, resume, bench = (kwargs.pop(k) for k in ("check", "install", "resume", "bench"))
     if bench and not check:
         raise UserError("--bench measures the devices of --check: give --hosts FILE --check --bench")

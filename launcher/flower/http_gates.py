@@ -5,7 +5,8 @@
     gated(app)                       # one FastAPI app that has not served a request yet
 
 Flower 1.41's SuperLink wraps every request in nine ``BaseHTTPMiddleware`` layers and its SuperNode in
-three; each layer costs a task group and a pair of memory streams per request, whether it acts or not.
+three (1.42: eight and two, its Runtime tracing layer gone, so that gate meets nothing); each layer costs
+a task group and a pair of memory streams per request, whether it acts or not.
 Most act on a few paths only: the Control API's four on ``/v1/control/``, node authentication and the
 Fleet event log on ``/v1/fleet/`` (the log only with a plugin configured), tracing only with
 ``FLWR_TRACING_ENABLED=1``. Each of those now sees exactly the requests whose ``dispatch`` would do more
@@ -57,7 +58,7 @@ GATES: dict[str, Callable[[dict], bool]] = {
     "flwr.superlink.routers.control.middlewares.ControlEventLogMiddleware": on_control,
     "flwr.superlink.routers.fleet.node_auth.NodeAuthMiddleware": on_fleet,
     "flwr.superlink.routers.fleet.middlewares.FleetEventLogMiddleware": on_fleet_with_event_log,
-    "flwr.supercore.routers.runtime.tracing.RuntimeTracingMiddleware": tracing_enabled,
+    "flwr.supercore.routers.runtime.tracing.RuntimeTracingMiddleware": tracing_enabled,  # Flower 1.41 only
 }
 
 
