@@ -41,6 +41,7 @@ TEMPLATES: dict[str, str] = {
     "app_task_failed": "[round] iteration:{round} {task} task failed: {reason}",  # its traceback follows
     "client_restart": "[launcher] {role} exited, restart {restart} of {max_restarts}: {cause}",
     "client_lost": "[launcher] {role} exited, no restart left: {cause}",
+    "ray_node": "[ray] node:{node} ip:{ip}",  # virtual mode: the Ray node whose worker opened this log
     "resume": "[launcher] resumed from round {round}: later lines replace what an aborted attempt wrote",
     # server
     "server_waiting": "[server] waiting for {clients} clients to connect",

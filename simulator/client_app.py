@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -76,7 +77,17 @@ def _ready(context: Context) -> None:
 
 
 def _log(client_dir: Path) -> LogWriter:
-    return _current("log", client_log_path(client_dir), lambda p: LogWriter(p, "FLClient"), LogWriter.close)
+    return _current("log", client_log_path(client_dir), _open_log, LogWriter.close)
+
+
+def _open_log(path: Path) -> LogWriter:
+    """A client's log, opened by the process that serves it now; a Ray worker (virtual mode) first says on
+    which Ray node it runs, so the tasks below the line ran there (on a cluster: which machine)."""
+    log = LogWriter(path, "FLClient")
+    ray = sys.modules.get("ray")  # imported by a Ray worker, never by this app
+    if ray is not None and ray.is_initialized():
+        log.write("ray_node", node=ray.get_runtime_context().get_node_id(), ip=ray.util.get_node_ip_address())
+    return log
 
 
 def _setup(msg: Message, context: Context):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import click
@@ -45,6 +45,7 @@ from launcher.processes.table import RUN_ENV, TAG_ENV
 from launcher.run.folder import RunFolder
 from launcher.run.options import MODES, NATURAL, PROCESS_MODE_UP_TO, TASKS, LaunchOptions
 from launcher.run.plan import check_tag_free, discard_all, prepare_resume, prepare_run
+from launcher.run.ray_cluster import check_ray_address
 from launcher.run.run_status import RunStatus
 from launcher.run.supervisor import Supervisor
 from partitions import SCHEMES
@@ -162,6 +163,9 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
                    f"clients.")
 @click.option("--workers", type=COUNT, default=None,
               help="--mode virtual: worker processes the clients share.  [default: one per core]")
+@click.option("--ray-address", type=Text(), default=None, metavar="HOST:PORT",
+              help="--mode virtual: run the clients on this existing Ray cluster (its head's address).  "
+                   "[default: $RAY_ADDRESS, else a Ray of the run's own on this machine]")
 @click.option("--run", "run", type=Text(), default=None,
               help="getModel/inference: the earlier run (id or folder).  [default: the newest with a checkpoint]")
 @click.option("--startup-timeout", type=SECONDS, default=None,
@@ -204,10 +208,12 @@ def main(ctx: click.Context, **kwargs) -> None:
         options = {k: v for k, v in (folder.read().get("options") or {}).items() if k in OPTION_NAMES}
         opts = LaunchOptions(**{**options, "detach": kwargs["detach"], "log_dir": kwargs["log_dir"],
                                 "ssh_config": kwargs["ssh_config"]})  # a run folder is data: ssh's config is named now
+        if opts.ray_address is not None:  # the cluster it ran on must still be there
+            check_ray_address(opts.ray_address)
         if note := unused_ssh_config(folder.read(), opts.ssh_config):
             click.echo(f"fl-launch: run {folder.run_id}: {note}", err=True)
         sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder, opts.ssh_config))
-    opts = LaunchOptions(**kwargs)
+    opts = _with_ray_address_from_env(LaunchOptions(**kwargs))
     if install:
         sys.exit(_install(opts))
     if check:
@@ -232,6 +238,14 @@ def main(ctx: click.Context, **kwargs) -> None:
         click.echo("note: without --tls, Flower's traffic is plain HTTP; between machines it travels inside the "
                    "SSH tunnels, on each machine's loopback it is clear text", err=True)
     sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder, opts.ssh_config))
+
+
+def _with_ray_address_from_env(opts: LaunchOptions) -> LaunchOptions:
+    """RAY_ADDRESS, as Ray users set it, names the cluster of a virtual run that gives no --ray-address."""
+    from_env = os.environ.get("RAY_ADDRESS", "").strip()
+    if opts.ray_address is None and from_env and opts.is_virtual():
+        return replace(opts, ray_address=from_env)
+    return opts
 
 
 class _PreparingStops:
