@@ -5,6 +5,7 @@
         cluster.node_ips                 # {"10.200.x.1", "10.200.x.2"}
         cluster.members()                # {(pid, create_time), ...}: every process of both nodes now
         cluster.alive_nodes()            # 2, as the cluster's own GCS counts them
+    ray_cluster(tmp_path, worker_fake=("torch", "0.0.1"))   # the worker node's Python reports torch 0.0.1
 
 Each node is started by `ray start` inside a cgroup of the test's own (cgroup2), with a short temp dir of its
 own, and stopped by that cgroup (SIGTERM, then cgroup.kill): never `ray stop` (it would stop every Ray on this
@@ -98,14 +99,15 @@ class Cluster:
         return sum(1 for line in active.splitlines() if " node_" in line)
 
 
-def _start_node(group: Path, argv: list[str], log: Path, netns: str | None = None) -> None:
+def _start_node(group: Path, argv: list[str], log: Path, netns: str | None = None,
+                env: dict[str, str] | None = None) -> None:
     """`ray start` in the cgroup (its daemons stay there when it returns)."""
     group.mkdir()
     wrapped = ["ip", "netns", "exec", netns, *argv] if netns else argv
     script = f'echo $$ > {group}/cgroup.procs && exec "$@"'
     with open(log, "ab") as out:
         done = subprocess.run(["sh", "-c", script, "sh", *wrapped], stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, timeout=120)
+                              stdin=subprocess.DEVNULL, timeout=120, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"ray start failed: {log.read_text()[-1500:]}")
 
@@ -129,8 +131,18 @@ def _stop_group(group: Path) -> None:
             time.sleep(0.2)
 
 
+def _fake_distribution(folder: Path, name: str, version: str) -> Path:
+    """A folder whose only content is a dist-info: on a node's PYTHONPATH, importlib.metadata finds this
+    version of ``name`` first (nothing is imported from it)."""
+    info = folder / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    return folder
+
+
 @contextmanager
-def ray_cluster(folder: Path, timeout: float = 120):
+def ray_cluster(folder: Path, timeout: float = 120, worker_fake: tuple[str, str] | None = None):
+    """``worker_fake``: (distribution, version) the worker node's Python reports instead of its own."""
     tag = os.getpid() % 10000
     net = f"10.200.{tag % 250}"
     ns, host_if, ns_if = f"flr-{tag}", f"frh{tag}", f"frn{tag}"
@@ -152,8 +164,13 @@ def ray_cluster(folder: Path, timeout: float = 120):
         _start_node(head_group, [ray, "start", "--head", "--node-ip-address", f"{net}.1", "--port", str(port),
                                  "--include-dashboard", "false", "--ray-client-server-port", str(_free_port()),
                                  "--temp-dir", str(temp / "h"), *NODE_FLAGS], folder / "ray-head.log")
+        env = dict(os.environ)
+        if worker_fake:
+            fake = _fake_distribution(temp / "fake", *worker_fake)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(fake), env.get("PYTHONPATH")) if p)
         _start_node(worker_group, [ray, "start", "--address", f"{net}.1:{port}", "--node-ip-address", f"{net}.2",
-                                   "--temp-dir", str(temp / "w"), *NODE_FLAGS], folder / "ray-worker.log", netns=ns)
+                                   "--temp-dir", str(temp / "w"), *NODE_FLAGS], folder / "ray-worker.log", netns=ns,
+                    env=env)
         cluster = Cluster(f"{net}.1:{port}", {f"{net}.1", f"{net}.2"}, [head_group, worker_group], temp)
         deadline = time.monotonic() + timeout
         while cluster.alive_nodes() < 2:

@@ -12,6 +12,7 @@ import re
 import socket
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,14 @@ def _actors(cluster) -> dict[int, str]:
     return {pid: cmd for pid, cmd in cluster.cmdlines().items() if "ClientAppActor" in cmd}
 
 
+def _daemons(cluster) -> set[tuple[int, float]]:
+    """The nodes' own processes (GCS, raylets, agents): not the workers Ray starts and ends as it likes."""
+    cmdlines = cluster.cmdlines()
+    return {(pid, created) for pid, created in cluster.members()
+            if not re.match(r"ray::(IDLE|ClientAppActor)", cmdlines.get(pid, "ray::IDLE"))
+            and "default_worker.py" not in cmdlines.get(pid, "")}
+
+
 def _wait_no_actors(cluster, timeout: float = 30) -> dict[int, str]:
     deadline = time.monotonic() + timeout
     while (left := _actors(cluster)) and time.monotonic() < deadline:
@@ -98,8 +107,14 @@ def _wait_no_actors(cluster, timeout: float = 30) -> dict[int, str]:
 @pytest.mark.skipif(available() is not None, reason=str(available()))
 def test_200_virtual_clients_on_a_two_node_ray_cluster_which_the_run_leaves_as_it_was(tmp_path, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    with ray_cluster(tmp_path) as cluster:
-        daemons = cluster.members()
+    with ray_cluster(tmp_path, worker_fake=("torch", "0.0.1")) as cluster:
+        head, worker = sorted(cluster.node_ips)
+        check = run("fl-launch", "--check", "--ray-address", cluster.address, timeout=300)
+        assert check.returncode == 2, check.stdout + check.stderr  # a node lacks this torch: one line for it
+        assert check.stderr.strip() == f"ray node {worker}: torch 0.0.1 (here {version('torch')})", check.stderr
+        assert check.stdout.strip() == f"ray node {head}: ok", check.stdout
+        daemons = _daemons(cluster)
+        assert len(daemons) >= 6, cluster.cmdlines()  # GCS, 2 raylets, their agents, ...
         assert _actors(cluster) == {}
 
         # a run to its end: tasks on both nodes, each client's log in the run folder here
@@ -125,7 +140,9 @@ def test_200_virtual_clients_on_a_two_node_ray_cluster_which_the_run_leaves_as_i
                           "--ray-address", cluster.address, "--kill-tag", "test-ray-cluster-2")
         assert started.returncode == 0, started.stdout + started.stderr
         run_dir = runs(tmp_path / "logs2")[0]
-        live_actors = _actors(cluster)
+        deadline = time.monotonic() + 180
+        while not (live_actors := _actors(cluster)) and time.monotonic() < deadline:
+            time.sleep(1)  # Ray's idle workers become the run's actors once the simulation starts
         assert live_actors, cluster.cmdlines()  # the run's actors live on the cluster's nodes
         done = run("fl-finish", "--kill-tag", "test-ray-cluster-2", "--log-dir", str(tmp_path / "logs2"),
                    timeout=120)

@@ -45,7 +45,7 @@ from launcher.processes.table import RUN_ENV, TAG_ENV
 from launcher.run.folder import RunFolder
 from launcher.run.options import MODES, NATURAL, PROCESS_MODE_UP_TO, TASKS, LaunchOptions
 from launcher.run.plan import check_tag_free, discard_all, prepare_resume, prepare_run
-from launcher.run.ray_cluster import check_ray_address
+from launcher.run.ray_cluster import check_cluster_nodes, check_ray_address
 from launcher.run.run_status import RunStatus
 from launcher.run.supervisor import Supervisor
 from partitions import SCHEMES
@@ -159,8 +159,8 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
               help="Torch threads per client process.")
 @click.option("--mode", type=click.Choice(MODES), default=D.mode,
               help=f"process: one OS process per client; virtual: Flower's simulation runtime, many clients "
-                   f"sharing --workers processes (this machine only); auto: virtual above {PROCESS_MODE_UP_TO} "
-                   f"clients.")
+                   f"sharing --workers processes (this machine, or a Ray cluster: --ray-address); auto: virtual "
+                   f"above {PROCESS_MODE_UP_TO} clients.")
 @click.option("--workers", type=COUNT, default=None,
               help="--mode virtual: worker processes the clients share.  [default: one per core]")
 @click.option("--ray-address", type=Text(), default=None, metavar="HOST:PORT",
@@ -183,7 +183,8 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
                    "an earlier run's runs/RUN/data); do not copy them.  [default: copy the launcher's split]")
 @click.option("--tls", is_flag=True, help="Serve the SuperLink over TLS with a CA and certificate made for this "
               "run; every node verifies it.")
-@click.option("--check", is_flag=True, help="With --hosts: check every device (reachable, versions, memory, "
+@click.option("--check", is_flag=True, help="With --ray-address: check each Ray node has this Python, fl-launch, "
+              "flwr, torch (and --app's requirements). With --hosts: check every device (reachable, versions, memory, "
               "CPUs, disk, clock) and exit; non-zero when one fails.")
 @click.option("--bench", is_flag=True, help="With --check: also time a few batches of the run's model and data "
               "shape and the SSH link on every device, and print a fleet.toml of them on stdout (the table on "
@@ -315,6 +316,9 @@ def _install(opts: LaunchOptions) -> int:
 
 
 def _check(opts: LaunchOptions, bench: bool = False) -> int:
+    cluster = opts.ray_address or os.environ.get("RAY_ADDRESS", "").strip()
+    if opts.hosts is None and cluster and not bench:
+        return _check_cluster(opts, cluster)
     devices = _devices(opts, "--check")
     # with --app: its declared dependencies, in the same SSH call as the rest
     requirements = declared_requirements(read_app(opts.app).path) if opts.app else None
@@ -336,6 +340,15 @@ def _check(opts: LaunchOptions, bench: bool = False) -> int:
         click.echo(text, nl=False)
         return 0 if measured and all(r["ok"] for r in rows) else 1
     return 0 if all(r["ok"] for r in rows) else 1
+
+
+def _check_cluster(opts: LaunchOptions, address: str) -> int:
+    """--check --ray-address: one line per node of the cluster; exit 2 when one lacks what the clients need."""
+    requirements = declared_requirements(read_app(opts.app).path) if opts.app else None
+    checks = check_cluster_nodes(address, requirements)
+    for node in checks:
+        click.echo(node.line(), err=bool(node.problems))
+    return 2 if any(node.problems for node in checks) else 0
 
 
 def _check_resume_alone(ctx: click.Context, kwargs: dict, check: bool, install: bool) -> None:

@@ -144,6 +144,8 @@ class LaunchOptions:
             unused["run"] = "is for --task getModel or inference (to go on with a run: --resume RUN)"
         if self.hosts is None:
             unused["ssh_config"] = "is for --hosts"
+        if self.ray_address is not None:
+            unused["workers"] = "on a Ray cluster (--ray-address) its nodes' CPUs decide"
         return unused
 
     def validate(self, given: Set[str] = frozenset()) -> None:
