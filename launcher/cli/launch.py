@@ -294,7 +294,7 @@ def _foreground(folder: RunFolder, ssh_config: str | None) -> int:
 
 def _devices(opts: LaunchOptions, flag: str):
     if opts.hosts is None:
-        raise UserError(f"{flag} needs --hosts FILE")
+        raise UserError(f"{flag} needs --hosts FILE" + (" or --ray-address HOST:PORT" if flag == "--check" else ""))
     return load_hosts(opts.hosts)
 
 
