@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +140,9 @@ def check_cluster_nodes(address: str, requirements: list | None = None) -> list[
     check_ray_address(address)
     namespace: dict = {"__name__": "fl_launch_probe"}  # no importable module: Ray pickles the probe by value
     exec(_PROBE, namespace)  # noqa: S102  (our own constant source)
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    with warnings.catch_warnings():  # Ray's notes on its future defaults: the check's output is one line a node
+        warnings.simplefilter("ignore", FutureWarning)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         remote = ray.remote(num_cpus=0)(namespace["probe"])
