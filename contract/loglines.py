@@ -19,6 +19,7 @@ import ast
 import datetime as dt
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,6 +245,14 @@ class LogWriter:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def write_ray_node(log: LogWriter) -> None:
+    """In a Ray worker (virtual mode): the line saying on which Ray node it runs, so the tasks logged below it
+    ran there (on a cluster: which machine). Elsewhere nothing; Ray is never imported here."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        log.write("ray_node", node=ray.get_runtime_context().get_node_id(), ip=ray.util.get_node_ip_address())
 
 
 def client_log_path(client_dir: str | os.PathLike) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from contract.fleet import FLEET_FILE, UNCONSTRAINED, Fleet, Profile, read_fleet_json
-from contract.loglines import LogWriter, client_log_path
+from contract.loglines import LogWriter, client_log_path, write_ray_node
 from contract.run_settings import RunSettings, node_paths
 from simulator.client_data import Partition, load_partition
 from simulator.exchange_clock import exchange_times
@@ -84,9 +83,7 @@ def _open_log(path: Path) -> LogWriter:
     """A client's log, opened by the process that serves it now; a Ray worker (virtual mode) first says on
     which Ray node it runs, so the tasks below the line ran there (on a cluster: which machine)."""
     log = LogWriter(path, "FLClient")
-    ray = sys.modules.get("ray")  # imported by a Ray worker, never by this app
-    if ray is not None and ray.is_initialized():
-        log.write("ray_node", node=ray.get_runtime_context().get_node_id(), ip=ray.util.get_node_ip_address())
+    write_ray_node(log)
     return log
 
 
