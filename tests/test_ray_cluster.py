@@ -1,7 +1,8 @@
 """Virtual clients on a Ray cluster the user already has (--ray-address), and Ray's own logs in the run folder.
 
 The cluster test makes a two-node Ray cluster on this machine (tests/ray_cluster.py: the worker node in its own
-network namespace, each node in a cgroup of the test's own), runs 200 virtual clients on it, and judges where
+network namespace, each node in a cgroup of the test's own; the worker's Python reports a fake torch version,
+which `fl-launch --check --ray-address` must name), runs 200 virtual clients on it, and judges where
 each client's tasks ran by the node addresses the test gave the nodes; the cluster's own processes are listed
 from the test's cgroups before and after the run and after fl-finish, and must be the same and alive.
 """
