@@ -19,6 +19,7 @@ import ast
 import datetime as dt
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ TEMPLATES: dict[str, str] = {
     "app_task_failed": "[round] iteration:{round} {task} task failed: {reason}",  # its traceback follows
     "client_restart": "[launcher] {role} exited, restart {restart} of {max_restarts}: {cause}",
     "client_lost": "[launcher] {role} exited, no restart left: {cause}",
+    "ray_node": "[ray] node:{node} ip:{ip}",  # virtual mode: the Ray node whose worker opened this log
     "resume": "[launcher] resumed from round {round}: later lines replace what an aborted attempt wrote",
     # server
     "server_waiting": "[server] waiting for {clients} clients to connect",
@@ -243,6 +245,14 @@ class LogWriter:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def write_ray_node(log: LogWriter) -> None:
+    """In a Ray worker (virtual mode): the line saying on which Ray node it runs, so the tasks logged below it
+    ran there (on a cluster: which machine). Elsewhere nothing; Ray is never imported here."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        log.write("ray_node", node=ray.get_runtime_context().get_node_id(), ip=ray.util.get_node_ip_address())
 
 
 def client_log_path(client_dir: str | os.PathLike) -> Path:

@@ -21,7 +21,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from contract.fleet import FLEET_FILE, UNCONSTRAINED, Fleet, Profile, read_fleet_json
-from contract.loglines import LogWriter, client_log_path
+from contract.loglines import LogWriter, client_log_path, write_ray_node
 from contract.run_settings import RunSettings, node_paths
 from simulator.client_data import Partition, load_partition
 from simulator.exchange_clock import exchange_times
@@ -76,7 +76,15 @@ def _ready(context: Context) -> None:
 
 
 def _log(client_dir: Path) -> LogWriter:
-    return _current("log", client_log_path(client_dir), lambda p: LogWriter(p, "FLClient"), LogWriter.close)
+    return _current("log", client_log_path(client_dir), _open_log, LogWriter.close)
+
+
+def _open_log(path: Path) -> LogWriter:
+    """A client's log, opened by the process that serves it now; a Ray worker (virtual mode) first says on
+    which Ray node it runs, so the tasks below the line ran there (on a cluster: which machine)."""
+    log = LogWriter(path, "FLClient")
+    write_ray_node(log)
+    return log
 
 
 def _setup(msg: Message, context: Context):

@@ -2,7 +2,7 @@
 
 import re
 
-from contract.loglines import LogWriter, format_message, parse_line
+from contract.loglines import LogWriter, format_message, parse_line, write_ray_node
 
 
 def test_client_lines_keep_mindspore_substrings(tmp_path):
@@ -41,6 +41,17 @@ def test_server_round_line_round_trips():
     assert event.values == {"round": 3, "rounds": 10, "replies": 9, "failures": 1, "aggregated": True,
                             "acc": 0.9123457, "num_test": 360, "loss": 0.25, "seconds": 6.789}
     assert event.time.year == 2026
+
+
+def test_a_ray_node_line_is_written_only_in_a_ray_worker(tmp_path):
+    log = LogWriter(tmp_path / "client.log", "FLClient")
+    write_ray_node(log)  # not in a Ray worker: nothing
+    log.write("ray_node", node="dfa055365b84", ip="10.200.7.2")
+    log.close()
+    lines = (tmp_path / "client.log").read_text().splitlines()
+    assert len(lines) == 1
+    event = parse_line(lines[0])
+    assert event.kind == "ray_node" and event.values == {"node": "dfa055365b84", "ip": "10.200.7.2"}
 
 
 def test_a_round_not_aggregated_line_keeps_its_whole_reason():

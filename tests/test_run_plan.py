@@ -1,6 +1,7 @@
 """run.json's "plan" read into a RunPlan and written back is the very dict prepare_run wrote."""
 
 import json
+import socket
 
 from launcher.devices.hosts import Device, DevicePlacement
 from launcher.run.plan import LaunchOptions, prepare_run
@@ -42,6 +43,15 @@ def test_device_tls_and_virtual_plans_round_trip(tmp_path):
     assert plan.local_nodes() == [] and str(plan.tls.ca) == "tls/ca.pem"
     plan = _round_trip(LaunchOptions(client_num=3, log_dir=str(tmp_path / "logs"), mode="virtual", workers=2))
     assert plan.virtual.workers == 2 and plan.local_nodes() == []
+
+
+def test_a_ray_cluster_plan_round_trips(tmp_path):
+    with socket.socket() as head:  # something that answers at the address, as a Ray head would
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        address = f"127.0.0.1:{head.getsockname()[1]}"
+        plan = _round_trip(LaunchOptions(client_num=3, log_dir=str(tmp_path), mode="virtual", ray_address=address))
+    assert plan.virtual.ray_address == address
 
 
 def test_an_older_plan_reads_with_defaults():

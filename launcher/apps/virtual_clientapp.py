@@ -24,7 +24,7 @@ from pathlib import Path
 
 from flwr.clientapp import ClientApp
 
-from contract.loglines import LogWriter, client_log_path
+from contract.loglines import LogWriter, client_log_path, write_ray_node
 from contract.run_layout import client_dir
 from launcher.apps.task_log import LinesToLog, logged_task
 from launcher.apps.user_app import AppError, UserApp, read_app
@@ -54,6 +54,7 @@ class LoggedClientApp(ClientApp):
         folder = client_dir(self._run_dir, int(context.node_config["partition-id"]))
         context.node_config.update(read_extra(folder))
         log = LogWriter(client_log_path(folder), "FLClient")
+        write_ray_node(log)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = LinesToLog(log, "INFO"), LinesToLog(log, "WARNING")
         try:

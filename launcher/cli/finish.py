@@ -42,6 +42,7 @@ from launcher.processes.table import StopResult, command_of, terminate_then_kill
 from launcher.processes.tagged import tagged_processes
 from launcher.run.folder import RunFolder, RunFolderError, RunFolderGone, malformed_kill_tag
 from launcher.run.liveness import LIVE, processes_of, recorded_alive, run_processes
+from launcher.run.ray_cluster import remove_ray_temp_link
 from launcher.run.run_status import RunStatus
 
 
@@ -122,6 +123,8 @@ def main(kill_tag: str | None, run: str | None, log_dir: str, grace: float, dry_
         for device in devices:
             console.print(f"{device.host}: would run fl-finish --local-only over ssh")
         sys.exit(0)
+    for folder, _ in runs:  # a supervisor killed with SIGKILL leaves its Ray temp dir link in /tmp
+        remove_ray_temp_link(folder.path)
     if not procs and not devices and not refused:
         console.print(f"no process of a run carries kill tag {kill_tag}")
         if group is not None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import click
@@ -46,6 +46,7 @@ from launcher.processes.table import RUN_ENV, TAG_ENV
 from launcher.run.folder import RunFolder
 from launcher.run.options import MODES, NATURAL, PROCESS_MODE_UP_TO, TASKS, LaunchOptions
 from launcher.run.plan import check_tag_free, discard_all, prepare_resume, prepare_run
+from launcher.run.ray_cluster import check_cluster_nodes, check_ray_address
 from launcher.run.run_status import RunStatus
 from launcher.run.supervisor import Supervisor
 from partitions import SCHEMES
@@ -159,10 +160,13 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
               help="Torch threads per client process.")
 @click.option("--mode", type=click.Choice(MODES), default=D.mode,
               help=f"process: one OS process per client; virtual: Flower's simulation runtime, many clients "
-                   f"sharing --workers processes (this machine only); auto: virtual above {PROCESS_MODE_UP_TO} "
-                   f"clients.")
+                   f"sharing --workers processes (this machine, or a Ray cluster: --ray-address); auto: virtual "
+                   f"above {PROCESS_MODE_UP_TO} clients.")
 @click.option("--workers", type=COUNT, default=None,
               help="--mode virtual: worker processes the clients share.  [default: one per core]")
+@click.option("--ray-address", type=Text(), default=None, metavar="HOST:PORT",
+              help="--mode virtual: run the clients on this existing Ray cluster (its head's address).  "
+                   "[default: $RAY_ADDRESS, else a Ray of the run's own on this machine]")
 @click.option("--run", "run", type=Text(), default=None,
               help="getModel/inference: the earlier run (id or folder).  [default: the newest with a checkpoint]")
 @click.option("--startup-timeout", type=SECONDS, default=None,
@@ -180,7 +184,8 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
                    "an earlier run's runs/RUN/data); do not copy them.  [default: copy the launcher's split]")
 @click.option("--tls", is_flag=True, help="Serve the SuperLink over TLS with a CA and certificate made for this "
               "run; every node verifies it.")
-@click.option("--check", is_flag=True, help="With --hosts: check every device (reachable, versions, memory, "
+@click.option("--check", is_flag=True, help="With --ray-address: check each Ray node has this Python, fl-launch, "
+              "flwr, torch (and --app's requirements). With --hosts: check every device (reachable, versions, memory, "
               "CPUs, disk, clock) and exit; non-zero when one fails.")
 @click.option("--bench", is_flag=True, help="With --check: also time a few batches of the run's model and data "
               "shape and the SSH link on every device, and print a fleet.toml of them on stdout (the table on "
@@ -207,10 +212,12 @@ def main(ctx: click.Context, **kwargs) -> None:
         options = {k: v for k, v in (folder.read().get("options") or {}).items() if k in OPTION_NAMES}
         opts = LaunchOptions(**{**options, "detach": kwargs["detach"], "log_dir": kwargs["log_dir"],
                                 "ssh_config": kwargs["ssh_config"]})  # a run folder is data: ssh's config is named now
+        if opts.ray_address is not None:  # the cluster it ran on must still be there
+            check_ray_address(opts.ray_address)
         if note := unused_ssh_config(folder.read(), opts.ssh_config):
             click.echo(f"fl-launch: run {folder.run_id}: {note}", err=True)
         sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder, opts.ssh_config))
-    opts = LaunchOptions(**kwargs)
+    opts = _with_ray_address_from_env(LaunchOptions(**kwargs))
     if install:
         sys.exit(_install(opts))
     if check:
@@ -235,6 +242,14 @@ def main(ctx: click.Context, **kwargs) -> None:
         click.echo("note: without --tls, Flower's traffic is plain HTTP; between machines it travels inside the "
                    "SSH tunnels, on each machine's loopback it is clear text", err=True)
     sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder, opts.ssh_config))
+
+
+def _with_ray_address_from_env(opts: LaunchOptions) -> LaunchOptions:
+    """RAY_ADDRESS, as Ray users set it, names the cluster of a virtual run that gives no --ray-address."""
+    from_env = os.environ.get("RAY_ADDRESS", "").strip()
+    if opts.ray_address is None and from_env and opts.is_virtual():
+        return replace(opts, ray_address=from_env)
+    return opts
 
 
 class _PreparingStops:
@@ -282,7 +297,7 @@ def _foreground(folder: RunFolder, ssh_config: str | None) -> int:
 
 def _devices(opts: LaunchOptions, flag: str):
     if opts.hosts is None:
-        raise UserError(f"{flag} needs --hosts FILE")
+        raise UserError(f"{flag} needs --hosts FILE" + (" or --ray-address HOST:PORT" if flag == "--check" else ""))
     return load_hosts(opts.hosts)
 
 
@@ -304,6 +319,9 @@ def _install(opts: LaunchOptions) -> int:
 
 
 def _check(opts: LaunchOptions, bench: bool = False) -> int:
+    cluster = opts.ray_address or os.environ.get("RAY_ADDRESS", "").strip()
+    if opts.hosts is None and cluster and not bench:
+        return _check_cluster(opts, cluster)
     devices = _devices(opts, "--check")
     # with --app: its declared dependencies, in the same SSH call as the rest
     requirements = declared_requirements(read_app(opts.app).path) if opts.app else None
@@ -325,6 +343,15 @@ def _check(opts: LaunchOptions, bench: bool = False) -> int:
         click.echo(text, nl=False)
         return 0 if measured and all(r["ok"] for r in rows) else 1
     return 0 if all(r["ok"] for r in rows) else 1
+
+
+def _check_cluster(opts: LaunchOptions, address: str) -> int:
+    """--check --ray-address: one line per node of the cluster; exit 2 when one lacks what the clients need."""
+    requirements = declared_requirements(read_app(opts.app).path) if opts.app else None
+    checks = check_cluster_nodes(address, requirements)
+    for node in checks:
+        click.echo(node.line(), err=bool(node.problems))
+    return 2 if any(node.problems for node in checks) else 0
 
 
 def _check_resume_alone(ctx: click.Context, kwargs: dict, check: bool, install: bool) -> None:

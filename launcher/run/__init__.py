@@ -8,6 +8,7 @@
     liveness.py    what a run is doing now: run.json checked against the lock, the kernel and its cgroup
     supervisor.py  Supervisor: start the run's processes, poll, decide, stop
     resources.py   the memory and disk a run will take, checked before anything starts
+    ray_cluster.py a virtual run's Ray: the cluster it joins (--ray-address), its check, Ray's logs in RUN/ray
 
 Imports devices/, processes/, apps/, flower/, stats/, pyenv/, contract/, simulator/ and partitions/; never cli/.
 """

@@ -21,6 +21,7 @@ from contract.errors import InputError
 from contract.run_settings import RunSettings
 from launcher.fleet.profiles import read_fleet
 from launcher.run.folder import malformed_kill_tag
+from launcher.run.ray_cluster import check_ray_address
 from launcher.run.resources import check_fits, estimate
 
 TASKS = ("train", "getModel", "inference")
@@ -76,6 +77,7 @@ class LaunchOptions:
     remote_data_dir: str | None = None
     mode: str = "auto"
     workers: int | None = None  # virtual: worker processes; default one per core
+    ray_address: str | None = None  # virtual: an existing Ray cluster's head, HOST:PORT (else a Ray of its own)
     model: str = _APP.model
     strategy: str = _APP.strategy
     proximal_mu: float = _APP.proximal_mu
@@ -142,6 +144,8 @@ class LaunchOptions:
             unused["run"] = "is for --task getModel or inference (to go on with a run: --resume RUN)"
         if self.hosts is None:
             unused["ssh_config"] = "is for --hosts"
+        if self.ray_address is not None:
+            unused["workers"] = "on a Ray cluster (--ray-address) its nodes' CPUs decide"
         return unused
 
     def validate(self, given: Set[str] = frozenset()) -> None:
@@ -172,6 +176,8 @@ class LaunchOptions:
             raise OptionsError(f"--task {self.task} serves the built-in app's model; --app runs the app as it is")
         if self.workers is not None and not self.is_virtual():
             raise OptionsError("--workers is for --mode virtual (in process mode each client is its own process)")
+        if self.ray_address is not None and not self.is_virtual():
+            raise OptionsError("--ray-address is for --mode virtual (its clients run on that Ray cluster)")
         if self.remote_data_dir is not None and self.hosts is None:
             raise OptionsError("--remote-data-dir needs --hosts")
         if self.remote_data_dir is not None and any(c in self.remote_data_dir for c in "\n\0"):
@@ -184,7 +190,9 @@ class LaunchOptions:
             flag = "--" + name.replace("_", "-")
             raise OptionsError(f"{flag} {unused[name]}" if unused[name].startswith("is for")
                                else f"{flag} is not used: {unused[name]}")
-        check_fits(estimate(self), self.log_dir)  # reads the disk: last
+        check_fits(estimate(self), self.log_dir)  # reads the disk
+        if self.ray_address is not None:  # a TCP connect: last
+            check_ray_address(self.ray_address)
 
     def _validate_fleet(self) -> None:
         """--fleet, --round-deadline, --overcommit: together and with the rest; the fleet file read."""

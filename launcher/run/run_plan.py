@@ -47,9 +47,14 @@ class Virtual:
     """Flower's simulation runtime runs the clients (``--mode virtual``), on this many worker processes."""
 
     workers: int
+    ray_address: str | None = None  # an existing Ray cluster the run joins (--ray-address), HOST:PORT
 
     def to_json(self) -> dict:
-        return {"workers": self.workers}
+        return {"workers": self.workers, **({"ray_address": self.ray_address} if self.ray_address else {})}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Virtual:
+        return cls(data["workers"], data.get("ray_address"))
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ class RunPlan:
             ssh_config=data.get("ssh_config"),
             tls=TlsPaths(**{name: Path(path) for name, path in tls.items()}) if tls else None,
             remote_data_dir=data.get("remote_data_dir"), max_restarts=data.get("max_restarts", 0),
-            virtual=Virtual(virtual["workers"]) if virtual else None, user_app=bool(data.get("user_app")),
+            virtual=Virtual.from_json(virtual) if virtual else None, user_app=bool(data.get("user_app")),
             run_config=data.get("run_config"), node_config=data.get("node_config") or {},
         )
 

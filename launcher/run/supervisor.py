@@ -62,6 +62,7 @@ from launcher.processes.roles import CLIENT_ROLES, Role
 from launcher.processes.table import ProcessTable, create_time, terminate_then_kill
 from launcher.run.folder import RunFolder, RunFolderGone
 from launcher.run.liveness import processes_of
+from launcher.run.ray_cluster import make_ray_temp_link, ray_env, remove_ray_temp_link
 from launcher.run.run_plan import RunPlan
 from launcher.run.run_status import RunStatus
 from launcher.stats.follow import LogFollower
@@ -202,6 +203,8 @@ class Supervisor:
         """Start the SuperLink, the nodes (here and on devices) and the Flower run; then watch it."""
         plan = self.plan
         env = flower_env(self.folder.path, plan.torch_threads)
+        if plan.virtual:  # Ray joins the cluster of --ray-address, or starts its own; its logs go to RUN/ray
+            env.update(ray_env(plan.virtual.ray_address, make_ray_temp_link(self.folder.path)))
         link_port, *node_ports = free_ports(1 + (0 if plan.virtual else len(plan.nodes)))
         if plan.local_nodes():
             self.table.start_fork_server(self.folder.path, env)
@@ -249,8 +252,10 @@ class Supervisor:
         run_cmd = [flwr_bin("flwr"), "run", str(self.folder.path / self.plan.app_dir), "local", "--stream",
                    *(["--run-config", overrides] if overrides else [])]
         if self.plan.virtual:  # the SuperLink's simulation runtime: N virtual nodes, one Ray worker per CPU given
-            run_cmd += ["--federation-config", f"num-supernodes={len(self.plan.nodes)} client-resources-num-cpus=1 "
-                                               f"init-args-num-cpus={self.plan.virtual.workers}"]
+            # (joining a cluster, its nodes' CPUs decide: Ray refuses num_cpus there)
+            workers = "" if self.plan.virtual.ray_address else f" init-args-num-cpus={self.plan.virtual.workers}"
+            run_cmd += ["--federation-config",
+                        f"num-supernodes={len(self.plan.nodes)} client-resources-num-cpus=1{workers}"]
         self.table.spawn(Role.FLWR_RUN, run_cmd, log=self.folder.server_dir / "serverapp.log", env=env,
                          cwd=self.folder.path)
 
@@ -526,7 +531,8 @@ class Supervisor:
                  ("the SuperLink", lambda: self.table.stop([Role.SUPERLINK], grace=grace)),
                  ("what is left", lambda: self.table.stop_all(grace=grace)),
                  ("the run's cgroup", lambda: self._clear_group(grace)),
-                 ("the fleet", lambda: self.fleet.close() if self.fleet is not None else None)]
+                 ("the fleet", lambda: self.fleet.close() if self.fleet is not None else None),
+                 ("Ray's temp dir link", lambda: remove_ray_temp_link(self.folder.path) if self.plan.virtual else None)]
         for what, step in steps:
             try:
                 step()
