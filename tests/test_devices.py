@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -412,3 +413,55 @@ def test_a_device_run_whose_folder_is_removed_fails_and_leaves_nothing_running(l
     assert left == []
     for device in lab.devices:
         assert device.tagged_pids(tag) == []
+
+
+PORT_TAKER = r'''#!/bin/bash
+# the test's ssh: before any tunnel (-R ...:LOCALPORT), the SuperLink's own port number is taken on every device
+for a in "$@"; do case "$a" in 127.0.0.1:*:127.0.0.1:*) port="${a##*:}";; esac; done
+if [ -n "$port" ] && [ ! -e "$MARKS/$port.dev0" ]; then
+  for ns in $NAMESPACES; do
+    ip netns exec "$ns" "$PY" -c "import pathlib, socket, sys, time
+s = socket.socket(); s.bind(('127.0.0.1', $port)); s.listen()
+pathlib.Path(sys.argv[1]).touch(); time.sleep(600)" "$MARKS/$port.${ns##*-}" >/dev/null 2>&1 &
+    echo $! >> "$MARKS/pids"
+  done
+  for i in $(seq 100); do [ -e "$MARKS/$port.0" ] && [ -e "$MARKS/$port.1" ] && break; sleep 0.1; done
+  touch "$MARKS/$port.dev0"
+fi
+exec "$REAL_SSH" "$@"
+'''
+
+
+def test_the_superlinks_port_taken_on_the_devices_fails_nothing(lab, tmp_path, monkeypatch):
+    """The tunnel's end is a port each device picks (ssh -R 0:...), so a port taken there is no matter."""
+    bin_dir, marks = tmp_path / "bin", tmp_path / "marks"
+    bin_dir.mkdir()
+    marks.mkdir()
+    (bin_dir / "ssh").write_text(PORT_TAKER)
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("MARKS", str(marks))
+    monkeypatch.setenv("REAL_SSH", shutil.which("ssh"))
+    monkeypatch.setenv("PY", sys.executable)
+    monkeypatch.setenv("NAMESPACES", " ".join(d.namespace for d in lab.devices))
+    try:
+        result = launch(lab, tmp_path / "logs", "--client-num", "2", "--rounds", "1", "--startup-timeout", "60",
+                        slots=1, timeout=300)
+        taken = sorted(p.name for p in marks.iterdir() if p.name.endswith((".0", ".1")))
+        run_dir = runs(tmp_path / "logs")[0]
+        link_port = next(p["port"] for p in run_json(run_dir)["processes"] if p["role"] == "tunnel")
+        assert taken == [f"{link_port}.0", f"{link_port}.1"]  # the SuperLink's port number was held on both
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert run_json(run_dir)["status"] == "finished"
+        for device in lab.devices:
+            text = (run_dir / "devices" / device.name / "tunnel.log").read_text()
+            ports = [int(x) for x in re.findall(r"Allocated port (\d+) for remote forward", text)]
+            assert len(ports) == 1 and ports[0] != link_port, text
+            assert (run_dir / f"client_{lab.devices.index(device)}" / "client.log").read_text().count(
+                "evaluate acc:") == 1
+    finally:
+        for pid in (marks / "pids").read_text().split() if (marks / "pids").exists() else []:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
