@@ -32,7 +32,8 @@ setup(
         "matplotlib>=3.7,<4",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "hypothesis", "ruff"],
+        "test": ["pytest", "pytest-timeout", "hypothesis", "ruff", "tensorboard>=2.14"],
+        "tensorboard": ["tensorboard>=2.14"],  # fl-stats --tensorboard: its own event file writer
         "bench": ["py-spy"],  # profiles
     },
     entry_points={
