@@ -272,3 +272,10 @@ def test_fl_stats_tensorboard_holds_the_fleets_emulated_round_times(virtual_run,
     for tag, values in want.items():
         assert got[tag] == pytest.approx(values, rel=1e-4), tag
     assert set(got["fleet/round_emulated_s"]) == {1, 2}
+
+
+def test_no_escape_codes_in_any_log_file_of_a_virtual_run(virtual_run):
+    """Ray's coloured worker prefixes and the lines it forwards from its workers included."""
+    from tests.test_plain_logs import coloured_logs
+
+    assert coloured_logs(virtual_run, process_mode=False) == []

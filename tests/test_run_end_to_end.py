@@ -213,3 +213,10 @@ def test_fl_stats_tensorboard_one_run_and_several_side_by_side(trained, tmp_path
         for tag, values in want.items():
             assert got[tag] == pytest.approx(values, rel=1e-5), (name, tag)
     assert "client_2/acc" not in _read_events(tmp_path / "tb" / "run-b")
+
+
+def test_no_escape_codes_in_any_log_file_of_the_run(trained):
+    from tests.test_plain_logs import coloured_logs
+
+    log_dir, _ = trained
+    assert coloured_logs(runs(log_dir)[0], process_mode=True) == []
