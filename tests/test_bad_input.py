@@ -128,6 +128,8 @@ OTHER = {  # the other two commands: (command, args, expected)
     "fl-stats: metric of one client": ("fl-stats", ["client_0", "--metric", "eval_acc"], "--metric picks"),
     "fl-stats: pull without devices": ("fl-stats", ["--pull"], "has no devices"),
     "fl-stats: ssh config without pull": ("fl-stats", ["--ssh-config", "cfg"], "--ssh-config is for --pull"),
+    "fl-stats: tensorboard with csv": ("fl-stats", ["--tensorboard", "tb", "--csv"], "--tensorboard writes event"),
+    "fl-stats: tensorboard of one client": ("fl-stats", ["client_0", "--tensorboard", "tb"], "--tensorboard writes a"),
     "fl-finish: empty tag": ("fl-finish", ["--kill-tag", ""], "malformed kill tag"),
     "fl-finish: tag with shell": ("fl-finish", ["--kill-tag", "a;reboot"], "malformed kill tag"),
     "fl-finish: unknown run": ("fl-finish", ["--run", "20990101-000000-dead"], "unknown run"),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -412,3 +413,100 @@ def test_a_device_run_whose_folder_is_removed_fails_and_leaves_nothing_running(l
     assert left == []
     for device in lab.devices:
         assert device.tagged_pids(tag) == []
+
+
+PORT_TAKER = """\
+import os, subprocess, sys, time
+from pathlib import Path
+# the test's ssh: before a tunnel (-R ...:LOCALPORT), that port number is taken on every device, once
+args, marks = sys.argv[1:], Path(os.environ["MARKS"])
+forwards = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-R"]
+port = forwards[0].rsplit(":", 1)[1] if forwards else None
+if port and not (marks / f"{port}.done").exists():
+    for ns in os.environ["NAMESPACES"].split():
+        code = ("import pathlib, socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); "
+                "s.listen(); pathlib.Path(sys.argv[2]).touch(); time.sleep(600)")
+        taker = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code, port,
+                                  str(marks / f"{port}.{ns.rsplit('-', 1)[1]}")], start_new_session=True,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(marks / "pids", "a") as fh:
+            fh.write(f"{taker.pid}\\n")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not ((marks / f"{port}.0").exists() and (marks / f"{port}.1").exists()):
+        time.sleep(0.1)
+    (marks / f"{port}.done").touch()
+os.execv(os.environ["REAL_SSH"], ["ssh", *args])
+"""
+
+
+def test_the_superlinks_port_taken_on_the_devices_fails_nothing(lab, tmp_path, monkeypatch):
+    """The tunnel's end is a port each device picks (ssh -R 0:...), so a port taken there is no matter."""
+    bin_dir, marks = tmp_path / "bin", tmp_path / "marks"
+    bin_dir.mkdir()
+    marks.mkdir()
+    (bin_dir / "ssh").write_text(f"#!{sys.executable}\n{PORT_TAKER}")
+    (bin_dir / "ssh").chmod(0o755)
+    monkeypatch.setenv("REAL_SSH", shutil.which("ssh"))  # before the PATH that puts this one first
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("MARKS", str(marks))
+    monkeypatch.setenv("NAMESPACES", " ".join(d.namespace for d in lab.devices))
+    try:
+        result = launch(lab, tmp_path / "logs", "--client-num", "2", "--rounds", "1", "--startup-timeout", "60",
+                        slots=1, timeout=300)
+        taken = sorted(p.name for p in marks.iterdir() if p.name.endswith((".0", ".1")))
+        run_dir = runs(tmp_path / "logs")[0]
+        link_port = next(p["port"] for p in run_json(run_dir)["processes"] if p["role"] == "tunnel")
+        assert taken == [f"{link_port}.0", f"{link_port}.1"]  # the SuperLink's port number was held on both
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert run_json(run_dir)["status"] == "finished"
+        for device in lab.devices:
+            text = (run_dir / "devices" / device.name / "tunnel.log").read_text()
+            ports = [int(x) for x in re.findall(r"Allocated port (\d+) for remote forward", text)]
+            assert len(ports) == 1 and ports[0] != link_port, text
+            assert (run_dir / f"client_{lab.devices.index(device)}" / "client.log").read_text().count(
+                "evaluate acc:") == 1
+    finally:
+        for pid in (marks / "pids").read_text().split() if (marks / "pids").exists() else []:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _fake_torch(folder: Path, torch_version: str) -> None:
+    """A device's own torch as the index never has it (a Jetson's CUDA build): a tiny package and its dist-info."""
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "torch").mkdir(parents=True)
+    (folder / "torch" / "__init__.py").write_text(f"__version__ = {torch_version!r}\n")
+    info = folder / f"torch-{torch_version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: {torch_version}\n")
+    (info / "RECORD").write_text("")
+
+
+def test_install_keeps_a_devices_own_torch_in_range_and_check_reports_one_outside(lab, tmp_path):
+    device = lab.devices[1]
+    venv, own = device.root / "jetson", device.root / "own-torch"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    shadow = _site_without({"fl-launch", "torch"}, device.root / "jetson-site")
+    _fake_torch(own, "2.5.0+nv24.8")
+    python = f"{venv}/bin/python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "lab-site.pth").write_text(f"{own}\n{shadow}\n")
+    hosts = lab.hosts_file(slots=1)
+    hosts.write_text(hosts.read_text().replace(f'python = "{sys.executable}"', f'python = "{python}"')
+                     .replace(f'\n[[device]]\nhost = "dev0"\nslots = 1\nworkdir = "{lab.devices[0].root}"\n', ""))
+    torch_of = "import importlib.metadata as m, torch; print(m.version('torch'), torch.__file__)"
+    done = run("fl-launch", "--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--install", timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "kept the device's torch 2.5.0+nv24.8" in done.stdout, done.stdout
+    assert not [p.name for p in (device.root / "wheels").glob("torch-*")]  # no torch travelled
+    assert device.ssh(f"{python} -c {shlex.quote(torch_of)}").stdout.split() == \
+        ["2.5.0+nv24.8", str(own / "torch" / "__init__.py")]
+    inside = run("fl-launch", "--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--check")
+    assert inside.returncode == 0, inside.stdout + inside.stderr
+    _fake_torch(own, "1.13.1")
+    outside = run("fl-launch", "--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--check")
+    assert outside.returncode == 1 and "torch 1.13.1 outside fl-launch's range torch>=2.1,<2.14" in \
+        outside.stdout.replace("\n", " "), outside.stdout

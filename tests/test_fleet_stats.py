@@ -255,3 +255,27 @@ def test_real_virtual_run_by_profile_and_timeline(virtual_run, tmp_path):
     assert done.returncode == 0, done.stderr
     width, height = _png_size(out)
     assert width >= 600 and height >= 400
+
+
+def test_fl_stats_tensorboard_holds_the_fleets_emulated_round_times(virtual_run, tmp_path):
+    from tests.test_run_end_to_end import _read_events
+
+    done = run("fl-stats", str(virtual_run), "--tensorboard", str(tmp_path / "tb"))
+    assert done.returncode == 0, done.stderr
+    got = _read_events(tmp_path / "tb" / virtual_run.name)
+    want = {}
+    for log in virtual_run.glob("client_*/client.log"):
+        for line in log.read_text().splitlines():
+            if m := ROUND_END.search(line):  # virtual mode: the emulated time
+                want.setdefault(f"fleet/{log.parent.name}/round_s", {})[int(m.group(1))] = float(m.group(5))
+    assert len(want) >= 8
+    for tag, values in want.items():
+        assert got[tag] == pytest.approx(values, rel=1e-4), tag
+    assert set(got["fleet/round_emulated_s"]) == {1, 2}
+
+
+def test_no_escape_codes_in_any_log_file_of_a_virtual_run(virtual_run):
+    """Ray's coloured worker prefixes and the lines it forwards from its workers included."""
+    from tests.test_plain_logs import coloured_logs
+
+    assert coloured_logs(virtual_run, process_mode=False) == []

@@ -407,3 +407,22 @@ def test_the_task_s_last_push_is_tried_again_on_a_fresh_connection():
         task_output.push_task_output(client, None, "completed", "")
         client.close()
     assert seen == ["/v1/runtime/push-task-output"] * 2
+
+
+def test_what_launcher_flower_plain_logs_substitutes():
+    import importlib
+
+    from flwr.supercore import logger
+    from flwr.supercore.constant import TASK_TYPE_TO_COMMAND
+    from flwr.supercore.superexec.executor import subprocess_executor
+
+    from launcher.flower.plain_logs import TASK_COMMANDS
+
+    assert "colored" in inspect.signature(logger.update_console_handler).parameters
+    assert isinstance(logger.console_handler, logger.ConsoleHandler)
+    superlink = importlib.import_module("flwr.superlink.cli.flower_superlink")
+    assert "_get_superexec_command(" in inspect.getsource(superlink)
+    assert inspect.getsource(superlink._get_superexec_command).count('["flower-superexec"]') == 1
+    source = inspect.getsource(subprocess_executor.SubprocessExecutor.launch)
+    assert "subprocess.Popen(" in source and "TASK_TYPE_TO_COMMAND[spec.task_type]" in source
+    assert {TASK_TYPE_TO_COMMAND[t] for t in (TaskType.SERVER_APP, TaskType.SIMULATION)} <= TASK_COMMANDS

@@ -148,3 +148,75 @@ def test_fl_stats_on_the_real_run_matches_the_server(trained):
     assert first["clients_alive"] == 0
     watched = run("fl-stats", "--watch", "--run", run_dir.name, "--log-dir", str(log_dir), timeout=60)
     assert watched.returncode == 0 and "AVG" in watched.stdout  # a finished run: one refresh, then done
+
+
+ROUND_START = re.compile(r"\[round\] iteration:(\d+)/\d+ start$")
+EVAL_ACC = re.compile(r"\[evaluate\] evaluate acc: ([\d.]+)$")
+EPOCH_LOSS = re.compile(r"epoch:\d+,average loss:([\d.]+) -+$")
+
+
+def _from_client_logs(run_dir):
+    """tag -> {round: value}, out of the client logs with this test's own regexes."""
+    want, accs = {}, {}
+    for log in sorted(run_dir.glob("client_*/client.log")):
+        client, round_, losses = log.parent.name, None, []
+        for line in log.read_text().splitlines():
+            if m := ROUND_START.search(line):
+                round_, losses = int(m.group(1)), []
+            elif (m := EVAL_ACC.search(line)) and round_ is not None:
+                want.setdefault(f"{client}/acc", {})[round_] = float(m.group(1))
+                accs.setdefault(round_, []).append(float(m.group(1)))
+            elif (m := EPOCH_LOSS.search(line)) and round_ is not None:
+                losses.append(float(m.group(1)))
+                want.setdefault(f"{client}/train_loss", {})[round_] = sum(losses) / len(losses)
+    for round_, values in accs.items():
+        best = sorted(values, reverse=True)
+        want.setdefault("clients/AVG", {})[round_] = sum(values) / len(values)
+        want.setdefault("clients/TOP5", {})[round_] = sum(best[:5]) / len(best[:5])
+        want.setdefault("clients/LOW5", {})[round_] = sum(best[-5:]) / len(best[-5:])
+    return want
+
+
+def _read_events(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    got = {}
+    for tag in events.Tags()["tensors"]:
+        assert events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars", tag
+        got[tag] = {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
+    return got
+
+
+def test_fl_stats_tensorboard_one_run_and_several_side_by_side(trained, tmp_path):
+    import shutil
+
+    log_dir, _ = trained
+    train_dir = runs(log_dir)[0]
+    out = run("fl-stats", "--run", train_dir.name, "--log-dir", str(log_dir), "--tensorboard", str(tmp_path / "one"))
+    assert out.returncode == 0, out.stderr
+    got, want = _read_events(tmp_path / "one" / train_dir.name), _from_client_logs(train_dir)
+    assert len(want) == 3 * 2 + 3 and all(len(v) == 2 for v in want.values())  # 3 clients x 2 rounds
+    for tag, values in want.items():
+        assert got[tag] == pytest.approx(values, rel=1e-5), tag
+    # several runs, side by side: one folder each (the second without client 2's log)
+    shutil.copytree(train_dir, tmp_path / "logs" / "run-a", symlinks=True)
+    shutil.copytree(train_dir, tmp_path / "logs" / "run-b", symlinks=True)
+    (tmp_path / "logs" / "run-b" / "client_2" / "client.log").unlink()
+    out = run("fl-stats", "--runs", "--log-dir", str(tmp_path / "logs"), "--tensorboard", str(tmp_path / "tb"))
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == ["run-a", "run-b"]
+    for name in ("run-a", "run-b"):
+        got, want = _read_events(tmp_path / "tb" / name), _from_client_logs(tmp_path / "logs" / name)
+        for tag, values in want.items():
+            assert got[tag] == pytest.approx(values, rel=1e-5), (name, tag)
+    assert "client_2/acc" not in _read_events(tmp_path / "tb" / "run-b")
+
+
+def test_no_escape_codes_in_any_log_file_of_the_run(trained):
+    from tests.test_plain_logs import coloured_logs
+
+    log_dir, _ = trained
+    assert coloured_logs(runs(log_dir)[0], process_mode=True) == []

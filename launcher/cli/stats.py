@@ -39,6 +39,7 @@ from launcher.run.run_status import RunStatus
 from launcher.stats.fleet import by_profile, plot_timeline, read_fleet_run
 from launcher.stats.history import read_client_log
 from launcher.stats.tables import across_clients, client_tables, metric_names, per_client, plot_across, read_logs
+from launcher.stats.tensorboard import write_run
 
 
 def _client_logs(folder: Path) -> list[Path]:
@@ -159,9 +160,13 @@ def _clean(value):
               help="An emulated fleet's run: draw each round as one bar per client from receive to reply, "
                    "coloured by profile, the deadline marked, stragglers hatched, into this PNG.  Time axis: "
                    "seconds from the first round's start, emulated in virtual mode, real in process mode.")
+@click.option("--tensorboard", type=PathText(file_okay=False), default=None,
+              help="Write the run's rounds (with --runs: every run's, side by side) as TensorBoard scalars into "
+                   "DIR/<run>: per client acc and train_loss, clients/AVG, TOP5, LOW5, a fleet's round times.  "
+                   "Needs pip install 'fl-launch[tensorboard]'.")
 @click.pass_context
 def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch, interval, list_runs, pull,
-         ssh_config, by, timeline) -> None:
+         ssh_config, by, timeline, tensorboard) -> None:
     """Loss and accuracy per round out of client logs: one client, or AVG/TOP5/LOW5 across a run."""
     console = make_console()
     log_path = Path(log_dir)
@@ -174,6 +179,21 @@ def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch
     for path, flag in ((output, "-o"), (plot, "--plot"), (timeline, "--plot-timeline")):
         if path is not None:
             _check_writable(path, flag)
+    if tensorboard is not None:
+        for given, flag in ((as_csv, "--csv"), (as_json, "--json"), (plot, "--plot"), (watch, "--watch"),
+                            (by, "--by"), (timeline, "--plot-timeline"), (metric, "--metric")):
+            if given:
+                raise UserError(f"--tensorboard writes event files; drop {flag}")
+        if pull:
+            _pull(_run_folder(run, log_path), console, ssh_config)
+        folders = [f.path for f in RunFolder.listed(log_path)] if list_runs else [_run_path(target, run, log_path)]
+        if not folders:
+            raise UserError(f"no runs in {log_path}")
+        for folder in folders:
+            tags = write_run(folder, Path(tensorboard), _info(folder))
+            console.print(f"{folder.name}: {len(tags)} scalar tags -> {Path(tensorboard) / folder.name}",
+                          markup=False, highlight=False)
+        return
     if by or timeline:
         kind, path = resolve(target, run, log_path)
         if kind != "run":
@@ -199,6 +219,13 @@ def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch
         _client(path, console, as_csv, as_json, output)
     else:
         _run(path, console, as_csv, as_json, output, plot, metric)
+
+
+def _run_path(target: str | None, run: str | None, log_path: Path) -> Path:
+    kind, path = resolve(target, run, log_path)
+    if kind != "run":
+        raise UserError("--tensorboard writes a run's clients; name a run, not a client")
+    return path
 
 
 def _check_combination(ctx, target, run, as_csv, as_json, output, plot, watch, list_runs, pull) -> None:

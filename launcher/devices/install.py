@@ -10,7 +10,9 @@ recursively and pinned by constraints.txt; ``pip download`` here fetches those w
 platform (from pip's cache or the package index); they travel with the launcher's wheel and
 constraints.txt as a tar stream over ssh into ``<workdir>/wheels/`` (emptied first), and the device's
 Python installs from that folder only (``--no-index``): the wheel forced, so a device holding another
-build of the same version gets this one. A device without pip gets pip's wheel too, and runs pip from it.
+build of the same version gets this one. A torch of the device's own inside the launcher's range (a Jetson's
+CUDA build; launcher.pyenv.own_builds) is kept: constraints.txt's pin of it is left out, and the line says so.
+A device without pip gets pip's wheel too, and runs pip from it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ from email.parser import Parser
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from contract.errors import InputError
 from launcher.devices.remote import RemoteDevice
 from launcher.devices.ssh import last_line, remote_path
 from launcher.pyenv import python_facts
+from launcher.pyenv.own_builds import OWN_BUILDS, kept_builds
+from launcher.pyenv.python_facts import canonical_name
 from launcher.pyenv.wheel_needs import DeviceFacts, Need, download_target, missing, read_constraints
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +93,19 @@ def fetch(needs: list[Need], facts: DeviceFacts, constraints: Path, dest: Path) 
     return sorted(dest.glob("*.whl"))
 
 
+def constraints_without(constraints: Path, names: dict, scratch: Path) -> Path:
+    """constraints.txt less the pins of ``names`` (what the device keeps of its own), in ``scratch``."""
+    if not names:
+        return constraints
+    lines = [line for line in constraints.read_text().splitlines()
+             if not (line.split("#", 1)[0].strip() and
+                     canonical_name(Requirement(line.split("#", 1)[0].strip()).name) in names)]
+    kept = scratch / "constraints.txt"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text("\n".join(lines) + "\n")
+    return kept
+
+
 def _own(distribution: str) -> str | None:
     """This Python's version of a distribution, or None."""
     try:
@@ -101,7 +120,9 @@ def install_on(device: RemoteDevice, wheel: Path, constraints: Path, scratch: Pa
         if _own("pip") is None:  # it fetches the wheels with this Python's pip
             raise InstallError(f"{sys.executable} has no pip to fetch wheels with: {sys.executable} -m ensurepip")
         facts = probe(device)
-        needs = missing(wheel_requirements(wheel), read_constraints(constraints), facts)
+        roots, pins = wheel_requirements(wheel), read_constraints(constraints)
+        kept = kept_builds(roots, pins, facts)  # a device's own torch (a Jetson's CUDA build) inside the range
+        needs = missing(roots, {name: spec for name, spec in pins.items() if name not in kept}, facts)
         if not facts.pip:  # the device gets this Python's pip as a wheel
             needs.append(Need(f"pip=={_own('pip')}", with_dependencies=False))
         carried = fetch(needs, facts, constraints, scratch / "wheels")
@@ -111,7 +132,7 @@ def install_on(device: RemoteDevice, wheel: Path, constraints: Path, scratch: Pa
     with tarfile.open(bundle, mode="w") as tar:
         for path in [wheel, *carried]:
             tar.add(path, arcname=f"wheels/{path.name}")
-        tar.add(constraints, arcname="wheels/constraints.txt")
+        tar.add(constraints_without(constraints, kept, scratch), arcname="wheels/constraints.txt")
     python = device.python_word()
     pip_wheel = next((p.name for p in carried if p.name.startswith("pip-")), None)
     pip_word = f"{python} {shlex.quote(f'wheels/{pip_wheel}/pip')}" if pip_wheel else f"{python} -m pip"
@@ -127,4 +148,5 @@ def install_on(device: RemoteDevice, wheel: Path, constraints: Path, scratch: Pa
         result = device.ssh.run(command, stdin=stream, timeout=INSTALL_TIMEOUT)
     if result.returncode != 0:
         return False, last_line(result.stderr) or f"exit {result.returncode}"
-    return True, f"installed {last_line(result.stdout)}, {len(carried)} wheel(s) carried"
+    said = "".join(f", kept the device's {name} {held} ({OWN_BUILDS[name]})" for name, held in sorted(kept.items()))
+    return True, f"installed {last_line(result.stdout)}, {len(carried)} wheel(s) carried{said}"

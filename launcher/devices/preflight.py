@@ -6,7 +6,8 @@
 
 One SSH call per device runs a short Python snippet with the device's
 interpreter and reports: Python, fl-launch, Flower and torch versions (each must
-match this machine's), free memory, CPUs, free disk in the work dir, and the
+match this machine's; torch, which a device may hold its own build of, must be inside fl-launch's range,
+launcher.pyenv.own_builds), free memory, CPUs, free disk in the work dir, and the
 clock offset (the device's time, read as its answer is printed, against this
 machine's when the answer arrives); with ``--app``, the app's declared dependencies
 against the device's installed distributions (launcher.apps.requirements).
@@ -29,6 +30,7 @@ from launcher.devices.hosts import Device
 from launcher.devices.remote import RemoteDevice
 from launcher.devices.ssh import Ssh, last_line, remote_path
 from launcher.pyenv import python_facts
+from launcher.pyenv.own_builds import OWN_BUILDS, in_range
 
 PROBE_TAIL = r"""
 import json, os, platform, shutil, sys, time
@@ -95,7 +97,11 @@ def check_device(device: Device, ssh_config: str | None, requirements: list[Requ
     if ".".join(str(facts["python"]).split(".")[:2]) != mine["python"]:
         row["problems"].append(f"Python {facts['python']} (here {mine['python']})")
     for package in ("fl-launch", "flwr", "torch"):
-        if facts.get(package) != mine[package]:
+        if package in OWN_BUILDS and facts.get(package):  # a device's own build (a Jetson's torch): in range
+            if not in_range(package, facts[package]):
+                row["problems"].append(f"{package} {facts[package]} outside fl-launch's range "
+                                       f"{OWN_BUILDS[package]} (here {mine[package]})")
+        elif facts.get(package) != mine[package]:
             row["problems"].append(f"{package} {facts.get(package) or 'missing'} (here {mine[package]})")
     if (facts.get("mem_free_mib") or 0) < MIN_MEM_MIB * device.slots:
         row["problems"].append(f"{facts.get('mem_free_mib')} MiB free for {device.slots} client(s)")

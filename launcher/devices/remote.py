@@ -65,7 +65,7 @@ def unused_ssh_config(info: dict, ssh_config: str | None) -> str | None:
 class AgentStart:
     """What every device's agent of a run starts with; only its clients differ (``--tls``: the CA is staged)."""
 
-    superlink_port: int  # the SuperLink's port on the device's 127.0.0.1 (the tunnel's end)
+    superlink_port: int  # the SuperLink's port on the device's 127.0.0.1 (the tunnel's end, the device's pick)
     num_clients: int  # of the whole run
     threads: int
     grace: float
@@ -200,6 +200,7 @@ class RemoteDevice:
         return result.returncode, (result.stdout + result.stderr).decode("utf-8", "replace")
 
     def tunnel_argv(self, remote_port: int, local_port: int) -> list[str]:
-        """ssh -R: the device's 127.0.0.1:remote_port reaches this machine's SuperLink."""
-        return self.ssh.argv("-N", "-o", "ExitOnForwardFailure=yes",
+        """ssh -R: the device's 127.0.0.1:remote_port reaches this machine's SuperLink; remote_port 0:
+        the device picks a free one, and OpenSSH prints it (launcher.devices.ssh.allocated_port)."""
+        return self.ssh.argv("-N", "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=INFO",  # INFO: the port line
                              "-R", f"127.0.0.1:{remote_port}:127.0.0.1:{local_port}")

@@ -8,7 +8,9 @@
     devices.stop(grace=10)     # fl-finish on each device, then a last pull
 
 Each device gets an ``ssh -R`` tunnel (a local process of role ``tunnel``) so that its nodes reach the
-SuperLink at their own 127.0.0.1, and a detached agent (launcher.devices.agent) that runs its clients.
+SuperLink at their own 127.0.0.1, on a port the device picks (``-R 0:...``: a port taken there fails
+nothing; a tunnel brought back asks for the same one), and a detached agent (launcher.devices.agent)
+that runs its clients.
 A device SSH cannot reach sits out: its nodes are marked away (contract.lost_nodes) until it answers
 again with its tunnel holding. A client its agent restarted is handed to ``on_restart(entry, host)``;
 ``on_change()`` is called whenever the records changed. With no devices every method does nothing.
@@ -16,6 +18,7 @@ again with its tunnel holding. A client its agent restarted is handed to ``on_re
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,13 +26,15 @@ from pathlib import Path
 
 from contract.lost_nodes import set_away
 from contract.run_layout import RUN_JSON, client_dir
-from launcher.devices.remote import AgentStart, RemoteDevice
+from launcher.devices.remote import AgentStart, RemoteDevice, RemoteError
+from launcher.devices.ssh import CONNECT_TIMEOUT, allocated_port
 from launcher.flower.node_log import supernode_id
 from launcher.processes.roles import Role
 from launcher.processes.table import Managed, ProcessTable, describe_exit
 
 PULL_SECONDS = 3.0  # how often a device's logs are brought over while the run goes on
 TUNNEL_RETRY_SECONDS = 2.0  # a device off the network: try its tunnel again this often
+PORT_WAIT_SECONDS = CONNECT_TIMEOUT + 10  # a new tunnel says which port the device bound within this
 
 
 class RunDevices:
@@ -43,12 +48,14 @@ class RunDevices:
         self.on_change = on_change
         self.tunnels: dict[str, Managed] = {}
         self._remote_procs: dict[str, list[dict]] = {}
+        self._tunnel_log_at: dict[str, int] = {}  # device -> its tunnel.log's size when its last tunnel started
         self._away: dict[str, set[int]] = {}  # device -> its node ids while SSH cannot reach it
         self._tunnel_retry_at: dict[str, float] = {}
         self._restarts_seen: dict[str, int] = {}
         self._pulls: dict[str, Future] = {}
         self._last_pull = 0.0
         self._link_port: int | None = None
+        self._remote_ports: dict[str, int] = {}  # device -> the port its tunnel's end holds there
         self._pool = ThreadPoolExecutor(max_workers=len(devices)) if devices else None
 
     def start(self, spec: AgentStart, ca: Path | None) -> None:
@@ -59,7 +66,8 @@ class RunDevices:
             self.view.message(f"{device.host}: staging {len(clients)} client(s)")
             device.stage(self.run_dir, clients, ca=ca, remote_data_dir=spec.remote_data_dir)
             self._start_tunnel(device)
-            pid = device.start_agent(spec, clients)
+            port = self._remote_port(device)
+            pid = device.start_agent(dataclasses.replace(spec, superlink_port=port), clients)
             self._remote_procs[device.host] = [{"role": Role.AGENT, "client": None, "host": device.host, "pid": pid,
                                                 "exit_code": None, "exit": "running"}]
             self.view.message(f"{device.host}: agent pid {pid}, clients {', '.join(map(str, clients))}")
@@ -117,13 +125,37 @@ class RunDevices:
         finally:
             self._pool.shutdown(wait=True)
 
+    def _tunnel_log(self, device: RemoteDevice) -> Path:
+        return self.run_dir / "devices" / device.host / "tunnel.log"
+
     def _start_tunnel(self, device: RemoteDevice) -> None:
+        """Its first tunnel lets the device pick the port (0); one brought back asks for that port again."""
         if not (self.run_dir / RUN_JSON).is_file():  # the run folder removed: its tunnel log would make it again
             return
+        log = self._tunnel_log(device)
+        self._tunnel_log_at[device.host] = log.stat().st_size if log.exists() else 0
         self.tunnels[device.host] = self.table.spawn(
-            Role.TUNNEL, device.tunnel_argv(self._link_port, self._link_port),
-            log=self.run_dir / "devices" / device.host / "tunnel.log", port=self._link_port,
+            Role.TUNNEL, device.tunnel_argv(self._remote_ports.get(device.host, 0), self._link_port),
+            log=log, port=self._link_port,
         )
+
+    def _remote_port(self, device: RemoteDevice) -> int:
+        """The port the device bound for its tunnel, as OpenSSH reports it. RemoteError: none came."""
+        if device.host in self._remote_ports:
+            return self._remote_ports[device.host]
+        log, tunnel = self._tunnel_log(device), self.tunnels.get(device.host)
+        deadline = time.monotonic() + PORT_WAIT_SECONDS
+        while tunnel is not None and time.monotonic() < deadline:
+            with open(log, "rb") as fh:
+                fh.seek(self._tunnel_log_at.get(device.host, 0))
+                port = allocated_port(fh.read().decode("utf-8", "replace"))
+            if port is not None:
+                self._remote_ports[device.host] = port
+                return port
+            if not tunnel.alive:
+                break
+            time.sleep(0.1)
+        raise RemoteError(f"{device.host}: the SSH tunnel to the SuperLink did not come up (see {log})")
 
     def _tunnel_holding(self, device: RemoteDevice) -> bool:
         """Its tunnel is up and has stayed up a while (not one that is about to fail again)."""

@@ -3,7 +3,9 @@
     ssh = Ssh(device, config="~/.ssh/config")
     ssh.run(shlex.join(["python3", "-V"])).stdout
     # 'Python 3.11.7\\n'
-    ssh.argv("-N", "-R", "127.0.0.1:9092:127.0.0.1:9092")   # a tunnel, for Popen
+    ssh.argv("-N", "-R", "127.0.0.1:0:127.0.0.1:9092")      # a tunnel, for Popen; the device picks its port
+    allocated_port("Allocated port 40123 for remote forward to 127.0.0.1:9092\n")
+    # 40123
 
 Every remote command is one string built with shlex quoting from a list of
 words; host, user and paths come validated from the hosts file. Host keys are
@@ -12,6 +14,7 @@ checked strictly: a device must already be in known_hosts.
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -20,6 +23,14 @@ from typing import BinaryIO
 from launcher.devices.hosts import Device
 
 CONNECT_TIMEOUT = 10
+# what OpenSSH's client prints on stderr for ``-R 0:...`` (the port its server bound)
+ALLOCATED = re.compile(r"^Allocated port (\d+) for remote forward", re.MULTILINE)
+
+
+def allocated_port(stderr_text: str) -> int | None:
+    """The remote port OpenSSH says the device bound for a ``-R 0:...`` forward, or None (not yet)."""
+    found = ALLOCATED.search(stderr_text)
+    return int(found.group(1)) if found else None
 
 
 class Ssh:

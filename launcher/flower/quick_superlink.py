@@ -5,7 +5,8 @@
 The arguments are flower-superlink's. This runs Flower's unchanged flower-superlink entry point after
 one substitution in this process (Flower's files are not touched): the app it builds gets its
 middleware gated (launcher.flower.http_gates), so a Fleet or Runtime API request passes three layers
-instead of nine. The SuperExec and ServerApp it starts are Flower's own commands, as ever.
+instead of nine. The SuperExec and ServerApp it starts are Flower's own commands, as ever, started through
+launcher.flower.plain_logs (no colour codes in log files).
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import sys
 from flwr.superlink.cli import flower_superlink
 
 from launcher.flower.http_gates import install
+from launcher.flower.plain_logs import colour_only_on_a_terminal, install_in_superlink
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     install("flwr.superlink.main")
+    colour_only_on_a_terminal()
+    install_in_superlink()  # its SuperExec and ServerApps log without colour into files too
     sys.argv = ["flower-superlink", *argv]
     flower_superlink()
 

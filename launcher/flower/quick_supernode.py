@@ -32,6 +32,7 @@ from contract.bells import Bell, ring
 from contract.run_settings import node_paths
 from launcher.flower.config_args import load_node_config
 from launcher.flower.http_gates import install as gate_http_middleware
+from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
 
 IDLE_SECONDS = 3.0  # Flower's own idle sleep: a node nobody rings (e.g. on a device) behaves as stock
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     _, client_dir, _ = node_paths(load_node_config(node_config_arg(argv)), run_dir=".")
     install(client_dir)
+    colour_only_on_a_terminal()
     gate_http_middleware("flwr.supernode.main")  # its Runtime API: tracing only when enabled
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()

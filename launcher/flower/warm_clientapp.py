@@ -40,6 +40,7 @@ from contract.run_settings import node_paths
 from launcher.apps.task_log import log_app_tasks
 from launcher.flower import task_output
 from launcher.flower.config_args import load_node_config
+from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
 from launcher.processes.compute_slots import ComputeSlots
 
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
     quiet_telemetry()
+    colour_only_on_a_terminal()
     node_config = load_node_config(args.node_config)
     if args.preload:
         load_preload(args.preload)(node_config, torch_threads=args.torch_threads)

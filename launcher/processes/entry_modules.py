@@ -14,10 +14,11 @@ FORK_SERVER = "launcher.processes.fork_server"  # main(): imports torch and Flow
 QUICK_SUPERNODE = "launcher.flower.quick_supernode"  # main(): Flower's SuperNode with bells
 QUICK_SUPERLINK = "launcher.flower.quick_superlink"  # main(): Flower's SuperLink, its middleware gated
 WARM_CLIENTAPP = "launcher.flower.warm_clientapp"  # main(): the node's task host
+PLAIN_LOGS = "launcher.flower.plain_logs"  # main(FLOWER_COMMAND ...): a Flower command, no colour in files
 DEVICE_AGENT = "launcher.devices.agent"  # main(): a run's part on a device
 FLEET_LINK = "launcher.fleet.link"  # main(): an emulated client's link to the SuperLink (--fleet)
 FINISH = "launcher.cli.finish"  # main(): fl-finish, run on a device by the supervisor's stop
 BUILT_IN_PRELOAD = "simulator.client_app:preload"  # what a task host of the built-in app imports first
 
-ENTRY_MODULES = (SUPERVISOR, FORK_SERVER, QUICK_SUPERNODE, QUICK_SUPERLINK, WARM_CLIENTAPP, DEVICE_AGENT, FLEET_LINK,
-                 FINISH)
+ENTRY_MODULES = (SUPERVISOR, FORK_SERVER, QUICK_SUPERNODE, QUICK_SUPERLINK, WARM_CLIENTAPP, PLAIN_LOGS, DEVICE_AGENT,
+                 FLEET_LINK, FINISH)

@@ -50,12 +50,13 @@ from launcher.devices.remote import AgentStart, RemoteError, devices_of
 from launcher.devices.run_devices import RunDevices
 from launcher.fleet.emulation import EmulatedFleet
 from launcher.flower.node_log import registered_since
+from launcher.flower.plain_logs import plain
 from launcher.flower.run_record import describe_failure, flower_run
 from launcher.flower.strategy_log import read_strategy_log, round_started
 from launcher.processes.cgroup import RunGroup, TagInUse
 from launcher.processes.clock import now_iso
 from launcher.processes.entry_modules import QUICK_SUPERLINK
-from launcher.processes.nodes import NodeStart, flower_env, flwr_bin, start_node
+from launcher.processes.nodes import NodeStart, flower_env, start_node
 from launcher.processes.ports import free_ports, wait_for_port
 from launcher.processes.restarts import SettlingExits, restart_client
 from launcher.processes.roles import CLIENT_ROLES, Role
@@ -249,8 +250,8 @@ class Supervisor:
         """`flwr run`: submits the app's run to the SuperLink, and streams its ServerApp's log until it ends."""
         # the built-in app learns where its run folder is now (it may have been copied or moved since)
         overrides = self.plan.run_config if self.user_app else run_dir_config(self.folder.path)
-        run_cmd = [flwr_bin("flwr"), "run", str(self.folder.path / self.plan.app_dir), "local", "--stream",
-                   *(["--run-config", overrides] if overrides else [])]
+        run_cmd = plain(["flwr", "run", str(self.folder.path / self.plan.app_dir), "local", "--stream",
+                         *(["--run-config", overrides] if overrides else [])])
         if self.plan.virtual:  # the SuperLink's simulation runtime: N virtual nodes, one Ray worker per CPU given
             # (joining a cluster, its nodes' CPUs decide: Ray refuses num_cpus there)
             workers = "" if self.plan.virtual.ray_address else f" init-args-num-cpus={self.plan.virtual.workers}"
