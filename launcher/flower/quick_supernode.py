@@ -16,7 +16,7 @@ of the loop becomes a wait on the node's ``supernode`` bell, of the same length:
   being pulled, the node's pull lock is held (launcher.flower.pull_lock);
 - the 0.5 s sleeps while a task's reply is awaited wait on the same bell, which
   the task runner rings when the task ends.
-Its Runtime API runs Flower's HTTP middleware only where each layer acts (launcher.flower.http_gates).
+Its Runtime API answers unary calls without the per-layer machinery (launcher.flower.quick_http).
 tests/test_flower_internals.py checks that the loop still has this shape.
 """
 
@@ -31,8 +31,8 @@ from flwr.supernode.cli import flower_supernode
 from contract.bells import Bell, ring
 from contract.run_settings import node_paths
 from launcher.flower.config_args import load_node_config
-from launcher.flower.http_gates import install as gate_http_middleware
 from launcher.flower.pull_lock import PullLock
+from launcher.flower.quick_http import install as quick_http
 
 IDLE_SECONDS = 3.0  # Flower's own idle sleep: a node nobody rings (e.g. on a device) behaves as stock
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     _, client_dir, _ = node_paths(load_node_config(node_config_arg(argv)), run_dir=".")
     install(client_dir)
-    gate_http_middleware("flwr.supernode.main")  # its Runtime API: tracing only when enabled
+    quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()
 
