@@ -18,6 +18,7 @@ as before. tests/test_flower_internals.py sends the same requests both ways and 
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +33,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from launcher.flower.http_gates import Gated, gated
+
+# Where Flower's stack hands a synchronous call to a worker thread (Starlette's run_in_threadpool, bound by name
+# in each module); in a quick call it runs inline instead: Flower's in-memory handlers take microseconds, and the
+# hand-off to a worker and back cost more than the call itself.
+THREAD_HANDOFFS = ("fastapi.dependencies.utils", "fastapi.routing", "flwr.supercore.protobuf.routing",
+                   "flwr.superlink.routers.fleet.node_auth")
+_quick_call = contextvars.ContextVar("quick_call", default=False)
 
 Dispatch = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
 
@@ -116,7 +124,11 @@ class QuickRoutes:
         if quick is None:
             await self.app(scope, receive, send)
             return
-        response = await quick.answer(scope, _replay(await _read_body(receive)))
+        inline = _quick_call.set(True)
+        try:
+            response = await quick.answer(scope, _replay(await _read_body(receive)))
+        finally:
+            _quick_call.reset(inline)
         await response(scope, receive, send)
 
     def _quick(self, scope) -> QuickRoute | None:
@@ -158,9 +170,23 @@ def quick(app):
     return app
 
 
+def _inline_in_quick_calls(pooled):
+    async def run_in_threadpool(func, *args, **kwargs):
+        if _quick_call.get():
+            return func(*args, **kwargs)
+        return await pooled(func, *args, **kwargs)
+
+    run_in_threadpool.pooled = pooled
+    return run_in_threadpool
+
+
 def install(*main_modules: str) -> None:
     """Every app the named Flower main modules (``flwr.superlink.main``, ``flwr.supernode.main``) create in this
-    process from now on is made ``quick``."""
+    process from now on is made ``quick``; in a quick call, the thread hand-offs of THREAD_HANDOFFS run inline."""
+    for name in THREAD_HANDOFFS:
+        module = importlib.import_module(name)
+        if not hasattr(module.run_in_threadpool, "pooled"):
+            module.run_in_threadpool = _inline_in_quick_calls(module.run_in_threadpool)
     for name in main_modules:
         module = importlib.import_module(name)
         create = module.create_app
