@@ -10,7 +10,8 @@ a task's reply; on one host those sleeps are most of a round's overhead. This
 runs Flower's unchanged flower-supernode entry point after two substitutions in
 its loop module's namespace (Flower's files are not touched); every sleep
 of the loop becomes a wait on the node's ``supernode`` bell, of the same length:
-- the 3 s idle sleep ends when the ServerApp rings it after pushing messages;
+- the 3 s idle sleep ends when the ServerApp rings it after pushing messages; once this node's
+  ServerApp has rung (the built-in app's does, after every push), the idle sleep is RUNG_IDLE_SECONDS;
 - after a message is pulled, the node's ``worker`` bell is rung, so the task
   runner (launcher.flower.warm_clientapp) asks for the task at once; while it is
   being pulled, the node's pull lock is held (launcher.flower.pull_lock);
@@ -28,13 +29,16 @@ import time as _time
 import flwr.supernode.start_client_internal as loop
 from flwr.supernode.cli import flower_supernode
 
-from contract.bells import Bell, ring
+from contract.bells import SERVER_PUSHED, Bell, ring
 from contract.run_settings import node_paths
 from launcher.flower.config_args import load_node_config
 from launcher.flower.pull_lock import PullLock
 from launcher.flower.quick_http import install as quick_http
 
 IDLE_SECONDS = 3.0  # Flower's own idle sleep: a node nobody rings (e.g. on a device) behaves as stock
+# once its ServerApp has rung (the built-in app rings every node after each push), an idle node's pull is
+# only a safety net: nobody's message waits for it
+RUNG_IDLE_SECONDS = 30.0
 
 
 class BellClock:
@@ -44,7 +48,8 @@ class BellClock:
         self._bell = bell
 
     def sleep(self, seconds: float) -> None:
-        self._bell.wait(min(seconds, IDLE_SECONDS))
+        idle = RUNG_IDLE_SECONDS if SERVER_PUSHED in self._bell.heard else IDLE_SECONDS
+        self._bell.wait(min(seconds, idle))
 
     def __getattr__(self, name):
         return getattr(_time, name)

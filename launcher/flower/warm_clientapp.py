@@ -43,10 +43,10 @@ from launcher.flower.task_worker import TaskWorker
 from launcher.processes.compute_slots import ComputeSlots
 
 # The SuperNode rings the worker bell whenever it has pulled a message (the only way a task appears:
-# launcher.flower.quick_supernode); the poll is a safety net, each one a request to the SuperNode. It stays
-# under uvicorn's 5 s keep-alive timeout: a request sent as the SuperNode closes the idle connection can
-# meet a closed socket (SIGPIPE, issue 24), so the connection is not left idle that long between tasks.
-IDLE_POLL = 4.0
+# launcher.flower.quick_supernode); the poll is a safety net, each one a request to the SuperNode. A poll that
+# meets the connection closed by the SuperNode's keep-alive timeout is sent again on a fresh one (Flower's
+# retries; SIGPIPE is not fatal here: issue 24).
+IDLE_POLL = 30.0
 UNRUNG_POLL = 0.1  # when the bell could not be bound
 
 _stopping = False
