@@ -447,3 +447,23 @@ def test_the_task_s_last_push_is_tried_again_on_a_fresh_connection():
         task_output.push_task_output(client, None, "completed", "")
         client.close()
     assert seen == ["/v1/runtime/push-task-output"] * 2
+
+
+def test_how_run_clientapp_ends_and_installs_the_app_as_the_task_worker_relies_on():
+    """launcher.flower.task_worker replaces two names in run_clientapp's module: ``flwr_exit`` (the task's exit
+    handlers in two phases, a force-exit thread, then sys.exit) and ``install_from_fab`` (called per task)."""
+    from flwr.supercore.exit import exit as flwr_exit_module
+    from flwr.supernode.runtime import run_clientapp as module
+
+    from launcher.flower.task_worker import end_task
+
+    source = " ".join(inspect.getsource(module.run_clientapp).split())
+    assert "install_from_fab(fab.content, skip_prompt=True)" in source
+    assert source.rstrip().endswith("flwr_exit( code=exit_code, event_type=EventType.FLWR_CLIENTAPP_RUN_LEAVE, )")
+    assert "exit_handlers=[on_exit]" in source
+    exits = " ".join(inspect.getsource(flwr_exit_module.flwr_exit).split())
+    assert exits.index("trigger_exit_handlers(run_before_force_exit=True)") < exits.index(
+        "threading.Thread(target=force_exit, daemon=True).start()") < exits.index(
+        "trigger_exit_handlers(run_before_force_exit=False)") < exits.index("sys.exit(sys_exit_code)")
+    ours, flowers = inspect.signature(end_task), inspect.signature(flwr_exit_module.flwr_exit)
+    assert ours.parameters.keys() == flowers.parameters.keys()

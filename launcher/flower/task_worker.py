@@ -25,11 +25,13 @@ fork, not the client. ``tasks_per_worker=1`` is Flower's own model, a fresh proc
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from flwr.supercore import log
 from flwr.supercore.exit import exit_handler
@@ -68,6 +70,21 @@ def end_task(code: int, message: str | None = None, event_type=None, event_detai
     raise TaskEnded(code)
 
 
+def _install_once(install):
+    """Flower's install_from_fab for a worker: a FAB this worker has installed (same bytes, same place, still
+    there) is not unzipped again."""
+    installed: dict[tuple, Path] = {}
+
+    def install_from_fab(fab_file, install_dir=None, skip_prompt=False):
+        key = (hashlib.sha256(fab_file).hexdigest() if isinstance(fab_file, bytes) else str(fab_file), install_dir)
+        if key in installed and installed[key].is_dir():
+            return installed[key]
+        installed[key] = Path(install(fab_file, install_dir=install_dir, skip_prompt=skip_prompt))
+        return installed[key]
+
+    return install_from_fab
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -88,6 +105,7 @@ def _serve(tokens, results, runtime_api: str, app_log_dir, tasks_per_worker: int
         log_app_tasks(app_log_dir)
     task_output.install()  # the task's last push survives a closed connection too
     run_clientapp_module.flwr_exit = end_task
+    run_clientapp_module.install_from_fab = _install_once(run_clientapp_module.install_from_fab)
     first_rss = None
     served = 0
     for line in tokens:
