@@ -2,14 +2,17 @@
 
     bell = Bell(client_dir, "supernode")     # in the SuperNode: bind its bell
     bell.wait(3.0)                            # sleeps up to 3 s, returns early when rung
-    ring(client_dir, "supernode")             # in the ServerApp, after pushing a round
+    ring(client_dir, "supernode", SERVER_PUSHED)   # in the ServerApp, after pushing a round
+    SERVER_PUSHED in bell.heard               # True from then on: this node's ServerApp rings
 
 Flower's client side polls: an idle SuperNode asks the SuperLink for messages every
 3 s and its task runner asks the SuperNode every so often. A bell is a Linux abstract
 Unix datagram socket named after the client folder and the role, so the ServerApp
 (after pushing messages) and the SuperNode (after pulling one) can cut those sleeps
 short. A ring nobody hears is dropped: the sleeper's own timeout still bounds the
-wait, so bells only ever make things faster, and only on the same host.
+wait, so bells only ever make things faster, and only on the same host. A ring carries one
+byte saying who rang; ``heard`` keeps the kinds a bell has heard, so a SuperNode knows once
+its ServerApp rings after each push (the built-in app's does; a user's app does not).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import select
 import socket
 from pathlib import Path
 
+SERVER_PUSHED = b"s"  # the ServerApp pushed messages for this node
+RUNG = b"!"  # anyone else (a task ended, a message pulled)
+
 
 def _address(client_dir: str | Path, role: str) -> bytes:
     key = hashlib.sha1(f"{Path(client_dir).resolve()}\0{role}".encode()).hexdigest()[:24]
@@ -27,6 +33,7 @@ def _address(client_dir: str | Path, role: str) -> bytes:
 
 class Bell:
     def __init__(self, client_dir: str | Path, role: str) -> None:
+        self.heard: set[bytes] = set()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             self.sock.bind(_address(client_dir, role))
@@ -49,22 +56,22 @@ class Bell:
         rung = False
         while readable:
             try:
-                self.sock.recv(16)
+                self.heard.add(self.sock.recv(16)[:1])
                 rung = True
             except BlockingIOError:
                 break
         return rung
 
 
-def ring(client_dir: str | Path, role: str) -> None:
+def ring(client_dir: str | Path, role: str, what: bytes = RUNG) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         try:
-            sock.sendto(b"!", _address(client_dir, role))
+            sock.sendto(what, _address(client_dir, role))
         except OSError:  # nobody listening (not started yet, or on another host)
             pass
 
 
-def ring_all(run_dir: str | Path, role: str) -> None:
+def ring_all(run_dir: str | Path, role: str, what: bytes = RUNG) -> None:
     """Ring the bell of every client folder of a run (those on this host hear it)."""
     for client_dir in Path(run_dir).glob("client_*"):
-        ring(client_dir, role)
+        ring(client_dir, role, what)

@@ -23,7 +23,7 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from contract.bells import ring_all
+from contract.bells import SERVER_PUSHED, ring_all
 from contract.fleet import read_fleet_json
 from contract.loglines import LogWriter
 from contract.lost_nodes import read_lost
@@ -46,7 +46,7 @@ def main(grid: Grid, context: Context) -> None:
     # a fleet (RUN/fleet.json), a deadline, over-commit: on the emulated clock under the simulation runtime
     rounds = FleetRounds(settings, read_fleet_json(settings.run_dir), virtual=settings.virtual)
     grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir),
-                         after_push=lambda: ring_all(settings.run_dir, "supernode"))
+                         after_push=lambda: ring_all(settings.run_dir, "supernode", SERVER_PUSHED))
     try:
         if settings.task == "train":
             _train(grid, settings, log, rounds)

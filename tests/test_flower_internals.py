@@ -280,7 +280,7 @@ def test_quick_supernodes_runtime_api_skips_tracing_unless_enabled(monkeypatch):
     from flwr.supercore.routers.runtime.tracing import RuntimeTracingMiddleware
     from starlette.testclient import TestClient
 
-    from launcher.flower.http_gates import install
+    from launcher.flower.quick_http import install
 
     seen = []
     original = RuntimeTracingMiddleware.dispatch
@@ -318,6 +318,95 @@ def test_quick_supernodes_runtime_api_has_no_layer_to_gate_on_flower_1_42(monkey
     app = supernode_main.create_app()
     assert layers(app) == ["BaseHTTPMiddleware", "ProtobufTranslationMiddleware"]
     assert TestClient(app).get("/health").status_code == 200
+
+
+def _answers(app, requests) -> list[tuple]:
+    from starlette.testclient import TestClient
+
+    with TestClient(app) as client:
+        return [(r.status_code, r.headers.get("content-type"), r.content)
+                for r in (client.post(path, content=body, headers={"content-type": kind})
+                          for path, body, kind in requests)]
+
+
+def _quick_requests() -> list[tuple[str, bytes, str]]:
+    from flwr.proto.fleet_pb2 import PullMessagesRequest, PushMessagesRequest
+    from flwr.proto.message_pb2 import PullObjectRequest, PushObjectRequest
+    from flwr.proto.runtime_pb2 import PullTaskInputRequest
+
+    pb = "application/protobuf"
+    return [("/v1/fleet/pull-messages", PullMessagesRequest().SerializeToString(), pb),  # unsigned: 401
+            ("/v1/fleet/push-messages", PushMessagesRequest().SerializeToString(), pb),
+            ("/v1/fleet/pull-object", b"\xff\xffgarbage", pb),  # 400 from the protobuf translation
+            ("/v1/fleet/push-object", PushObjectRequest().SerializeToString(), "text/plain"),  # 415
+            ("/v1/runtime/acquire-task", AcquireTaskRequest().SerializeToString(), pb),  # 200, empty
+            ("/v1/runtime/pull-object", PullObjectRequest().SerializeToString(), pb),  # no task token: 401
+            ("/v1/runtime/pull-task-input", PullTaskInputRequest().SerializeToString(), pb),
+            ("/v1/runtime/no-such-call", b"", pb)]  # not a quick path: 404 from the full stack
+
+
+def test_quick_routes_answer_every_call_as_flowers_own_stack_does(monkeypatch):
+    """launcher.flower.quick_http: the same requests (answered, refused by node or task authentication, a bad
+    payload, a bad content type) get the same status, content type and bytes from the quick SuperLink and
+    SuperNode apps as from Flower's own; and the quick ones pass no BaseHTTPMiddleware layer."""
+    import flwr.superlink.main as superlink_main
+    import flwr.supernode.main as supernode_main
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    from launcher.flower.quick_http import quick, quick_paths
+
+    layers = []
+    original = BaseHTTPMiddleware.__call__
+
+    async def counted(self, scope, receive, send):
+        if scope["type"] == "http":
+            layers.append(scope["path"])
+        return await original(self, scope, receive, send)
+
+    monkeypatch.setattr(BaseHTTPMiddleware, "__call__", counted)
+    from flwr.supercore.object_store import ObjectStoreFactory
+    from flwr.supernode.nodestate import NodeStateFactory
+
+    requests = _quick_requests()
+    statuses = []
+    for create in (superlink_main.create_app, lambda: supernode_main.create_app(
+            state_factory=NodeStateFactory(ObjectStoreFactory()))):
+        flowers = _answers(create(), requests)
+        statuses += [status for status, _, _ in flowers]
+        assert len(layers) >= len(requests)  # Flower's own stack: its layers see every call
+        layers.clear()
+        assert _answers(quick(create()), requests) == flowers
+        assert all(path not in quick_paths() for path in layers), layers
+        assert "/v1/runtime/no-such-call" in layers
+        layers.clear()
+    assert 200 in statuses and 401 in statuses and 415 in statuses and 400 in statuses
+
+
+def test_every_quick_path_is_a_unary_call_of_flowers_apps():
+    """quick_http answers with one buffered response: every Fleet and Runtime route it takes returns one
+    protobuf message (no stream), in both apps."""
+    import typing
+
+    import flwr.superlink.main as superlink_main
+    import flwr.supernode.main as supernode_main
+    from fastapi.routing import APIRoute
+
+    from launcher.flower.quick_http import quick_paths
+
+    def flat(routes):
+        for route in routes:
+            inner = getattr(getattr(route, "original_router", None), "routes", None)
+            yield from flat(inner) if inner is not None else [route]
+
+    seen = set()
+    for app in (superlink_main.create_app(), supernode_main.create_app()):
+        for route in flat(app.routes):
+            if isinstance(route, APIRoute) and route.path in quick_paths():
+                seen.add(route.path)
+                returns = typing.get_type_hints(route.endpoint.__wrapped__).get("return")
+                assert typing.get_origin(returns) is None and returns.__module__.startswith("flwr.proto"), route.path
+    assert {"/v1/fleet/pull-object", "/v1/fleet/push-messages", "/v1/runtime/acquire-task",
+            "/v1/runtime/pull-task-input", "/v1/runtime/push-object"} <= seen
 
 
 def test_the_task_host_answers_flowers_telemetry_events_without_building_them(monkeypatch):
@@ -426,3 +515,23 @@ def test_what_launcher_flower_plain_logs_substitutes():
     source = inspect.getsource(subprocess_executor.SubprocessExecutor.launch)
     assert "subprocess.Popen(" in source and "TASK_TYPE_TO_COMMAND[spec.task_type]" in source
     assert {TASK_TYPE_TO_COMMAND[t] for t in (TaskType.SERVER_APP, TaskType.SIMULATION)} <= TASK_COMMANDS
+
+
+def test_how_run_clientapp_ends_and_installs_the_app_as_the_task_worker_relies_on():
+    """launcher.flower.task_worker replaces two names in run_clientapp's module: ``flwr_exit`` (the task's exit
+    handlers in two phases, a force-exit thread, then sys.exit) and ``install_from_fab`` (called per task)."""
+    from flwr.supercore.exit import exit as flwr_exit_module
+    from flwr.supernode.runtime import run_clientapp as module
+
+    from launcher.flower.task_worker import end_task
+
+    source = " ".join(inspect.getsource(module.run_clientapp).split())
+    assert "install_from_fab(fab.content, skip_prompt=True)" in source
+    assert source.rstrip().endswith("flwr_exit( code=exit_code, event_type=EventType.FLWR_CLIENTAPP_RUN_LEAVE, )")
+    assert "exit_handlers=[on_exit]" in source
+    exits = " ".join(inspect.getsource(flwr_exit_module.flwr_exit).split())
+    assert exits.index("trigger_exit_handlers(run_before_force_exit=True)") < exits.index(
+        "threading.Thread(target=force_exit, daemon=True).start()") < exits.index(
+        "trigger_exit_handlers(run_before_force_exit=False)") < exits.index("sys.exit(sys_exit_code)")
+    ours, flowers = inspect.signature(end_task), inspect.signature(flwr_exit_module.flwr_exit)
+    assert ours.parameters.keys() == flowers.parameters.keys()

@@ -3,9 +3,10 @@
     python -m launcher.flower.quick_superlink --insecure --host 127.0.0.1 --port 9092 ...
 
 The arguments are flower-superlink's. This runs Flower's unchanged flower-superlink entry point after
-one substitution in this process (Flower's files are not touched): the app it builds gets its
-middleware gated (launcher.flower.http_gates), so a Fleet or Runtime API request passes three layers
-instead of nine. The SuperExec and ServerApp it starts are Flower's own commands, as ever, started through
+one substitution in this process (Flower's files are not touched): the app it builds answers Flower's
+unary Fleet and Runtime API calls through the middleware that acts on them, as plain awaits
+(launcher.flower.quick_http), and gates the rest (launcher.flower.http_gates).
+The SuperExec and ServerApp it starts are Flower's own commands, as ever, started through
 launcher.flower.plain_logs (no colour codes in log files).
 """
 
@@ -15,8 +16,8 @@ import sys
 
 from flwr.superlink.cli import flower_superlink
 
-from launcher.flower.http_gates import install
 from launcher.flower.plain_logs import colour_only_on_a_terminal, install_in_superlink
+from launcher.flower.quick_http import install
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,13 +10,14 @@ a task's reply; on one host those sleeps are most of a round's overhead. This
 runs Flower's unchanged flower-supernode entry point after two substitutions in
 its loop module's namespace (Flower's files are not touched); every sleep
 of the loop becomes a wait on the node's ``supernode`` bell, of the same length:
-- the 3 s idle sleep ends when the ServerApp rings it after pushing messages;
+- the 3 s idle sleep ends when the ServerApp rings it after pushing messages; once this node's
+  ServerApp has rung (the built-in app's does, after every push), the idle sleep is RUNG_IDLE_SECONDS;
 - after a message is pulled, the node's ``worker`` bell is rung, so the task
   runner (launcher.flower.warm_clientapp) asks for the task at once; while it is
   being pulled, the node's pull lock is held (launcher.flower.pull_lock);
 - the 0.5 s sleeps while a task's reply is awaited wait on the same bell, which
   the task runner rings when the task ends.
-Its Runtime API runs Flower's HTTP middleware only where each layer acts (launcher.flower.http_gates).
+Its Runtime API answers unary calls without the per-layer machinery (launcher.flower.quick_http).
 tests/test_flower_internals.py checks that the loop still has this shape.
 """
 
@@ -28,14 +29,17 @@ import time as _time
 import flwr.supernode.start_client_internal as loop
 from flwr.supernode.cli import flower_supernode
 
-from contract.bells import Bell, ring
+from contract.bells import SERVER_PUSHED, Bell, ring
 from contract.run_settings import node_paths
 from launcher.flower.config_args import load_node_config
-from launcher.flower.http_gates import install as gate_http_middleware
 from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
+from launcher.flower.quick_http import install as quick_http
 
 IDLE_SECONDS = 3.0  # Flower's own idle sleep: a node nobody rings (e.g. on a device) behaves as stock
+# once its ServerApp has rung (the built-in app rings every node after each push), an idle node's pull is
+# only a safety net: nobody's message waits for it
+RUNG_IDLE_SECONDS = 30.0
 
 
 class BellClock:
@@ -45,7 +49,8 @@ class BellClock:
         self._bell = bell
 
     def sleep(self, seconds: float) -> None:
-        self._bell.wait(min(seconds, IDLE_SECONDS))
+        idle = RUNG_IDLE_SECONDS if SERVER_PUSHED in self._bell.heard else IDLE_SECONDS
+        self._bell.wait(min(seconds, idle))
 
     def __getattr__(self, name):
         return getattr(_time, name)
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     _, client_dir, _ = node_paths(load_node_config(node_config_arg(argv)), run_dir=".")
     install(client_dir)
     colour_only_on_a_terminal()
-    gate_http_middleware("flwr.supernode.main")  # its Runtime API: tracing only when enabled
+    quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()
 

@@ -6,9 +6,10 @@
 It stands where Flower's ``flower-superexec`` stands for a SuperNode started with
 ``--isolation process``: it asks the SuperNode's Runtime API for the next task and
 runs it with Flower's own ``run_clientapp``. The difference is the process: torch,
-the app and the node's data are imported once (``--preload``), and each task runs
-in a child forked from this process, sharing that memory copy-on-write. One task
-runs at a time; SIGTERM stops the current task and this process. Between tasks it waits
+the app and the node's data are imported once (``--preload``), and tasks run in a worker
+child forked from this process (launcher.flower.task_worker), sharing that memory
+copy-on-write: one worker serves all the built-in app's tasks, a user's ``--app`` gets a
+fresh one per task. One task runs at a time; SIGTERM stops the current task and this process. Between tasks it waits
 on the node's ``worker`` bell (contract.bells), which the SuperNode rings when it pulls
 a message, and asks anyway every IDLE_POLL seconds (UNRUNG_POLL when it could not bind the
 bell). A task runs only while it holds one of the host's compute slots (cores + 1 of them:
@@ -21,48 +22,43 @@ the reply.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 
 from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
 from flwr.supercore.constant import TaskType
 from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
 from flwr.supercore.retry import make_simple_http_retry_invoker
 from flwr.supercore.runtime import RuntimeHttpClient
-from flwr.supernode.runtime.run_clientapp import run_clientapp
 
 from contract.bells import Bell, ring
 from contract.run_settings import node_paths
-from launcher.apps.task_log import log_app_tasks
-from launcher.flower import task_output
 from launcher.flower.config_args import load_node_config
 from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
+from launcher.flower.task_worker import TaskWorker
 from launcher.processes.compute_slots import ComputeSlots
 
 # The SuperNode rings the worker bell whenever it has pulled a message (the only way a task appears:
-# launcher.flower.quick_supernode); the poll is a safety net, each one a request to the SuperNode. It stays
-# under uvicorn's 5 s keep-alive timeout: a request sent as the SuperNode closes the idle connection can
-# meet a closed socket (SIGPIPE, issue 24), so the connection is not left idle that long between tasks.
-IDLE_POLL = 4.0
+# launcher.flower.quick_supernode); the poll is a safety net, each one a request to the SuperNode. A poll that
+# meets the connection closed by the SuperNode's keep-alive timeout is sent again on a fresh one (Flower's
+# retries; SIGPIPE is not fatal here: issue 24).
+IDLE_POLL = 30.0
 UNRUNG_POLL = 0.1  # when the bell could not be bound
 
 _stopping = False
-_child = 0
+_worker: TaskWorker | None = None
 
 
 def _on_term(signum, _frame) -> None:
     global _stopping
     _stopping = True
-    if _child:
-        try:
-            os.kill(_child, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    if _worker is not None:
+        _worker.stop()
 
 
 def quiet_telemetry() -> None:
@@ -82,48 +78,11 @@ def load_preload(ref: str):
     return getattr(importlib.import_module(module), attr or "preload")
 
 
-@dataclass(frozen=True)
-class TaskEnd:
-    code: int  # the task child's exit code (negative: killed by that signal)
-    cpu: float  # CPU-seconds the child used (user + system)
-
-
-def run_task_in_child(runtime_api: str, token: str, app_log_dir=None) -> TaskEnd:
-    """Fork; the child serves the task with Flower's run_clientapp and exits.
-
-    ``app_log_dir``: a user's app (``fl-launch --app``): its output and the
-    launcher's round lines go to that client folder's client.log.
-    """
-    global _child
-    pid = os.fork()
-    if pid == 0:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        code = 1
-        try:
-            if app_log_dir is not None:
-                log_app_tasks(app_log_dir)
-            task_output.install()  # the task's last push survives a closed connection too
-            run_clientapp(runtime_api_address=runtime_api, token=token, insecure=True,
-                          runtime_dependency_install=False)
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    _child = pid
-    while True:
-        try:
-            _, status, usage = os.wait4(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    _child = 0
-    return TaskEnd(os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
-
-
 def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log: bool = False) -> None:
+    global _worker
+    # a user's app (--app) gets a fresh process per task, as under Flower's own SuperExec; the built-in app's
+    # tasks share one worker (launcher.flower.task_worker)
+    _worker = TaskWorker(runtime_api, client_dir if app_log else None, tasks_per_worker=1 if app_log else 0)
     client = RuntimeHttpClient.from_server_address(
         server_address=runtime_api,
         insecure=True,
@@ -134,6 +93,7 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
     request = AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value])
     pulling = PullLock(client_dir)
     while not _stopping:
+        _worker.ready()  # forked here, holding no compute slot or pull lock it would keep
         res = client.AcquireTask(request)
         if res.HasField("task") and res.token:
             acquired = time.time()
@@ -142,7 +102,7 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
             pulled = time.time()
             with slots.held():
                 started = time.time()
-                end = run_task_in_child(runtime_api, res.token, client_dir if app_log else None)
+                end = _worker.run(res.token)
             ring(client_dir, "supernode")  # the reply is with the SuperNode: no need to poll for it
             print(f"{time.strftime('%H:%M:%S', time.localtime(acquired))}.{int(acquired % 1 * 1000):03d} "
                   f"task {res.task.task_id}: waited {pulled - acquired:.3f} s for its message, "
@@ -150,6 +110,8 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
                   f"using {end.cpu:.3f} CPU-s", flush=True)
             if end.code != 0 and not _stopping:
                 print(f"fl-launch: task {res.task.task_id} exited with code {end.code}", file=sys.stderr, flush=True)
+            if end.note:
+                print(f"fl-launch: {end.note}", file=sys.stderr, flush=True)
             continue  # a reply often follows at once: ask again without sleeping
         bell.wait(IDLE_POLL if bell.bound else UNRUNG_POLL)
 
@@ -171,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     node_config = load_node_config(args.node_config)
     if args.preload:
         load_preload(args.preload)(node_config, torch_threads=args.torch_threads)
+    gc.freeze()  # what is loaded stays shared with the task worker: its collections do not write to it
     _, client_dir, _ = node_paths(node_config, run_dir=".")
     try:
         slots = ComputeSlots(client_dir.parent / "slots", count=(os.cpu_count() or 1) // max(1, args.torch_threads) + 1)
