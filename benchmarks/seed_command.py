@@ -1,6 +1,6 @@
 """The seed's own command, `fl-launch --client-num 50 --task train`, process against virtual mode.
 
-    python -m benchmarks.seed_command                        # 50 clients, 5 rounds, both modes (~6 min)
+    python -m benchmarks.seed_command                        # 50 clients, 5 rounds: floor, both modes (~7 min)
     python -m benchmarks.seed_command --clients 20 --rounds 4 --modes process
 
 For each mode: wall per round (rounds 2 on: round 1 pays the start), time to round 1, peak summed
@@ -14,6 +14,7 @@ benchmarks/results/seed_command.{md,json}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -25,7 +26,8 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.variants import launch
+from benchmarks.variants import floor, launch
+from benchmarks.workloads import W
 from launcher.processes.cgroup import RunGroup
 from launcher.processes.tagged import tagged_processes
 
@@ -155,16 +157,30 @@ def measure(mode: str, clients: int, rounds: int, out_dir: Path) -> dict:
             "run_dir": run.run_dir, **cpu.per_task(clients)}
 
 
+def measure_floor(clients: int, rounds: int, out_dir: Path) -> dict:
+    """The clients' compute alone (benchmarks.variants.floor: every client's round work on one single-thread
+    process per core, over the partitions fl-launch makes), as the SEED workload's floor."""
+    workload = dataclasses.replace(W["SEED"], clients=clients, rounds=rounds)
+    run = floor(workload, out_dir / "floor", f"bench-seed-floor-{os.getpid()}")
+    later = run.round_s[1:] or run.round_s
+    return {"mode": "floor", "s_per_round": round(sum(later) / len(later), 2), "peak_pss_mib": run.peak_pss_mib}
+
+
 def markdown(rows: list[dict], clients: int, rounds: int) -> str:
     lines = [f"`fl-launch --client-num {clients} --task train --rounds {rounds}` (digits, 3 local epochs), "
-             f"{os.cpu_count()} cores, {platform.machine()}; CPU per task: every process of the run, rounds 2 on.",
-             "", "| mode | s/round (2 on) | to round 1 | CPU-ms per task | by role (ms per task) | peak PSS "
+             f"{os.cpu_count()} cores, {platform.machine()}; CPU per task: every process of the run, rounds 2 on; "
+             "floor: the clients' compute alone.",
+             "", "| mode | s/round (2 on) | x floor | to round 1 | CPU-ms per task | by role (ms per task) | peak PSS "
              "| final acc |",
-             "|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|"]
+    base = next((r["s_per_round"] for r in rows if r["mode"] == "floor"), None)
     for r in rows:
         roles = ", ".join(f"{k} {v:.0f}" for k, v in r.get("by_role", {}).items())
-        lines.append(f"| {r['mode']} | {r.get('s_per_round')} | {r['to_round1_s']} s | {r.get('cpu_ms_per_task')} | "
-                     f"{roles} | {r['peak_pss_mib'] / 1024:.2f} GiB | {r['final_acc']} |")
+        times = f"{r['s_per_round'] / base:.2f}x" if base and r.get("s_per_round") else ""
+        to_round1 = f"{r['to_round1_s']} s" if r.get("to_round1_s") is not None else ""
+        lines.append(f"| {r['mode']} | {r.get('s_per_round')} | {times} | {to_round1} | "
+                     f"{r.get('cpu_ms_per_task', '')} | {roles} | {r['peak_pss_mib'] / 1024:.2f} GiB | "
+                     f"{r.get('final_acc', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -172,10 +188,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--modes", nargs="+", default=["process", "virtual"], choices=["process", "virtual"])
+    parser.add_argument("--modes", nargs="+", default=["floor", "process", "virtual"],
+                        choices=["floor", "process", "virtual"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    rows = [measure(mode, args.clients, args.rounds, args.out / "logs" / "seed_command") for mode in args.modes]
+    logs = args.out / "logs" / "seed_command"
+    rows = [measure_floor(args.clients, args.rounds, logs) if mode == "floor" else
+            measure(mode, args.clients, args.rounds, logs) for mode in args.modes]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "seed_command.json").write_text(json.dumps(rows, indent=1) + "\n")
     text = markdown(rows, args.clients, args.rounds)

@@ -60,4 +60,6 @@ W = {w.name: w for w in [
     Workload("W3-dirichlet", "accuracy: digits, 10 Dirichlet(0.5) clients, 20 rounds, default options",
              clients=10, rounds=20, local_epochs=_DEFAULT.local_epochs, dataset="digits",
              partition="dirichlet"),
+    Workload("SEED", "the seed's command: fl-launch --client-num 50 --task train (digits, 3 local epochs), "
+             "5 rounds", clients=50, rounds=5, local_epochs=3, dataset="digits"),
 ]}
