@@ -32,6 +32,7 @@ from simulator.fleet_rounds import FleetRounds
 from simulator.model import model_for
 from simulator.quick_grid import QuickPollGrid
 from simulator.round_outcome import Missing, RunNotDone, not_aggregated_reason
+from simulator.simulation_nodes import index_messages_by_node
 from simulator.strategy import logged_strategy, pooled_accuracy, wait_for_nodes
 from simulator.wire import pack
 
@@ -45,6 +46,7 @@ def main(grid: Grid, context: Context) -> None:
     log = LogWriter(Path(settings.run_dir) / "server" / "server.log", "FLServer")
     # a fleet (RUN/fleet.json), a deadline, over-commit: on the emulated clock under the simulation runtime
     rounds = FleetRounds(settings, read_fleet_json(settings.run_dir), virtual=settings.virtual)
+    index_messages_by_node(grid)  # the simulation runtime: a node's messages found without scanning all
     grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir),
                          after_push=lambda: ring_all(settings.run_dir, "supernode"))
     try:
