@@ -12,6 +12,7 @@ import textwrap
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from tests.helpers import run, run_json, runs, wait_until_nothing_tagged
 
@@ -50,6 +51,7 @@ if _OUT:
 """
 
 
+@pytest.mark.slow  # about 70 s on a quiet machine, most of it Ray starting its workers
 def test_virtual_nodes_are_mapped_to_clients_without_a_message_each(tmp_path, monkeypatch):
     hook = tmp_path / "hook"
     hook.mkdir()
