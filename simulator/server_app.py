@@ -134,17 +134,12 @@ def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
 
 
 def _to_all(grid, arrays, message_type, config, settings, node_ids: list[int]) -> list[Message]:
-    """One message to each of ``node_ids``; the replies that came within the round timeout.
+    """One message to each of ``node_ids``; the replies that came, each within the round timeout.
 
-    With ``clients_per_round`` the nodes get it that many at a time, so the
-    model copies in flight follow the round's size, not the number of clients.
+    With ``clients_per_round`` at most that many await replies at once (the next goes as a reply comes), so
+    the model copies in flight follow the round's size, not the number of clients.
     """
-    batch = settings.clients_per_round or len(node_ids) or 1
-    replies: list[Message] = []
-    for start in range(0, len(node_ids), batch):
-        messages = [
-            Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)
-            for node in node_ids[start:start + batch]
-        ]
-        replies.extend(grid.send_and_receive(messages, timeout=settings.round_timeout))
-    return replies
+    messages = [Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)
+                for node in node_ids]
+    window = settings.clients_per_round or len(node_ids) or 1
+    return grid.send_in_window(messages, window=window, timeout=settings.round_timeout)
