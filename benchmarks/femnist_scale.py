@@ -1,6 +1,6 @@
 """Time and memory of FEMNIST runs as the client count grows and the round size stays put.
 
-    python -m benchmarks.femnist_scale                          # N = 50, 500, 3500; 50 per round
+    python -m benchmarks.femnist_scale                          # N = 50, 500, 3500, 10000; 50 per round
     python -m benchmarks.femnist_scale --clients 50 500 --rounds 2 --local-epochs 1
 
 Writes a LEAF JSON data set of as many writers as the largest N (synthetic
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -52,12 +53,13 @@ def run_one(n: int, mode: str, args: argparse.Namespace, data: Path, logs: Path)
     argv = ["--client-num", str(n), "--clients-per-round", str(args.per_round), "--rounds", str(args.rounds),
             "--local-epochs", str(args.local_epochs), "--batch-size", "32", "--dataset", "femnist",
             "--data-dir", str(data), "--mode", mode, "--log-dir", str(logs / tag), "--kill-tag", tag]
+    load_before = os.getloadavg()[0]
     measured: Measured = launch(argv, logs / tag, tag, timeout=args.timeout)
     left = tagged_processes(tag)
     row = measured.as_dict()
     row.update(clients=n, mode=mode, final_eval_s=final_eval_seconds(Path(measured.run_dir)),
                logs_written=len(list(Path(measured.run_dir).glob("client_*/client.log"))),
-               left_running=len(left))
+               left_running=len(left), load=f"{load_before:.1f} / {os.getloadavg()[0]:.1f}")
     return row
 
 
@@ -68,21 +70,23 @@ def markdown(rows: list[dict], args: argparse.Namespace, data_s: float) -> str:
             f"{args.per_writer[0]}-{args.per_writer[1]} images"
             + (f" (written in {data_s:.0f} s)" if data_s else "") + ".\n\n"
             "s/round: first round start to last round end over the rounds. To round 1: the command to round 1's "
-            "start (data conversion, start-up, learning which node holds which writer). Final eval: every "
-            "client evaluating the final model, K at a time. Peak PSS: summed over the run's processes.\n\n")
+            "start (data conversion, start-up). Final eval: every client evaluating the final model, at most K "
+            "awaiting a reply at once. Peak PSS: summed over the run's processes. Load: this machine's 1-minute "
+            "load average before and after the run (2 cores; other work on the machine slows every figure).\n\n")
     lines = ["| clients | mode | status | s/round | to round 1 (s) | final eval (s) | wall (s) | peak PSS (GiB) "
-             "| processes | final acc |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| processes | final acc | logs | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fmt = lambda v, d=2: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
         lines.append(f"| {r['clients']} | {r['mode']} | {r['status']} | {fmt(r['per_round_s'])} | "
                      f"{fmt(r['to_round1_s'], 1)} | {fmt(r['final_eval_s'], 1)} | {r['wall_s']:.0f} | "
-                     f"{r['peak_pss_mib'] / 1024:.2f} | {r['processes']} | {fmt(r['final_acc'], 3)} |")
+                     f"{r['peak_pss_mib'] / 1024:.2f} | {r['processes']} | {fmt(r['final_acc'], 3)} | "
+                     f"{r.get('logs_written', '-')} | {r.get('load', '-')} |")
     return head + "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, nargs="+", default=[50, 500, 3500])
+    parser.add_argument("--clients", type=int, nargs="+", default=[50, 500, 3500, 10000])
     parser.add_argument("--process-up-to", type=int, default=50,
                         help="also run one process per client for N up to this (the auto mode's other side)")
     parser.add_argument("--per-round", type=int, default=50)

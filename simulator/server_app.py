@@ -47,8 +47,9 @@ def main(grid: Grid, context: Context) -> None:
     # a fleet (RUN/fleet.json), a deadline, over-commit: on the emulated clock under the simulation runtime
     rounds = FleetRounds(settings, read_fleet_json(settings.run_dir), virtual=settings.virtual)
     index_messages_by_node(grid)  # the simulation runtime: a node's messages found without scanning all
-    grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir),
-                         after_push=lambda: ring_all(settings.run_dir, "supernode"))
+    # SuperNodes (process mode, devices) hear a push at once by their bells; virtual nodes have none to ring
+    ring = (lambda: None) if settings.virtual else (lambda: ring_all(settings.run_dir, "supernode"))
+    grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir), after_push=ring)
     try:
         if settings.task == "train":
             _train(grid, settings, log, rounds)
