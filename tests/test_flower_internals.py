@@ -2,6 +2,7 @@
 
 import importlib
 import inspect
+import time
 
 import flwr
 from flwr.proto.runtime_pb2 import AcquireTaskRequest, AcquireTaskResponse
@@ -443,3 +444,28 @@ def test_the_simulation_runtime_asks_its_state_for_each_nodes_messages_as_the_in
     flowers, indexed = answers
     first = [(i, f"query.m{i}", True) for i in (0, 1, 2, 3, 6, 7)]
     assert indexed == flowers == [first, [(0, "query.m4", True), (1, "query.m5", True)], []]
+
+
+def test_the_runtimes_sweep_over_many_nodes_costs_little_with_the_index():
+    """What the index is for: the runtime's sweep (an ask per node) with a batch in flight, timed on Flower's
+    own state and then on the indexed one. Flower's checks every stored message per node (measured: 8 s a
+    sweep at 3500 nodes under load); the index looks only at the asked node's."""
+    from flwr.app import Message, RecordDict
+
+    from simulator.simulation_nodes import index_messages_by_node
+
+    def sweep_seconds(indexed: bool) -> float:
+        nodes, state, grid = _simulation_state(500)
+        if indexed:
+            index_messages_by_node(grid)
+        grid.push_messages([Message(RecordDict(), message_type="evaluate", dst_node_id=n) for n in nodes[:50]])
+        best = float("inf")
+        for _ in range(2):  # the first hands out the 50, the second finds them delivered
+            start = time.perf_counter()
+            for n in nodes:
+                state.get_message_ins(node_id=n, limit=1)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    flowers, indexed = sweep_seconds(False), sweep_seconds(True)
+    assert indexed * 10 < flowers, (indexed, flowers)  # measured under load: 0.5 s against 0.6 ms
