@@ -23,6 +23,7 @@ round waits on only until the deadline: a round ends on time, and that pull's re
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterable
@@ -91,12 +92,14 @@ class QuickPollGrid:
         """Each message sent once fewer than ``window`` await their replies; the replies, each within ``timeout``
         of its own push (a message past it, or to a lost node, is given up). No wait for a batch's slowest
         reply before the next is sent: the clients' workers stay busy, and at most ``window`` are in flight."""
-        queue = list(messages)[::-1]
+        unsent = iter(messages)  # made as they are sent when a generator: no N messages held at once
         pending: dict[str, tuple[int, float]] = {}  # message id -> (its node, when it was pushed)
         replies: list[Message] = []
-        while queue or pending:
-            if queue and len(pending) < window:
-                batch = [queue.pop() for _ in range(min(window - len(pending), len(queue)))]
+        more = True
+        while more or pending:
+            batch = list(itertools.islice(unsent, max(0, window - len(pending)))) if more else []
+            more = more and len(batch) == max(0, window - len(pending))
+            if batch:
                 ids = list(self._grid.push_messages(batch))
                 self._after_push()
                 pushed = time.monotonic()

@@ -140,7 +140,7 @@ def _to_all(grid, arrays, message_type, config, settings, node_ids: list[int]) -
     With ``clients_per_round`` at most that many await replies at once (the next goes as a reply comes), so
     the model copies in flight follow the round's size, not the number of clients.
     """
-    messages = [Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)
-                for node in node_ids]
+    messages = (Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)
+                for node in node_ids)
     window = settings.clients_per_round or len(node_ids) or 1
     return grid.send_in_window(messages, window=window, timeout=settings.round_timeout)
