@@ -28,7 +28,7 @@ from simulator.exchange_clock import exchange_times
 from simulator.fleet_rounds import EMULATED_METRIC
 from simulator.model import model_for
 from simulator.training import evaluate, predict, train, warm_up
-from simulator.wire import pack, unpack
+from simulator.wire import KEY, pack, unpack
 
 app = ClientApp()
 
@@ -87,13 +87,27 @@ def _open_log(path: Path) -> LogWriter:
     return log
 
 
-def _setup(msg: Message, context: Context):
+def _received_model(settings: RunSettings, arrays: ArrayRecord):
+    """The model ``arrays`` holds, built and loaded."""
+    model = model_for(settings)
+    model.load_state_dict(unpack(arrays, model.state_dict()))
+    return model
+
+
+def _shared_model(settings: RunSettings, arrays: ArrayRecord):
+    """The received model for a task that only reads it (evaluate, getModel, inference): the one this process
+    built last when the same model came again. The final evaluation sends every client the same model, so a
+    worker serving many virtual clients builds and loads it once, not once per client."""
+    key = (settings.model, settings.model_path, settings.channels, settings.num_classes, arrays[KEY].data)
+    return _current("model", key, lambda _: _received_model(settings, arrays))
+
+
+def _setup(msg: Message, context: Context, read_only: bool = False):
     settings = RunSettings.from_config(context.run_config)
     torch.set_num_threads(max(1, settings.torch_threads))
     partition, client_dir, data_file = node_paths(context.node_config, settings.run_dir)
     part = _partition(data_file)
-    model = model_for(settings)
-    model.load_state_dict(unpack(msg.content["arrays"], model.state_dict()))
+    model = (_shared_model if read_only else _received_model)(settings, msg.content["arrays"])
     return settings, partition, client_dir, part, model, _log(client_dir)
 
 
@@ -175,7 +189,7 @@ def train_round(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def final_evaluate(msg: Message, context: Context) -> Message:
-    _, _, _, part, model, log = _setup(msg, context)
+    _, _, _, part, model, log = _setup(msg, context, read_only=True)
     correct, total, loss = evaluate(model, part.x_test, part.y_test)
     log.write("final_evaluate", acc=correct / total, num_test=total)
     metrics = MetricRecord({"num-examples": total, "eval-correct": correct, "eval-total": total, "eval-loss": loss})
@@ -192,7 +206,7 @@ def tell_partition(msg: Message, context: Context) -> Message:
 @app.query()
 def serve_model(msg: Message, context: Context) -> Message:
     """getModel: keep the received global model; inference: label the test split with it."""
-    settings, _, client_dir, part, model, log = _setup(msg, context)
+    settings, _, client_dir, part, model, log = _setup(msg, context, read_only=True)
     config = msg.content["config"]
     metrics = {"num-examples": part.num_test}
     if settings.task == "getModel":

@@ -5,6 +5,7 @@
     grid.send_and_receive(messages, timeout=300, enough=4, deadline=30.0)   # the first 4 good replies, 30 s at most
     grid.expect(enough=4, deadline=30.0)    # the same for the next send_and_receive (Flower's own call)
     grid.cut                                # why that call stopped early: "enough", "deadline" or None
+    grid.send_in_window(messages, window=50, timeout=300)   # at most 50 awaiting replies; the next sent as one comes
 
 Flower 1.41's HTTP grid sleeps 3 s between reply pulls, so a round that is
 done waits 1.5 s on average before the server notices. This wrapper keeps
@@ -22,6 +23,7 @@ round waits on only until the deadline: a round ends on time, and that pull's re
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterable
@@ -83,6 +85,35 @@ class QuickPollGrid:
         else:
             if pending and cut_by_deadline:
                 self.cut = "deadline"
+        return replies
+
+    def send_in_window(self, messages: Iterable[Message], *, window: int,
+                       timeout: float | None = None) -> list[Message]:
+        """Each message sent once fewer than ``window`` await their replies; the replies, each within ``timeout``
+        of its own push (a message past it, or to a lost node, is given up). No wait for a batch's slowest
+        reply before the next is sent: the clients' workers stay busy, and at most ``window`` are in flight."""
+        unsent = iter(messages)  # made as they are sent when a generator: no N messages held at once
+        pending: dict[str, tuple[int, float]] = {}  # message id -> (its node, when it was pushed)
+        replies: list[Message] = []
+        more = True
+        while more or pending:
+            batch = list(itertools.islice(unsent, max(0, window - len(pending)))) if more else []
+            more = more and len(batch) == max(0, window - len(pending))
+            if batch:
+                ids = list(self._grid.push_messages(batch))
+                self._after_push()
+                pushed = time.monotonic()
+                pending.update((mid, (m.metadata.dst_node_id, pushed)) for mid, m in zip(ids, batch) if mid is not None)
+            got = list(self._grid.pull_messages(set(pending))) if pending else []
+            replies.extend(got)
+            for reply in got:
+                pending.pop(reply.metadata.reply_to_message_id, None)
+            lost, now = self._lost_nodes(), time.monotonic()
+            for mid, (node, pushed) in list(pending.items()):
+                if node in lost or (timeout is not None and now - pushed >= timeout):
+                    del pending[mid]
+            if pending and not got:
+                time.sleep(self._poll)
         return replies
 
     def _pull(self, pending: set[str], end: float | None) -> list[Message] | None:

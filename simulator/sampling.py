@@ -3,14 +3,16 @@
     choose_partitions(range(3500), k=50, seed=0, server_round=3)[:4]     # the same on every run
     # [2071, 1590, 2740, 1142]
     directory = NodeDirectory()
-    directory.learn(grid, node_ids)          # asks each node it has not met for its partition-id
+    directory.learn(grid, node_ids)          # the partition-id of each node it has not met
     directory.nodes_for([2071, 1590], among=node_ids)      # -> their Flower node ids
 
 Flower's own sampler draws over node ids, which are random for each run (and new
 when a client restarts), so the same seed would not pick the same clients. Here
-the draw is over partition ids; each node says its partition once, in a
-``query.partition`` message the built-in ClientApp answers without touching
-torch or its data.
+the draw is over partition ids. Under Flower's simulation runtime the ServerApp
+reads each virtual node's partition from the runtime's own registration
+(simulator.simulation_nodes), with no message; elsewhere (process mode, devices)
+each node says its partition once, in a ``query.partition`` message the built-in
+ClientApp answers without touching torch or its data.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Iterable
 
 import numpy as np
 from flwr.app import Message, RecordDict
+
+from simulator.simulation_nodes import registered_partitions
 
 PARTITION_QUERY = "query.partition"
 
@@ -33,13 +37,17 @@ def choose_partitions(available: Iterable[int], k: int, seed: int, server_round:
 
 
 class NodeDirectory:
-    """node id -> partition id, learnt by asking each node once."""
+    """node id -> partition id: from the simulation runtime's registration, else by asking each node once."""
 
     def __init__(self) -> None:
         self.partition_of: dict[int, int] = {}
 
     def learn(self, grid, node_ids: Iterable[int], timeout: float | None = None) -> None:
         unknown = [n for n in node_ids if n not in self.partition_of]
+        registered = registered_partitions(grid) if unknown else None
+        if registered:
+            self.partition_of.update((n, registered[n]) for n in unknown if n in registered)
+            unknown = [n for n in unknown if n not in self.partition_of]
         if not unknown:
             return
         asks = [Message(RecordDict(), message_type=PARTITION_QUERY, dst_node_id=n) for n in unknown]

@@ -32,6 +32,7 @@ from simulator.fleet_rounds import FleetRounds
 from simulator.model import model_for
 from simulator.quick_grid import QuickPollGrid
 from simulator.round_outcome import Missing, RunNotDone, not_aggregated_reason
+from simulator.simulation_nodes import index_messages_by_node
 from simulator.strategy import logged_strategy, pooled_accuracy, wait_for_nodes
 from simulator.wire import pack
 
@@ -45,8 +46,10 @@ def main(grid: Grid, context: Context) -> None:
     log = LogWriter(Path(settings.run_dir) / "server" / "server.log", "FLServer")
     # a fleet (RUN/fleet.json), a deadline, over-commit: on the emulated clock under the simulation runtime
     rounds = FleetRounds(settings, read_fleet_json(settings.run_dir), virtual=settings.virtual)
-    grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir),
-                         after_push=lambda: ring_all(settings.run_dir, "supernode", SERVER_PUSHED))
+    index_messages_by_node(grid)  # the simulation runtime: a node's messages found without scanning all
+    # SuperNodes (process mode, devices) hear a push at once by their bells; virtual nodes have none to ring
+    ring = (lambda: None) if settings.virtual else (lambda: ring_all(settings.run_dir, "supernode", SERVER_PUSHED))
+    grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir), after_push=ring)
     try:
         if settings.task == "train":
             _train(grid, settings, log, rounds)
@@ -132,17 +135,12 @@ def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
 
 
 def _to_all(grid, arrays, message_type, config, settings, node_ids: list[int]) -> list[Message]:
-    """One message to each of ``node_ids``; the replies that came within the round timeout.
+    """One message to each of ``node_ids``; the replies that came, each within the round timeout.
 
-    With ``clients_per_round`` the nodes get it that many at a time, so the
-    model copies in flight follow the round's size, not the number of clients.
+    With ``clients_per_round`` at most that many await replies at once (the next goes as a reply comes), so
+    the model copies in flight follow the round's size, not the number of clients.
     """
-    batch = settings.clients_per_round or len(node_ids) or 1
-    replies: list[Message] = []
-    for start in range(0, len(node_ids), batch):
-        messages = [
-            Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)
-            for node in node_ids[start:start + batch]
-        ]
-        replies.extend(grid.send_and_receive(messages, timeout=settings.round_timeout))
-    return replies
+    messages = (Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)
+                for node in node_ids)
+    window = settings.clients_per_round or len(node_ids) or 1
+    return grid.send_in_window(messages, window=window, timeout=settings.round_timeout)

@@ -391,3 +391,41 @@ def test_a_run_no_client_replied_to_says_why_without_a_dangling_colon(tmp_path):
     assert re.fullmatch(r"no client replied in any round: rounds 1-2 not aggregated \(0 of 0 replies within 5 s, "
                         r"\d+ needed\)", reason), reason
     assert wait_until_nothing_tagged("t-emu-no-reply") == []
+
+
+class _CountingGrid(_SlowGrid):
+    """Replies 0.1 s after each message's push (none for node 4); counts the messages awaiting replies."""
+
+    def __init__(self, nodes: int) -> None:
+        super().__init__(nodes)
+        self.pushed: dict[int, float] = {}
+        self.handed: set[int] = set()
+        self.most_in_flight = 0
+
+    def push_messages(self, messages):
+        now = time.monotonic()
+        ids = [m.metadata.dst_node_id for m in messages]
+        self.pushed.update((i, now) for i in ids)
+        self.most_in_flight = max(self.most_in_flight, len(set(self.pushed) - set(self.handed)))
+        return ids
+
+    def pull_messages(self, ids):
+        now = time.monotonic()
+        return [_Reply(i) for i in self.hand(ids, lambda i: i != 4 and now - self.pushed[i] >= 0.1)]
+
+
+def test_quick_grid_keeps_a_window_of_messages_in_flight():
+    """The final evaluation's sending: the next message as soon as a reply comes, never more than the window
+    awaiting; a message without a reply is given up at its own timeout, the others go on meanwhile."""
+    from simulator.quick_grid import QuickPollGrid
+
+    fake = _CountingGrid(10)
+    grid = QuickPollGrid(fake, poll=0.02)
+    t = time.monotonic()
+    got = grid.send_in_window([_Message(i) for i in range(10)], window=3, timeout=1.0)
+    took = time.monotonic() - t
+    assert sorted(m.metadata.src_node_id for m in got) == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert fake.most_in_flight == 3
+    # 9 replies of 0.1 s three at a time, one slot held by node 4 until its 1 s timeout: about 0.5 s, then
+    # node 4's timeout (pushed at about 0.1 s) ends it; batches of 3 awaiting their slowest would take 3 s
+    assert 1.0 < took < 1.6, took
