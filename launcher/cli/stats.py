@@ -10,7 +10,7 @@
     $ fl-stats --runs                   # every run in the log dir and its state
     $ fl-stats --pull --run r1          # bring r1's client logs over again from its devices
     $ fl-stats --by profile             # an emulated fleet's run (--fleet): one row per profile
-    $ fl-stats --plot-timeline round.png   # its rounds as bars per client, receive to reply
+    $ fl-stats --plot-timeline round.png   # its rounds as bars per client: download, waiting, compute, upload
 """
 
 from __future__ import annotations
@@ -150,14 +150,15 @@ def _clean(value):
                    "[default: your own]")
 @click.option("--by", "by", type=click.Choice(["profile"]), default=None,
               help="An emulated fleet's run (--fleet): per profile its clients, rounds taken part (client-rounds "
-                   "with a round end line), mean and p95 round time, stragglers cut, out-of-memory kills, offline "
-                   "rounds and accuracy (mean of its clients' last evaluate acc).  A round time runs from the "
-                   "round's start to the client's reply: its emulated time in virtual mode; in process mode the "
-                   "client's waiting (round start to its task's start, the download included) plus its task's "
-                   "real time.")
+                   "with a round end line), mean and p95 round time and the mean of its parts (download, waiting, "
+                   "compute, upload), stragglers cut, out-of-memory kills, offline rounds and accuracy (mean of "
+                   "its clients' last evaluate acc).  A round time runs from the round's start to the server "
+                   "holding the client's reply, both transfers included: emulated in virtual mode, real in "
+                   "process mode.")
 @click.option("--plot-timeline", "timeline", type=PathText(dir_okay=False), default=None,
-              help="An emulated fleet's run: draw each round as one bar per client from receive to reply, "
-                   "coloured by profile, the deadline marked, stragglers hatched, into this PNG.  Time axis: "
+              help="An emulated fleet's run: draw each round as one bar per client from the round's start to "
+                   "its reply, in its parts (download, waiting, compute, upload), coloured by profile, the round's "
+                   "end and deadline marked, stragglers edged in black, into this PNG.  Time axis: "
                    "seconds from the first round's start, emulated in virtual mode, real in process mode.")
 @click.pass_context
 def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch, interval, list_runs, pull,
@@ -251,11 +252,11 @@ def _fleet(folder: Path, console: Console, by: str | None, timeline: str | None,
         _emit(table.to_csv(), output)
     elif as_json:
         _emit(json.dumps({"run": folder.name, "mode": "virtual" if fleet_run.virtual else "process",
-                          "round_time": "emulated" if fleet_run.virtual else "waiting + task (real)",
+                          "round_time": "emulated" if fleet_run.virtual else "real: round start to reply held",
                           "profiles": [{"profile": name, **{k: _clean(v) for k, v in row.items()}}
                                        for name, row in table.astype(object).iterrows()]}, indent=2) + "\n", output)
     else:
-        clock = "emulated" if fleet_run.virtual else "real: waiting + task"
+        clock = "emulated" if fleet_run.virtual else "real"
         console.print(_table(f"{folder.name}: per profile, round times in seconds ({clock})", table, "profile"))
         if timeline:
             console.print(f"timeline: {timeline}", markup=False, highlight=False)
