@@ -253,7 +253,9 @@ def test_real_virtual_run_by_profile_and_timeline(virtual_run, tmp_path):
     rows = _by_profile_json(virtual_run)
     assert set(rows) == {"pi4", "rest"}
     for name, want in expected.items():
-        assert rows[name] == pytest.approx(want, rel=1e-3), name
+        assert {k: rows[name][k] for k in want} == pytest.approx(want, rel=1e-3), name
+        parts = sum(rows[name][f"{p}_s"] for p in ("download", "waiting", "compute", "upload"))
+        assert parts == pytest.approx(rows[name]["mean_s"], rel=1e-3) and rows[name]["waiting_s"] == 0, name
     # the fleet did what it was told: the slow profile is cut at the 2 s deadline, clients were offline
     assert expected["pi4"]["stragglers"] >= 1 and expected["pi4"]["mean_s"] > 2.0
     assert expected["rest"]["mean_s"] < 2.0
