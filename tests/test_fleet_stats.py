@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import statistics
 import struct
 from pathlib import Path
@@ -352,3 +353,69 @@ def test_real_process_run_says_where_a_slow_links_round_went(process_run, tmp_pa
         assert widths["upload"] >= r["sent"] * 8 / UP_BITS
         assert widths["download"] + widths["waiting"] == pytest.approx(r["waiting"], abs=1e-3)
         assert sum(widths.values()) <= round_real[r["round"]] + 0.05
+
+
+# --- fl-stats --compare: the real run against a copy whose logs this test scales by known factors ------------
+FACTORS = {(1, "slow-link"): 1.5, (2, "slow-link"): 3.0, (1, "fast"): 2.0, (2, "fast"): 0.5}
+CLOCK_FACTORS = {1: 1.25, 2: 4.0}
+SCALED_IN_CLIENT = re.compile(r"(iteration:(\d+) end time:)([\d.]+)(s .* profile:(\S+) .*download:)([\d.]+)"
+                              r"(s waiting:)([\d.]+)(s )", re.M)
+REPLY = re.compile(r"(iteration:(\d+) reply client:(\d+) after:)([\d.]+)(s)$", re.M)
+
+
+def _scaled_copy(folder: Path, target: Path) -> tuple[dict[tuple[int, int], float], dict[int, str]]:
+    """``folder`` copied to ``target`` with each client-round's times (task, download, waiting, the server's
+    reply line) times FACTORS[(round, profile)], each round's real clock time times CLOCK_FACTORS[round];
+    returns the original round time of each (round, client) from the reply lines, and each client's profile."""
+    shutil.copytree(folder, target, symlinks=True)
+    profile_of = {}
+    for log in target.glob("client_*/client.log"):
+        client = int(log.parent.name.split("_")[1])
+
+        def scale(m, client=client):
+            f = FACTORS[(int(m[2]), m[5])]
+            profile_of[client] = m[5]
+            return (f"{m[1]}{float(m[3]) * f:.4f}{m[4]}{float(m[6]) * f:.4f}{m[7]}{float(m[8]) * f:.4f}{m[9]}")
+
+        log.write_text(SCALED_IN_CLIENT.sub(scale, log.read_text()))
+    server = target / "server" / "server.log"
+    text = server.read_text()
+    original = {(int(m[2]), int(m[3])): float(m[4]) for m in REPLY.finditer(text)}
+    text = REPLY.sub(lambda m: f"{m[1]}{float(m[4]) * FACTORS[(int(m[2]), profile_of[int(m[3])])]:.4f}{m[5]}", text)
+    text = CLOCK_REAL.sub(lambda m: m[0].replace(f"real:{m[2]}s", f"real:{float(m[2]) * CLOCK_FACTORS[int(m[1])]:.4f}s"
+                                                 ), text)
+    server.write_text(text)
+    return original, profile_of
+
+
+@pytest.mark.slow
+def test_compare_gives_each_rounds_and_profiles_ratio(process_run, tmp_path):
+    copy = tmp_path / "scaled"
+    original, profile_of = _scaled_copy(process_run, copy)
+    assert len(original) == 8 and set(profile_of.values()) == {"slow-link", "fast"}
+    done = run("fl-stats", "--compare", str(process_run), str(copy), "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert (out["a"]["mode"], out["a"]["clock"], out["b"]["run"]) == ("process", "real", "scaled")
+    rows = {(r["round"], r["profile"]): r for r in out["rows"]}
+    for (number, profile), factor in FACTORS.items():
+        mine = [t for (n, c), t in original.items() if n == number and profile_of[c] == profile]
+        assert rows[(number, profile)]["a_s"] == pytest.approx(statistics.mean(mine), abs=2e-3)
+        assert rows[(number, profile)]["ratio"] == pytest.approx(factor, rel=1e-3), (number, profile)
+    for number, factor in CLOCK_FACTORS.items():
+        assert rows[(number, "(all)")]["ratio"] == pytest.approx(factor, rel=1e-3)
+    for profile in ("slow-link", "fast"):
+        times = [(t, FACTORS[(n, profile)]) for (n, c), t in original.items() if profile_of[c] == profile]
+        want = sum(t * f for t, f in times) / sum(t for t, _ in times)
+        assert rows[("mean", profile)]["ratio"] == pytest.approx(want, rel=1e-3)
+    assert len(rows) == 2 * 3 + 2
+    table = run("fl-stats", "--compare", str(process_run), str(copy))
+    assert table.returncode == 0 and "B/A" in table.stdout and "slow-link" in table.stdout, table.stderr
+    for bad in (("--by", "profile"), ("--plot-timeline", str(tmp_path / "t.png")), ("--run", str(copy))):
+        done = run("fl-stats", "--compare", str(process_run), str(copy), *bad)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--compare" in done.stderr, done.stderr
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _run_json(plain, fleet=False)
+    done = run("fl-stats", "--compare", str(process_run), str(plain))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "has no fleet" in done.stderr, done.stderr

@@ -5,6 +5,11 @@
     #      clients  rounds  mean_s  p95_s  download_s  waiting_s  compute_s  upload_s  stragglers  ...     acc
     # pi4        2       5  5.2123  5.4012      1.3101     0.0402     0.3120    3.5600           0  ...  0.9444
     bars = plot_timeline(run, Path("round.png"))  # one TimelineBar per client-round: its parts as bars
+    compare(run, other)                           # per round and profile both runs' round times and B/A
+    #   round    profile     a_s     b_s  ratio
+    #       1  (all)      10.8090  9.3842 0.8682      # the round itself: start to end (the clock line)
+    #       1  slow-link   7.8437  6.3757 0.8128      # the mean of the profile's client-rounds' round time
+    #    mean  slow-link   7.8728  6.1000 0.7748      # over every round of each run
 
 A client-round's time runs from the round's start to the moment the server holds the client's reply (receive
 to reply, both transfers included), in four parts (RoundParts): download (the task's bytes over the link),
@@ -127,6 +132,13 @@ class FleetRun:
     def round_time(self, cr: ClientRound) -> float:
         """Seconds from the round's start to the server holding the client's reply."""
         return self.parts(cr).total
+
+    def round_end(self, number: int) -> float | None:
+        """The round's own time, start to end: emulated (virtual) or real (process); None unknown."""
+        server = self.rounds.get(number)
+        if server is None:
+            return None
+        return server.emulated_s if self.virtual else server.real_s
 
     def round_starts(self) -> dict[int, float]:
         """Each round's start in seconds from the first round's: emulated (virtual) or real (process)."""
@@ -266,6 +278,45 @@ def by_profile(run: FleetRun) -> pd.DataFrame:
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=BY_PROFILE_COLUMNS)
     frame.index.name = "profile"
     return frame
+
+
+COMPARE_COLUMNS = ["round", "profile", "a_s", "b_s", "ratio"]
+WHOLE_ROUND = "(all)"  # a compare row for the round itself
+
+
+def _profile_times(run: FleetRun) -> dict[tuple[int, str], list[float]]:
+    """(round, profile) -> its client-rounds' round times."""
+    times: dict[tuple[int, str], list[float]] = {}
+    for cr in run.client_rounds:
+        times.setdefault((cr.round, run.profile_of(cr.client) or cr.profile), []).append(run.round_time(cr))
+    return times
+
+
+def compare(a: FleetRun, b: FleetRun) -> pd.DataFrame:
+    """Per round both runs hold, the round's own time (profile WHOLE_ROUND) and each profile's mean round time
+    side by side, with b / a; then per profile its mean over its client-rounds of those rounds (round "mean"). Profiles
+    match by name (one only one run has: its other side NaN). FleetStatsError when the runs share no round."""
+    common = sorted(set(a.rounds) & set(b.rounds))
+    if not common:
+        raise FleetStatsError(f"runs {a.name} and {b.name} share no round to compare")
+    names = [p.name for p in a.profiles] + [p.name for p in b.profiles if p.name not in {q.name for q in a.profiles}]
+    ta, tb = _profile_times(a), _profile_times(b)
+    rows = []
+
+    def row(number, profile: str, x: float | None, y: float | None) -> None:
+        x = math.nan if x is None else x
+        y = math.nan if y is None else y
+        rows.append({"round": number, "profile": profile, "a_s": x, "b_s": y, "ratio": y / x if x else math.nan})
+
+    for number in common:
+        row(number, WHOLE_ROUND, a.round_end(number), b.round_end(number))
+        for name in names:
+            if (number, name) in ta or (number, name) in tb:
+                row(number, name, _mean(ta.get((number, name), [])), _mean(tb.get((number, name), [])))
+    for name in names:
+        row("mean", name, _mean([t for (n, p), ts in ta.items() if p == name and n in common for t in ts]),
+            _mean([t for (n, p), ts in tb.items() if p == name and n in common for t in ts]))
+    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
 @dataclass(frozen=True)
