@@ -119,6 +119,7 @@ def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, began: 
     each array's bytes; ``download``: its part before the task), waiting since the round started (0 emulated: each
     device starts when the round does)."""
     profile = fleet.profile_of(partition) if 0 <= partition < fleet.num_clients else UNCONSTRAINED
+    profile = profile.link_at(float(config.get("fleet-time", 0.0)))  # a schedule: the link of the round's start
     emulated = config.get("fleet-clock", "real") == "emulated"
     compute = profile.compute_seconds(seconds) if emulated else seconds
     transfer = _transfer(profile.down, profile.up, profile.latency, recv, sent)

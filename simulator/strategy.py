@@ -171,11 +171,13 @@ class RoundLogging:
         if rounds.fleet is not None:  # which clients, for fl-stats --by profile
             self.log.write("server_offline", round=server_round, partitions=offline)
         if rounds.fleet is not None:
-            write_fleet_round(self.settings.run_dir, FleetRound(round=server_round, clock=rounds.clock(),
+            clock = rounds.clock()  # the launcher sets a schedule's link for this round at the same clock
+            write_fleet_round(self.settings.run_dir, FleetRound(round=server_round, clock=clock,
                                                                 offline=tuple(offline)))
             if not rounds.virtual and any(p.needs_link for p in rounds.fleet.profiles):
                 _wait_for_links(self.settings.run_dir, server_round)
             config["fleet-clock"] = "emulated" if rounds.virtual else "real"
+            config["fleet-time"] = clock  # the run's clock at the round's start: a schedule's link
             config["round-start"] = self._round_wall = time.time()
         self._k, size = rounds.sizes(len(online))
         chosen = choose_partitions(online, size, self.settings.seed, server_round)

@@ -18,6 +18,7 @@
     loss = 0.01             # share of exchanges whose connection drops (launcher.fleet.link)
     availability = 0.8      # chance of being online in a round, or instead:
     # trace = "pi4.csv"     # rows client,start_s,end_s (relative to this file): online windows
+    # schedule = "wifi.csv" # the link over time: rows time_s,down,up,latency,loss from the first round
 
 Clients are numbered 0..N-1 (client_<i>). Profiles take clients in file order: each the next `clients`
 of them; "rest" (at most one profile) takes N minus what the others take, at its place in the order, and
@@ -28,7 +29,9 @@ Availability: client c is online in round r when a hash of (seed, c, r) maps bel
 reproducible for a seed, independent per client and round. A trace names run client numbers; each of
 a trace profile's clients is online inside its rows' windows [start_s, end_s) and offline elsewhere (a
 client without a row is never online); several profiles may name one trace file, each taking the rows of
-its own clients. Availability governs rounds, a trace time: `online` is True for
+its own clients. A schedule's link holds a round long: the row in force at the round's start on the run's
+clock (real seconds in process mode, emulated in virtual mode), the profile's own link before its first row.
+Availability governs rounds, a trace time: `online` is True for
 trace profiles and `online_at` is True for availability profiles.
 
 Every error is one line naming the file and the line (FleetError, an InputError). The types (Profile,
@@ -46,11 +49,11 @@ from pathlib import Path
 import tomllib
 
 from contract.errors import InputError
-from contract.fleet import UNCONSTRAINED, Fleet, Profile, Window, draw, write_fleet  # noqa: F401 (re-exported)
+from contract.fleet import UNCONSTRAINED, Fleet, LinkStep, Profile, Window, draw, write_fleet  # noqa: F401
 from launcher.fleet.toml_position import key_line, top_key_line
 from launcher.fleet.units import UnitError, parse_duration, parse_rate, parse_size
 
-KEYS = ("name", "clients", "cpu", "memory", "down", "up", "latency", "loss", "availability", "trace")
+KEYS = ("name", "clients", "cpu", "memory", "down", "up", "latency", "loss", "availability", "trace", "schedule")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CPU_MIN = 0.01
 
@@ -184,7 +187,43 @@ def _read_profile(path: Path, text: str, index: int, entry) -> dict:
         if not isinstance(entry["trace"], str) or not entry["trace"]:
             bad("trace", "trace must be the path of a CSV file (relative to the fleet file)")
         out["trace"] = entry["trace"]
+    if "schedule" in entry:
+        if not isinstance(entry["schedule"], str) or not entry["schedule"]:
+            bad("schedule", "schedule must be the path of a CSV file (relative to the fleet file)")
+        out["schedule"] = _read_schedule(path, entry["schedule"], f"{path}:{_line_of(text, index, 'schedule')}")
     return out
+
+
+def _read_schedule(fleet_path: Path, name: str, where: str) -> tuple[LinkStep, ...]:
+    """A link schedule: rows time_s,down,up,latency,loss (down/up a rate or "-" for unlimited), in time order."""
+    schedule_path = fleet_path.parent / name
+    try:
+        rows = list(csv.reader(schedule_path.read_text(encoding="utf-8").splitlines()))
+    except (OSError, UnicodeDecodeError) as err:
+        raise FleetError(f"{where}: cannot read the schedule {schedule_path} "
+                         f"({getattr(err, 'strerror', None) or err})") from None
+    steps: list[LinkStep] = []
+    for number, row in enumerate(rows, start=1):
+        cells = [c.strip() for c in row]
+        if not cells or cells == [""] or cells[0].startswith("#") or (number == 1 and cells[0].lower() == "time_s"):
+            continue
+        at = f"{schedule_path}:{number}"
+        if len(cells) != 5:
+            raise FleetError(f"{at}: a schedule row is time_s,down,up,latency,loss, not {','.join(row)!r}")
+        try:
+            time_s, loss = float(cells[0]), float(cells[4])
+            down, up = (None if c in ("-", "") else parse_rate(c) for c in cells[1:3])
+            latency = parse_duration(cells[3]) if cells[3] not in ("-", "") else 0.0
+        except (ValueError, UnitError) as err:
+            raise FleetError(f"{at}: cannot read {','.join(row)!r} as time_s,down,up,latency,loss ({err})") from None
+        if not math.isfinite(time_s) or time_s < 0 or (steps and time_s <= steps[-1].time):
+            raise FleetError(f"{at}: time_s {cells[0]} must be from 0 and after the row before's")
+        if not 0 <= loss <= 1 or latency < 0:
+            raise FleetError(f"{at}: loss must be 0..1 and latency not negative")
+        steps.append(LinkStep(time_s, down, up, latency, loss))
+    if not steps:
+        raise FleetError(f"{schedule_path}: the schedule has no time_s,down,up,latency,loss row")
+    return tuple(steps)
 
 
 def _read_trace(fleet_path: Path, name: str, owners: dict[int, str], num_clients: int,
