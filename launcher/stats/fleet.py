@@ -294,8 +294,9 @@ def _profile_times(run: FleetRun) -> dict[tuple[int, str], list[float]]:
 
 def compare(a: FleetRun, b: FleetRun) -> pd.DataFrame:
     """Per round both runs hold, the round's own time (profile WHOLE_ROUND) and each profile's mean round time
-    side by side, with b / a; then per profile its mean over its client-rounds of those rounds (round "mean"). Profiles
-    match by name (one only one run has: its other side NaN). FleetStatsError when the runs share no round."""
+    side by side, with b / a; then per profile its mean over its client-rounds of those rounds (round "mean").
+    Profiles match by name (a profile only one run has: its other side NaN). FleetStatsError when the runs share
+    no round."""
     common = sorted(set(a.rounds) & set(b.rounds))
     if not common:
         raise FleetStatsError(f"runs {a.name} and {b.name} share no round to compare")
