@@ -69,9 +69,10 @@ def test_a_schedule_slows_later_rounds_alike_in_process_and_virtual_mode(tmp_pat
     real = {int(m[1]): float(m[3]) for m in CLOCK.finditer((process / "server/server.log").read_text())}
     emulated = {int(m[1]): float(m[2]) for m in CLOCK.finditer((virtual / "server/server.log").read_text())}
     assert set(real) == set(emulated) == {1, 2, 3}
-    # the schedule bites: the emulated clock's later rounds pay the slow row (the reply's ~250 kB at 1 Mbit/s)
+    # the schedule bites: the emulated clock's later rounds pay the slow row (the reply's ~250 kB at 1 Mbit/s:
+    # 2 s more than at 20 Mbit/s; both pay Flower's pull backoff)
     transfer = {int(m[1]): float(m[2]) for m in TRANSFER.finditer((virtual / "client_0/client.log").read_text())}
-    assert transfer[1] < 1.0 and transfer[2] > 2.0 and transfer[3] > 2.0, transfer
+    assert transfer[1] < 2.0 and min(transfer[2], transfer[3]) > transfer[1] + 2.0, transfer
     # process mode: the link emulator took the slow row and the real rounds pay it
     shape = json.loads((process / "client_0" / "link.json").read_text())["shape"]
     assert (shape["down"], shape["up"], shape["latency"]) == (2e6, 1e6, 0.04)
