@@ -4,6 +4,7 @@
     fleet.profile_of(7).down                     # 8000000.0 (bits per second)
     fleet.online(3, round=5, seed=42)            # availability profiles: online in that round?
     fleet.online_at(35, 120.0)                   # trace profiles: inside one of client 35's windows at t?
+    fleet.profile_of(3).link_at(120.0).down      # schedule profiles: the link its schedule gives at t
     write_fleet(run_dir, fleet)                  # the launcher, when it prepares the run: RUN/fleet.json
     write_fleet_round(run_dir, FleetRound(round=3, clock=41.5, offline=(2, 9)))   # the ServerApp, each round
     read_fleet_round(run_dir)                    # the launcher: FleetRound(round=3, clock=41.5, offline=(2, 9))
@@ -22,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 FLEET_FILE = "fleet.json"                 # in the run folder
@@ -40,6 +41,17 @@ class Window:
 
 
 @dataclass(frozen=True)
+class LinkStep:
+    """From ``time`` seconds after the run's first round on, a schedule profile's link is this one."""
+
+    time: float
+    down: float | None = None
+    up: float | None = None
+    latency: float = 0.0
+    loss: float = 0.0
+
+
+@dataclass(frozen=True)
 class Profile:
     """One kind of device; numbers in SI base units. None: not limited."""
 
@@ -53,11 +65,24 @@ class Profile:
     loss: float = 0.0                   # share of exchanges whose connection drops
     availability: float | None = None   # chance of being online in a round
     trace: tuple[Window, ...] | None = None
+    schedule: tuple[LinkStep, ...] | None = None  # the link over time, in time order (its steps replace the above)
     line: int = 0                       # where its [[profile]] starts in the fleet file
 
     @property
     def shapes_link(self) -> bool:
-        return self.down is not None or self.up is not None or self.latency > 0 or self.loss > 0
+        return self.down is not None or self.up is not None or self.latency > 0 or self.loss > 0 or \
+            self.schedule is not None
+
+    def link_at(self, t_seconds: float) -> "Profile":
+        """The profile with the link its schedule gives at t (seconds from the first round): the last step at
+        or before t; before the first step, and without a schedule, the profile's own link."""
+        step = None
+        for candidate in self.schedule or ():
+            if candidate.time <= t_seconds:
+                step = candidate
+        if step is None:
+            return self
+        return replace(self, down=step.down, up=step.up, latency=step.latency, loss=step.loss)
 
     @property
     def needs_link(self) -> bool:
@@ -77,7 +102,8 @@ class Profile:
         return {"name": self.name, "clients": [self.clients.start, self.clients.stop], "cpu": self.cpu,
                 "memory": self.memory, "down": self.down, "up": self.up, "latency": self.latency,
                 "loss": self.loss, "availability": self.availability,
-                "trace_windows": None if self.trace is None else len(self.trace)}
+                "trace_windows": None if self.trace is None else len(self.trace),
+                "schedule_steps": None if self.schedule is None else len(self.schedule)}
 
 
 UNCONSTRAINED = Profile(name="unconstrained")
@@ -148,9 +174,11 @@ def fleet_to_json(fleet: Fleet) -> dict:
     """Everything a fleet holds, traces' windows included, as plain JSON values."""
     profiles = []
     for p in fleet.profiles:
-        record = {key: value for key, value in p.as_record().items() if key != "trace_windows"}
+        record = {key: value for key, value in p.as_record().items() if key not in ("trace_windows", "schedule_steps")}
         record["line"] = p.line
         record["trace"] = None if p.trace is None else [[w.client, w.start, w.end] for w in p.trace]
+        record["schedule"] = None if p.schedule is None else [[x.time, x.down, x.up, x.latency, x.loss]
+                                                                for x in p.schedule]
         profiles.append(record)
     return {"file": str(fleet.path), "clients": fleet.num_clients, "profiles": profiles}
 
@@ -159,10 +187,11 @@ def fleet_from_json(data: dict) -> Fleet:
     profiles = []
     for r in data["profiles"]:
         trace = None if r.get("trace") is None else tuple(Window(int(c), float(s), float(e)) for c, s, e in r["trace"])
+        schedule = None if r.get("schedule") is None else tuple(LinkStep(*step) for step in r["schedule"])
         profiles.append(Profile(
             name=r["name"], clients=range(*r["clients"]), cpu=r.get("cpu"), memory=r.get("memory"),
             down=r.get("down"), up=r.get("up"), latency=float(r.get("latency") or 0.0),
-            loss=float(r.get("loss") or 0.0), availability=r.get("availability"), trace=trace,
+            loss=float(r.get("loss") or 0.0), availability=r.get("availability"), trace=trace, schedule=schedule,
             line=int(r.get("line") or 0)))
     return Fleet.of(data["file"], int(data["clients"]), tuple(profiles))
 

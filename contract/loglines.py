@@ -60,21 +60,25 @@ TEMPLATES: dict[str, str] = {
     # an emulated fleet (contract.fleet), a round deadline or over-commit: lines only such runs write
     "round_end_fleet": "[round] iteration:{round} end time:{seconds}s peak_rss:{peak_mib}MiB "
     "recv:{recv_bytes}B sent:{sent_bytes}B train_samples:{num_train} test_samples:{num_test} "
-    "profile:{profile} compute:{compute_s}s transfer:{transfer_s}s waiting:{waiting_s}s emulated:{emulated_s}s",
+    "profile:{profile} compute:{compute_s}s transfer:{transfer_s}s download:{download_s}s waiting:{waiting_s}s "
+    "emulated:{emulated_s}s",  # download: the model's share of transfer before the task (exchange_clock)
     "client_straggler": "[round] iteration:{round} straggler: reply discarded by the server ({reason})",
     "server_round_clock": "[round] iteration:{round} clock emulated:{emulated_s}s real:{seconds}s "
     "deadline:{deadline_s}s sampled:{sampled} taken:{replies} offline:{offline} stragglers:{stragglers}",
     "server_offline": "[round] iteration:{round} offline clients:{partitions}",  # not sampled: offline
+    # process mode: when the server held a client's reply, in seconds from the round's start (its round time)
+    "server_reply": "[round] iteration:{round} reply client:{client} after:{seconds}s",
     "round_failed": "[round] iteration:{round} failed at the deadline, the model stays as it was: {reason}",
     "run_finished": "[run] finished",
     "run_failed": "[run] failed: {reason}",
 }
 
-_INT = {"round", "rounds", "epoch", "recv_bytes", "sent_bytes", "num_train", "num_test",
+_INT = {"client", "round", "rounds", "epoch", "recv_bytes", "sent_bytes", "num_train", "num_test",
         "clients", "sampled", "replies", "failures", "restart", "max_restarts", "offline"}
-_FLOAT = {"loss", "acc", "seconds", "peak_mib", "compute_s", "transfer_s", "waiting_s", "emulated_s", "deadline_s"}
-_DIGITS = {"seconds": 3, "peak_mib": 1, "compute_s": 4, "transfer_s": 4, "waiting_s": 4, "emulated_s": 4,
-           "deadline_s": 3}  # decimals written; others get 7
+_FLOAT = {"loss", "acc", "seconds", "peak_mib", "compute_s", "transfer_s", "download_s", "waiting_s", "emulated_s",
+          "deadline_s"}
+_DIGITS = {"seconds": 3, "peak_mib": 1, "compute_s": 4, "transfer_s": 4, "download_s": 4, "waiting_s": 4,
+           "emulated_s": 4, "deadline_s": 3}  # decimals written; others get 7
 _LISTS = ("labels", "partitions", "stragglers")  # [1, 2, 3]
 _TEXT_TAIL = {"path", "reason", "cause", "metrics"}  # may hold spaces: runs to the end of the line
 

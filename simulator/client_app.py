@@ -24,7 +24,7 @@ from contract.fleet import FLEET_FILE, UNCONSTRAINED, Fleet, Profile, read_fleet
 from contract.loglines import LogWriter, client_log_path, write_ray_node
 from contract.run_settings import RunSettings, node_paths
 from simulator.client_data import Partition, load_partition
-from simulator.exchange_clock import exchange_times
+from simulator.exchange_clock import ExchangeTimes, exchange_times
 from simulator.fleet_rounds import EMULATED_METRIC
 from simulator.model import model_for
 from simulator.training import evaluate, predict, train, warm_up
@@ -124,10 +124,10 @@ def _fleet(run_dir: str) -> Fleet | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _transfer_seconds(down: float | None, up: float | None, latency: float,
-                      recv: tuple[int, ...], sent: tuple[int, ...]) -> float:
+def _transfer(down: float | None, up: float | None, latency: float,
+              recv: tuple[int, ...], sent: tuple[int, ...]) -> ExchangeTimes:
     link = Profile(name="link", down=down, up=up, latency=latency)
-    return exchange_times(link, recv, sent).total_s
+    return exchange_times(link, recv, sent)
 
 
 def _array_bytes(arrays: ArrayRecord) -> tuple[int, ...]:
@@ -138,14 +138,16 @@ def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, began: 
                    recv: tuple[int, ...], sent: tuple[int, ...]) -> dict:
     """This task on its profile's device: compute (measured, over the CPU share when emulated), transfer over
     the profile's link as Flower exchanges the task and its reply (simulator.exchange_clock; ``recv``/``sent``:
-    each array's bytes), waiting since the round started (0 emulated: each device starts when the round does)."""
+    each array's bytes; ``download``: its part before the task), waiting since the round started (0 emulated: each
+    device starts when the round does)."""
     profile = fleet.profile_of(partition) if 0 <= partition < fleet.num_clients else UNCONSTRAINED
+    profile = profile.link_at(float(config.get("fleet-time", 0.0)))  # a schedule: the link of the round's start
     emulated = config.get("fleet-clock", "real") == "emulated"
     compute = profile.compute_seconds(seconds) if emulated else seconds
-    transfer = _transfer_seconds(profile.down, profile.up, profile.latency, recv, sent)
+    transfer = _transfer(profile.down, profile.up, profile.latency, recv, sent)
     waiting = 0.0 if emulated else max(0.0, began - float(config.get("round-start", began)))
-    return {"profile": profile.name, "compute_s": compute, "transfer_s": transfer, "waiting_s": waiting,
-            "emulated_s": compute + transfer}
+    return {"profile": profile.name, "compute_s": compute, "transfer_s": transfer.total_s,
+            "download_s": transfer.down_s, "waiting_s": waiting, "emulated_s": compute + transfer.total_s}
 
 
 @app.train()

@@ -13,7 +13,8 @@ Flower's own push_messages/pull_messages and only shortens the wait; every
 other call goes to the wrapped grid. With ``enough`` it stops once that many
 good (non-error) replies came, with ``deadline`` at that many seconds after the
 push (a round deadline, simulator.strategy): the replies it returns are in the
-order they arrived; the ones that come later are never pulled.
+order they arrived; the ones that come later are never pulled. ``arrivals`` holds when (time.time()) each
+node's reply was pulled: the moment the server holds it.
 
 Flower's pull of a reply whose head has arrived but whose objects are still uploading
 blocks, retrying after 1 s, 2 s, 4 s... Under a deadline each pull runs in a thread the
@@ -44,6 +45,7 @@ class QuickPollGrid:
         self._lost_nodes = lost_nodes
         self._expect: tuple[int | None, float | None] = (None, None)
         self.cut: str | None = None  # why the last send_and_receive stopped before every reply came
+        self.arrivals: dict[int, float] = {}  # the last send_and_receive: node id -> when its reply was pulled
 
     def expect(self, enough: int | None = None, deadline: float | None = None) -> None:
         """``enough`` and ``deadline`` for the next send_and_receive only."""
@@ -58,6 +60,7 @@ class QuickPollGrid:
         enough = enough if enough is not None else expected[0]
         deadline = deadline if deadline is not None else expected[1]
         self.cut = None
+        self.arrivals = {}
         messages = list(messages)
         started = time.monotonic()
         ids = list(self._grid.push_messages(messages))
@@ -74,6 +77,8 @@ class QuickPollGrid:
                 self.cut = "deadline"
                 break
             replies.extend(got)
+            pulled = time.time()
+            self.arrivals.update((m.metadata.src_node_id, pulled) for m in got)
             pending.difference_update(m.metadata.reply_to_message_id for m in got)
             if pending and enough and sum(not m.has_error() for m in replies) >= enough:
                 self.cut = "enough"

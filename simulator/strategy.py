@@ -114,6 +114,7 @@ class RoundLogging:
         self.offset = settings.start_round - 1  # Flower counts from 1; a resumed run does not
         self._sent: list[int] = []  # this round's nodes
         self._round_start = 0.0
+        self._round_wall: float | None = None  # process mode under a fleet: the round's start the clients get
         self.replied_rounds = 0  # rounds with at least one good reply
         self.aggregated: set[int] = set()  # rounds (counted as the run counts them) whose model was updated
         self.skipped: dict[int, str] = {}  # round -> why it was not aggregated
@@ -170,12 +171,14 @@ class RoundLogging:
         if rounds.fleet is not None:  # which clients, for fl-stats --by profile
             self.log.write("server_offline", round=server_round, partitions=offline)
         if rounds.fleet is not None:
-            write_fleet_round(self.settings.run_dir, FleetRound(round=server_round, clock=rounds.clock(),
+            clock = rounds.clock()  # the launcher sets a schedule's link for this round at the same clock
+            write_fleet_round(self.settings.run_dir, FleetRound(round=server_round, clock=clock,
                                                                 offline=tuple(offline)))
             if not rounds.virtual and any(p.needs_link for p in rounds.fleet.profiles):
                 _wait_for_links(self.settings.run_dir, server_round)
             config["fleet-clock"] = "emulated" if rounds.virtual else "real"
-            config["round-start"] = time.time()
+            config["fleet-time"] = clock  # the run's clock at the round's start: a schedule's link
+            config["round-start"] = self._round_wall = time.time()
         self._k, size = rounds.sizes(len(online))
         chosen = choose_partitions(online, size, self.settings.seed, server_round)
         return chosen, self.directory.nodes_for(chosen, among=available)
@@ -213,6 +216,7 @@ class RoundLogging:
             acc=acc, num_test=tested, loss=loss, seconds=seconds,
         )
         if cut is not None:
+            self._log_replies(server_round, replies)
             self._log_cut(server_round, cut, sampled, seconds)
         if not finite:  # the global model would be NaN from here on: nothing later can repair it
             what = "the aggregated model" if not model_finite else "the train loss"
@@ -231,6 +235,19 @@ class RoundLogging:
         else:
             self.aggregated.add(server_round)
         return arrays, metrics
+
+    def _log_replies(self, server_round: int, replies: list[Message]) -> None:
+        """Process mode under a fleet: when the server held each client's reply, from the round's start (the
+        time the clients' waiting counts from): a client's real round time, its upload and backoff included."""
+        arrivals = getattr(self._grid, "arrivals", None)
+        if self.rounds.virtual or self.rounds.fleet is None or self._round_wall is None or not arrivals:
+            return
+        for reply in replies:
+            node = reply.metadata.src_node_id
+            partition = self.directory.partition_of.get(node)
+            if partition is not None and node in arrivals:
+                self.log.write("server_reply", round=server_round, client=partition,
+                               seconds=arrivals[node] - self._round_wall)
 
     def _log_cut(self, server_round: int, cut: Cut, sampled: int, seconds: float) -> None:
         """The round's clock line; in virtual mode each straggler's own log says its reply was discarded."""

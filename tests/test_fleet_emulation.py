@@ -34,7 +34,8 @@ from tests.helpers import run_json, wait_until_nothing_tagged
 CLIENT_END = re.compile(
     r"\[round\] iteration:(?P<round>\d+) end time:(?P<time>[\d.]+)s peak_rss:\S+ recv:(?P<recv>\d+)B "
     r"sent:(?P<sent>\d+)B train_samples:\d+ test_samples:\d+ profile:(?P<profile>\S+) compute:(?P<compute>[\d.]+)s "
-    r"transfer:(?P<transfer>[\d.]+)s waiting:(?P<waiting>[\d.]+)s emulated:(?P<emulated>[\d.]+)s$", re.M)
+    r"transfer:(?P<transfer>[\d.]+)s download:[\d.]+s waiting:(?P<waiting>[\d.]+)s "
+    r"emulated:(?P<emulated>[\d.]+)s$", re.M)
 CLOCK = re.compile(r"\[round\] iteration:(?P<round>\d+) clock emulated:(?P<emulated>[\d.]+)s real:[\d.]+s "
                    r"deadline:(?P<deadline>[\d.]+)s sampled:(?P<sampled>\d+) taken:(?P<taken>\d+) "
                    r"offline:(?P<offline>\d+) stragglers:\[(?P<stragglers>[\d, ]*)\]$", re.M)
@@ -108,13 +109,16 @@ def test_new_lines_parse_as_their_own_kind_and_old_ones_unchanged():
     base = dict(round=2, seconds=1.5, peak_mib=300.0, recv_bytes=10, sent_bytes=20, num_train=5, num_test=2)
     old = parse_line("INFO: <FLClient> " + format_message("round_end", **base))
     assert old.kind == "round_end" and old.values == base
-    figures = dict(profile="pi4-wifi", compute_s=6.0, transfer_s=0.25, waiting_s=0.0, emulated_s=6.25)
+    figures = dict(profile="pi4-wifi", compute_s=6.0, transfer_s=0.25, download_s=0.125, waiting_s=0.0,
+                   emulated_s=6.25)
     new = parse_line("INFO: <FLClient> " + format_message("round_end_fleet", **base, **figures))
     assert new.kind == "round_end_fleet" and new.values == {**base, **figures}
     clock = parse_line("INFO: <FLServer> " + format_message(
         "server_round_clock", round=2, emulated_s=10.0, seconds=0.4, deadline_s=10.0, sampled=6, replies=4,
         offline=1, stragglers=[8, 9]))
     assert clock.kind == "server_round_clock" and clock.values["stragglers"] == [8, 9]
+    reply = parse_line("INFO: <FLServer> " + format_message("server_reply", round=2, client=7, seconds=5.25))
+    assert reply.kind == "server_reply" and reply.values == {"round": 2, "client": 7, "seconds": 5.25}
     for kind, values in (("client_straggler", {"round": 1, "reason": "emulated 9 s is over the 5 s deadline"}),
                          ("round_failed", {"round": 4, "reason": "0 of 6 replies within 1 s, 1 needed"})):
         assert parse_line("WARNING: <FLServer> " + format_message(kind, **values)).kind == kind

@@ -10,7 +10,8 @@
     $ fl-stats --runs                   # every run in the log dir and its state
     $ fl-stats --pull --run r1          # bring r1's client logs over again from its devices
     $ fl-stats --by profile             # an emulated fleet's run (--fleet): one row per profile
-    $ fl-stats --plot-timeline round.png   # its rounds as bars per client, receive to reply
+    $ fl-stats --plot-timeline round.png   # its rounds as bars per client: download, waiting, compute, upload
+    $ fl-stats --compare r1 r2          # two fleet runs' round times per round and profile, and r2/r1
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from launcher.flower.strategy_log import read_strategy_log
 from launcher.run.folder import RUN_JSON, RunFolder, RunFolderError, RunFolderGone
 from launcher.run.liveness import LIVE, live_status
 from launcher.run.run_status import RunStatus
-from launcher.stats.fleet import by_profile, plot_timeline, read_fleet_run
+from launcher.stats.fleet import by_profile, compare, plot_timeline, read_fleet_run
 from launcher.stats.history import read_client_log
 from launcher.stats.tables import across_clients, client_tables, metric_names, per_client, plot_across, read_logs
 from launcher.stats.tensorboard import write_run
@@ -151,22 +152,27 @@ def _clean(value):
                    "[default: your own]")
 @click.option("--by", "by", type=click.Choice(["profile"]), default=None,
               help="An emulated fleet's run (--fleet): per profile its clients, rounds taken part (client-rounds "
-                   "with a round end line), mean and p95 round time, stragglers cut, out-of-memory kills, offline "
-                   "rounds and accuracy (mean of its clients' last evaluate acc).  A round time runs from the "
-                   "round's start to the client's reply: its emulated time in virtual mode; in process mode the "
-                   "client's waiting (round start to its task's start, the download included) plus its task's "
-                   "real time.")
+                   "with a round end line), mean and p95 round time and the mean of its parts (download, waiting, "
+                   "compute, upload), stragglers cut, out-of-memory kills, offline rounds and accuracy (mean of "
+                   "its clients' last evaluate acc).  A round time runs from the round's start to the server "
+                   "holding the client's reply, both transfers included: emulated in virtual mode, real in "
+                   "process mode.")
 @click.option("--plot-timeline", "timeline", type=PathText(dir_okay=False), default=None,
-              help="An emulated fleet's run: draw each round as one bar per client from receive to reply, "
-                   "coloured by profile, the deadline marked, stragglers hatched, into this PNG.  Time axis: "
+              help="An emulated fleet's run: draw each round as one bar per client from the round's start to "
+                   "its reply, in its parts (download, waiting, compute, upload), coloured by profile, the round's "
+                   "end and deadline marked, stragglers edged in black, into this PNG.  Time axis: "
                    "seconds from the first round's start, emulated in virtual mode, real in process mode.")
 @click.option("--tensorboard", type=PathText(file_okay=False), default=None,
               help="Write the run's rounds (with --runs: every run's, side by side) as TensorBoard scalars into "
                    "DIR/<run>: per client acc and train_loss, clients/AVG, TOP5, LOW5, a fleet's round times.  "
                    "Needs pip install 'fl-launch[tensorboard]'.")
+@click.option("--compare", "runs_compared", type=Text(), nargs=2, default=None, metavar="RUN_A RUN_B",
+              help="Two emulated fleets' runs (ids or folders), e.g. one on your devices and one emulated: per "
+                   "round the round's own time and each profile's mean round time (as --by profile counts it) "
+                   "of both side by side, with RUN_B's over RUN_A's; then each profile's mean over those rounds.")
 @click.pass_context
 def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch, interval, list_runs, pull,
-         ssh_config, by, timeline, tensorboard) -> None:
+         ssh_config, by, timeline, tensorboard, runs_compared) -> None:
     """Loss and accuracy per round out of client logs: one client, or AVG/TOP5/LOW5 across a run."""
     console = make_console()
     log_path = Path(log_dir)
@@ -193,6 +199,10 @@ def main(ctx, target, run, log_dir, as_csv, as_json, output, plot, metric, watch
             tags = write_run(folder, Path(tensorboard), _info(folder))
             console.print(f"{folder.name}: {len(tags)} scalar tags -> {Path(tensorboard) / folder.name}",
                           markup=False, highlight=False)
+        return
+    if runs_compared:
+        _check_compare(target, run, by, timeline, plot, metric, watch, list_runs, pull)
+        _compare([_run_folder(name, log_path) for name in runs_compared], console, as_csv, as_json, output)
         return
     if by or timeline:
         kind, path = resolve(target, run, log_path)
@@ -259,6 +269,33 @@ def _check_fleet_combination(by, timeline, as_csv, as_json, plot, metric, watch,
         raise UserError("--csv and --json write the --by profile table; add --by profile")
 
 
+def _check_compare(target, run, by, timeline, plot, metric, watch, list_runs, pull) -> None:
+    for given, other in ((target, "TARGET"), (run, "--run"), (by, "--by"), (timeline, "--plot-timeline"),
+                         (plot, "--plot"), (metric, "--metric"), (watch, "--watch"), (list_runs, "--runs"),
+                         (pull, "--pull")):
+        if given:
+            raise UserError(f"--compare names its two runs; drop {other}")
+
+
+def _compare(folders: list[Path], console: Console, as_csv: bool, as_json: bool, output: str | None) -> None:
+    """--compare RUN_A RUN_B: both fleet runs' round times per round and profile, and B over A."""
+    a, b = (read_fleet_run(folder, _info(folder)) for folder in folders)
+    table = compare(a, b)
+    clocks = {run.name: "emulated" if run.virtual else "real" for run in (a, b)}
+    if as_csv:
+        _emit(table.to_csv(index=False), output)
+    elif as_json:
+        described = [{"run": run.name, "mode": "virtual" if run.virtual else "process", "clock": clocks[run.name]}
+                     for run in (a, b)]
+        _emit(json.dumps({"a": described[0], "b": described[1],
+                          "rows": [{k: _clean(v) for k, v in row.items()} for row in table.to_dict("records")]},
+                         indent=2) + "\n", output)
+    else:
+        shown = table.set_index("round").rename(columns={"a_s": f"A_s ({clocks[a.name]})",
+                                                         "b_s": f"B_s ({clocks[b.name]})", "ratio": "B/A"})
+        console.print(_table(f"A {a.name} vs B {b.name}: round times in seconds", shown, "round"))
+
+
 def _fleet(folder: Path, console: Console, by: str | None, timeline: str | None, as_csv: bool, as_json: bool,
            output: str | None) -> None:
     """--by profile and --plot-timeline: an emulated fleet's run per profile, and its rounds as bars."""
@@ -278,11 +315,11 @@ def _fleet(folder: Path, console: Console, by: str | None, timeline: str | None,
         _emit(table.to_csv(), output)
     elif as_json:
         _emit(json.dumps({"run": folder.name, "mode": "virtual" if fleet_run.virtual else "process",
-                          "round_time": "emulated" if fleet_run.virtual else "waiting + task (real)",
+                          "round_time": "emulated" if fleet_run.virtual else "real: round start to reply held",
                           "profiles": [{"profile": name, **{k: _clean(v) for k, v in row.items()}}
                                        for name, row in table.astype(object).iterrows()]}, indent=2) + "\n", output)
     else:
-        clock = "emulated" if fleet_run.virtual else "real: waiting + task"
+        clock = "emulated" if fleet_run.virtual else "real"
         console.print(_table(f"{folder.name}: per profile, round times in seconds ({clock})", table, "profile"))
         if timeline:
             console.print(f"timeline: {timeline}", markup=False, highlight=False)

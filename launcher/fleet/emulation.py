@@ -20,7 +20,8 @@ above the profile's memory the client is killed whole, the cause "out of memory 
 memory limit at the same figure charges only the pages the client touched first (not those of the fork server
 it maps), so it is a backstop: the watch binds. The ServerApp writes, before it samples a round, which
 clients are offline (contract.fleet.FleetRound); their links are cut until they are back online. A trace's
-windows are followed on the run's clock between rounds too, so a client can drop out mid-round.
+windows are followed on the run's clock between rounds too, so a client can drop out mid-round. A schedule
+profile's link takes, before each round is sent, the schedule's row in force at the round's clock.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from launcher.processes.roles import Role
 from launcher.processes.table import Managed, ProcessTable
 
 LINK_START_SECONDS = 15.0
+LINK_SHAPE_FILE = "link_shape.json"  # in a client's folder: its link's shape now (a schedule profile's)
 CLOSE_SECONDS = 3.0  # for every client's groups together, while their dying members hold them
 
 
@@ -61,6 +63,7 @@ class EmulatedFleet:
         self.handles = {}
         self.links: dict[int, Managed] = {}
         self.online: dict[int, bool] = {}
+        self.shapes: dict[int, LinkSpec] = {}  # a schedule profile's client: the shape its link has now
         self._round_seen: tuple[float, int] | None = None  # (mtime, round) of the fleet_round.json acted on
         self._clock: tuple[float, float] | None = None  # (run clock, monotonic time) when that file was read
         self._offline: set[int] = set()
@@ -96,6 +99,9 @@ class EmulatedFleet:
             argv = [sys.executable, "-m", FLEET_LINK, "--listen", str(port),
                     "--upstream", f"127.0.0.1:{superlink_port}", *LinkSpec.of(profile).args(),
                     "--seed", str(self.seed * 1_000_003 + client), "--counters", str(folder / "link.json")]
+            if profile.schedule is not None:
+                argv += ["--spec-file", str(folder / LINK_SHAPE_FILE)]
+                self.shapes[client] = LinkSpec.of(profile)
             self.links[client] = self.table.spawn(Role.LINK, argv, log=folder / "link.log", client=client, port=port)
             self.online[client] = True
         for client, link in self.links.items():
@@ -142,7 +148,23 @@ class EmulatedFleet:
         self._round_seen = (mtime, current.round)
         self._offline = set(current.offline)
         self._clock = (current.clock, time.monotonic())
+        self._shape_links(current.clock)
         self._to_acknowledge = current.round
+
+    def _shape_links(self, clock: float) -> None:
+        """Before a round is sent: each schedule profile's link to the row in force at the round's clock (the
+        link reads its shape file on SIGHUP)."""
+        for client, shape in self.shapes.items():
+            want = LinkSpec.of(self.fleet.profile_of(client).link_at(clock))
+            link = self.links.get(client)
+            if want == shape or link is None or not link.alive:
+                continue
+            path = client_dir(self.run_dir, client) / LINK_SHAPE_FILE
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(want.to_json())
+            tmp.replace(path)
+            os.kill(link.pid, signal.SIGHUP)
+            self.shapes[client] = want
 
     def _wants_online(self, client: int) -> bool:
         if self._round_seen is None:

@@ -26,6 +26,7 @@ The model, per direction (down = upstream -> client, up = client -> upstream):
   both directions for --exchange-gap (default 0.5 s), or the connection's first bytes. At the start of
   each exchange, with probability loss (seeded), the connection is dropped: both sides are reset and the
   burst never arrives. (One gRPC call of the SuperNode's, a pull or a push, is one exchange.)
+- shape switch: SIGHUP takes the shape --spec-file holds (a schedule's next row; LinkSpec.to_json).
 - online switch: SIGUSR1 takes the link offline (open connections reset, new ones accepted and reset at
   once), SIGUSR2 brings it online. The counters file is rewritten at once on a switch.
 - counters: a JSON file rewritten every second (atomically) and at exit: bytes delivered each way,
@@ -71,6 +72,19 @@ class LinkSpec:
     def of(cls, profile) -> LinkSpec:
         """From anything with down, up, latency and loss (a launcher.fleet.profiles.Profile)."""
         return cls(down=profile.down, up=profile.up, latency=profile.latency or 0.0, loss=profile.loss or 0.0)
+
+    def describe(self) -> str:
+        return (f"down {format_rate(self.down) if self.down else 'unlimited'}, up "
+                f"{format_rate(self.up) if self.up else 'unlimited'}, latency {self.latency * 1000:g} ms, "
+                f"loss {self.loss:g} per exchange")
+
+    def to_json(self) -> str:
+        return json.dumps({"down": self.down, "up": self.up, "latency": self.latency, "loss": self.loss})
+
+    @classmethod
+    def from_json(cls, text: str) -> LinkSpec:
+        data = json.loads(text)
+        return cls(down=data["down"], up=data["up"], latency=float(data["latency"]), loss=float(data["loss"]))
 
     def args(self) -> list[str]:
         out = []
@@ -146,6 +160,21 @@ class Link:
         self.open: set[Connection] = set()
         self.count = {"bytes_down": 0, "bytes_up": 0, "connections": 0, "dropped": 0, "cut": 0, "refused": 0}
 
+    def set_spec(self, spec: LinkSpec) -> None:
+        """From now on, this shape (a schedule's next row): chunks already scheduled keep their times."""
+        self.spec = spec
+        for way, rate in ((self.up, spec.up), (self.down, spec.down)):
+            way.rate, way.latency, way.chunk = rate or None, spec.latency, _chunk_size(rate or None)
+        print(f"link shape: {spec.describe()}", flush=True)
+
+    def reload_spec(self, path: Path) -> None:
+        """SIGHUP: the shape in ``path`` (LinkSpec.to_json); an unreadable file leaves the shape as it was."""
+        try:
+            self.set_spec(LinkSpec.from_json(path.read_text()))
+        except (OSError, ValueError, KeyError) as err:
+            print(f"link shape: {path} unreadable, the shape stays ({err})", flush=True)
+        self.write_counters()
+
     def set_online(self, online: bool) -> None:
         self.online = online
         if not online:
@@ -159,7 +188,7 @@ class Link:
         if self.counters_path is None:
             return
         record = {**self.count, "online": self.online, "open": len(self.open), "port": self.port,
-                  "pid": os.getpid(), "updated": time.time()}
+                  "pid": os.getpid(), "updated": time.time(), "shape": json.loads(self.spec.to_json())}
         tmp = self.counters_path.with_name(self.counters_path.name + ".tmp")
         tmp.write_text(json.dumps(record))
         os.replace(tmp, self.counters_path)
@@ -177,8 +206,10 @@ class Link:
         finally:
             self.open.discard(conn)
 
-    async def serve(self, listen: int) -> None:
+    async def serve(self, listen: int, spec_file: Path | None = None) -> None:
         loop = asyncio.get_running_loop()
+        if spec_file is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.reload_spec, spec_file)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -187,11 +218,8 @@ class Link:
         server = await asyncio.start_server(self.accept, "127.0.0.1", listen, reuse_address=True, backlog=64)
         self.port = server.sockets[0].getsockname()[1]
         self.write_counters()
-        shape = self.spec
-        print(f"link 127.0.0.1:{self.port} -> {self.upstream[0]}:{self.upstream[1]}: down "
-              f"{format_rate(shape.down) if shape.down else 'unlimited'}, up "
-              f"{format_rate(shape.up) if shape.up else 'unlimited'}, latency {shape.latency * 1000:g} ms, "
-              f"loss {shape.loss:g} per exchange, {'online' if self.online else 'offline'}", flush=True)
+        print(f"link 127.0.0.1:{self.port} -> {self.upstream[0]}:{self.upstream[1]}: {self.spec.describe()}, "
+              f"{'online' if self.online else 'offline'}", flush=True)
         try:
             while not stop.is_set():
                 try:
@@ -388,6 +416,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--counters", type=Path, help="JSON file rewritten every second")
     parser.add_argument("--exchange-gap", default=f"{EXCHANGE_GAP}s", help="idle time that ends an exchange")
     parser.add_argument("--offline", action="store_true", help="start offline (SIGUSR2 brings it online)")
+    parser.add_argument("--spec-file", type=Path, help="on SIGHUP, take the shape this JSON file holds")
     return parser.parse_args(argv)
 
 
@@ -405,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"link: error: {err}", file=sys.stderr)
         return 2
     link = Link((host, int(port)), spec, args.seed, args.counters, online=not args.offline, exchange_gap=gap)
-    asyncio.run(link.serve(args.listen))
+    asyncio.run(link.serve(args.listen, args.spec_file))
     return 0
 
 

@@ -18,6 +18,7 @@
     loss = 0.01             # share of exchanges whose connection drops (launcher.fleet.link)
     availability = 0.8      # chance of being online in a round, or instead:
     # trace = "pi4.csv"     # rows client,start_s,end_s (relative to this file): online windows
+    # schedule = "wifi.csv" # the link over time: rows time_s,down,up,latency,loss from the first round
 
 Clients are numbered 0..N-1 (client_<i>). Profiles take clients in file order: each the next `clients`
 of them; "rest" (at most one profile) takes N minus what the others take, at its place in the order, and
@@ -27,7 +28,10 @@ Every key but name and clients is optional: what is left out is not limited.
 Availability: client c is online in round r when a hash of (seed, c, r) maps below `availability`:
 reproducible for a seed, independent per client and round. A trace names run client numbers; each of
 a trace profile's clients is online inside its rows' windows [start_s, end_s) and offline elsewhere (a
-client without a row is never online). Availability governs rounds, a trace time: `online` is True for
+client without a row is never online); several profiles may name one trace file, each taking the rows of
+its own clients. A schedule's link holds a round long: the row in force at the round's start on the run's
+clock (real seconds in process mode, emulated in virtual mode), the profile's own link before its first row.
+Availability governs rounds, a trace time: `online` is True for
 trace profiles and `online_at` is True for availability profiles.
 
 Every error is one line naming the file and the line (FleetError, an InputError). The types (Profile,
@@ -45,11 +49,11 @@ from pathlib import Path
 import tomllib
 
 from contract.errors import InputError
-from contract.fleet import UNCONSTRAINED, Fleet, Profile, Window, draw, write_fleet  # noqa: F401 (re-exported)
+from contract.fleet import UNCONSTRAINED, Fleet, LinkStep, Profile, Window, draw, write_fleet  # noqa: F401
 from launcher.fleet.toml_position import key_line, top_key_line
 from launcher.fleet.units import UnitError, parse_duration, parse_rate, parse_size
 
-KEYS = ("name", "clients", "cpu", "memory", "down", "up", "latency", "loss", "availability", "trace")
+KEYS = ("name", "clients", "cpu", "memory", "down", "up", "latency", "loss", "availability", "trace", "schedule")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CPU_MIN = 0.01
 
@@ -109,20 +113,32 @@ def read_fleet(path: str | Path, num_clients: int) -> Fleet:
                                  f"(the first at line {rest_at})")
             rest_at = _line_of(text, index, "clients")
     counted = sum(p["clients"] for p in parsed if p["clients"] != "rest")
-    profiles, first = [], 0
+    ranges, first = [], 0
     for index, entry in enumerate(parsed):
         count = max(0, num_clients - counted) if entry["clients"] == "rest" else entry["clients"]
         if first + count > num_clients:
             raise FleetError(f"{path}:{_line_of(text, index, 'clients')}: the profiles ask for {counted} clients "
                              f"but the run has {num_clients}: profile {entry['name']!r} would take clients "
                              f"{first}..{first + count - 1} (the run's are 0..{num_clients - 1})")
-        clients = range(first, first + count)
+        ranges.append(range(first, first + count))
+        first += count
+    sharing: dict[str, dict[int, str]] = {}  # a trace file -> the clients of the profiles naming it -> profile
+    for entry, clients in zip(parsed, ranges):
+        if entry.get("trace") is not None:
+            sharing.setdefault(entry["trace"], {}).update(dict.fromkeys(clients, entry["name"]))
+    windows: dict[str, tuple[Window, ...]] = {}
+    profiles = []
+    for index, (entry, clients) in enumerate(zip(parsed, ranges)):
         trace = None
         if entry.get("trace") is not None:
-            trace = _read_trace(path, entry["trace"], clients, num_clients, entry["name"],
-                                f"{path}:{_line_of(text, index, 'trace')}")
+            if entry["trace"] not in windows:
+                windows[entry["trace"]] = _read_trace(path, entry["trace"], sharing[entry["trace"]], num_clients,
+                                                      f"{path}:{_line_of(text, index, 'trace')}")
+            trace = tuple(w for w in windows[entry["trace"]] if w.client in clients)
+            if not trace:
+                raise FleetError(f"{path.parent / entry['trace']}: the trace has no client,start_s,end_s row: the "
+                                 f"clients of profile {entry['name']!r} ({_span(clients)}) would never be online")
         profiles.append(Profile(**{**entry, "clients": clients, "trace": trace, "line": _line_of(text, index, None)}))
-        first += count
     fleet = Fleet.of(path, num_clients, tuple(profiles))
     if not any(fleet.ever_online(client) for client in range(num_clients)):
         raise FleetError(f"{path}: no client of the run is ever online (availability 0, or traces without "
@@ -171,11 +187,48 @@ def _read_profile(path: Path, text: str, index: int, entry) -> dict:
         if not isinstance(entry["trace"], str) or not entry["trace"]:
             bad("trace", "trace must be the path of a CSV file (relative to the fleet file)")
         out["trace"] = entry["trace"]
+    if "schedule" in entry:
+        if not isinstance(entry["schedule"], str) or not entry["schedule"]:
+            bad("schedule", "schedule must be the path of a CSV file (relative to the fleet file)")
+        out["schedule"] = _read_schedule(path, entry["schedule"], f"{path}:{_line_of(text, index, 'schedule')}")
     return out
 
 
-def _read_trace(fleet_path: Path, name: str, clients: range, num_clients: int, profile: str,
+def _read_schedule(fleet_path: Path, name: str, where: str) -> tuple[LinkStep, ...]:
+    """A link schedule: rows time_s,down,up,latency,loss (down/up a rate or "-" for unlimited), in time order."""
+    schedule_path = fleet_path.parent / name
+    try:
+        rows = list(csv.reader(schedule_path.read_text(encoding="utf-8").splitlines()))
+    except (OSError, UnicodeDecodeError) as err:
+        raise FleetError(f"{where}: cannot read the schedule {schedule_path} "
+                         f"({getattr(err, 'strerror', None) or err})") from None
+    steps: list[LinkStep] = []
+    for number, row in enumerate(rows, start=1):
+        cells = [c.strip() for c in row]
+        if not cells or cells == [""] or cells[0].startswith("#") or (number == 1 and cells[0].lower() == "time_s"):
+            continue
+        at = f"{schedule_path}:{number}"
+        if len(cells) != 5:
+            raise FleetError(f"{at}: a schedule row is time_s,down,up,latency,loss, not {','.join(row)!r}")
+        try:
+            time_s, loss = float(cells[0]), float(cells[4])
+            down, up = (None if c in ("-", "") else parse_rate(c) for c in cells[1:3])
+            latency = parse_duration(cells[3]) if cells[3] not in ("-", "") else 0.0
+        except (ValueError, UnitError) as err:
+            raise FleetError(f"{at}: cannot read {','.join(row)!r} as time_s,down,up,latency,loss ({err})") from None
+        if not math.isfinite(time_s) or time_s < 0 or (steps and time_s <= steps[-1].time):
+            raise FleetError(f"{at}: time_s {cells[0]} must be from 0 and after the row before's")
+        if not 0 <= loss <= 1 or latency < 0:
+            raise FleetError(f"{at}: loss must be 0..1 and latency not negative")
+        steps.append(LinkStep(time_s, down, up, latency, loss))
+    if not steps:
+        raise FleetError(f"{schedule_path}: the schedule has no time_s,down,up,latency,loss row")
+    return tuple(steps)
+
+
+def _read_trace(fleet_path: Path, name: str, owners: dict[int, str], num_clients: int,
                 where: str) -> tuple[Window, ...]:
+    """The windows of a trace file; ``owners``: the clients of the profiles that name it -> their profile."""
     trace_path = fleet_path.parent / name
     try:
         rows = list(csv.reader(trace_path.read_text(encoding="utf-8").splitlines()))
@@ -200,20 +253,30 @@ def _read_trace(fleet_path: Path, name: str, clients: range, num_clients: int, p
         if not 0 <= client < num_clients:
             raise FleetError(f"{at}: client {client} does not exist (the run has {num_clients}: "
                              f"0..{num_clients - 1})")
-        if client not in clients:
-            raise FleetError(f"{at}: client {client} is not one of the clients of profile {profile!r} "
-                             f"({_span(clients)})")
+        if client not in owners:
+            named = sorted(set(owners.values()))
+            which = f"profile {named[0]!r}" if len(named) == 1 else f"the profiles {', '.join(map(repr, named))}"
+            raise FleetError(f"{at}: client {client} is not one of the clients of {which} "
+                             f"({_spans(sorted(owners))})")
         if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end <= start:
             raise FleetError(f"{at}: a window needs 0 <= start_s < end_s, not {start:g}..{end:g}")
         windows.append(Window(client, start, end))
-    if not windows:
-        raise FleetError(f"{trace_path}: the trace has no client,start_s,end_s row: the clients of "
-                         f"profile {profile!r} ({_span(clients)}) would never be online")
     return tuple(windows)
 
 
 def _span(clients: range) -> str:
     return "none" if not clients else f"{clients.start}..{clients.stop - 1}"
+
+
+def _spans(clients: list[int]) -> str:
+    """Sorted client numbers as runs: [0, 1, 2, 5] -> '0..2, 5'."""
+    runs: list[list[int]] = []
+    for c in clients:
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    return ", ".join(f"{a}..{b}" if b > a else f"{a}" for a, b in runs) or "none"
 
 
 def cpu_warning(fleet: Fleet, clients: list[int], at_once: int, cores: int) -> str | None:

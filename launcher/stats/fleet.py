@@ -1,19 +1,32 @@
-"""An emulated fleet's run read back per profile: who took part, how long, who was cut, offline or killed.
+"""An emulated fleet's run read back per profile: who took part, how long, where the time went, who was cut.
 
     run = read_fleet_run(folder, info)            # info: the run's run.json; FleetStatsError without a fleet
     by_profile(run)                               # one row per profile, a pandas DataFrame
-    #        clients  rounds  mean_s  p95_s  stragglers  oom_kills  offline_rounds     acc
-    # pi4          2       5  1.9123  2.0012           0          0               1  0.9444
-    bars = plot_timeline(run, Path("round.png"))  # the matplotlib bars drawn: one per client-round
+    #      clients  rounds  mean_s  p95_s  download_s  waiting_s  compute_s  upload_s  stragglers  ...     acc
+    # pi4        2       5  5.2123  5.4012      1.3101     0.0402     0.3120    3.5600           0  ...  0.9444
+    bars = plot_timeline(run, Path("round.png"))  # one TimelineBar per client-round: its parts as bars
+    compare(run, other)                           # per round and profile both runs' round times and B/A
+    #   round    profile     a_s     b_s  ratio
+    #       1  (all)      10.8090  9.3842 0.8682      # the round itself: start to end (the clock line)
+    #       1  slow-link   7.8437  6.3757 0.8128      # the mean of the profile's client-rounds' round time
+    #    mean  slow-link   7.8728  6.1000 0.7748      # over every round of each run
 
-Where the figures come from (contract.loglines, the fleet templates):
-- a client-round: a client's ``round_end_fleet`` line (its profile, compute, transfer, waiting, emulated);
-  its round time is the time from the round's start to the client's reply: in virtual mode the emulated
-  figure (every device starts when the round does), in process mode ``waiting`` (round start to the task's
-  start, the download over its link included) plus the task's real ``time``;
-- the server's ``server_round_clock`` line: the round's emulated and real time, deadline and stragglers;
-  its ``server_offline`` line: the clients not sampled because offline (a log without those lines: a
-  client the round did not sample counts as offline in the rounds whose clock line counts any offline);
+A client-round's time runs from the round's start to the moment the server holds the client's reply (receive
+to reply, both transfers included), in four parts (RoundParts): download (the task's bytes over the link),
+waiting (the rest before its task started), compute (the task), upload (the reply over the link, the server's
+pulls of it included). Where the figures come from (contract.loglines, the fleet templates):
+- a client's ``round_end_fleet`` line: its profile, compute, transfer, download (the link model's share of
+  the transfer before the task), waiting, emulated;
+- virtual mode: the emulated figure is the round time (every device starts when the round does): download,
+  compute, and the rest of the transfer as upload, no waiting;
+- process mode: the server's ``server_reply`` line for the client is the round time; ``waiting`` (round start
+  to the task's start) splits into the download (the model's, at most all of the waiting) and the rest; the
+  task's real ``time`` is compute; the rest up to the reply is the upload. A client-round without a
+  ``server_reply`` line (a reply not taken in time, a run from before those lines) ends at its task's end;
+- the server's ``server_round_clock`` line: the round's emulated and real time (the round's end on the
+  timeline), deadline and stragglers; its ``server_offline`` line: the clients not sampled because offline
+  (a log without those lines: a client the round did not sample counts as offline in the rounds whose clock
+  line counts any offline);
 - the round's start: in process mode the server's ``server_round_start`` time stamp, in virtual mode the
   sum of the earlier rounds' emulated times;
 - run.json: ``fleet`` (profiles with their client ranges), ``restarts`` (a cause holding "out of memory"
@@ -25,7 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +46,9 @@ import pandas as pd
 from contract.errors import InputError
 from contract.loglines import iter_events, parse_line
 
-BY_PROFILE_COLUMNS = ["clients", "rounds", "mean_s", "p95_s", "stragglers", "oom_kills", "offline_rounds", "acc"]
+PARTS = ("download", "waiting", "compute", "upload")
+BY_PROFILE_COLUMNS = ["clients", "rounds", "mean_s", "p95_s", *(f"{p}_s" for p in PARTS), "stragglers", "oom_kills",
+                      "offline_rounds", "acc"]
 
 
 class FleetStatsError(InputError):
@@ -56,13 +71,30 @@ class ClientRound:
     seconds: float      # the task's real time
     compute_s: float
     transfer_s: float
+    download_s: float   # the link model's share of transfer_s before the task
     waiting_s: float
     emulated_s: float
+    replied_s: float | None = None  # process mode: when the server held the reply, from the round's start
+
+
+@dataclass(frozen=True)
+class RoundParts:
+    """A client-round from the round's start to the server holding its reply, in seconds, in order."""
+
+    download: float
+    waiting: float
+    compute: float
+    upload: float
+
+    @property
+    def total(self) -> float:
+        return self.download + self.waiting + self.compute + self.upload
 
 
 @dataclass
 class ServerRound:
     round: int
+    replied: dict[int, float] = field(default_factory=dict)  # client -> its reply held, from the round's start
     start: dt.datetime | None = None          # the server's round start line's time stamp
     sampled: list[int] = field(default_factory=list)
     offline: list[int] | None = None          # None: the log does not name them
@@ -86,9 +118,27 @@ class FleetRun:
     def profile_of(self, client: int) -> str | None:
         return next((p.name for p in self.profiles if client in p.clients), None)
 
+    def parts(self, cr: ClientRound) -> RoundParts:
+        """The client-round's download, waiting, compute and upload (see the module's docstring)."""
+        if self.virtual:
+            download = min(cr.download_s, cr.emulated_s)
+            compute = min(cr.compute_s, cr.emulated_s - download)
+            return RoundParts(download, 0.0, compute, max(0.0, cr.emulated_s - download - compute))
+        download = min(cr.download_s, cr.waiting_s)
+        task_end = cr.waiting_s + cr.seconds
+        upload = max(0.0, cr.replied_s - task_end) if cr.replied_s is not None else 0.0
+        return RoundParts(download, cr.waiting_s - download, cr.seconds, upload)
+
     def round_time(self, cr: ClientRound) -> float:
-        """Seconds from the round's start to the client's reply (see the module's docstring)."""
-        return cr.emulated_s if self.virtual else cr.waiting_s + cr.seconds
+        """Seconds from the round's start to the server holding the client's reply."""
+        return self.parts(cr).total
+
+    def round_end(self, number: int) -> float | None:
+        """The round's own time, start to end: emulated (virtual) or real (process); None unknown."""
+        server = self.rounds.get(number)
+        if server is None:
+            return None
+        return server.emulated_s if self.virtual else server.real_s
 
     def round_starts(self) -> dict[int, float]:
         """Each round's start in seconds from the first round's: emulated (virtual) or real (process)."""
@@ -121,7 +171,8 @@ def _read_client(log: Path, client: int, rounds: dict[tuple[int, int], ClientRou
     for kind, v in iter_events(text):
         if kind == "round_end_fleet":
             rounds[(client, v["round"])] = ClientRound(client, v["round"], v["profile"], v["seconds"], v["compute_s"],
-                                                       v["transfer_s"], v["waiting_s"], v["emulated_s"])
+                                                       v["transfer_s"], v["download_s"], v["waiting_s"],
+                                                       v["emulated_s"])
         elif kind == "resume":  # an aborted attempt's later rounds are superseded
             for key in [k for k in rounds if k[0] == client and k[1] >= v["round"]]:
                 del rounds[key]
@@ -147,6 +198,8 @@ def _read_server(log: Path) -> dict[int, ServerRound]:
             r.sampled = list(v["partitions"])
         elif event.kind == "server_offline":
             r.offline = list(v["partitions"])
+        elif event.kind == "server_reply":
+            r.replied[v["client"]] = v["seconds"]
         elif event.kind == "server_round_clock":
             r.stragglers, r.offline_count = list(v["stragglers"]), v["offline"]
             r.deadline_s, r.emulated_s, r.real_s = v["deadline_s"] or 0.0, v["emulated_s"], v["seconds"]
@@ -170,8 +223,10 @@ def read_fleet_run(folder: str | Path, info: dict) -> FleetRun:
         if "out of memory" in str(entry.get("cause") or "") and isinstance(entry.get("client"), int):
             oom[entry["client"]] = oom.get(entry["client"], 0) + 1
     virtual = bool((info.get("plan") or {}).get("virtual"))
-    return FleetRun(folder.name, virtual, profiles, sorted(found.values(), key=lambda c: (c.round, c.client)),
-                    _read_server(folder / "server" / "server.log"), last_acc, oom)
+    rounds = _read_server(folder / "server" / "server.log")
+    client_rounds = [replace(cr, replied_s=rounds[cr.round].replied.get(cr.client)) if cr.round in rounds else cr
+                     for cr in sorted(found.values(), key=lambda c: (c.round, c.client))]
+    return FleetRun(folder.name, virtual, profiles, client_rounds, rounds, last_acc, oom)
 
 
 def offline_rounds(run: FleetRun, client: int) -> int:
@@ -183,6 +238,10 @@ def offline_rounds(run: FleetRun, client: int) -> int:
         elif r.offline_count and r.sampled:
             count += client not in r.sampled
     return count
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
 
 
 def _p95(values: list[float]) -> float:
@@ -202,13 +261,15 @@ def by_profile(run: FleetRun) -> pd.DataFrame:
     for profile in run.profiles:
         clients = list(profile.clients)
         mine = [cr for cr in run.client_rounds if cr.client in profile.clients]
-        times = [run.round_time(cr) for cr in mine]
+        parts = [run.parts(cr) for cr in mine]
+        times = [p.total for p in parts]
         accs = [run.last_acc[c] for c in clients if c in run.last_acc]
         rows[profile.name] = {
             "clients": len(clients),
             "rounds": len(mine),
-            "mean_s": sum(times) / len(times) if times else math.nan,
+            "mean_s": _mean(times),
             "p95_s": _p95(times),
+            **{f"{name}_s": _mean([getattr(p, name) for p in parts]) for name in PARTS},
             "stragglers": sum(s in profile.clients for r in run.rounds.values() for s in r.stragglers),
             "oom_kills": sum(run.oom_kills.get(c, 0) for c in clients),
             "offline_rounds": sum(offline_rounds(run, c) for c in clients),
@@ -219,14 +280,69 @@ def by_profile(run: FleetRun) -> pd.DataFrame:
     return frame
 
 
-def plot_timeline(run: FleetRun, out: Path) -> list:
-    """Each round a group of horizontal bars, one per client-round (receive to reply), coloured by profile;
-    the deadline a vertical line per round, stragglers hatched (a cross where a straggler never replied).
-    Returns the bars (matplotlib Rectangles), one per client-round with a round end line."""
+COMPARE_COLUMNS = ["round", "profile", "a_s", "b_s", "ratio"]
+WHOLE_ROUND = "(all)"  # a compare row for the round itself
+
+
+def _profile_times(run: FleetRun) -> dict[tuple[int, str], list[float]]:
+    """(round, profile) -> its client-rounds' round times."""
+    times: dict[tuple[int, str], list[float]] = {}
+    for cr in run.client_rounds:
+        times.setdefault((cr.round, run.profile_of(cr.client) or cr.profile), []).append(run.round_time(cr))
+    return times
+
+
+def compare(a: FleetRun, b: FleetRun) -> pd.DataFrame:
+    """Per round both runs hold, the round's own time (profile WHOLE_ROUND) and each profile's mean round time
+    side by side, with b / a; then per profile its mean over its client-rounds of those rounds (round "mean").
+    Profiles match by name (a profile only one run has: its other side NaN). FleetStatsError when the runs share
+    no round."""
+    common = sorted(set(a.rounds) & set(b.rounds))
+    if not common:
+        raise FleetStatsError(f"runs {a.name} and {b.name} share no round to compare")
+    names = [p.name for p in a.profiles] + [p.name for p in b.profiles if p.name not in {q.name for q in a.profiles}]
+    ta, tb = _profile_times(a), _profile_times(b)
+    rows = []
+
+    def row(number, profile: str, x: float | None, y: float | None) -> None:
+        x = math.nan if x is None else x
+        y = math.nan if y is None else y
+        rows.append({"round": number, "profile": profile, "a_s": x, "b_s": y, "ratio": y / x if x else math.nan})
+
+    for number in common:
+        row(number, WHOLE_ROUND, a.round_end(number), b.round_end(number))
+        for name in names:
+            if (number, name) in ta or (number, name) in tb:
+                row(number, name, _mean(ta.get((number, name), [])), _mean(tb.get((number, name), [])))
+    for name in names:
+        row("mean", name, _mean([t for (n, p), ts in ta.items() if p == name and n in common for t in ts]),
+            _mean([t for (n, p), ts in tb.items() if p == name and n in common for t in ts]))
+    return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class TimelineBar:
+    """One client-round on the timeline: a matplotlib Rectangle per part (PARTS), in order from the round's
+    start; a part of zero length has a zero-width one."""
+
+    client: int
+    round: int
+    parts: dict
+
+
+# how each part is drawn: (alpha of the profile's colour, hatch); waiting is white
+_PART_STYLE = {"download": (0.4, "\\\\"), "waiting": (0.0, None), "compute": (1.0, None), "upload": (0.4, "//")}
+
+
+def plot_timeline(run: FleetRun, out: Path) -> list[TimelineBar]:
+    """Each round a group of horizontal bars, one per client-round from the round's start to the server holding
+    its reply, in its parts (download, waiting, compute, upload), coloured by profile; each round's end a solid
+    line, its deadline a dashed one, stragglers edged in black (a cross where a straggler never replied)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
     from matplotlib.patches import Patch
 
     starts = run.round_starts()
@@ -238,7 +354,8 @@ def plot_timeline(run: FleetRun, out: Path) -> list:
     rows = sum(len(set(by_round.get(n, {})) | set((run.rounds.get(n) or ServerRound(n)).sampled)) for n in numbers)
     height = min(60.0, 2.0 + 0.18 * rows + 0.3 * len(numbers))
     fig, ax = plt.subplots(figsize=(10, height))
-    bars, y, ticks, labels = [], 0.0, [], []
+    bars: list[TimelineBar] = []
+    y, ticks, labels = 0.0, [], []
     for number in numbers:
         server = run.rounds.get(number) or ServerRound(number)
         start = starts.get(number)
@@ -249,16 +366,23 @@ def plot_timeline(run: FleetRun, out: Path) -> list:
             cr = mine.get(client)
             straggler = client in server.stragglers
             if cr is not None and start is not None:
-                receive = start + (0.0 if run.virtual else cr.waiting_s)
-                length = cr.emulated_s if run.virtual else cr.seconds
                 colour = colours.get(cr.profile, "grey")
-                bar = ax.barh(y, length, left=receive, height=0.8, color=colour,
-                              hatch="///" if straggler else None, edgecolor="black" if straggler else colour,
-                              linewidth=0.6)
-                bars.extend(bar.patches)
+                left, drawn = start, {}
+                for name in PARTS:
+                    length = getattr(run.parts(cr), name)
+                    alpha, hatch = _PART_STYLE[name]
+                    face = "white" if alpha == 0 else to_rgba(colour, alpha)
+                    edge = "black" if straggler else ("grey" if alpha < 1 else colour)
+                    drawn[name] = ax.barh(y, length, left=left, height=0.8, color=face, hatch=hatch,
+                                          edgecolor=edge, linewidth=1.2 if straggler else 0.5).patches[0]
+                    left += length
+                bars.append(TimelineBar(client, number, drawn))
             elif straggler and start is not None and server.deadline_s:
                 ax.plot([start + server.deadline_s], [y], marker="x", color="black")
             y += 1
+        end = server.emulated_s if run.virtual else server.real_s
+        if start is not None and clients and end is not None:
+            ax.vlines(start + end, top - 0.5, y - 0.5, colors="black", linewidth=1.4)
         if start is not None and server.deadline_s:
             ax.vlines(start + server.deadline_s, top - 0.5, y - 0.5, colors="red", linestyles="--", linewidth=1.2)
         if clients:
@@ -270,10 +394,13 @@ def plot_timeline(run: FleetRun, out: Path) -> list:
     ax.invert_yaxis()
     clock = "emulated" if run.virtual else "real"
     ax.set_xlabel(f"seconds from the first round's start ({clock})")
-    ax.set_title(f"{run.name}: each client from receive to reply, {clock} time "
+    ax.set_title(f"{run.name}: each client from the round's start to its reply held, {clock} time "
                  f"({'virtual' if run.virtual else 'process'} mode)")
-    handles = [Patch(color=colours[p.name], label=p.name) for p in run.profiles]
-    handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="straggler (cut)"))
+    handles = [Patch(color=colours[p.name], label=f"{p.name}: compute") for p in run.profiles]
+    handles += [Patch(facecolor=to_rgba("grey", _PART_STYLE[n][0]) if _PART_STYLE[n][0] else "white",
+                      edgecolor="grey", hatch=_PART_STYLE[n][1], label=n) for n in PARTS if n != "compute"]
+    handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.2, label="straggler (cut)"))
+    handles.append(plt.Line2D([], [], color="black", label="round end"))
     if any(r.deadline_s for r in run.rounds.values()):
         handles.append(plt.Line2D([], [], color="red", linestyle="--", label="deadline"))
     ax.legend(handles=handles, loc="best", fontsize="small")
