@@ -65,6 +65,7 @@ class Bell:
 
 def ring(client_dir: str | Path, role: str, what: bytes = RUNG) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)  # a bell whose queue is full (its owner stopped, wedged) is not waited for
         try:
             sock.sendto(what, _address(client_dir, role))
         except OSError:  # nobody listening (not started yet, or on another host)

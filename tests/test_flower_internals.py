@@ -369,6 +369,22 @@ def test_quick_routes_answer_every_call_as_flowers_own_stack_does(monkeypatch):
     from flwr.supercore.object_store import ObjectStoreFactory
     from flwr.supernode.nodestate import NodeStateFactory
 
+    from launcher.flower.quick_http import INLINE_PATHS, THREAD_HANDOFFS, install
+
+    pooled = []  # (path, function) of every hand-off to a worker thread, as quick_http finds it installed
+    for name in THREAD_HANDOFFS:
+        module = importlib.import_module(name)
+        handoff = getattr(module.run_in_threadpool, "pooled", module.run_in_threadpool)
+
+        async def counted_pool(func, *args, _handoff=handoff, **kwargs):
+            pooled.append(getattr(func, "__name__", repr(func)))
+            return await _handoff(func, *args, **kwargs)
+
+        monkeypatch.setattr(module, "run_in_threadpool", counted_pool)  # Flower's own, restored after the test
+    monkeypatch.setattr(superlink_main, "create_app", superlink_main.create_app)
+    monkeypatch.setattr(supernode_main, "create_app", supernode_main.create_app)
+    install()  # the hand-offs as a quick SuperLink or SuperNode has them
+
     requests = _quick_requests()
     statuses = []
     for create in (superlink_main.create_app, lambda: supernode_main.create_app(
@@ -376,11 +392,16 @@ def test_quick_routes_answer_every_call_as_flowers_own_stack_does(monkeypatch):
         flowers = _answers(create(), requests)
         statuses += [status for status, _, _ in flowers]
         assert len(layers) >= len(requests)  # Flower's own stack: its layers see every call
+        assert pooled  # ... and hands its synchronous calls to worker threads
         layers.clear()
+        pooled.clear()
         assert _answers(quick(create()), requests) == flowers
         assert all(path not in quick_paths() for path in layers), layers
         assert "/v1/runtime/no-such-call" in layers
+        assert pooled == [], pooled  # the quick calls sent here are all inline ones
         layers.clear()
+    assert {path for path, _, _ in requests if path in quick_paths()} <= INLINE_PATHS
+    assert INLINE_PATHS <= quick_paths()
     assert 200 in statuses and 401 in statuses and 415 in statuses and 400 in statuses
 
 

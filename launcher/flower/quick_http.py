@@ -39,6 +39,16 @@ from launcher.flower.http_gates import Gated, gated
 # hand-off to a worker and back cost more than the call itself.
 THREAD_HANDOFFS = ("fastapi.dependencies.utils", "fastapi.routing", "flwr.supercore.protobuf.routing",
                    "flwr.superlink.routers.fleet.node_auth")
+# The calls that run inline: a round's messages, objects, heartbeats and tasks, each a lookup or a store in
+# Flower's in-memory state. The rest (e.g. get-connector, which may refresh credentials over the network) keep
+# the worker thread, so a slow one cannot stall the server's event loop.
+INLINE_PATHS = frozenset(
+    f"/v1/{api}/{call}" for api, calls in (
+        ("fleet", ("pull-messages", "push-messages", "pull-object", "push-object", "confirm-message-received",
+                   "send-node-heartbeat")),
+        ("runtime", ("acquire-task", "send-task-heartbeat", "pull-task-input", "push-task-output", "pull-object",
+                     "push-object", "confirm-message-received", "pull-messages", "push-messages")),
+    ) for call in calls)
 _quick_call = contextvars.ContextVar("quick_call", default=False)
 
 Dispatch = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
@@ -124,7 +134,7 @@ class QuickRoutes:
         if quick is None:
             await self.app(scope, receive, send)
             return
-        inline = _quick_call.set(True)
+        inline = _quick_call.set(scope["path"] in INLINE_PATHS)
         try:
             response = await quick.answer(scope, _replay(await _read_body(receive)))
         finally:

@@ -49,8 +49,11 @@ class BellClock:
         self._bell = bell
 
     def sleep(self, seconds: float) -> None:
-        idle = RUNG_IDLE_SECONDS if SERVER_PUSHED in self._bell.heard else IDLE_SECONDS
-        self._bell.wait(min(seconds, idle))
+        """Flower's idle sleep (3 s after a pull that brought nothing) becomes RUNG_IDLE_SECONDS once this node's
+        ServerApp has rung; its shorter sleeps (0.5 s while a reply is awaited) stay as they are."""
+        if seconds >= IDLE_SECONDS and SERVER_PUSHED in self._bell.heard:
+            seconds = RUNG_IDLE_SECONDS
+        self._bell.wait(min(seconds, RUNG_IDLE_SECONDS))
 
     def __getattr__(self, name):
         return getattr(_time, name)

@@ -31,10 +31,12 @@ import os
 import resource
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from flwr.supercore import log
+from flwr.supercore.constant import FORCE_EXIT_TIMEOUT_SECONDS
 from flwr.supercore.exit import exit_handler
 from flwr.supernode.runtime import run_clientapp as run_clientapp_module
 
@@ -61,11 +63,19 @@ class TaskEnded(Exception):
 
 def end_task(code: int, message: str | None = None, event_type=None, event_details=None, *,
              emit_telemetry: bool = True) -> None:
-    """``flwr_exit`` for a task in a worker: the task's exit handlers, its telemetry event, then TaskEnded."""
+    """``flwr_exit`` for a task in a worker: the task's exit handlers, its telemetry event, then TaskEnded. As
+    Flower's, handlers that have not finished FORCE_EXIT_TIMEOUT_SECONDS after the first phase end the process
+    (the worker: the host sees the task fail and starts another)."""
     if message and not 0 <= code < 100:
         log.log(40, "Exit Code: %s\n%s", code, message)
     exit_handler.trigger_exit_handlers(run_before_force_exit=True)
-    exit_handler.trigger_exit_handlers(run_before_force_exit=False)
+    force = threading.Timer(FORCE_EXIT_TIMEOUT_SECONDS, os._exit, (1 if not 0 <= code < 100 else 0,))
+    force.daemon = True
+    force.start()
+    try:
+        exit_handler.trigger_exit_handlers(run_before_force_exit=False)
+    finally:
+        force.cancel()
     if emit_telemetry and event_type is not None:
         run_clientapp_module.event(event_type, {**(event_details or {}), "exit_code": code})
     raise TaskEnded(code)
@@ -108,9 +118,16 @@ def _rss_mib() -> float:
         return 0.0
 
 
+def _plain_signals() -> None:
+    """SIGTERM and SIGINT end an idle worker at once (not the host's handler it was forked with, nor the last
+    task's Flower handler, which would try to report a task that is over)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _serve(tokens, results, runtime_api: str, app_log_dir, tasks_per_worker: int) -> None:
     """The worker's loop: a token in, the task run, ``code cpu note`` out; exits when the host is gone."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _plain_signals()
     if app_log_dir is not None:
         log_app_tasks(app_log_dir)
     task_output.install()  # the task's last push survives a closed connection too
@@ -131,6 +148,7 @@ def _serve(tokens, results, runtime_api: str, app_log_dir, tasks_per_worker: int
             results.write(f"{code} {_cpu_seconds() - before:.6f} worker ended by the task's exit\n")
             results.flush()
             return
+        _plain_signals()
         served += 1
         _give_back_freed_memory()
         rss = _rss_mib()
@@ -151,8 +169,9 @@ def _serve(tokens, results, runtime_api: str, app_log_dir, tasks_per_worker: int
 class TaskWorker:
     """The host's side of one worker at a time: started on the first task, replaced when it ends."""
 
-    def __init__(self, runtime_api: str, app_log_dir=None, tasks_per_worker: int = 0) -> None:
+    def __init__(self, runtime_api: str, app_log_dir=None, tasks_per_worker: int = 0, keep_out=()) -> None:
         self.runtime_api = runtime_api
+        self.keep_out = list(keep_out)  # the host's sockets a worker must not hold (its bell: a successor binds it)
         self.app_log_dir = app_log_dir
         self.tasks_per_worker = tasks_per_worker
         self.pid = 0
@@ -167,6 +186,8 @@ class TaskWorker:
         if pid == 0:
             os.close(token_w)
             os.close(result_r)
+            for sock in self.keep_out:
+                sock.close()
             code = 0
             try:
                 with os.fdopen(token_r) as tokens, os.fdopen(result_w, "w") as results:
@@ -182,8 +203,16 @@ class TaskWorker:
         self._results = os.fdopen(result_r)
 
     def ready(self) -> None:
-        """Start a worker if none is alive. Call it while this process holds no lock a worker must not keep
-        (a compute slot's flock is held by every process that has its file open, the worker too)."""
+        """Start a worker if none is alive (a worker that died between tasks is reaped and replaced, so the next
+        task is not lost with it). Call it while this process holds no lock a worker must not keep (a compute
+        slot's flock is held by every process that has its file open, the worker too)."""
+        if self.pid:
+            try:
+                exited, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                exited = self.pid
+            if exited:
+                self._reap(exited=True)
         if not self.pid:
             self._start()
 
@@ -214,14 +243,17 @@ class TaskWorker:
             except InterruptedError:
                 continue
 
-    def _reap(self) -> tuple[int, float]:
-        """Wait for the worker's exit: its exit code and the CPU-seconds of its whole life."""
+    def _reap(self, exited: bool = False) -> tuple[int, float]:
+        """Wait for the worker's exit: its exit code and the CPU-seconds of its whole life (``exited``: already
+        reaped, nothing to wait for)."""
         pid, self.pid, self._reported = self.pid, 0, 0.0
         for stream in (self._tokens, self._results):
             try:
                 stream.close()
             except OSError:
                 pass
+        if exited:
+            return 1, 0.0
         while True:
             try:
                 _, status, usage = os.wait4(pid, 0)

@@ -82,7 +82,8 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
     global _worker
     # a user's app (--app) gets a fresh process per task, as under Flower's own SuperExec; the built-in app's
     # tasks share one worker (launcher.flower.task_worker)
-    _worker = TaskWorker(runtime_api, client_dir if app_log else None, tasks_per_worker=1 if app_log else 0)
+    _worker = TaskWorker(runtime_api, client_dir if app_log else None, tasks_per_worker=1 if app_log else 0,
+                         keep_out=[bell.sock] if bell.bound else [])
     client = RuntimeHttpClient.from_server_address(
         server_address=runtime_api,
         insecure=True,
@@ -93,10 +94,10 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
     request = AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value])
     pulling = PullLock(client_dir)
     while not _stopping:
-        _worker.ready()  # forked here, holding no compute slot or pull lock it would keep
         res = client.AcquireTask(request)
         if res.HasField("task") and res.token:
             acquired = time.time()
+            _worker.ready()  # a live worker, forked here if need be: no compute slot or pull lock held to inherit
             if not pulling.wait_free(stop=lambda: _stopping):  # its message's objects are all with the SuperNode
                 break  # SIGTERM while the SuperNode was still pulling: no task is started
             pulled = time.time()
