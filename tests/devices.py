@@ -38,6 +38,18 @@ def _sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
+def veth_namespace(ns: str, host_if: str, ns_if: str, net: str) -> None:
+    """A network namespace ``ns`` joined to this one by a veth pair: ``net``.1 on this side, ``net``.2 in it."""
+    _sh("ip", "netns", "add", ns)
+    _sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+    _sh("ip", "link", "set", ns_if, "netns", ns)
+    _sh("ip", "addr", "add", f"{net}.1/24", "dev", host_if)
+    _sh("ip", "link", "set", host_if, "up")
+    _sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{net}.2/24", "dev", ns_if)
+    _sh("ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up")
+    _sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+
+
 @dataclass
 class Device:
     name: str
@@ -110,14 +122,7 @@ def make_devices(folder: Path, count: int, first_octet: int | None = None):
             net = f"10.231.{(base + i) % 250}"
             root = folder / f"{name}-root"
             root.mkdir()
-            _sh("ip", "netns", "add", ns)
-            _sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", dev_if)
-            _sh("ip", "link", "set", dev_if, "netns", ns)
-            _sh("ip", "addr", "add", f"{net}.1/24", "dev", host_if)
-            _sh("ip", "link", "set", host_if, "up")
-            _sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{net}.2/24", "dev", dev_if)
-            _sh("ip", "netns", "exec", ns, "ip", "link", "set", dev_if, "up")
-            _sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+            veth_namespace(ns, host_if, dev_if, net)
             hostkey = keys / f"{name}_host"
             _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hostkey))
             (keys / f"{name}_authorized").write_text((keys / "client.pub").read_text())

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import psutil
 
+from tests.devices import veth_namespace
 from tests.helpers import BIN
 
 CGROUP2 = Path("/sys/fs/cgroup/unified")
@@ -44,10 +45,6 @@ def available() -> str | None:
     if not (BIN / "ray").exists():
         return "ray is not installed (flwr[simulation])"
     return None
-
-
-def _sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
 
 
 def _free_port() -> int:
@@ -151,14 +148,7 @@ def ray_cluster(folder: Path, timeout: float = 120, worker_fake: tuple[str, str]
     head_group, worker_group = root / "head", root / "worker"
     port = _free_port()
     try:
-        _sh("ip", "netns", "add", ns)
-        _sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-        _sh("ip", "link", "set", ns_if, "netns", ns)
-        _sh("ip", "addr", "add", f"{net}.1/24", "dev", host_if)
-        _sh("ip", "link", "set", host_if, "up")
-        _sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{net}.2/24", "dev", ns_if)
-        _sh("ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up")
-        _sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        veth_namespace(ns, host_if, ns_if, net)
         root.mkdir()
         ray = str(BIN / "ray")
         _start_node(head_group, [ray, "start", "--head", "--node-ip-address", f"{net}.1", "--port", str(port),

@@ -194,14 +194,19 @@ def _read_profile(path: Path, text: str, index: int, entry) -> dict:
     return out
 
 
+def _csv_rows(path: Path, what: str, where: str) -> list[list[str]]:
+    """A CSV file next to the fleet file, as rows; one FleetError line when it cannot be read."""
+    try:
+        return list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    except (OSError, UnicodeDecodeError) as err:
+        raise FleetError(f"{where}: cannot read the {what} {path} "
+                         f"({getattr(err, 'strerror', None) or err})") from None
+
+
 def _read_schedule(fleet_path: Path, name: str, where: str) -> tuple[LinkStep, ...]:
     """A link schedule: rows time_s,down,up,latency,loss (down/up a rate or "-" for unlimited), in time order."""
     schedule_path = fleet_path.parent / name
-    try:
-        rows = list(csv.reader(schedule_path.read_text(encoding="utf-8").splitlines()))
-    except (OSError, UnicodeDecodeError) as err:
-        raise FleetError(f"{where}: cannot read the schedule {schedule_path} "
-                         f"({getattr(err, 'strerror', None) or err})") from None
+    rows = _csv_rows(schedule_path, "schedule", where)
     steps: list[LinkStep] = []
     for number, row in enumerate(rows, start=1):
         cells = [c.strip() for c in row]
@@ -230,11 +235,7 @@ def _read_trace(fleet_path: Path, name: str, owners: dict[int, str], num_clients
                 where: str) -> tuple[Window, ...]:
     """The windows of a trace file; ``owners``: the clients of the profiles that name it -> their profile."""
     trace_path = fleet_path.parent / name
-    try:
-        rows = list(csv.reader(trace_path.read_text(encoding="utf-8").splitlines()))
-    except (OSError, UnicodeDecodeError) as err:
-        raise FleetError(f"{where}: cannot read the trace {trace_path} "
-                         f"({getattr(err, 'strerror', None) or err})") from None
+    rows = _csv_rows(trace_path, "trace", where)
     windows = []
     for number, row in enumerate(rows, start=1):
         cells = [c.strip() for c in row]
