@@ -7,6 +7,7 @@ round for memory, and process-mode clients reading MindSpore's .bin folders.
 
 import json
 import re
+import time
 
 import pytest
 
@@ -147,8 +148,14 @@ def test_a_detached_virtual_run_is_stopped_by_fl_finish_ray_and_all(tmp_path, fe
     started = _launch(tmp_path / "logs", femnist_leaf, 150, "--clients-per-round", "5", "--detach", tag=tag,
                       rounds=50)
     assert started.returncode == 0, started.stdout + started.stderr
+    # auto: virtual above 100; Ray's raylet and workers come up while round 1 is under way (the run is
+    # "running" from round 1's start, which no longer waits for a message to every node)
+    deadline = time.monotonic() + 120
     names = {p.name() for p in tagged_processes(tag)}
-    assert any(n.startswith("ray::") or "raylet" in n for n in names), names  # auto: virtual above 100
+    while not any(n.startswith("ray::") or "raylet" in n for n in names) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        names = {p.name() for p in tagged_processes(tag)}
+    assert any(n.startswith("ray::") or "raylet" in n for n in names), names
     done = run("fl-finish", "--kill-tag", tag, "--log-dir", str(tmp_path / "logs"), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert wait_until_nothing_tagged(tag) == []
