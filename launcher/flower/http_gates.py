@@ -94,17 +94,23 @@ def gated(app):
     return app
 
 
-def install(*main_modules: str) -> None:
-    """Every app the named Flower main modules (``flwr.superlink.main``, ``flwr.supernode.main``) create in this
-    process from now on gets gated middleware."""
+def wrap_app_factory(main_modules, transform) -> None:
+    """Every FastAPI app the named Flower main modules create in this process from now on is passed through
+    ``transform`` (once: a module whose ``create_app`` already applies it is left alone)."""
     for name in main_modules:
         module = importlib.import_module(name)
         create = module.create_app
-        if getattr(create, "gated", False):
+        if transform in getattr(create, "transforms", ()):
             continue
 
-        def create_gated(*args, _create=create, **kwargs):
-            return gated(_create(*args, **kwargs))
+        def create_transformed(*args, _create=create, **kwargs):
+            return transform(_create(*args, **kwargs))
 
-        create_gated.gated = True
-        module.create_app = create_gated
+        create_transformed.transforms = (*getattr(create, "transforms", ()), transform)
+        module.create_app = create_transformed
+
+
+def install(*main_modules: str) -> None:
+    """Every app the named Flower main modules (``flwr.superlink.main``, ``flwr.supernode.main``) create in this
+    process from now on gets gated middleware."""
+    wrap_app_factory(main_modules, gated)

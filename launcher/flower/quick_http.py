@@ -32,7 +32,7 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from launcher.flower.http_gates import Gated, gated
+from launcher.flower.http_gates import Gated, gated, wrap_app_factory
 
 # Where Flower's stack hands a synchronous call to a worker thread (Starlette's run_in_threadpool, bound by name
 # in each module); in a quick call it runs inline instead: Flower's in-memory handlers take microseconds, and the
@@ -127,7 +127,7 @@ class QuickRoutes:
 
     def __init__(self, app) -> None:
         self.app = app
-        self._routes: dict[str, QuickRoute | None] | None = None
+        self._routes: dict[str, QuickRoute | bool | None] = dict.fromkeys(quick_paths())
 
     async def __call__(self, scope, receive, send) -> None:
         quick = self._quick(scope) if scope["type"] == "http" and scope.get("method") == "POST" else None
@@ -142,18 +142,12 @@ class QuickRoutes:
         await response(scope, receive, send)
 
     def _quick(self, scope) -> QuickRoute | None:
-        if self._routes is None:
-            self._routes = self._table(scope["app"])
         path = scope["path"]
         if path not in self._routes:
             return None
         if self._routes[path] is None:
             self._routes[path] = self._plan(scope)
         return self._routes[path] or None
-
-    @staticmethod
-    def _table(_app) -> dict[str, QuickRoute | None]:
-        return dict.fromkeys(quick_paths())
 
     @staticmethod
     def _plan(scope) -> QuickRoute | bool:
@@ -197,14 +191,4 @@ def install(*main_modules: str) -> None:
         module = importlib.import_module(name)
         if not hasattr(module.run_in_threadpool, "pooled"):
             module.run_in_threadpool = _inline_in_quick_calls(module.run_in_threadpool)
-    for name in main_modules:
-        module = importlib.import_module(name)
-        create = module.create_app
-        if getattr(create, "quick", False):
-            continue
-
-        def create_quick(*args, _create=create, **kwargs):
-            return quick(_create(*args, **kwargs))
-
-        create_quick.quick = True
-        module.create_app = create_quick
+    wrap_app_factory(main_modules, quick)
