@@ -227,6 +227,7 @@ class Supervisor:
             log=self.folder.server_dir / "superlink.log", env=env, cwd=self.folder.path, port=link_port,
         )
         self.update_processes(status=RunStatus.STARTING, started=now_iso(), superlink=f"127.0.0.1:{link_port}",
+                              fleet_api=fleet_address(plan.server_address, direct[1]) if direct else None,
                               activity="the SuperLink starting")
         if not wait_for_port("127.0.0.1", link_port, 30, alive=lambda: self._alive(superlink)):
             return RunStatus.FAILED, f"the SuperLink did not start (see {superlink.log})"
