@@ -75,13 +75,18 @@ def test_a_run_over_direct_connections(lab, tmp_path):
     assert not (device.root / "runs" / run_dir.name / "tls" / "ca.key").exists()
 
 
-def probe(lab, fleet_api: str, *flags: str, seconds: float) -> str:
-    """A SuperNode of our own on the device, against the run's Fleet API; what it said and how it ended."""
+def supernode_command(fleet_api: str, *flags: str, seconds: float) -> str:
+    """A SuperNode of our own, to run on the device against the run's Fleet API; it says how it ended."""
     env = "FLWR_HOME=/tmp/probe-home FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1"
     command = shlex.join(["timeout", "-s", "INT", str(seconds), str(BIN / "flower-supernode"), "--superlink", fleet_api,
                           "--isolation", "process", "--port", "9194", "--max-retries", "1", "--max-wait-time", "5",
                           *flags])
-    return lab.devices[0].ssh(f"cd /tmp && env {env} {command} 2>&1; echo exit=$?", timeout=seconds + 30).stdout
+    return f"cd /tmp && env {env} {command} 2>&1; echo exit=$?"
+
+
+def probe(lab, fleet_api: str, *flags: str, seconds: float) -> str:
+    """What such a SuperNode said, once it ended."""
+    return lab.devices[0].ssh(supernode_command(fleet_api, *flags, seconds=seconds), timeout=seconds + 30).stdout
 
 
 def test_a_node_without_a_registered_key_or_without_the_ca_cannot_join(lab, tmp_path):
@@ -116,7 +121,14 @@ def test_a_node_without_a_registered_key_or_without_the_ca_cannot_join(lab, tmp_
         assert sum(fleet_calls(run_dir).values()) - before < 10  # the nodes' own polls only: nothing of the probe's
         assert fleet_calls(run_dir)[(device.address, "activate-node", "200")] == 2
         # the same key with the run's CA joins: what kept it out was the CA
-        probe(lab, fleet_api, "--root-certificates", str(ca), "--auth-supernode-private-key", str(spare), seconds=15)
+        joining = subprocess.Popen(["ssh", "-F", str(lab.ssh_config), device.name, "--", supernode_command(
+            fleet_api, "--root-certificates", str(ca), "--auth-supernode-private-key", str(spare), seconds=30)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while fleet_calls(run_dir)[(device.address, "activate-node", "200")] < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        joining.kill()
+        joining.wait()
         assert fleet_calls(run_dir)[(device.address, "activate-node", "200")] == 3
     finally:
         run("fl-finish", "--kill-tag", run_json(run_dir)["kill_tag"], "--log-dir", str(tmp_path / "logs"),
