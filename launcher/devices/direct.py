@@ -2,9 +2,9 @@
 themselves, over TLS, each SuperNode with a key pair made for the run and registered with the SuperLink.
 
     check_server_address("192.168.1.20")      # None: an address of this machine that devices can reach
-    check_server_address("127.0.0.1")         # 'fl-launch: --server-address 127.0.0.1 is a loopback ...'
-    keys = make_node_keys(run_dir / "tls" / "nodes", clients=[0, 1], incarnations=4)
-    node_key(run_dir / "tls" / "nodes", client=1, incarnation=0)   # .../client_1.0.key (its .pub beside it)
+    check_server_address("127.0.0.1")         # '--server-address 127.0.0.1 is a loopback address, which ...'
+    keys = make_node_keys(run_dir / NODE_KEYS, clients=[0, 1], incarnations=4)   # tls/nodes/client_0.0.key ...
+    register_node_keys(run_dir / NODE_KEYS, env)   # None once the SuperLink holds every .pub; else why not
 
 A node has one key per incarnation: its first start, then one per restart (--max-restarts), because the
 SuperLink maps a registered public key to one node id for good, and a restarted client must join as a new
