@@ -90,6 +90,9 @@ def probe(lab, fleet_api: str, *flags: str, seconds: float) -> str:
 
 
 def test_a_node_without_a_registered_key_or_without_the_ca_cannot_join(lab, tmp_path):
+    """Flower's SuperNode run by hand on the device against a live direct run: a key the SuperLink never
+    registered, no key, and a registered key without the run's CA are all kept out; the same key with the CA
+    joins. Then a client killed there rejoins as a new node, with its next key."""
     args = launch_args(lab, tmp_path / "logs", "--rounds", "200", "--detach", "--max-restarts", "1")
     result = run("fl-launch", *args, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -100,8 +103,8 @@ def test_a_node_without_a_registered_key_or_without_the_ca_cannot_join(lab, tmp_
         ca = device.root / "runs" / run_dir.name / "tls" / "ca.pem"
         stranger = tmp_path / "stranger.key"  # a well-formed key the SuperLink never registered
         subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-b", "384", "-N", "", "-f", str(stranger)], check=True)
-        spare = tmp_path / "spare.key"  # registered, unused: client 0's key for a restart that never came
-        shutil.copyfile(run_dir / "tls" / "nodes" / "client_0.1.key", spare)
+        spare = tmp_path / "spare.key"  # registered, unused: client 1's key for a restart that never comes
+        shutil.copyfile(run_dir / "tls" / "nodes" / "client_1.1.key", spare)
         os.chmod(spare, 0o600)
         joined = fleet_calls(run_dir)[(device.address, "activate-node", "200")]
         assert joined == 2
@@ -130,6 +133,19 @@ def test_a_node_without_a_registered_key_or_without_the_ca_cannot_join(lab, tmp_
         joining.kill()
         joining.wait()
         assert fleet_calls(run_dir)[(device.address, "activate-node", "200")] == 3
+
+        # a client killed on the device comes back as a new node: its next key, a new node id
+        victim = next(p for p in run_json(run_dir)["processes"] if p["role"] == "clientapp" and p["client"] == 0)
+        assert device.ssh(f"kill -9 {victim['pid']}").returncode == 0
+        deadline = time.monotonic() + 90
+        while not run_json(run_dir).get("restarts") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        (restart,) = run_json(run_dir)["restarts"]
+        old, ids = str(restart["node_id"]), []
+        while time.monotonic() < deadline and (not ids or ids[-1] == old):
+            ids = re.findall(r"SuperNode ID: (\d+)", (run_dir / "client_0" / "supernode.log").read_text())
+            time.sleep(0.5)
+        assert ids[-1] != old and fleet_calls(run_dir)[(device.address, "activate-node", "200")] == 4, ids
     finally:
         run("fl-finish", "--kill-tag", run_json(run_dir)["kill_tag"], "--log-dir", str(tmp_path / "logs"),
             "--grace", "3", "--ssh-config", str(lab.ssh_config), timeout=120)
