@@ -667,3 +667,74 @@ def test_the_runtimes_sweep_over_many_nodes_costs_little_with_the_index():
 
     flowers, indexed = sweep_seconds(False), sweep_seconds(True)
     assert indexed * 10 < flowers, (indexed, flowers)  # measured under load: 0.5 s against 0.6 ms
+
+
+def test_the_superlinks_uvicorn_run_that_fleet_listener_replaces():
+    """flower-superlink starts its one HTTP server with ``uvicorn.run(app=..., ...)`` through its module's
+    ``uvicorn`` name (launcher.flower.fleet_listener swaps that name for one that binds a second socket)."""
+    import uvicorn
+
+    module = importlib.import_module("flwr.superlink.cli.flower_superlink")
+    assert module.uvicorn is uvicorn
+    source = inspect.getsource(module._run_superlink_http_api)
+    assert re.search(r"uvicorn\.run\(\s*app=", source) and "workers=1" in source
+
+
+def test_a_fleet_listener_serves_only_the_fleet_api_and_node_keys_register(tmp_path):
+    """quick_superlink --fleet-host: on that address Fleet calls reach Flower (its node authentication answers),
+    Control and Runtime calls are 404; on 127.0.0.1 the Control API answers. With --enable-supernode-auth,
+    launcher.flower.register_nodes registers a key once (Flower's `flwr supernode register`), not twice."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+    from flwr.proto.control_pb2 import ListNodesResponse
+
+    from launcher.devices.direct import make_node_keys
+    from launcher.devices.tls import make_run_certificates
+    from launcher.processes.entry_modules import QUICK_SUPERLINK, REGISTER_NODES
+    from launcher.processes.ports import free_ports, wait_for_port
+
+    tls = make_run_certificates(tmp_path / "tls", hosts=["127.0.0.1", "127.0.0.2"])
+    port, fleet_port = free_ports(1)[0], free_ports(1, host="127.0.0.2")[0]
+    home = tmp_path / "flwr_home"
+    home.mkdir()
+    (home / "config.toml").write_text(f'[superlink]\ndefault = "local"\n\n[superlink.local]\naddress = '
+                                      f'"127.0.0.1:{port}"\nroot-certificates = "{tls.ca}"\n')
+    env = dict(os.environ, FLWR_HOME=str(home), FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1",
+               FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1")
+    with open(tmp_path / "superlink.log", "wb") as log:
+        link = subprocess.Popen([sys.executable, "-m", QUICK_SUPERLINK, "--ssl-certfile", str(tls.cert),
+                                 "--ssl-keyfile", str(tls.key), "--ssl-ca-certfile", str(tls.ca),
+                                 "--enable-supernode-auth", "--fleet-host", "127.0.0.2",
+                                 "--fleet-port", str(fleet_port), "--host", "127.0.0.1", "--port", str(port),
+                                 "--isolation", "process",
+                                 "--disable-runtime-dependency-installation"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        assert wait_for_port("127.0.0.2", fleet_port, 60, alive=lambda: link.poll() is None), \
+            (tmp_path / "superlink.log").read_text()[-2000:]
+        with httpx.Client(verify=str(tls.ca), timeout=10) as client:
+            def post(host: str, at: int, path: str) -> int:
+                return client.post(f"https://{host}:{at}{path}", content=b"",
+                                   headers={"content-type": "application/protobuf"}).status_code
+
+            assert post("127.0.0.2", fleet_port, "/v1/control/list-nodes") == 404
+            assert post("127.0.0.2", fleet_port, "/v1/runtime/acquire-task") == 404
+            assert post("127.0.0.2", fleet_port, "/v1/fleet/activate-node") == 401  # Flower's node authentication
+            assert post("127.0.0.1", port, "/v1/control/list-nodes") == 200
+        key = make_node_keys(tmp_path / "nodes", [0], 1)[0]
+        public = str(key.with_suffix(".pub"))
+        twice = subprocess.run([sys.executable, "-m", REGISTER_NODES, "local", public, public], env=env,
+                               capture_output=True, text=True, timeout=120)
+        lines = twice.stderr.strip().splitlines()  # the first went through, the second is refused
+        assert twice.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"{public}: "), twice.stderr
+        assert "already in use" in lines[0], lines
+        with httpx.Client(verify=str(tls.ca), timeout=10) as client:  # one node, as the SuperLink lists them
+            listed = client.post(f"https://127.0.0.1:{port}/v1/control/list-nodes", content=b"",
+                                 headers={"content-type": "application/protobuf"})
+        assert len(ListNodesResponse.FromString(listed.content).nodes_info) == 1
+    finally:
+        link.terminate()
+        link.wait(timeout=30)

@@ -184,6 +184,10 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
                    "an earlier run's runs/RUN/data); do not copy them.  [default: copy the launcher's split]")
 @click.option("--tls", is_flag=True, help="Serve the SuperLink over TLS with a CA and certificate made for this "
               "run; every node verifies it.")
+@click.option("--server-address", type=Text(), default=None, metavar="HOST",
+              help="With --hosts: devices connect to the SuperLink's Fleet API at HOST (an address of this machine) "
+                   "directly, not through SSH tunnels; turns on --tls and Flower's SuperNode authentication (a key "
+                   "pair per node, made for the run).")
 @click.option("--check", is_flag=True, help="With --ray-address: check each Ray node has this Python, fl-launch, "
               "flwr, torch (and --app's requirements). With --hosts: check every device (reachable, versions, memory, "
               "CPUs, disk, clock) and exit; non-zero when one fails.")
@@ -238,7 +242,7 @@ def main(ctx: click.Context, **kwargs) -> None:
         sys.exit(130)
     finally:  # the supervisor (or the detached one) takes the signals from here
         stops.uninstall()
-    if opts.hosts and not opts.tls:
+    if opts.hosts and not opts.tls and not opts.server_address:
         click.echo("note: without --tls, Flower's traffic is plain HTTP; between machines it travels inside the "
                    "SSH tunnels, on each machine's loopback it is clear text", err=True)
     sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder, opts.ssh_config))

@@ -23,7 +23,7 @@ from pathlib import Path
 from contract.loglines import LogWriter, client_log_path
 from contract.run_layout import client_dir
 from launcher.processes.node_config import read_extra
-from launcher.processes.nodes import NodeStart, flower_env, start_node, write_node_config
+from launcher.processes.nodes import NODE_KEYS, NodeStart, flower_env, start_node, write_node_config
 from launcher.processes.ports import free_ports
 from launcher.processes.restarts import SettlingExits, restart_client
 from launcher.processes.table import RUN_ENV, TAG_ENV, ProcessTable
@@ -45,6 +45,13 @@ def _write(run_dir: Path, table: ProcessTable, state: str, restarts: list[dict])
     tmp.replace(run_dir / AGENT_JSON)
 
 
+def keys_only_for_us(folder: Path) -> Path:
+    """The nodes' private keys, readable by this user only (whatever the copy did to their mode); the folder."""
+    for key in folder.glob("*.key"):
+        key.chmod(0o600)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="fl-launch's agent on a device")
     parser.add_argument("--run-dir", required=True)
@@ -57,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-restarts", type=int, default=0)
     parser.add_argument("--resume-round", type=int, default=0, help="a resumed run: mark the clients' logs")
     parser.add_argument("--tls", action="store_true", help="verify the SuperLink against <run-dir>/tls/ca.pem")
+    parser.add_argument("--node-keys", action="store_true",
+                        help="each node authenticates with its key in <run-dir>/tls/nodes (a direct SuperLink)")
     parser.add_argument("--user-app", action="store_true", help="the run's app is the user's (fl-launch --app)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
@@ -68,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     env = flower_env(run_dir, args.torch_threads)
     table.start_fork_server(run_dir, env)  # the device's clients share one torch too
     spec = NodeStart(run_dir, args.superlink, env, args.torch_threads,
-                     root_certificates=str(run_dir / "tls" / "ca.pem") if args.tls else None, user_app=args.user_app)
+                     root_certificates=str(run_dir / "tls" / "ca.pem") if args.tls else None, user_app=args.user_app,
+                     node_keys=keys_only_for_us(run_dir / NODE_KEYS) if args.node_keys else None)
 
     for client, port in zip(clients, free_ports(len(clients))):
         if args.resume_round:
@@ -90,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         for proc in settled:
             if _stop:  # asked again for each: a restart takes seconds, and a stop may begin during one
                 break
-            again = lambda c=proc.client: start_node(table, spec, c, free_ports(1)[0])  # noqa: E731
+            again = lambda c=proc.client: start_node(table, spec, c, free_ports(1)[0],  # noqa: E731
+                                                     incarnation=counts.get(c, 0))
             entry = restart_client(table, run_dir, proc, counts, args.max_restarts, start=again,
                                    may_start=lambda: not _stop)
             if entry is not None:

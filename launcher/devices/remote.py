@@ -26,6 +26,7 @@ from launcher.devices.hosts import Device, DevicePlacement
 from launcher.devices.ssh import Ssh, last_line, remote_path
 from launcher.processes.entry_modules import DEVICE_AGENT, FINISH
 from launcher.processes.node_config import EXTRA_FILE
+from launcher.processes.nodes import NODE_KEYS
 from launcher.processes.table import RUN_ENV, TAG_ENV
 
 
@@ -63,7 +64,9 @@ def unused_ssh_config(info: dict, ssh_config: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class AgentStart:
-    """What every device's agent of a run starts with; only its clients differ (``--tls``: the CA is staged)."""
+    """What every device's agent of a run starts with; only its clients differ (``--tls``: the CA is staged).
+    ``direct``: the SuperLink's Fleet API as the devices reach it, HOST:PORT (fl-launch --server-address: no
+    tunnel; each node authenticates with its own key, staged with the CA)."""
 
     superlink_port: int  # the SuperLink's port on the device's 127.0.0.1 (the tunnel's end, the device's pick)
     num_clients: int  # of the whole run
@@ -74,6 +77,11 @@ class AgentStart:
     max_restarts: int = 0
     resume_round: int = 0  # a resumed run: the round the clients' logs are marked with
     user_app: bool = False
+    direct: str | None = None
+
+    def superlink(self) -> str:
+        """HOST:PORT of the SuperLink as the device's nodes reach it."""
+        return self.direct or f"127.0.0.1:{self.superlink_port}"
 
 
 class RemoteDevice:
@@ -103,8 +111,9 @@ class RemoteDevice:
             raise RemoteError(f"{self.host}: {what} failed: {last_line(result.stderr) or f'exit {result.returncode}'}")
 
     def stage(self, local_run: Path, clients: list[int], ca: Path | None = None,
-              remote_data_dir: str | None = None) -> None:
-        """Copy the clients' partitions and extra node configs (and the run's CA, with TLS) to the device.
+              remote_data_dir: str | None = None, node_keys: Path | None = None) -> None:
+        """Copy the clients' partitions and extra node configs (and the run's CA, with TLS) to the device;
+        ``node_keys``: the folder of the nodes' private keys, of which these clients' go (mode 0600 as here).
 
         With ``remote_data_dir`` the partitions are already on the device: only check they are there.
         """
@@ -120,6 +129,9 @@ class RemoteDevice:
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             if ca is not None:
                 tar.add(ca, arcname="tls/ca.pem")
+            for client in clients if node_keys is not None else []:
+                for key in sorted(node_keys.glob(f"client_{client}.*.key")):  # never another device's
+                    tar.add(key, arcname=f"{NODE_KEYS.as_posix()}/{key.name}")
             for client in clients:  # the user's node config values (--node-config, hosts.toml)
                 extra = client_dir(local_run, client) / EXTRA_FILE
                 if extra.exists():
@@ -137,12 +149,13 @@ class RemoteDevice:
     def start_agent(self, spec: AgentStart, clients: list[int]) -> int:
         """The agent started detached on the device for these clients; its pid there."""
         args = shlex.join(["-m", DEVICE_AGENT, "--run-dir", self.run_rel,
-                           "--superlink", f"127.0.0.1:{spec.superlink_port}", "--clients", ",".join(map(str, clients)),
+                           "--superlink", spec.superlink(), "--clients", ",".join(map(str, clients)),
                            "--num-clients", str(spec.num_clients), "--torch-threads", str(spec.threads),
                            "--grace", str(spec.grace), *(["--tls"] if spec.tls else []),
                            *(["--data-dir", spec.remote_data_dir] if spec.remote_data_dir else []),
                            "--max-restarts", str(spec.max_restarts), "--resume-round", str(spec.resume_round),
-                           *(["--user-app"] if spec.user_app else [])])
+                           *(["--user-app"] if spec.user_app else []),
+                           *(["--node-keys"] if spec.direct else [])])
         env = {**self.device.env, TAG_ENV: self.tag, RUN_ENV: self.run_id,
                "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
         assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())

@@ -10,7 +10,8 @@
 Each device gets an ``ssh -R`` tunnel (a local process of role ``tunnel``) so that its nodes reach the
 SuperLink at their own 127.0.0.1, on a port the device picks (``-R 0:...``: a port taken there fails
 nothing; a tunnel brought back asks for the same one), and a detached agent (launcher.devices.agent)
-that runs its clients.
+that runs its clients. With ``AgentStart.direct`` (fl-launch --server-address) there is no tunnel: the
+nodes reach the SuperLink at that address themselves, each with its own key (staged with the CA).
 A device SSH cannot reach sits out: its nodes are marked away (contract.lost_nodes) until it answers
 again with its tunnel holding. A client its agent restarted is handed to ``on_restart(entry, host)``;
 ``on_change()`` is called whenever the records changed. With no devices every method does nothing.
@@ -56,18 +57,23 @@ class RunDevices:
         self._last_pull = 0.0
         self._link_port: int | None = None
         self._remote_ports: dict[str, int] = {}  # device -> the port its tunnel's end holds there
+        self._direct = False  # its nodes reach the SuperLink themselves: no tunnel
         self._pool = ThreadPoolExecutor(max_workers=len(devices)) if devices else None
 
-    def start(self, spec: AgentStart, ca: Path | None) -> None:
-        """Each device: partitions over, a tunnel to the SuperLink up, the agent started detached.
-        RemoteError: a device that could not be staged or started."""
+    def start(self, spec: AgentStart, ca: Path | None, node_keys: Path | None = None) -> None:
+        """Each device: partitions over, a tunnel to the SuperLink up (none with ``spec.direct``), the agent
+        started detached. ``node_keys``: the folder of the nodes' keys. RemoteError: a device that could not
+        be staged or started."""
         self._link_port = spec.superlink_port
+        self._direct = spec.direct is not None
         for device, clients in self.devices:
             self.view.message(f"{device.host}: staging {len(clients)} client(s)")
-            device.stage(self.run_dir, clients, ca=ca, remote_data_dir=spec.remote_data_dir)
-            self._start_tunnel(device)
-            port = self._remote_port(device)
-            pid = device.start_agent(dataclasses.replace(spec, superlink_port=port), clients)
+            device.stage(self.run_dir, clients, ca=ca, remote_data_dir=spec.remote_data_dir, node_keys=node_keys)
+            agent_spec = spec
+            if not self._direct:
+                self._start_tunnel(device)
+                agent_spec = dataclasses.replace(spec, superlink_port=self._remote_port(device))
+            pid = device.start_agent(agent_spec, clients)
             self._remote_procs[device.host] = [{"role": Role.AGENT, "client": None, "host": device.host, "pid": pid,
                                                 "exit_code": None, "exit": "running"}]
             self.view.message(f"{device.host}: agent pid {pid}, clients {', '.join(map(str, clients))}")
@@ -158,7 +164,10 @@ class RunDevices:
         raise RemoteError(f"{device.host}: the SSH tunnel to the SuperLink did not come up (see {log})")
 
     def _tunnel_holding(self, device: RemoteDevice) -> bool:
-        """Its tunnel is up and has stayed up a while (not one that is about to fail again)."""
+        """Its tunnel is up and has stayed up a while (not one that is about to fail again); with no tunnel to
+        hold (direct connections), SSH reaching it is all."""
+        if self._direct:
+            return True
         tunnel = self.tunnels.get(device.host)
         return tunnel is not None and tunnel.alive and time.time() - tunnel.started > 2 * PULL_SECONDS
 

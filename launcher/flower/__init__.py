@@ -9,6 +9,8 @@ Flower release in setup.py's range (release: the range, and which release is her
     config_args       Flower's own parser of --node-config / --run-config pairs
     clientapp_calls   every ClientApp call of a task process through one wrapper (--app round lines)
     release           the Flower releases fl-launch is tested with (1.41, 1.42), and the one installed here
+    fleet_listener    the SuperLink's Fleet API (only it) on a second address, for nodes that connect directly
+    register_nodes    SuperNodes' public keys registered through Flower's CLI app, in one process
 
 Imports processes/ and apps/ (what a task host runs) and contract/; never devices/, run/ or cli/.
 """

@@ -18,7 +18,8 @@ PLAIN_LOGS = "launcher.flower.plain_logs"  # main(FLOWER_COMMAND ...): a Flower 
 DEVICE_AGENT = "launcher.devices.agent"  # main(): a run's part on a device
 FLEET_LINK = "launcher.fleet.link"  # main(): an emulated client's link to the SuperLink (--fleet)
 FINISH = "launcher.cli.finish"  # main(): fl-finish, run on a device by the supervisor's stop
+REGISTER_NODES = "launcher.flower.register_nodes"  # main(CONNECTION KEY.pub ...): nodes' keys to the SuperLink
 BUILT_IN_PRELOAD = "simulator.client_app:preload"  # what a task host of the built-in app imports first
 
 ENTRY_MODULES = (SUPERVISOR, FORK_SERVER, QUICK_SUPERNODE, QUICK_SUPERLINK, WARM_CLIENTAPP, PLAIN_LOGS, DEVICE_AGENT,
-                 FLEET_LINK, FINISH)
+                 FLEET_LINK, FINISH, REGISTER_NODES)

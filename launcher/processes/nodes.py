@@ -29,6 +29,8 @@ from launcher.processes.node_config import toml_lines, toml_value
 from launcher.processes.roles import Role
 from launcher.processes.table import Managed, ProcessTable
 
+NODE_KEYS = Path("tls") / "nodes"  # in a run folder: the nodes' key pairs, with fl-launch --server-address
+
 
 def flwr_bin(name: str) -> str:
     """A Flower entry point from the same environment as this Python."""
@@ -106,6 +108,8 @@ class NodeStart:
     """What every node of a run starts with; only the client and its Runtime API port differ.
 
     ``root_certificates``: verify the SuperLink's TLS certificate against this CA (else plain HTTP).
+    ``node_keys``: the folder of the nodes' private keys (a SuperLink that authenticates its nodes,
+    fl-launch --server-address): each start of a client gets its own (node_key), registered beforehand.
     ``user_app``: the run's app is the user's (``--app``): nothing of the built-in app is preloaded, and the
     app's output goes to client.log with the launcher's round lines (launcher.apps.task_log)."""
 
@@ -115,14 +119,23 @@ class NodeStart:
     threads: int  # torch threads of the ClientApp
     root_certificates: str | None = None
     user_app: bool = False
+    node_keys: Path | None = None
 
     def through(self, superlink: str) -> "NodeStart":
         """The same start, reaching the SuperLink at another address (an emulated link, launcher.fleet)."""
         return replace(self, superlink=superlink)
 
 
-def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: int) -> tuple[Managed, Managed]:
-    """The node's SuperNode and its ClientApp server, each carrying the table's tag."""
+def node_key(folder: Path, client: int, incarnation: int) -> Path:
+    """A node's private key for its ``incarnation``-th start (0: the first, then one per restart: the SuperLink
+    keeps one node id per registered key, and a restarted client joins as a new node); ``.pub`` beside it."""
+    return folder / f"client_{client}.{incarnation}.key"
+
+
+def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: int,
+               incarnation: int = 0) -> tuple[Managed, Managed]:
+    """The node's SuperNode and its ClientApp server, each carrying the table's tag; ``incarnation``: how many
+    times the client was started before (its key, with ``spec.node_keys``)."""
     run_dir = spec.run_dir
     folder = client_dir(run_dir, client)
     node_config = node_config_arg(run_dir, client)  # where the run folder is now: it may have moved
@@ -132,7 +145,9 @@ def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: 
         [*(["--root-certificates", spec.root_certificates] if spec.root_certificates else ["--insecure"]),
          "--superlink", spec.superlink,
          "--isolation", "process", "--host", "127.0.0.1", "--port", str(runtime_port),
-         "--node-config", node_config],
+         "--node-config", node_config,
+         *(["--auth-supernode-private-key", str(node_key(spec.node_keys, client, incarnation))]
+           if spec.node_keys else [])],
         log=folder / "supernode.log", env=node_env, cwd=folder, client=client, port=runtime_port,
     )
     clientapp = table.fork(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from contract.errors import InputError
 from contract.run_settings import RunSettings
+from launcher.devices.direct import check_server_address
 from launcher.fleet.profiles import read_fleet
 from launcher.run.folder import malformed_kill_tag
 from launcher.run.ray_cluster import check_ray_address
@@ -73,6 +74,7 @@ class LaunchOptions:
     hosts: str | None = None
     ssh_config: str | None = None
     tls: bool = False
+    server_address: str | None = None  # devices reach the SuperLink's Fleet API here directly (no SSH tunnel)
     max_restarts: int = 3
     remote_data_dir: str | None = None
     mode: str = "auto"
@@ -180,6 +182,11 @@ class LaunchOptions:
             raise OptionsError("--ray-address is for --mode virtual (its clients run on that Ray cluster)")
         if self.remote_data_dir is not None and self.hosts is None:
             raise OptionsError("--remote-data-dir needs --hosts")
+        if self.server_address is not None:
+            if self.hosts is None:
+                raise OptionsError("--server-address is where devices reach the SuperLink: it needs --hosts FILE")
+            if why := check_server_address(self.server_address):
+                raise OptionsError(why)
         if self.remote_data_dir is not None and any(c in self.remote_data_dir for c in "\n\0"):
             raise OptionsError("--remote-data-dir must be a path on one line")
         if self.data_dir is not None and self.dataset in ("digits", "synthetic") and self.app is None:

@@ -30,12 +30,13 @@ from contract.fleet import write_fleet
 from contract.loglines import LogWriter, client_log_path
 from contract.run_settings import RunSettings, checkpoint_path, latest_checkpoint, resume_checkpoint
 from launcher.apps.user_app import AppError, read_app
+from launcher.devices.direct import addresses_of, make_node_keys
 from launcher.devices.hosts import Device, HostsError, by_device, load_hosts, place_clients
 from launcher.devices.tls import make_run_certificates
 from launcher.fleet.profiles import cpu_warning
 from launcher.processes.clock import now_iso
 from launcher.processes.node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
-from launcher.processes.nodes import write_node_config
+from launcher.processes.nodes import NODE_KEYS, write_node_config
 from launcher.processes.table import create_time
 from launcher.run.folder import RunFolder, RunFolderError
 from launcher.run.options import MIN_SAMPLES_PER_CLIENT, LaunchOptions
@@ -195,9 +196,14 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
         nodes.append(NodePlacement(client, device.host if device else "localhost", node_config, int(samples[client])))
     folder.server_dir.mkdir()
     tls = None
-    if opts.tls:  # nodes reach the SuperLink at 127.0.0.1: locally, and on devices through their tunnel
-        paths = make_run_certificates(folder.path / "tls", hosts=["127.0.0.1", "localhost"])
+    if opts.tls or opts.server_address:  # nodes reach the SuperLink at 127.0.0.1 (here, and on devices through
+        # their tunnel), or directly at --server-address, which needs TLS and keys for the nodes to authenticate
+        direct = [opts.server_address, *addresses_of(opts.server_address)] if opts.server_address else []
+        paths = make_run_certificates(folder.path / "tls", hosts=list(dict.fromkeys(["127.0.0.1", "localhost",
+                                                                                      *direct])))
         tls = paths.relative_to(folder.path)
+    if opts.server_address:  # a key pair per start of each client (its first, one per restart)
+        make_node_keys(folder.path / NODE_KEYS, [node.client for node in nodes], opts.max_restarts + 1)
     folder.update(
         run_id=folder.run_id, kill_tag=tag, status=RunStatus.PREPARED, task=opts.task, source_run=source_run,
         source_checkpoint=source_checkpoint, options=asdict(opts),
@@ -205,7 +211,8 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
         plan=RunPlan(app_dir=str(app_dir), nodes=tuple(nodes), startup_timeout=opts.startup_deadline(),
                      grace=opts.grace, torch_threads=opts.torch_threads,
                      devices=tuple(by_device(placement)) if placement and not virtual else (),
-                     ssh_config=opts.ssh_config, tls=tls, remote_data_dir=opts.remote_data_dir,
+                     ssh_config=opts.ssh_config, tls=tls, server_address=opts.server_address,
+                     remote_data_dir=opts.remote_data_dir,
                      max_restarts=opts.max_restarts,
                      virtual=Virtual(opts.worker_count(), opts.ray_address) if virtual else None,
                      user_app=user_app is not None, run_config=opts.run_config, node_config=extra).to_json(),

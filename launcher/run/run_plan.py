@@ -67,6 +67,7 @@ class RunPlan:
     devices: tuple[DevicePlacement, ...] = ()
     ssh_config: str | None = None
     tls: TlsPaths | None = None  # relative to the run folder
+    server_address: str | None = None  # devices reach the Fleet API here directly (nodes' keys in tls/nodes)
     remote_data_dir: str | None = None
     max_restarts: int = 0
     virtual: Virtual | None = None
@@ -80,7 +81,7 @@ class RunPlan:
             "startup_timeout": self.startup_timeout, "grace": self.grace, "torch_threads": self.torch_threads,
             "devices": [placed.to_json() for placed in self.devices], "ssh_config": self.ssh_config,
             "tls": {name: str(path) for name, path in asdict(self.tls).items()} if self.tls else None,
-            "remote_data_dir": self.remote_data_dir,
+            "server_address": self.server_address, "remote_data_dir": self.remote_data_dir,
             "max_restarts": self.max_restarts, "virtual": self.virtual.to_json() if self.virtual else None,
             "user_app": self.user_app, "run_config": self.run_config, "node_config": self.node_config,
         }
@@ -95,6 +96,7 @@ class RunPlan:
             devices=tuple(map(DevicePlacement.from_json, data.get("devices", []))),
             ssh_config=data.get("ssh_config"),
             tls=TlsPaths(**{name: Path(path) for name, path in tls.items()}) if tls else None,
+            server_address=data.get("server_address"),
             remote_data_dir=data.get("remote_data_dir"), max_restarts=data.get("max_restarts", 0),
             virtual=Virtual.from_json(virtual) if virtual else None, user_app=bool(data.get("user_app")),
             run_config=data.get("run_config"), node_config=data.get("node_config") or {},

@@ -46,6 +46,7 @@ from contract.fleet import read_fleet_json
 from contract.loglines import Event, LogWriter
 from contract.lost_nodes import add_lost, add_lost_client
 from launcher.apps.task_log import task_failures
+from launcher.devices.direct import bind_address, check_server_address, fleet_address, register_node_keys
 from launcher.devices.remote import AgentStart, RemoteError, devices_of
 from launcher.devices.run_devices import RunDevices
 from launcher.fleet.emulation import EmulatedFleet
@@ -56,7 +57,7 @@ from launcher.flower.strategy_log import read_strategy_log, round_started
 from launcher.processes.cgroup import RunGroup, TagInUse
 from launcher.processes.clock import now_iso
 from launcher.processes.entry_modules import QUICK_SUPERLINK
-from launcher.processes.nodes import NodeStart, flower_env, start_node
+from launcher.processes.nodes import NODE_KEYS, NodeStart, flower_env, start_node
 from launcher.processes.ports import free_ports, wait_for_port
 from launcher.processes.restarts import SettlingExits, restart_client
 from launcher.processes.roles import CLIENT_ROLES, Role
@@ -207,6 +208,9 @@ class Supervisor:
         if plan.virtual:  # Ray joins the cluster of --ray-address, or starts its own; its logs go to RUN/ray
             env.update(ray_env(plan.virtual.ray_address, make_ray_temp_link(self.folder.path)))
         link_port, *node_ports = free_ports(1 + (0 if plan.virtual else len(plan.nodes)))
+        direct = self._direct_listener()
+        if isinstance(direct, str):
+            return RunStatus.FAILED, direct
         if plan.local_nodes():
             self.table.start_fork_server(self.folder.path, env)
         tls = plan.tls.under(self.folder.path) if plan.tls else None
@@ -214,6 +218,8 @@ class Supervisor:
         self.write_flwr_config(env, link_port, ca)
         security = (["--ssl-certfile", str(tls.cert), "--ssl-keyfile", str(tls.key), "--ssl-ca-certfile", ca]
                     if tls else ["--insecure"])
+        if direct:  # the Fleet API (only it) on that address too; nodes must hold a registered key
+            security += ["--enable-supernode-auth", "--fleet-host", direct[0], "--fleet-port", str(direct[1])]
         superlink = self.table.spawn(
             Role.SUPERLINK,
             [sys.executable, "-m", QUICK_SUPERLINK, *security, "--host", "127.0.0.1", "--port", str(link_port),
@@ -221,11 +227,15 @@ class Supervisor:
             log=self.folder.server_dir / "superlink.log", env=env, cwd=self.folder.path, port=link_port,
         )
         self.update_processes(status=RunStatus.STARTING, started=now_iso(), superlink=f"127.0.0.1:{link_port}",
+                              fleet_api=fleet_address(plan.server_address, direct[1]) if direct else None,
                               activity="the SuperLink starting")
         if not wait_for_port("127.0.0.1", link_port, 30, alive=lambda: self._alive(superlink)):
             return RunStatus.FAILED, f"the SuperLink did not start (see {superlink.log})"
+        node_keys = self.folder.path / NODE_KEYS if direct else None
+        if node_keys is not None and (why := register_node_keys(node_keys, env)):
+            return RunStatus.FAILED, why
         self._nodes = NodeStart(self.folder.path, f"127.0.0.1:{link_port}", env, plan.torch_threads,
-                                root_certificates=ca, user_app=self.user_app)
+                                root_certificates=ca, user_app=self.user_app, node_keys=node_keys)
         if self.fleet is not None:
             self._start_fleet(link_port)
         self._set_activity(f"0 of {len(plan.nodes)} clients connected")
@@ -237,14 +247,25 @@ class Supervisor:
         try:
             self.devices.start(AgentStart(link_port, len(plan.nodes), plan.torch_threads, plan.grace, tls=bool(tls),
                                         remote_data_dir=plan.remote_data_dir, max_restarts=plan.max_restarts,
-                                        resume_round=start_round if start_round > 1 else 0, user_app=self.user_app),
-                             ca=tls.ca if tls else None)
+                                        resume_round=start_round if start_round > 1 else 0, user_app=self.user_app,
+                                        direct=fleet_address(plan.server_address, direct[1]) if direct else None),
+                             ca=tls.ca if tls else None, node_keys=node_keys)
         except RemoteError as err:
             return RunStatus.FAILED, str(err)
         self.update_processes()
         self._start_flwr_run(env)
         self.update_processes()
         return self._watch(float(plan.startup_timeout), float(self.info["settings"]["round-timeout"]))
+
+    def _direct_listener(self) -> tuple[str, int] | str | None:
+        """--server-address: the address and a free port the Fleet API listens on for the devices; None without
+        it; a string: why it cannot (the address is no longer this machine's, as on a resume elsewhere)."""
+        if self.plan.server_address is None:
+            return None
+        if why := check_server_address(self.plan.server_address):
+            return why
+        address = bind_address(self.plan.server_address)
+        return address, free_ports(1, host=address)[0]
 
     def _start_flwr_run(self, env: dict[str, str]) -> None:
         """`flwr run`: submits the app's run to the SuperLink, and streams its ServerApp's log until it ends."""
@@ -298,7 +319,7 @@ class Supervisor:
         self._node_log_at[client] = log.stat().st_size if log.exists() else 0
         self._registered.discard(client)  # its new node registers anew
         if self.fleet is None:
-            start_node(self.table, self._nodes, client, port)
+            start_node(self.table, self._nodes, client, port, incarnation=self.restarts.get(client, 0))
             return
         self.fleet.adopt(client, start_node(self.table, self.fleet.superlink_of(client, self._nodes), client, port))
 
