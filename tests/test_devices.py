@@ -510,3 +510,26 @@ def test_install_keeps_a_devices_own_torch_in_range_and_check_reports_one_outsid
     outside = run("fl-launch", "--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--check")
     assert outside.returncode == 1 and "torch 1.13.1 outside fl-launch's range torch>=2.1,<2.14" in \
         outside.stdout.replace("\n", " "), outside.stdout
+
+
+def test_every_python_call_on_a_device_runs_under_the_hosts_files_env(lab, tmp_path):
+    """The hosts file's ``env`` is how a user points a device's Python at its packages: the oracle is a wrapper
+    interpreter that records the environment of every call (the probe of --check, the agent, fl-finish at the
+    end of the run)."""
+    calls = tmp_path / "calls.log"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nprintf "mark=%s %s\\n" "${{FL_TEST_MARK:-none}}" "$(echo "$*" | tr "\\n" " " | cut -c1-300)"'
+                       f' >> {shlex.quote(str(calls))}\nexec {shlex.quote(sys.executable)} "$@"\n')
+    wrapper.chmod(0o755)
+    hosts = tmp_path / "devices.toml"
+    hosts.write_text(f'[defaults]\npython = "{wrapper}"\nenv = {{ FL_TEST_MARK = "set" }}\n'
+                     + "".join(f'\n[[device]]\nhost = "{d.name}"\nslots = 1\nworkdir = "{d.root}"\n'
+                               for d in lab.devices[:1]))
+    common = ["--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--log-dir", str(tmp_path / "logs")]
+    checked = run("fl-launch", *common, "--check", timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    result = run("fl-launch", *common, "--client-num", "1", "--rounds", "1", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = calls.read_text().splitlines()
+    assert any("launcher.cli.finish" in line for line in lines), lines  # the stop at the end ran here
+    assert len(lines) >= 3 and all(line.startswith("mark=set ") for line in lines), lines
