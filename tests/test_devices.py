@@ -518,7 +518,8 @@ def test_every_python_call_on_a_device_runs_under_the_hosts_files_env(lab, tmp_p
     end of the run)."""
     calls = tmp_path / "calls.log"
     wrapper = tmp_path / "python"
-    wrapper.write_text(f'#!/bin/sh\nprintf "mark=%s %s\\n" "${{FL_TEST_MARK:-none}}" "$(echo "$*" | tr "\\n" " " | cut -c1-300)"'
+    one_line = '"$(echo "$*" | tr "\\n" " " | cut -c1-300)"'
+    wrapper.write_text(f'#!/bin/sh\nprintf "mark=%s %s\\n" "${{FL_TEST_MARK:-none}}" {one_line}'
                        f' >> {shlex.quote(str(calls))}\nexec {shlex.quote(sys.executable)} "$@"\n')
     wrapper.chmod(0o755)
     hosts = tmp_path / "devices.toml"
