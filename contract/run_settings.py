@@ -18,6 +18,7 @@ from pathlib import Path
 
 from contract.run_layout import DATA_DIR, client_dir_name, partition_file
 
+DEVICES = ("auto", "cpu", "cuda")  # --device: where the built-in app computes (simulator.device)
 STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")  # Flower's: simulator.strategy
 
 

@@ -24,7 +24,7 @@ from contract.fleet import FLEET_FILE, UNCONSTRAINED, Fleet, Profile, read_fleet
 from contract.loglines import LogWriter, client_log_path, write_ray_node
 from contract.run_settings import RunSettings, node_paths
 from simulator.client_data import Partition, load_partition
-from simulator.device import TaskDevice, peak_gpu_mib, reset_peak, task_device
+from simulator.device import TaskDevice, peak_gpu_mib, release, reset_peak, task_device
 from simulator.exchange_clock import ExchangeTimes, exchange_times
 from simulator.fleet_rounds import EMULATED_METRIC
 from simulator.model import model_for
@@ -105,7 +105,7 @@ def _shared_model(settings: RunSettings, arrays: ArrayRecord):
 
 def _device(settings: RunSettings) -> TaskDevice:
     """Where this task computes (--device), decided here, in the process that runs it: never in one that forks
-    after (simulator.device). The partition stays there between tasks; the model comes and goes as CPU tensors."""
+    after (simulator.device). The model comes and goes as CPU tensors."""
     dev = task_device(settings.device, settings.gpus_per_client)
     reset_peak(dev)
     return dev
@@ -116,8 +116,7 @@ def _setup(msg: Message, context: Context, read_only: bool = False):
     torch.set_num_threads(max(1, settings.torch_threads))
     partition, client_dir, data_file = node_paths(context.node_config, settings.run_dir)
     dev = _device(settings)
-    part = _partition(data_file).to(dev.torch)
-    _CURRENT["partition"] = (data_file, part)  # kept on the device for the next task
+    part = _partition(data_file).to(dev.torch)  # on a GPU for this task only: its memory is the slot's (on_gpu)
     model = (_shared_model if read_only else _received_model)(settings, msg.content["arrays"]).to(dev.torch)
     return settings, partition, client_dir, part, model, _log(client_dir), dev
 
@@ -161,7 +160,20 @@ def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, began: 
             "download_s": transfer.down_s, "waiting_s": waiting, "emulated_s": compute + transfer.total_s}
 
 
+def on_gpu(handler):
+    """A task whose GPU memory is given back when it ends (its tensors gone with its frame), so a client waiting
+    for its GPU's compute slot finds it free (launcher.processes.gpus)."""
+    @functools.wraps(handler)
+    def task(msg: Message, context: Context) -> Message:
+        try:
+            return handler(msg, context)
+        finally:
+            release(RunSettings.from_config(context.run_config).device)
+    return task
+
+
 @app.train()
+@on_gpu
 def train_round(msg: Message, context: Context) -> Message:
     began = time.time()
     _ready(context)  # a worker's first task, or a client new to it: not the device's compute
@@ -203,6 +215,7 @@ def train_round(msg: Message, context: Context) -> Message:
 
 
 @app.evaluate()
+@on_gpu
 def final_evaluate(msg: Message, context: Context) -> Message:
     _, _, _, part, model, log, _ = _setup(msg, context, read_only=True)
     correct, total, loss = evaluate(model, part.x_test, part.y_test)
@@ -219,6 +232,7 @@ def tell_partition(msg: Message, context: Context) -> Message:
 
 
 @app.query()
+@on_gpu
 def serve_model(msg: Message, context: Context) -> Message:
     """getModel: keep the received global model; inference: label the test split with it."""
     settings, _, client_dir, part, model, log, _ = _setup(msg, context, read_only=True)

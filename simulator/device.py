@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 
 import torch
 
-DEVICES = ("auto", "cpu", "cuda")
+from contract.run_settings import DEVICES  # noqa: F401 (the choices, named where the settings are)
+
 FAKE_ENV = "FL_LAUNCH_FAKE_CUDA"
 FAKE_GPUS_ENV = "FL_LAUNCH_FAKE_GPUS"
 FAKE_MEMORY_MIB = 16384
@@ -67,6 +67,12 @@ def reset_peak(dev: TaskDevice) -> None:
 def peak_gpu_mib(dev: TaskDevice) -> float | None:
     """The most GPU memory the task allocated (since reset_peak), in MiB; None on the CPU."""
     return torch.cuda.max_memory_allocated() / 2**20 if dev.gpu else None
+
+
+def release(device: str) -> None:
+    """After a task: the GPU memory torch's allocator keeps cached goes back to the GPU (for the next client)."""
+    if device != "cpu" and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def gpu_facts() -> dict:
@@ -120,6 +126,7 @@ def _install_fake(record: str) -> None:
     cuda.max_memory_allocated = touching("max_memory_allocated", 3 * 2**20)
     cuda._lazy_init = touching("_lazy_init", None)
     cuda.init = touching("init", None)
+    cuda.empty_cache = touching("empty_cache", None)
     cuda.is_initialized = lambda: os.getpid() in initialised
     cuda._fl_launch_fake = True
 
@@ -128,9 +135,14 @@ if os.environ.get(FAKE_ENV):
     _install_fake(os.environ[FAKE_ENV])
 
 
-if __name__ == "__main__":  # a launcher's question about this host, in a process of its own
+def main() -> None:
+    """A launcher's question about this host, asked in a process of its own: one JSON line."""
     try:
-        print(json.dumps(gpu_facts()), flush=True)
+        facts = gpu_facts()
     except Exception as err:  # noqa: BLE001 (a broken driver is an answer too)
-        print(json.dumps({"cuda": False, "gpus": [], "error": f"{type(err).__name__}: {err}"}), flush=True)
-        sys.exit(0)
+        facts = {"cuda": False, "gpus": [], "error": f"{type(err).__name__}: {err}"}
+    print(json.dumps(facts), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -150,6 +150,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
         model=opts.model, model_path=os.getcwd() if opts.model else "", strategy=opts.strategy,
         proximal_mu=opts.proximal_mu, server_lr=opts.server_lr, beta_1=opts.beta_1, beta_2=opts.beta_2, tau=opts.tau,
         round_deadline=opts.round_deadline or 0.0, overcommit=opts.overcommit, virtual=opts.is_virtual(),
+        device=opts.device, gpus_per_client=opts.gpus_per_client or 0.0,
     )
     if fleet is not None:  # the app and the supervisor read it there (contract.fleet)
         write_fleet(folder.path, fleet)

@@ -56,6 +56,7 @@ from launcher.flower.strategy_log import read_strategy_log, round_started
 from launcher.processes.cgroup import RunGroup, TagInUse
 from launcher.processes.clock import now_iso
 from launcher.processes.entry_modules import QUICK_SUPERLINK
+from launcher.processes.gpus import HostGpus, host_gpus
 from launcher.processes.nodes import NodeStart, flower_env, start_node
 from launcher.processes.ports import free_ports, wait_for_port
 from launcher.processes.restarts import SettlingExits, restart_client
@@ -122,6 +123,7 @@ class Supervisor:
         self._folder_ident = folder.path.stat().st_ino  # a folder removed and made again is not the run's
         self.outcome: Outcome | None = None  # how the run ended, once it did
         self._nodes: NodeStart | None = None  # how a local node starts, once the SuperLink is up
+        self._gpus: HostGpus | None = None  # this machine's GPUs, asked once with --gpus-per-client
         fleet = None if self.plan.virtual else read_fleet_json(folder.path)  # virtual: the app emulates it
         self.fleet = EmulatedFleet(fleet, folder.path, self.table, seed=int(self.info["settings"]["seed"]),
                                    name=self.info["kill_tag"]) if fleet is not None else None
@@ -224,8 +226,9 @@ class Supervisor:
                               activity="the SuperLink starting")
         if not wait_for_port("127.0.0.1", link_port, 30, alive=lambda: self._alive(superlink)):
             return RunStatus.FAILED, f"the SuperLink did not start (see {superlink.log})"
+        gpus, share = self._gpu_share()
         self._nodes = NodeStart(self.folder.path, f"127.0.0.1:{link_port}", env, plan.torch_threads,
-                                root_certificates=ca, user_app=self.user_app)
+                                root_certificates=ca, user_app=self.user_app, gpus=gpus, gpus_per_client=share)
         if self.fleet is not None:
             self._start_fleet(link_port)
         self._set_activity(f"0 of {len(plan.nodes)} clients connected")
@@ -255,10 +258,23 @@ class Supervisor:
         if self.plan.virtual:  # the SuperLink's simulation runtime: N virtual nodes, one Ray worker per CPU given
             # (joining a cluster, its nodes' CPUs decide: Ray refuses num_cpus there)
             workers = "" if self.plan.virtual.ray_address else f" init-args-num-cpus={self.plan.virtual.workers}"
+            gpus, share = self._gpu_share()  # on a cluster its nodes' GPUs decide
+            gpu = f" client-resources-num-gpus={share!r}" if share and (gpus or self.plan.virtual.ray_address) else ""
             run_cmd += ["--federation-config",
-                        f"num-supernodes={len(self.plan.nodes)} client-resources-num-cpus=1{workers}"]
+                        f"num-supernodes={len(self.plan.nodes)} client-resources-num-cpus=1{workers}{gpu}"]
         self.table.spawn(Role.FLWR_RUN, run_cmd, log=self.folder.server_dir / "serverapp.log", env=env,
                          cwd=self.folder.path)
+
+    def _gpu_share(self) -> tuple[tuple[str, ...], float]:
+        """(this machine's GPUs, each client's share of one) for --gpus-per-client; ((), 0.0) without it, or
+        with --device cpu. Asked in a process of its own (launcher.processes.gpus): this one forks none of CUDA."""
+        settings = self.info["settings"]
+        share = float(settings.get("gpus-per-client", 0.0))
+        if share <= 0 or settings.get("device") == "cpu":
+            return (), 0.0
+        if self._gpus is None:
+            self._gpus = host_gpus()
+        return self._gpus.ids, share
 
     @staticmethod
     def write_flwr_config(env: dict[str, str], link_port: int, ca: str | None) -> None:
