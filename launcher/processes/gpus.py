@@ -1,6 +1,6 @@
 """A host's GPUs and how its local clients share them (--device, --gpus-per-client).
 
-    gpus = host_gpus()                      # HostGpus(cuda=True, gpus=(Gpu(id='0', name=..., memory_mib=...),))
+    gpus = this_host_gpus()                 # HostGpus(cuda=True, gpus=(Gpu(id='0', name=..., memory_mib=...),))
     gpu_of(client=5, ids=("0", "1"))        # '1': clients spread over the visible GPUs, round robin
     gpu_slot_count(0.25)                    # 4 tasks compute on one GPU at once
 
@@ -14,6 +14,7 @@ the GPU by torch's per-process memory fraction (simulator.device).
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -63,6 +64,22 @@ def host_gpus(python: str = sys.executable, env: dict[str, str] | None = None) -
             HostGpus(False, error=(done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, TypeError) as err:
         return HostGpus(False, error=f"the GPU probe failed: {err}")
+
+
+@functools.lru_cache(maxsize=1)
+def this_host_gpus() -> HostGpus:
+    """host_gpus() of this Python, asked once per process (options checked twice, then the supervisor)."""
+    return host_gpus()
+
+
+def virtual_gpu_config(gpus: tuple[str, ...], share: float, on_cluster: bool) -> str:
+    """What `flwr run --federation-config` adds for virtual clients with ``share`` of a GPU each: Flower's client
+    resources (num_gpus, a soft limit: Ray runs floor(GPUs / share) clients at once; the memory bound is the
+    task's, simulator.device), and a Ray of the run's own is told this machine's GPUs (on a cluster its nodes'
+    decide). Nothing without a share, or without a GPU here (Ray would wait for one forever)."""
+    if share <= 0 or not (gpus or on_cluster):
+        return ""
+    return f" client-resources-num-gpus={share!r}" + ("" if on_cluster else f" init-args-num-gpus={len(gpus)}")
 
 
 def gpu_of(client: int, ids: tuple[str, ...]) -> str | None:

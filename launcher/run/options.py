@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from contract.errors import InputError
 from contract.run_settings import RunSettings
 from launcher.fleet.profiles import read_fleet
-from launcher.processes.gpus import host_gpus
+from launcher.processes.gpus import this_host_gpus
 from launcher.run.folder import malformed_kill_tag
 from launcher.run.ray_cluster import check_ray_address
 from launcher.run.resources import check_fits, estimate
@@ -205,7 +205,7 @@ class LaunchOptions:
         its own, launcher.processes.gpus). A device's own GPU is its --check's to show; a Ray cluster's, Ray's."""
         if self.device != "cuda" or self.hosts is not None or self.ray_address is not None:
             return
-        found = host_gpus()
+        found = this_host_gpus()
         if not found.cuda:
             raise OptionsError(f"--device cuda: torch on this machine sees {found.describe()}; "
                                f"use --device auto or cpu")

@@ -56,7 +56,7 @@ from launcher.flower.strategy_log import read_strategy_log, round_started
 from launcher.processes.cgroup import RunGroup, TagInUse
 from launcher.processes.clock import now_iso
 from launcher.processes.entry_modules import QUICK_SUPERLINK
-from launcher.processes.gpus import HostGpus, host_gpus
+from launcher.processes.gpus import this_host_gpus, virtual_gpu_config
 from launcher.processes.nodes import NodeStart, flower_env, start_node
 from launcher.processes.ports import free_ports, wait_for_port
 from launcher.processes.restarts import SettlingExits, restart_client
@@ -123,7 +123,6 @@ class Supervisor:
         self._folder_ident = folder.path.stat().st_ino  # a folder removed and made again is not the run's
         self.outcome: Outcome | None = None  # how the run ended, once it did
         self._nodes: NodeStart | None = None  # how a local node starts, once the SuperLink is up
-        self._gpus: HostGpus | None = None  # this machine's GPUs, asked once with --gpus-per-client
         fleet = None if self.plan.virtual else read_fleet_json(folder.path)  # virtual: the app emulates it
         self.fleet = EmulatedFleet(fleet, folder.path, self.table, seed=int(self.info["settings"]["seed"]),
                                    name=self.info["kill_tag"]) if fleet is not None else None
@@ -258,8 +257,7 @@ class Supervisor:
         if self.plan.virtual:  # the SuperLink's simulation runtime: N virtual nodes, one Ray worker per CPU given
             # (joining a cluster, its nodes' CPUs decide: Ray refuses num_cpus there)
             workers = "" if self.plan.virtual.ray_address else f" init-args-num-cpus={self.plan.virtual.workers}"
-            gpus, share = self._gpu_share()  # on a cluster its nodes' GPUs decide
-            gpu = f" client-resources-num-gpus={share!r}" if share and (gpus or self.plan.virtual.ray_address) else ""
+            gpu = virtual_gpu_config(*self._gpu_share(), on_cluster=bool(self.plan.virtual.ray_address))
             run_cmd += ["--federation-config",
                         f"num-supernodes={len(self.plan.nodes)} client-resources-num-cpus=1{workers}{gpu}"]
         self.table.spawn(Role.FLWR_RUN, run_cmd, log=self.folder.server_dir / "serverapp.log", env=env,
@@ -272,9 +270,7 @@ class Supervisor:
         share = float(settings.get("gpus-per-client", 0.0))
         if share <= 0 or settings.get("device") == "cpu":
             return (), 0.0
-        if self._gpus is None:
-            self._gpus = host_gpus()
-        return self._gpus.ids, share
+        return this_host_gpus().ids, share
 
     @staticmethod
     def write_flwr_config(env: dict[str, str], link_port: int, ca: str | None) -> None:
