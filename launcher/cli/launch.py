@@ -332,16 +332,17 @@ def _check(opts: LaunchOptions, bench: bool = False) -> int:
     devices = _devices(opts, "--check")
     # with --app: its declared dependencies, in the same SSH call as the rest
     requirements = declared_requirements(read_app(opts.app).path) if opts.app else None
-    rows = check_devices(devices, opts.ssh_config, requirements)
+    rows = check_devices(devices, opts.ssh_config, requirements, gpus=True, need_cuda=opts.device == "cuda")
     table = Table(title=f"devices in {opts.hosts}")
     for column in ("host", "ok", "python", "fl-launch", "flwr", "torch", "free MiB", "CPUs", "disk MiB",
-                   "clock s", "problems"):
+                   "clock s", "GPU", "problems"):
         table.add_column(column)
     for r in rows:
         table.add_row(r["host"], "yes" if r["ok"] else "NO", str(r.get("python", "-")), str(r.get("fl-launch", "-")),
                       str(r.get("flwr", "-")), str(r.get("torch", "-")), str(r.get("mem_free_mib", "-")),
                       str(r.get("cpus", "-")), str(r.get("disk_free_mib", "-")),
-                      f"{r['clock_offset_s']:+.2f}" if "clock_offset_s" in r else "-", "; ".join(r["problems"]))
+                      f"{r['clock_offset_s']:+.2f}" if "clock_offset_s" in r else "-", r.get("gpu", "-"),
+                      "; ".join(r["problems"]))
     console = make_console(stderr=bench)  # with --bench the fleet file alone is on stdout
     console.print(table)
     if bench:  # the fleet file on stdout, the table above on stderr: `> fleet.toml` works

@@ -74,6 +74,7 @@ class AgentStart:
     max_restarts: int = 0
     resume_round: int = 0  # a resumed run: the round the clients' logs are marked with
     user_app: bool = False
+    gpus_per_client: float = 0.0  # > 0: the device's clients share its GPUs so (launcher.processes.gpus)
 
 
 class RemoteDevice:
@@ -142,7 +143,8 @@ class RemoteDevice:
                            "--grace", str(spec.grace), *(["--tls"] if spec.tls else []),
                            *(["--data-dir", spec.remote_data_dir] if spec.remote_data_dir else []),
                            "--max-restarts", str(spec.max_restarts), "--resume-round", str(spec.resume_round),
-                           *(["--user-app"] if spec.user_app else [])])
+                           *(["--user-app"] if spec.user_app else []),
+                           *(["--gpus-per-client", repr(spec.gpus_per_client)] if spec.gpus_per_client else [])])
         env = {**self.device.env, TAG_ENV: self.tag, RUN_ENV: self.run_id,
                "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
         assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())

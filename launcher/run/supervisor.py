@@ -239,7 +239,8 @@ class Supervisor:
         try:
             self.devices.start(AgentStart(link_port, len(plan.nodes), plan.torch_threads, plan.grace, tls=bool(tls),
                                         remote_data_dir=plan.remote_data_dir, max_restarts=plan.max_restarts,
-                                        resume_round=start_round if start_round > 1 else 0, user_app=self.user_app),
+                                        resume_round=start_round if start_round > 1 else 0, user_app=self.user_app,
+                                        gpus_per_client=self._gpu_fraction()),
                              ca=tls.ca if tls else None)
         except RemoteError as err:
             return RunStatus.FAILED, str(err)
@@ -266,11 +267,13 @@ class Supervisor:
     def _gpu_share(self) -> tuple[tuple[str, ...], float]:
         """(this machine's GPUs, each client's share of one) for --gpus-per-client; ((), 0.0) without it, or
         with --device cpu. Asked in a process of its own (launcher.processes.gpus): this one forks none of CUDA."""
+        share = self._gpu_fraction()
+        return (this_host_gpus().ids, share) if share > 0 else ((), 0.0)
+
+    def _gpu_fraction(self) -> float:
+        """--gpus-per-client (0.0 without it, or with --device cpu): each host asks its own GPUs."""
         settings = self.info["settings"]
-        share = float(settings.get("gpus-per-client", 0.0))
-        if share <= 0 or settings.get("device") == "cpu":
-            return (), 0.0
-        return this_host_gpus().ids, share
+        return 0.0 if settings.get("device") == "cpu" else float(settings.get("gpus-per-client", 0.0))
 
     @staticmethod
     def write_flwr_config(env: dict[str, str], link_port: int, ca: str | None) -> None:
