@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import types
 from datetime import datetime, timedelta
 
@@ -181,3 +183,28 @@ def test_a_task_on_a_real_gpu_is_bounded_and_reports_its_peak():
     with pytest.raises(torch.cuda.OutOfMemoryError):
         torch.empty(int(total * 0.6) // 4, dtype=torch.float32, device=dev.torch)
     del x
+
+
+class _LocalShell:
+    """ssh to a device, replaced by this machine's shell: the probe --check sends runs here as it would there."""
+
+    def __init__(self, *_args) -> None:
+        pass
+
+    def run(self, command: str, timeout: float = 60, **_):
+        return subprocess.run(["bash", "-c", command], capture_output=True, timeout=timeout)
+
+
+def test_check_reports_a_devices_gpus_and_device_cuda_needs_one(tmp_path, monkeypatch):
+    from launcher.devices import preflight
+    from launcher.devices.hosts import Device
+
+    monkeypatch.setattr(preflight, "Ssh", _LocalShell)
+    device = Device("jetson", python=sys.executable, workdir=str(tmp_path / "wd"))
+    monkeypatch.setenv(device_module.FAKE_ENV, str(tmp_path / "calls.jsonl"))
+    row = preflight.check_device(device, None, gpus=True, need_cuda=True)
+    assert row["gpu"] == "CUDA: 1 GPU(s): fake GPU 0 (16384 MiB)" and not any("cuda" in p for p in row["problems"])
+    monkeypatch.delenv(device_module.FAKE_ENV)
+    row = preflight.check_device(device, None, gpus=True, need_cuda=True)
+    if not torch.cuda.is_available():
+        assert row["gpu"] == "no CUDA GPU" and "--device cuda: torch there sees no CUDA GPU" in row["problems"]
