@@ -190,6 +190,8 @@ NAMED_REFUSED = {  # name: (command, args, fragment of the one line); {i}: the i
     "gpus-per-client on the CPU": ("fl-launch", ["--device", "cpu", "--gpus-per-client", "0.5"],
                                    "--gpus-per-client is for --device auto or cuda"),
     "device unknown": ("fl-launch", ["--device", "tpu"], "--device"),
+    "device cuda in virtual mode without a share": ("fl-launch", ["--device", "cuda", "--mode", "virtual"],
+                                                    "--device cuda in virtual mode needs --gpus-per-client"),
     "fl-finish grace inf": ("fl-finish", ["--grace", "inf", "--dry-run"], "--grace"),
     "fl-finish grace nan": ("fl-finish", ["--grace", "nan", "--dry-run"], "--grace"),
 }

@@ -203,6 +203,9 @@ class LaunchOptions:
     def _check_gpus(self) -> None:
         """--device cuda with the clients on this machine: torch here must see a GPU (asked in a process of
         its own, launcher.processes.gpus). A device's own GPU is its --check's to show; a Ray cluster's, Ray's."""
+        if self.device == "cuda" and self.is_virtual() and self.gpus_per_client is None:
+            raise OptionsError("--device cuda in virtual mode needs --gpus-per-client F: Ray shows a GPU only to "
+                               "clients given a share of one")
         if self.device != "cuda" or self.hosts is not None or self.ray_address is not None:
             return
         found = this_host_gpus()
