@@ -87,6 +87,33 @@ def test_clients_share_fake_gpus_and_only_task_workers_touch_cuda(tmp_path, monk
     assert "peak GPU memory" in table.stdout
 
 
+@pytest.mark.slow
+def test_virtual_clients_get_their_gpu_share_from_ray(tmp_path, monkeypatch):
+    """--mode virtual: Flower's num_gpus=0.5 on a Ray told of the one (fake) GPU: Ray gives each worker that GPU
+    (CUDA_VISIBLE_DEVICES, which it sets only for a GPU share), each bounds its memory to 0.5 before computing,
+    and nothing the launcher records (SuperLink, flwr run, the simulation under it) touches CUDA."""
+    calls = tmp_path / "cuda_calls.jsonl"
+    monkeypatch.setenv(device_module.FAKE_ENV, str(calls))
+    monkeypatch.setenv(device_module.FAKE_GPUS_ENV, "1")
+    logs = tmp_path / "logs"
+    done = run("fl-launch", "--client-num", "3", "--mode", "virtual", "--workers", "2", "--rounds", "1",
+               "--local-epochs", "1", "--device", "cuda", "--gpus-per-client", "0.5", "--log-dir", str(logs),
+               timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = runs(logs)[0]
+    info = run_json(run_dir)
+    recorded = {p["pid"] for p in info["processes"]} | {info["supervisor"]["pid"]}
+    records = [json.loads(line) for line in calls.read_text().splitlines()]
+    tasks = [r for r in records if r["ppid"] != info["supervisor"]["pid"]]  # not the launcher's probe
+    assert tasks and not [r for r in records if r["pid"] in recorded]
+    assert {r["cvd"] for r in tasks} == {"0"}
+    for pid in {r["pid"] for r in tasks}:
+        order = [r["call"] for r in tasks if r["pid"] == pid]
+        assert order.index("set_per_process_memory_fraction") < order.index("reset_peak_memory_stats"), order
+    for client in range(3):
+        assert ROUND_GPU.search((run_dir / f"client_{client}" / "client.log").read_text())
+
+
 def test_device_cuda_without_a_gpu_is_one_line_before_anything_starts(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("torch sees a GPU here")
