@@ -1,4 +1,4 @@
-"""Where the built-in app computes (--device auto|cpu|cuda) and what a client may take of its GPU.
+"""Where the built-in app computes (--device: contract.run_settings.DEVICES) and what a client may take of its GPU.
 
     dev = task_device("auto", gpus_per_client=0.25)   # TaskDevice(torch=device('cuda'), gpu=True), bound set
     reset_peak(dev); ...; peak_gpu_mib(dev)           # MiB, None on the CPU
@@ -26,8 +26,6 @@ import os
 from dataclasses import dataclass
 
 import torch
-
-from contract.run_settings import DEVICES  # noqa: F401 (the choices, named where the settings are)
 
 FAKE_ENV = "FL_LAUNCH_FAKE_CUDA"
 FAKE_GPUS_ENV = "FL_LAUNCH_FAKE_GPUS"
