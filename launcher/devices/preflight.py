@@ -92,7 +92,9 @@ def check_device(device: Device, ssh_config: str | None, requirements: list[Requ
     python = RemoteDevice(device, ssh_config, "check", "check").python_word()
     workdir = device.workdir
     wd_arg = remote_path(workdir)
-    result = ssh.run(f"{python} -c {shlex.quote(PROBE)} {wd_arg}" + (" gpu" if gpus or need_cuda else ""),
+    # the device's env (its hosts entry) as its agent gets it: a Jetson's CUDA may need LD_LIBRARY_PATH there
+    env = "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in device.env.items()) + " " if device.env else ""
+    result = ssh.run(f"{env}{python} -c {shlex.quote(PROBE)} {wd_arg}" + (" gpu" if gpus or need_cuda else ""),
                      timeout=200 if gpus or need_cuda else 60)
     arrived = time.time()
     row = {"host": device.host, "slots": device.slots, "ok": False, "problems": []}
