@@ -244,29 +244,28 @@ def test_check_reports_a_devices_gpus_and_device_cuda_needs_one(tmp_path, monkey
 @pytest.mark.slow
 @pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available()))
 def test_device_clients_share_the_devices_own_gpus(tmp_path):
-    """Two devices (namespaces over SSH, tests/devices.py), each with 2 fake GPUs in its hosts entry's env:
-    --device cuda is checked there before the run starts, each device's agent asks its own GPUs and gives its
-    client one (client i: GPU i mod 2), bounded to 0.5; no process of a device that forks touches CUDA."""
-    with lab_devices.make_devices(tmp_path / "lab", 2) as lab:
+    """A device (namespaces over SSH, tests/devices.py) with 2 fake GPUs in its hosts entry's env: --device cuda is
+    checked there before the run starts, the device's agent asks its own GPUs and gives its two clients one each
+    (client i: GPU i mod 2), bounded to 0.5; no process of the device that forks touches CUDA."""
+    calls = tmp_path / "cuda_calls.jsonl"
+    with lab_devices.make_devices(tmp_path / "lab", 1) as lab:
+        [device] = lab.devices
         hosts = tmp_path / "devices.toml"
-        hosts.write_text(f'[defaults]\npython = "{sys.executable}"\n' + "".join(
-            f'\n[[device]]\nhost = "{d.name}"\nslots = 1\nworkdir = "{d.root}"\n'
-            f'env = {{ PYTHONPATH = "{ROOT}", {device_module.FAKE_ENV} = "{tmp_path / d.name}.jsonl", '
-            f'{device_module.FAKE_GPUS_ENV} = "2" }}\n' for d in lab.devices))
+        hosts.write_text(f'[[device]]\nhost = "{device.name}"\npython = "{sys.executable}"\nslots = 2\n'
+                         f'workdir = "{device.root}"\nenv = {{ PYTHONPATH = "{ROOT}", '
+                         f'{device_module.FAKE_ENV} = "{calls}", {device_module.FAKE_GPUS_ENV} = "2" }}\n')
         done = run("fl-launch", "--hosts", str(hosts), "--ssh-config", str(lab.ssh_config), "--client-num", "2",
                    "--rounds", "1", "--local-epochs", "1", "--device", "cuda", "--gpus-per-client", "0.5",
                    "--log-dir", str(tmp_path / "logs"), timeout=400)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         run_dir = runs(tmp_path / "logs")[0]
-        agents = {d.name: json.loads((d.root / "runs" / run_dir.name / "agent.json").read_text())
-                  for d in lab.devices}
-    for name, agent in agents.items():  # pids as the device's own PID namespace numbers them
-        records = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
-        forking = {p["pid"] for p in agent["processes"]} | {agent["pid"]}
-        hosts_of = {p["pid"]: p["client"] for p in agent["processes"] if p["role"] == "clientapp"}
-        [client] = set(hosts_of.values())
-        tasks = [r for r in records if r["ppid"] in hosts_of]
-        assert tasks and {r["cvd"] for r in tasks} == {str(client % 2)}, (name, tasks)
+        agent = json.loads((device.root / "runs" / run_dir.name / "agent.json").read_text())
+    records = [json.loads(line) for line in calls.read_text().splitlines()]  # pids as the device numbers them
+    forking = {p["pid"] for p in agent["processes"]} | {agent["pid"]}
+    assert not [r for r in records if r["pid"] in forking]
+    hosts_of = {p["pid"]: p["client"] for p in agent["processes"] if p["role"] == "clientapp"}
+    for client in (0, 1):
+        tasks = [r for r in records if hosts_of.get(r["ppid"]) == client]
+        assert tasks and {r["cvd"] for r in tasks} == {str(client)}, (client, tasks)
         assert [r["args"] for r in tasks if r["call"] == "set_per_process_memory_fraction"] == [[0.5]]
-        assert not [r for r in records if r["pid"] in forking], name
         assert ROUND_GPU.search((run_dir / f"client_{client}" / "client.log").read_text())
