@@ -31,6 +31,9 @@ TEMPLATES: dict[str, str] = {
     "evaluate": "[evaluate] evaluate acc: {acc}",
     "round_end": "[round] iteration:{round} end time:{seconds}s peak_rss:{peak_mib}MiB "
     "recv:{recv_bytes}B sent:{sent_bytes}B train_samples:{num_train} test_samples:{num_test}",
+    "round_end_gpu": "[round] iteration:{round} end time:{seconds}s peak_rss:{peak_mib}MiB "
+    "recv:{recv_bytes}B sent:{sent_bytes}B train_samples:{num_train} test_samples:{num_test} "
+    "peak_gpu:{peak_gpu_mib}MiB",  # a task on a GPU (--device): the most it allocated there
     "final_evaluate": "[final] final model accuracy: {acc} test_samples:{num_test}",
     "get_model": "[getModel] get response from server ok!",
     "model_saved": "[getModel] saved global model of round {round} to {path}",
@@ -75,10 +78,10 @@ TEMPLATES: dict[str, str] = {
 
 _INT = {"client", "round", "rounds", "epoch", "recv_bytes", "sent_bytes", "num_train", "num_test",
         "clients", "sampled", "replies", "failures", "restart", "max_restarts", "offline"}
-_FLOAT = {"loss", "acc", "seconds", "peak_mib", "compute_s", "transfer_s", "download_s", "waiting_s", "emulated_s",
-          "deadline_s"}
-_DIGITS = {"seconds": 3, "peak_mib": 1, "compute_s": 4, "transfer_s": 4, "download_s": 4, "waiting_s": 4,
-           "emulated_s": 4, "deadline_s": 3}  # decimals written; others get 7
+_FLOAT = {"loss", "acc", "seconds", "peak_mib", "peak_gpu_mib", "compute_s", "transfer_s", "download_s", "waiting_s",
+          "emulated_s", "deadline_s"}
+_DIGITS = {"seconds": 3, "peak_mib": 1, "peak_gpu_mib": 1, "compute_s": 4, "transfer_s": 4, "download_s": 4,
+           "waiting_s": 4, "emulated_s": 4, "deadline_s": 3}  # decimals written; others get 7
 _LISTS = ("labels", "partitions", "stragglers")  # [1, 2, 3]
 _TEXT_TAIL = {"path", "reason", "cause", "metrics"}  # may hold spaces: runs to the end of the line
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from contract.run_layout import DATA_DIR, client_dir_name, partition_file
 
+DEVICES = ("auto", "cpu", "cuda")  # --device: where the built-in app computes (simulator.device)
 STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")  # Flower's: simulator.strategy
 
 
@@ -50,6 +51,8 @@ class RunSettings:
     virtual: bool = False  # the clients run on Flower's simulation runtime (fl-launch --mode virtual)
     round_deadline: float = 0.0  # seconds; > 0: a round closes then with the replies it has (simulator.strategy)
     overcommit: float = 1.0  # > 1: sample ceil(K x overcommit) clients, aggregate the first K replies
+    device: str = "auto"  # auto|cpu|cuda: where a task computes (simulator.device); auto: CUDA where torch sees it
+    gpus_per_client: float = 0.0  # > 0: a client's share of a GPU, its memory bound there (simulator.device)
 
     def checkpoint_file(self) -> Path:
         """``checkpoint``, relative to ``run_dir`` unless it is absolute."""

@@ -24,6 +24,7 @@ from contract.fleet import FLEET_FILE, UNCONSTRAINED, Fleet, Profile, read_fleet
 from contract.loglines import LogWriter, client_log_path, write_ray_node
 from contract.run_settings import RunSettings, node_paths
 from simulator.client_data import Partition, load_partition
+from simulator.device import TaskDevice, peak_gpu_mib, release, reset_peak, task_device
 from simulator.exchange_clock import ExchangeTimes, exchange_times
 from simulator.fleet_rounds import EMULATED_METRIC
 from simulator.model import model_for
@@ -102,13 +103,22 @@ def _shared_model(settings: RunSettings, arrays: ArrayRecord):
     return _current("model", key, lambda _: _received_model(settings, arrays))
 
 
+def _device(settings: RunSettings) -> TaskDevice:
+    """Where this task computes (--device), decided here, in the process that runs it: never in one that forks
+    after (simulator.device). The model comes and goes as CPU tensors."""
+    dev = task_device(settings.device, settings.gpus_per_client)
+    reset_peak(dev)
+    return dev
+
+
 def _setup(msg: Message, context: Context, read_only: bool = False):
     settings = RunSettings.from_config(context.run_config)
     torch.set_num_threads(max(1, settings.torch_threads))
     partition, client_dir, data_file = node_paths(context.node_config, settings.run_dir)
-    part = _partition(data_file)
-    model = (_shared_model if read_only else _received_model)(settings, msg.content["arrays"])
-    return settings, partition, client_dir, part, model, _log(client_dir)
+    dev = _device(settings)
+    part = _partition(data_file).to(dev.torch)  # on a GPU for this task only: its memory is the slot's (on_gpu)
+    model = (_shared_model if read_only else _received_model)(settings, msg.content["arrays"]).to(dev.torch)
+    return settings, partition, client_dir, part, model, _log(client_dir), dev
 
 
 def _nbytes(arrays: ArrayRecord) -> int:
@@ -150,12 +160,25 @@ def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, began: 
             "download_s": transfer.down_s, "waiting_s": waiting, "emulated_s": compute + transfer.total_s}
 
 
+def on_gpu(handler):
+    """A task whose GPU memory is given back when it ends (its tensors gone with its frame), so a client waiting
+    for its GPU's compute slot finds it free (launcher.processes.gpus)."""
+    @functools.wraps(handler)
+    def task(msg: Message, context: Context) -> Message:
+        try:
+            return handler(msg, context)
+        finally:
+            release(RunSettings.from_config(context.run_config).device)
+    return task
+
+
 @app.train()
+@on_gpu
 def train_round(msg: Message, context: Context) -> Message:
     began = time.time()
     _ready(context)  # a worker's first task, or a client new to it: not the device's compute
     start = time.perf_counter()
-    settings, partition, _, part, model, log = _setup(msg, context)
+    settings, partition, _, part, model, log, dev = _setup(msg, context)
     server_round = int(msg.content["config"]["server-round"])
     log.write("round_start", round=server_round, rounds=settings.rounds)
     correct, total, _ = evaluate(model, part.x_test, part.y_test)
@@ -179,7 +202,9 @@ def train_round(msg: Message, context: Context) -> Message:
             "recv_bytes": _nbytes(msg.content["arrays"]), "sent_bytes": _nbytes(arrays),
             "num_train": part.num_train, "num_test": part.num_test}
     fleet = _fleet(settings.run_dir)
-    if fleet is None:
+    if fleet is None and dev.gpu:
+        log.write("round_end_gpu", **line, peak_gpu_mib=peak_gpu_mib(dev))
+    elif fleet is None:
         log.write("round_end", **line)
     else:  # an emulated device: its figures in its log, its emulated duration to the server (fleet_rounds)
         figures = _fleet_figures(fleet, partition, msg.content["config"], seconds, began,
@@ -190,8 +215,9 @@ def train_round(msg: Message, context: Context) -> Message:
 
 
 @app.evaluate()
+@on_gpu
 def final_evaluate(msg: Message, context: Context) -> Message:
-    _, _, _, part, model, log = _setup(msg, context, read_only=True)
+    _, _, _, part, model, log, _ = _setup(msg, context, read_only=True)
     correct, total, loss = evaluate(model, part.x_test, part.y_test)
     log.write("final_evaluate", acc=correct / total, num_test=total)
     metrics = MetricRecord({"num-examples": total, "eval-correct": correct, "eval-total": total, "eval-loss": loss})
@@ -206,20 +232,21 @@ def tell_partition(msg: Message, context: Context) -> Message:
 
 
 @app.query()
+@on_gpu
 def serve_model(msg: Message, context: Context) -> Message:
     """getModel: keep the received global model; inference: label the test split with it."""
-    settings, _, client_dir, part, model, log = _setup(msg, context, read_only=True)
+    settings, _, client_dir, part, model, log, _ = _setup(msg, context, read_only=True)
     config = msg.content["config"]
     metrics = {"num-examples": part.num_test}
     if settings.task == "getModel":
         log.write("get_model")
         path = client_dir / "model.pt"
-        torch.save(model.state_dict(), path)
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, path)
         log.write("model_saved", round=int(config["model-round"]), path=str(path.relative_to(client_dir.parent)))
     else:
         labels = predict(model, part.x_test)
         log.write("inference", labels=labels.tolist())
-        correct = int((labels == part.y_test).sum())
+        correct = int((labels == part.y_test).sum())  # both on the task's device
         log.write("inference_acc", acc=correct / part.num_test, num_test=part.num_test)
         metrics.update({"eval-correct": correct, "eval-total": part.num_test})
     return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

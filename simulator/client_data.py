@@ -12,7 +12,7 @@ only its own file. Images stay uint8 on disk and become float32 once, on load.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,6 +73,13 @@ class Partition:
     @property
     def channels(self) -> int:
         return int(self.x_train.shape[1])
+
+    def to(self, device) -> "Partition":
+        """The same data on ``device`` (a task's GPU); itself when it is there already."""
+        if self.x_train.device == device:
+            return self
+        return replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+                       x_test=self.x_test.to(device), y_test=self.y_test.to(device))
 
 
 def load_partition(path: str | Path) -> Partition:

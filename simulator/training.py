@@ -39,7 +39,7 @@ def train(
         order = torch.randperm(n, generator=gen)
         total, count = 0.0, 0
         for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
+            idx = order[start : start + batch_size].to(x.device)
             if idx.numel() < 2 and n >= 2:  # BatchNorm needs two samples
                 continue
             optimizer.zero_grad(set_to_none=True)

@@ -21,7 +21,7 @@ KEY = "model"
 
 
 def pack(state: dict[str, torch.Tensor]) -> ArrayRecord:
-    flat = torch.cat([t.detach().reshape(-1).to(torch.float32) for t in state.values()])
+    flat = torch.cat([t.detach().reshape(-1).to("cpu", torch.float32) for t in state.values()])  # a GPU's too
     return ArrayRecord({KEY: Array(flat.numpy())})
 
 

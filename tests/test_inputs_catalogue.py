@@ -184,6 +184,14 @@ NAMED_REFUSED = {  # name: (command, args, fragment of the one line); {i}: the i
     "fl-stats json -o onto a folder": ("fl-stats", ["--json", "-o", "{i}/empty"], "is a directory"),
     "fl-stats -o without csv or json": ("fl-stats", ["-o", "t.txt"], "-o is for"),
     "fl-stats interval nan": ("fl-stats", ["--watch", "--interval", "nan"], "--interval"),
+    "gpus-per-client 0": ("fl-launch", ["--gpus-per-client", "0"], "--gpus-per-client"),
+    "gpus-per-client above one GPU": ("fl-launch", ["--gpus-per-client", "1.5"], "--gpus-per-client"),
+    "gpus-per-client nan": ("fl-launch", ["--gpus-per-client", "nan"], "--gpus-per-client"),
+    "gpus-per-client on the CPU": ("fl-launch", ["--device", "cpu", "--gpus-per-client", "0.5"],
+                                   "--gpus-per-client is for --device auto or cuda"),
+    "device unknown": ("fl-launch", ["--device", "tpu"], "--device"),
+    "device cuda in virtual mode without a share": ("fl-launch", ["--device", "cuda", "--mode", "virtual"],
+                                                    "--device cuda in virtual mode needs --gpus-per-client"),
     "fl-finish grace inf": ("fl-finish", ["--grace", "inf", "--dry-run"], "--grace"),
     "fl-finish grace nan": ("fl-finish", ["--grace", "nan", "--dry-run"], "--grace"),
 }
@@ -340,6 +348,7 @@ LAUNCH = {  # option: (usable values, anything)
     "--resume": (_pick(EARLIER), WEIRD_TEXT), "--detach": FLAG, "--bench": FLAG,
     "--fleet": (_pick("{i}/fleet.toml"), _paths("fleet-bad.toml", "half.toml", "missing", "empty")),
     "--round-deadline": _num(_pick("5", "0.5")), "--overcommit": _num(_pick("1", "1.5")),
+    "--device": (_pick("auto", "cpu"), _pick("cuda", "gpu", "")), "--gpus-per-client": _num(_pick("0.5", "1")),
 }
 STATS = {
     "TARGET": (_pick("client_0", "{l}/" + EARLIER, "{l}/" + EARLIER + "/client_0"), _pick("client_9") | WEIRD_TEXT),

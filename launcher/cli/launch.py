@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from contract.run_settings import STRATEGY_NAMES
+from contract.run_settings import DEVICES, STRATEGY_NAMES
 from launcher.apps.requirements import declared_requirements
 from launcher.apps.user_app import read_app
 from launcher.cli.config_file import read_config
@@ -158,6 +158,13 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
               help="synthetic: number of classes.")
 @click.option("--torch-threads", type=WholeNumber(1, 1024), default=D.torch_threads,
               help="Torch threads per client process.")
+@click.option("--device", type=click.Choice(DEVICES), default=D.device,
+              help="Where the built-in app trains and evaluates: cuda, cpu, or auto (CUDA where torch sees a GPU, "
+                   "decided on each host, devices included). The model travels and is saved as CPU tensors.")
+@click.option("--gpus-per-client", type=FiniteFloat(0, 1, min_open=True), default=None, metavar="F",
+              help="Each client's share of a GPU (0.25: four compute on one GPU at once, each bounded to a quarter "
+                   "of its memory); process mode spreads the clients over the visible GPUs, virtual mode gives "
+                   "Flower's client resources num_gpus=F.  [default: no bound, no GPU slots]")
 @click.option("--mode", type=click.Choice(MODES), default=D.mode,
               help=f"process: one OS process per client; virtual: Flower's simulation runtime, many clients "
                    f"sharing --workers processes (this machine, or a Ray cluster: --ray-address); auto: virtual "
@@ -329,16 +336,17 @@ def _check(opts: LaunchOptions, bench: bool = False) -> int:
     devices = _devices(opts, "--check")
     # with --app: its declared dependencies, in the same SSH call as the rest
     requirements = declared_requirements(read_app(opts.app).path) if opts.app else None
-    rows = check_devices(devices, opts.ssh_config, requirements)
+    rows = check_devices(devices, opts.ssh_config, requirements, gpus=True, need_cuda=opts.device == "cuda")
     table = Table(title=f"devices in {opts.hosts}")
     for column in ("host", "ok", "python", "fl-launch", "flwr", "torch", "free MiB", "CPUs", "disk MiB",
-                   "clock s", "problems"):
+                   "clock s", "GPU", "problems"):
         table.add_column(column)
     for r in rows:
         table.add_row(r["host"], "yes" if r["ok"] else "NO", str(r.get("python", "-")), str(r.get("fl-launch", "-")),
                       str(r.get("flwr", "-")), str(r.get("torch", "-")), str(r.get("mem_free_mib", "-")),
                       str(r.get("cpus", "-")), str(r.get("disk_free_mib", "-")),
-                      f"{r['clock_offset_s']:+.2f}" if "clock_offset_s" in r else "-", "; ".join(r["problems"]))
+                      f"{r['clock_offset_s']:+.2f}" if "clock_offset_s" in r else "-", r.get("gpu", "-"),
+                      "; ".join(r["problems"]))
     console = make_console(stderr=bench)  # with --bench the fleet file alone is on stdout
     console.print(table)
     if bench:  # the fleet file on stdout, the table above on stderr: `> fleet.toml` works

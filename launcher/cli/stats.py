@@ -39,7 +39,15 @@ from launcher.run.liveness import LIVE, live_status
 from launcher.run.run_status import RunStatus
 from launcher.stats.fleet import by_profile, compare, plot_timeline, read_fleet_run
 from launcher.stats.history import read_client_log
-from launcher.stats.tables import across_clients, client_tables, metric_names, per_client, plot_across, read_logs
+from launcher.stats.tables import (
+    GPU_COLUMN,
+    across_clients,
+    client_tables,
+    metric_names,
+    per_client,
+    plot_across,
+    read_logs,
+)
 from launcher.stats.tensorboard import write_run
 
 
@@ -428,9 +436,12 @@ def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: st
     info = _info(folder)
     server_rows = read_strategy_log(folder / "server" / "serverapp.log") if (info.get("plan") or {}).get("user_app") \
         else []
+    gpu = _gpu_peaks(rounds)
     if as_json:
         _emit(json.dumps({
             "run": folder.name, "clients": len(histories), "skipped_lines": sum(h.skipped for h in histories),
+            **({"peak_gpu_mib": [{k: _clean(v) for k, v in row.items()}
+                                 for row in gpu.reset_index().to_dict("records")]} if gpu is not None else {}),
             "final_accuracy": info.get("final_accuracy"), "metric": column, "metrics": names,
             "rounds": [{k: _clean(v) for k, v in row.items()} for row in table.reset_index().to_dict("records")],
             "per_client": [{"client": int(row["client"]), "round": int(row["round"]),
@@ -441,6 +452,8 @@ def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: st
         return
     what = "accuracy of the received model" if column == "acc" else column
     console.print(_table(f"{folder.name}: {len(histories)} client logs, {what}", table, "round"))
+    if gpu is not None:
+        console.print(_table("peak GPU memory (MiB) of a client's round task, over the clients", gpu, "round"))
     if names:
         console.print(_table("every client's reply metrics, mean over the clients",
                              rounds.astype({n: float for n in names}).groupby("round")[names].mean(), "round"))
@@ -454,6 +467,14 @@ def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: st
     if plot:
         console.print(f"plot: {plot}")
     _report_skipped(console, histories)
+
+
+def _gpu_peaks(rounds: pd.DataFrame) -> pd.DataFrame | None:
+    """Per round, the clients' peak GPU memory (mean, max); None for a run whose rounds ran on CPUs."""
+    if GPU_COLUMN not in rounds.columns:
+        return None
+    return rounds.dropna(subset=[GPU_COLUMN]).astype({GPU_COLUMN: float}).groupby("round")[GPU_COLUMN] \
+        .agg(["mean", "max"]).rename(columns={"mean": "mean_mib", "max": "max_mib"})
 
 
 def _watch(kind: str, path: Path, console: Console, interval: float, metric: str | None = None) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from contract.loglines import LogWriter, client_log_path
 from contract.run_layout import client_dir
+from launcher.processes.gpus import this_host_gpus
 from launcher.processes.node_config import read_extra
 from launcher.processes.nodes import NODE_KEYS, NodeStart, flower_env, start_node, write_node_config
 from launcher.processes.ports import free_ports
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--node-keys", action="store_true",
                         help="each node authenticates with its key in <run-dir>/tls/nodes (a direct SuperLink)")
     parser.add_argument("--user-app", action="store_true", help="the run's app is the user's (fl-launch --app)")
+    parser.add_argument("--gpus-per-client", type=float, default=0.0,
+                        help="each client's share of one of this device's GPUs (launcher.processes.gpus)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
@@ -76,9 +79,11 @@ def main(argv: list[str] | None = None) -> None:
     table = ProcessTable(os.environ.get(TAG_ENV, ""), os.environ.get(RUN_ENV, ""))
     env = flower_env(run_dir, args.torch_threads)
     table.start_fork_server(run_dir, env)  # the device's clients share one torch too
+    gpus = this_host_gpus().ids if args.gpus_per_client > 0 else ()  # this device's own, asked here
     spec = NodeStart(run_dir, args.superlink, env, args.torch_threads,
                      root_certificates=str(run_dir / "tls" / "ca.pem") if args.tls else None, user_app=args.user_app,
-                     node_keys=keys_only_for_us(run_dir / NODE_KEYS) if args.node_keys else None)
+                     node_keys=keys_only_for_us(run_dir / NODE_KEYS) if args.node_keys else None,
+                     gpus=gpus, gpus_per_client=args.gpus_per_client)
 
     for client, port in zip(clients, free_ports(len(clients))):
         if args.resume_round:

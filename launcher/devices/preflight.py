@@ -9,8 +9,8 @@ interpreter and reports: Python, fl-launch, Flower and torch versions (each must
 match this machine's; torch, which a device may hold its own build of, must be inside fl-launch's range,
 launcher.pyenv.own_builds), free memory, CPUs, free disk in the work dir, and the
 clock offset (the device's time, read as its answer is printed, against this
-machine's when the answer arrives); with ``--app``, the app's declared dependencies
-against the device's installed distributions (launcher.apps.requirements).
+machine's when the answer arrives), its torch's CUDA GPUs (names, memory); with ``--app``, the app's declared
+dependencies against the device's installed distributions (launcher.apps.requirements).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from launcher.apps.requirements import check_requirements
 from launcher.devices.hosts import Device
 from launcher.devices.remote import RemoteDevice
 from launcher.devices.ssh import Ssh, last_line, remote_path
+from launcher.processes.entry_modules import GPU_PROBE
+from launcher.processes.gpus import HostGpus
 from launcher.pyenv import python_facts
 from launcher.pyenv.own_builds import OWN_BUILDS, in_range
 
@@ -47,13 +49,23 @@ with open("/proc/meminfo") as fh:
     for line in fh:
         k, rest = line.split(":", 1)
         mem[k] = int(rest.split()[0]) // 1024
+gpu = None
+if sys.argv[2:] == ["gpu"]:  # torch's CUDA, asked in a python of its own (launcher.processes.gpus)
+    import subprocess
+    try:
+        out = subprocess.run([sys.executable, "-m", "GPU_PROBE"], capture_output=True, text=True,
+                             timeout=150).stdout.strip().splitlines()
+        gpu = json.loads(out[-1]) if out else {"cuda": False, "gpus": [], "error": "no answer"}
+    except Exception as err:
+        gpu = {"cuda": False, "gpus": [], "error": str(err)}
 print(json.dumps({"python": platform.python_version(), "fl-launch": v("fl-launch"), "flwr": v("flwr"),
-                  "torch": v("torch"), "mem_free_mib": mem.get("MemAvailable"), "cpus": os.cpu_count(),
+                  "torch": v("torch"), "mem_free_mib": mem.get("MemAvailable"), "cpus": os.cpu_count(), "cuda": gpu,
                   "disk_free_mib": shutil.disk_usage(wd).free // 2**20, "time": time.time(),
                   "installed": {k: d["version"] for k, d in installed().items()}, "markers": marker_environment()}))
 """
 # launcher.pyenv.python_facts's functions (standard library only) come first: the installed distributions, markers
-PROBE = Path(python_facts.__file__).read_text().split('\nif __name__ == "__main__":')[0] + PROBE_TAIL
+PROBE = Path(python_facts.__file__).read_text().split('\nif __name__ == "__main__":')[0] + \
+    PROBE_TAIL.replace("GPU_PROBE", GPU_PROBE)
 MIN_MEM_MIB = 400  # one client process with torch peaks near 400 MiB
 MIN_DISK_MIB = 200
 MAX_CLOCK_OFFSET = 5.0
@@ -70,14 +82,18 @@ def local_versions() -> dict:
             "flwr": v("flwr"), "torch": v("torch")}
 
 
-def check_device(device: Device, ssh_config: str | None, requirements: list[Requirement] | None = None) -> dict:
+def check_device(device: Device, ssh_config: str | None, requirements: list[Requirement] | None = None,
+                 gpus: bool = False, need_cuda: bool = False) -> dict:
     """``requirements``: an app's declared dependencies (launcher.apps.requirements), checked against the
-    device's installed distributions: ``app_missing`` (one line, a problem) and ``app_warnings``."""
+    device's installed distributions: ``app_missing`` (one line, a problem) and ``app_warnings``. ``gpus``: also
+    its torch's CUDA (``gpu``: 'CUDA: 1 GPU(s): Orin (7620 MiB)' or 'no CUDA GPU'); ``need_cuda``: none is a
+    problem (--device cuda)."""
     ssh = Ssh(device, ssh_config)
     python = RemoteDevice(device, ssh_config, "check", "check").python_word()
     workdir = device.workdir
     wd_arg = remote_path(workdir)
-    result = ssh.run(f"{python} -c {shlex.quote(PROBE)} {wd_arg}", timeout=60)
+    result = ssh.run(f"{python} -c {shlex.quote(PROBE)} {wd_arg}" + (" gpu" if gpus or need_cuda else ""),
+                     timeout=200 if gpus or need_cuda else 60)
     arrived = time.time()
     row = {"host": device.host, "slots": device.slots, "ok": False, "problems": []}
     if result.returncode == 255:
@@ -107,6 +123,11 @@ def check_device(device: Device, ssh_config: str | None, requirements: list[Requ
         row["problems"].append(f"{facts.get('mem_free_mib')} MiB free for {device.slots} client(s)")
     if (facts.get("disk_free_mib") or 0) < MIN_DISK_MIB:
         row["problems"].append(f"{facts.get('disk_free_mib')} MiB free in {workdir}")
+    if facts.get("cuda") is not None:
+        found = HostGpus.from_json(row.pop("cuda"))
+        row["gpu"] = found.describe()
+        if need_cuda and not found.cuda:
+            row["problems"].append(f"--device cuda: torch there sees {found.describe()}")
     if abs(row["clock_offset_s"]) > MAX_CLOCK_OFFSET:
         row["problems"].append(f"clock off by {row['clock_offset_s']:.1f} s")
     if requirements:
@@ -122,6 +143,7 @@ def check_device(device: Device, ssh_config: str | None, requirements: list[Requ
 
 
 def check_devices(devices: list[Device], ssh_config: str | None,
-                  requirements: list[Requirement] | None = None) -> list[dict]:
+                  requirements: list[Requirement] | None = None, gpus: bool = False,
+                  need_cuda: bool = False) -> list[dict]:
     with ThreadPoolExecutor(max_workers=min(16, len(devices))) as pool:
-        return list(pool.map(lambda d: check_device(d, ssh_config, requirements), devices))
+        return list(pool.map(lambda d: check_device(d, ssh_config, requirements, gpus, need_cuda), devices))

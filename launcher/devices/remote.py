@@ -78,6 +78,7 @@ class AgentStart:
     resume_round: int = 0  # a resumed run: the round the clients' logs are marked with
     user_app: bool = False
     direct: str | None = None
+    gpus_per_client: float = 0.0  # > 0: the device's clients share its GPUs so (launcher.processes.gpus)
 
     def superlink(self) -> str:
         """HOST:PORT of the SuperLink as the device's nodes reach it."""
@@ -162,7 +163,8 @@ class RemoteDevice:
                            *(["--data-dir", spec.remote_data_dir] if spec.remote_data_dir else []),
                            "--max-restarts", str(spec.max_restarts), "--resume-round", str(spec.resume_round),
                            *(["--user-app"] if spec.user_app else []),
-                           *(["--node-keys"] if spec.direct else [])])
+                           *(["--node-keys"] if spec.direct else []),
+                           *(["--gpus-per-client", repr(spec.gpus_per_client)] if spec.gpus_per_client else [])])
         env = {**self.device.env, TAG_ENV: self.tag, RUN_ENV: self.run_id,
                "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
         assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())

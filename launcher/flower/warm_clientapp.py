@@ -13,7 +13,7 @@ fresh one per task. One task runs at a time; SIGTERM stops the current task and 
 on the node's ``worker`` bell (contract.bells), which the SuperNode rings when it pulls
 a message, and asks anyway every IDLE_POLL seconds (UNRUNG_POLL when it could not bind the
 bell). A task runs only while it holds one of the host's compute slots (cores + 1 of them:
-launcher.processes.compute_slots), and only once its
+launcher.processes.compute_slots; a client given a GPU, --gpu: one of that GPU's floor(1/F)), and only once its
 SuperNode has pulled the task's message (launcher.flower.pull_lock: on a slow link a task is visible
 before its bytes are in); when it ends, this process rings the SuperNode's bell, which is waiting to send
 the reply.
@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
 from flwr.supercore.constant import TaskType
@@ -42,6 +43,7 @@ from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
 from launcher.flower.task_worker import TaskWorker
 from launcher.processes.compute_slots import ComputeSlots
+from launcher.processes.gpus import gpu_slot_count
 
 # The SuperNode rings the worker bell whenever it has pulled a message (the only way a task appears:
 # launcher.flower.quick_supernode); the poll is a safety net, each one a request to the SuperNode. A poll that
@@ -117,6 +119,13 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
         bell.wait(IDLE_POLL if bell.bound else UNRUNG_POLL)
 
 
+def _compute_slots(folder: Path, args: argparse.Namespace) -> ComputeSlots:
+    """The host's CPU slots (cores + 1), or, for a client given a GPU, that GPU's: floor(1/F) tasks at once."""
+    if args.gpu is not None and args.gpus_per_client > 0:
+        return ComputeSlots(folder / f"gpu-{args.gpu}", count=gpu_slot_count(args.gpus_per_client))
+    return ComputeSlots(folder, count=(os.cpu_count() or 1) // max(1, args.torch_threads) + 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime-api", required=True, help="the SuperNode's Runtime API, HOST:PORT")
@@ -124,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the node's config, as given to the SuperNode ('k=v ...' or a TOML file)")
     parser.add_argument("--preload", default="", help="MODULE:FUNCTION called once with the node config")
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--gpu", default=None, help="the GPU this client computes on (its CUDA_VISIBLE_DEVICES)")
+    parser.add_argument("--gpus-per-client", type=float, default=0.0,
+                        help="with --gpu: its share of the GPU; floor(1/F) clients compute on it at once")
     parser.add_argument("--app-log", action="store_true",
                         help="a user's app: its output and round lines go to the client's client.log")
     args = parser.parse_args(argv)
@@ -137,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     gc.freeze()  # what is loaded stays shared with the task worker: its collections do not write to it
     _, client_dir, _ = node_paths(node_config, run_dir=".")
     try:
-        slots = ComputeSlots(client_dir.parent / "slots", count=(os.cpu_count() or 1) // max(1, args.torch_threads) + 1)
+        slots = _compute_slots(client_dir.parent / "slots", args)
         serve(args.runtime_api, Bell(client_dir, "worker"), slots, client_dir, app_log=args.app_log)
     except KeyboardInterrupt:
         pass

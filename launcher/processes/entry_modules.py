@@ -19,6 +19,7 @@ DEVICE_AGENT = "launcher.devices.agent"  # main(): a run's part on a device
 FLEET_LINK = "launcher.fleet.link"  # main(): an emulated client's link to the SuperLink (--fleet)
 FINISH = "launcher.cli.finish"  # main(): fl-finish, run on a device by the supervisor's stop
 REGISTER_NODES = "launcher.flower.register_nodes"  # main(CONNECTION KEY.pub ...): nodes' keys to the SuperLink
+GPU_PROBE = "simulator.device"  # main: prints this host's GPUs as torch sees them (launcher.processes.gpus)
 BUILT_IN_PRELOAD = "simulator.client_app:preload"  # what a task host of the built-in app imports first
 
 ENTRY_MODULES = (SUPERVISOR, FORK_SERVER, QUICK_SUPERNODE, QUICK_SUPERLINK, WARM_CLIENTAPP, PLAIN_LOGS, DEVICE_AGENT,

@@ -25,6 +25,7 @@ import tomllib
 from contract.run_layout import DATA_DIR, client_dir, client_dir_name, partition_file
 from contract.run_settings import node_paths
 from launcher.processes.entry_modules import BUILT_IN_PRELOAD, QUICK_SUPERNODE, WARM_CLIENTAPP
+from launcher.processes.gpus import gpu_of
 from launcher.processes.node_config import toml_lines, toml_value
 from launcher.processes.roles import Role
 from launcher.processes.table import Managed, ProcessTable
@@ -120,6 +121,8 @@ class NodeStart:
     root_certificates: str | None = None
     user_app: bool = False
     node_keys: Path | None = None
+    gpus: tuple[str, ...] = ()  # this host's GPUs the clients share (launcher.processes.gpus); () none
+    gpus_per_client: float = 0.0  # each client's share of its GPU (--gpus-per-client)
 
     def through(self, superlink: str) -> "NodeStart":
         """The same start, reaching the SuperLink at another address (an emulated link, launcher.fleet)."""
@@ -150,11 +153,14 @@ def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: 
            if spec.node_keys else [])],
         log=folder / "supernode.log", env=node_env, cwd=folder, client=client, port=runtime_port,
     )
+    gpu = gpu_of(client, spec.gpus) if spec.gpus_per_client > 0 else None
     clientapp = table.fork(
         Role.CLIENTAPP, WARM_CLIENTAPP,
         ["--runtime-api", f"127.0.0.1:{runtime_port}",
          "--node-config", node_config, "--torch-threads", str(spec.threads),
+         *(["--gpu", gpu, "--gpus-per-client", repr(spec.gpus_per_client)] if gpu is not None else []),
          *(["--app-log"] if spec.user_app else ["--preload", BUILT_IN_PRELOAD])],
-        log=folder / "worker.log", env=node_env, cwd=folder, client=client,
+        log=folder / "worker.log", env=dict(node_env, CUDA_VISIBLE_DEVICES=gpu) if gpu is not None else node_env,
+        cwd=folder, client=client,
     )
     return supernode, clientapp

@@ -21,6 +21,7 @@ from contract.errors import InputError
 from contract.run_settings import RunSettings
 from launcher.devices.direct import check_server_address
 from launcher.fleet.profiles import read_fleet
+from launcher.processes.gpus import this_host_gpus
 from launcher.run.folder import malformed_kill_tag
 from launcher.run.ray_cluster import check_ray_address
 from launcher.run.resources import check_fits, estimate
@@ -34,7 +35,7 @@ PROCESS_MODE_UP_TO = 100  # auto: one process per client up to this many clients
 BUILT_IN_APP = ("dataset", "data_dir", "partition", "alpha", "samples_per_client", "num_classes", "model",
                 "strategy", "proximal_mu", "server_lr", "beta_1", "beta_2", "tau", "lr", "local_epochs",
                 "batch_size", "rounds", "fraction_fit", "clients_per_round", "min_clients", "seed", "run",
-                "round_deadline", "overcommit")
+                "round_deadline", "overcommit", "device")
 FEDOPT = ("fedadam", "fedyogi", "fedadagrad")
 
 
@@ -93,6 +94,8 @@ class LaunchOptions:
     fleet: str | None = None  # a fleet file: each client emulated as a device profile (launcher.fleet)
     round_deadline: float | None = None  # seconds after which a round closes with the replies it has
     overcommit: float = 1.0  # sample ceil(K x overcommit) clients, aggregate the first K replies
+    device: str = _APP.device  # auto|cpu|cuda: where the built-in app computes, decided on each host
+    gpus_per_client: float | None = None  # each client's share of a GPU: how many compute on it at once, its memory
 
     def startup_deadline(self) -> float:
         """Seconds for every client to import torch and connect (2 cores share the work)."""
@@ -148,6 +151,8 @@ class LaunchOptions:
             unused["ssh_config"] = "is for --hosts"
         if self.ray_address is not None:
             unused["workers"] = "on a Ray cluster (--ray-address) its nodes' CPUs decide"
+        if self.device == "cpu":
+            unused["gpus_per_client"] = "is for --device auto or cuda"
         return unused
 
     def validate(self, given: Set[str] = frozenset()) -> None:
@@ -198,8 +203,22 @@ class LaunchOptions:
             raise OptionsError(f"{flag} {unused[name]}" if unused[name].startswith("is for")
                                else f"{flag} is not used: {unused[name]}")
         check_fits(estimate(self), self.log_dir)  # reads the disk
+        self._check_gpus()
         if self.ray_address is not None:  # a TCP connect: last
             check_ray_address(self.ray_address)
+
+    def _check_gpus(self) -> None:
+        """--device cuda with the clients on this machine: torch here must see a GPU (asked in a process of
+        its own, launcher.processes.gpus). A device's own GPU is its --check's to show; a Ray cluster's, Ray's."""
+        if self.device == "cuda" and self.is_virtual() and self.gpus_per_client is None:
+            raise OptionsError("--device cuda in virtual mode needs --gpus-per-client F: Ray shows a GPU only to "
+                               "clients given a share of one")
+        if self.device != "cuda" or self.hosts is not None or self.ray_address is not None:
+            return
+        found = this_host_gpus()
+        if not found.cuda:
+            raise OptionsError(f"--device cuda: torch on this machine sees {found.describe()}; "
+                               f"use --device auto or cpu")
 
     def _validate_fleet(self) -> None:
         """--fleet, --round-deadline, --overcommit: together and with the rest; the fleet file read."""

@@ -137,6 +137,8 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
         raise PlanError(str(err)) from None
 
     placement = _placement(opts)
+    if opts.device == "cuda" and placement:
+        _check_devices_cuda(placement, opts.ssh_config)
     fleet = opts.read_fleet()
     warnings = _check_app_requirements(user_app, placement, opts.ssh_config) if user_app else []
     if fleet is not None and not opts.is_virtual():
@@ -151,6 +153,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
         model=opts.model, model_path=os.getcwd() if opts.model else "", strategy=opts.strategy,
         proximal_mu=opts.proximal_mu, server_lr=opts.server_lr, beta_1=opts.beta_1, beta_2=opts.beta_2, tau=opts.tau,
         round_deadline=opts.round_deadline or 0.0, overcommit=opts.overcommit, virtual=opts.is_virtual(),
+        device=opts.device, gpus_per_client=opts.gpus_per_client or 0.0,
     )
     if fleet is not None:  # the app and the supervisor read it there (contract.fleet)
         write_fleet(folder.path, fleet)
@@ -233,6 +236,16 @@ def _fleet_cpu_warning(fleet, opts: LaunchOptions, placement) -> list[str]:
     if line:
         print(line, file=sys.stderr, flush=True)
     return [line] if line else []
+
+
+def _check_devices_cuda(placement: list[Device], ssh_config: str | None) -> None:
+    """--device cuda on devices: each device's torch must see a GPU (one SSH call each, as --check's)."""
+    from launcher.devices.preflight import check_devices  # noqa: PLC0415
+
+    devices = list({d.host: d for d in placement}.values())
+    for row in check_devices(devices, ssh_config, need_cuda=True):
+        if row.get("gpu") and "--device cuda" in "; ".join(row["problems"]):
+            raise PlanError(f"--device cuda: {row['host']}: torch there sees {row['gpu']}")
 
 
 def _check_app_requirements(app, placement: list[Device] | None, ssh_config: str | None) -> list[str]:

@@ -57,6 +57,7 @@ from launcher.flower.strategy_log import read_strategy_log, round_started
 from launcher.processes.cgroup import RunGroup, TagInUse
 from launcher.processes.clock import now_iso
 from launcher.processes.entry_modules import QUICK_SUPERLINK
+from launcher.processes.gpus import this_host_gpus, virtual_gpu_config
 from launcher.processes.nodes import NODE_KEYS, NodeStart, flower_env, start_node
 from launcher.processes.ports import free_ports, wait_for_port
 from launcher.processes.restarts import SettlingExits, restart_client
@@ -234,8 +235,10 @@ class Supervisor:
         node_keys = self.folder.path / NODE_KEYS if direct else None
         if node_keys is not None and (why := register_node_keys(node_keys, env)):
             return RunStatus.FAILED, why
+        gpus, share = self._gpu_share()
         self._nodes = NodeStart(self.folder.path, f"127.0.0.1:{link_port}", env, plan.torch_threads,
-                                root_certificates=ca, user_app=self.user_app, node_keys=node_keys)
+                                root_certificates=ca, user_app=self.user_app, node_keys=node_keys,
+                                gpus=gpus, gpus_per_client=share)
         if self.fleet is not None:
             self._start_fleet(link_port)
         self._set_activity(f"0 of {len(plan.nodes)} clients connected")
@@ -248,7 +251,8 @@ class Supervisor:
             self.devices.start(AgentStart(link_port, len(plan.nodes), plan.torch_threads, plan.grace, tls=bool(tls),
                                         remote_data_dir=plan.remote_data_dir, max_restarts=plan.max_restarts,
                                         resume_round=start_round if start_round > 1 else 0, user_app=self.user_app,
-                                        direct=fleet_address(plan.server_address, direct[1]) if direct else None),
+                                        direct=fleet_address(plan.server_address, direct[1]) if direct else None,
+                                        gpus_per_client=self._gpu_fraction()),
                              ca=tls.ca if tls else None, node_keys=node_keys)
         except RemoteError as err:
             return RunStatus.FAILED, str(err)
@@ -276,10 +280,22 @@ class Supervisor:
         if self.plan.virtual:  # the SuperLink's simulation runtime: N virtual nodes, one Ray worker per CPU given
             # (joining a cluster, its nodes' CPUs decide: Ray refuses num_cpus there)
             workers = "" if self.plan.virtual.ray_address else f" init-args-num-cpus={self.plan.virtual.workers}"
+            gpu = virtual_gpu_config(*self._gpu_share(), on_cluster=bool(self.plan.virtual.ray_address))
             run_cmd += ["--federation-config",
-                        f"num-supernodes={len(self.plan.nodes)} client-resources-num-cpus=1{workers}"]
+                        f"num-supernodes={len(self.plan.nodes)} client-resources-num-cpus=1{workers}{gpu}"]
         self.table.spawn(Role.FLWR_RUN, run_cmd, log=self.folder.server_dir / "serverapp.log", env=env,
                          cwd=self.folder.path)
+
+    def _gpu_share(self) -> tuple[tuple[str, ...], float]:
+        """(this machine's GPUs, each client's share of one) for --gpus-per-client; ((), 0.0) without it, or
+        with --device cpu. Asked in a process of its own (launcher.processes.gpus): this one forks none of CUDA."""
+        share = self._gpu_fraction()
+        return (this_host_gpus().ids, share) if share > 0 else ((), 0.0)
+
+    def _gpu_fraction(self) -> float:
+        """--gpus-per-client (0.0 without it, or with --device cpu): each host asks its own GPUs."""
+        settings = self.info["settings"]
+        return 0.0 if settings.get("device") == "cpu" else float(settings.get("gpus-per-client", 0.0))
 
     @staticmethod
     def write_flwr_config(env: dict[str, str], link_port: int, ca: str | None) -> None:

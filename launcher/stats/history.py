@@ -52,7 +52,7 @@ def read_client_log(path: str | Path) -> ClientHistory:
 
     def open_round(number: int) -> dict:
         record = {"round": number, "acc": None, "train_loss": None, "epochs": 0, "seconds": None,
-                  "peak_mib": None, "recv_bytes": None, "sent_bytes": None, "_losses": []}
+                  "peak_mib": None, "peak_gpu_mib": None, "recv_bytes": None, "sent_bytes": None, "_losses": []}
         history.rounds.append(record)
         return record
 
@@ -80,9 +80,9 @@ def read_client_log(path: str | Path) -> ClientHistory:
                 current = open_round(1)
             current["_losses"].append(v["loss"])
             history.epochs.append({"round": current["round"], "epoch": v["epoch"], "loss": v["loss"]})
-        elif kind in ("round_end", "round_end_fleet") and current is not None:  # fleet: its figures too
+        elif kind in ("round_end", "round_end_fleet", "round_end_gpu") and current is not None:  # fleet, GPU: more
             current.update(seconds=v["seconds"], peak_mib=v["peak_mib"], recv_bytes=v["recv_bytes"],
-                           sent_bytes=v["sent_bytes"])
+                           sent_bytes=v["sent_bytes"], peak_gpu_mib=v.get("peak_gpu_mib"))
         elif kind == "final_evaluate":
             history.final_acc = v["acc"]
         elif kind == "get_model":

@@ -32,6 +32,7 @@ import pandas as pd
 from launcher.stats.history import ClientHistory, read_client_log
 
 ROUND_COLUMNS = ["client", "round", "acc", "train_loss", "epochs", "seconds", "peak_mib", "recv_bytes", "sent_bytes"]
+GPU_COLUMN = "peak_gpu_mib"  # a round on a GPU (--device): the most its task allocated there; only when a log has it
 ACROSS_COLUMNS = ["clients", "AVG", "TOP5", "LOW5", "min", "max", "train_loss"]
 PARALLEL_FROM = 64  # below this many files, one process is faster than a pool
 
@@ -61,14 +62,15 @@ def client_tables(histories: list[ClientHistory]) -> tuple[pd.DataFrame, pd.Data
             names.update(dict.fromkeys(metrics))
             round_rows.append({"client": client, **{k: v for k, v in r.items() if k != "metrics"}, **metrics})
         epoch_rows += [{"client": client, **e} for e in h.epochs]
-    rounds = pd.DataFrame(round_rows, columns=ROUND_COLUMNS + [n for n in names if n not in ROUND_COLUMNS])
+    base = ROUND_COLUMNS + ([GPU_COLUMN] if any(r.get(GPU_COLUMN) is not None for r in round_rows) else [])
+    rounds = pd.DataFrame(round_rows, columns=base + [n for n in names if n not in base])
     epochs = pd.DataFrame(epoch_rows, columns=["client", "round", "epoch", "loss"])
     return rounds, epochs
 
 
 def metric_names(rounds: pd.DataFrame) -> list[str]:
     """The app's metrics in ``rounds`` (``TASK.NAME``), in the order the logs first show them."""
-    return [c for c in rounds.columns if c not in ROUND_COLUMNS]
+    return [c for c in rounds.columns if c not in ROUND_COLUMNS and c != GPU_COLUMN]
 
 
 def per_client(rounds: pd.DataFrame, names: list[str]) -> pd.DataFrame:
