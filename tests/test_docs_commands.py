@@ -126,3 +126,18 @@ def test_every_script_option_in_the_docs_exists(module):
     wrong = [f"{doc}: python -m {module} {shlex.join(argv)}: {flag}" for doc, prog, argv in all_doc_commands()
              if prog == module for flag in argv if flag.startswith("--") and flag.split("=")[0] not in known]
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_performance_page_holds_the_benchmark_report_as_written_from_its_json(tmp_path):
+    import json
+
+    from benchmarks.performance_page import PAGE, write_section
+    from benchmarks.report import report_markdown
+
+    page = tmp_path / "performance.md"
+    page.write_text(PAGE.read_text())
+    write_section("report", report_markdown(json.loads((ROOT / "benchmarks/results/report.json").read_text())), page)
+    assert page.read_text() == PAGE.read_text()
+    write_section("seed_command", "| mode |\n|---|\n| x |", page)
+    assert "<!-- begin seed_command -->\n| mode |\n|---|\n| x |\n<!-- end seed_command -->" in page.read_text()
+    assert "| mode |\n|---|\n| x |" not in PAGE.read_text()
