@@ -1,6 +1,7 @@
 """The direction of imports that launcher/__init__.py promises, checked on the source (every import, lazy ones too)."""
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,3 +56,31 @@ def test_each_package_says_its_job_in_its_docstring():
     for package in [p for p in ALLOWED if p.startswith("launcher.")] + ["contract"]:
         init = ROOT.joinpath(*package.split("."), "__init__.py")
         assert len(ast.get_docstring(ast.parse(init.read_text())) or "") > 60, package
+
+
+def _sources():
+    tops = ("contract", "partitions", "simulator", "launcher", "benchmarks")
+    return [p for top in tops for p in (ROOT / top).rglob("*.py")]
+
+
+def _holding(pattern: str) -> set[str]:
+    """The source files (repository paths) whose text matches the regex."""
+    found = re.compile(pattern, re.MULTILINE)
+    return {p.relative_to(ROOT).as_posix() for p in _sources() if found.search(p.read_text())}
+
+
+def test_one_module_reads_the_cgroup_hierarchies():
+    """Mount points and a process's own group are read in launcher/processes/cgroup.py only; the fleet's limits
+    build on it."""
+    assert _holding(r"/proc/self/mounts|/proc/\{?[a-z]*\}?/cgroup\"") == {"launcher/processes/cgroup.py"}
+
+
+def test_one_reader_of_a_users_toml_file_with_line_numbered_errors():
+    """The fleet file, the hosts file and --config go through contract/user_toml.py; tomllib elsewhere only reads
+    files the launcher or Flower write (node configs, an app's pyproject)."""
+    readers = {"launcher/fleet/profiles.py", "launcher/devices/hosts.py", "launcher/cli/config_file.py"}
+    assert readers <= _holding(r"from contract\.user_toml import")
+    assert _holding(r"^import tomllib|^from tomllib") == {
+        "contract/user_toml.py", "launcher/processes/nodes.py", "launcher/processes/node_config.py",
+        "launcher/apps/requirements.py", "launcher/apps/user_app.py"}
+    assert _holding(r"TOMLDecodeError") & readers == set()

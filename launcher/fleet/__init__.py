@@ -11,7 +11,8 @@
     profiles.py       the fleet file: profiles, which clients each takes, availability and traces
     link.py           the link emulator between one client's SuperNode and the SuperLink (its own process)
     limits.py         a client's CPU share and memory limit: the backend chosen, one handle per client
-    cgroup_limits.py  the cgroup v1 and v2 backends; a kill tag's groups wherever they were made (TagGroups)
+    cgroup_limits.py  the cgroup v1 and v2 backends (on launcher.processes.cgroup, the one reader of the
+                      hierarchies); a kill tag's groups wherever they were made (TagGroups)
     duty_cycle.py     the unprivileged fallback: SIGSTOP/SIGCONT duty cycle and a resident-memory watchdog
     handle.py         what a client's limit handle offers, whatever the backend
     memory.py         the memory a client's processes hold together (page frames counted once) and its gauge
