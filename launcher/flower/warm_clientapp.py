@@ -13,7 +13,7 @@ fresh one per task. One task runs at a time; SIGTERM stops the current task and 
 on the node's ``worker`` bell (contract.bells), which the SuperNode rings when it pulls
 a message, and asks anyway every IDLE_POLL seconds (UNRUNG_POLL when it could not bind the
 bell). A task runs only while it holds one of the host's compute slots (cores + 1 of them:
-launcher.processes.compute_slots), and only once its
+launcher.flower.compute_slots), and only once its
 SuperNode has pulled the task's message (launcher.flower.pull_lock: on a slow link a task is visible
 before its bytes are in); when it ends, this process rings the SuperNode's bell, which is waiting to send
 the reply.
@@ -37,11 +37,11 @@ from flwr.supercore.runtime import RuntimeHttpClient
 
 from contract.bells import Bell, ring
 from contract.run_settings import node_paths
+from launcher.flower.compute_slots import ComputeSlots
 from launcher.flower.config_args import load_node_config
 from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
 from launcher.flower.task_worker import TaskWorker
-from launcher.processes.compute_slots import ComputeSlots
 
 # The SuperNode rings the worker bell whenever it has pulled a message (the only way a task appears:
 # launcher.flower.quick_supernode); the poll is a safety net, each one a request to the SuperNode. A poll that

@@ -107,7 +107,7 @@ class NodeStart:
 
     ``root_certificates``: verify the SuperLink's TLS certificate against this CA (else plain HTTP).
     ``user_app``: the run's app is the user's (``--app``): nothing of the built-in app is preloaded, and the
-    app's output goes to client.log with the launcher's round lines (launcher.apps.task_log)."""
+    app's output goes to client.log with the launcher's round lines (launcher.flower.task_log)."""
 
     run_dir: Path
     superlink: str  # HOST:PORT of the SuperLink as the node sees it
