@@ -10,5 +10,5 @@ Flower release in setup.py's range (release: the range, and which release is her
     clientapp_calls   every ClientApp call of a task process through one wrapper (--app round lines)
     release           the Flower releases fl-launch is tested with (1.41, 1.42), and the one installed here
 
-Imports processes/ and apps/ (what a task host runs) and contract/; never devices/, run/ or cli/.
+Imports contract/ only: a leaf that processes/, apps/ and everything above use, never the other way.
 """

@@ -30,12 +30,6 @@ from launcher.processes.roles import Role
 from launcher.processes.table import Managed, ProcessTable
 
 
-def flwr_bin(name: str) -> str:
-    """A Flower entry point from the same environment as this Python."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
 def own_bin_first_path() -> str:
     """``PATH`` with this interpreter's bin folder first.
 
