@@ -4,6 +4,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = {"launcher.processes", "launcher.apps", "launcher.flower"}
 ALLOWED = {  # package -> what it may import of ours (besides itself)
@@ -86,3 +88,23 @@ def test_one_reader_of_a_users_toml_file_with_line_numbered_errors():
         "contract/user_toml.py", "launcher/processes/nodes.py", "launcher/processes/node_config.py",
         "launcher/apps/requirements.py", "launcher/apps/user_app.py"}
     assert _holding(r"TOMLDecodeError") & readers == set()
+
+
+def _short(package: str) -> str:
+    return package.split(".")[-1]
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_each_package_docstring_lists_its_modules_and_what_it_imports(package):
+    """A newcomer reads a package's __init__.py first: every module it holds is named there (`name.py` or
+    `name`), and every package of ours it imports (`fleet/`, `launcher.fleet`, `contract`)."""
+    folder = ROOT.joinpath(*package.split("."))
+    doc = ast.get_docstring(ast.parse((folder / "__init__.py").read_text())) or ""
+    unnamed = [p.stem for p in sorted(folder.glob("*.py"))
+               if p.stem != "__init__" and not re.search(rf"(?<![\w.]){re.escape(p.stem)}(\.py)?\b", doc)]
+    imported = {there for path in folder.rglob("*.py") for name in imports_of(path)
+                if (there := package_of(name)) not in (None, package, "launcher")}
+    unsaid = [there for there in sorted(imported)
+              if not re.search(rf"\b{re.escape(_short(there))}(/|\b)", doc.split("Imports", 1)[-1] if "Imports" in doc
+                               else doc)]
+    assert (unnamed, unsaid) == ([], []), f"{package}: modules not named {unnamed}, imports not said {unsaid}"

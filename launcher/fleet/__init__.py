@@ -16,6 +16,8 @@
     duty_cycle.py     the unprivileged fallback: SIGSTOP/SIGCONT duty cycle and a resident-memory watchdog
     handle.py         what a client's limit handle offers, whatever the backend
     memory.py         the memory a client's processes hold together (page frames counted once) and its gauge
+    emulation.py      a run's local clients held to their profiles: links, limits, online or not (the supervisor's side)
+    fedscale.py       FedScale's capacity and behaviour traces as a fleet file and a trace CSV (python -m)
 
 Imports launcher.processes and contract only (nothing above: not run/, cli/, devices/).
 """
