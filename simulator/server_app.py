@@ -28,9 +28,9 @@ from contract.fleet import read_fleet_json
 from contract.loglines import LogWriter
 from contract.lost_nodes import read_lost
 from contract.run_settings import RunSettings
+from simulator.deadline_grid import DeadlineGrid
 from simulator.fleet_rounds import FleetRounds
 from simulator.model import model_for
-from simulator.quick_grid import QuickPollGrid
 from simulator.round_outcome import Missing, RunNotDone, not_aggregated_reason
 from simulator.simulation_nodes import index_messages_by_node
 from simulator.strategy import logged_strategy, pooled_accuracy, wait_for_nodes
@@ -49,7 +49,7 @@ def main(grid: Grid, context: Context) -> None:
     index_messages_by_node(grid)  # the simulation runtime: a node's messages found without scanning all
     # SuperNodes (process mode, devices) hear a push at once by their bells; virtual nodes have none to ring
     ring = (lambda: None) if settings.virtual else (lambda: ring_all(settings.run_dir, "supernode", SERVER_PUSHED))
-    grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir), after_push=ring)
+    grid = DeadlineGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir), after_push=ring)
     try:
         if settings.task == "train":
             _train(grid, settings, log, rounds)
