@@ -5,7 +5,7 @@
                        timeout=settings.round_timeout, evaluate_fn=strategy.checkpoint)
 
 Flower's FedAvg, FedProx, FedAdam, FedYogi or FedAdagrad does the aggregation
-(the run settings carry their knobs); ``RoundLogging``, mixed in before it, picks
+(the run settings carry their knobs); ``RoundRunner``, mixed in before it, picks
 the round's clients by partition id with ``clients_per_round``
 (simulator.sampling), else every connected client takes part. It turns off the
 separate evaluate phase (clients evaluate the received model inside the train
@@ -92,12 +92,12 @@ def strategy_knobs(settings: RunSettings) -> dict:
     return knobs
 
 
-def logged_strategy(settings: RunSettings, log: LogWriter, rounds: FleetRounds | None = None) -> "RoundLogging":
+def logged_strategy(settings: RunSettings, log: LogWriter, rounds: FleetRounds | None = None) -> "RoundRunner":
     base = STRATEGIES[settings.strategy]
-    return type(f"Logged{base.__name__}", (RoundLogging, base), {})(settings, log, rounds)
+    return type(f"Logged{base.__name__}", (RoundRunner, base), {})(settings, log, rounds)
 
 
-class RoundLogging:
+class RoundRunner:
     """Mixed in before one of Flower's strategies (see logged_strategy)."""
 
     def __init__(self, settings: RunSettings, log: LogWriter, rounds: FleetRounds | None = None) -> None:
@@ -291,5 +291,5 @@ class RoundLogging:
         return None
 
 
-class LoggedFedAvg(RoundLogging, FedAvg):
+class LoggedFedAvg(RoundRunner, FedAvg):
     """The default: FedAvg, logged."""
