@@ -10,7 +10,7 @@ here, else the duty-cycle fallback) to a 0.25 share: its wall time over its own 
 at a whole core; a throttled core may clock down, so its CPU time, not another run's wall time, is the
 baseline), and beside it the wall time of the same work unlimited. Link: a loopback transfer through
 launcher.fleet.link at 1 Mbit/s each way, timed at the receiving socket, and a small request/reply through a
-100 ms link. Availability: contract.fleet's draw over 40 rounds, twice with one seed. The run rows start
+100 ms link. Availability: contract.fleet_record's draw over 40 rounds, twice with one seed. The run rows start
 fl-launch and read its server.log, client logs and run.json.
 """
 
@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from contract.fleet import Fleet, Profile
+from contract.fleet_record import Fleet, Profile
 from contract.loglines import timed_events
 from launcher.fleet.limits import ClientLimits, Limiter
 from launcher.fleet.link import LinkSpec, start_link

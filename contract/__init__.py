@@ -7,7 +7,7 @@
 
     bells.py         wake-ups between a run's processes on one host, so none sleeps through a message
     errors.py        InputError: the one base class of errors in what the user gave (one line, exit 2)
-    fleet.py         the emulated fleet as both sides read it: profiles, availability, fleet.json
+    fleet_record.py  the emulated fleet as both sides read it: profiles, availability, fleet.json
     loglines.py      the one writer and parser of client and server log lines
     lost_nodes.py    nodes known gone or away (server/lost_nodes.json, away_nodes.json)
     run_layout.py    where a client's files lie in a run folder

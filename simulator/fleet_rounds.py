@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from flwr.app import Message
 
-from contract.fleet import Fleet
+from contract.fleet_record import Fleet
 from contract.run_settings import RunSettings
 
 EMULATED_METRIC = "emulated-s"

@@ -8,7 +8,7 @@ checkpoint named by ``checkpoint`` (under ``run-dir``) to every client in one qu
 Everything worth reading goes to ``<run-dir>/server/server.log``; it ends with
 ``[run] finished`` only when the run did what was asked: every round aggregated,
 every client served. Otherwise ``[run] failed: <reason>`` (simulator.round_outcome).
-With ``round-deadline``, ``overcommit`` or a fleet (``<run-dir>/fleet.json``, contract.fleet) the rounds
+With ``round-deadline``, ``overcommit`` or a fleet (``<run-dir>/fleet.json``, contract.fleet_record) the rounds
 follow simulator.fleet_rounds: offline clients are not sampled, late replies are stragglers, and a round
 with too few replies by the deadline is failed while the run goes on.
 """
@@ -24,7 +24,7 @@ from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from contract.bells import SERVER_PUSHED, ring_all
-from contract.fleet import read_fleet_json
+from contract.fleet_record import read_fleet_json
 from contract.loglines import LogWriter
 from contract.lost_nodes import read_lost
 from contract.run_settings import RunSettings

@@ -33,7 +33,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYogi
 
-from contract.fleet import FleetRound, round_acknowledged, write_fleet_round
+from contract.fleet_record import FleetRound, round_acknowledged, write_fleet_round
 from contract.loglines import LogWriter, client_log_path
 from contract.lost_nodes import read_lost, read_lost_clients
 from contract.run_layout import client_dir_name
@@ -162,7 +162,7 @@ class RoundRunner:
 
     def _sample_fleet(self, grid: Grid, available: list[int], server_round: int, config: ConfigRecord):
         """(partitions, node ids) of a round under a fleet, a deadline or over-commit: the online clients,
-        ceil(K x overcommit) of them; the launcher learns who is offline (contract.fleet's round file)."""
+        ceil(K x overcommit) of them; the launcher learns who is offline (contract.fleet_record's round file)."""
         rounds = self.rounds
         self.directory.learn(grid, available, timeout=self.settings.round_timeout)
         known = [self.directory.partition_of[n] for n in available if n in self.directory.partition_of]

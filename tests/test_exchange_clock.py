@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from contract.fleet import Profile
+from contract.fleet_record import Profile
 from simulator import exchange_clock
 from simulator.exchange_clock import exchange_times, message_objects
 

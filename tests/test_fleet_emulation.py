@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.fleet import (
+from contract.fleet_record import (
     Fleet,
     FleetRound,
     Profile,

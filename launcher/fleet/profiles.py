@@ -35,7 +35,7 @@ Availability governs rounds, a trace time: `online` is True for
 trace profiles and `online_at` is True for availability profiles.
 
 Every error is one line naming the file and the line (FleetError, an InputError). The types (Profile,
-Window, Fleet, draw, UNCONSTRAINED) live in contract.fleet, where the built-in app reads them too; the
+Window, Fleet, draw, UNCONSTRAINED) live in contract.fleet_record, where the built-in app reads them too; the
 launcher writes the fleet into the run folder with write_fleet(run_dir, fleet) (RUN/fleet.json).
 """
 
@@ -47,7 +47,7 @@ import re
 from pathlib import Path
 
 from contract.errors import InputError
-from contract.fleet import UNCONSTRAINED, Fleet, LinkStep, Profile, Window, draw, write_fleet  # noqa: F401
+from contract.fleet_record import UNCONSTRAINED, Fleet, LinkStep, Profile, Window, draw, write_fleet  # noqa: F401
 from contract.user_toml import UserToml
 from launcher.fleet.units import UnitError, parse_duration, parse_rate, parse_size
 

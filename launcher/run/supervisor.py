@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract.fleet import read_fleet_json
+from contract.fleet_record import read_fleet_json
 from contract.loglines import Event, LogWriter
 from contract.lost_nodes import add_lost, add_lost_client
 from launcher.devices.remote import AgentStart, RemoteError, devices_of
