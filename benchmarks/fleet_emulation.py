@@ -1,7 +1,7 @@
 """Issue 18's fleet benchmark: each mechanism as a measured ratio beside its bound, as one markdown table.
 
-    python3 -m benchmarks.fleet                 # CPU, link, availability: about 1 minute
-    python3 -m benchmarks.fleet --runs          # also the rows measured by fl-launch runs (~12 minutes):
+    python3 -m benchmarks.fleet_emulation                 # CPU, link, availability: about 1 minute
+    python3 -m benchmarks.fleet_emulation --runs          # also the rows measured by fl-launch runs (~12 minutes):
                                                 # process vs virtual, deadline, over-commit, memory, W1 without
                                                 # --fleet against the compute floor
 
