@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from launcher.devices.bench import Compute, DeviceBench, Link, fleet_toml
-from launcher.fleet.profiles import read_fleet
+from launcher.fleet.profiles import read_fleet_file
 from tests import devices as lab_devices
 from tests.helpers import run
 
@@ -31,7 +31,7 @@ def bench(lab, tmp_path, slots=2):
     assert result.returncode == 0, result.stdout + result.stderr
     path = tmp_path / "fleet.toml"
     path.write_text(result.stdout)
-    return result, read_fleet(path, num_clients=slots * len(lab.devices))
+    return result, read_fleet_file(path, num_clients=slots * len(lab.devices))
 
 
 def mem_available() -> int:
@@ -186,7 +186,7 @@ def test_links_delayed_or_held_by_a_token_bucket_measure_as_they_are_held(lab, t
     assert result.returncode == 0, result.stdout + result.stderr
     print(result.stdout)
     (tmp_path / "fleet.toml").write_text(result.stdout)
-    delayed, shaped = read_fleet(tmp_path / "fleet.toml", num_clients=2).profiles
+    delayed, shaped = read_fleet_file(tmp_path / "fleet.toml", num_clients=2).profiles
     assert delay * 0.95 <= delayed.latency <= delay * 1.3, delayed.latency
     assert shaped.latency < 0.01
     # TCP/IP and SSH framing take a few percent of what the bucket lets through
@@ -213,7 +213,7 @@ def test_the_fleet_file_written_reads_back_with_safe_unique_names(tmp_path):
                DeviceBench("gone", 5, problem="unreachable: no route\nto host")]
     path = tmp_path / "fleet.toml"
     path.write_text(fleet_toml(benches, here))
-    fleet = read_fleet(path, num_clients=6)
+    fleet = read_fleet_file(path, num_clients=6)
     assert [(p.name, p.clients) for p in fleet.profiles] == [("fe80--1", range(0, 3)), ("fe80..1", range(3, 4)),
                                                              ("slow", range(4, 6))]
     assert [p.cpu for p in fleet.profiles] == [0.25, 1.0, 0.01]  # 5/20; capped; floored

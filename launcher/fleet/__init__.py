@@ -1,6 +1,6 @@
 """An emulated IoT fleet (issue 18): each simulated client held to a device profile's CPU, memory and link.
 
-    fleet = read_fleet("fleet.toml", num_clients=40)      # launcher.fleet.profiles
+    fleet = read_fleet_file("fleet.toml", num_clients=40) # launcher.fleet.profiles
     fleet.profile_of(7).down                              # 8000000.0 (bits per second)
     link = start_link(0, "127.0.0.1:8000", LinkSpec(down=8e6, up=2e6, latency=0.04), counters=path)
     limiter = Limiter.choose()                            # cgroup v2, cgroup v1 or the unprivileged fallback

@@ -1,6 +1,6 @@
 """The fleet file: device profiles, the clients each takes, and when each client is online.
 
-    fleet = read_fleet("fleet.toml", num_clients=40)
+    fleet = read_fleet_file("fleet.toml", num_clients=40)
     fleet.profile_of(0).name                    # 'pi4-wifi'
     fleet.profile_of(0).memory                  # 943718400 (bytes)
     fleet.online(3, round=5, seed=42)           # True or False, the same for the same seed
@@ -68,7 +68,7 @@ def _number(value, key: str, low: float, high: float, bad) -> float:
     return float(value)
 
 
-def read_fleet(path: str | Path, num_clients: int) -> Fleet:
+def read_fleet_file(path: str | Path, num_clients: int) -> Fleet:
     """The fleet file read and checked against a run of num_clients clients."""
     toml = UserToml.read(path, FleetError, "fleet file")
     path, data = toml.path, toml.data
