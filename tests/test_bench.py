@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from launcher.devices.bench import Compute, DeviceBench, Link, fleet_toml
+from launcher.devices.bench import Compute, DeviceBench, MeasuredLink, fleet_toml
 from launcher.fleet.profiles import read_fleet_file
 from tests import devices as lab_devices
 from tests.helpers import run
@@ -206,7 +206,7 @@ def test_bench_without_check_is_one_line_and_exit_2(tmp_path):
 
 def test_the_fleet_file_written_reads_back_with_safe_unique_names(tmp_path):
     here = Compute((3, 32, 32), 10, 32, batches=100, wall=0.5, cpu=0.5)  # 5 ms a batch
-    link = Link(down=8e6, up=2.5e5, rtt=0.08, down_bytes=1, up_bytes=1)
+    link = MeasuredLink(down=8e6, up=2.5e5, rtt=0.08, down_bytes=1, up_bytes=1)
     benches = [DeviceBench("fe80::1", 3, 900 * 2**20, Compute((3, 32, 32), 10, 32, 10, 0.2, 0.2), link),  # 20 ms
                DeviceBench("fe80..1", 1, None, Compute((3, 32, 32), 10, 32, 100, 0.4, 0.4), link),     # faster
                DeviceBench("slow", 2, 2**30, Compute((3, 32, 32), 10, 32, 1, 10.0, 10.0), link),      # 10 s
