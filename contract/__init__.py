@@ -3,9 +3,9 @@
     from contract.run_settings import RunSettings       # the app's config, written by the launcher
     from contract.loglines import LogWriter, parse_line  # one place writes a log line, one parses it
     from contract.lost_nodes import add_lost, read_lost  # server/lost_nodes.json, away_nodes.json
-    from contract.bells import Bell, ring                # wake a node's processes without polling
+    from contract.wakeups import WakeupSocket, wake   # wake a node's processes without polling
 
-    bells.py         wake-ups between a run's processes on one host, so none sleeps through a message
+    wakeups.py       wake-ups between a run's processes on one host, so none sleeps through a message
     errors.py        InputError: the one base class of errors in what the user gave (one line, exit 2)
     fleet_record.py  the emulated fleet as both sides read it: profiles, availability, fleet.json
     loglines.py      the one writer and parser of client and server log lines

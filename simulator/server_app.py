@@ -23,11 +23,11 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from contract.bells import SERVER_PUSHED, ring_all
 from contract.fleet_record import read_fleet_json
 from contract.loglines import LogWriter
 from contract.lost_nodes import read_lost
 from contract.run_settings import RunSettings
+from contract.wakeups import SERVER_PUSHED, wake_all
 from simulator.deadline_grid import DeadlineGrid
 from simulator.fleet_rounds import FleetRounds
 from simulator.model import model_for
@@ -48,8 +48,8 @@ def main(grid: Grid, context: Context) -> None:
     rounds = FleetRounds(settings, read_fleet_json(settings.run_dir), virtual=settings.virtual)
     index_messages_by_node(grid)  # the simulation runtime: a node's messages found without scanning all
     # SuperNodes (process mode, devices) hear a push at once by their bells; virtual nodes have none to ring
-    ring = (lambda: None) if settings.virtual else (lambda: ring_all(settings.run_dir, "supernode", SERVER_PUSHED))
-    grid = DeadlineGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir), after_push=ring)
+    wake = (lambda: None) if settings.virtual else (lambda: wake_all(settings.run_dir, "supernode", SERVER_PUSHED))
+    grid = DeadlineGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir), after_push=wake)
     try:
         if settings.task == "train":
             _train(grid, settings, log, rounds)

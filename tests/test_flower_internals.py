@@ -77,15 +77,15 @@ def test_quick_supernode_installs_its_bells_in_that_namespace(tmp_path):
 
     import flwr.supernode.start_client_internal as sci
 
-    from contract.bells import ring
+    from contract.wakeups import wake
     from launcher.flower import quick_supernode
 
     original_time, original_pull = sci.time, sci._pull_and_store_message
     try:
         quick_supernode.install(tmp_path)
-        assert isinstance(sci.time, quick_supernode.BellClock)
+        assert isinstance(sci.time, quick_supernode.WakeupClock)
         start = time.monotonic()
-        ring(tmp_path, "supernode")
+        wake(tmp_path, "supernode")
         sci.time.sleep(3)  # the idle sleep: answered by the ring at once
         assert time.monotonic() - start < 1.0
     finally:
