@@ -76,7 +76,7 @@ def install(client_dir) -> None:
     loop.time = WakeupClock(WakeupSocket(client_dir, "supernode"))
 
 
-def node_config_arg(argv: list[str]) -> str:
+def node_config_from_argv(argv: list[str]) -> str:
     for i, arg in enumerate(argv):
         if arg == "--node-config" and i + 1 < len(argv):
             return argv[i + 1]
@@ -87,7 +87,7 @@ def node_config_arg(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _, client_dir, _ = node_paths(load_node_config(node_config_arg(argv)), run_dir=".")
+    _, client_dir, _ = node_paths(load_node_config(node_config_from_argv(argv)), run_dir=".")
     install(client_dir)
     colour_only_on_a_terminal()
     quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery
