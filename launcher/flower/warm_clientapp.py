@@ -78,7 +78,7 @@ def load_preload(ref: str):
     return getattr(importlib.import_module(module), attr or "preload")
 
 
-def serve(runtime_api: str, bell: WakeupSocket, slots: ComputeSlots, client_dir, app_log: bool = False) -> None:
+def serve_tasks(runtime_api: str, bell: WakeupSocket, slots: ComputeSlots, client_dir, app_log: bool = False) -> None:
     global _worker
     # a user's app (--app) gets a fresh process per task, as under Flower's own SuperExec; the built-in app's
     # tasks share one worker (launcher.flower.task_worker)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     _, client_dir, _ = node_paths(node_config, run_dir=".")
     try:
         slots = ComputeSlots(client_dir.parent / "slots", count=(os.cpu_count() or 1) // max(1, args.torch_threads) + 1)
-        serve(args.runtime_api, WakeupSocket(client_dir, "worker"), slots, client_dir, app_log=args.app_log)
+        serve_tasks(args.runtime_api, WakeupSocket(client_dir, "worker"), slots, client_dir, app_log=args.app_log)
     except KeyboardInterrupt:
         pass
 
