@@ -108,3 +108,20 @@ def test_each_package_docstring_lists_its_modules_and_what_it_imports(package):
               if not re.search(rf"\b{re.escape(_short(there))}(/|\b)", doc.split("Imports", 1)[-1] if "Imports" in doc
                                else doc)]
     assert (unnamed, unsaid) == ([], []), f"{package}: modules not named {unnamed}, imports not said {unsaid}"
+
+
+def test_a_name_says_one_thing():
+    """No class (and no public function but the patch modules' install/main) is defined in two modules, and no
+    module beside a package of launcher/ takes that package's name (cli/'s command modules excepted)."""
+    where: dict[str, list[str]] = {}
+    files = [p for top in ("contract", "partitions", "simulator", "launcher") for p in (ROOT / top).rglob("*.py")]
+    for path in files:
+        for node in ast.parse(path.read_text()).body:
+            public_function = isinstance(node, ast.FunctionDef) and not node.name.startswith("_")
+            if isinstance(node, ast.ClassDef) or (public_function and node.name not in ("main", "install")):
+                where.setdefault(node.name, []).append(path.relative_to(ROOT).as_posix())
+    assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}
+    packages = {p.name for p in (ROOT / "launcher").iterdir() if (p / "__init__.py").is_file()}
+    clashing = [p.relative_to(ROOT).as_posix() for top in ("contract", "simulator", "launcher", "benchmarks")
+                for p in (ROOT / top).rglob("*.py") if p.stem in packages and p.parent.name != "cli"]
+    assert clashing == []
