@@ -13,7 +13,8 @@
     flower_app.py       Write the built-in app as a Flower app folder that ``flwr run`` can build a FAB from
     model.py            The model: LeNet5 as in Flower's IoT tutorial (with BatchNorm), or a user's torch module
     npz_split.py        Data a user has already split: one ``client_<i>.npz`` per client, used as it is
-    deadline_grid.py       A Grid whose send_and_receive polls for replies every 0.1 s instead of every 3 s
+    deadline_grid.py    a Grid that ends a round's wait at its deadline, at enough replies or when only lost
+                        nodes are left, polling for replies every 0.1 s instead of every 3 s
     round_outcome.py    Why a round was not aggregated (or a model not served), and what that makes of the run
     sampling.py         Which clients take part in a round: K partition ids drawn from the seed, then their node ids
     server_app.py       The built-in ServerApp: FedAvg rounds, a final evaluation, or serving a saved model

@@ -98,7 +98,9 @@ def logged_strategy(settings: RunSettings, log: LogWriter, rounds: FleetRounds |
 
 
 class RoundRunner:
-    """Mixed in before one of Flower's strategies (see logged_strategy)."""
+    """Mixed in before one of Flower's strategies (see logged_strategy): runs each round of the built-in app:
+    samples its clients, applies its deadline and over-commit, switches the fleet's links, checkpoints the model
+    and writes the round's log lines."""
 
     def __init__(self, settings: RunSettings, log: LogWriter, rounds: FleetRounds | None = None) -> None:
         super().__init__(
