@@ -28,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.performance_page import write_section
 from contract.fleet_record import Fleet, Profile
 from contract.loglines import timed_events
 from launcher.fleet.limits import ClientLimits, Limiter
@@ -307,6 +308,8 @@ def no_fleet_row(tmp: Path) -> tuple:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", action="store_true", help="also the rows that need fl-launch runs (minutes)")
+    parser.add_argument("--write-page", action="store_true",
+                        help="also rewrite docs/performance.md's fleet_emulation table with these rows")
     args = parser.parse_args()
     rows = [cpu_row()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -319,9 +322,12 @@ def main() -> None:
                     rows.append(row(Path(tmp)))
                 except Exception as err:  # noqa: BLE001 (one failed run must not lose the rows measured)
                     rows.append((row.__name__, f"failed: {type(err).__name__}: {err}", "-", False))
-    print("| measure | measured | bound | ok |\n|---|---|---|---|")
-    for name, measured, bound, ok in rows:
-        print(f"| {name} | {measured} | {bound} | {'yes' if ok else 'NO'} |")
+    table = "\n".join(["| measure | measured | bound | ok |", "|---|---|---|---|",
+                       *(f"| {name} | {measured} | {bound} | {'yes' if ok else 'NO'} |"
+                         for name, measured, bound, ok in rows)])
+    print(table)
+    if args.write_page:
+        write_section("fleet_emulation", table)
 
 
 if __name__ == "__main__":
