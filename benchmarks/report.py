@@ -1,4 +1,4 @@
-"""Run the benchmark workloads side by side and write report.md and report.json.
+"""Run the benchmark workloads side by side and write report.json and docs/performance.md's report.
 
     pip install -c constraints.txt -e ".[bench]"                  # for the simulation column
     python -m benchmarks.report                                   # everything, ~30 min on 2 cores
@@ -23,6 +23,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks import references
+from benchmarks.performance_page import PAGE, write_section
 from benchmarks.variants import Measured, fl_launch, floor, plain_flower, simulation
 from benchmarks.workloads import W, Workload
 
@@ -63,7 +64,7 @@ def _fmt(value, digits=2):
 
 def speed_table(workload: Workload, results: dict) -> str:
     base = results.get("floor", {}).get("per_round_s")
-    lines = [f"### {workload.name}: {workload.title}", "",
+    lines = [f"#### {workload.name}: {workload.title}", "",
              "| variant | status | s/round | x floor | to round 1 (s) | wall (s) | peak PSS (GiB) | processes "
              "| final acc |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -144,7 +145,7 @@ def stock_latency(report: dict) -> str:
         return ""
     p, o = plain["latency"], ours["latency"]
     return (
-        "### What stock Flower 1.41 puts into every round\n\n"
+        "#### What stock Flower 1.41 puts into every round\n\n"
         f"W0 moves the model and computes almost nothing, so its round time is the runtime's own latency. "
         f"By hand (flower-superlink, flower-supernode in subprocess isolation): {plain['per_round_s']:.2f} s per "
         f"round; a message takes {p['delivery_s']:.2f} s on average from the ServerApp to the client's code "
@@ -157,33 +158,38 @@ def stock_latency(report: dict) -> str:
     )
 
 
-def write_markdown(report: dict, path: Path) -> None:
+def report_markdown(report: dict) -> str:
+    """The report as docs/performance.md's section "report" holds it (its headings under the page's own)."""
     m = report["machine"]
-    parts = [f"# fl-launch benchmark report\n\n{report['date']}, commit {report['commit']}, "
+    parts = [f"{report['date']}, commit {report['commit']}, "
              f"{m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, {m['platform']}.\n",
              "Per round: from the ServerApp's round 1 start line to its last round's end line, over the rounds "
              "(floor: the mean time of one round of every client's work on the pool). To round 1: from the "
              "command to the ServerApp's round 1 start line. Peak PSS: the highest 0.5 s sample of the summed "
              "PSS of every process of the variant.\n",
-             "## Speed and memory\n"]
+             "### Speed and memory\n"]
     for name in SPEED:
         if name in report["speed"]:
             parts.append(speed_table(W[name], report["speed"][name]))
     parts.append(stock_latency(report))
     if report["accuracy"]:
-        parts += ["## Accuracy (W3)\n", accuracy_table(report["accuracy"])]
-    parts += ["## Targets\n", "| target | value | goal | met | by |", "|---|---|---|---|---|"]
+        parts += ["### Accuracy (W3)\n", accuracy_table(report["accuracy"])]
+    parts += ["### Targets\n", "| target | value | goal | met | by |", "|---|---|---|---|---|"]
     parts += [f"| {t['target']} | {t['value']} | {t['goal']} | "
               f"{'-' if t['met'] is None else ('yes' if t['met'] else 'NO')} | {t['by']} |" for t in report["targets"]]
-    path.write_text("\n".join(parts) + "\n")
+    return "\n".join(parts) + "\n"
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    path.write_text(report_markdown(report))
 
 
 def rewrite(out: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     report["targets"] = check_targets(report)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_markdown(report, out / "report.md")
-    print(f"rewrote {out / 'report.md'}")
+    write_section("report", report_markdown(report))
+    print(f"rewrote {PAGE}'s report")
 
 
 def _commit() -> str:
@@ -201,7 +207,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--central-epochs", type=int, default=20)
     parser.add_argument("--rewrite", action="store_true",
-                        help="only redo the targets and report.md from report.json")
+                        help="only redo the targets and the page from report.json")
     args = parser.parse_args()
     if args.rewrite:
         rewrite(Path(args.out).resolve())
@@ -228,8 +234,8 @@ def main() -> None:
             report["accuracy"][name] = run_accuracy(W[name], out / "logs", args.central_epochs)
     report["targets"] = check_targets(report)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    write_markdown(report, out / "report.md")
-    print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
+    write_section("report", report_markdown(report))
+    print(f"wrote {out / 'report.json'} and {PAGE}'s report")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ PSS (benchmarks.memory), and the CPU-seconds every process of the run (its cgrou
 task, by role, read from /proc at each round's start line in server/server.log. CPU-seconds hold under
 contention where wall time does not: the figure to compare across machines' load. A process's
 reaped children count with it (a task child with its client process, under "task"). Writes
-benchmarks/results/seed_command.{md,json}.
+benchmarks/results/seed_command.json and its section of docs/performance.md.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.performance_page import write_section
 from benchmarks.variants import floor, launch
 from benchmarks.workloads import W
 from launcher.processes.cgroup import RunGroup
@@ -198,7 +199,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "seed_command.json").write_text(json.dumps(rows, indent=1) + "\n")
     text = markdown(rows, args.clients, args.rounds)
-    (args.out / "seed_command.md").write_text(text)
+    write_section("seed_command", text)
     print(text)
 
 

@@ -29,7 +29,8 @@ import psutil
 from benchmarks.memory import PeakMemory, tagged
 from benchmarks.workloads import Workload
 from contract.run_settings import RunSettings
-from launcher.processes.nodes import flower_env, flwr_bin
+from launcher.flower.release import flwr_bin
+from launcher.processes.nodes import flower_env
 from launcher.processes.ports import free_ports, wait_for_port
 from launcher.processes.table import ProcessTable, terminate_then_kill
 from launcher.processes.tagged import tagged_processes

@@ -60,7 +60,7 @@ TEMPLATES: dict[str, str] = {
     "served": "[{task}] served the round {round} global model to {replies} of {clients} clients",
     "app_clients_failed": "[round] iteration:{round} type:{task} {failures} of {clients} clients raised; "
     "tracebacks in {path}",  # --app: written by the launcher from the clients' logs
-    # an emulated fleet (contract.fleet), a round deadline or over-commit: lines only such runs write
+    # an emulated fleet (contract.fleet_record), a round deadline or over-commit: lines only such runs write
     "round_end_fleet": "[round] iteration:{round} end time:{seconds}s peak_rss:{peak_mib}MiB "
     "recv:{recv_bytes}B sent:{sent_bytes}B train_samples:{num_train} test_samples:{num_test} "
     "profile:{profile} compute:{compute_s}s transfer:{transfer_s}s download:{download_s}s waiting:{waiting_s}s "

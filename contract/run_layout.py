@@ -6,7 +6,7 @@
     RUN_JSON                        # "run.json": the run's record; a folder without it is no (longer a) run's
 
 The client folder's name, client_<i>, is also what MindSpore's x86 simulation uses and what
-fl-stats and the README's grep examples expect.
+fl-stats and the grep examples of docs/run-folder.md expect.
 """
 
 from __future__ import annotations

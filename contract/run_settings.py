@@ -26,7 +26,7 @@ STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")  # Fl
 class RunSettings:
     task: str = "train"
     rounds: int = 10
-    local_epochs: int = 3  # tuned on digits: see README, Performance
+    local_epochs: int = 3  # tuned on digits: see docs/performance.md
     batch_size: int = 32
     lr: float = 0.001
     clients_per_round: int = 0  # 0: every client, every round

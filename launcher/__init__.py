@@ -10,9 +10,10 @@
     fleet/      an emulated device fleet: fleet file, link emulator, CPU and memory limits
     pyenv/      a Python environment's facts: installed distributions, markers, what a wheel needs
 
-Imports go down this list: cli/ -> run/ -> devices/ -> fleet/ -> (processes/, apps/, flower/: these three may
-use each other) -> pyenv/; stats/ reads logs for run/ and cli/. Any of them may import contract/ (the
-launcher-app contract, top level); run/ and cli/ also simulator/ (the built-in app, to plan its data and
-model) and partitions/. Nothing in contract/, simulator/ or partitions/ imports launcher/.
+Imports go down this list: cli/ -> run/ -> devices/ -> fleet/ -> apps/ -> processes/ -> flower/ (the one
+adapter to Flower, a leaf: it imports only contract/), with pyenv/ beside flower/; stats/ reads logs for run/
+and cli/. Any of them may import contract/ (the launcher-app contract, top level); run/ and cli/ also
+simulator/ (the built-in app, to plan its data and model) and partitions/. Nothing in contract/, simulator/
+or partitions/ imports launcher/.
 tests/test_layout.py checks these rules on every import.
 """

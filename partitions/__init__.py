@@ -8,6 +8,10 @@
 
 Each function takes the labels only and returns one index array per client; the
 caller slices its own data with them, so nothing here copies images.
+
+    schemes.py IID, Dirichlet and shard partitioners over a label vector
+
+Imports contract/ (its bad-input error) only.
 """
 
 from partitions.schemes import SCHEMES, PartitionError, split, train_test_split

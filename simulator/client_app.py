@@ -20,7 +20,7 @@ import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from contract.fleet import FLEET_FILE, UNCONSTRAINED, Fleet, Profile, read_fleet_json
+from contract.fleet_record import FLEET_FILE, UNCONSTRAINED, Fleet, Profile, read_fleet_json
 from contract.loglines import LogWriter, client_log_path, write_ray_node
 from contract.run_settings import RunSettings, node_paths
 from simulator.client_data import Partition, load_partition

@@ -36,7 +36,7 @@ CONCURRENT = 2               # FLWR_PRIVATE_MAX_CONCURRENT_OBJ_PULLS and _PUSHES
 INITIAL_BACKOFF = 1.0        # flwr.supercore.constant.PULL_INITIAL_BACKOFF
 BACKOFF_CAP = 10.0           # PULL_BACKOFF_CAP
 JITTER = 0.2                 # inflatable_utils.pull_objects: delay * (1 + uniform(-0.2, 0.2))
-SERVER_POLL = 0.1            # simulator.quick_grid.POLL_SECONDS: the server's wait between reply pulls
+SERVER_POLL = 0.1            # simulator.deadline_grid.POLL_SECONDS: the server's wait between reply pulls
 
 # Bytes on the wire, measured through the link emulator (one HTTP request or reply each)
 REQUEST = 900                # an object pull, a confirmation, ... (request line, headers, protobuf)

@@ -9,7 +9,7 @@
 
 Two clocks. Process mode (one process per client, the launcher enforces each profile): the run's clock is
 real seconds since its first round; a deadline and over-commit cut the replies as they arrive (the
-grid stops pulling: simulator.quick_grid), so the first K to arrive are taken. Virtual mode (Flower's
+grid stops pulling: simulator.deadline_grid), so the first K to arrive are taken. Virtual mode (Flower's
 simulation runtime; every task runs at full speed, nothing waits): each reply carries its emulated duration
 (metric "emulated-s": compute / cpu share + bytes over the profile's link + 2 latencies, computed by the
 client); the K replies with the smallest, within the deadline, are taken, and the round lasts the K-th
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from flwr.app import Message
 
-from contract.fleet import Fleet
+from contract.fleet_record import Fleet
 from contract.run_settings import RunSettings
 
 EMULATED_METRIC = "emulated-s"

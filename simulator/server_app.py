@@ -8,7 +8,7 @@ checkpoint named by ``checkpoint`` (under ``run-dir``) to every client in one qu
 Everything worth reading goes to ``<run-dir>/server/server.log``; it ends with
 ``[run] finished`` only when the run did what was asked: every round aggregated,
 every client served. Otherwise ``[run] failed: <reason>`` (simulator.round_outcome).
-With ``round-deadline``, ``overcommit`` or a fleet (``<run-dir>/fleet.json``, contract.fleet) the rounds
+With ``round-deadline``, ``overcommit`` or a fleet (``<run-dir>/fleet.json``, contract.fleet_record) the rounds
 follow simulator.fleet_rounds: offline clients are not sampled, late replies are stragglers, and a round
 with too few replies by the deadline is failed while the run goes on.
 """
@@ -23,14 +23,14 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from contract.bells import SERVER_PUSHED, ring_all
-from contract.fleet import read_fleet_json
+from contract.fleet_record import read_fleet_json
 from contract.loglines import LogWriter
 from contract.lost_nodes import read_lost
 from contract.run_settings import RunSettings
+from contract.wakeups import SERVER_PUSHED, wake_all
+from simulator.deadline_grid import DeadlineGrid
 from simulator.fleet_rounds import FleetRounds
 from simulator.model import model_for
-from simulator.quick_grid import QuickPollGrid
 from simulator.round_outcome import Missing, RunNotDone, not_aggregated_reason
 from simulator.simulation_nodes import index_messages_by_node
 from simulator.strategy import logged_strategy, pooled_accuracy, wait_for_nodes
@@ -48,8 +48,8 @@ def main(grid: Grid, context: Context) -> None:
     rounds = FleetRounds(settings, read_fleet_json(settings.run_dir), virtual=settings.virtual)
     index_messages_by_node(grid)  # the simulation runtime: a node's messages found without scanning all
     # SuperNodes (process mode, devices) hear a push at once by their bells; virtual nodes have none to ring
-    ring = (lambda: None) if settings.virtual else (lambda: ring_all(settings.run_dir, "supernode", SERVER_PUSHED))
-    grid = QuickPollGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir), after_push=ring)
+    wake = (lambda: None) if settings.virtual else (lambda: wake_all(settings.run_dir, "supernode", SERVER_PUSHED))
+    grid = DeadlineGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir), after_push=wake)
     try:
         if settings.task == "train":
             _train(grid, settings, log, rounds)

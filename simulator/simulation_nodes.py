@@ -41,7 +41,7 @@ def _simulation_state(grid) -> InMemoryLinkState | None:
 def registered_partitions(grid) -> dict[int, int] | None:
     """node id -> partition id, by registration order in the simulation runtime's state; None elsewhere.
 
-    ``grid`` may be a wrapper that forwards attributes (simulator.quick_grid, simulator.sampling)."""
+    ``grid`` may be a wrapper that forwards attributes (simulator.deadline_grid, simulator.sampling)."""
     state = _simulation_state(grid)
     if state is None:
         return None

@@ -5,7 +5,7 @@
                        timeout=settings.round_timeout, evaluate_fn=strategy.checkpoint)
 
 Flower's FedAvg, FedProx, FedAdam, FedYogi or FedAdagrad does the aggregation
-(the run settings carry their knobs); ``RoundLogging``, mixed in before it, picks
+(the run settings carry their knobs); ``RoundRunner``, mixed in before it, picks
 the round's clients by partition id with ``clients_per_round``
 (simulator.sampling), else every connected client takes part. It turns off the
 separate evaluate phase (clients evaluate the received model inside the train
@@ -33,7 +33,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYogi
 
-from contract.fleet import FleetRound, round_acknowledged, write_fleet_round
+from contract.fleet_record import FleetRound, round_acknowledged, write_fleet_round
 from contract.loglines import LogWriter, client_log_path
 from contract.lost_nodes import read_lost, read_lost_clients
 from contract.run_layout import client_dir_name
@@ -92,13 +92,15 @@ def strategy_knobs(settings: RunSettings) -> dict:
     return knobs
 
 
-def logged_strategy(settings: RunSettings, log: LogWriter, rounds: FleetRounds | None = None) -> "RoundLogging":
+def logged_strategy(settings: RunSettings, log: LogWriter, rounds: FleetRounds | None = None) -> "RoundRunner":
     base = STRATEGIES[settings.strategy]
-    return type(f"Logged{base.__name__}", (RoundLogging, base), {})(settings, log, rounds)
+    return type(f"Logged{base.__name__}", (RoundRunner, base), {})(settings, log, rounds)
 
 
-class RoundLogging:
-    """Mixed in before one of Flower's strategies (see logged_strategy)."""
+class RoundRunner:
+    """Mixed in before one of Flower's strategies (see logged_strategy): runs each round of the built-in app:
+    samples its clients, applies its deadline and over-commit, switches the fleet's links, checkpoints the model
+    and writes the round's log lines."""
 
     def __init__(self, settings: RunSettings, log: LogWriter, rounds: FleetRounds | None = None) -> None:
         super().__init__(
@@ -162,7 +164,7 @@ class RoundLogging:
 
     def _sample_fleet(self, grid: Grid, available: list[int], server_round: int, config: ConfigRecord):
         """(partitions, node ids) of a round under a fleet, a deadline or over-commit: the online clients,
-        ceil(K x overcommit) of them; the launcher learns who is offline (contract.fleet's round file)."""
+        ceil(K x overcommit) of them; the launcher learns who is offline (contract.fleet_record's round file)."""
         rounds = self.rounds
         self.directory.learn(grid, available, timeout=self.settings.round_timeout)
         known = [self.directory.partition_of[n] for n in available if n in self.directory.partition_of]
@@ -291,5 +293,5 @@ class RoundLogging:
         return None
 
 
-class LoggedFedAvg(RoundLogging, FedAvg):
+class LoggedFedAvg(RoundRunner, FedAvg):
     """The default: FedAvg, logged."""

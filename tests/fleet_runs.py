@@ -3,7 +3,7 @@
     run_dir = fleet_run(tmp_path, fleet, clients=10, rounds=3, deadline=10.0, tag="t-fleet")
 
 The launcher does not pass --fleet, --round-deadline or --overcommit on yet: this prepares the run folder as
-fl-launch does (launcher.run.plan.prepare_run), writes RUN/fleet.json (contract.fleet.write_fleet) and the
+fl-launch does (launcher.run.plan.prepare_run), writes RUN/fleet.json (contract.fleet_record.write_fleet) and the
 app's run config with the new settings, then runs the supervisor in its own process.
 """
 
@@ -14,7 +14,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from contract.fleet import Fleet, write_fleet
+from contract.fleet_record import Fleet, write_fleet
 from contract.run_settings import RunSettings
 from launcher.run.options import LaunchOptions
 from launcher.run.plan import prepare_run

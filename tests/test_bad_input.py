@@ -38,10 +38,12 @@ def _cases(tmp_path):
     (no_client / "pyproject.toml").write_text('[tool.flwr.app.components]\nserverapp = "a.b:app"\n')
     (tmp_path / "unknown.toml").write_text("client-num = 2\nclients = 3\n")
     (tmp_path / "not-a-run.json").write_text("{}")
+    (tmp_path / "not-toml.toml").write_text("client-num = 2\nrounds = \n")
     hosts = {}
     for label, body in (("inject", '[[device]]\nhost = "pi; reboot"\n'),
                         ("dup", '[[device]]\nhost = "pi"\n\n[[device]]\nhost = "pi"\n'),
-                        ("key", '[[device]]\nhost = "pi"\ncores = 4\n'), ("one", '[[device]]\nhost = "pi"\n')):
+                        ("key", '[[device]]\nhost = "pi"\ncores = 4\n'), ("one", '[[device]]\nhost = "pi"\n'),
+                        ("toml", '[[device]]\nhost = "pi"\nslots = \n')):
         hosts[label] = tmp_path / f"hosts-{label}.toml"
         hosts[label].write_text(body)
     return {
@@ -66,6 +68,7 @@ def _cases(tmp_path):
         "hosts file with a duplicate host": (["--hosts", str(hosts["dup"])], "hosts-dup.toml:5: duplicate host"),
         "hosts file with an unknown key": (["--hosts", str(hosts["key"])], "hosts-key.toml:3: unknown key 'cores'"),
         "missing hosts file": (["--hosts", str(tmp_path / "nope.toml")], "cannot read the hosts file"),
+        "hosts file that is not TOML": (["--hosts", str(hosts["toml"])], "hosts-toml.toml:3: Invalid value"),
         "resume of an unknown run": (["--resume", "20990101-000000-dead"], "unknown run"),
         "remote data dir without hosts": (["--remote-data-dir", "data"], "needs --hosts"),
         "server address without hosts": (["--server-address", "10.1.2.3"], "it needs --hosts"),
@@ -102,6 +105,7 @@ def _cases(tmp_path):
                                           "lacks x_test, y_test"),
         "config with an unknown option": (["--config", str(tmp_path / "unknown.toml")], "unknown option 'clients'"),
         "json config that is not a run": (["--config", str(tmp_path / "not-a-run.json")], "run.json"),
+        "config that is not TOML": (["--config", str(tmp_path / "not-toml.toml")], "not-toml.toml:2: Invalid value"),
         "app folder without pyproject": (["--app", str(empty)], "no pyproject.toml"),
         "app without a ClientApp": (["--app", str(no_client)], "lacks clientapp"),
         "run config key the app lacks": (["--app", str(APP), "--run-config", "epochs=3"], "declares no 'epochs'"),
@@ -116,6 +120,7 @@ NAMES = [
     "getModel with no earlier run", "inference with an unknown run", "bad kill tag", "fraction above 1",
     "min-clients above sampled", "negative lr", "zero alpha", "unknown partition", "hosts entry injecting shell",
     "hosts file with a duplicate host", "hosts file with an unknown key", "missing hosts file",
+    "hosts file that is not TOML",
     "resume of an unknown run", "remote data dir without hosts", "server address without hosts",
     "server address on loopback", "server address of the wildcard", "server address not of this machine",
     "server address that does not resolve", "fraction and per-round count",
@@ -125,7 +130,8 @@ NAMES = [
     "model that calls sys.exit(0) at import", "model that calls sys.exit(3) at import",
     "model that calls os._exit(0) at import", "model that aborts at import",
     "npz split with a gap", "npz file without a test split", "config with an unknown option",
-    "json config that is not a run", "app folder without pyproject", "app without a ClientApp",
+    "json config that is not a run", "config that is not TOML", "app folder without pyproject",
+    "app without a ClientApp",
     "run config key the app lacks", "run config that is not key=value", "run config without an app",
 ]
 

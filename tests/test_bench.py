@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from launcher.devices.bench import Compute, DeviceBench, Link, fleet_toml
-from launcher.fleet.profiles import read_fleet
+from launcher.devices.bench import Compute, DeviceBench, MeasuredLink, fleet_toml
+from launcher.fleet.profiles import read_fleet_file
 from tests import devices as lab_devices
 from tests.helpers import run
 
@@ -31,7 +31,7 @@ def bench(lab, tmp_path, slots=2):
     assert result.returncode == 0, result.stdout + result.stderr
     path = tmp_path / "fleet.toml"
     path.write_text(result.stdout)
-    return result, read_fleet(path, num_clients=slots * len(lab.devices))
+    return result, read_fleet_file(path, num_clients=slots * len(lab.devices))
 
 
 def mem_available() -> int:
@@ -186,7 +186,7 @@ def test_links_delayed_or_held_by_a_token_bucket_measure_as_they_are_held(lab, t
     assert result.returncode == 0, result.stdout + result.stderr
     print(result.stdout)
     (tmp_path / "fleet.toml").write_text(result.stdout)
-    delayed, shaped = read_fleet(tmp_path / "fleet.toml", num_clients=2).profiles
+    delayed, shaped = read_fleet_file(tmp_path / "fleet.toml", num_clients=2).profiles
     assert delay * 0.95 <= delayed.latency <= delay * 1.3, delayed.latency
     assert shaped.latency < 0.01
     # TCP/IP and SSH framing take a few percent of what the bucket lets through
@@ -206,14 +206,14 @@ def test_bench_without_check_is_one_line_and_exit_2(tmp_path):
 
 def test_the_fleet_file_written_reads_back_with_safe_unique_names(tmp_path):
     here = Compute((3, 32, 32), 10, 32, batches=100, wall=0.5, cpu=0.5)  # 5 ms a batch
-    link = Link(down=8e6, up=2.5e5, rtt=0.08, down_bytes=1, up_bytes=1)
+    link = MeasuredLink(down=8e6, up=2.5e5, rtt=0.08, down_bytes=1, up_bytes=1)
     benches = [DeviceBench("fe80::1", 3, 900 * 2**20, Compute((3, 32, 32), 10, 32, 10, 0.2, 0.2), link),  # 20 ms
                DeviceBench("fe80..1", 1, None, Compute((3, 32, 32), 10, 32, 100, 0.4, 0.4), link),     # faster
                DeviceBench("slow", 2, 2**30, Compute((3, 32, 32), 10, 32, 1, 10.0, 10.0), link),      # 10 s
                DeviceBench("gone", 5, problem="unreachable: no route\nto host")]
     path = tmp_path / "fleet.toml"
     path.write_text(fleet_toml(benches, here))
-    fleet = read_fleet(path, num_clients=6)
+    fleet = read_fleet_file(path, num_clients=6)
     assert [(p.name, p.clients) for p in fleet.profiles] == [("fe80--1", range(0, 3)), ("fe80..1", range(3, 4)),
                                                              ("slow", range(4, 6))]
     assert [p.cpu for p in fleet.profiles] == [0.25, 1.0, 0.01]  # 5/20; capped; floored

@@ -5,12 +5,12 @@ import sys
 import threading
 import time
 
-from launcher.processes.compute_slots import ComputeSlots
+from launcher.flower.compute_slots import ComputeSlots
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from launcher.processes.compute_slots import ComputeSlots
+from launcher.flower.compute_slots import ComputeSlots
 with ComputeSlots(Path(sys.argv[1]), count=1).held():
     print("holding", flush=True)
     time.sleep(60)

@@ -32,3 +32,12 @@ def test_every_dotted_launcher_name_in_the_code_is_a_module_named_there():
     literals = {text.strip('"') for text in listed.stdout.split()}
     assert names <= literals and literals - names == set()
 
+
+
+def test_a_flower_command_runs_through_the_plain_logs_entry_module():
+    """launcher/flower/ names its own module (it imports nothing of processes/): the same name as the list's."""
+    from launcher.flower.plain_logs import plain  # noqa: PLC0415
+    from launcher.processes.entry_modules import PLAIN_LOGS  # noqa: PLC0415
+
+    command = plain(["flwr", "run"])
+    assert command[1:] == ["-m", PLAIN_LOGS, "flwr", "run"]

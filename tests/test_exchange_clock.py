@@ -1,14 +1,14 @@
 """The emulated clock's model of Flower's object exchange (simulator.exchange_clock), on cases worked by hand.
 
 The model's constants are pinned against Flower by tests/test_flower_internals.py; whether it predicts what
-process mode measures is benchmarks/fleet.py's process-vs-virtual row and tests/test_fleet_process.py.
+process mode measures is benchmarks/fleet_emulation.py's process-vs-virtual row and tests/test_fleet_process.py.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from contract.fleet import Profile
+from contract.fleet_record import Profile
 from simulator import exchange_clock
 from simulator.exchange_clock import exchange_times, message_objects
 

@@ -167,7 +167,7 @@ def test_resume_of_a_fleet_run_whose_round_failed_at_its_deadline_only_evaluates
     import subprocess
     import sys
 
-    from contract.fleet import Fleet, Profile
+    from contract.fleet_record import Fleet, Profile
     from tests.fleet_runs import prepare_fleet_run
     from tests.helpers import run
 

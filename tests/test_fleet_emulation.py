@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.fleet import (
+from contract.fleet_record import (
     Fleet,
     FleetRound,
     Profile,
@@ -161,9 +161,9 @@ class _Message:
 
 
 def test_quick_grid_stops_at_enough_replies_or_at_the_deadline():
-    from simulator.quick_grid import QuickPollGrid
+    from simulator.deadline_grid import DeadlineGrid
 
-    grid = QuickPollGrid(_SlowGrid(10), poll=0.02)
+    grid = DeadlineGrid(_SlowGrid(10), poll=0.02)
     t = time.monotonic()
     got = grid.send_and_receive([_Message(i) for i in range(10)], timeout=30, enough=3)
     assert [m.metadata.src_node_id for m in got] == [0, 1, 2] and grid.cut == "enough"
@@ -197,9 +197,9 @@ class _UploadingGrid(_SlowGrid):
 def test_quick_grid_ends_at_the_deadline_while_flower_is_still_pulling_a_reply():
     """One pull at a time (two asking for the same reply would get it once and an error once); the round ends
     at its deadline although that pull is still blocked, with the replies pulled before it."""
-    from simulator.quick_grid import QuickPollGrid
+    from simulator.deadline_grid import DeadlineGrid
 
-    grid = QuickPollGrid(_UploadingGrid(3), poll=0.02)
+    grid = DeadlineGrid(_UploadingGrid(3), poll=0.02)
     t = time.monotonic()
     got = grid.send_and_receive([_Message(i) for i in range(3)], timeout=30, deadline=1.0)
     took = time.monotonic() - t
@@ -422,10 +422,10 @@ class _CountingGrid(_SlowGrid):
 def test_quick_grid_keeps_a_window_of_messages_in_flight():
     """The final evaluation's sending: the next message as soon as a reply comes, never more than the window
     awaiting; a message without a reply is given up at its own timeout, the others go on meanwhile."""
-    from simulator.quick_grid import QuickPollGrid
+    from simulator.deadline_grid import DeadlineGrid
 
     fake = _CountingGrid(10)
-    grid = QuickPollGrid(fake, poll=0.02)
+    grid = DeadlineGrid(fake, poll=0.02)
     t = time.monotonic()
     got = grid.send_in_window([_Message(i) for i in range(10)], window=3, timeout=1.0)
     took = time.monotonic() - t

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.fleet.profiles import read_fleet
+from launcher.fleet.profiles import read_fleet_file
 
 # FedScale's layout: client id -> {'computation': ms per sample, 'communication': kbit/s}
 CAPACITY = {1: {"computation": 40.0, "communication": 5648.109619499134},
@@ -41,7 +41,7 @@ def test_fedscale_traces_become_a_fleet(tmp_path):
     done = _convert(tmp_path, str(capacity), str(behaviour), "--reference", "1", "--clients", "4",
                     "--out", str(tmp_path / "fleet"), "--horizon", "250")
     assert done.returncode == 0, done.stderr
-    fleet = read_fleet(tmp_path / "fleet" / "fleet.toml", 4)  # the checks fl-launch --fleet makes
+    fleet = read_fleet_file(tmp_path / "fleet" / "fleet.toml", 4)  # the checks fl-launch --fleet makes
     caps = [CAPACITY[k] for k in sorted(CAPACITY)]
     behaves = [BEHAVIOUR[k] for k in sorted(BEHAVIOUR)]
     for client in range(4):

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from contract.errors import InputError
-from launcher.fleet.profiles import UNCONSTRAINED, FleetError, read_fleet
+from launcher.fleet.profiles import UNCONSTRAINED, FleetError, read_fleet_file
 from launcher.fleet.units import parse_duration, parse_rate, parse_size
 
 GOOD = """\
@@ -48,7 +48,7 @@ def write(tmp_path, text: str, name: str = "fleet.toml"):
 
 def test_profiles_take_clients_in_order_with_values_in_si_units(tmp_path):
     write(tmp_path, "client,start_s,end_s\n10,0,10\n10,20,30\n11,5,6\n", "phone.csv")
-    fleet = read_fleet(write(tmp_path, GOOD), num_clients=12)
+    fleet = read_fleet_file(write(tmp_path, GOOD), num_clients=12)
     names = [fleet.profile_of(c).name for c in range(12)]
     assert names == ["pi4-wifi"] * 3 + ["jetson"] * 7 + ["phone"] * 2  # "rest": 12 - 3 - 2, in its place
     pi, jetson, phone = fleet.profiles
@@ -65,7 +65,7 @@ def test_profiles_take_clients_in_order_with_values_in_si_units(tmp_path):
 
 
 def test_clients_no_profile_takes_are_unconstrained(tmp_path):
-    fleet = read_fleet(write(tmp_path, '[[profile]]\nname = "a"\nclients = 2\ncpu = 0.5\n'), num_clients=4)
+    fleet = read_fleet_file(write(tmp_path, '[[profile]]\nname = "a"\nclients = 2\ncpu = 0.5\n'), num_clients=4)
     assert [fleet.profile_of(c).name for c in range(4)] == ["a", "a", "unconstrained", "unconstrained"]
     assert fleet.profile_of(3) is UNCONSTRAINED and UNCONSTRAINED.cpu is None and UNCONSTRAINED.memory is None
     assert not UNCONSTRAINED.shapes_link and fleet.online(3, 1, seed=0) and fleet.online_at(3, 5.0)
@@ -73,14 +73,14 @@ def test_clients_no_profile_takes_are_unconstrained(tmp_path):
 
 def test_rest_may_be_empty_and_sits_where_it_is_written(tmp_path):
     text = '[[profile]]\nname = "a"\nclients = "rest"\n[[profile]]\nname = "b"\nclients = 2\n'
-    fleet = read_fleet(write(tmp_path, text), num_clients=5)
+    fleet = read_fleet_file(write(tmp_path, text), num_clients=5)
     assert [fleet.profile_of(c).name for c in range(5)] == ["a", "a", "a", "b", "b"]
-    assert read_fleet(tmp_path / "fleet.toml", num_clients=2).profiles[0].clients == range(0)
+    assert read_fleet_file(tmp_path / "fleet.toml", num_clients=2).profiles[0].clients == range(0)
 
 
 def test_availability_is_reproducible_independent_and_near_its_share(tmp_path):
     text = '[[profile]]\nname = "half"\nclients = 10\navailability = 0.5\n'
-    fleet = read_fleet(write(tmp_path, text), num_clients=10)
+    fleet = read_fleet_file(write(tmp_path, text), num_clients=10)
     grid = [[fleet.online(c, r, seed=42) for c in range(10)] for r in range(40)]
     assert grid == [[fleet.online(c, r, seed=42) for c in range(10)] for r in range(40)]
     share = sum(map(sum, grid)) / 400
@@ -90,8 +90,8 @@ def test_availability_is_reproducible_independent_and_near_its_share(tmp_path):
     assert other != grid  # the seed matters
     assert len({tuple(row) for row in grid}) > 30  # rounds differ from each other
     assert len({tuple(grid[r][c] for r in range(40)) for c in range(10)}) == 10  # so do clients
-    always = read_fleet(write(tmp_path, '[[profile]]\nname = "x"\nclients = 2\navailability = 1\n', "b.toml"), 2)
-    never = read_fleet(write(tmp_path, '[[profile]]\nname = "x"\nclients = 2\navailability = 0\n', "c.toml"), 3)
+    always = read_fleet_file(write(tmp_path, '[[profile]]\nname = "x"\nclients = 2\navailability = 1\n', "b.toml"), 2)
+    never = read_fleet_file(write(tmp_path, '[[profile]]\nname = "x"\nclients = 2\navailability = 0\n', "c.toml"), 3)
     assert all(always.online(c, r, 1) for c in range(2) for r in range(50))
     assert not any(never.online(c, r, 1) for c in range(2) for r in range(50))
     assert all(never.online(2, r, 1) for r in range(50))  # a client without a profile: always
@@ -100,7 +100,7 @@ def test_availability_is_reproducible_independent_and_near_its_share(tmp_path):
 def test_a_trace_gives_online_windows(tmp_path):
     write(tmp_path, "# client,start_s,end_s\n1,0,10\n1,20,30.5\n2,5,6\n", "t.csv")
     text = '[[profile]]\nname = "a"\nclients = 1\n[[profile]]\nname = "traced"\nclients = 2\ntrace = "t.csv"\n'
-    fleet = read_fleet(write(tmp_path, text), num_clients=4)
+    fleet = read_fleet_file(write(tmp_path, text), num_clients=4)
     online = {t: fleet.online_at(1, t) for t in (0, 9.99, 10, 15, 20, 30.4, 30.5, 100)}
     assert online == {0: True, 9.99: True, 10: False, 15: False, 20: True, 30.4: True, 30.5: False, 100: False}
     assert [fleet.online_at(2, t) for t in (4.9, 5, 5.5, 6)] == [False, True, True, False]
@@ -156,7 +156,7 @@ def test_a_bad_fleet_file_is_one_line_naming_file_and_line(tmp_path, text, files
         (tmp_path / name).write_text(content)
     path = write(tmp_path, text)
     with pytest.raises(FleetError) as caught:
-        read_fleet(path, num_clients)
+        read_fleet_file(path, num_clients)
     message = str(caught.value)
     assert isinstance(caught.value, InputError)
     assert "\n" not in message and words in message, message
@@ -168,7 +168,7 @@ def test_a_bad_fleet_file_is_one_line_naming_file_and_line(tmp_path, text, files
 
 def test_an_unreadable_fleet_file_names_the_file(tmp_path):
     with pytest.raises(FleetError, match=r"fleet\.toml: cannot read the fleet file"):
-        read_fleet(tmp_path / "fleet.toml", 4)
+        read_fleet_file(tmp_path / "fleet.toml", 4)
 
 
 def test_units_against_hand_computed_values():

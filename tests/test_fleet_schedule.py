@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from contract.errors import InputError
-from launcher.fleet.profiles import read_fleet
+from launcher.fleet.profiles import read_fleet_file
 from tests.helpers import run, runs, wait_until_nothing_tagged
 
 FLEET_TOML = """\
@@ -35,7 +35,7 @@ TRANSFER = re.compile(r"iteration:(\d+) end time:.* transfer:([\d.]+)s ", re.M)
 def test_schedule_rows_are_read_and_checked(tmp_path):
     (tmp_path / "fleet.toml").write_text(FLEET_TOML)
     (tmp_path / "wifi.csv").write_text(SCHEDULE)
-    profile = read_fleet(tmp_path / "fleet.toml", 2).profile_of(1)
+    profile = read_fleet_file(tmp_path / "fleet.toml", 2).profile_of(1)
     assert (profile.link_at(0.2).down, profile.link_at(0.2).latency) == (20e6, 0.01)
     assert (profile.link_at(7.0).down, profile.link_at(7.0).up, profile.link_at(7.0).latency) == (2e6, 1e6, 0.04)
     assert profile.needs_link
@@ -46,7 +46,7 @@ def test_schedule_rows_are_read_and_checked(tmp_path):
                         ("time_s,down,up,latency,loss\n", "no time_s,down,up,latency,loss row")):
         (tmp_path / "wifi.csv").write_text(body)
         with pytest.raises(InputError, match=re.escape(words)):
-            read_fleet(tmp_path / "fleet.toml", 2)
+            read_fleet_file(tmp_path / "fleet.toml", 2)
 
 
 def _run(root: Path, mode: str) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from contract.loglines import LogWriter
-from launcher.stats.fleet import plot_timeline, read_fleet_run
+from launcher.stats.fleet_runs import plot_timeline, read_fleet_run
 from tests.helpers import run, runs, wait_until_nothing_tagged
 
 PROFILES = [{"name": "pi4", "clients": [0, 2]}, {"name": "rest", "clients": [2, 4]}]

@@ -77,15 +77,15 @@ def test_quick_supernode_installs_its_bells_in_that_namespace(tmp_path):
 
     import flwr.supernode.start_client_internal as sci
 
-    from contract.bells import ring
+    from contract.wakeups import wake
     from launcher.flower import quick_supernode
 
     original_time, original_pull = sci.time, sci._pull_and_store_message
     try:
         quick_supernode.install(tmp_path)
-        assert isinstance(sci.time, quick_supernode.BellClock)
+        assert isinstance(sci.time, quick_supernode.WakeupClock)
         start = time.monotonic()
-        ring(tmp_path, "supernode")
+        wake(tmp_path, "supernode")
         sci.time.sleep(3)  # the idle sleep: answered by the ring at once
         assert time.monotonic() - start < 1.0
     finally:
@@ -171,7 +171,7 @@ def test_the_object_exchange_simulator_exchange_clock_models():
     from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
     from simulator import exchange_clock as model
-    from simulator.quick_grid import POLL_SECONDS
+    from simulator.deadline_grid import POLL_SECONDS
 
     assert constant.FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE == model.CHUNK_BYTES
     assert supercore.FLWR_PRIVATE_MAX_CONCURRENT_OBJ_PULLS == model.CONCURRENT
@@ -570,7 +570,7 @@ def test_the_simulation_runtime_gives_its_ith_registered_node_partition_i():
     from flwr.superlink.federation import NoOpFederationManager
     from flwr.superlink.grid import InMemoryGrid
 
-    from simulator.quick_grid import QuickPollGrid
+    from simulator.deadline_grid import DeadlineGrid
     from simulator.sampling import ChosenNodes, NodeDirectory
     from simulator.simulation_nodes import registered_partitions
 
@@ -584,7 +584,7 @@ def test_the_simulation_runtime_gives_its_ith_registered_node_partition_i():
     given = {node: store.retrieve_context(7).node_config["partition-id"] for node, store in stores.items()}
     assert sorted(given.values()) == list(range(60))
     grid = InMemoryGrid(state_factory=factory)
-    wrapped = ChosenNodes(QuickPollGrid(grid), [])
+    wrapped = ChosenNodes(DeadlineGrid(grid), [])
     assert registered_partitions(grid) == registered_partitions(wrapped) == given
     directory = NodeDirectory()
     directory.learn(wrapped, list(given), timeout=2)  # no message: a message here would find no node to answer it

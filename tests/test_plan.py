@@ -39,7 +39,7 @@ def test_a_fleet_asking_more_cores_than_the_machine_has_is_warned_about(tmp_path
     compute slot: cores + 1) against the cores, half a core kept for the server."""
     import os
 
-    from contract.fleet import Fleet, Profile
+    from contract.fleet_record import Fleet, Profile
     from launcher.fleet.profiles import cpu_warning
 
     fleet = Fleet.of("f.toml", 8, (Profile("pi", range(0, 4), cpu=0.3), Profile("box", range(4, 8), cpu=0.9)))

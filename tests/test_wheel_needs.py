@@ -10,7 +10,7 @@ import pytest
 
 from launcher.devices.install import InstallError, fetch
 from launcher.pyenv.python_facts import marker_environment
-from launcher.pyenv.wheel_needs import DeviceFacts, Need, download_target, missing, read_constraints
+from launcher.pyenv.wheel_needs import DeviceFacts, MissingWheel, download_target, missing, read_constraints
 
 PI_MARKERS = dict(marker_environment(), platform_machine="aarch64", python_version="3.11",
                   python_full_version="3.11.2", sys_platform="linux", platform_system="Linux")
@@ -93,7 +93,7 @@ def test_a_platform_without_wheels_is_one_line_naming_it(tmp_path):
     constraints = tmp_path / "constraints.txt"
     constraints.write_text("")
     with pytest.raises(InstallError) as err:  # psutil publishes no armv7 wheel
-        fetch([Need(f"psutil=={version('psutil')}", False)], armv7, constraints, tmp_path / "wheels")
+        fetch([MissingWheel(f"psutil=={version('psutil')}", False)], armv7, constraints, tmp_path / "wheels")
     text = str(err.value)
     assert "\n" not in text and "linux-armv7l" in text and "psutil" in text, text
     assert list((tmp_path / "wheels").glob("*")) == []

@@ -7,7 +7,7 @@ import pytest
 import torch
 from flwr.app import ArrayRecord
 
-from contract.bells import Bell, ring, ring_all
+from contract.wakeups import WakeupSocket, wake, wake_all
 from simulator.model import LeNet5
 from simulator.wire import pack, unpack
 
@@ -43,9 +43,9 @@ def test_a_model_of_another_size_is_refused():
 def test_a_bell_wakes_its_sleeper_early_and_only_its_own(tmp_path):
     (tmp_path / "client_0").mkdir()
     (tmp_path / "client_1").mkdir()
-    bell, other = Bell(tmp_path / "client_0", "supernode"), Bell(tmp_path / "client_1", "worker")
+    bell, other = WakeupSocket(tmp_path / "client_0", "supernode"), WakeupSocket(tmp_path / "client_1", "worker")
     assert bell.bound and other.bound
-    threading.Timer(0.2, ring_all, args=(tmp_path, "supernode")).start()
+    threading.Timer(0.2, wake_all, args=(tmp_path, "supernode")).start()
     start = time.monotonic()
     assert bell.wait(5.0) is True
     assert 0.1 < time.monotonic() - start < 2.0
@@ -56,31 +56,31 @@ def test_a_bell_wakes_its_sleeper_early_and_only_its_own(tmp_path):
 
 
 def test_a_ring_nobody_hears_is_dropped_and_a_taken_bell_falls_back_to_sleeping(tmp_path):
-    ring(tmp_path / "nobody", "worker")  # no error
-    first = Bell(tmp_path, "worker")
-    second = Bell(tmp_path, "worker")  # the name is held: plain timed sleeps
+    wake(tmp_path / "nobody", "worker")  # no error
+    first = WakeupSocket(tmp_path, "worker")
+    second = WakeupSocket(tmp_path, "worker")  # the name is held: plain timed sleeps
     assert first.bound and not second.bound
     start = time.monotonic()
     assert second.wait(0.2) is False and time.monotonic() - start >= 0.19
 
 
 def test_a_supernode_whose_serverapp_rings_pulls_every_30_s_when_idle(tmp_path, monkeypatch):
-    """quick_supernode.BellClock: Flower's 3 s idle sleep becomes 30 s once the bell has heard SERVER_PUSHED (the
+    """quick_supernode.WakeupClock: Flower's 3 s idle sleep becomes 30 s once the bell has heard SERVER_PUSHED (the
     built-in ServerApp's ring after each push); other rings (a task ended) leave it at 3 s; the 0.5 s reply
     waits stay 0.5 s either way."""
-    from contract.bells import SERVER_PUSHED, Bell, ring
-    from launcher.flower.quick_supernode import IDLE_SECONDS, RUNG_IDLE_SECONDS, BellClock
+    from contract.wakeups import SERVER_PUSHED, WakeupSocket, wake
+    from launcher.flower.quick_supernode import IDLE_SECONDS, RUNG_IDLE_SECONDS, WakeupClock
 
-    bell = Bell(tmp_path, "supernode")
+    bell = WakeupSocket(tmp_path, "supernode")
     waited = []
     real_wait = bell.wait
     monkeypatch.setattr(bell, "wait", lambda timeout: waited.append(timeout))
-    clock = BellClock(bell)
-    ring(tmp_path, "supernode")  # the task host's ring: not the ServerApp's
+    clock = WakeupClock(bell)
+    wake(tmp_path, "supernode")  # the task host's ring: not the ServerApp's
     real_wait(0.5)
     clock.sleep(3)
     clock.sleep(0.5)
-    ring(tmp_path, "supernode", SERVER_PUSHED)
+    wake(tmp_path, "supernode", SERVER_PUSHED)
     assert real_wait(0.5) is True and SERVER_PUSHED in bell.heard
     clock.sleep(3)
     clock.sleep(0.5)
@@ -88,14 +88,14 @@ def test_a_supernode_whose_serverapp_rings_pulls_every_30_s_when_idle(tmp_path, 
 
 
 def test_a_ring_to_a_bell_nobody_reads_does_not_block(tmp_path):
-    """A datagram queue fills after a few rings (its owner stopped or wedged): ring() returns at once."""
+    """A datagram queue fills after a few rings (its owner stopped or wedged): wake() returns at once."""
     import time as _time
 
-    from contract.bells import Bell, ring
+    from contract.wakeups import WakeupSocket, wake
 
-    bell = Bell(tmp_path, "supernode")
+    bell = WakeupSocket(tmp_path, "supernode")
     started = _time.monotonic()
     for _ in range(200):
-        ring(tmp_path, "supernode")
+        wake(tmp_path, "supernode")
     assert _time.monotonic() - started < 2
     assert bell.wait(0) is True

@@ -5,7 +5,7 @@
     # run_dir/app/fl_launch_clientapp.py, named by the copy's pyproject.toml as its clientapp:
     # app = LoggedClientApp("npapp.client_app:app", "/abs/run_dir")
 
-In process mode each task runs in its own process, which ``launcher.apps.task_log``
+In process mode each task runs in its own process, which ``launcher.flower.task_log``
 points at one client's log. On the simulation runtime a few Ray workers serve every
 virtual node in turn, so the wrapper does it per call: it finds the client by the
 ``partition-id`` Flower gives the node, sends the app's prints into
@@ -26,8 +26,8 @@ from flwr.clientapp import ClientApp
 
 from contract.loglines import LogWriter, client_log_path, write_ray_node
 from contract.run_layout import client_dir
-from launcher.apps.task_log import LinesToLog, logged_task
 from launcher.apps.user_app import AppError, UserApp, read_app
+from launcher.flower.task_log import LinesToLog, logged_task
 from launcher.processes.node_config import read_extra
 
 MODULE = "fl_launch_clientapp"  # the wrapper's module in the app's copy

@@ -19,13 +19,11 @@ keeps its line, so a value the option's type refuses is named by file and line:
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
-
 from contract.errors import InputError
+from contract.user_toml import key_line, parse
 
 NOT_REPEATED = ("kill_tag", "detach")
 MAX_BYTES = 1 << 20
@@ -41,15 +39,6 @@ class ConfigEntry:
     key: str  # as the file spells it
     value: object
     line: int  # 1-based; 0 where it cannot be found
-
-
-def _line_of(text: str, key: str, after: str = "") -> int:
-    """The line where ``key`` is set (TOML ``key =`` or JSON ``"key":``), after the first ``after``."""
-    start = text.find(after) if after else 0
-    quote = "[\"']?"
-    pattern = re.compile(rf"^[ \t]*{quote}{re.escape(key)}{quote}[ \t]*[=:]", re.MULTILINE)
-    found = pattern.search(text, max(start, 0))
-    return text.count("\n", 0, found.start()) + 1 if found else 0
 
 
 def read_config(path: str | Path, known: set[str]) -> list[ConfigEntry]:
@@ -72,14 +61,11 @@ def read_config(path: str | Path, known: set[str]) -> list[ConfigEntry]:
             raise ConfigError(f"--config {path}: a .json config must be a run's run.json (with its 'options')")
         values = {k: v for k, v in data["options"].items() if k not in NOT_REPEATED}
     else:
-        try:
-            values = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"--config {path}: not TOML ({err})") from None
+        values = parse(text, f"--config {path}", ConfigError)
     entries = []
     for key, value in values.items():
         name = key.replace("-", "_")
-        line = _line_of(text, key, '"options"' if path.suffix == ".json" else "")
+        line = key_line(text, key, '"options"' if path.suffix == ".json" else "")
         where = f"--config {path}:{line}" if line else f"--config {path}"
         if name not in known:
             raise ConfigError(f"{where}: unknown option {key!r}")

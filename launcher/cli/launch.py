@@ -108,7 +108,7 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
               help="Sample ceil(K x F) clients each round and aggregate the first K replies (K: the clients "
                    "taking part per round); the rest are stragglers.")
 @click.option("--fleet", type=PathText(dir_okay=False), default=None,
-              help="A fleet file (TOML, see README): each client emulated as a device profile: CPU share, "
+              help="A fleet file (TOML, see docs/fleet.md): each client emulated as a device profile: CPU share, "
                    "memory, link (rate, latency, loss) and availability; virtual mode emulates the same on an "
                    "emulated clock.")
 @click.option("--seed", type=WholeNumber(0, SEED_MAX), default=D.seed,
@@ -183,7 +183,7 @@ def _options_from_file(ctx: click.Context, _param, value: str | None) -> None:
 @click.option("--grace", type=FiniteFloat(min=0, max=SECONDS_MAX), default=D.grace,
               help="Seconds between SIGTERM and SIGKILL when stopping.")
 @click.option("--hosts", type=PathText(dir_okay=False), default=None,
-              help="TOML file of devices to place clients on over SSH (see README).  [default: this machine]")
+              help="TOML file of devices to place clients on over SSH (see docs/devices.md).  [default: this machine]")
 @click.option("--ssh-config", type=PathText(dir_okay=False), default=None,
               help="An ssh config file to use instead of ~/.ssh/config.")
 @click.option("--remote-data-dir", type=Text(), default=None,

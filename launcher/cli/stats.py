@@ -37,7 +37,7 @@ from launcher.flower.strategy_log import read_strategy_log
 from launcher.run.folder import RUN_JSON, RunFolder, RunFolderError, RunFolderGone
 from launcher.run.liveness import LIVE, live_status
 from launcher.run.run_status import RunStatus
-from launcher.stats.fleet import by_profile, compare, plot_timeline, read_fleet_run
+from launcher.stats.fleet_runs import by_profile, compare, plot_timeline, read_fleet_run
 from launcher.stats.history import read_client_log
 from launcher.stats.tables import (
     GPU_COLUMN,

@@ -131,7 +131,7 @@ class Compute:
 
 
 @dataclass(frozen=True)
-class Link:
+class MeasuredLink:
     down: float     # bits per second, device -> here
     up: float       # bits per second, here -> device
     rtt: float      # seconds, one byte there and back
@@ -145,7 +145,7 @@ class DeviceBench:
     slots: int
     memory: int | None = None          # bytes available on the device
     compute: Compute | None = None
-    link: Link | None = None
+    link: MeasuredLink | None = None
     problem: str | None = None
 
     def cpu(self, here: Compute) -> float | None:
@@ -327,7 +327,7 @@ def _grown(measure, seconds: float) -> tuple[int, float]:
         size = int(min(LINK_MAX, size * 8, max(size * 4, rate * seconds * 1.5)))
 
 
-def measure_link(ssh: Ssh, seconds: float = LINK_SECONDS) -> Link:
+def measure_link(ssh: Ssh, seconds: float = LINK_SECONDS) -> MeasuredLink:
     master = Master(ssh)
     try:
         rtt = statistics.median(master.round_trips(ECHOES))
@@ -336,7 +336,7 @@ def measure_link(ssh: Ssh, seconds: float = LINK_SECONDS) -> Link:
         up_bytes, up_s = _grown(lambda n: (n, max(master.up(n) - empty, 1e-6)), seconds)
     finally:
         master.close()
-    return Link(down=8 * down_bytes / down_s, up=8 * up_bytes / up_s, rtt=rtt, down_bytes=down_bytes,
+    return MeasuredLink(down=8 * down_bytes / down_s, up=8 * up_bytes / up_s, rtt=rtt, down_bytes=down_bytes,
                 up_bytes=up_bytes)
 
 

@@ -27,10 +27,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import tomllib
-
 from contract.errors import InputError
-from launcher.fleet.toml_position import key_line, top_key_line
+from contract.user_toml import UserToml
 from launcher.processes.node_config import NodeConfigError, check_node_config
 
 KEYS = {"host", "user", "port", "identity", "python", "workdir", "slots", "env", "node-config"}
@@ -92,11 +90,6 @@ class DevicePlacement:
         return cls(Device(**device), tuple(clients))
 
 
-def _line_of(text: str, table_index: int | None, key: str | None) -> int:
-    """1-based line of a key in [defaults] (table_index None) or the n-th [[device]]."""
-    return key_line(text, "defaults" if table_index is None else "device", table_index, key)
-
-
 def _check_value(key: str, value, where) -> None:
     def bad(why: str):
         raise HostsError(f"{where(key)}: {key} {why}")
@@ -132,23 +125,16 @@ def _check_value(key: str, value, where) -> None:
 
 
 def load_hosts(path: str | Path) -> list[Device]:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise HostsError(f"{path}: cannot read the hosts file ({err.strerror})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise HostsError(f"{path}: {err}") from None
+    toml = UserToml.read(path, HostsError, "hosts file")
+    path, data = toml.path, toml.data
     for key in data:
         if key not in ("defaults", "device"):
-            raise HostsError(f"{path}:{_top_line(text, key)}: unknown key {key!r} (expected [defaults] and [[device]])")
+            raise HostsError(f"{toml.at_top(key)}: unknown key {key!r} (expected [defaults] and [[device]])")
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise HostsError(f"{path}:1: defaults must be a table")
     for key, value in defaults.items():
-        where = lambda k: f"{path}:{_line_of(text, None, k)}"  # noqa: E731
+        where = lambda k: toml.at("defaults", None, k)  # noqa: E731
         if key not in DEFAULT_KEYS:
             raise HostsError(f"{where(key)}: unknown key {key!r} in [defaults]")
         _check_value(key, value, where)
@@ -157,7 +143,7 @@ def load_hosts(path: str | Path) -> list[Device]:
         raise HostsError(f"{path}:1: no [[device]] entries")
     devices, seen = [], {}
     for index, entry in enumerate(entries):
-        where = lambda k, i=index: f"{path}:{_line_of(text, i, k)}"  # noqa: E731
+        where = lambda k, i=index: toml.at("device", i, k)  # noqa: E731
         for key in entry:
             if key not in KEYS:
                 raise HostsError(f"{where(key)}: unknown key {key!r} in [[device]]")
@@ -169,17 +155,12 @@ def load_hosts(path: str | Path) -> list[Device]:
         if merged["host"] in seen:
             raise HostsError(f"{where('host')}: duplicate host {merged['host']!r} "
                              f"(first at line {seen[merged['host']]})")
-        seen[merged["host"]] = _line_of(text, index, "host")
+        seen[merged["host"]] = toml.line("device", index, "host")
         env = {**defaults.get("env", {}), **entry.get("env", {})}
         node_config = {**defaults.get("node-config", {}), **entry.get("node-config", {})}
         merged.pop("node-config", None)
         devices.append(Device(**{**merged, "env": env, "node_config": node_config}))
     return devices
-
-
-def _top_line(text: str, key: str) -> int:
-    return top_key_line(text, key)
-
 
 def place_clients(devices: list[Device], client_num: int) -> list[Device]:
     """Device of each client, filling devices' slots in file order."""

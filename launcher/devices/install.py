@@ -34,7 +34,7 @@ from launcher.devices.ssh import last_line, remote_path
 from launcher.pyenv import python_facts
 from launcher.pyenv.own_builds import OWN_BUILDS, kept_builds
 from launcher.pyenv.python_facts import canonical_name
-from launcher.pyenv.wheel_needs import DeviceFacts, Need, download_target, missing, read_constraints
+from launcher.pyenv.wheel_needs import DeviceFacts, MissingWheel, download_target, missing, read_constraints
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 PROBE_TIMEOUT = 60
@@ -77,7 +77,7 @@ def probe(device: RemoteDevice) -> DeviceFacts:
         raise InstallError(f"unreadable answer from {device.device.python}") from None
 
 
-def fetch(needs: list[Need], facts: DeviceFacts, constraints: Path, dest: Path) -> list[Path]:
+def fetch(needs: list[MissingWheel], facts: DeviceFacts, constraints: Path, dest: Path) -> list[Path]:
     """The wheels of ``needs`` for the device's platform, into ``dest`` (pip's cache first, else its index)."""
     dest.mkdir(parents=True, exist_ok=True)
     for with_dependencies in (False, True):
@@ -124,7 +124,7 @@ def install_on(device: RemoteDevice, wheel: Path, constraints: Path, scratch: Pa
         kept = kept_builds(roots, pins, facts)  # a device's own torch (a Jetson's CUDA build) inside the range
         needs = missing(roots, {name: spec for name, spec in pins.items() if name not in kept}, facts)
         if not facts.pip:  # the device gets this Python's pip as a wheel
-            needs.append(Need(f"pip=={_own('pip')}", with_dependencies=False))
+            needs.append(MissingWheel(f"pip=={_own('pip')}", with_dependencies=False))
         carried = fetch(needs, facts, constraints, scratch / "wheels")
     except InstallError as err:
         return False, str(err)

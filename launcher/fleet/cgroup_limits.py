@@ -32,20 +32,11 @@ from pathlib import Path
 import psutil
 
 from launcher.fleet.handle import LimitHandle, with_descendants
-from launcher.processes.cgroup import members as _members
-from launcher.processes.cgroup import mounts as _mounts
+from launcher.processes.cgroup import cgroup2_root, hierarchies, members, own_group, remove_group, v1_mount
 
 BASE = "fl-launch-fleet"
 PERIOD_US = 100_000
-
-
-def _own_group(pid: int | str, controller: str | None) -> str:
-    """The process's group in a v1 hierarchy (by controller name) or, with None, on cgroup2 ("0::")."""
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        number, controllers, path = line.split(":", 2)
-        if (controller is None and number == "0") or (controller is not None and controller in controllers.split(",")):
-            return path.lstrip("/")
-    return ""
+CONTROLLERS = frozenset({"cpu", "memory"})
 
 
 def _can_make_groups(parent: Path) -> bool:
@@ -64,19 +55,15 @@ def _can_make_groups(parent: Path) -> bool:
             pass
 
 
-def _v1_mount(controller: str) -> Path | None:
-    return next((point for point, options in _mounts("cgroup") if controller in options), None)
-
-
 def v1_roots() -> dict[str, Path] | None:
     """Where this process may make v1 cpu and memory groups: {"cpu": dir, "memory": dir}, or None."""
     roots: dict[str, Path] = {}
     for controller in ("cpu", "memory"):
-        mount = _v1_mount(controller)
+        mount = v1_mount(controller)
         if mount is None:
             return None
         try:
-            here = mount / _own_group("self", controller)
+            here = mount / own_group("self", controller)
         except OSError:
             return None
         if not _can_make_groups(here):
@@ -87,35 +74,11 @@ def v1_roots() -> dict[str, Path] | None:
 
 def v2_root() -> Path | None:
     """The cgroup2 mount where the cpu and memory controllers are available and can be handed down, or None."""
-    for mount, _options in _mounts("cgroup2"):
-        try:
-            available = set((mount / "cgroup.controllers").read_text().split())
-        except OSError:
-            continue
-        if {"cpu", "memory"} <= available and os.access(mount / "cgroup.subtree_control", os.W_OK):
-            return mount
-    return None
+    return cgroup2_root(CONTROLLERS)
 
 
 def _write(path: Path, value: str) -> None:
     path.write_text(value)
-
-
-def _remove(group: Path, deadline: float) -> str | None:
-    """rmdir a group, trying until the deadline (time.monotonic()) while a member being killed holds it; None
-    once it is gone, else why not."""
-    while True:
-        try:
-            group.rmdir()
-            return None
-        except FileNotFoundError:
-            return None
-        except PermissionError as error:
-            return f"not allowed: {error.strerror}"
-        except OSError as error:
-            if time.monotonic() > deadline:
-                return "a live process is in it" if _members(group) else error.strerror
-            time.sleep(0.05)
 
 
 def _make(group: Path) -> None:
@@ -137,10 +100,8 @@ def group_name(tag: str, client: int | str) -> str:
 
 
 def _hierarchies() -> list[Path]:
-    """Every cgroup2 mount and every v1 mount with the cpu or memory controller: where the backends make groups."""
-    found = [point for point, _ in _mounts("cgroup2")]
-    found += [point for point, options in _mounts("cgroup") if options & {"cpu", "memory"}]
-    return list(dict.fromkeys(found))
+    """Every hierarchy where the backends make groups."""
+    return hierarchies(set(CONTROLLERS))
 
 
 def _base_dirs(hierarchy: Path, depth: int = 8) -> list[Path]:
@@ -171,13 +132,13 @@ class TagGroups:
 
     def pids(self) -> set[int]:
         """Their live members."""
-        return set().union(*(_members(group) for group in self.paths))
+        return set().union(*(members(group) for group in self.paths))
 
     def remove(self, timeout: float = 3.0) -> dict[Path, str]:
         """Remove the groups (all of them within ``timeout`` seconds, while dying members hold them), and BASE
         where it is left empty; the groups that could not be removed, each with why."""
         deadline = time.monotonic() + timeout
-        left = {group: why for group in self.paths if (why := _remove(group, deadline)) is not None}
+        left = {group: why for group in self.paths if (why := remove_group(group, deadline)) is not None}
         for base in {group.parent for group in self.paths}:
             try:
                 base.rmdir()
@@ -226,7 +187,7 @@ class _CgroupLimit(LimitHandle):
                     break
 
     def pids(self) -> set[int]:
-        return set().union(*(_members(group) for group in self.groups))
+        return set().union(*(members(group) for group in self.groups))
 
     def oom_kills(self) -> int:
         if not self.closed:
@@ -249,12 +210,12 @@ class _CgroupLimit(LimitHandle):
             if not group.is_dir():
                 continue
             home = self.homes.get(group, group.parents[1])
-            for pid in _members(group):
+            for pid in members(group):
                 try:
                     _write(home / "cgroup.procs", str(pid))
                 except OSError:
                     continue
-            removed = _remove(group, deadline) is None and removed
+            removed = remove_group(group, deadline) is None and removed
             if group.parent.name == BASE:
                 try:
                     group.parent.rmdir()  # once the last client's group is gone
@@ -289,7 +250,7 @@ class CgroupV1Limit(_CgroupLimit):
 
     def _home_of(self, group: Path, pid: int) -> Path:
         controller = self.controllers[group]
-        return (_v1_mount(controller) or group.parents[1]) / _own_group(pid, controller)
+        return (v1_mount(controller) or group.parents[1]) / own_group(pid, controller)
 
     def _read_oom_kills(self) -> int:
         group = self.groups[1]
@@ -316,7 +277,7 @@ class CgroupV2Limit(_CgroupLimit):
             steps = parent.relative_to(root).parts
             for here in [root, *(root.joinpath(*steps[:depth]) for depth in range(1, len(steps) + 1))]:
                 enabled = set((here / "cgroup.subtree_control").read_text().split())
-                if not {"cpu", "memory"} <= enabled:
+                if not CONTROLLERS <= enabled:
                     _write(here / "cgroup.subtree_control", "+cpu +memory")
             _make(group)
             _write(group / "cpu.max", f"{max(1000, round(cpu * PERIOD_US))} {PERIOD_US}")
@@ -331,7 +292,7 @@ class CgroupV2Limit(_CgroupLimit):
             raise
 
     def _home_of(self, group: Path, pid: int) -> Path:
-        return self.root / _own_group(pid, None)
+        return self.root / own_group(pid)
 
     def _read_oom_kills(self) -> int:
         try:

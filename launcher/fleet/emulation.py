@@ -19,7 +19,7 @@ those this machine shares with the fork server, a page several of them map count
 above the profile's memory the client is killed whole, the cause "out of memory (profile X)". A cgroup's own
 memory limit at the same figure charges only the pages the client touched first (not those of the fork server
 it maps), so it is a backstop: the watch binds. The ServerApp writes, before it samples a round, which
-clients are offline (contract.fleet.FleetRound); their links are cut until they are back online. A trace's
+clients are offline (contract.fleet_record.FleetRound); their links are cut until they are back online. A trace's
 windows are followed on the run's clock between rounds too, so a client can drop out mid-round. A schedule
 profile's link takes, before each round is sent, the schedule's row in force at the round's clock.
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from contract.fleet import FLEET_ROUND_FILE, Fleet, acknowledge_round, read_fleet_round
+from contract.fleet_record import FLEET_ROUND_FILE, Fleet, acknowledge_round, read_fleet_round
 from contract.run_layout import client_dir
 from launcher.fleet.cgroup_limits import TagGroups, group_name
 from launcher.fleet.limits import ClientLimits, Limiter

@@ -1,6 +1,6 @@
 """The fleet file: device profiles, the clients each takes, and when each client is online.
 
-    fleet = read_fleet("fleet.toml", num_clients=40)
+    fleet = read_fleet_file("fleet.toml", num_clients=40)
     fleet.profile_of(0).name                    # 'pi4-wifi'
     fleet.profile_of(0).memory                  # 943718400 (bytes)
     fleet.online(3, round=5, seed=42)           # True or False, the same for the same seed
@@ -35,7 +35,7 @@ Availability governs rounds, a trace time: `online` is True for
 trace profiles and `online_at` is True for availability profiles.
 
 Every error is one line naming the file and the line (FleetError, an InputError). The types (Profile,
-Window, Fleet, draw, UNCONSTRAINED) live in contract.fleet, where the built-in app reads them too; the
+Window, Fleet, draw, UNCONSTRAINED) live in contract.fleet_record, where the built-in app reads them too; the
 launcher writes the fleet into the run folder with write_fleet(run_dir, fleet) (RUN/fleet.json).
 """
 
@@ -46,11 +46,9 @@ import math
 import re
 from pathlib import Path
 
-import tomllib
-
 from contract.errors import InputError
-from contract.fleet import UNCONSTRAINED, Fleet, LinkStep, Profile, Window, draw, write_fleet  # noqa: F401
-from launcher.fleet.toml_position import key_line, top_key_line
+from contract.fleet_record import UNCONSTRAINED, Fleet, LinkStep, Profile, Window, draw, write_fleet  # noqa: F401
+from contract.user_toml import UserToml
 from launcher.fleet.units import UnitError, parse_duration, parse_rate, parse_size
 
 KEYS = ("name", "clients", "cpu", "memory", "down", "up", "latency", "loss", "availability", "trace", "schedule")
@@ -62,15 +60,6 @@ class FleetError(InputError):
     """The one line a bad fleet file gets, named by file and line."""
 
 
-def _line_of(text: str, table_index: int, key: str | None) -> int:
-    """1-based line of a key in the n-th [[profile]] (its header's line for key None or not found)."""
-    return key_line(text, "profile", table_index, key)
-
-
-def _top_line(text: str, key: str) -> int:
-    return top_key_line(text, key)
-
-
 def _number(value, key: str, low: float, high: float, bad) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         bad(key, f"{key} must be a number from {low:g} to {high:g}, not {value!r}")
@@ -79,45 +68,35 @@ def _number(value, key: str, low: float, high: float, bad) -> float:
     return float(value)
 
 
-def read_fleet(path: str | Path, num_clients: int) -> Fleet:
+def read_fleet_file(path: str | Path, num_clients: int) -> Fleet:
     """The fleet file read and checked against a run of num_clients clients."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise FleetError(f"{path}: cannot read the fleet file ({getattr(err, 'strerror', None) or err})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        found = re.search(r"\(at line (\d+), column (\d+)\)", str(err))
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(err))
-        where = f"{path}:{found.group(1)}" if found else f"{path}"
-        raise FleetError(f"{where}: {message}") from None
+    toml = UserToml.read(path, FleetError, "fleet file")
+    path, data = toml.path, toml.data
     for key in data:
         if key != "profile":
-            raise FleetError(f"{path}:{_top_line(text, key)}: unknown key {key!r} (expected [[profile]] tables)")
+            raise FleetError(f"{toml.at_top(key)}: unknown key {key!r} (expected [[profile]] tables)")
     entries = data.get("profile", [])
     if not isinstance(entries, list) or not entries:
         raise FleetError(f"{path}:1: no [[profile]] tables")
     parsed, seen, rest_at = [], {}, None
     for index, entry in enumerate(entries):
-        parsed.append(_read_profile(path, text, index, entry))
+        parsed.append(_read_profile(toml, index, entry))
         name = parsed[-1]["name"]
         if name in seen:
-            raise FleetError(f"{path}:{_line_of(text, index, 'name')}: duplicate profile name {name!r} "
+            raise FleetError(f"{toml.at('profile', index, 'name')}: duplicate profile name {name!r} "
                              f"(first at line {seen[name]})")
-        seen[name] = _line_of(text, index, "name")
+        seen[name] = toml.line("profile", index, "name")
         if parsed[-1]["clients"] == "rest":
             if rest_at is not None:
-                raise FleetError(f"{path}:{_line_of(text, index, 'clients')}: a second profile takes the rest "
+                raise FleetError(f"{toml.at('profile', index, 'clients')}: a second profile takes the rest "
                                  f"(the first at line {rest_at})")
-            rest_at = _line_of(text, index, "clients")
+            rest_at = toml.line("profile", index, "clients")
     counted = sum(p["clients"] for p in parsed if p["clients"] != "rest")
     ranges, first = [], 0
     for index, entry in enumerate(parsed):
         count = max(0, num_clients - counted) if entry["clients"] == "rest" else entry["clients"]
         if first + count > num_clients:
-            raise FleetError(f"{path}:{_line_of(text, index, 'clients')}: the profiles ask for {counted} clients "
+            raise FleetError(f"{toml.at('profile', index, 'clients')}: the profiles ask for {counted} clients "
                              f"but the run has {num_clients}: profile {entry['name']!r} would take clients "
                              f"{first}..{first + count - 1} (the run's are 0..{num_clients - 1})")
         ranges.append(range(first, first + count))
@@ -133,12 +112,13 @@ def read_fleet(path: str | Path, num_clients: int) -> Fleet:
         if entry.get("trace") is not None:
             if entry["trace"] not in windows:
                 windows[entry["trace"]] = _read_trace(path, entry["trace"], sharing[entry["trace"]], num_clients,
-                                                      f"{path}:{_line_of(text, index, 'trace')}")
+                                                      toml.at("profile", index, "trace"))
             trace = tuple(w for w in windows[entry["trace"]] if w.client in clients)
             if not trace:
                 raise FleetError(f"{path.parent / entry['trace']}: the trace has no client,start_s,end_s row: the "
                                  f"clients of profile {entry['name']!r} ({_span(clients)}) would never be online")
-        profiles.append(Profile(**{**entry, "clients": clients, "trace": trace, "line": _line_of(text, index, None)}))
+        line = toml.line("profile", index, None)
+        profiles.append(Profile(**{**entry, "clients": clients, "trace": trace, "line": line}))
     fleet = Fleet.of(path, num_clients, tuple(profiles))
     if not any(fleet.ever_online(client) for client in range(num_clients)):
         raise FleetError(f"{path}: no client of the run is ever online (availability 0, or traces without "
@@ -146,9 +126,11 @@ def read_fleet(path: str | Path, num_clients: int) -> Fleet:
     return fleet
 
 
-def _read_profile(path: Path, text: str, index: int, entry) -> dict:
+def _read_profile(toml: UserToml, index: int, entry) -> dict:
+    path = toml.path
+
     def bad(key: str | None, why: str):
-        raise FleetError(f"{path}:{_line_of(text, index, key)}: {why}")
+        raise FleetError(f"{toml.at('profile', index, key)}: {why}")
 
     if not isinstance(entry, dict):
         bad(None, "each [[profile]] must be a table")
@@ -190,7 +172,7 @@ def _read_profile(path: Path, text: str, index: int, entry) -> dict:
     if "schedule" in entry:
         if not isinstance(entry["schedule"], str) or not entry["schedule"]:
             bad("schedule", "schedule must be the path of a CSV file (relative to the fleet file)")
-        out["schedule"] = _read_schedule(path, entry["schedule"], f"{path}:{_line_of(text, index, 'schedule')}")
+        out["schedule"] = _read_schedule(path, entry["schedule"], toml.at("profile", index, "schedule"))
     return out
 
 

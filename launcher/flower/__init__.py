@@ -8,9 +8,19 @@ Flower release in setup.py's range (release: the range, and which release is her
     node_log          the node id a SuperNode logs when it registers
     config_args       Flower's own parser of --node-config / --run-config pairs
     clientapp_calls   every ClientApp call of a task process through one wrapper (--app round lines)
-    release           the Flower releases fl-launch is tested with (1.41, 1.42), and the one installed here
+    release           the Flower releases fl-launch is tested with (1.41, 1.42), the one installed here, and
+                      its commands (flwr_bin) from this environment
+    quick_superlink   Flower's SuperLink, its HTTP middleware run only on the requests it acts on
+    quick_http        Flower's unary routes answered without the per-layer machinery of its HTTP stack
+    http_gates        Flower's HTTP middleware, each layer run only on the requests it acts on
+    task_worker       the task host's child that runs the built-in app's tasks one after another
+    task_output       a task's last push to its SuperNode, retried on a fresh connection
+    task_log          an --app ClientApp's output and round lines in client_<i>/client.log
+    compute_slots     a few tasks compute at a time on a host (about one per core), the others wait
+    pull_lock         a SuperNode's pull of a message, visible to its task host
+    plain_logs        Flower's commands with their colour off where their output goes to a file
     fleet_listener    the SuperLink's Fleet API (only it) on a second address, for nodes that connect directly
     register_nodes    SuperNodes' public keys registered through Flower's CLI app, in one process
 
-Imports processes/ and apps/ (what a task host runs) and contract/; never devices/, run/ or cli/.
+Imports contract/ only: a leaf that processes/, apps/ and everything above use, never the other way.
 """

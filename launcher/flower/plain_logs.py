@@ -24,8 +24,6 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from launcher.processes.entry_modules import PLAIN_LOGS
-
 # Flower's commands that a SuperExec starts (flwr.supercore.constant.TASK_TYPE_TO_COMMAND's values we run)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TASK_COMMANDS = frozenset({"flwr-serverapp", "flwr-simulation", "flwr-clientapp"})
@@ -63,7 +61,7 @@ def plain_streams() -> None:
 
 def plain(command: list[str]) -> list[str]:
     """``command`` (a Flower console script and its arguments) run through this module."""
-    return [sys.executable, "-m", PLAIN_LOGS, *command]
+    return [sys.executable, "-m", __spec__.name, *command]  # this module (entry_modules.PLAIN_LOGS)
 
 
 class _PlainPopen:

@@ -29,8 +29,8 @@ import time as _time
 import flwr.supernode.start_client_internal as loop
 from flwr.supernode.cli import flower_supernode
 
-from contract.bells import SERVER_PUSHED, Bell, ring
 from contract.run_settings import node_paths
+from contract.wakeups import SERVER_PUSHED, WakeupSocket, wake
 from launcher.flower.config_args import load_node_config
 from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
@@ -42,10 +42,10 @@ IDLE_SECONDS = 3.0  # Flower's own idle sleep: a node nobody rings (e.g. on a de
 RUNG_IDLE_SECONDS = 30.0
 
 
-class BellClock:
+class WakeupClock:
     """Stands in for the ``time`` module inside Flower's SuperNode loop."""
 
-    def __init__(self, bell: Bell) -> None:
+    def __init__(self, bell: WakeupSocket) -> None:
         self._bell = bell
 
     def sleep(self, seconds: float) -> None:
@@ -69,14 +69,14 @@ def install(client_dir) -> None:
         with pulling.held():
             run_id = pull(*args, **kwargs)
         if run_id is not None:
-            ring(client_dir, "worker")
+            wake(client_dir, "worker")
         return run_id
 
     loop._pull_and_store_message = pull_then_ring  # noqa: SLF001
-    loop.time = BellClock(Bell(client_dir, "supernode"))
+    loop.time = WakeupClock(WakeupSocket(client_dir, "supernode"))
 
 
-def node_config_arg(argv: list[str]) -> str:
+def node_config_from_argv(argv: list[str]) -> str:
     for i, arg in enumerate(argv):
         if arg == "--node-config" and i + 1 < len(argv):
             return argv[i + 1]
@@ -87,7 +87,7 @@ def node_config_arg(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _, client_dir, _ = node_paths(load_node_config(node_config_arg(argv)), run_dir=".")
+    _, client_dir, _ = node_paths(load_node_config(node_config_from_argv(argv)), run_dir=".")
     install(client_dir)
     colour_only_on_a_terminal()
     quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery

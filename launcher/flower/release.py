@@ -11,7 +11,9 @@ here, inside launcher/flower/ only. Reads the installed distribution's metadata:
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -34,3 +36,9 @@ def unsupported_flower() -> str | None:
         return None
     found = f"flwr {here}" if here is not None else "no flwr"
     return f"fl-launch runs on flwr{FLOWER_REQUIREMENT}; this Python has {found}"
+
+
+def flwr_bin(name: str) -> str:
+    """A Flower entry point from the same environment as this Python."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from launcher.processes.nodes import flwr_bin
+from launcher.flower.release import flwr_bin
 
 COMPLETED = "completed"
 FINISHED = "finished"

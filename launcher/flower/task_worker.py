@@ -40,8 +40,8 @@ from flwr.supercore.constant import FORCE_EXIT_TIMEOUT_SECONDS
 from flwr.supercore.exit import exit_handler
 from flwr.supernode.runtime import run_clientapp as run_clientapp_module
 
-from launcher.apps.task_log import log_app_tasks
 from launcher.flower import task_output
+from launcher.flower.task_log import log_app_tasks
 
 GROWTH_LIMIT_MIB = 256  # a worker's resident memory may grow this much past its first task before it is replaced
 

@@ -10,10 +10,10 @@ the app and the node's data are imported once (``--preload``), and tasks run in 
 child forked from this process (launcher.flower.task_worker), sharing that memory
 copy-on-write: one worker serves all the built-in app's tasks, a user's ``--app`` gets a
 fresh one per task. One task runs at a time; SIGTERM stops the current task and this process. Between tasks it waits
-on the node's ``worker`` bell (contract.bells), which the SuperNode rings when it pulls
+on the node's ``worker`` bell (contract.wakeups), which the SuperNode rings when it pulls
 a message, and asks anyway every IDLE_POLL seconds (UNRUNG_POLL when it could not bind the
 bell). A task runs only while it holds one of the host's compute slots (cores + 1 of them:
-launcher.processes.compute_slots; a client given a GPU, --gpu: one of that GPU's floor(1/F)), and only once its
+launcher.flower.compute_slots; a client given a GPU, --gpu: one of that GPU's floor(1/F)), and only once its
 SuperNode has pulled the task's message (launcher.flower.pull_lock: on a slow link a task is visible
 before its bytes are in); when it ends, this process rings the SuperNode's bell, which is waiting to send
 the reply.
@@ -36,14 +36,13 @@ from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
 from flwr.supercore.retry import make_simple_http_retry_invoker
 from flwr.supercore.runtime import RuntimeHttpClient
 
-from contract.bells import Bell, ring
 from contract.run_settings import node_paths
+from contract.wakeups import WakeupSocket, wake
+from launcher.flower.compute_slots import ComputeSlots, gpu_slot_count
 from launcher.flower.config_args import load_node_config
 from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
 from launcher.flower.task_worker import TaskWorker
-from launcher.processes.compute_slots import ComputeSlots
-from launcher.processes.gpus import gpu_slot_count
 
 # The SuperNode rings the worker bell whenever it has pulled a message (the only way a task appears:
 # launcher.flower.quick_supernode); the poll is a safety net, each one a request to the SuperNode. A poll that
@@ -80,7 +79,7 @@ def load_preload(ref: str):
     return getattr(importlib.import_module(module), attr or "preload")
 
 
-def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log: bool = False) -> None:
+def serve_tasks(runtime_api: str, bell: WakeupSocket, slots: ComputeSlots, client_dir, app_log: bool = False) -> None:
     global _worker
     # a user's app (--app) gets a fresh process per task, as under Flower's own SuperExec; the built-in app's
     # tasks share one worker (launcher.flower.task_worker)
@@ -106,7 +105,7 @@ def serve(runtime_api: str, bell: Bell, slots: ComputeSlots, client_dir, app_log
             with slots.held():
                 started = time.time()
                 end = _worker.run(res.token)
-            ring(client_dir, "supernode")  # the reply is with the SuperNode: no need to poll for it
+            wake(client_dir, "supernode")  # the reply is with the SuperNode: no need to poll for it
             print(f"{time.strftime('%H:%M:%S', time.localtime(acquired))}.{int(acquired % 1 * 1000):03d} "
                   f"task {res.task.task_id}: waited {pulled - acquired:.3f} s for its message, "
                   f"{started - pulled:.3f} s for a compute slot, ran {time.time() - started:.3f} s "
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     _, client_dir, _ = node_paths(node_config, run_dir=".")
     try:
         slots = _compute_slots(client_dir.parent / "slots", args)
-        serve(args.runtime_api, Bell(client_dir, "worker"), slots, client_dir, app_log=args.app_log)
+        serve_tasks(args.runtime_api, WakeupSocket(client_dir, "worker"), slots, client_dir, app_log=args.app_log)
     except KeyboardInterrupt:
         pass
 

@@ -13,6 +13,11 @@ it. The group is named by the kill tag, so a tag in use is found without any run
 first writable cgroup2 hierarchy (/sys/fs/cgroup on a cgroup2-only system, /sys/fs/cgroup/unified on a
 hybrid one); it needs no controller. Where none is writable (not root, no cgroupfs), or with
 FL_LAUNCH_CGROUP=off, ``claim`` and ``find`` give None and callers fall back to the PIDs a run records.
+
+This module is also the one reader of the machine's cgroup hierarchies for the rest of the launcher (the fleet's
+CPU and memory limits, launcher/fleet/cgroup_limits.py, build on it): ``mounts``, ``cgroup2_root`` (writable, or
+able to hand controllers down), ``v1_mount``, ``hierarchies``, ``own_group`` (a process's group in one of them),
+``members`` and ``remove_group``.
 """
 
 from __future__ import annotations
@@ -59,19 +64,67 @@ def members(group: Path) -> set[int]:
     return live
 
 
-def cgroup2_root() -> Path | None:
-    """The mount point of a writable cgroup2 hierarchy, or None."""
+def cgroup2_root(controllers: frozenset[str] = frozenset()) -> Path | None:
+    """The first cgroup2 mount this process may put processes in, or None; with ``controllers``, the first where
+    those controllers are available and can be handed down to groups made below it."""
+    for root, _options in mounts("cgroup2"):
+        if not controllers:
+            if os.access(root / "cgroup.procs", os.W_OK):
+                return root
+            continue
+        try:
+            available = set((root / "cgroup.controllers").read_text().split())
+        except OSError:
+            continue
+        if controllers <= available and os.access(root / "cgroup.subtree_control", os.W_OK):
+            return root
+    return None
+
+
+def v1_mount(controller: str) -> Path | None:
+    """The mount point of the cgroup v1 hierarchy that holds this controller, or None."""
+    return next((point for point, options in mounts("cgroup") if controller in options), None)
+
+
+def hierarchies(controllers: set[str]) -> list[Path]:
+    """Every cgroup2 mount and every v1 mount with one of these controllers."""
+    found = [point for point, _ in mounts("cgroup2")]
+    found += [point for point, options in mounts("cgroup") if options & controllers]
+    return list(dict.fromkeys(found))
+
+
+def own_group(pid: int | str = "self", controller: str | None = None) -> str:
+    """A process's group, relative to its hierarchy: in the v1 hierarchy of ``controller``, or with None on cgroup2
+    (the ``0::`` line of /proc/PID/cgroup); "" for the root. OSError when the process is gone."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        number, held, path = line.split(":", 2)
+        if (controller is None and number == "0") or (controller is not None and controller in held.split(",")):
+            return path.lstrip("/")
+    return ""
+
+
+def remove_group(group: Path, deadline: float) -> str | None:
+    """rmdir a group, trying until the deadline (time.monotonic()) while a member being killed holds it; None
+    once it is gone, else why not."""
+    while True:
+        try:
+            group.rmdir()
+            return None
+        except FileNotFoundError:
+            return None
+        except PermissionError as error:
+            return f"not allowed: {error.strerror}"
+        except OSError as error:
+            if time.monotonic() > deadline:
+                return "a live process is in it" if members(group) else error.strerror
+            time.sleep(0.05)
+
+
+def _run_groups_root() -> Path | None:
+    """Where run groups live: a writable cgroup2 mount, unless FL_LAUNCH_CGROUP turns them off."""
     if os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "no"):
         return None
-    return next((root for root, _options in mounts("cgroup2") if os.access(root / "cgroup.procs", os.W_OK)), None)
-
-
-def _own_cgroup(root: Path) -> Path:
-    """The cgroup2 group this process is in now (the ``0::`` line of /proc/self/cgroup)."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        if line.startswith("0::"):
-            return root / line[3:].lstrip("/")
-    return root
+    return cgroup2_root()
 
 
 class RunGroup:
@@ -84,7 +137,7 @@ class RunGroup:
 
     @classmethod
     def find(cls, tag: str, ident: int | None = None) -> "RunGroup | None":
-        root = cgroup2_root()
+        root = _run_groups_root()
         if root is None or not (root / BASE / tag).is_dir():
             return None
         group = cls(root / BASE / tag)
@@ -96,7 +149,7 @@ class RunGroup:
     @classmethod
     def claim(cls, tag: str) -> "RunGroup | None":
         """The tag's group, made now or left empty by an ended run; TagInUse when live processes hold it."""
-        root = cgroup2_root()
+        root = _run_groups_root()
         if root is None:
             return None
         group = cls(root / BASE / tag)
@@ -120,7 +173,7 @@ class RunGroup:
     def join(self, pid: int | None = None) -> None:
         """Move a process (default: this one) into the group; its later children are born in it."""
         if pid is None and self._home is None:
-            self._home = _own_cgroup(self.path.parents[1])
+            self._home = self.path.parents[1] / own_group()
         (self.path / "cgroup.procs").write_text(str(pid or os.getpid()))
 
     def leave(self) -> None:

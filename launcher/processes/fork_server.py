@@ -134,7 +134,7 @@ def _fork_twice(request: dict) -> int:
     return int(data or 0)
 
 
-def serve(run_dir: str) -> None:
+def serve_forks(run_dir: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address(run_dir))  # after the imports: a connect that succeeds means ready
     listener.listen(64)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     # Keep the collector off what is imported: a collection writes to every object it scans,
     # and each written page stops being shared with the forked processes.
     gc.freeze()
-    serve(args.run_dir)
+    serve_forks(args.run_dir)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ The question is asked in a Python of its own (``python -m simulator.device``): t
 initialises the CUDA driver, which does not survive a fork, and the processes that ask (the supervisor, a
 device's agent) start the fork server and the clients. A client gets its GPU as CUDA_VISIBLE_DEVICES (so its
 task sees it as cuda:0) and computes only while it holds one of that GPU's compute slots
-(launcher.processes.compute_slots): floor(1 / F) at once per GPU; its task's memory there is bounded to F of
+(launcher.flower.compute_slots): floor(1 / F) at once per GPU; its task's memory there is bounded to F of
 the GPU by torch's per-process memory fraction (simulator.device).
 """
 
@@ -20,6 +20,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from launcher.flower.compute_slots import gpu_slot_count  # noqa: F401 (the slots are the adapter's)
 from launcher.processes.entry_modules import GPU_PROBE
 
 PROBE_TIMEOUT = 180.0  # importing torch on a loaded machine, and a driver's first answer
@@ -85,8 +86,3 @@ def virtual_gpu_config(gpus: tuple[str, ...], share: float, on_cluster: bool) ->
 def gpu_of(client: int, ids: tuple[str, ...]) -> str | None:
     """The GPU a client computes on: the visible GPUs in turn by client number; None without one."""
     return ids[client % len(ids)] if ids else None
-
-
-def gpu_slot_count(gpus_per_client: float) -> int:
-    """Tasks that compute on one GPU at once, each taking ``gpus_per_client`` of it."""
-    return max(1, int(1.0 / gpus_per_client + 1e-9))

@@ -33,12 +33,6 @@ from launcher.processes.table import Managed, ProcessTable
 NODE_KEYS = Path("tls") / "nodes"  # in a run folder: the nodes' key pairs, with fl-launch --server-address
 
 
-def flwr_bin(name: str) -> str:
-    """A Flower entry point from the same environment as this Python."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
 def own_bin_first_path() -> str:
     """``PATH`` with this interpreter's bin folder first.
 
@@ -112,7 +106,7 @@ class NodeStart:
     ``node_keys``: the folder of the nodes' private keys (a SuperLink that authenticates its nodes,
     fl-launch --server-address): each start of a client gets its own (node_key), registered beforehand.
     ``user_app``: the run's app is the user's (``--app``): nothing of the built-in app is preloaded, and the
-    app's output goes to client.log with the launcher's round lines (launcher.apps.task_log)."""
+    app's output goes to client.log with the launcher's round lines (launcher.flower.task_log)."""
 
     run_dir: Path
     superlink: str  # HOST:PORT of the SuperLink as the node sees it

@@ -53,7 +53,7 @@ class DeviceFacts:
 
 
 @dataclass(frozen=True)
-class Need:
+class MissingWheel:
     requirement: str  # what `pip download` fetches: "psutil==7.2.2", or a range when nothing here fits
     with_dependencies: bool  # not walked here: pip download fetches its dependencies too
 
@@ -100,7 +100,7 @@ def _parsed(lines: list[str]) -> list[Requirement]:
 
 
 def missing(roots: list[str], constraints: dict[str, SpecifierSet], device: DeviceFacts,
-            here: dict | None = None) -> list[Need]:
+            here: dict | None = None) -> list[MissingWheel]:
     """What the device lacks of ``roots`` and everything they need in turn (sorted by name).
 
     ``here``: this environment's installed distributions (launcher.pyenv.python_facts.installed()), the versions
@@ -108,7 +108,7 @@ def missing(roots: list[str], constraints: dict[str, SpecifierSet], device: Devi
     here = installed() if here is None else here
     todo = [(req, frozenset()) for req in _parsed(roots)]
     seen: set[tuple[str, str, frozenset]] = set()
-    needs: dict[str, Need] = {}
+    needs: dict[str, MissingWheel] = {}
     while todo:
         req, extras_of_parent = todo.pop()
         if not applies(req, device.markers, extras_of_parent):
@@ -123,9 +123,9 @@ def missing(roots: list[str], constraints: dict[str, SpecifierSet], device: Devi
         if source is None or not fits(source["version"], spec):
             source = here.get(name)
             if source is None or not fits(source["version"], spec):
-                needs.setdefault(name, Need(f"{name}{spec}", with_dependencies=True))
+                needs.setdefault(name, MissingWheel(f"{name}{spec}", with_dependencies=True))
                 continue
-            needs.setdefault(name, Need(f"{name}=={source['version']}", with_dependencies=False))
+            needs.setdefault(name, MissingWheel(f"{name}=={source['version']}", with_dependencies=False))
         todo += [(r, frozenset(req.extras)) for r in _parsed(source["requires"])]
     return [needs[name] for name in sorted(needs)]
 

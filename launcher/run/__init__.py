@@ -10,5 +10,6 @@
     resources.py   the memory and disk a run will take, checked before anything starts
     ray_cluster.py a virtual run's Ray: the cluster it joins (--ray-address), its check, Ray's logs in RUN/ray
 
-Imports devices/, processes/, apps/, flower/, stats/, pyenv/, contract/, simulator/ and partitions/; never cli/.
+Imports devices/, fleet/, processes/, apps/, flower/, stats/, pyenv/, contract/, simulator/ and partitions/;
+never cli/.
 """

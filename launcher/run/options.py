@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from contract.errors import InputError
 from contract.run_settings import RunSettings
 from launcher.devices.direct import check_server_address
-from launcher.fleet.profiles import read_fleet
+from launcher.fleet.profiles import read_fleet_file
 from launcher.processes.gpus import this_host_gpus
 from launcher.run.folder import malformed_kill_tag
 from launcher.run.ray_cluster import check_ray_address
@@ -123,7 +123,7 @@ class LaunchOptions:
 
     def read_fleet(self):
         """The --fleet file, read and checked (FleetError: one line naming file and line); None without one."""
-        return read_fleet(self.fleet, self.client_num) if self.fleet is not None else None
+        return read_fleet_file(self.fleet, self.client_num) if self.fleet is not None else None
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1

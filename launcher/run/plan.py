@@ -26,7 +26,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from contract.errors import InputError
-from contract.fleet import write_fleet
+from contract.fleet_record import write_fleet
 from contract.loglines import LogWriter, client_log_path
 from contract.run_settings import RunSettings, checkpoint_path, latest_checkpoint, resume_checkpoint
 from launcher.apps.user_app import AppError, read_app
@@ -155,7 +155,7 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
         round_deadline=opts.round_deadline or 0.0, overcommit=opts.overcommit, virtual=opts.is_virtual(),
         device=opts.device, gpus_per_client=opts.gpus_per_client or 0.0,
     )
-    if fleet is not None:  # the app and the supervisor read it there (contract.fleet)
+    if fleet is not None:  # the app and the supervisor read it there (contract.fleet_record)
         write_fleet(folder.path, fleet)
     if user_app is not None:
         samples = [0] * opts.client_num

@@ -43,7 +43,7 @@ class ResourceError(InputError):
 
 
 @dataclass(frozen=True)
-class Need:
+class ResourceNeed:
     memory: int  # bytes at the peak (preparing or running)
     disk: int  # bytes written into the log dir
     why: str  # what makes up the memory figure
@@ -102,7 +102,7 @@ def _data(opts) -> tuple[int, int, int, str]:
     return 0, 0, 0, f"--dataset {opts.dataset}"  # femnist: read writer by writer, small per client
 
 
-def estimate(opts) -> Need:
+def estimate(opts) -> ResourceNeed:
     """What the run (LaunchOptions) will take in memory and on this machine's disk."""
     samples, per_sample, prepare, what = _data(opts)
     local_clients = 0 if opts.hosts else opts.client_num
@@ -124,7 +124,7 @@ def estimate(opts) -> Need:
            f"{what} on {local_clients} local client(s) needs about {human(running)} of memory to run "
            "(partitions as float32, models)")
     disk = samples * per_sample if opts.dataset in ("synthetic", "digits", "cifar10") and not opts.app else 0
-    return Need(memory=memory, disk=disk, why=why)
+    return ResourceNeed(memory=memory, disk=disk, why=why)
 
 
 def _free_disk(folder: Path) -> int:
@@ -136,7 +136,7 @@ def _free_disk(folder: Path) -> int:
     return 1 << 62
 
 
-def check_fits(need: Need, log_dir: str) -> None:
+def check_fits(need: ResourceNeed, log_dir: str) -> None:
     """Refuse, with the figures, a run whose data cannot fit this machine's memory or the log dir's disk."""
     available = psutil.virtual_memory().available
     if need.memory > available:

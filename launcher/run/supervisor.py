@@ -42,10 +42,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from contract.fleet import read_fleet_json
+from contract.fleet_record import read_fleet_json
 from contract.loglines import Event, LogWriter
 from contract.lost_nodes import add_lost, add_lost_client
-from launcher.apps.task_log import task_failures
 from launcher.devices.direct import bind_address, check_server_address, fleet_address, register_node_keys
 from launcher.devices.remote import AgentStart, RemoteError, devices_of
 from launcher.devices.run_devices import RunDevices
@@ -54,6 +53,7 @@ from launcher.flower.node_log import registered_since
 from launcher.flower.plain_logs import plain
 from launcher.flower.run_record import describe_failure, flower_run
 from launcher.flower.strategy_log import read_strategy_log, round_started
+from launcher.flower.task_log import task_failures
 from launcher.processes.cgroup import RunGroup, TagInUse
 from launcher.processes.clock import now_iso
 from launcher.processes.entry_modules import QUICK_SUPERLINK

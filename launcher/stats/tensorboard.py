@@ -11,7 +11,7 @@ rounds. Tags:
     clients/min, clients/max, clients/train_loss
     client_<i>/<TASK.NAME>                         an --app's reply metrics
     fleet/round_emulated_s, fleet/deadline_s       an emulated fleet's round (server.log's round clock line)
-    fleet/client_<i>/round_s                       a fleet client's round time (launcher.stats.fleet)
+    fleet/client_<i>/round_s                       a fleet client's round time (launcher.stats.fleet_runs)
 The tensorboard package is an extra (``pip install fl-launch[tensorboard]``); without it, one line says so.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from contract.errors import InputError
-from launcher.stats.fleet import FleetStatsError, read_fleet_run
+from launcher.stats.fleet_runs import FleetStatsError, read_fleet_run
 from launcher.stats.tables import across_clients, client_tables, metric_names, read_logs
 
 NEEDS = "--tensorboard needs the tensorboard package: pip install 'fl-launch[tensorboard]'"

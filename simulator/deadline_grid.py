@@ -1,6 +1,7 @@
-"""A Grid whose send_and_receive polls for replies every 0.1 s instead of every 3 s.
+"""A Grid that ends a round's wait at its deadline, at enough replies or when only lost nodes are left, and polls
+for replies every 0.1 s instead of every 3 s.
 
-    grid = QuickPollGrid(grid)              # inside ServerApp.main
+    grid = DeadlineGrid(grid)                # inside ServerApp.main
     strategy.start(grid=grid, ...)           # Flower's strategy, unchanged
     grid.send_and_receive(messages, timeout=300, enough=4, deadline=30.0)   # the first 4 good replies, 30 s at most
     grid.expect(enough=4, deadline=30.0)    # the same for the next send_and_receive (Flower's own call)
@@ -34,7 +35,7 @@ from flwr.app import Message
 POLL_SECONDS = 0.1
 
 
-class QuickPollGrid:
+class DeadlineGrid:
     """``lost_nodes()``: node ids known to be gone; waiting ends once only they are left.
     ``after_push()``: called once the messages are on the SuperLink (the ServerApp rings the nodes' bells)."""
 

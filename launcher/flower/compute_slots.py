@@ -60,3 +60,8 @@ class ComputeSlots:
             yield
         finally:
             os.close(fd)  # closing the last descriptor releases the lock
+
+
+def gpu_slot_count(gpus_per_client: float) -> int:
+    """Tasks that compute on one GPU at once, each taking ``gpus_per_client`` of it."""
+    return max(1, int(1.0 / gpus_per_client + 1e-9))

@@ -1,8 +1,8 @@
 """Wake-ups between the processes of a run on one host, so none sleeps through a message.
 
-    bell = Bell(client_dir, "supernode")     # in the SuperNode: bind its bell
+    bell = WakeupSocket(client_dir, "supernode")   # in the SuperNode: bind its bell
     bell.wait(3.0)                            # sleeps up to 3 s, returns early when rung
-    ring(client_dir, "supernode", SERVER_PUSHED)   # in the ServerApp, after pushing a round
+    wake(client_dir, "supernode", SERVER_PUSHED)   # in the ServerApp, after pushing a round
     SERVER_PUSHED in bell.heard               # True from then on: this node's ServerApp rings
 
 Flower's client side polls: an idle SuperNode asks the SuperLink for messages every
@@ -31,7 +31,7 @@ def _address(client_dir: str | Path, role: str) -> bytes:
     return b"\0fl-launch-bell-" + key.encode()
 
 
-class Bell:
+class WakeupSocket:
     def __init__(self, client_dir: str | Path, role: str) -> None:
         self.heard: set[bytes] = set()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -63,7 +63,7 @@ class Bell:
         return rung
 
 
-def ring(client_dir: str | Path, role: str, what: bytes = RUNG) -> None:
+def wake(client_dir: str | Path, role: str, what: bytes = RUNG) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)  # a bell whose queue is full (its owner stopped, wedged) is not waited for
         try:
@@ -72,7 +72,7 @@ def ring(client_dir: str | Path, role: str, what: bytes = RUNG) -> None:
             pass
 
 
-def ring_all(run_dir: str | Path, role: str, what: bytes = RUNG) -> None:
+def wake_all(run_dir: str | Path, role: str, what: bytes = RUNG) -> None:
     """Ring the bell of every client folder of a run (those on this host hear it)."""
     for client_dir in Path(run_dir).glob("client_*"):
-        ring(client_dir, role, what)
+        wake(client_dir, role, what)

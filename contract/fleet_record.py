@@ -9,7 +9,7 @@
     write_fleet_round(run_dir, FleetRound(round=3, clock=41.5, offline=(2, 9)))   # the ServerApp, each round
     read_fleet_round(run_dir)                    # the launcher: FleetRound(round=3, clock=41.5, offline=(2, 9))
 
-The launcher reads the user's fleet.toml (launcher.fleet.profiles.read_fleet, with its checks) into these
+The launcher reads the user's fleet.toml (launcher.fleet.profiles.read_fleet_file, with its checks) into these
 types and writes them into the run folder as JSON; the ServerApp and the ClientApp read them back there.
 Numbers are SI base units: bits per second, bytes, seconds. A profile's None: not limited.
 

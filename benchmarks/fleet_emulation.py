@@ -1,7 +1,7 @@
 """Issue 18's fleet benchmark: each mechanism as a measured ratio beside its bound, as one markdown table.
 
-    python3 -m benchmarks.fleet                 # CPU, link, availability: about 1 minute
-    python3 -m benchmarks.fleet --runs          # also the rows measured by fl-launch runs (~12 minutes):
+    python3 -m benchmarks.fleet_emulation                 # CPU, link, availability: about 1 minute
+    python3 -m benchmarks.fleet_emulation --runs          # also the rows measured by fl-launch runs (~12 minutes):
                                                 # process vs virtual, deadline, over-commit, memory, W1 without
                                                 # --fleet against the compute floor
 
@@ -10,7 +10,7 @@ here, else the duty-cycle fallback) to a 0.25 share: its wall time over its own 
 at a whole core; a throttled core may clock down, so its CPU time, not another run's wall time, is the
 baseline), and beside it the wall time of the same work unlimited. Link: a loopback transfer through
 launcher.fleet.link at 1 Mbit/s each way, timed at the receiving socket, and a small request/reply through a
-100 ms link. Availability: contract.fleet's draw over 40 rounds, twice with one seed. The run rows start
+100 ms link. Availability: contract.fleet_record's draw over 40 rounds, twice with one seed. The run rows start
 fl-launch and read its server.log, client logs and run.json.
 """
 
@@ -28,7 +28,8 @@ import threading
 import time
 from pathlib import Path
 
-from contract.fleet import Fleet, Profile
+from benchmarks.performance_page import write_section
+from contract.fleet_record import Fleet, Profile
 from contract.loglines import timed_events
 from launcher.fleet.limits import ClientLimits, Limiter
 from launcher.fleet.link import LinkSpec, start_link
@@ -307,6 +308,8 @@ def no_fleet_row(tmp: Path) -> tuple:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", action="store_true", help="also the rows that need fl-launch runs (minutes)")
+    parser.add_argument("--write-page", action="store_true",
+                        help="also rewrite docs/performance.md's fleet_emulation table with these rows")
     args = parser.parse_args()
     rows = [cpu_row()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -319,9 +322,12 @@ def main() -> None:
                     rows.append(row(Path(tmp)))
                 except Exception as err:  # noqa: BLE001 (one failed run must not lose the rows measured)
                     rows.append((row.__name__, f"failed: {type(err).__name__}: {err}", "-", False))
-    print("| measure | measured | bound | ok |\n|---|---|---|---|")
-    for name, measured, bound, ok in rows:
-        print(f"| {name} | {measured} | {bound} | {'yes' if ok else 'NO'} |")
+    table = "\n".join(["| measure | measured | bound | ok |", "|---|---|---|---|",
+                       *(f"| {name} | {measured} | {bound} | {'yes' if ok else 'NO'} |"
+                         for name, measured, bound, ok in rows)])
+    print(table)
+    if args.write_page:
+        write_section("fleet_emulation", table)
 
 
 if __name__ == "__main__":
