@@ -4,6 +4,8 @@
     client_data.py      One client's partition on disk (``client_<i>.npz``) and in memory as tensors
     convert_cache.py    Converted data sets kept between runs: a data set converted once is linked into later runs,
                         not converted again
+    device.py           Where a task computes (--device: cpu, or cuda where torch sees a GPU), its GPU memory bound
+                        and peak; ``python -m simulator.device`` prints a host's GPUs
     datasets.py         Whole data sets as uint8 images (N, C, 32, 32) and int64 labels
     exchange_clock.py   How long Flower 1.41 takes to move one task's messages over an emulated link: the emulated
                         clock's transfer

@@ -6,6 +6,7 @@ node commands, restarts, a host's GPUs and how its clients share them.
     clock.py         Timestamps as run.json and a device's agent.json write them
     entry_modules.py The modules fl-launch runs as processes of their own, named once: ``python -m`` targets and
                      preloads
+    gpus.py          A host's GPUs (asked in a Python of its own) and how its local clients share them
     fork_server.py   One process that imports torch, Flower and the app once, then forks every client process
     node_config.py   What a user adds to every client's node config (``--node-config``, hosts.toml's ``node-config``)
     nodes.py         How one client node is started, on this machine or on a device: the same two processes
