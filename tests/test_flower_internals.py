@@ -784,3 +784,26 @@ def test_what_object_batch_replaces_in_a_task_process():
     assert "_send" in dir(ProtobufClient)
     assert {"rpc_method", "message", "request"} <= set(ProtobufRequestContext.__dataclass_fields__)
     assert 'path="/v1/runtime/pull-object"' in inspect.getsource(RuntimeHttpClient.PullObject)
+
+
+def test_what_object_batch_replaces_in_a_supernode_and_a_serverapp():
+    """launcher.flower.object_batch.install_in_supernode reads Flower's pull lambda (pull_object, run_id) and push
+    partial (push_object, run_id, session_id), whose connection functions close over the fleet client and node;
+    install_in_serverapp swaps the HTTP grid's makers, push_objects and pull_objects."""
+    import flwr.superlink.grid.http_grid as grid
+    import flwr.supernode.fleet_http_connection as connection
+    import flwr.supernode.start_client_internal as loop
+
+    flat = inspect.getsource(loop).replace("\n", "").replace(" ", "")
+    assert "pull_objects(obj_ids_to_pull,pull_object_fn=lambdaobj_id:pull_object(run_id,obj_id)," in flat
+    assert "push_object_contents_from_iterable(yield_object_contents(object_tree,ids_obj_to_send)," in flat
+    assert "push_object_fn=partial(push_object,run_id,session_id)," in flat
+    inner = {c.co_name: c for c in connection.http_request_response.__wrapped__.__code__.co_consts
+             if inspect.iscode(c)}
+    for name in ("pull_object", "push_object"):
+        assert {"client", "node"} <= set(inner[name].co_freevars), inner[name].co_freevars
+    grid_flat = inspect.getsource(grid).replace("\n", "").replace(" ", "")
+    assert "pull_objects(object_ids=" in grid_flat and "pull_object_fn=make_pull_object_fn_protobuf(" in grid_flat
+    assert "pull_object_protobuf=self._runtime_client.PullObject" in grid_flat
+    assert "push_objects(all_objects,push_object_fn=make_push_object_fn_protobuf(" in grid_flat
+    assert "push_object_protobuf=self._runtime_client.PushObject" in grid_flat

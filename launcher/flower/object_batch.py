@@ -1,7 +1,9 @@
 """A message's objects pulled, or pushed, in one HTTP exchange instead of one each.
 
-    serve_batch(...)           # in QuickRoutes (launcher.flower.quick_http): answers BATCH_PATHS
+    # a server: QuickRoutes (launcher.flower.quick_http) answers BATCH_PATHS
     install_in_task_process()  # in a task process (launcher.flower.task_worker): Flower's run_clientapp batches
+    install_in_supernode()     # in a SuperNode (launcher.flower.quick_supernode): its loop batches
+    install_in_serverapp()     # in a ServerApp (launcher.flower.plain_logs): Flower's HTTP grid batches
 
 Flower moves a message as its object tree: a PullObject (or PushObject) request per object, six for the
 built-in app's model message, each paying the HTTP stack on both sides. A batch is one POST to
@@ -84,6 +86,31 @@ def exchange(client, single_path: str, requests: list) -> list[tuple[int, bytes]
     return answers if len(answers) == len(requests) else None
 
 
+def pull_many(client, single_path: str, node, run_id: int, object_ids: list[str]) -> dict[str, bytes]:
+    """The objects one batch settled (found and available); the caller leaves the rest to Flower's pull."""
+    from flwr.proto.message_pb2 import PullObjectRequest, PullObjectResponse
+
+    requests = [PullObjectRequest(node=node, run_id=run_id, object_id=i) for i in object_ids]
+    pulled = {}
+    for object_id, (status, body) in zip(object_ids, exchange(client, single_path, requests) or []):
+        if status == 200:
+            reply = PullObjectResponse.FromString(body)
+            if reply.object_found and reply.object_available:
+                pulled[object_id] = reply.object_content
+    return pulled
+
+
+def push_many(client, single_path: str, node, run_id: int, session_id: str, contents: dict[str, bytes]) -> set[str]:
+    """The object ids one batch stored; the caller leaves the rest to Flower's push."""
+    from flwr.proto.message_pb2 import PushObjectRequest, PushObjectResponse
+
+    ids = list(contents)
+    requests = [PushObjectRequest(node=node, run_id=run_id, object_id=i, object_content=contents[i],
+                                  session_id=session_id) for i in ids]
+    return {i for i, (status, body) in zip(ids, exchange(client, single_path, requests) or [])
+            if status == 200 and PushObjectResponse.FromString(body).stored}
+
+
 class BatchablePull:
     """Flower's pull_object_fn (called per object, as ever) that can also pull many in one exchange."""
 
@@ -94,19 +121,7 @@ class BatchablePull:
         return self.single(object_id)
 
     def pull_many(self, object_ids: list[str]) -> dict[str, bytes]:
-        """The objects the batch settled (found and available); the rest are left to Flower's pull."""
-        from flwr.proto.message_pb2 import PullObjectRequest, PullObjectResponse
-
-        requests = [PullObjectRequest(node=self.node, run_id=self.run_id, object_id=i) for i in object_ids]
-        answers = exchange(self.client, "/v1/runtime/pull-object", requests) or []
-        pulled = {}
-        for object_id, (status, body) in zip(object_ids, answers):
-            if status != 200:
-                continue
-            reply = PullObjectResponse.FromString(body)
-            if reply.object_found and reply.object_available:
-                pulled[object_id] = reply.object_content
-        return pulled
+        return pull_many(self.client, "/v1/runtime/pull-object", self.node, self.run_id, object_ids)
 
 
 class BatchablePush:
@@ -120,15 +135,7 @@ class BatchablePush:
         self.single(object_id, content)
 
     def push_many(self, contents: dict[str, bytes]) -> set[str]:
-        """The object ids the server stored; the rest are left to Flower's push."""
-        from flwr.proto.message_pb2 import PushObjectRequest, PushObjectResponse
-
-        ids = list(contents)
-        requests = [PushObjectRequest(node=self.node, run_id=self.run_id, object_id=i, object_content=contents[i],
-                                      session_id=self.session_id) for i in ids]
-        answers = exchange(self.client, "/v1/runtime/push-object", requests) or []
-        return {i for i, (status, body) in zip(ids, answers)
-                if status == 200 and PushObjectResponse.FromString(body).stored}
+        return push_many(self.client, "/v1/runtime/push-object", self.node, self.run_id, self.session_id, contents)
 
 
 def install_in_task_process() -> None:
@@ -136,12 +143,27 @@ def install_in_task_process() -> None:
     each (falling back per object as above)."""
     import flwr.supercore.inflatable.inflatable_utils as objects
     import flwr.supernode.runtime.run_clientapp as task
+
+    _batch_runtime_calls(task, pulls_in=objects)
+
+
+def install_in_serverapp() -> None:
+    """Flower's HTTP grid in this process (a ServerApp's) pulls each reply's objects, and pushes its messages',
+    in one exchange each."""
+    import flwr.superlink.grid.http_grid as grid
+
+    _batch_runtime_calls(grid, pulls_in=grid)
+
+
+def _batch_runtime_calls(module, pulls_in) -> None:
+    """``module`` makes its object functions from a Runtime API client's bound methods (Flower's two makers) and
+    pushes with ``push_objects``; ``pulls_in`` is the module whose ``pull_objects`` its pulls go through."""
     from flwr.supercore.protobuf.client import ProtobufClient
 
-    if getattr(task.make_pull_object_fn_protobuf, "batchable", False):
+    if getattr(module.make_pull_object_fn_protobuf, "batchable", False):
         return
-    make_pull, make_push = task.make_pull_object_fn_protobuf, task.make_push_object_fn_protobuf
-    pull_objects, push_objects = objects.pull_objects, task.push_objects
+    make_pull, make_push = module.make_pull_object_fn_protobuf, module.make_push_object_fn_protobuf
+    pull_objects, push_objects = pulls_in.pull_objects, module.push_objects
 
     def make_pull_fn(pull_object_protobuf, node, run_id):
         single = make_pull(pull_object_protobuf, node, run_id)
@@ -156,30 +178,91 @@ def install_in_task_process() -> None:
 
     def pull_in_one(object_ids, pull_object_fn, **kwargs):
         if not isinstance(pull_object_fn, BatchablePull) or not object_ids:
-            return pull_objects(object_ids, pull_object_fn, **kwargs)
+            return pull_objects(object_ids, pull_object_fn=pull_object_fn, **kwargs)
         pulled = pull_object_fn.pull_many(list(object_ids))
         rest = [i for i in object_ids if i not in pulled]
         if rest:
-            pulled.update(pull_objects(rest, pull_object_fn.single, **kwargs))
+            pulled.update(pull_objects(rest, pull_object_fn=pull_object_fn.single, **kwargs))
         return pulled
 
     def push_in_one(objects_by_id, push_object_fn, *, object_ids_to_push=None, keep_objects=False, **kwargs):
         if not isinstance(push_object_fn, BatchablePush):
-            return push_objects(objects_by_id, push_object_fn, object_ids_to_push=object_ids_to_push,
+            return push_objects(objects_by_id, push_object_fn=push_object_fn, object_ids_to_push=object_ids_to_push,
                                 keep_objects=keep_objects, **kwargs)
         wanted = [i for i in objects_by_id if object_ids_to_push is None or i in object_ids_to_push]
         contents = {i: objects_by_id[i].deflate() for i in wanted}
         stored = push_object_fn.push_many(contents) if contents else set()
         rest = [i for i in wanted if i not in stored]
         if rest:
-            push_objects(objects_by_id, push_object_fn.single, object_ids_to_push=set(rest), keep_objects=True,
-                         **kwargs)
+            push_objects(objects_by_id, push_object_fn=push_object_fn.single, object_ids_to_push=set(rest),
+                         keep_objects=True, **kwargs)
         if not keep_objects:
             for i in wanted:
                 objects_by_id.pop(i, None)
 
     make_pull_fn.batchable = True
-    task.make_pull_object_fn_protobuf = make_pull_fn
-    task.make_push_object_fn_protobuf = make_push_fn
-    task.push_objects = push_in_one
-    objects.pull_objects = pull_in_one
+    module.make_pull_object_fn_protobuf = make_pull_fn
+    module.make_push_object_fn_protobuf = make_push_fn
+    module.push_objects = push_in_one
+    pulls_in.pull_objects = pull_in_one
+
+
+def _free_variables(function) -> dict:
+    """A closure's free variables by name (empty for anything else)."""
+    code, cells = getattr(function, "__code__", None), getattr(function, "__closure__", None) or ()
+    if code is None:
+        return {}
+    out = {}
+    for name, cell in zip(code.co_freevars, cells):
+        try:
+            out[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+    return out
+
+
+def _fleet_call(connection_call) -> tuple:
+    """(client, node) of Flower's fleet connection function (pull_object / push_object of its
+    http_request_response), or (None, None) when it is not one."""
+    from flwr.supercore.protobuf.client import ProtobufClient
+
+    names = _free_variables(connection_call)
+    client, node = names.get("client"), names.get("node")
+    return (client, node) if isinstance(client, ProtobufClient) and node is not None else (None, None)
+
+
+def install_in_supernode() -> None:
+    """Flower's SuperNode loop in this process pulls a message's objects from the SuperLink, and pushes its
+    reply's, in one exchange each (falling back per object as above)."""
+    import flwr.supernode.start_client_internal as loop
+
+    if getattr(loop.pull_objects, "batchable", False):
+        return
+    pull_objects, push_contents = loop.pull_objects, loop.push_object_contents_from_iterable
+
+    def pull_in_one(object_ids, pull_object_fn, **kwargs):
+        names = _free_variables(pull_object_fn)  # Flower's ``lambda obj_id: pull_object(run_id, obj_id)``
+        client, node = _fleet_call(names.get("pull_object"))
+        if client is None or not isinstance(names.get("run_id"), int) or not object_ids:
+            return pull_objects(object_ids, pull_object_fn=pull_object_fn, **kwargs)
+        pulled = pull_many(client, "/v1/fleet/pull-object", node, names["run_id"], list(object_ids))
+        rest = [i for i in object_ids if i not in pulled]
+        if rest:
+            pulled.update(pull_objects(rest, pull_object_fn=pull_object_fn, **kwargs))
+        return pulled
+
+    def push_in_one(object_contents, push_object_fn, **kwargs):
+        # Flower's ``partial(push_object, run_id, session_id)``
+        client, node = _fleet_call(getattr(push_object_fn, "func", None))
+        args = getattr(push_object_fn, "args", ())
+        if client is None or len(args) != 2:
+            return push_contents(object_contents, push_object_fn=push_object_fn, **kwargs)
+        contents = dict(object_contents)
+        stored = push_many(client, "/v1/fleet/push-object", node, args[0], args[1], contents) if contents else set()
+        rest = [(i, c) for i, c in contents.items() if i not in stored]
+        if rest:
+            push_contents(rest, push_object_fn=push_object_fn, **kwargs)
+
+    pull_in_one.batchable = True
+    loop.pull_objects = pull_in_one
+    loop.push_object_contents_from_iterable = push_in_one
