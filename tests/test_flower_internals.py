@@ -738,3 +738,143 @@ def test_a_fleet_listener_serves_only_the_fleet_api_and_node_keys_register(tmp_p
     finally:
         link.terminate()
         link.wait(timeout=30)
+
+
+def test_the_uvicorn_loop_server_tick_replaces_and_its_stop_flag():
+    """launcher.flower.server_tick swaps uvicorn.Server.main_loop and makes should_exit a waking property: it relies on
+    on_tick(0) refreshing the Date header and answering should_exit, and on every stop setting should_exit."""
+    import uvicorn
+
+    source = inspect.getsource(uvicorn.Server.on_tick)
+    assert "counter % 10 == 0" in source and "default_headers" in source and "self.should_exit" in source
+    assert "self.should_exit = True" in inspect.getsource(uvicorn.Server.handle_exit)
+    assert "self.should_exit = False" in inspect.getsource(uvicorn.Server.__init__)
+    assert "await self.main_loop()" in inspect.getsource(uvicorn.Server._serve)
+
+
+def test_a_ticking_server_wakes_once_a_second_and_stops_at_once(monkeypatch):
+    """The oracle: on_tick calls counted while a real uvicorn server idles, and the time from should_exit to the end
+    of its thread. Stock uvicorn ticks ten times a second."""
+    import socket
+    import threading
+    import urllib.request
+
+    import uvicorn
+
+    from launcher.flower import server_tick
+
+    monkeypatch.setattr(uvicorn.Server, "main_loop", uvicorn.Server.main_loop)
+    monkeypatch.setattr(uvicorn.Server, "should_exit", None, raising=False)  # install() puts its flag there
+    server_tick.install()
+    ticks = []
+    on_tick = uvicorn.Server.on_tick
+
+    async def counted(self, counter):
+        ticks.append(time.monotonic())
+        return await on_tick(self, counter)
+
+    monkeypatch.setattr(uvicorn.Server, "on_tick", counted)
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as reply:
+        assert reply.read() == b"ok" and reply.headers["date"]
+    ticks.clear()
+    time.sleep(3.0)
+    assert 2 <= len(ticks) <= 4, f"{len(ticks)} ticks in 3 s (stock uvicorn: ~30)"
+    asked = time.monotonic()
+    server.should_exit = True  # as Flower's SuperNode stops its Runtime API server, from another thread
+    thread.join(timeout=5)
+    assert not thread.is_alive() and time.monotonic() - asked < 0.5
+
+
+def test_a_batch_of_object_calls_is_answered_as_each_call_alone(monkeypatch):
+    """launcher.flower.object_batch: a batch of pull-object and push-object calls to a quick app gets, frame by
+    frame, the status and bytes Flower's own stack gives each call sent alone (task and node authentication run per
+    call: unauthenticated ones are refused inside the batch too); calls that are not object calls of the batch's
+    API are not run (404)."""
+    import flwr.superlink.main as superlink_main
+    import flwr.supernode.main as supernode_main
+    from flwr.proto.message_pb2 import PullObjectRequest, PushObjectRequest
+    from flwr.supercore.object_store import ObjectStoreFactory
+    from flwr.supernode.nodestate import NodeStateFactory
+    from starlette.testclient import TestClient
+
+    from launcher.flower.object_batch import join_calls, split_answers
+    from launcher.flower.quick_http import install, quick
+
+    monkeypatch.setattr(superlink_main, "create_app", superlink_main.create_app)
+    monkeypatch.setattr(supernode_main, "create_app", supernode_main.create_app)
+    install()
+    pb = "application/protobuf"
+    for api, create in (("fleet", superlink_main.create_app), ("runtime", lambda: supernode_main.create_app(
+            state_factory=NodeStateFactory(ObjectStoreFactory())))):
+        calls = [(f"/v1/{api}/pull-object", PullObjectRequest(run_id=1, object_id="ab" * 32).SerializeToString()),
+                 (f"/v1/{api}/push-object", PushObjectRequest(object_id="cd" * 32).SerializeToString()),
+                 (f"/v1/{api}/pull-object", b"\xff\xffgarbage")]
+        alone = [(status, body) for status, _, body in _answers(create(), [(p, b, pb) for p, b in calls])]
+        assert {status for status, _ in alone} >= {401, 400}
+        other = "runtime" if api == "fleet" else "fleet"
+        with TestClient(quick(create())) as client:
+            reply = client.post(f"/v1/{api}/fl-launch-batch", headers={"content-type": pb},
+                                content=join_calls([*calls, (f"/v1/{api}/pull-messages", b""),
+                                                    (f"/v1/{other}/pull-object", calls[0][1])]))
+        assert reply.status_code == 200
+        assert split_answers(reply.content) == [*alone, (404, b""), (404, b"")]
+
+
+def test_what_object_batch_replaces_in_a_task_process():
+    """launcher.flower.object_batch.install_in_task_process swaps these names: run_clientapp builds its object
+    functions with the two makers from a RuntimeHttpClient's bound methods and pushes with push_objects;
+    pull_and_inflate_object_from_tree pulls through its module's pull_objects; ProtobufClient sends through
+    _client, _base_url and _send."""
+    import flwr.supercore.inflatable.inflatable_utils as objects
+    import flwr.supernode.runtime.run_clientapp as task
+    from flwr.supercore.protobuf.client import ProtobufClient, ProtobufRequestContext
+
+    source = inspect.getsource(task)
+    assert "make_pull_object_fn_protobuf(client.PullObject" in source.replace("\n", "").replace(" ", "")
+    assert "make_push_object_fn_protobuf(client.PushObject" in source.replace("\n", "").replace(" ", "")
+    assert "push_objects(" in inspect.getsource(task.push_message)
+    assert "pull_objects(" in inspect.getsource(objects.pull_and_inflate_object_from_tree)
+    assert {"_client", "_base_url"} <= set(inspect.getsource(ProtobufClient.__init__).replace("self.", " ").split())
+    assert "_send" in dir(ProtobufClient)
+    assert {"rpc_method", "message", "request"} <= set(ProtobufRequestContext.__dataclass_fields__)
+    assert 'path="/v1/runtime/pull-object"' in inspect.getsource(RuntimeHttpClient.PullObject)
+
+
+def test_what_object_batch_replaces_in_a_supernode_and_a_serverapp():
+    """launcher.flower.object_batch.install_in_supernode reads Flower's pull lambda (pull_object, run_id) and push
+    partial (push_object, run_id, session_id), whose connection functions close over the fleet client and node;
+    install_in_serverapp swaps the HTTP grid's makers, push_objects and pull_objects."""
+    import flwr.superlink.grid.http_grid as grid
+    import flwr.supernode.fleet_http_connection as connection
+    import flwr.supernode.start_client_internal as loop
+
+    flat = inspect.getsource(loop).replace("\n", "").replace(" ", "")
+    assert "pull_objects(obj_ids_to_pull,pull_object_fn=lambdaobj_id:pull_object(run_id,obj_id)," in flat
+    assert "push_object_contents_from_iterable(yield_object_contents(object_tree,ids_obj_to_send)," in flat
+    assert "push_object_fn=partial(push_object,run_id,session_id)," in flat
+    inner = {c.co_name: c for c in connection.http_request_response.__wrapped__.__code__.co_consts
+             if inspect.iscode(c)}
+    for name in ("pull_object", "push_object"):
+        assert {"client", "node"} <= set(inner[name].co_freevars), inner[name].co_freevars
+    grid_flat = inspect.getsource(grid).replace("\n", "").replace(" ", "")
+    assert "pull_objects(object_ids=" in grid_flat and "pull_object_fn=make_pull_object_fn_protobuf(" in grid_flat
+    assert "pull_object_protobuf=self._runtime_client.PullObject" in grid_flat
+    assert "push_objects(all_objects,push_object_fn=make_push_object_fn_protobuf(" in grid_flat
+    assert "push_object_protobuf=self._runtime_client.PushObject" in grid_flat

@@ -2,6 +2,8 @@
 Flower release in setup.py's range (release: the range, and which release is here).
 
     quick_supernode   Flower's SuperNode with its idle sleeps answered by bells (its loop module rewired)
+    object_batch      a message's objects pulled or pushed in one HTTP exchange (a batch path QuickRoutes answers)
+    server_tick       Flower's HTTP servers (uvicorn) tick once a second while idle, waking at once on a stop
     warm_clientapp    a long-lived task host on the SuperNode's Runtime API (Flower's run_clientapp)
     strategy_log      the lines Flower's strategies write, read back (rounds, aggregated metrics)
     run_record        a run's status as the SuperLink records it (flwr ls --format json)

@@ -24,6 +24,8 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from launcher.flower.object_batch import install_in_serverapp
+
 # Flower's commands that a SuperExec starts (flwr.supercore.constant.TASK_TYPE_TO_COMMAND's values we run)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TASK_COMMANDS = frozenset({"flwr-serverapp", "flwr-simulation", "flwr-clientapp"})
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     plain_streams()
     if name == "flower-superexec":
         _install_in_superexec()
+    if name == "flwr-serverapp":
+        install_in_serverapp()  # not about logs: the one place of ours a ServerApp process runs (object_batch)
     sys.argv = [name, *args]  # Flower reads its command's name from argv[0] (flwr.supercore.exit)
     sys.exit(run())
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
-from flwr.supercore.protobuf.translation import PROTOBUF_REQUEST_TYPES
+from flwr.supercore.protobuf.translation import PROTOBUF_MEDIA_TYPE, PROTOBUF_REQUEST_TYPES
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from launcher.flower.http_gates import Gated, gated, wrap_app_factory
+from launcher.flower.object_batch import BATCH_PATHS, BATCHABLE, join_answers, split_calls
 
 # Where Flower's stack hands a synchronous call to a worker thread (Starlette's run_in_threadpool, bound by name
 # in each module); in a quick call it runs inline instead: Flower's in-memory handlers take microseconds, and the
@@ -130,7 +131,11 @@ class QuickRoutes:
         self._routes: dict[str, QuickRoute | bool | None] = dict.fromkeys(quick_paths())
 
     async def __call__(self, scope, receive, send) -> None:
-        quick = self._quick(scope) if scope["type"] == "http" and scope.get("method") == "POST" else None
+        post = scope["type"] == "http" and scope.get("method") == "POST"
+        if post and scope["path"] in BATCH_PATHS:
+            await self._batch(scope, receive, send)
+            return
+        quick = self._quick(scope) if post else None
         if quick is None:
             await self.app(scope, receive, send)
             return
@@ -140,6 +145,25 @@ class QuickRoutes:
         finally:
             _quick_call.reset(inline)
         await response(scope, receive, send)
+
+    async def _batch(self, scope, receive, send) -> None:
+        """Object pulls or pushes in one exchange (launcher.flower.object_batch): each call through its own quick
+        route, in order; a call that is not batchable, or not quick here, is answered 404."""
+        api = scope["path"].rsplit("/", 1)[0] + "/"
+        answers = []
+        for path, body in split_calls(await _read_body(receive)):
+            call = dict(scope, path=path, raw_path=path.encode())
+            quick = self._quick(call) if path in BATCHABLE and path.startswith(api) else None
+            if quick is None:
+                answers.append((404, b""))
+                continue
+            inline = _quick_call.set(True)
+            try:
+                response = await quick.answer(call, _replay(body))
+            finally:
+                _quick_call.reset(inline)
+            answers.append((response.status_code, getattr(response, "body", b"")))
+        await Response(join_answers(answers), media_type=PROTOBUF_MEDIA_TYPE)(scope, receive, send)
 
     def _quick(self, scope) -> QuickRoute | None:
         path = scope["path"]

@@ -17,7 +17,9 @@ of the loop becomes a wait on the node's ``supernode`` bell, of the same length:
   being pulled, the node's pull lock is held (launcher.flower.pull_lock);
 - the 0.5 s sleeps while a task's reply is awaited wait on the same bell, which
   the task runner rings when the task ends.
-Its Runtime API answers unary calls without the per-layer machinery (launcher.flower.quick_http).
+Its Runtime API answers unary calls without the per-layer machinery (launcher.flower.quick_http), and its
+server ticks once a second while idle (launcher.flower.server_tick); a message's objects move to and from
+the SuperLink in one exchange each way (launcher.flower.object_batch).
 tests/test_flower_internals.py checks that the loop still has this shape.
 """
 
@@ -32,9 +34,11 @@ from flwr.supernode.cli import flower_supernode
 from contract.run_settings import node_paths
 from contract.wakeups import SERVER_PUSHED, WakeupSocket, wake
 from launcher.flower.config_args import load_node_config
+from launcher.flower.object_batch import install_in_supernode as batch_objects
 from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
 from launcher.flower.quick_http import install as quick_http
+from launcher.flower.server_tick import install as slow_tick
 
 IDLE_SECONDS = 3.0  # Flower's own idle sleep: a node nobody rings (e.g. on a device) behaves as stock
 # once its ServerApp has rung (the built-in app rings every node after each push), an idle node's pull is
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     install(client_dir)
     colour_only_on_a_terminal()
     quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery
+    slow_tick()  # and its server wakes once a second while idle, not ten times
+    batch_objects()  # a message's objects to and from the SuperLink in one exchange each way
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()
 
