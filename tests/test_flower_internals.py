@@ -806,7 +806,8 @@ def test_a_batch_of_object_calls_is_answered_as_each_call_alone(monkeypatch):
     """launcher.flower.object_batch: a batch of pull-object and push-object calls to a quick app gets, frame by
     frame, the status and bytes Flower's own stack gives each call sent alone (task and node authentication run per
     call: unauthenticated ones are refused inside the batch too); calls that are not object calls of the batch's
-    API are not run (404)."""
+    API are not run (404); once a call is refused, the rest are refused unrun; a malformed batch, or one of too many
+    calls, is 400."""
     import flwr.superlink.main as superlink_main
     import flwr.supernode.main as supernode_main
     from flwr.proto.message_pb2 import PullObjectRequest, PushObjectRequest
@@ -814,7 +815,7 @@ def test_a_batch_of_object_calls_is_answered_as_each_call_alone(monkeypatch):
     from flwr.supernode.nodestate import NodeStateFactory
     from starlette.testclient import TestClient
 
-    from launcher.flower.object_batch import join_calls, split_answers
+    from launcher.flower.object_batch import MAX_BATCH_CALLS, join_calls, split_answers
     from launcher.flower.quick_http import install, quick
 
     monkeypatch.setattr(superlink_main, "create_app", superlink_main.create_app)
@@ -823,18 +824,56 @@ def test_a_batch_of_object_calls_is_answered_as_each_call_alone(monkeypatch):
     pb = "application/protobuf"
     for api, create in (("fleet", superlink_main.create_app), ("runtime", lambda: supernode_main.create_app(
             state_factory=NodeStateFactory(ObjectStoreFactory())))):
-        calls = [(f"/v1/{api}/pull-object", PullObjectRequest(run_id=1, object_id="ab" * 32).SerializeToString()),
-                 (f"/v1/{api}/push-object", PushObjectRequest(object_id="cd" * 32).SerializeToString()),
-                 (f"/v1/{api}/pull-object", b"\xff\xffgarbage")]
-        alone = [(status, body) for status, _, body in _answers(create(), [(p, b, pb) for p, b in calls])]
-        assert {status for status, _ in alone} >= {401, 400}
+        pull = (f"/v1/{api}/pull-object", PullObjectRequest(run_id=1, object_id="ab" * 32).SerializeToString())
+        push = (f"/v1/{api}/push-object", PushObjectRequest(object_id="cd" * 32).SerializeToString())
+        garbage = (f"/v1/{api}/pull-object", b"\xff\xffgarbage")
+        alone = [(status, body) for status, _, body in _answers(create(), [(p, b, pb) for p, b in (garbage, pull)])]
+        assert [status for status, _ in alone] == [400, 401]
         other = "runtime" if api == "fleet" else "fleet"
         with TestClient(quick(create())) as client:
-            reply = client.post(f"/v1/{api}/fl-launch-batch", headers={"content-type": pb},
-                                content=join_calls([*calls, (f"/v1/{api}/pull-messages", b""),
-                                                    (f"/v1/{other}/pull-object", calls[0][1])]))
-        assert reply.status_code == 200
-        assert split_answers(reply.content) == [*alone, (404, b""), (404, b"")]
+            def batch(calls):
+                reply = client.post(f"/v1/{api}/fl-launch-batch", headers={"content-type": pb},
+                                    content=join_calls(calls))
+                return reply.status_code, (split_answers(reply.content) if reply.status_code == 200 else None)
+
+            assert batch([garbage, pull]) == (200, alone)
+            assert batch([(f"/v1/{api}/pull-messages", b""), (f"/v1/{other}/pull-object", pull[1])]) == \
+                (200, [(404, b""), (404, b"")])
+            assert batch([pull, push, garbage]) == (200, [alone[1], (401, b""), (401, b"")])
+            assert batch([pull] * MAX_BATCH_CALLS)[0] == 200
+            assert batch([pull] * (MAX_BATCH_CALLS + 1)) == (400, None)
+            assert client.post(f"/v1/{api}/fl-launch-batch", headers={"content-type": pb},
+                               content=join_calls([pull])[:-3]).status_code == 400
+
+
+def test_an_unauthenticated_batch_runs_one_call_not_all(monkeypatch):
+    """A batch's headers are every call's: once node authentication refuses one, the others are not run. The oracle
+    counts Flower's own authenticate_node calls."""
+    import flwr.superlink.main as superlink_main
+    import flwr.superlink.routers.fleet.node_auth as node_auth
+    from flwr.proto.message_pb2 import PullObjectRequest
+    from starlette.testclient import TestClient
+
+    from launcher.flower.object_batch import MAX_BATCH_CALLS, join_calls, split_answers
+    from launcher.flower.quick_http import install, quick
+
+    monkeypatch.setattr(superlink_main, "create_app", superlink_main.create_app)
+    install()
+    checked = []
+    authenticate = node_auth.authenticate_node
+
+    def counted(request):
+        checked.append(request.url.path)
+        return authenticate(request)
+
+    monkeypatch.setattr(node_auth, "authenticate_node", counted)
+    pull = ("/v1/fleet/pull-object", PullObjectRequest(run_id=1, object_id="ab" * 32).SerializeToString())
+    with TestClient(quick(superlink_main.create_app())) as client:
+        reply = client.post("/v1/fleet/fl-launch-batch", headers={"content-type": "application/protobuf"},
+                            content=join_calls([pull] * MAX_BATCH_CALLS))
+    assert reply.status_code == 200
+    assert [status for status, _ in split_answers(reply.content)] == [401] * MAX_BATCH_CALLS
+    assert checked == ["/v1/fleet/pull-object"]
 
 
 def test_what_object_batch_replaces_in_a_task_process():

@@ -34,7 +34,7 @@ def test_objects_a_batch_did_not_settle_are_pulled_one_by_one_as_flower_does(mon
     got = objects.pull_objects(["a", "b", "c"], pull)
     assert got == {"a": b"batched:a", "b": b"single:b", "c": b"batched:c"} and singles == ["b"]
 
-    monkeypatch.setattr(object_batch, "exchange", lambda *a, **k: None)  # a server without the batch path
+    monkeypatch.setattr(object_batch, "_exchange_one", lambda *a, **k: None)  # a server without the batch path
     singles.clear()
     pull = BatchablePull(single, client=object(), node=None, run_id=1)
     assert objects.pull_objects(["x", "y"], pull) == {"x": b"single:x", "y": b"single:y"}

@@ -20,9 +20,12 @@ body.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 BATCH_PATHS = frozenset({"/v1/runtime/fl-launch-batch", "/v1/fleet/fl-launch-batch"})
+# A batch holds at most this many calls (a model message is about 6 objects; a large model's chunks go in several
+# batches): a server runs a batch's calls one after another, so one request cannot hold it for long.
+MAX_BATCH_CALLS = 64
 BATCHABLE = frozenset(f"/v1/{api}/{call}" for api in ("runtime", "fleet") for call in ("pull-object", "push-object"))
 _CALL = struct.Struct(">H")
 _LEN = struct.Struct(">I")
@@ -36,15 +39,23 @@ def join_calls(calls: Iterable[tuple[str, bytes]]) -> bytes:
     return bytes(out)
 
 
-def split_calls(data: bytes) -> Iterator[tuple[str, bytes]]:
-    at = 0
-    while at < len(data):
-        (size,) = _CALL.unpack_from(data, at)
-        path = data[at + 2:at + 2 + size].decode()
-        at += 2 + size
-        (length,) = _LEN.unpack_from(data, at)
-        yield path, data[at + 4:at + 4 + length]
-        at += 4 + length
+def split_calls(data: bytes) -> list[tuple[str, bytes]]:
+    """The calls of a batch; ValueError for a malformed one (a frame cut short, a path not UTF-8) or one of more
+    than MAX_BATCH_CALLS calls."""
+    calls, at = [], 0
+    try:
+        while at < len(data):
+            (size,) = _CALL.unpack_from(data, at)
+            path = data[at + 2:at + 2 + size].decode()
+            at += 2 + size
+            (length,) = _LEN.unpack_from(data, at)
+            if at + 4 + length > len(data) or len(calls) == MAX_BATCH_CALLS:
+                raise ValueError("a frame cut short, or too many calls")
+            calls.append((path, data[at + 4:at + 4 + length]))
+            at += 4 + length
+    except (struct.error, UnicodeDecodeError) as err:
+        raise ValueError(str(err)) from None
+    return calls
 
 
 def join_answers(answers: Iterable[tuple[int, bytes]]) -> bytes:
@@ -65,9 +76,18 @@ def batch_path(single_path: str) -> str:
     return single_path.rsplit("/", 1)[0] + "/fl-launch-batch"
 
 
-def exchange(client, single_path: str, requests: list) -> list[tuple[int, bytes]] | None:
-    """Send ``requests`` (protobuf messages for ``single_path``) in one batch through ``client``'s interceptors
-    (a Flower ProtobufClient: its token or node signature headers); None when the server has no batch path."""
+def exchange(client, single_path: str, requests: list) -> list[tuple[int, bytes]]:
+    """Send ``requests`` (protobuf messages for ``single_path``) in batches of at most MAX_BATCH_CALLS through
+    ``client``'s interceptors (a Flower ProtobufClient: its token or node signature headers); an answer per request,
+    ``(0, b"")`` for those whose batch got no answer (a server without the batch path, a lost connection)."""
+    answers: list[tuple[int, bytes]] = []
+    for start in range(0, len(requests), MAX_BATCH_CALLS):
+        part = requests[start:start + MAX_BATCH_CALLS]
+        answers += _exchange_one(client, single_path, part) or [(0, b"")] * len(part)
+    return answers
+
+
+def _exchange_one(client, single_path: str, requests: list) -> list[tuple[int, bytes]] | None:
     from flwr.supercore.protobuf.client import ProtobufRequestContext
     from flwr.supercore.protobuf.translation import PROTOBUF_MEDIA_TYPE
 
@@ -82,7 +102,10 @@ def exchange(client, single_path: str, requests: list) -> list[tuple[int, bytes]
         return None
     if response.status_code != 200:
         return None
-    answers = split_answers(response.content)
+    try:
+        answers = split_answers(response.content)
+    except (struct.error, ValueError):
+        return None
     return answers if len(answers) == len(requests) else None
 
 
@@ -92,7 +115,7 @@ def pull_many(client, single_path: str, node, run_id: int, object_ids: list[str]
 
     requests = [PullObjectRequest(node=node, run_id=run_id, object_id=i) for i in object_ids]
     pulled = {}
-    for object_id, (status, body) in zip(object_ids, exchange(client, single_path, requests) or []):
+    for object_id, (status, body) in zip(object_ids, exchange(client, single_path, requests)):
         if status == 200:
             reply = PullObjectResponse.FromString(body)
             if reply.object_found and reply.object_available:
@@ -107,7 +130,7 @@ def push_many(client, single_path: str, node, run_id: int, session_id: str, cont
     ids = list(contents)
     requests = [PushObjectRequest(node=node, run_id=run_id, object_id=i, object_content=contents[i],
                                   session_id=session_id) for i in ids]
-    return {i for i, (status, body) in zip(ids, exchange(client, single_path, requests) or [])
+    return {i for i, (status, body) in zip(ids, exchange(client, single_path, requests))
             if status == 200 and PushObjectResponse.FromString(body).stored}
 
 

@@ -18,6 +18,7 @@ as before. tests/test_flower_internals.py sends the same requests both ways and 
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import importlib
 from collections.abc import Awaitable, Callable
@@ -148,22 +149,40 @@ class QuickRoutes:
 
     async def _batch(self, scope, receive, send) -> None:
         """Object pulls or pushes in one exchange (launcher.flower.object_batch): each call through its own quick
-        route, in order; a call that is not batchable, or not quick here, is answered 404."""
+        route, in order, the event loop free between them; a call that is not batchable, or not quick here, is
+        answered 404; once one is refused (401, 403: the batch's headers are every call's) the rest are too,
+        unrun; a malformed batch, or one of more than MAX_BATCH_CALLS calls, is 400."""
+        try:
+            calls = split_calls(await _read_body(receive))
+        except ValueError:
+            await Response(status_code=400)(scope, receive, send)
+            return
         api = scope["path"].rsplit("/", 1)[0] + "/"
-        answers = []
-        for path, body in split_calls(await _read_body(receive)):
-            call = dict(scope, path=path, raw_path=path.encode())
-            quick = self._quick(call) if path in BATCHABLE and path.startswith(api) else None
+        answers: list[tuple[int, bytes]] = []
+        refused = 0
+        for path, body in calls:
+            quick = self._quick_call_route(path, api, scope) if not refused else None
             if quick is None:
-                answers.append((404, b""))
+                answers.append((refused or 404, b""))
                 continue
+            call = dict(scope, path=path, raw_path=path.encode())
             inline = _quick_call.set(True)
             try:
                 response = await quick.answer(call, _replay(body))
+                answer = (response.status_code, getattr(response, "body", b""))
+            except Exception:  # noqa: BLE001 (this call fails alone: the client retries it on its own)
+                answer = (500, b"")
             finally:
                 _quick_call.reset(inline)
-            answers.append((response.status_code, getattr(response, "body", b"")))
+            refused = answer[0] if answer[0] in (401, 403) else 0
+            answers.append(answer)
+            await asyncio.sleep(0)  # the other requests' turn between calls
         await Response(join_answers(answers), media_type=PROTOBUF_MEDIA_TYPE)(scope, receive, send)
+
+    def _quick_call_route(self, path: str, api: str, scope) -> QuickRoute | None:
+        if path not in BATCHABLE or not path.startswith(api):
+            return None
+        return self._quick(dict(scope, path=path, raw_path=path.encode()))
 
     def _quick(self, scope) -> QuickRoute | None:
         path = scope["path"]
