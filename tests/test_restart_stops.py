@@ -48,11 +48,10 @@ def restart_under_a_stop(run_dir: str, harm: str, started_file: str) -> None:
     from launcher.run.folder import RunFolder
     from launcher.run.parts import LocalClients
     from launcher.run.supervisor import Supervisor
-    from launcher.stats.follow import LogFollower
 
     folder = RunFolder(run_dir)
     sup = Supervisor(folder)
-    sup.install_signal_handlers()
+    sup.signals.install()
     table, path = sup.table, Path(run_dir)
     logs = path.parent / f"{path.name}-logs"  # outside the run folder: nothing here may make it again
     logs.mkdir()
@@ -73,7 +72,7 @@ def restart_under_a_stop(run_dir: str, harm: str, started_file: str) -> None:
     clients.start_node = lambda client, port: new_pids.append(table.spawn(
         Role.CLIENTAPP, ["sh", "-c", f"touch {started_file}; exec sleep 30"], log=logs / "new.log", client=client).pid)
     sup.local_clients, sup.parts = clients, [clients]
-    sup._server_log = LogFollower(path / "server" / "server.log")
+    sup.logs.follow(resumed=False)
     if harm == "end":  # the run's own end was read from server.log before the exit settled
         sup.progress.said = ("finished", "")
     sup.progress.phase = "training"
@@ -83,7 +82,7 @@ def restart_under_a_stop(run_dir: str, harm: str, started_file: str) -> None:
     except Exception as err:  # noqa: BLE001  the supervisor's run() would end the run on it: the test judges the rest
         error = f"{type(err).__name__}: {err}"
     time.sleep(0.5)  # a new pair, had one started, has touched its file by now
-    said = {"stop_reason": sup._stop_reason, "error": error, "new_pids": new_pids}
+    said = {"stop_reason": sup.signals.reason, "error": error, "new_pids": new_pids}
     if (path / "run.json").exists():  # run.json right after the restart step, and what the run says it does
         sup._say_activity()
         info = json.loads((path / "run.json").read_text())

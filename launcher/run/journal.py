@@ -1,6 +1,7 @@
 """What a live run writes into its folder as it goes: run.json's processes, status, activity, restarts, its end.
 
     journal = RunJournal(folder, view)
+    journal.folder_gone()                                   # removed (or replaced) under the run: nothing to write
     journal.processes(records, status=RunStatus.STARTING)   # run.json's "processes" (and any other fields)
     journal.running()                                       # status running, from now
     journal.activity("2 of 5 clients connected")            # written only when it changed
@@ -26,6 +27,14 @@ class RunJournal:
         self.folder = folder
         self.view = view
         self._activity: str | None = None
+        self._ident = folder.path.stat().st_ino  # a folder removed and made again is not the run's
+
+    def folder_gone(self) -> bool:
+        """Was the run folder removed (or replaced by another of the same name) under the run?"""
+        try:
+            return self.folder.path.stat().st_ino != self._ident or self.folder.gone()
+        except OSError:
+            return True
 
     def processes(self, records: list[dict], **fields) -> None:
         self.folder.update(processes=records, **fields)

@@ -48,7 +48,6 @@ from launcher.devices.remote import AgentStart, RemoteError, devices_of
 from launcher.devices.run_devices import RunDevices
 from launcher.fleet.emulation import EmulatedFleet
 from launcher.flower.run_record import describe_failure, flower_run
-from launcher.flower.strategy_log import round_started
 from launcher.processes.cgroup import RunGroup, TagInUse
 from launcher.processes.clock import now_iso
 from launcher.processes.nodes import NodeStart, flower_env
@@ -62,9 +61,9 @@ from launcher.run.liveness import processes_of
 from launcher.run.outcome import Limits, Outcome, Progress, Seen, decide, gone_reason, stopping
 from launcher.run.parts import DeviceClients, FleetLinks, LocalClients, Part
 from launcher.run.ray_cluster import make_ray_temp_link, ray_env, remove_ray_temp_link
+from launcher.run.run_logs import RunLogs
 from launcher.run.run_plan import RunPlan
 from launcher.run.run_status import RunStatus
-from launcher.stats.follow import LogFollower
 
 POLL_SECONDS = 0.25
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
@@ -72,6 +71,25 @@ DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 class StopRun(Exception):
     """A stop signal arrived while the run was starting: leave the start where it is."""
+
+
+class StopSignals:
+    """SIGTERM, SIGINT and SIGHUP to the supervisor: while the run starts they stop the start at once (StopRun);
+    later the watch loop ends at its next poll."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None  # the signal's name, once one came
+        self.starting = False  # a signal now raises StopRun instead of waiting for the watch loop
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.reason = signal.Signals(signum).name
+        if self.starting:
+            self.starting = False
+            raise StopRun()
 
 
 class NullView:
@@ -88,58 +106,42 @@ class Supervisor:
         recorded = folder.read()
         self.plan = RunPlan.from_json(recorded["plan"])
         self.settings = RunSettings.from_config(recorded["settings"])  # the built-in app's, as run.json has them
-        self.kill_tag = recorded["kill_tag"]
-        self.table = ProcessTable(self.kill_tag, recorded["run_id"])
+        self.table = ProcessTable(recorded["kill_tag"], recorded["run_id"])
         self.journal = RunJournal(folder, self.view)
         self.progress = Progress(rounds=self.settings.rounds, rounds_done=self.settings.start_round - 1,
                                  clients=len(self.plan.nodes), task=recorded["task"], started=time.monotonic())
         self.limits = Limits(float(self.plan.startup_timeout), self.settings.round_timeout, self.plan.user_app,
                              folder.path)
-        self.events = []  # server.log's, for the summary
+        self.logs = RunLogs(folder.server_dir, self.progress, self.view, self.plan.user_app)
+        self.events = self.logs.events  # server.log's, for the summary
+        self.signals = StopSignals()
         self.outcome: Outcome | None = None  # how the run ended, once it did
         self.group: RunGroup | None = None
         self.parts: list[Part] = []  # in start order; stopped in reverse
         self.local_clients: LocalClients | None = None  # the one part that restarts clients here
         self._devices = devices_of(recorded, ssh_config)
         self._env: dict[str, str] = {}
-        self._server_log: LogFollower | None = None  # from the watch on
-        self._app_log: LogFollower | None = None  # --app: Flower's strategy log, for the rounds
-        self._stop_reason: str | None = None
-        self._starting = False  # a signal now raises StopRun instead of waiting for the watch loop
-        self._folder_ident = folder.path.stat().st_ino  # a folder removed and made again is not the run's
         fleet = None if self.plan.virtual else read_fleet_json(folder.path)  # virtual: the app emulates it
         self.fleet = EmulatedFleet(fleet, folder.path, self.table, seed=self.settings.seed,
-                                   name=self.kill_tag) if fleet is not None else None
-
-    # signals ---------------------------------------------------------------
-    def _on_signal(self, signum, _frame) -> None:
-        self._stop_reason = signal.Signals(signum).name
-        if self._starting:
-            self._starting = False
-            raise StopRun()
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGHUP, self._on_signal)
+                                   name=self.table.tag) if fleet is not None else None
 
     # run -------------------------------------------------------------------
     def run(self) -> int:
-        self.install_signal_handlers()
+        self.signals.install()
         if not self.folder.claim(wait=0):
             self.view.message(f"run {self.folder.run_id} has a supervisor already")
             return 2
         status, reason = RunStatus.FAILED, ""
-        self._starting = True
+        self.signals.starting = True
         try:
             self._take_group()
             status, reason = self._start() or self._watch()
         except StopRun:
-            status, reason = RunStatus.INTERRUPTED, f"stopped by {self._stop_reason} during start-up"
+            status, reason = RunStatus.INTERRUPTED, f"stopped by {self.signals.reason} during start-up"
         except TagInUse as err:
             status, reason = RunStatus.FAILED, str(err)
         except (OSError, RunFolderGone) as err:
-            if self._folder_gone():  # removed under the run (a restart found no node config, ...)
+            if self.journal.folder_gone():  # removed under the run (a restart found no node config, ...)
                 status, reason = RunStatus.FAILED, gone_reason(self.folder.path)
             elif isinstance(err, RunFolderGone) or err.errno not in DISK_ERRORS:
                 status, reason = RunStatus.FAILED, f"supervisor error: {type(err).__name__}: {err}"
@@ -150,7 +152,7 @@ class Supervisor:
             status, reason = RunStatus.FAILED, f"supervisor error: {type(err).__name__}: {err}"
             raise
         finally:
-            self._starting = False
+            self.signals.starting = False
             self.outcome = status, reason
             self.view.message(f"stopping the run's processes ({reason or status})")
             self._stop_all()
@@ -161,7 +163,7 @@ class Supervisor:
     def _take_group(self) -> None:
         """Join the kill tag's cgroup (where there is one) and record who supervises the run."""
         self.folder.keep_reserve()
-        self.group = RunGroup.claim(self.kill_tag)
+        self.group = RunGroup.claim(self.table.tag)
         if self.fleet is not None:  # the tag is this run's now: what an earlier attempt of it left goes
             self.fleet.clear_leftovers()
         if self.group is not None:
@@ -174,7 +176,7 @@ class Supervisor:
                            cgroup=self.group.ident if self.group else None)
 
     def _record_end(self, status: RunStatus, reason: str) -> None:
-        if self._folder_gone():  # nothing to record into: the reason says so, and nothing is made again
+        if self.journal.folder_gone():  # nothing to record into: the reason says so, and nothing is made again
             return
         try:
             self.journal.end(self._records(), status, reason, self.events, self.progress.rounds_done,
@@ -250,16 +252,14 @@ class Supervisor:
 
     # watch: poll, decide, then act -----------------------------------------
     def _watch(self) -> Outcome:
-        resumed = self.settings.start_round > 1
-        self._server_log = LogFollower(self.folder.server_dir / "server.log", from_end=resumed)
-        self._app_log = LogFollower(self.folder.server_dir / "serverapp.log") if self.plan.user_app else None
+        self.logs.follow(resumed=self.settings.start_round > 1)
         self.progress.started = self.progress.last_progress = time.monotonic()
-        self._starting = False  # from here a signal ends the loop below
+        self.signals.starting = False  # from here a signal ends the loop below
         while True:
             self._poll()
             seen = self._seen()
             if not seen.flwr_run_alive:
-                self._read_server_log()  # its last lines
+                self._read_logs()  # their last lines
             outcome = decide(self.progress, seen, self.limits, time.monotonic(), flower=self._flower_says)
             if outcome is not None:
                 return outcome
@@ -268,39 +268,33 @@ class Supervisor:
             time.sleep(POLL_SECONDS)
 
     def _poll(self) -> None:
-        """Take in what happened since the last poll: exits, server.log events, each part's news, the app's rounds."""
+        """Take in what happened since the last poll: exits, the logs, each part's news."""
         ended = self.table.reap()
         if self.local_clients is not None:
             self.local_clients.exited(ended)  # restarted after the decision, once settled
         if ended:
             self._write_processes()
-        self._read_server_log()
+        self._read_logs()
         for part in self.parts:
             part.poll()
-        for started, rounds in filter(None, map(round_started, self._app_log.lines() if self._app_log else [])):
-            if self.progress.app_round(started, rounds, time.monotonic()):  # a user's app: Flower's strategy log
-                self.journal.running()
         self.progress.alive = self._clients_alive()
         self.view.update(**self.progress.view())
 
     def _seen(self) -> Seen:
-        return Seen(stop_reason=self._stop_reason, folder_gone=self._folder_gone(),
+        return Seen(stop_reason=self.signals.reason, folder_gone=self.journal.folder_gone(),
                     flwr_run_alive=bool(self.table.alive(Role.FLWR_RUN)),
                     superlink_alive=bool(self.table.alive(Role.SUPERLINK)))
 
-    def _read_server_log(self) -> None:
-        for event in self._server_log.events() if self._server_log else []:
-            self.events.append(event)
-            self.view.event(event)
-            if self.progress.take(event, time.monotonic()):
-                self.journal.running()
+    def _read_logs(self) -> None:
+        if self.logs.read(time.monotonic()):
+            self.journal.running()
 
     def _may_restart(self) -> bool:
         """Asked before each restart and again as it is about to start (its stop window takes seconds):
         the server log read up to now first, so that the run's own end counts as soon as it is written."""
         if stopping(self.progress, self._seen()):
             return False
-        self._read_server_log()
+        self._read_logs()
         return not stopping(self.progress, self._seen())
 
     def _restart_settled(self) -> None:
@@ -332,13 +326,6 @@ class Supervisor:
         if self.plan.virtual:  # virtual clients live as long as the simulation does
             return self.progress.clients if self.table.alive(Role.FLWR_RUN) else 0
         return sum(part.clients_alive() for part in self.parts)
-
-    def _folder_gone(self) -> bool:
-        """Was the run folder removed (or replaced by another of the same name) under the run?"""
-        try:
-            return self.folder.path.stat().st_ino != self._folder_ident or self.folder.gone()
-        except OSError:
-            return True
 
     def _flower_says(self) -> Outcome:
         """The run's end as its SuperLink records it (``flwr run --stream`` exits 0 whatever happened)."""
