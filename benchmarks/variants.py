@@ -34,8 +34,8 @@ from launcher.processes.nodes import flower_env
 from launcher.processes.ports import free_ports, wait_for_port
 from launcher.processes.table import ProcessTable, terminate_then_kill
 from launcher.processes.tagged import tagged_processes
+from launcher.run.flower_commands import write_flwr_config
 from launcher.run.plan import prepare_run
-from launcher.run.supervisor import Supervisor
 from launcher.stats.follow import LogFollower
 from simulator.client_data import partition_files
 
@@ -205,7 +205,7 @@ def _by_hand(workload: Workload, log_dir: Path, tag: str, simulation: bool, time
     table = ProcessTable(tag, folder.run_id)
     env = flower_env(run_dir, threads=1)
     link_port, *node_ports = free_ports(1 + (0 if simulation else workload.clients))
-    Supervisor.write_flwr_config(env, link_port, None)
+    write_flwr_config(env, link_port, None)
     with PeakMemory(tagged(tag), limit_mib=MEMORY_LIMIT_MIB) as peak:
         try:
             link = table.spawn("superlink", [flwr_bin("flower-superlink"), "--insecure", "--host", "127.0.0.1",

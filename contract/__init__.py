@@ -1,6 +1,7 @@
 """What the launcher and the built-in app both rely on: the run's settings, its log lines, its node lists, its bells.
 
-    from contract.run_settings import RunSettings       # the app's config, written by the launcher
+    from contract.run_settings import RunSettings       # the app's config, written by the launcher (its
+                                                         # AppOptions are fl-launch options of the same name)
     from contract.loglines import LogWriter, parse_line  # one place writes a log line, one parses it
     from contract.lost_nodes import add_lost, read_lost  # server/lost_nodes.json, away_nodes.json
     from contract.wakeups import WakeupSocket, wake   # wake a node's processes without polling

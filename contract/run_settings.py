@@ -23,35 +23,46 @@ STRATEGY_NAMES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")  # Fl
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class AppOptions:
+    """The built-in app's settings that are fl-launch options of the same name (``--local-epochs`` is
+    ``local_epochs`` here, ``local-epochs`` in the run config): fl-launch's LaunchOptions and RunSettings both
+    extend this, so a new one is declared here once (then given its flag in launcher/cli/launch.py, and read
+    by the app)."""
+
     task: str = "train"
     rounds: int = 10
     local_epochs: int = 3  # tuned on digits: see docs/performance.md
     batch_size: int = 32
     lr: float = 0.001
-    clients_per_round: int = 0  # 0: every client, every round
-    min_clients: int = 0  # 0: every sampled client must reply
     round_timeout: float = 300.0
     seed: int = 0
-    num_clients: int = 1
-    channels: int = 1
-    num_classes: int = 10
-    run_dir: str = "."  # fl-launch: the run folder where it is now, given at each start (flwr run --run-config)
-    checkpoint: str = ""  # getModel / inference: the state_dict to serve; train: the one to resume from (under run_dir)
     torch_threads: int = 1
-    start_round: int = 1  # > 1: a resumed run, continuing from `checkpoint`
     model: str = ""  # module:Class of a torch module; "": LeNet5 (simulator.model)
-    model_path: str = ""  # a folder appended to sys.path to import it from
     strategy: str = "fedavg"  # one of STRATEGY_NAMES
     proximal_mu: float = 0.01  # fedprox
     server_lr: float = 0.0  # fedadam, fedyogi, fedadagrad: eta; 0: Flower's default
     beta_1: float = 0.9  # fedadam, fedyogi
     beta_2: float = 0.99  # fedadam, fedyogi
     tau: float = 0.001  # fedadam, fedyogi, fedadagrad
-    virtual: bool = False  # the clients run on Flower's simulation runtime (fl-launch --mode virtual)
-    round_deadline: float = 0.0  # seconds; > 0: a round closes then with the replies it has (simulator.strategy)
     overcommit: float = 1.0  # > 1: sample ceil(K x overcommit) clients, aggregate the first K replies
     device: str = "auto"  # auto|cpu|cuda: where a task computes (simulator.device); auto: CUDA where torch sees it
+
+
+@dataclass(frozen=True)
+class RunSettings(AppOptions):
+    """AppOptions, and what fl-launch derives for the app from its other options and the data."""
+
+    clients_per_round: int = 0  # 0: every client, every round
+    min_clients: int = 0  # 0: every sampled client must reply
+    num_clients: int = 1
+    channels: int = 1
+    num_classes: int = 10
+    run_dir: str = "."  # fl-launch: the run folder where it is now, given at each start (flwr run --run-config)
+    checkpoint: str = ""  # getModel / inference: the state_dict to serve; train: the one to resume from (under run_dir)
+    start_round: int = 1  # > 1: a resumed run, continuing from `checkpoint`
+    model_path: str = ""  # a folder appended to sys.path to import it from
+    virtual: bool = False  # the clients run on Flower's simulation runtime (fl-launch --mode virtual)
+    round_deadline: float = 0.0  # seconds; > 0: a round closes then with the replies it has (simulator.strategy)
     gpus_per_client: float = 0.0  # > 0: a client's share of a GPU, its memory bound there (simulator.device)
 
     def checkpoint_file(self) -> Path:

@@ -42,15 +42,16 @@ while True:
 def restart_under_a_stop(run_dir: str, harm: str, started_file: str) -> None:
     """In its own process: a Supervisor of the prepared run at ``run_dir`` whose client 0's clientapp exited;
     its restart step runs while the pair's SuperNode does ``harm`` on its SIGTERM. Prints what it saw."""
+    from launcher.processes.nodes import NodeStart
     from launcher.processes.restarts import SettlingExits
     from launcher.processes.roles import Role
     from launcher.run.folder import RunFolder
-    from launcher.run.supervisor import Supervisor, Watched
-    from launcher.stats.follow import LogFollower
+    from launcher.run.parts import LocalClients
+    from launcher.run.supervisor import Supervisor
 
     folder = RunFolder(run_dir)
     sup = Supervisor(folder)
-    sup.install_signal_handlers()
+    sup.signals.install()
     table, path = sup.table, Path(run_dir)
     logs = path.parent / f"{path.name}-logs"  # outside the run folder: nothing here may make it again
     logs.mkdir()
@@ -61,27 +62,29 @@ def restart_under_a_stop(run_dir: str, harm: str, started_file: str) -> None:
     victim = table.spawn(Role.CLIENTAPP, ["true"], log=logs / "clientapp.log", client=0)
     while not ready.exists():
         time.sleep(0.02)
-    exits = SettlingExits(settle=0.0)
+    clients = LocalClients(table, NodeStart(path, "127.0.0.1:1", {}, 1), {0: 0}, sup.plan.max_restarts, None,
+                           on_restart=sup.journal.restart)
+    clients.exits = SettlingExits(settle=0.0)
     while victim.alive:
-        exits.add(table.reap())
+        clients.exited(table.reap())
         time.sleep(0.02)
     new_pids: list[int] = []  # the new pair's start: a real process that touches a file, then lives on
-    sup._start_node = lambda client, port: new_pids.append(table.spawn(
+    clients.start_node = lambda client, port: new_pids.append(table.spawn(
         Role.CLIENTAPP, ["sh", "-c", f"touch {started_file}; exec sleep 30"], log=logs / "new.log", client=client).pid)
-    now = time.monotonic()
-    seen = Watched(LogFollower(path / "server" / "server.log"), None, now, now, exits=exits)
+    sup.local_clients, sup.parts = clients, [clients]
+    sup.logs.follow(resumed=False)
     if harm == "end":  # the run's own end was read from server.log before the exit settled
-        seen.outcome = ("finished", "")
-    sup.state["phase"] = "training"
+        sup.progress.said = ("finished", "")
+    sup.progress.phase = "training"
     try:
-        sup._restart_settled(seen)
+        sup._restart_settled()
         error = None
     except Exception as err:  # noqa: BLE001  the supervisor's run() would end the run on it: the test judges the rest
         error = f"{type(err).__name__}: {err}"
     time.sleep(0.5)  # a new pair, had one started, has touched its file by now
-    said = {"stop_reason": sup._stop_reason, "error": error, "new_pids": new_pids}
+    said = {"stop_reason": sup.signals.reason, "error": error, "new_pids": new_pids}
     if (path / "run.json").exists():  # run.json right after the restart step, and what the run says it does
-        sup._say_activity(seen)
+        sup._say_activity()
         info = json.loads((path / "run.json").read_text())
         said["recorded"] = sorted(p["pid"] for p in info.get("processes", []) if p["exit_code"] is None)
         said["activity"] = info.get("activity")

@@ -233,14 +233,14 @@ def main(ctx: click.Context, **kwargs) -> None:
         sys.exit(_install(opts))
     if check:
         sys.exit(_check(opts, bench))
-    opts.validate(_given())
+    checked = opts.validate(_given())  # prepare_run checks (and reads) nothing again
     stops = _PreparingStops()
     made: list[RunFolder] = []  # the run's folder from the moment it exists, even before prepare_run returns
     try:
         stops.install()  # fl-finish (SIGTERM) stops the run while it prepares, as Ctrl-C does
         if opts.kill_tag is not None:
             check_tag_free(opts.kill_tag)
-        folder = prepare_run(opts, made)
+        folder = prepare_run(checked, made)
         if stops.received:  # raised where a library swallowed it (an import inside numpy may)
             raise KeyboardInterrupt
     except KeyboardInterrupt:  # a signal after prepare_run returned too: its folder is in made

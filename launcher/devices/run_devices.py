@@ -1,8 +1,8 @@
-"""A run's devices as the supervisor tends them: staged, each with its tunnel and agent, pulled, stopped.
+"""A run's devices as the supervisor drives them: staged, each with its tunnel and agent, pulled, stopped.
 
     devices = RunDevices(devices_of(info), run_dir, table, view, on_restart=record, on_change=write_processes)
     devices.start(AgentStart(superlink_port=link_port, num_clients=10, threads=1, grace=10), ca=None)
-    devices.tend()             # each poll: a dropped tunnel back up; logs and agent.json every few seconds
+    devices.poll()             # each poll: a dropped tunnel back up; logs and agent.json every few seconds
     devices.alive_clients()    # the devices' ClientApps alive, as their agents last reported
     devices.records()          # their process records, for run.json's "processes"
     devices.stop(grace=10)     # fl-finish on each device, then a last pull
@@ -85,7 +85,7 @@ class RunDevices:
     def alive_clients(self) -> int:
         return sum(1 for p in self.records() if p["role"] == Role.CLIENTAPP and p.get("exit_code") is None)
 
-    def tend(self, final: bool = False) -> None:
+    def poll(self, final: bool = False) -> None:
         """Pull logs and agent state every few seconds; bring a dropped tunnel back."""
         if not self.devices:
             return
@@ -127,7 +127,7 @@ class RunDevices:
                 if code != 0:
                     self.view.message(f"{host}: stopping its processes said: "
                                       f"{output.strip().splitlines()[-1:] or code}")
-            self.tend(final=True)
+            self.poll(final=True)
         finally:
             self._pool.shutdown(wait=True)
 

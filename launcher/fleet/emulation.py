@@ -3,8 +3,8 @@
     fleet = EmulatedFleet(read_fleet_json(run_dir), run_dir, table, seed=0, name="exp1")
     fleet.start_links(superlink_port, local=[0, 1]) # a link emulator per local client whose profile needs one
     spec = fleet.superlink_of(client, spec)       # the node's --superlink: its link's port, or the SuperLink's
-    fleet.adopt(client, start_node(table, spec, client, port))   # CPU and memory limits on its processes
-    fleet.tend()                                  # each poll: links switched as server/fleet_round.json says
+    fleet.hold(client, start_node(table, spec, client, port))   # CPU and memory limits on its processes
+    fleet.poll()                                  # each poll: links switched as server/fleet_round.json says
     fleet.exit_cause(client)                      # "out of memory (profile pi4)" when the limit killed it
     fleet.clear_leftovers()                       # once the run is claimed: empty groups an earlier attempt left
     fleet.close()                                 # limits lifted, their cgroups removed
@@ -117,7 +117,7 @@ class EmulatedFleet:
         link = self.links.get(client)
         return spec if link is None else spec.through(f"127.0.0.1:{link.port}")
 
-    def tend(self) -> None:
+    def poll(self) -> None:
         """Switch links as the ServerApp's newest round says (availability) and as traces say (run clock);
         kill what is left of a client whose limit's OOM killer took one of its processes."""
         self._read_round()
@@ -178,7 +178,7 @@ class EmulatedFleet:
         return True
 
     # limits ----------------------------------------------------------------
-    def adopt(self, client: int, procs) -> None:
+    def hold(self, client: int, procs) -> None:
         """Hold a client's (new) processes to its profile's CPU share and memory."""
         if client not in self.limited:
             return
@@ -203,7 +203,7 @@ class EmulatedFleet:
         client is killed whole."""
         for client, handle in self.handles.items():
             limit = self.fleet.profile_of(client).memory
-            if limit is None or handle.watches_memory:  # the fallback's watchdog is the one watcher: tend() sees
+            if limit is None or handle.watches_memory:  # the fallback's watchdog is the one watcher: poll() sees
                 continue  # its kills
             pids = handle.pids()
             if not pids:

@@ -2,11 +2,13 @@
 
     opts = LaunchOptions(client_num=3, clients_per_round=4)
     opts.validate()                # OptionsError: --clients-per-round 4 exceeds --client-num 3
-    opts.validate({"alpha"})       # the CLI also names the options the user set: unused ones are refused
+    checked = opts.validate({"alpha"})   # the CLI also names the options the user set: unused ones are refused
+    prepare_run(checked)           # CheckedOptions: the options, and the fleet file read to check them
 
-prepare_run (launcher.run.plan) calls validate() first, so a caller without the CLI gets the same
-refusals, in the same words; only the CLI knows which options were given (click's parameter sources),
-so only it refuses an option this run would not use. The last check, whether the data fits this
+prepare_run (launcher.run.plan) takes the CheckedOptions, or calls validate() itself, so a caller without
+the CLI gets the same refusals, in the same words, and a launch checks (and reads the fleet file) once;
+only the CLI knows which options were given (click's parameter sources), so only it refuses an option this
+run would not use. The last check, whether the data fits this
 machine's memory and the log dir's disk (launcher.run.resources), reads the disk.
 """
 
@@ -15,10 +17,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Set
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from contract.errors import InputError
-from contract.run_settings import RunSettings
+from contract.fleet_record import Fleet
+from contract.run_settings import AppOptions, RunSettings
 from launcher.devices.direct import check_server_address
 from launcher.fleet.profiles import read_fleet_file
 from launcher.processes.gpus import this_host_gpus
@@ -32,10 +35,10 @@ NATURAL = "natural"  # the data set's own grouping: one writer (femnist) or one 
 SPLIT_BY_THE_DATA = ("femnist", "npz")
 MIN_SAMPLES_PER_CLIENT = 2  # one train and one test sample
 PROCESS_MODE_UP_TO = 100  # auto: one process per client up to this many clients (~75 MiB each), virtual above
-BUILT_IN_APP = ("dataset", "data_dir", "partition", "alpha", "samples_per_client", "num_classes", "model",
-                "strategy", "proximal_mu", "server_lr", "beta_1", "beta_2", "tau", "lr", "local_epochs",
-                "batch_size", "rounds", "fraction_fit", "clients_per_round", "min_clients", "seed", "run",
-                "round_deadline", "overcommit", "device")
+FOR_ANY_APP = ("task", "round_timeout", "torch_threads")  # the AppOptions that a user's --app takes too
+BUILT_IN_APP = (*(f.name for f in fields(AppOptions) if f.name not in FOR_ANY_APP),  # refused with --app
+                "dataset", "data_dir", "partition", "alpha", "samples_per_client", "num_classes", "fraction_fit",
+                "clients_per_round", "min_clients", "run", "round_deadline")
 FEDOPT = ("fedadam", "fedyogi", "fedadagrad")
 
 
@@ -43,22 +46,15 @@ class OptionsError(InputError):
     """Options that contradict each other, or one this run would not use; the message names them."""
 
 
-_APP = RunSettings()  # the app's own defaults are the launcher's
-
-
 @dataclass(frozen=True)
-class LaunchOptions:
+class LaunchOptions(AppOptions):
+    """Every option of fl-launch: the built-in app's own (AppOptions, contract.run_settings: their defaults
+    are the app's), and the launcher's."""
+
     client_num: int = 10
-    task: str = _APP.task
-    rounds: int = _APP.rounds
-    local_epochs: int = _APP.local_epochs
-    batch_size: int = _APP.batch_size
-    lr: float = _APP.lr
     fraction_fit: float | None = None
     clients_per_round: int | None = None
     min_clients: int | None = None
-    round_timeout: float = _APP.round_timeout
-    seed: int = _APP.seed
     log_dir: str = "logs"
     kill_tag: str | None = None
     dataset: str = "digits"
@@ -69,7 +65,6 @@ class LaunchOptions:
     num_classes: int = 10
     detach: bool = False
     run: str | None = None
-    torch_threads: int = _APP.torch_threads
     startup_timeout: float | None = None
     grace: float = 10.0
     hosts: str | None = None
@@ -81,20 +76,11 @@ class LaunchOptions:
     mode: str = "auto"
     workers: int | None = None  # virtual: worker processes; default one per core
     ray_address: str | None = None  # virtual: an existing Ray cluster's head, HOST:PORT (else a Ray of its own)
-    model: str = _APP.model
-    strategy: str = _APP.strategy
-    proximal_mu: float = _APP.proximal_mu
-    server_lr: float = _APP.server_lr
-    beta_1: float = _APP.beta_1
-    beta_2: float = _APP.beta_2
-    tau: float = _APP.tau
     app: str | None = None  # a user's Flower app folder instead of the built-in one
     run_config: str | None = None  # --app: its run config overrides, "key=value ..."
     node_config: str | None = None  # added to every client's node config, "key=value ..." ({i}, {n})
     fleet: str | None = None  # a fleet file: each client emulated as a device profile (launcher.fleet)
     round_deadline: float | None = None  # seconds after which a round closes with the replies it has
-    overcommit: float = 1.0  # sample ceil(K x overcommit) clients, aggregate the first K replies
-    device: str = _APP.device  # auto|cpu|cuda: where the built-in app computes, decided on each host
     gpus_per_client: float | None = None  # each client's share of a GPU: how many compute on it at once, its memory
 
     def startup_deadline(self) -> float:
@@ -121,9 +107,17 @@ class LaunchOptions:
         """Clients sampled each round: the clients taking part, over-committed."""
         return math.ceil(self.per_round() * self.overcommit - 1e-9)
 
-    def read_fleet(self):
-        """The --fleet file, read and checked (FleetError: one line naming file and line); None without one."""
-        return read_fleet_file(self.fleet, self.client_num) if self.fleet is not None else None
+    def app_settings(self, channels: int, num_classes: int, checkpoint: str = "") -> RunSettings:
+        """The built-in app's settings: its options (AppOptions) as given, the rest derived from the other
+        options and the data (its channels and classes; the checkpoint a served or resumed run starts from)."""
+        return RunSettings(
+            **{f.name: getattr(self, f.name) for f in fields(AppOptions)},
+            min_clients=self.min_clients or 0,
+            clients_per_round=self.per_round() if self.per_round() < self.client_num else 0,
+            num_clients=self.client_num, channels=channels, num_classes=num_classes, checkpoint=checkpoint,
+            model_path=os.getcwd() if self.model else "", round_deadline=self.round_deadline or 0.0,
+            virtual=self.is_virtual(), gpus_per_client=self.gpus_per_client or 0.0,
+        )
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -155,9 +149,10 @@ class LaunchOptions:
             unused["gpus_per_client"] = "is for --device auto or cuda"
         return unused
 
-    def validate(self, given: Set[str] = frozenset()) -> None:
+    def validate(self, given: Set[str] = frozenset()) -> CheckedOptions:
         """Refuse options that contradict each other (OptionsError), the ones in ``given`` (those the user
-        set) that this run would not use, and a run whose data cannot fit this machine (ResourceError)."""
+        set) that this run would not use, and a run whose data cannot fit this machine (ResourceError);
+        the options that passed, with the fleet file read to check them."""
         if self.kill_tag is not None and (why := malformed_kill_tag(self.kill_tag)):
             raise OptionsError(f"Invalid value for '--kill-tag': {why}")  # as the CLI's type says it
         if "'" in self.log_dir or "\n" in self.log_dir:
@@ -196,7 +191,7 @@ class LaunchOptions:
             raise OptionsError("--remote-data-dir must be a path on one line")
         if self.data_dir is not None and self.dataset in ("digits", "synthetic") and self.app is None:
             raise OptionsError(f"--data-dir is not used by --dataset {self.dataset}")
-        self._validate_fleet()
+        fleet = self._validate_fleet()
         unused = self.unused()
         for name in sorted(set(given) & set(unused)):
             flag = "--" + name.replace("_", "-")
@@ -206,6 +201,7 @@ class LaunchOptions:
         self._check_gpus()
         if self.ray_address is not None:  # a TCP connect: last
             check_ray_address(self.ray_address)
+        return CheckedOptions(self, fleet)
 
     def _check_gpus(self) -> None:
         """--device cuda with the clients on this machine: torch here must see a GPU (asked in a process of
@@ -220,7 +216,7 @@ class LaunchOptions:
             raise OptionsError(f"--device cuda: torch on this machine sees {found.describe()}; "
                                f"use --device auto or cpu")
 
-    def _validate_fleet(self) -> None:
+    def _validate_fleet(self) -> Fleet | None:
         """--fleet, --round-deadline, --overcommit: together and with the rest; the fleet file read."""
         if self.fleet is not None and self.hosts is not None:
             raise OptionsError("--fleet emulates devices with this machine's clients: drop --hosts, or --fleet")
@@ -233,4 +229,13 @@ class LaunchOptions:
         if self.round_deadline is not None and self.round_deadline >= self.round_timeout:
             raise OptionsError(f"--round-deadline {self.round_deadline:g} must be below --round-timeout "
                                f"{self.round_timeout:g}")
-        self.read_fleet()
+        return read_fleet_file(self.fleet, self.client_num) if self.fleet is not None else None  # FleetError: one line
+
+
+@dataclass(frozen=True)
+class CheckedOptions:
+    """Options that passed LaunchOptions.validate, with what it read to check them (prepare_run reads
+    nothing of it again)."""
+
+    options: LaunchOptions
+    fleet: Fleet | None  # the --fleet file, read and checked

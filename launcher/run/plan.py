@@ -39,7 +39,7 @@ from launcher.processes.node_config import NodeConfigError, for_client, parse_no
 from launcher.processes.nodes import NODE_KEYS, write_node_config
 from launcher.processes.table import create_time
 from launcher.run.folder import RunFolder, RunFolderError
-from launcher.run.options import MIN_SAMPLES_PER_CLIENT, LaunchOptions
+from launcher.run.options import MIN_SAMPLES_PER_CLIENT, CheckedOptions, LaunchOptions
 from launcher.run.run_plan import NodePlacement, RunPlan, Virtual
 from launcher.run.run_status import RunStatus
 from partitions import PartitionError, split
@@ -56,14 +56,15 @@ class PlanError(InputError):
     """Bad input found while planning; the message is the one line the user sees."""
 
 
-def prepare_run(opts: LaunchOptions, made: list[RunFolder] | None = None) -> RunFolder:
+def prepare_run(opts: LaunchOptions | CheckedOptions, made: list[RunFolder] | None = None) -> RunFolder:
     """A new run folder, ready, whose supervisor lock this process holds; on any error or Ctrl-C, none.
-    ``made``: the caller's list the folder goes into as soon as it exists, so a caller interrupted even
-    as this returns still finds it to discard (discard_all)."""
-    opts.validate()  # the CLI's checks, but for the options it alone knows the user set
+    ``opts``: validated already (CheckedOptions, the CLI's), or checked here as the CLI does, but for the
+    options it alone knows the user set. ``made``: the caller's list the folder goes into as soon as it
+    exists, so a caller interrupted even as this returns still finds it to discard (discard_all)."""
+    checked = opts if isinstance(opts, CheckedOptions) else opts.validate()
     made = [] if made is None else made
     try:
-        return _prepare_run(opts, made)
+        return _prepare_run(checked, made)
     except BaseException:  # a refused or interrupted preparation leaves no half-made folder
         discard_all(made)
         raise
@@ -101,7 +102,8 @@ def _new_folder(opts: LaunchOptions, made: list[RunFolder]) -> tuple[RunFolder, 
     return folder, tag
 
 
-def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
+def _prepare_run(checked: CheckedOptions, made: list[RunFolder]) -> RunFolder:
+    opts, fleet = checked.options, checked.fleet
     folder, tag = _new_folder(opts, made)
     checkpoint = source_run = source_checkpoint = None
     if opts.task != "train":  # the served model is copied into the new run folder: it keeps its round in its name
@@ -139,22 +141,10 @@ def _prepare_run(opts: LaunchOptions, made: list[RunFolder]) -> RunFolder:
     placement = _placement(opts)
     if opts.device == "cuda" and placement:
         _check_devices_cuda(placement, opts.ssh_config)
-    fleet = opts.read_fleet()
     warnings = _check_app_requirements(user_app, placement, opts.ssh_config) if user_app else []
     if fleet is not None and not opts.is_virtual():
         warnings += _fleet_cpu_warning(fleet, opts, placement)
-    settings = RunSettings(
-        task=opts.task, rounds=opts.rounds, local_epochs=opts.local_epochs, batch_size=opts.batch_size,
-        lr=opts.lr, min_clients=opts.min_clients or 0,
-        clients_per_round=opts.per_round() if opts.per_round() < opts.client_num else 0,
-        round_timeout=opts.round_timeout, seed=opts.seed, num_clients=opts.client_num,
-        channels=channels, num_classes=num_classes,
-        checkpoint=str(checkpoint or ""), torch_threads=opts.torch_threads,
-        model=opts.model, model_path=os.getcwd() if opts.model else "", strategy=opts.strategy,
-        proximal_mu=opts.proximal_mu, server_lr=opts.server_lr, beta_1=opts.beta_1, beta_2=opts.beta_2, tau=opts.tau,
-        round_deadline=opts.round_deadline or 0.0, overcommit=opts.overcommit, virtual=opts.is_virtual(),
-        device=opts.device, gpus_per_client=opts.gpus_per_client or 0.0,
-    )
+    settings = opts.app_settings(channels, num_classes, checkpoint=str(checkpoint or ""))
     if fleet is not None:  # the app and the supervisor read it there (contract.fleet_record)
         write_fleet(folder.path, fleet)
     if user_app is not None:
