@@ -1,6 +1,6 @@
 """The command lines of Flower's own processes that a run's supervisor starts, and `flwr`'s config for them.
 
-    superlink_argv(port, tls, virtual=False, direct=None)  # flower-superlink (launcher.flower.quick_superlink) on 127.0.0.1
+    superlink_argv(port, tls, virtual=False)     # flower-superlink (launcher.flower.quick_superlink) on 127.0.0.1
     write_flwr_config(env, port, ca=None)        # $FLWR_HOME/config.toml: `flwr` finds the run's SuperLink there
     flwr_run_argv(run_dir, plan, gpu_config="")  # `flwr run APP local --stream`: submits the run
 
@@ -54,5 +54,6 @@ def flwr_run_argv(run_dir: Path, plan: RunPlan, gpu_config: str = "") -> list[st
     if plan.virtual:  # the SuperLink's simulation runtime: N virtual nodes, one Ray worker per CPU given
         # (joining a cluster, its nodes' CPUs decide: Ray refuses num_cpus there)
         workers = "" if plan.virtual.ray_address else f" init-args-num-cpus={plan.virtual.workers}"
-        argv += ["--federation-config", f"num-supernodes={len(plan.nodes)} client-resources-num-cpus=1{workers}{gpu_config}"]
+        argv += ["--federation-config",
+                 f"num-supernodes={len(plan.nodes)} client-resources-num-cpus=1{workers}{gpu_config}"]
     return argv

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from contract.loglines import Event, LogWriter
 from contract.lost_nodes import add_lost, add_lost_client
-from launcher.apps.task_log import task_failures
 from launcher.flower.strategy_log import read_strategy_log
+from launcher.flower.task_log import task_failures
 from launcher.processes.clock import now_iso
 from launcher.run.folder import RunFolder
 from launcher.run.run_status import RunStatus
