@@ -83,11 +83,19 @@ OPTIONS = {"client_num": 2, "rounds": 2, "local_epochs": 1, "samples_per_client"
            "round_timeout": 60.0}
 
 
+# What options added since bdfd3ae record (their defaults here): --server-address (issue 28), --device and
+# --gpus-per-client (issue 30)
+ADDED_SINCE = {"options": {"server_address": None, "device": "auto", "gpus_per_client": None},
+               "settings": {"device": "auto", "gpus-per-client": 0.0}, "plan": {"server_address": None}}
+
+
 def test_a_new_run_records_what_todays_fl_launch_recorded(tmp_path):
     folder = prepare_run(LaunchOptions(**OPTIONS, log_dir=str(tmp_path), kill_tag="h10-record"))
     folder.release()
     written = json.loads((folder.path / "run.json").read_text())
-    assert {k: written[k] for k in ("options", "settings", "plan")} == todays_run_json(tmp_path)
+    before = todays_run_json(tmp_path)
+    assert {part: written[part] for part in before} == {part: {**before[part], **ADDED_SINCE[part]}
+                                                        for part in before}
 
 
 def test_a_run_json_of_todays_format_is_read_by_resume_config_and_the_supervisor(tmp_path):
