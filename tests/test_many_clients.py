@@ -11,11 +11,11 @@ import time
 
 import pytest
 
+from benchmarks.femnist_files import write_leaf, write_mindspore
 from benchmarks.memory import PeakMemory, tagged
 from launcher.processes.tagged import tagged_processes
 from launcher.stats.follow import LogFollower
 from simulator.sampling import choose_partitions
-from tests.femnist_files import write_leaf, write_mindspore
 from tests.helpers import run, run_json, runs, wait_until_nothing_tagged
 
 
