@@ -21,12 +21,12 @@ import shutil
 import time
 from pathlib import Path
 
+from benchmarks.femnist_files import write_leaf
 from benchmarks.variants import Measured, launch
 from contract.run_settings import RunSettings
 from launcher.processes.tagged import tagged_processes
 from launcher.stats.follow import LogFollower
 from simulator.femnist import open_femnist
-from tests.femnist_files import write_leaf
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -236,8 +236,11 @@ class LogWriter:
 
     def __init__(self, path: str | Path, source: str) -> None:
         self.source = source
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(path, "a", buffering=1, encoding="utf-8")
+        try:  # its folder is there but for the first line (a virtual worker opens thousands in turn)
+            self._fh = open(path, "a", buffering=1, encoding="utf-8")
+        except FileNotFoundError:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "a", buffering=1, encoding="utf-8")
 
     def write(self, kind: str, level: str = "INFO", **values) -> str:
         stamp = dt.datetime.now().strftime(TIME_FORMAT)[:-3]

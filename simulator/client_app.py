@@ -59,6 +59,15 @@ def _partition(path: Path) -> Partition:
     return _current("partition", path, load_partition)
 
 
+def _test_partition(path: Path) -> Partition:
+    """For a task that only evaluates: the partition held when it is this client's, else its test split alone
+    (the final evaluation visits each of a virtual run's clients once: reading the train split is waste)."""
+    held = _CURRENT.get("partition")
+    if held is not None and held[0] == path:
+        return held[1]
+    return _current("partition", (path, "test"), lambda key: load_partition(key[0], train=False))
+
+
 def _warm(part: Partition) -> None:
     """Pay the runtime's first-step costs (torch's lazy imports and kernels: ~2 s, against ~0.2 s for a step
     after) once per process, before any timed task: they are the emulator's, not a device's, and divided by a
@@ -116,7 +125,8 @@ def _setup(msg: Message, context: Context, read_only: bool = False):
     torch.set_num_threads(max(1, settings.torch_threads))
     partition, client_dir, data_file = node_paths(context.node_config, settings.run_dir)
     dev = _device(settings)
-    part = _partition(data_file).to(dev.torch)  # on a GPU for this task only: its memory is the slot's (on_gpu)
+    # on a GPU for this task only: its memory is the slot's (on_gpu); an evaluation reads the test split alone
+    part = (_test_partition if read_only else _partition)(data_file).to(dev.torch)
     model = (_shared_model if read_only else _received_model)(settings, msg.content["arrays"]).to(dev.torch)
     return settings, partition, client_dir, part, model, _log(client_dir), dev
 

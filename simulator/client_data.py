@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # torch is imported on load, so the launcher can write files 
 
 TEST_FRACTION = 0.2
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+TEST_KEYS = ("x_test", "y_test")
 
 
 def partition_files(folder: str | Path) -> list[Path]:
@@ -82,8 +83,9 @@ class Partition:
                        x_test=self.x_test.to(device), y_test=self.y_test.to(device))
 
 
-def load_partition(path: str | Path) -> Partition:
+def load_partition(path: str | Path, train: bool = True) -> Partition:
     """Read one client's data into float32 tensors: uint8 images normalised to -1..1, floats as they are.
+    ``train=False``: its test split only (a task that only evaluates; the train split is empty, no bytes read).
 
     ``client_<i>.npz``, or where the launcher linked ``client_<i>`` to a MindSpore
     writer folder instead, that writer's .bin files.
@@ -95,7 +97,7 @@ def load_partition(path: str | Path) -> Partition:
         arrays, num_classes = read_writer_bins(path.with_suffix("")), FEMNIST_CLASSES
     else:
         with np.load(path) as npz:  # the launcher's split, or a user's (simulator.npz_split)
-            arrays = {k: npz[k] for k in KEYS}
+            arrays = {k: npz[k] for k in (KEYS if train else TEST_KEYS)}
             num_classes = int(npz["num_classes"]) if "num_classes" in npz.files else 0  # 0: the run's
 
     def images(a: np.ndarray) -> torch.Tensor:
@@ -105,10 +107,11 @@ def load_partition(path: str | Path) -> Partition:
             return torch.from_numpy(a).float()
         return torch.from_numpy(a).float().div_(127.5).sub_(1.0)
 
+    x_test, y_test = images(arrays["x_test"]), torch.from_numpy(arrays["y_test"]).long()
     return Partition(
-        x_train=images(arrays["x_train"]),
-        y_train=torch.from_numpy(arrays["y_train"]).long(),
-        x_test=images(arrays["x_test"]),
-        y_test=torch.from_numpy(arrays["y_test"]).long(),
+        x_train=images(arrays["x_train"]) if train else x_test[:0],
+        y_train=torch.from_numpy(arrays["y_train"]).long() if train else y_test[:0],
+        x_test=x_test,
+        y_test=y_test,
         num_classes=num_classes,
     )

@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from flwr.app import Message
 
@@ -93,14 +93,16 @@ class DeadlineGrid:
                 self.cut = "deadline"
         return replies
 
-    def send_in_window(self, messages: Iterable[Message], *, window: int,
-                       timeout: float | None = None) -> list[Message]:
+    def send_in_window(self, messages: Iterable[Message], *, window: int, timeout: float | None = None,
+                       keep: Callable[[Message], object] = lambda reply: reply) -> list:
         """Each message sent once fewer than ``window`` await their replies; the replies, each within ``timeout``
         of its own push (a message past it, or to a lost node, is given up). No wait for a batch's slowest
-        reply before the next is sent: the clients' workers stay busy, and at most ``window`` are in flight."""
+        reply before the next is sent: the clients' workers stay busy, and at most ``window`` are in flight.
+        ``keep``: what of each reply is kept as it comes (the final evaluation of N clients keeps two numbers
+        each, not N messages)."""
         unsent = iter(messages)  # made as they are sent when a generator: no N messages held at once
         pending: dict[str, tuple[int, float]] = {}  # message id -> (its node, when it was pushed)
-        replies: list[Message] = []
+        replies: list = []
         more = True
         while more or pending:
             batch = list(itertools.islice(unsent, max(0, window - len(pending)))) if more else []
@@ -111,9 +113,9 @@ class DeadlineGrid:
                 pushed = time.monotonic()
                 pending.update((mid, (m.metadata.dst_node_id, pushed)) for mid, m in zip(ids, batch) if mid is not None)
             got = list(self._grid.pull_messages(set(pending))) if pending else []
-            replies.extend(got)
             for reply in got:
                 pending.pop(reply.metadata.reply_to_message_id, None)
+                replies.append(keep(reply))
             lost, now = self._lost_nodes(), time.monotonic()
             for mid, (node, pushed) in list(pending.items()):
                 if node in lost or (timeout is not None and now - pushed >= timeout):

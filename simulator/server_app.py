@@ -33,7 +33,7 @@ from simulator.fleet_rounds import FleetRounds
 from simulator.model import model_for
 from simulator.round_outcome import Missing, RunNotDone, not_aggregated_reason
 from simulator.simulation_nodes import index_messages_by_node
-from simulator.strategy import logged_strategy, pooled_accuracy, wait_for_nodes
+from simulator.strategy import logged_strategy, pooled_accuracy, pooled_counts, test_counts, wait_for_nodes
 from simulator.wire import pack
 
 app = ServerApp()
@@ -81,10 +81,10 @@ def _train(grid: Grid, settings: RunSettings, log: LogWriter, rounds: FleetRound
         final, skipped = _rounds(grid, settings, log, rounds, arrays)
         nodes = wait_for_nodes(grid, 1, settings.run_dir)
     log.write("final_start", clients=len(nodes))
-    replies = _to_all(grid, final, MessageType.EVALUATE, ConfigRecord({"server-round": settings.rounds}), settings,
-                      nodes)
-    acc, tested = pooled_accuracy(replies)
-    log.write("server_final", acc=acc, num_test=tested, replies=len([m for m in replies if not m.has_error()]))
+    counts = _to_all(grid, final, MessageType.EVALUATE, ConfigRecord({"server-round": settings.rounds}), settings,
+                     nodes, keep=test_counts)  # two numbers a client kept, not its reply
+    acc, tested = pooled_counts(counts)
+    log.write("server_final", acc=acc, num_test=tested, replies=len([c for c in counts if c is not None]))
     if skipped:  # the rounds went on without them, but the run did not do what was asked
         raise RunNotDone(not_aggregated_reason(skipped))
 
@@ -134,8 +134,8 @@ def _serve_model(grid: Grid, settings: RunSettings, log: LogWriter) -> None:
                          f"{settings.num_clients} clients: {missing.describe() or 'too few clients connected'}")
 
 
-def _to_all(grid, arrays, message_type, config, settings, node_ids: list[int]) -> list[Message]:
-    """One message to each of ``node_ids``; the replies that came, each within the round timeout.
+def _to_all(grid, arrays, message_type, config, settings, node_ids: list[int], keep=lambda reply: reply) -> list:
+    """One message to each of ``node_ids``; what ``keep`` takes of each reply that came within the round timeout.
 
     With ``clients_per_round`` at most that many await replies at once (the next goes as a reply comes), so
     the model copies in flight follow the round's size, not the number of clients.
@@ -143,4 +143,4 @@ def _to_all(grid, arrays, message_type, config, settings, node_ids: list[int]) -
     messages = (Message(RecordDict({"arrays": arrays, "config": config}), message_type=message_type, dst_node_id=node)
                 for node in node_ids)
     window = settings.clients_per_round or len(node_ids) or 1
-    return grid.send_in_window(messages, window=window, timeout=settings.round_timeout)
+    return grid.send_in_window(messages, window=window, timeout=settings.round_timeout, keep=keep)

@@ -45,16 +45,26 @@ from simulator.sampling import ChosenNodes, NodeDirectory, choose_partitions
 from simulator.wire import unpack
 
 
+def test_counts(msg: Message) -> tuple[int, int] | None:
+    """(correct, tested) of one reply's test split; None for an error reply."""
+    if msg.has_error():
+        return None
+    metrics = msg.content["metrics"] if "metrics" in msg.content else {}
+    return int(metrics.get("eval-correct", 0)), int(metrics.get("eval-total", 0))
+
+
+def pooled_counts(counts: Iterable[tuple[int, int] | None]) -> tuple[float, int]:
+    """Accuracy over the union of the test splits that ``counts`` (test_counts of each reply) describe."""
+    correct = total = 0
+    for count in counts:
+        if count is not None:
+            correct, total = correct + count[0], total + count[1]
+    return (correct / total if total else float("nan")), total
+
+
 def pooled_accuracy(replies: Iterable[Message]) -> tuple[float, int]:
     """Accuracy over the union of the replying clients' test splits."""
-    correct = total = 0
-    for msg in replies:
-        if msg.has_error() or "metrics" not in msg.content:
-            continue
-        metrics = msg.content["metrics"]
-        correct += int(metrics.get("eval-correct", 0))
-        total += int(metrics.get("eval-total", 0))
-    return (correct / total if total else float("nan")), total
+    return pooled_counts(map(test_counts, replies))
 
 
 def wait_for_nodes(grid: Grid, count: int, run_dir: str, poll: float = 0.2) -> list[int]:

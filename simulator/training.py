@@ -82,7 +82,8 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.T
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> tuple[int, int, float]:
     """Returns (correct, total, mean cross-entropy)."""
-    model.eval()
+    if model.training:  # a model shared by read-only tasks is switched once, not walked again per client
+        model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     correct, loss = 0, 0.0
     for i in range(0, x.shape[0], batch_size):

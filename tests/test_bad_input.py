@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.femnist_files import write_leaf
+from benchmarks.femnist_files import write_leaf
 from tests.helpers import run, runs
 from tests.test_user_app import APP
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.femnist_files import write_mindspore
 from launcher.pyenv.python_facts import canonical_name
 from tests import devices as lab_devices
-from tests.femnist_files import write_mindspore
 from tests.helpers import Seen, run, run_json, running, runs, wait_until_nothing_tagged
 from tests.test_user_app import APP
 

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.femnist_files import write_leaf, write_mindspore
 from simulator.client_data import load_partition, partition_files
 from simulator.datasets import DataSetError
 from simulator.femnist import open_femnist
-from tests.femnist_files import write_leaf, write_mindspore
 
 
 def _leaf_users(folder):

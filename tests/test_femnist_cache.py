@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.femnist_files import write_leaf
 from simulator.client_data import load_partition
 from simulator.femnist import open_femnist
-from tests.femnist_files import write_leaf
 from tests.helpers import run, run_json, runs
 
 ROOT = Path(__file__).resolve().parent.parent

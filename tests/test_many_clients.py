@@ -11,11 +11,11 @@ import time
 
 import pytest
 
+from benchmarks.femnist_files import write_leaf, write_mindspore
 from benchmarks.memory import PeakMemory, tagged
 from launcher.processes.tagged import tagged_processes
 from launcher.stats.follow import LogFollower
 from simulator.sampling import choose_partitions
-from tests.femnist_files import write_leaf, write_mindspore
 from tests.helpers import run, run_json, runs, wait_until_nothing_tagged
 
 
@@ -160,3 +160,31 @@ def test_a_detached_virtual_run_is_stopped_by_fl_finish_ray_and_all(tmp_path, fe
     assert done.returncode == 0, done.stdout + done.stderr
     assert wait_until_nothing_tagged(tag) == []
     assert run_json(runs(tmp_path / "logs")[0])["status"] in {"stopped", "interrupted"}
+
+
+def test_the_final_evaluation_reads_only_a_clients_test_split(tmp_path):
+    """A virtual worker meets each client once in the final evaluation: its task reads the test split alone
+    (here a partition file with no train split at all evaluates; before, reading it failed on x_train)."""
+    import numpy as np
+    from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
+    from flwr.common import Metadata
+
+    from contract.run_settings import RunSettings
+    from simulator.client_app import final_evaluate
+    from simulator.model import model_for
+    from simulator.wire import pack
+
+    (tmp_path / "data").mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data" / "client_0.npz", x_test=rng.integers(0, 255, (7, 28, 28), dtype=np.uint8),
+             y_test=rng.integers(0, 62, 7), num_classes=np.int64(62))
+    config = RunSettings(run_dir=str(tmp_path), channels=1, num_classes=62, virtual=True).to_config()
+    arrays = pack(model_for(RunSettings.from_config(config), seed=0).state_dict())
+    meta = Metadata(run_id=1, message_id="m", src_node_id=0, dst_node_id=5, reply_to_message_id="", group_id="",
+                    created_at=0.0, ttl=60.0, message_type=MessageType.EVALUATE)
+    msg = Message(RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": 1})}), metadata=meta)
+    context = Context(run_id=1, node_id=5, node_config={"partition-id": 0}, state=RecordDict(), run_config=config)
+    reply = final_evaluate(msg, context)
+    assert reply.content["metrics"]["eval-total"] == 7
+    log = (tmp_path / "client_0" / "client.log").read_text()
+    assert len(re.findall(r"\[final\] .*test_samples:7", log)) == 1, log

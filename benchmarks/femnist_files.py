@@ -1,4 +1,5 @@
-"""Small FEMNIST data sets in the two on-disk layouts, written the way LEAF and MindSpore write them.
+"""Small FEMNIST data sets in the two on-disk layouts, written the way LEAF and MindSpore write them (for the
+tests and benchmarks.femnist_scale, one copy).
 
     >>> write_leaf(tmp_path / "leaf", writers=200, per_writer=(6, 12), split=False)
     >>> write_mindspore(tmp_path / "ms", writers=5, per_writer=(8, 14))
