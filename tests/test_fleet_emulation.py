@@ -439,10 +439,10 @@ def test_quick_grid_keeps_a_window_of_messages_in_flight():
 def test_the_final_evaluation_keeps_two_numbers_a_client_not_its_reply():
     """10,000 clients' final replies held to the end were ~14 MiB of the ServerApp's memory, growing with N:
     each reply is folded to what the pooled accuracy needs as it comes."""
-    from simulator.quick_grid import QuickPollGrid
+    from simulator.deadline_grid import DeadlineGrid
     from simulator.strategy import pooled_counts, test_counts
 
-    grid = QuickPollGrid(_CountingGrid(10), poll=0.02)
+    grid = DeadlineGrid(_CountingGrid(10), poll=0.02)
     kept = grid.send_in_window([_Message(i) for i in range(10) if i != 4], window=3, timeout=1.0,
                                keep=lambda reply: ("kept", reply.metadata.src_node_id))
     assert sorted(kept) == [("kept", i) for i in (0, 1, 2, 3, 5, 6, 7, 8, 9)]
