@@ -5,8 +5,8 @@
 
 Writes a LEAF JSON data set of as many writers as the largest N (synthetic
 images, 20 to 60 per writer), then runs ``fl-launch --dataset femnist
---clients-per-round K`` for each N and mode, and writes a Markdown table and
-the raw figures to benchmarks/results/femnist_scale.{md,json}. Memory is the
+--clients-per-round K`` for each N and mode, and writes its table into docs/performance.md (its
+femnist_scale section) and the raw figures to benchmarks/results/femnist_scale.json. Memory is the
 peak of the summed PSS of every process of the run (benchmarks.memory).
 """
 
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from benchmarks.femnist_files import write_leaf
+from benchmarks.performance_page import write_section
 from benchmarks.variants import Measured, launch
 from contract.run_settings import RunSettings
 from launcher.processes.tagged import tagged_processes
@@ -80,7 +81,7 @@ def run_one(n: int, mode: str, args: argparse.Namespace, data: Path, logs: Path)
 
 
 def markdown(rows: list[dict], args: argparse.Namespace, data_s: float) -> str:
-    head = (f"# FEMNIST at scale\n\n{dt.datetime.now().isoformat(timespec='seconds')}, "
+    head = (f"Last run: {dt.datetime.now().isoformat(timespec='seconds')}, "
             f"{platform.python_version()}, {args.per_round} clients per round, {args.rounds} rounds of "
             f"{args.local_epochs} local epochs (batch 32), synthetic LEAF data of {max(args.clients)} writers x "
             f"{args.per_writer[0]}-{args.per_writer[1]} images"
@@ -127,7 +128,7 @@ def main() -> None:
                   f"to round 1 {r['to_round1_s']} s, final eval {r['final_eval_s']} s {r['note']}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=str))
-    args.out.with_suffix(".md").write_text(markdown(rows, args, data_s))
+    write_section("femnist_scale", markdown(rows, args, data_s))
     print(markdown(rows, args, data_s))
 
 
