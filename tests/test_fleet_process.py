@@ -142,6 +142,8 @@ def test_cpu_quota_and_link_in_a_run(tmp_path):
     def sample(live: LiveRun) -> None:
         for pid in live.pids(0):
             try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:  # exited (it has left its cgroup): not live
+                    continue
                 group = _cgroup_of(pid, "cpu")
                 seen["groups"][pid] = (group, " ".join(psutil.Process(pid).cmdline())[:80])  # its latest
                 seen["quota"].add((CPU_ROOT / group.lstrip("/") / "cpu.cfs_quota_us").read_text().strip())
