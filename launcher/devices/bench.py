@@ -39,7 +39,8 @@ from dataclasses import dataclass
 
 from contract.errors import InputError
 from launcher.devices.hosts import Device
-from launcher.devices.ssh import Ssh, last_line, remote_path
+from launcher.devices.remote import python_command
+from launcher.devices.ssh import Ssh, last_line
 from launcher.fleet.handle import LimitHandle
 from launcher.fleet.limits import Backend, ClientLimits, Limiter, LimitsError
 from launcher.fleet.units import format_rate
@@ -245,10 +246,7 @@ def _held_as_a_client(pid: int) -> LimitHandle | None:
 
 
 def probe_there(device: Device, ssh_config: str | None, spec: BenchSpec, here: Probe) -> Probe:
-    python = remote_path(device.python) if device.python.startswith("~") else shlex.quote(device.python)
-    env = " ".join(shlex.quote(f"{k}={v}") for k, v in device.env.items())  # as the run's processes there
-    command = (f"{'env ' + env + ' ' if env else ''}{python} -c {shlex.quote(COMPUTE_PROBE)} "
-               f"{shlex.quote(_spec_json(spec, here))}")
+    command = f"{python_command(device)} -c {shlex.quote(COMPUTE_PROBE)} {shlex.quote(_spec_json(spec, here))}"
     return Probe([*Ssh(device, ssh_config).argv(), "--", command], device.host)
 
 

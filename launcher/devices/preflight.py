@@ -27,7 +27,7 @@ from packaging.requirements import Requirement
 
 from launcher.apps.requirements import check_requirements
 from launcher.devices.hosts import Device
-from launcher.devices.remote import RemoteDevice
+from launcher.devices.remote import python_command
 from launcher.devices.ssh import Ssh, last_line, remote_path
 from launcher.processes.entry_modules import GPU_PROBE
 from launcher.processes.gpus import HostGpus
@@ -89,7 +89,7 @@ def check_device(device: Device, ssh_config: str | None, requirements: list[Requ
     its torch's CUDA (``gpu``: 'CUDA: 1 GPU(s): Orin (7620 MiB)' or 'no CUDA GPU'); ``need_cuda``: none is a
     problem (--device cuda)."""
     ssh = Ssh(device, ssh_config)
-    python = RemoteDevice(device, ssh_config, "check", "check").python_word()
+    python = python_command(device)
     workdir = device.workdir
     wd_arg = remote_path(workdir)
     result = ssh.run(f"{python} -c {shlex.quote(PROBE)} {wd_arg}" + (" gpu" if gpus or need_cuda else ""),

@@ -85,6 +85,21 @@ class AgentStart:
         return self.direct or f"127.0.0.1:{self.superlink_port}"
 
 
+def interpreter(device: Device) -> str:
+    """The device's interpreter as a word for its shell."""
+    p = device.python
+    return remote_path(p) if p.startswith("~") else shlex.quote(p)
+
+
+def python_command(device: Device) -> str:
+    """The device's interpreter as words for its shell, under the hosts file's ``env`` (how a user points it
+    at its packages: PYTHONPATH, a Jetson's LD_LIBRARY_PATH), for every call: probes, the bench, installs,
+    fl-finish (the agent gets the env with its own variables)."""
+    if not device.env:
+        return interpreter(device)
+    return "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in device.env.items()) + " " + interpreter(device)
+
+
 class RemoteDevice:
     def __init__(self, device: Device, ssh_config: str | None, run_id: str, tag: str) -> None:
         self.device = device
@@ -95,17 +110,8 @@ class RemoteDevice:
         self.agent_pid: int | None = None
         self.reachable = True  # as of the last pull
 
-    def _interpreter(self) -> str:
-        p = self.device.python
-        return remote_path(p) if p.startswith("~") else shlex.quote(p)
-
     def python_word(self) -> str:
-        """The device's interpreter as words for its shell, under the hosts file's ``env`` (how a user points it
-        at its packages: PYTHONPATH, a Jetson's LD_LIBRARY_PATH), for every call: probes, installs, fl-finish."""
-        if not self.device.env:
-            return self._interpreter()
-        return "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in self.device.env.items()) + " " + \
-            self._interpreter()
+        return python_command(self.device)
 
     def _in_run(self) -> str:
         return f"{remote_path(self.device.workdir)}/{shlex.quote(self.run_rel)}"
@@ -171,7 +177,7 @@ class RemoteDevice:
         rel = shlex.quote(self.run_rel)
         # Only the agent goes to the background, with every stream redirected, so ssh returns at once.
         command = (f"mkdir -p {self._in_run()} && cd {remote_path(self.device.workdir)} || exit 1; "
-                   f"env {assignments} setsid nohup {self._interpreter()} {args} "
+                   f"env {assignments} setsid nohup {interpreter(self.device)} {args} "
                    f"> {rel}/agent.log 2>&1 < /dev/null & echo $!")
         result = self.ssh.run(command, timeout=60)
         self._check(result, "starting the agent")
