@@ -161,11 +161,11 @@ class QuickRoutes:
         answers: list[tuple[int, bytes]] = []
         refused = 0
         for path, body in calls:
-            quick = self._quick_call_route(path, api, scope) if not refused else None
+            call = dict(scope, path=path, raw_path=path.encode())
+            quick = self._quick(call) if not refused and path in BATCHABLE and path.startswith(api) else None
             if quick is None:
                 answers.append((refused or 404, b""))
                 continue
-            call = dict(scope, path=path, raw_path=path.encode())
             inline = _quick_call.set(True)
             try:
                 response = await quick.answer(call, _replay(body))
@@ -178,11 +178,6 @@ class QuickRoutes:
             answers.append(answer)
             await asyncio.sleep(0)  # the other requests' turn between calls
         await Response(join_answers(answers), media_type=PROTOBUF_MEDIA_TYPE)(scope, receive, send)
-
-    def _quick_call_route(self, path: str, api: str, scope) -> QuickRoute | None:
-        if path not in BATCHABLE or not path.startswith(api):
-            return None
-        return self._quick(dict(scope, path=path, raw_path=path.encode()))
 
     def _quick(self, scope) -> QuickRoute | None:
         path = scope["path"]
