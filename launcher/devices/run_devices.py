@@ -30,7 +30,7 @@ from contract.run_layout import RUN_JSON, client_dir
 from launcher.devices.remote import AgentStart, RemoteDevice, RemoteError
 from launcher.devices.ssh import CONNECT_TIMEOUT, allocated_port
 from launcher.flower.node_log import supernode_id
-from launcher.processes.roles import Role
+from launcher.processes.roles import TASK_ROLES, Role
 from launcher.processes.table import Managed, ProcessTable, describe_exit
 
 PULL_SECONDS = 3.0  # how often a device's logs are brought over while the run goes on
@@ -83,7 +83,7 @@ class RunDevices:
         return [p for procs in self._remote_procs.values() for p in procs]
 
     def alive_clients(self) -> int:
-        return sum(1 for p in self.records() if p["role"] == Role.CLIENTAPP and p.get("exit_code") is None)
+        return sum(1 for p in self.records() if p["role"] in TASK_ROLES and p.get("exit_code") is None)
 
     def poll(self, final: bool = False) -> None:
         """Pull logs and agent state every few seconds; bring a dropped tunnel back."""

@@ -4,7 +4,8 @@ Flower release in setup.py's range (release: the range, and which release is her
     quick_supernode   Flower's SuperNode with its idle sleeps answered by bells (its loop module rewired)
     object_batch      a message's objects pulled or pushed in one HTTP exchange (a batch path QuickRoutes answers)
     server_tick       Flower's HTTP servers (uvicorn) tick once a second while idle, waking at once on a stop
-    warm_clientapp    a long-lived task host on the SuperNode's Runtime API (Flower's run_clientapp)
+    node_tasks        the built-in app's tasks run by its SuperNode's own process (Runtime API calls in-process)
+    warm_clientapp    a long-lived task host on the SuperNode's Runtime API (Flower's run_clientapp), a user's app
     strategy_log      the lines Flower's strategies write, read back (rounds, aggregated metrics)
     run_record        a run's status as the SuperLink records it (flwr ls --format json)
     node_log          the node id a SuperNode logs when it registers
@@ -15,7 +16,7 @@ Flower release in setup.py's range (release: the range, and which release is her
     quick_superlink   Flower's SuperLink, its HTTP middleware run only on the requests it acts on
     quick_http        Flower's unary routes answered without the per-layer machinery of its HTTP stack
     http_gates        Flower's HTTP middleware, each layer run only on the requests it acts on
-    task_worker       the task host's child that runs the built-in app's tasks one after another
+    task_worker       the task host's child that runs a task (a user's app: one per task)
     task_output       a task's last push to its SuperNode, retried on a fresh connection
     task_log          an --app ClientApp's output and round lines in client_<i>/client.log
     compute_slots     a few tasks compute at a time on a host (about one per core), the others wait

@@ -65,3 +65,11 @@ class ComputeSlots:
 def gpu_slot_count(gpus_per_client: float) -> int:
     """Tasks that compute on one GPU at once, each taking ``gpus_per_client`` of it."""
     return max(1, int(1.0 / gpus_per_client + 1e-9))
+
+
+def host_slots(folder: Path, gpu: str | None, gpus_per_client: float, torch_threads: int) -> ComputeSlots:
+    """A client's slots: the host's CPU slots (cores + 1, each task taking ``torch_threads``), or, for a client
+    given a GPU, that GPU's: floor(1/F) tasks at once."""
+    if gpu is not None and gpus_per_client > 0:
+        return ComputeSlots(folder / f"gpu-{gpu}", count=gpu_slot_count(gpus_per_client))
+    return ComputeSlots(folder, count=(os.cpu_count() or 1) // max(1, torch_threads) + 1)

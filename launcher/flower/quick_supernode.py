@@ -20,12 +20,17 @@ of the loop becomes a wait on the node's ``supernode`` bell, of the same length:
 Its Runtime API answers unary calls without the per-layer machinery (launcher.flower.quick_http), and its
 server ticks once a second while idle (launcher.flower.server_tick); a message's objects move to and from
 the SuperLink in one exchange each way (launcher.flower.object_batch).
+With ``--tasks-in-node PRELOAD`` (the built-in app) the node runs its own tasks on a thread of this process
+(launcher.flower.node_tasks): PRELOAD is called with the node's config first, and no task host is started beside it.
 tests/test_flower_internals.py checks that the loop still has this shape.
 """
 
 from __future__ import annotations
 
+import argparse
+import gc
 import sys
+import threading
 import time as _time
 
 import flwr.supernode.start_client_internal as loop
@@ -33,12 +38,16 @@ from flwr.supernode.cli import flower_supernode
 
 from contract.run_settings import node_paths
 from contract.wakeups import SERVER_PUSHED, WakeupSocket, wake
+from launcher.flower.compute_slots import host_slots
 from launcher.flower.config_args import load_node_config
+from launcher.flower.http_gates import wrap_app_factory
+from launcher.flower.node_tasks import InNodeRuntimeClient, NodeTasks
 from launcher.flower.object_batch import install_in_supernode as batch_objects
 from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
 from launcher.flower.quick_http import install as quick_http
 from launcher.flower.server_tick import install as slow_tick
+from launcher.flower.warm_clientapp import load_preload, quiet_telemetry, runtime_client, serve_tasks
 
 IDLE_SECONDS = 3.0  # Flower's own idle sleep: a node nobody rings (e.g. on a device) behaves as stock
 # once its ServerApp has rung (the built-in app rings every node after each push), an idle node's pull is
@@ -63,13 +72,16 @@ class WakeupClock:
         return getattr(_time, name)
 
 
-def install(client_dir) -> None:
+def install(client_dir, tasks: NodeTasks | None = None) -> None:
     """Put the bells into Flower's SuperNode loop (this process only), and hold the node's pull lock
-    (launcher.flower.pull_lock) while it pulls a message, for its task host to wait on."""
+    (launcher.flower.pull_lock) while it pulls a message, for its task host to wait on. ``tasks``: the node runs
+    its own, and leaves before a pull (its last reply sent) when a task grew its memory too much."""
     pull = loop._pull_and_store_message  # noqa: SLF001
     pulling = PullLock(client_dir)
 
     def pull_then_ring(*args, **kwargs):
+        if tasks is not None:
+            tasks.leave_if_grown()
         with pulling.held():
             run_id = pull(*args, **kwargs)
         if run_id is not None:
@@ -89,14 +101,71 @@ def node_config_from_argv(argv: list[str]) -> str:
     raise SystemExit("quick_supernode: --node-config is required")
 
 
+def own_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """This module's options (the node runs its own tasks), and the rest: flower-supernode's."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--tasks-in-node", default="", metavar="PRELOAD")
+    parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--gpu", default=None)
+    parser.add_argument("--gpus-per-client", type=float, default=0.0)
+    parser.add_argument("--port", default="")  # also flower-supernode's: kept in the rest
+    own, _ = parser.parse_known_args(argv)
+    return own, _flower_argv(argv)
+
+
+def _flower_argv(argv: list[str]) -> list[str]:
+    """``argv`` less this module's own options (and their values)."""
+    own_flags = {"--tasks-in-node", "--torch-threads", "--gpu", "--gpus-per-client"}
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in own_flags:
+            skip = True
+        elif arg.split("=", 1)[0] not in own_flags:
+            out.append(arg)
+    return out
+
+
+def serve_in_node(own: argparse.Namespace, node_config: dict, client_dir) -> NodeTasks:
+    """The node's tasks on a thread of this process, from the moment Flower's Runtime API app exists."""
+    quiet_telemetry()
+    load_preload(own.tasks_in_node)(node_config, torch_threads=own.torch_threads)
+    gc.freeze()  # what the node loaded stays as it is: collections do not touch it
+    runtime_api = f"127.0.0.1:{own.port}"  # a name here: the calls stay in this process
+    tasks = NodeTasks(client_dir / "worker.log", runtime_api)
+    app: list = []
+    made = threading.Event()
+
+    def keep(created):
+        app.append(created)
+        made.set()
+        return created
+
+    wrap_app_factory(["flwr.supernode.main"], keep)
+    slots = host_slots(client_dir.parent / "slots", own.gpu, own.gpus_per_client, own.torch_threads)
+    bell = WakeupSocket(client_dir, "worker")
+
+    def serve() -> None:
+        made.wait()
+        tasks.install(app[0], threading.current_thread())
+        with open(tasks.worker_log, "a", buffering=1) as out:
+            serve_tasks(runtime_client(runtime_api, InNodeRuntimeClient), tasks, bell, slots, client_dir, out=out,
+                        stopping=lambda: False)
+
+    threading.Thread(target=serve, name="fl-launch-tasks", daemon=True).start()
+    return tasks
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    _, client_dir, _ = node_paths(load_node_config(node_config_from_argv(argv)), run_dir=".")
-    install(client_dir)
+    own, argv = own_options(list(sys.argv[1:] if argv is None else argv))
+    node_config = load_node_config(node_config_from_argv(argv))
+    _, client_dir, _ = node_paths(node_config, run_dir=".")
     colour_only_on_a_terminal()
     quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery
     slow_tick()  # and its server wakes once a second while idle, not ten times
     batch_objects()  # a message's objects to and from the SuperLink in one exchange each way
+    install(client_dir, serve_in_node(own, node_config, client_dir) if own.tasks_in_node else None)
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()
 

@@ -81,7 +81,7 @@ def end_task(code: int, message: str | None = None, event_type=None, event_detai
     raise TaskEnded(code)
 
 
-def _install_once(install):
+def install_once(install):
     """Flower's install_from_fab for a worker: a FAB this worker has installed (same bytes, same place, still
     there) is not unzipped again."""
     installed: dict[tuple, Path] = {}
@@ -96,7 +96,7 @@ def _install_once(install):
     return install_from_fab
 
 
-def _give_back_freed_memory() -> None:
+def give_back_freed_memory() -> None:
     """Return the heap a task freed to the kernel (glibc keeps it otherwise): a worker idles between tasks,
     fifty of them at once on one host."""
     try:
@@ -110,7 +110,7 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _rss_mib() -> float:
+def rss_mib() -> float:
     try:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -133,7 +133,7 @@ def _serve(tokens, results, runtime_api: str, app_log_dir, tasks_per_worker: int
     task_output.install()  # the task's last push survives a closed connection too
     object_batch.install_in_task_process()  # a message's objects in one exchange each way
     run_clientapp_module.flwr_exit = end_task
-    run_clientapp_module.install_from_fab = _install_once(run_clientapp_module.install_from_fab)
+    run_clientapp_module.install_from_fab = install_once(run_clientapp_module.install_from_fab)
     first_rss = None
     served = 0
     for line in tokens:
@@ -151,8 +151,8 @@ def _serve(tokens, results, runtime_api: str, app_log_dir, tasks_per_worker: int
             return
         _plain_signals()
         served += 1
-        _give_back_freed_memory()
-        rss = _rss_mib()
+        give_back_freed_memory()
+        rss = rss_mib()
         first_rss = rss if first_rss is None else first_rss
         note = ""
         if tasks_per_worker and served >= tasks_per_worker:

@@ -24,11 +24,10 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import os
 import signal
 import sys
 import time
-from pathlib import Path
+from typing import Protocol
 
 from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
 from flwr.supercore.constant import TaskType
@@ -38,11 +37,11 @@ from flwr.supercore.runtime import RuntimeHttpClient
 
 from contract.run_settings import node_paths
 from contract.wakeups import WakeupSocket, wake
-from launcher.flower.compute_slots import ComputeSlots, gpu_slot_count
+from launcher.flower.compute_slots import ComputeSlots, host_slots
 from launcher.flower.config_args import load_node_config
 from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
-from launcher.flower.task_worker import TaskWorker
+from launcher.flower.task_worker import TaskEnd, TaskWorker
 
 # The SuperNode rings the worker bell whenever it has pulled a message (the only way a task appears:
 # launcher.flower.quick_supernode); the poll is a safety net, each one a request to the SuperNode. A poll that
@@ -79,50 +78,54 @@ def load_preload(ref: str):
     return getattr(importlib.import_module(module), attr or "preload")
 
 
-def serve_tasks(runtime_api: str, bell: WakeupSocket, slots: ComputeSlots, client_dir, app_log: bool = False) -> None:
-    global _worker
-    # a user's app (--app) gets a fresh process per task, as under Flower's own SuperExec; the built-in app's
-    # tasks share one worker (launcher.flower.task_worker)
-    _worker = TaskWorker(runtime_api, client_dir if app_log else None, tasks_per_worker=1 if app_log else 0,
-                         keep_out=[bell.sock] if bell.bound else [])
-    client = RuntimeHttpClient.from_server_address(
+def runtime_client(runtime_api: str, cls: type[RuntimeHttpClient] = RuntimeHttpClient) -> RuntimeHttpClient:
+    """A client of the SuperNode's Runtime API that asks for tasks, as Flower's SuperExec does."""
+    return cls.from_server_address(
         server_address=runtime_api,
         insecure=True,
         root_certificates=None,
         interceptors=[RuntimeVersionHttpInterceptor(component_name="SuperExec")],
         retry_invoker=make_simple_http_retry_invoker(),
     )
+
+
+class TaskRunner(Protocol):
+    def ready(self) -> None: ...  # called outside any lock, before the task's message and slot are waited for
+    def run(self, token: str) -> TaskEnd: ...  # returns once the task's reply is with the SuperNode
+
+
+def task_line(task_id: int, acquired: float, pulled: float, started: float, end: TaskEnd) -> str:
+    """A task's line in worker.log."""
+    stamp = f"{time.strftime('%H:%M:%S', time.localtime(acquired))}.{int(acquired % 1 * 1000):03d}"
+    return (f"{stamp} task {task_id}: waited {pulled - acquired:.3f} s for its message, {started - pulled:.3f} s "
+            f"for a compute slot, ran {time.time() - started:.3f} s using {end.cpu:.3f} CPU-s")
+
+
+def serve_tasks(client: RuntimeHttpClient, runner: TaskRunner, bell: WakeupSocket, slots: ComputeSlots, client_dir,
+                out=sys.stdout, stopping=lambda: _stopping) -> None:
+    """Ask the node for a task, wait for its message and a compute slot, run it with ``runner``, ring the node,
+    write the task's line to ``out``; between tasks wait on ``bell``. Until ``stopping()``."""
     request = AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value])
     pulling = PullLock(client_dir)
-    while not _stopping:
+    while not stopping():
         res = client.AcquireTask(request)
         if res.HasField("task") and res.token:
             acquired = time.time()
-            _worker.ready()  # a live worker, forked here if need be: no compute slot or pull lock held to inherit
-            if not pulling.wait_free(stop=lambda: _stopping):  # its message's objects are all with the SuperNode
+            runner.ready()  # e.g. a live worker, forked here if need be: no compute slot or pull lock held to inherit
+            if not pulling.wait_free(stop=stopping):  # its message's objects are all with the SuperNode
                 break  # SIGTERM while the SuperNode was still pulling: no task is started
             pulled = time.time()
             with slots.held():
                 started = time.time()
-                end = _worker.run(res.token)
+                end = runner.run(res.token)
             wake(client_dir, "supernode")  # the reply is with the SuperNode: no need to poll for it
-            print(f"{time.strftime('%H:%M:%S', time.localtime(acquired))}.{int(acquired % 1 * 1000):03d} "
-                  f"task {res.task.task_id}: waited {pulled - acquired:.3f} s for its message, "
-                  f"{started - pulled:.3f} s for a compute slot, ran {time.time() - started:.3f} s "
-                  f"using {end.cpu:.3f} CPU-s", flush=True)
-            if end.code != 0 and not _stopping:
-                print(f"fl-launch: task {res.task.task_id} exited with code {end.code}", file=sys.stderr, flush=True)
+            print(task_line(res.task.task_id, acquired, pulled, started, end), file=out, flush=True)
+            if end.code != 0 and not stopping():
+                print(f"fl-launch: task {res.task.task_id} exited with code {end.code}", file=out, flush=True)
             if end.note:
-                print(f"fl-launch: {end.note}", file=sys.stderr, flush=True)
+                print(f"fl-launch: {end.note}", file=out, flush=True)
             continue  # a reply often follows at once: ask again without sleeping
         bell.wait(IDLE_POLL if bell.bound else UNRUNG_POLL)
-
-
-def _compute_slots(folder: Path, args: argparse.Namespace) -> ComputeSlots:
-    """The host's CPU slots (cores + 1), or, for a client given a GPU, that GPU's: floor(1/F) tasks at once."""
-    if args.gpu is not None and args.gpus_per_client > 0:
-        return ComputeSlots(folder / f"gpu-{args.gpu}", count=gpu_slot_count(args.gpus_per_client))
-    return ComputeSlots(folder, count=(os.cpu_count() or 1) // max(1, args.torch_threads) + 1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,9 +150,15 @@ def main(argv: list[str] | None = None) -> None:
         load_preload(args.preload)(node_config, torch_threads=args.torch_threads)
     gc.freeze()  # what is loaded stays shared with the task worker: its collections do not write to it
     _, client_dir, _ = node_paths(node_config, run_dir=".")
+    bell = WakeupSocket(client_dir, "worker")
+    # a user's app (--app) gets a fresh process per task, as under Flower's own SuperExec; the built-in app's
+    # tasks share one worker (launcher.flower.task_worker)
+    global _worker
+    _worker = TaskWorker(args.runtime_api, client_dir if args.app_log else None,
+                         tasks_per_worker=1 if args.app_log else 0, keep_out=[bell.sock] if bell.bound else [])
     try:
-        slots = _compute_slots(client_dir.parent / "slots", args)
-        serve_tasks(args.runtime_api, WakeupSocket(client_dir, "worker"), slots, client_dir, app_log=args.app_log)
+        slots = host_slots(client_dir.parent / "slots", args.gpu, args.gpus_per_client, args.torch_threads)
+        serve_tasks(runtime_client(args.runtime_api), _worker, bell, slots, client_dir)
     except KeyboardInterrupt:
         pass
 

@@ -1,16 +1,16 @@
-"""How one client node is started, on this machine or on a device: the same two processes.
+"""How one client node is started, on this machine or on a device: the same processes.
 
     env = flower_env(run_dir, threads=1)
     write_node_config(run_dir, client=3, num_clients=10)
     spec = NodeStart(run_dir, superlink="127.0.0.1:9092", env=env, threads=1)   # the same for every node
     start_node(table, spec, client=3, runtime_port=41234)
 
-A node is ``flower-supernode --isolation process`` (run by launcher.flower.quick_supernode) plus
-``launcher.flower.warm_clientapp`` serving its tasks; the run folder holds ``client_<i>/`` (logs, node_config.toml)
-and ``data/client_<i>.npz``. node_config.toml holds paths relative to the run folder;
-each start passes the node its config with them made absolute from where the folder is
-now. The supervisor calls this for local clients, the device agent for the clients
-placed on its device.
+A node of the built-in app is one process, ``flower-supernode --isolation process`` (run by
+launcher.flower.quick_supernode) running its own tasks (launcher.flower.node_tasks); a user's app's node is that
+SuperNode plus ``launcher.flower.warm_clientapp`` serving its tasks, a process per task; the run folder holds
+``client_<i>/`` (logs, node_config.toml) and ``data/client_<i>.npz``. node_config.toml holds paths relative to
+the run folder; each start passes the node its config with them made absolute from where the folder is now.
+The supervisor calls this for local clients, the device agent for the clients placed on its device.
 """
 
 from __future__ import annotations
@@ -130,31 +130,36 @@ def node_key(folder: Path, client: int, incarnation: int) -> Path:
 
 
 def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: int,
-               incarnation: int = 0) -> tuple[Managed, Managed]:
-    """The node's SuperNode and its ClientApp server, each carrying the table's tag; ``incarnation``: how many
-    times the client was started before (its key, with ``spec.node_keys``)."""
+               incarnation: int = 0) -> tuple[Managed, ...]:
+    """The client's processes, each carrying the table's tag: the built-in app's node running its own tasks
+    (Role.CLIENT), or a user's app's SuperNode and its ClientApp server; ``incarnation``: how many times the client
+    was started before (its key, with ``spec.node_keys``)."""
     run_dir = spec.run_dir
     folder = client_dir(run_dir, client)
     node_config = node_config_arg(run_dir, client)  # where the run folder is now: it may have moved
     node_env = dict(spec.env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / client_dir_name(client)))
+    gpu = gpu_of(client, spec.gpus) if spec.gpus_per_client > 0 else None
+    gpu_args = ["--gpu", gpu, "--gpus-per-client", repr(spec.gpus_per_client)] if gpu is not None else []
+    task_env = dict(node_env, CUDA_VISIBLE_DEVICES=gpu) if gpu is not None else node_env
     supernode = table.fork(
-        Role.SUPERNODE, QUICK_SUPERNODE,
+        Role.SUPERNODE if spec.user_app else Role.CLIENT, QUICK_SUPERNODE,
         [*(["--root-certificates", spec.root_certificates] if spec.root_certificates else ["--insecure"]),
          "--superlink", spec.superlink,
          "--isolation", "process", "--host", "127.0.0.1", "--port", str(runtime_port),
          "--node-config", node_config,
          *(["--auth-supernode-private-key", str(node_key(spec.node_keys, client, incarnation))]
-           if spec.node_keys else [])],
-        log=folder / "supernode.log", env=node_env, cwd=folder, client=client, port=runtime_port,
+           if spec.node_keys else []),
+         *([] if spec.user_app else ["--tasks-in-node", BUILT_IN_PRELOAD, "--torch-threads", str(spec.threads),
+                                     *gpu_args])],
+        log=folder / "supernode.log", env=node_env if spec.user_app else task_env, cwd=folder, client=client,
+        port=runtime_port,
     )
-    gpu = gpu_of(client, spec.gpus) if spec.gpus_per_client > 0 else None
+    if not spec.user_app:
+        return (supernode,)
     clientapp = table.fork(
         Role.CLIENTAPP, WARM_CLIENTAPP,
         ["--runtime-api", f"127.0.0.1:{runtime_port}",
-         "--node-config", node_config, "--torch-threads", str(spec.threads),
-         *(["--gpu", gpu, "--gpus-per-client", repr(spec.gpus_per_client)] if gpu is not None else []),
-         *(["--app-log"] if spec.user_app else ["--preload", BUILT_IN_PRELOAD])],
-        log=folder / "worker.log", env=dict(node_env, CUDA_VISIBLE_DEVICES=gpu) if gpu is not None else node_env,
-        cwd=folder, client=client,
+         "--node-config", node_config, "--torch-threads", str(spec.threads), *gpu_args, "--app-log"],
+        log=folder / "worker.log", env=task_env, cwd=folder, client=client,
     )
     return supernode, clientapp

@@ -17,7 +17,8 @@ class Role(StrEnum):
     SUPERLINK = "superlink"  # flower-superlink (its SuperExec and ServerApp below it)
     FORKSERVER = "forkserver"  # launcher.processes.fork_server
     SUPERNODE = "supernode"  # flower-supernode --isolation process
-    CLIENTAPP = "clientapp"  # launcher.flower.warm_clientapp, serving one node's tasks
+    CLIENTAPP = "clientapp"  # launcher.flower.warm_clientapp, serving one node's tasks (a user's --app)
+    CLIENT = "client"  # flower-supernode running its own tasks (the built-in app): one process per client
     FLWR_RUN = "flwr-run"  # `flwr run APP --stream`
     TUNNEL = "tunnel"  # ssh -R to a device
     LINK = "link"  # launcher.fleet.link: an emulated client's link to the SuperLink (--fleet)
@@ -25,4 +26,6 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"  # launcher.run.supervisor
 
 
-CLIENT_ROLES = [Role.CLIENTAPP, Role.SUPERNODE]  # the two processes of one client node
+CLIENT_ROLES = [Role.CLIENTAPP, Role.SUPERNODE, Role.CLIENT]  # a client's processes: CLIENT, or the other two
+NODE_ROLES = frozenset({Role.SUPERNODE, Role.CLIENT})  # a client's Flower node (its supernode.log)
+TASK_ROLES = frozenset({Role.CLIENTAPP, Role.CLIENT})  # what runs a client's tasks: the client is alive while it is

@@ -193,8 +193,10 @@ class ProcessTable:
                 ended.append(proc)
         return ended
 
-    def alive(self, role: Role | None = None) -> list[Managed]:
-        return [p for p in self.procs if p.alive and (role is None or p.role == role)]
+    def alive(self, role: Role | frozenset[Role] | None = None) -> list[Managed]:
+        """The live processes (of ``role``, or of any role of a set)."""
+        roles = role if isinstance(role, frozenset) else {role}
+        return [p for p in self.procs if p.alive and (role is None or p.role in roles)]
 
     def stop(self, roles: list[Role] | None = None, grace: float = 10.0, client: int | None = None) -> None:
         """SIGTERM these roles' processes (of one client, if given) and all their descendants;

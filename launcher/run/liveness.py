@@ -19,7 +19,7 @@ import psutil
 
 from launcher.processes.cgroup import RunGroup
 from launcher.processes.clock import now_iso
-from launcher.processes.roles import Role
+from launcher.processes.roles import TASK_ROLES, Role
 from launcher.processes.table import same_process
 from launcher.run.folder import RunFolder
 from launcher.run.run_status import LIVE, RunStatus
@@ -110,7 +110,7 @@ def live_status(folder: RunFolder) -> dict:
     status = _status(folder, info)
     clients = len((info.get("plan") or {}).get("nodes", []))
     alive = {record["client"] for record, _ in recorded_alive(info)
-             if record["role"] == Role.CLIENTAPP and record.get("exit_code") is None}
+             if record["role"] in TASK_ROLES and record.get("exit_code") is None}
     rounds_done = info.get("rounds_done")
     if rounds_done is None:  # still running: count the rounds the server aggregated (each once, over attempts)
         rounds_done = len({e.values["round"] for e in LogFollower(folder.server_dir / "server.log").events()

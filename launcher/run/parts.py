@@ -28,7 +28,7 @@ from launcher.flower.node_log import registered_since
 from launcher.processes.nodes import NodeStart, start_node
 from launcher.processes.ports import free_ports
 from launcher.processes.restarts import SettlingExits, restart_client
-from launcher.processes.roles import CLIENT_ROLES, Role
+from launcher.processes.roles import CLIENT_ROLES, NODE_ROLES, TASK_ROLES, Role
 from launcher.processes.table import Managed, ProcessTable
 
 LOCALHOST = "localhost"
@@ -68,7 +68,7 @@ class LocalClients:
     def poll(self) -> None:
         """Note the clients whose (newest) node registered with the SuperLink since it started; a client once
         seen is not read again until its node starts again."""
-        for client in {p.client for p in self.table.alive(Role.SUPERNODE)} - self._registered:
+        for client in {p.client for p in self.table.alive(NODE_ROLES)} - self._registered:
             log = self._supernode_log(client)
             if client in self._node_log_at and registered_since(log, self._node_log_at[client]):
                 self._registered.add(client)
@@ -116,10 +116,10 @@ class LocalClients:
     # counts ----------------------------------------------------------------
     def clients_connected(self) -> int:
         """Clients whose node registered with the SuperLink since it (last) started."""
-        return len({p.client for p in self.table.alive(Role.SUPERNODE)} & self._registered)
+        return len({p.client for p in self.table.alive(NODE_ROLES)} & self._registered)
 
     def clients_alive(self) -> int:
-        return len({p.client for p in self.table.alive(Role.CLIENTAPP)})
+        return len({p.client for p in self.table.alive(TASK_ROLES)})
 
     def start_node(self, client: int, port: int) -> None:
         """A client's two processes; with a fleet, through its link and held to its profile."""

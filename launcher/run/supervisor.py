@@ -1,4 +1,4 @@
-"""Execute a prepared run: start the SuperLink, the client nodes and the Flower run; watch; stop.
+"""Execute a prepared run: start the SuperLink, the Flower run and the client nodes; watch; stop.
 
     code = Supervisor(RunFolder("logs/20261124-053012-4f2a"), view=PlainView()).run()
     $ python -m launcher.run.supervisor logs/20261124-053012-4f2a    # what --detach starts
@@ -193,7 +193,7 @@ class Supervisor:
 
     # start -----------------------------------------------------------------
     def _start(self) -> Outcome | None:
-        """The SuperLink, the parts that run the clients (here, the fleet's links, on devices), the Flower run.
+        """The SuperLink, the Flower run, the parts that run the clients (here, the fleet's links, on devices).
         None: all started, to be watched; else how the start failed."""
         plan = self.plan
         self._env = env = flower_env(self.folder.path, plan.torch_threads)
@@ -220,6 +220,12 @@ class Supervisor:
             return RunStatus.FAILED, why
         self._direct = fleet_address(plan.server_address, direct[1]) if direct else None
         self.journal.activity(f"0 of {len(plan.nodes)} clients connected")
+        # the run is submitted before its clients start: the ServerApp starts (imports torch, builds its model) while
+        # they do, and its first round waits for every client to connect (simulator.strategy.wait_for_nodes)
+        gpu = virtual_gpu_config(*self._gpu_share(), on_cluster=bool(plan.virtual.ray_address)) if plan.virtual else ""
+        self.table.spawn(Role.FLWR_RUN, flwr_run_argv(self.folder.path, plan, gpu),
+                         log=self.folder.server_dir / "serverapp.log", env=env, cwd=self.folder.path)
+        self._write_processes()
         try:
             for part in self._parts(link_port, node_ports):
                 self.parts.append(part)  # stopped at the end, even when its start fails half way
@@ -227,10 +233,6 @@ class Supervisor:
                 self._write_processes()
         except RemoteError as err:
             return RunStatus.FAILED, str(err)
-        gpu = virtual_gpu_config(*self._gpu_share(), on_cluster=bool(plan.virtual.ray_address)) if plan.virtual else ""
-        self.table.spawn(Role.FLWR_RUN, flwr_run_argv(self.folder.path, plan, gpu),
-                         log=self.folder.server_dir / "serverapp.log", env=env, cwd=self.folder.path)
-        self._write_processes()
         return None
 
     def _parts(self, link_port: int, node_ports: list[int]) -> list[Part]:

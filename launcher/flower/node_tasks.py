@@ -1,0 +1,189 @@
+"""A SuperNode that runs its own ClientApp tasks: one process per client of the built-in app.
+
+    python -m launcher.flower.quick_supernode --insecure --superlink 127.0.0.1:9092 --isolation process \
+        --port 9094 --node-config "..." --tasks-in-node simulator.client_app:preload --torch-threads 1
+
+Flower's SuperNode with ``--isolation process`` waits for another process (flower-superexec, or fl-launch's
+launcher.flower.warm_clientapp with its task worker) to ask its Runtime API for tasks, and every call of a task
+then crosses a socket and both HTTP stacks. Here a thread of the SuperNode's own process asks, and runs each task
+with Flower's own ``run_clientapp``, whose Runtime API client reaches Flower's app in this same process
+(InNodeTransport: the same ASGI app, middleware, token check and handlers; no socket, no HTTP parsing, no second
+and third process with their own copies of the model and data). Only for the built-in app, preloaded once: a user's
+``--app`` keeps a fresh process per task, as under Flower's own SuperExec.
+
+What a task can do to the client: an exception is the task's failed reply (run_clientapp catches it); Flower's
+``flwr_exit`` at a task's end, or the app's ``sys.exit``, ends the task and not the node (only the task's own exit
+handlers run, never the SuperNode's); a crash of the interpreter ends the client's one process, which the supervisor
+restarts and logs as it does any client's; a process whose memory grew by more than GROWTH_LIMIT_MIB since its first
+task exits once that task's reply is sent, saying so, and is restarted. Each task's line (as the task host writes it)
+and Flower's log records made by the task go to client_<i>/worker.log; the SuperNode's own stay in supernode.log.
+tests/test_flower_internals.py pins the names of run_clientapp's module this relies on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import flwr.supernode.runtime.run_clientapp as run_clientapp_module
+import httpx
+from flwr.supercore.logger import FLOWER_LOGGER, console_handler
+from flwr.supercore.runtime import RuntimeHttpClient
+
+from launcher.flower import object_batch, task_output
+from launcher.flower.task_worker import (
+    GROWTH_LIMIT_MIB,
+    TaskEnd,
+    TaskEnded,
+    give_back_freed_memory,
+    install_once,
+    rss_mib,
+)
+
+EXIT_GREW = 75  # the process leaves after a task that grew its memory past GROWTH_LIMIT_MIB: restart it
+
+
+class InNodeTransport(httpx.BaseTransport):
+    """httpx's transport into an ASGI app of this process: each calling thread runs the app on its own event loop
+    (a task's calls, and its heartbeat thread's), as the server's loop would, with the request's bytes as sent."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self._local = threading.local()
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        loop = getattr(self._local, "loop", None)
+        if loop is None:
+            loop = self._local.loop = asyncio.new_event_loop()
+        return loop
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        url = request.url
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
+                 "scheme": url.scheme, "path": url.path, "raw_path": url.raw_path.split(b"?", 1)[0],
+                 "query_string": url.query, "root_path": "", "headers": [(k.lower(), v) for k, v in
+                                                                         request.headers.raw],
+                 "client": ("127.0.0.1", 0), "server": (url.host, url.port or 80)}
+        start: dict = {}
+        chunks: list[bytes] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        self._loop().run_until_complete(self.app(scope, receive, send))
+        return httpx.Response(start.get("status", 500), headers=start.get("headers", []), content=b"".join(chunks),
+                              request=request)
+
+
+class InNodeRuntimeClient(RuntimeHttpClient):
+    """Flower's Runtime API client, its requests carried by ``transport`` instead of a connection."""
+
+    transport: InNodeTransport | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        timeout = self._client.timeout
+        self._client.close()
+        self._client = httpx.Client(transport=self.transport, timeout=timeout, follow_redirects=True)
+
+
+class TaskRecords(logging.Filter):
+    """Flower's log records made by one thread (``keep``: only those; else all but those)."""
+
+    def __init__(self, thread: threading.Thread, keep: bool) -> None:
+        super().__init__()
+        self.thread, self.keep = thread, keep
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (record.thread == self.thread.ident) == self.keep
+
+
+class NodeTasks:
+    """Runs this node's tasks in this process, one at a time, on the thread that calls ``run``."""
+
+    def __init__(self, worker_log: Path, runtime_api: str) -> None:
+        self.worker_log, self.runtime_api = worker_log, runtime_api  # the API's address: in this process, a name
+        self.first_rss: float | None = None
+        self.leave_note = ""  # set once the process should leave after the reply in hand is sent
+        self._exit_handlers: list = []
+
+    def install(self, app, thread: threading.Thread) -> None:
+        """Flower's run_clientapp in this process: its client into ``app``, its exit and signal handling the
+        task's own (a thread may not set signal handlers; the SuperNode keeps its own), its FAB unzipped once."""
+        InNodeRuntimeClient.transport = InNodeTransport(app)
+        run_clientapp_module.RuntimeHttpClient = InNodeRuntimeClient
+        run_clientapp_module.register_signal_handlers = self._register
+        run_clientapp_module.flwr_exit = self._end
+        run_clientapp_module.install_from_fab = install_once(run_clientapp_module.install_from_fab)
+        task_output.install()
+        object_batch.install_in_task_process()
+        self._route_logs(thread)
+
+    def _route_logs(self, thread: threading.Thread) -> None:
+        for handler in FLOWER_LOGGER.handlers:
+            handler.addFilter(TaskRecords(thread, keep=False))
+        to_file = logging.FileHandler(self.worker_log)
+        to_file.setLevel(console_handler.level)  # what the task host's log showed: INFO and up, Flower's default
+        to_file.setFormatter(logging.Formatter("%(levelname)-8s: %(message)s"))
+        to_file.addFilter(TaskRecords(thread, keep=True))
+        FLOWER_LOGGER.addHandler(to_file)
+
+    def _register(self, event_type=None, exit_message=None, grpc_servers=None, bckg_threads=None,
+                  exit_handlers=None) -> None:
+        self._exit_handlers = list(exit_handlers or [])
+
+    def _end(self, code: int, message: str | None = None, event_type=None, event_details=None) -> None:
+        """Flower's flwr_exit for a task on this thread: the task's exit handlers (last registered first), then
+        TaskEnded; never the process's exit."""
+        if message and not 0 <= code < 100:
+            FLOWER_LOGGER.error("Exit Code: %s\n%s", code, message)
+        handlers, self._exit_handlers = self._exit_handlers, []
+        for handler in reversed(handlers):
+            try:
+                handler()
+            except Exception:  # noqa: BLE001 (as Flower's: an exit handler's failure does not stop the others)
+                pass
+        raise TaskEnded(code)
+
+    def ready(self) -> None:
+        """Nothing to start: the task runs on this thread."""
+
+    def run(self, token: str) -> TaskEnd:
+        before = time.thread_time()
+        try:
+            run_clientapp_module.run_clientapp(runtime_api_address=self.runtime_api, token=token, insecure=True,
+                                               runtime_dependency_install=False)
+            code = 0
+        except TaskEnded as ended:
+            code = ended.code
+        except SystemExit as exit_:  # the app's own sys.exit: the task ends, the node stays
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            self._exit_handlers = []
+        cpu = time.thread_time() - before
+        give_back_freed_memory()
+        rss = rss_mib()
+        self.first_rss = rss if self.first_rss is None else self.first_rss
+        note = ""
+        if rss - self.first_rss > GROWTH_LIMIT_MIB:
+            note = self.leave_note = (f"client process restarted once its reply is sent: its memory grew from "
+                                      f"{self.first_rss:.0f} to {rss:.0f} MiB")
+        return TaskEnd(code, cpu, note)
+
+    def leave_if_grown(self) -> None:
+        """Called by the SuperNode's loop before each pull, i.e. once the last task's reply is sent."""
+        if self.leave_note:
+            print(f"fl-launch: {self.leave_note}", file=sys.stderr, flush=True)
+            os._exit(EXIT_GREW)
