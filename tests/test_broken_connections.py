@@ -328,7 +328,7 @@ def test_the_processes_of_a_run_ignore_sigpipe_as_python_does(tmp_path):
         wait_for_status(run_dir, {"running"}, timeout=240)
         procs = [p for p in run_json(run_dir)["processes"] if p.get("exit_code") is None]
         roles = {p["role"] for p in procs}
-        assert {"supernode", "clientapp"} <= roles, roles
+        assert {"client"} <= roles, roles
         ignored = {(p["role"], p.get("client")): _sig_ignored(p["pid"]) for p in procs
                    if Path(f"/proc/{p['pid']}").exists()}
         assert ignored and all(ignored.values()), ignored

@@ -50,9 +50,9 @@ def test_two_devices_two_clients_each(lab, tmp_path):
     by_host = {}
     for proc in info["processes"]:
         by_host.setdefault(proc["host"], []).append(proc["role"])
-    assert sorted(by_host["dev0"]) == ["agent", "clientapp", "clientapp", "forkserver", "supernode", "supernode"]
-    assert sorted(by_host["dev1"]) == ["agent", "clientapp", "clientapp", "forkserver", "supernode", "supernode"]
-    assert by_host["localhost"].count("tunnel") == 2 and "clientapp" not in by_host["localhost"]
+    assert sorted(by_host["dev0"]) == ["agent", "client", "client", "forkserver"]  # the built-in app: one a client
+    assert sorted(by_host["dev1"]) == ["agent", "client", "client", "forkserver"]
+    assert by_host["localhost"].count("tunnel") == 2 and "client" not in by_host["localhost"]
     (run_dir / "client_3" / "client.log").unlink()
     pulled = run("fl-stats", "--pull", "--run", run_dir.name, "--log-dir", str(tmp_path),
                  "--ssh-config", str(lab.ssh_config))  # a run folder is data: ssh's config is named each time
@@ -311,7 +311,7 @@ def test_a_client_killed_on_a_device_is_restarted_there(lab, tmp_path):
         victim = None
         while victim is None:  # its pid as the device's own namespace numbers it, from agent.json
             victim = next((p for p in run_json(run_dir)["processes"]
-                           if p["host"] == "dev0" and p["role"] == "clientapp"), None)
+                           if p["host"] == "dev0" and p["role"] == "client"), None)
             time.sleep(0.2)
         assert lab.devices[0].ssh(f"kill -9 {victim['pid']}").returncode == 0
         out, _ = proc.communicate(timeout=600)
@@ -366,7 +366,7 @@ def test_a_client_restarted_on_a_device_reaches_the_run_within_seconds(lab, tmp_
         victim = None
         while victim is None:  # its pid as the device's own namespace numbers it, from agent.json
             victim = next((p for p in run_json(run_dir)["processes"]
-                           if p["host"] == "dev0" and p["role"] == "clientapp" and p["exit_code"] is None), None)
+                           if p["host"] == "dev0" and p["role"] == "client" and p["exit_code"] is None), None)
             time.sleep(0.2)
         assert lab.devices[0].ssh(f"kill -9 {victim['pid']}").returncode == 0
         killed_at, info, lost = time.monotonic(), {}, []
@@ -380,7 +380,7 @@ def test_a_client_restarted_on_a_device_reaches_the_run_within_seconds(lab, tmp_
         assert [(r["host"], r["client"], r["restarted"]) for r in info.get("restarts", [])] == [("dev0", 0, True)], \
             f"after {waited:.1f} s: {info.get('restarts')}"
         assert lost == [info["restarts"][0]["node_id"]]
-        new = [p for p in info["processes"] if p["host"] == "dev0" and p["role"] == "clientapp"
+        new = [p for p in info["processes"] if p["host"] == "dev0" and p["role"] == "client"
                and p["client"] == 0 and p["exit_code"] is None]
         assert [p["pid"] for p in new] != [victim["pid"]] and len(new) == 1, new  # the new pair, recorded
         proc.send_signal(signal.SIGINT)

@@ -135,7 +135,7 @@ def test_a_node_without_a_registered_key_or_without_the_ca_cannot_join(lab, tmp_
         assert fleet_calls(run_dir)[(device.address, "activate-node", "200")] == 3
 
         # a client killed on the device comes back as a new node: its next key, a new node id
-        victim = next(p for p in run_json(run_dir)["processes"] if p["role"] == "clientapp" and p["client"] == 0)
+        victim = next(p for p in run_json(run_dir)["processes"] if p["role"] == "client" and p["client"] == 0)
         assert device.ssh(f"kill -9 {victim['pid']}").returncode == 0
         deadline = time.monotonic() + 90
         while not run_json(run_dir).get("restarts") and time.monotonic() < deadline:

@@ -57,9 +57,9 @@ class LiveRun:
                 if p["role"] == role and p["client"] == client and not p.get("ended")]
 
     def pids(self, client: int) -> list[int]:
-        """The client's SuperNode, task host and every child (forked tasks) right now."""
+        """The client's processes (its one process, or a SuperNode and task host) and every child right now."""
         out = []
-        for p in self.live("supernode", client) + self.live("clientapp", client):
+        for p in self.live("client", client) + self.live("supernode", client) + self.live("clientapp", client):
             try:
                 proc = psutil.Process(p["pid"])
                 out += [proc.pid] + [c.pid for c in proc.children(recursive=True)]

@@ -50,7 +50,8 @@ def _task_spans(worker_log: str) -> list[tuple[datetime, datetime]]:
 def test_clients_share_fake_gpus_and_only_task_workers_touch_cuda(tmp_path, monkeypatch):
     """3 clients, 2 GPUs, 0.6 of a GPU each: clients 0 and 2 share GPU 0 (one compute slot: never at once),
     client 1 has GPU 1; each task bounds its memory to 0.6 before it computes; CUDA is never touched in a
-    process that forks (the fork server, a SuperNode, a task host); each round line carries the GPU peak."""
+    process that forks (the fork server, a task host): only in the clients' own processes, which run their tasks;
+    each round line carries the GPU peak."""
     calls = tmp_path / "cuda_calls.jsonl"
     monkeypatch.setenv(device_module.FAKE_ENV, str(calls))
     monkeypatch.setenv(device_module.FAKE_GPUS_ENV, "2")
@@ -62,14 +63,14 @@ def test_clients_share_fake_gpus_and_only_task_workers_touch_cuda(tmp_path, monk
     info = run_json(run_dir)
     procs = info["processes"]
     forking = {p["pid"] for p in procs if p["role"] in FORKING_ROLES} | {info["supervisor"]["pid"]}
-    hosts = {p["pid"]: p["client"] for p in procs if p["role"] == "clientapp"}
+    clients = {p["pid"]: p["client"] for p in procs if p["role"] == "client"}
     records = [json.loads(line) for line in calls.read_text().splitlines()]
     assert records
     assert not [r for r in records if r["pid"] in forking], "CUDA touched in a process that forks"
     by_client: dict[int, list[dict]] = {}
     for r in records:
-        if r["ppid"] in hosts:  # a task worker, forked from the client's task host
-            by_client.setdefault(hosts[r["ppid"]], []).append(r)
+        if r["pid"] in clients:  # the client's own process, which runs its tasks and never forks
+            by_client.setdefault(clients[r["pid"]], []).append(r)
         else:  # the launcher's GPU probe: a python of its own, started by fl-launch, that asks and exits
             assert r["ppid"] == info["supervisor"]["pid"] and r["call"] in PROBE_CALLS, r
     assert sorted(by_client) == [0, 1, 2]
@@ -246,7 +247,7 @@ def test_check_reports_a_devices_gpus_and_device_cuda_needs_one(tmp_path, monkey
 def test_device_clients_share_the_devices_own_gpus(tmp_path):
     """A device (namespaces over SSH, tests/devices.py) with 2 fake GPUs in its hosts entry's env: --device cuda is
     checked there before the run starts, the device's agent asks its own GPUs and gives its two clients one each
-    (client i: GPU i mod 2), bounded to 0.5; no process of the device that forks touches CUDA."""
+    (client i: GPU i mod 2), bounded to 0.5; only the clients' own processes touch CUDA (none that forks)."""
     calls = tmp_path / "cuda_calls.jsonl"
     with lab_devices.make_devices(tmp_path / "lab", 1) as lab:
         [device] = lab.devices
@@ -261,11 +262,11 @@ def test_device_clients_share_the_devices_own_gpus(tmp_path):
         run_dir = runs(tmp_path / "logs")[0]
         agent = json.loads((device.root / "runs" / run_dir.name / "agent.json").read_text())
     records = [json.loads(line) for line in calls.read_text().splitlines()]  # pids as the device numbers them
-    forking = {p["pid"] for p in agent["processes"]} | {agent["pid"]}
+    forking = {p["pid"] for p in agent["processes"] if p["role"] != "client"} | {agent["pid"]}
     assert not [r for r in records if r["pid"] in forking]
-    hosts_of = {p["pid"]: p["client"] for p in agent["processes"] if p["role"] == "clientapp"}
+    clients = {p["pid"]: p["client"] for p in agent["processes"] if p["role"] == "client"}
     for client in (0, 1):
-        tasks = [r for r in records if hosts_of.get(r["ppid"]) == client]
+        tasks = [r for r in records if clients.get(r["pid"]) == client]
         assert tasks and {r["cvd"] for r in tasks} == {str(client)}, (client, tasks)
         assert [r["args"] for r in tasks if r["call"] == "set_per_process_memory_fraction"] == [[0.5]]
         assert ROUND_GPU.search((run_dir / f"client_{client}" / "client.log").read_text())

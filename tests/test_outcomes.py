@@ -147,7 +147,7 @@ def test_a_round_a_hung_client_never_answered_is_skipped_and_the_run_fails(tmp_p
         run_dir = _the_run(tmp_path, proc)
         server_log = run_dir / "server" / "server.log"
         _wait_for_text(server_log, "[round] iteration:1/2 start", proc)
-        victim = next(p for p in run_json(run_dir)["processes"] if p["role"] == "clientapp" and p["client"] == 0)
+        victim = next(p for p in run_json(run_dir)["processes"] if p["role"] == "client" and p["client"] == 0)
         stopped = os.getpgid(victim["pid"])  # its own session: the task child it forked is in the group
         os.killpg(stopped, signal.SIGSTOP)
         _wait_for_text(server_log, "[round] iteration:1/2 end", proc, timeout=timeout + 60)

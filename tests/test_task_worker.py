@@ -1,14 +1,13 @@
-"""launcher.flower.task_worker: one forked worker runs a client's tasks one after another.
+"""launcher.flower.task_worker: a forked worker runs a user app's tasks (one per task, or one after another).
 
 The worker is real (forked from this test's process); the task is a stand-in for Flower's run_clientapp
 that ends as Flower's does, through the module's ``flwr_exit`` after its exit handlers, and records the
-PID that ran it. A real run's tasks are checked in test_a_clients_tasks_share_one_worker_across_rounds.
+PID that ran it. The built-in app's tasks run in its node's own process (tests/test_node_tasks.py).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import threading
 import time
@@ -21,7 +20,6 @@ from flwr.supernode.runtime import run_clientapp as run_clientapp_module
 
 from launcher.flower import task_worker
 from launcher.flower.task_worker import TaskWorker
-from tests.helpers import run_json, runs, start
 
 
 def _task(record: Path):
@@ -134,33 +132,3 @@ def test_a_worker_whose_memory_grew_past_the_limit_is_replaced_after_its_task(fa
     assert pids[0] == pids[1] != pids[2]
     worker.stop()
     worker._reap()
-
-
-def test_a_clients_tasks_share_one_worker_across_rounds(tmp_path):
-    """A real run: the client processes' children seen while it runs (the test's own poll of the PIDs run.json
-    records) are one worker per client, where a fork per task shows one per task (3 train tasks and the final
-    evaluation each)."""
-    seen: dict[int, set[int]] = {}
-    proc = start("fl-launch", "--client-num", "2", "--rounds", "3", "--log-dir", str(tmp_path))
-    try:
-        while proc.poll() is None:
-            hosts = []
-            for run_dir in runs(tmp_path):
-                try:
-                    hosts = [p["pid"] for p in run_json(run_dir).get("processes", []) if p["role"] == "clientapp"]
-                except (OSError, ValueError, KeyError):
-                    pass
-            for pid in hosts:
-                try:
-                    seen.setdefault(pid, set()).update(c.pid for c in psutil.Process(pid).children())
-                except psutil.Error:
-                    pass
-            time.sleep(0.05)
-        out = proc.stdout.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0 and "status: finished" in out, out
-    assert len(seen) == 2 and all(len(children) == 1 for children in seen.values()), seen
-    logs = [(runs(tmp_path)[0] / f"client_{i}" / "worker.log").read_text() for i in range(2)]
-    assert sum(len(re.findall(r" task \d+: .* using [\d.]+ CPU-s", log)) for log in logs) == 8, logs

@@ -170,6 +170,9 @@ class NodeTasks:
             code = ended.code
         except SystemExit as exit_:  # the app's own sys.exit: the task ends, the node stays
             code = exit_.code if isinstance(exit_.code, int) else 1
+        except Exception:  # noqa: BLE001 (Flower's run_clientapp catches the app's; anything else fails the task)
+            FLOWER_LOGGER.exception("fl-launch: the task failed outside its ClientApp")
+            code = 1
         finally:
             self._exit_handlers = []
         cpu = time.thread_time() - before

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import threading
 import time as _time
+import traceback
 
 import flwr.supernode.start_client_internal as loop
 from flwr.supernode.cli import flower_supernode
@@ -149,9 +151,15 @@ def serve_in_node(own: argparse.Namespace, node_config: dict, client_dir) -> Nod
     def serve() -> None:
         made.wait()
         tasks.install(app[0], threading.current_thread())
-        with open(tasks.worker_log, "a", buffering=1) as out:
-            serve_tasks(runtime_client(runtime_api, InNodeRuntimeClient), tasks, bell, slots, client_dir, out=out,
-                        stopping=lambda: False)
+        try:
+            with open(tasks.worker_log, "a", buffering=1) as out:
+                serve_tasks(runtime_client(runtime_api, InNodeRuntimeClient), tasks, bell, slots, client_dir,
+                            out=out, stopping=lambda: False)
+        except BaseException:  # noqa: BLE001 - a node that no longer runs its tasks must not stay up: restart it
+            traceback.print_exc()
+            print("fl-launch: this client stopped serving its tasks; it exits to be restarted", file=sys.stderr,
+                  flush=True)
+            os._exit(1)
 
     threading.Thread(target=serve, name="fl-launch-tasks", daemon=True).start()
     return tasks

@@ -1,0 +1,125 @@
+"""launcher.flower.node_tasks: the built-in app's client is one process, its SuperNode running its own tasks.
+
+The unit tests run NodeTasks on a thread of this process with a stand-in for Flower's run_clientapp that registers
+its exit handler as Flower's does (register_signal_handlers) and ends through the module's ``flwr_exit``; a handler
+registered beforehand with Flower's global registry stands for the SuperNode's own (it stops its HTTP server). The
+last test is a real run, judged by the processes the test sees while it runs.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import psutil
+import pytest
+from flwr.supercore.exit import exit_handler
+from flwr.supernode.runtime import run_clientapp as run_clientapp_module
+
+from launcher.flower import node_tasks
+from launcher.flower.node_tasks import NodeTasks
+from tests.helpers import run_json, runs, start
+
+_kept: list = []
+
+
+def _task(done: list, thread_ids: list):
+    """A stand-in for run_clientapp: the token says what the task does."""
+
+    def run_clientapp(runtime_api_address, token, insecure, runtime_dependency_install):
+        thread_ids.append(threading.get_ident())
+        run_clientapp_module.register_signal_handlers(event_type=None, exit_handlers=[lambda: done.append(token)])
+        if token.startswith("grow"):
+            ballast = bytearray(int(token[4:]) * 2**20)
+            ballast[::4096] = b"x" * len(ballast[::4096])
+            _kept.append(ballast)
+        if token == "sys-exit":
+            raise SystemExit(3)
+        if token == "raise":
+            raise RuntimeError("not Flower's way, but a task may")
+        run_clientapp_module.flwr_exit(7 if token == "fail" else 0)
+
+    return run_clientapp
+
+
+@pytest.fixture
+def tasks(tmp_path, monkeypatch):
+    """NodeTasks installed as a node installs it (Flower's names restored after the test)."""
+    for name in ("RuntimeHttpClient", "register_signal_handlers", "flwr_exit", "install_from_fab", "push_task_output"):
+        monkeypatch.setattr(run_clientapp_module, name, getattr(run_clientapp_module, name))
+    monkeypatch.setattr(NodeTasks, "_route_logs", lambda self, thread: None)
+    monkeypatch.setattr(node_tasks.object_batch, "install_in_task_process", lambda: None)
+    runner = NodeTasks(tmp_path / "worker.log", "127.0.0.1:1")
+    runner.install(app=None, thread=threading.current_thread())
+    done: list = []
+    threads: list = []
+    monkeypatch.setattr(run_clientapp_module, "run_clientapp", _task(done, threads))
+    node_handler: list = []
+    exit_handler.add_exit_handler(lambda: node_handler.append("the SuperNode's own exit handler ran"))
+    yield runner, done, threads, node_handler
+    exit_handler.registered_exit_handlers.clear()
+
+
+def test_a_nodes_tasks_run_on_its_own_thread_with_only_their_own_exit_handlers(tasks):
+    runner, done, threads, node_handler = tasks
+    ends = [runner.run(token) for token in ("a", "fail", "b")]
+    assert [e.code for e in ends] == [0, 7, 0] and all(e.note == "" for e in ends)
+    assert threads == [threading.get_ident()] * 3  # in this process, on the calling thread
+    assert done == ["a", "fail", "b"]  # each task's own exit handler ran once
+    assert node_handler == []  # the SuperNode's were left alone (Flower's flwr_exit would have run them and exited)
+
+
+def test_a_task_that_exits_or_raises_ends_the_task_not_the_node(tasks):
+    runner, done, _, node_handler = tasks
+    assert runner.run("sys-exit").code == 3
+    assert runner.run("raise").code == 1  # Flower's run_clientapp catches an app's exception; anything else fails
+    assert runner.run("a").code == 0 and done[-1] == "a"
+    assert node_handler == []
+
+
+def test_a_node_whose_memory_grew_past_the_limit_leaves_after_the_reply(tasks, monkeypatch):
+    runner, *_ = tasks
+    monkeypatch.setattr(node_tasks, "GROWTH_LIMIT_MIB", 64)
+    assert runner.run("a").note == ""
+    runner.leave_if_grown()  # nothing grew: the node stays
+    grown = runner.run("grow120")
+    assert grown.code == 0 and "memory grew" in grown.note and runner.leave_note == grown.note
+    left = []
+    monkeypatch.setattr(node_tasks.os, "_exit", left.append)
+    runner.leave_if_grown()
+    assert left == [node_tasks.EXIT_GREW]
+
+
+def test_a_built_in_apps_client_is_one_process_that_runs_its_tasks(tmp_path):
+    """A real run: every process of a client the test sees while the run goes on (run.json's records, their
+    children) is one per client, with no children, where a task host shows a host and its worker; each client's
+    worker.log has its tasks' lines (3 train tasks and the final evaluation)."""
+    seen: dict[int, set[int]] = {}
+    proc = start("fl-launch", "--client-num", "2", "--rounds", "3", "--log-dir", str(tmp_path))
+    try:
+        while proc.poll() is None:
+            records = []
+            for run_dir in runs(tmp_path):
+                try:
+                    records = [p for p in run_json(run_dir).get("processes", []) if p["client"] is not None]
+                except (OSError, ValueError, KeyError):
+                    pass
+            for record in records:
+                try:
+                    pids = {record["pid"], *(c.pid for c in psutil.Process(record["pid"]).children(recursive=True))}
+                except psutil.Error:
+                    continue
+                seen.setdefault(record["client"], set()).update(pids)
+            time.sleep(0.05)
+        out = proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "status: finished" in out, out
+    assert sorted(seen) == [0, 1] and all(len(pids) == 1 for pids in seen.values()), seen
+    info = run_json(runs(tmp_path)[0])
+    assert sorted((p["role"], p["client"]) for p in info["processes"] if p["client"] is not None) == [
+        ("client", 0), ("client", 1)]
+    logs = [(runs(tmp_path)[0] / f"client_{i}" / "worker.log").read_text() for i in range(2)]
+    assert [len(re.findall(r" task \d+: .* using [\d.]+ CPU-s", log)) for log in logs] == [4, 4], logs
