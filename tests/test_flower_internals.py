@@ -917,3 +917,82 @@ def test_what_object_batch_replaces_in_a_supernode_and_a_serverapp():
     assert "pull_object_protobuf=self._runtime_client.PullObject" in grid_flat
     assert "push_objects(all_objects,push_object_fn=make_push_object_fn_protobuf(" in grid_flat
     assert "push_object_protobuf=self._runtime_client.PushObject" in grid_flat
+
+
+def test_what_node_tasks_replaces_in_run_clientapp_and_its_runtime_client():
+    """launcher.flower.node_tasks runs run_clientapp on a SuperNode's thread: it replaces the module's
+    ``RuntimeHttpClient`` (made with from_server_address; its httpx client is ``_client``), its
+    ``register_signal_handlers`` (called with the task's exit handlers as a keyword) and its ``flwr_exit``; it routes
+    the task's records of Flower's logger."""
+    from flwr.supercore.exit import signal_handler
+    from flwr.supercore.logger import FLOWER_LOGGER, console_handler
+    from flwr.supercore.protobuf.client import ProtobufClient
+    from flwr.supernode.runtime import run_clientapp as module
+
+    from launcher.flower.node_tasks import NodeTasks
+
+    source = " ".join(inspect.getsource(module.run_clientapp).split())
+    assert "client = RuntimeHttpClient.from_server_address(" in source
+    assert "register_signal_handlers( event_type=EventType.FLWR_CLIENTAPP_RUN_LEAVE, exit_message=\"Task stopped.\", " \
+           "exit_handlers=[on_exit], )" in source
+    ours, flowers = inspect.signature(NodeTasks._register), inspect.signature(signal_handler.register_signal_handlers)
+    assert list(ours.parameters)[1:] == list(flowers.parameters)
+    ours, flowers = inspect.signature(NodeTasks._end), inspect.signature(module.flwr_exit)
+    assert list(ours.parameters)[1:] == list(flowers.parameters)
+    assert "self._client = httpx.Client(" in inspect.getsource(ProtobufClient.__init__)
+    assert console_handler in FLOWER_LOGGER.handlers
+
+
+def test_a_task_in_the_node_reaches_flowers_runtime_api_app_as_over_http(monkeypatch):
+    """The in-process transport against Flower's own SuperNode app: the same calls give the same answers as over
+    a real HTTP connection to the same app served by uvicorn (an unknown token refused alike, a task acquired and
+    its input pulled alike)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from flwr.proto.runtime_pb2 import AcquireTaskRequest, PullTaskInputRequest  # pylint: disable=E0611
+    from flwr.supercore.constant import TaskType
+    from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor
+    from flwr.supercore.object_store import ObjectStoreFactory
+    from flwr.supercore.runtime import RuntimeHttpClient
+    from flwr.supernode.main import create_app
+    from flwr.supernode.nodestate import NodeStateFactory
+
+    from launcher.flower.node_tasks import InNodeRuntimeClient, InNodeTransport
+    from launcher.flower.quick_http import quick
+
+    app = quick(create_app(state_factory=NodeStateFactory(ObjectStoreFactory())))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    monkeypatch.setattr(InNodeRuntimeClient, "transport", InNodeTransport(app))
+    try:
+        def client(cls, token=None):
+            interceptors = [RuntimeVersionHttpInterceptor(component_name="SuperExec")]
+            if token:
+                interceptors.append(RuntimeTokenHttpInterceptor(token))
+            return cls.from_server_address(server_address=f"127.0.0.1:{port}", insecure=True, root_certificates=None,
+                                           interceptors=interceptors)
+
+        answers = {}
+        for cls in (RuntimeHttpClient, InNodeRuntimeClient):
+            plain = client(cls)
+            acquired = plain.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value]))
+            try:
+                client(cls, token="not-a-token").PullTaskInput(PullTaskInputRequest())
+                refused = None
+            except Exception as err:  # noqa: BLE001 - what each transport raises is the comparison
+                refused = (type(err).__name__, getattr(getattr(err, "response", None), "status_code", None))
+            answers[cls.__name__] = (acquired.SerializeToString(deterministic=True), refused)
+        assert answers["RuntimeHttpClient"] == answers["InNodeRuntimeClient"], answers
+        assert answers["RuntimeHttpClient"][1] is not None  # a refusal, seen both ways
+    finally:
+        server.should_exit = True
+        thread.join(10)

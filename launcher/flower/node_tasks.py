@@ -144,7 +144,8 @@ class NodeTasks:
                   exit_handlers=None) -> None:
         self._exit_handlers = list(exit_handlers or [])
 
-    def _end(self, code: int, message: str | None = None, event_type=None, event_details=None) -> None:
+    def _end(self, code: int, message: str | None = None, event_type=None, event_details=None, *,
+             emit_telemetry: bool = True) -> None:
         """Flower's flwr_exit for a task on this thread: the task's exit handlers (last registered first), then
         TaskEnded; never the process's exit."""
         if message and not 0 <= code < 100:
