@@ -6,6 +6,8 @@ the forked probe writes, /proc/PID/status of a run's live processes, and a real 
 closes a client's connection to its SuperNode from the server's side, the way a server's keep-alive timeout
 closes an idle one, just as the client writes its reply: the connection state and its killed socket as
 ``ss`` lists them, run.json's processes and restarts, and the logs' lines read with this file's regexes.
+Those runs are of a user's app (``--app``, written here): its task host and task workers talk HTTP to their
+SuperNode's Runtime API; the built-in app's client is one process whose tasks' calls stay in it.
 """
 
 from __future__ import annotations
