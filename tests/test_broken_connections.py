@@ -6,6 +6,8 @@ the forked probe writes, /proc/PID/status of a run's live processes, and a real 
 closes a client's connection to its SuperNode from the server's side, the way a server's keep-alive timeout
 closes an idle one, just as the client writes its reply: the connection state and its killed socket as
 ``ss`` lists them, run.json's processes and restarts, and the logs' lines read with this file's regexes.
+Those runs are of a user's app (``--app``, written here): its task host and task workers talk HTTP to their
+SuperNode's Runtime API; the built-in app's client is one process whose tasks' calls stay in it.
 """
 
 from __future__ import annotations
@@ -85,42 +87,103 @@ def test_a_process_the_fork_server_starts_gets_broken_pipe_errors_not_sigpipe(tm
 
 # --- a real run: the server side closes a client's connection while the client writes its reply -----------
 
-def held_model(doc: str, ballast_weights: int = 0) -> str:
-    """A small model's module whose first training step in client 0 waits for the test (the files next to it:
-    `hold` asks it to, `training` says it does, `go` lets it on); ``ballast_weights`` more weights per class make its
-    replies that much larger (a per-class bias each row's mean, so training changes them all)."""
-    weights = f"torch.randn(num_classes, {ballast_weights})"
-    ballast = f"\n        self.ballast = nn.Parameter({weights})" if ballast_weights else ""
-    plus = " + self.ballast.mean(dim=1)" if ballast_weights else ""
-    return f'''"""{doc}"""
+HELD_CLIENT = '''"""A ClientApp whose first training task in client 0 waits for the test (the files in HERE: `hold` asks
+it to, `training` says it does, `go` lets it on); its replies carry every array it got, each changed."""
 import time
 from pathlib import Path
 
-import torch
-from torch import nn
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
 
-HERE = Path(__file__).parent
+HERE = Path({here!r})
+app = ClientApp()
 
 
-class Net(nn.Module):
-    def __init__(self, channels=1, num_classes=10):
-        super().__init__()
-        self.f = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(channels * 16, num_classes)){ballast}
+def _hold(context: Context) -> None:
+    hold = HERE / "hold"
+    if int(context.node_config["partition-id"]) == 0 and hold.exists():
+        hold.unlink()
+        (HERE / "training").touch()
+        deadline = time.time() + 120
+        while not (HERE / "go").exists() and time.time() < deadline:
+            time.sleep(0.05)
 
-    def forward(self, x):
-        hold = HERE / "hold"
-        if self.training and Path.cwd().name == "client_0" and hold.exists():
-            hold.unlink()
-            (HERE / "training").touch()
-            deadline = time.time() + 120
-            while not (HERE / "go").exists() and time.time() < deadline:
-                time.sleep(0.05)
-        return self.f(x){plus}
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    _hold(context)
+    step = 1.0 + int(context.node_config["partition-id"])  # no array of a reply is one the SuperNode holds
+    arrays = ArrayRecord({{k: Array(a.numpy() + step) for k, a in msg.content["arrays"].items()}})
+    metrics = MetricRecord({{"num-examples": 10, "step": step}})  # a metric: a round Flower logs as aggregated
+    return Message(RecordDict({{"arrays": arrays, "metrics": metrics}}), reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    return Message(RecordDict({{"metrics": MetricRecord({{"num-examples": 10}})}}), reply_to=msg)
 '''
 
+HELD_SERVER = '''"""FedAvg over every client each round, on 6 weights and `ballast` more."""
+import numpy as np
+from flwr.app import Array, ArrayRecord, Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
 
-BIG_MODEL = held_model("A small model with 3M more weights (12 MB): a reply is larger than a connection's socket "
-                       "buffers, and none of its chunks is one the SuperNode already holds.", ballast_weights=300_000)
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    arrays = {"w": Array(np.zeros(6, dtype=np.float32))}
+    if int(context.run_config["ballast"]):
+        arrays["ballast"] = Array(np.zeros(int(context.run_config["ballast"]), dtype=np.float32))
+    FedAvg(min_available_nodes=2, min_train_nodes=2, min_evaluate_nodes=2).start(
+        grid=grid, initial_arrays=ArrayRecord(arrays), num_rounds=int(context.run_config["num-server-rounds"]))
+'''
+
+HELD_PYPROJECT = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "heldapp"
+version = "1.0.0"
+description = "A Flower app of the tests whose client 0 waits for the test in its first training task"
+license = "Apache-2.0"
+dependencies = ["numpy"]
+
+[tool.hatch.build.targets.wheel]
+packages = ["."]
+
+[tool.flwr.app]
+publisher = "tests"
+
+[tool.flwr.app.components]
+serverapp = "heldapp.server_app:app"
+clientapp = "heldapp.client_app:app"
+
+[tool.flwr.app.config]
+num-server-rounds = 1
+ballast = 0
+"""
+
+# Aggregated rounds as Flower's FedAvg logs them in the ServerApp's log: (results, failures) of each train phase.
+TRAIN_AGGREGATED = re.compile(r"aggregate_train: Received (\d+) results and (\d+) failures")
+
+
+def held_app(root: Path) -> Path:
+    """A user's Flower app (``fl-launch --app``) whose client 0 holds its first training task until the test
+    touches ``root/go`` (``root/hold`` asks it to, ``root/training`` says it does): a task host and a task worker
+    per task talk HTTP to their SuperNode's Runtime API, the connections these tests close. Its run config
+    ``ballast`` adds that many float32 weights (4 bytes each) to the model and so to every reply."""
+    folder = root / "heldapp"
+    (folder / "heldapp").mkdir(parents=True)
+    (folder / "pyproject.toml").write_text(HELD_PYPROJECT)
+    (folder / "heldapp" / "__init__.py").write_text("")
+    (folder / "heldapp" / "server_app.py").write_text(HELD_SERVER)
+    (folder / "heldapp" / "client_app.py").write_text(HELD_CLIENT.format(here=str(root)))
+    return folder
+
 
 SS_LINE = re.compile(r"^(?P<recvq>\d+)\s+(?P<sendq>\d+)\s+\S+:(?P<lport>\d+)\s+\S+:(?P<rport>\d+)", re.M)
 
@@ -273,11 +336,12 @@ def test_a_client_whose_connection_the_server_closes_mid_reply_lives_and_its_rou
     client retries on a fresh connection once the SuperNode goes on: it lives, the round is aggregated, no
     restart is recorded. Before the fix the task process died of SIGPIPE and the round went without it."""
     monkeypatch.setenv("FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE", str(64 << 20))  # the 12 MB array in one object
-    (tmp_path / "bignet.py").write_text(BIG_MODEL)
+    app = held_app(tmp_path)  # 3M more weights (12 MB): a reply is larger than a connection's socket buffers
     (tmp_path / "hold").touch()
     log_dir, tag = tmp_path / "logs", "t-broken-pipe"
-    proc = start("fl-launch", "--client-num", "2", "--rounds", "1", "--local-epochs", "1", "--model", "bignet:Net",
-                 "--round-timeout", "60", "--kill-tag", tag, "--log-dir", str(log_dir), cwd=tmp_path)
+    proc = start("fl-launch", "--app", str(app), "--client-num", "2", "--run-config",
+                 "num-server-rounds=1 ballast=3000000", "--round-timeout", "60", "--kill-tag", tag,
+                 "--log-dir", str(log_dir), cwd=tmp_path)
     supernode = None
     try:
         [node] = _wait(lambda: proc.poll() is None and [p for p in _processes(log_dir)
@@ -306,10 +370,10 @@ def test_a_client_whose_connection_the_server_closes_mid_reply_lives_and_its_rou
             proc.wait()
             run("fl-finish", "--kill-tag", tag, timeout=60)
     info = run_json(run_dir)
-    server = (run_dir / "server" / "server.log").read_text()
+    server = (run_dir / "server" / "serverapp.log").read_text()
     worker_log = (run_dir / "client_0" / "worker.log").read_text()
     assert proc.returncode == 0 and info["status"] == "finished", out[-3000:] + worker_log[-3000:]
-    assert [(int(r), int(n), a) for r, n, _, a in ROUND_END.findall(server)] == [(1, 2, "yes")]
+    assert info["rounds_done"] == 1 and TRAIN_AGGREGATED.findall(server) == [("2", "0")], server[-3000:]
     assert not info.get("restarts"), info.get("restarts")
     assert TASK_EXIT.findall(worker_log) == []  # no task process of client 0 died
     now = {(p["role"], p["client"]): p["pid"] for p in info["processes"] if p.get("client") is not None}
@@ -402,9 +466,6 @@ def test_a_command_s_stderr_goes_quiet_too_when_its_reader_goes_away(tmp_path):
 
 # --- a real run: every connection to a client's SuperNode closed by the server side while they sit idle ------
 
-HOLD_MODEL = held_model("A small model whose first training step in client 0 waits for the test.")
-
-
 def _peer_ports(port: int) -> set[int]:
     """The client ports of the established connections to ``port`` (seen from the client's end)."""
     return {int(m["lport"]) for m in SS_LINE.finditer(_ss("state", "established", f"( dport = :{port} )"))}
@@ -417,10 +478,10 @@ def test_a_client_whose_idle_connections_the_server_closes_lives_and_its_rounds_
     the SuperNode's side (``ss -K``: the server's end destroyed, a reset to the client), as a keep-alive timeout
     or a dropped link does. The next calls (the task's reply, its output, the next AcquireTask) go on fresh
     connections: the client lives, both rounds are aggregated with 2 replies, no restart is recorded."""
-    (tmp_path / "holdnet.py").write_text(HOLD_MODEL)
+    app = held_app(tmp_path)
     (tmp_path / "hold").touch()
     log_dir, tag = tmp_path / "logs", "t-idle-close"
-    proc = start("fl-launch", "--client-num", "2", "--rounds", "2", "--local-epochs", "1", "--model", "holdnet:Net",
+    proc = start("fl-launch", "--app", str(app), "--client-num", "2", "--run-config", "num-server-rounds=2",
                  "--round-timeout", "90", "--kill-tag", tag, "--log-dir", str(log_dir), cwd=tmp_path)
     try:
         assert _wait(lambda: (tmp_path / "training").exists() or proc.poll() is not None, 240, every=0.05)
@@ -445,10 +506,10 @@ def test_a_client_whose_idle_connections_the_server_closes_lives_and_its_rounds_
             proc.wait()
             run("fl-finish", "--kill-tag", tag, timeout=60)
     info = run_json(run_dir)
-    server = (run_dir / "server" / "server.log").read_text()
+    server = (run_dir / "server" / "serverapp.log").read_text()
     worker_log = (run_dir / "client_0" / "worker.log").read_text()
     assert proc.returncode == 0 and info["status"] == "finished", out[-3000:] + worker_log[-3000:]
-    assert [(int(r), int(n), a) for r, n, _, a in ROUND_END.findall(server)] == [(1, 2, "yes"), (2, 2, "yes")]
+    assert info["rounds_done"] == 2 and TRAIN_AGGREGATED.findall(server) == [("2", "0")] * 2, server[-3000:]
     assert not info.get("restarts"), info.get("restarts")
     assert TASK_EXIT.findall(worker_log) == []  # no task process of client 0 died
     assert "Failed to push" not in worker_log  # the task's reply and its output reached the SuperNode
