@@ -322,7 +322,7 @@ def test_a_client_killed_on_a_device_is_restarted_there(lab, tmp_path):
     assert (restart["host"], restart["client"], restart["cause"], restart["restarted"]) == \
         ("dev0", 0, "killed by SIGKILL", True)
     assert restart["node_id"] is not None
-    assert "[launcher] clientapp exited, restart 1 of 2: killed by SIGKILL" in \
+    assert "[launcher] client exited, restart 1 of 2: killed by SIGKILL" in \
         (run_dir / "client_0" / "client.log").read_text()
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"round_{r:04d}.pt" for r in range(6)]
     assert lab.devices[0].tagged_pids(info["kill_tag"]) == []

@@ -27,7 +27,7 @@ def test_a_killed_client_restarts_and_no_round_waits_for_it(tmp_path):
         while not any(v["round"] == 2 for v in _server_events(run_dir, "server_round_start")):
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        victim = next(p for p in run_json(run_dir)["processes"] if p["role"] == "clientapp" and p["client"] == 1)
+        victim = next(p for p in run_json(run_dir)["processes"] if p["role"] == "client" and p["client"] == 1)
         first_node = re.search(r"SuperNode ID: (\d+)", (run_dir / "client_1" / "supernode.log").read_text())
         os.kill(victim["pid"], signal.SIGKILL)
         killed = time.monotonic()
@@ -42,7 +42,7 @@ def test_a_killed_client_restarts_and_no_round_waits_for_it(tmp_path):
     assert info["status"] == "finished" and info["rounds_done"] == 5
     (restart,) = info["restarts"]
     assert (restart["client"], restart["role"], restart["cause"], restart["restarted"]) == \
-        (1, "clientapp", "killed by SIGKILL", True)
+        (1, "client", "killed by SIGKILL", True)
     rounds = [v["round"] for v in _server_events(run_dir, "server_round_end")]
     assert rounds == [1, 2, 3, 4, 5]  # each round's line once
     ends = {v["round"]: v for v in _server_events(run_dir, "server_round_end")}
@@ -53,8 +53,8 @@ def test_a_killed_client_restarts_and_no_round_waits_for_it(tmp_path):
     for client in (0, 2):  # the clients that never died: one start line per round
         text = (run_dir / f"client_{client}" / "client.log").read_text()
         assert [text.count(f"[round] iteration:{r}/5 start") for r in range(1, 6)] == [1] * 5
-    assert "[launcher] clientapp exited, restart 1 of 1: killed by SIGKILL" in log
-    assert len([p for p in info["processes"] if p["role"] == "clientapp" and p["client"] == 1]) == 2
+    assert "[launcher] client exited, restart 1 of 1: killed by SIGKILL" in log
+    assert len([p for p in info["processes"] if p["role"] == "client" and p["client"] == 1]) == 2
     assert wait_until_nothing_tagged(run_dir.name) == []
 
 

@@ -393,7 +393,7 @@ def test_a_run_without_fleet_has_no_link_and_no_fleet_cgroup(tmp_path):
 
     live = LiveRun(tmp_path, "--client-num", "2", "--rounds", "1").wait(sample)
     assert live.proc.returncode == 0, live.output
-    assert "link" not in seen["roles"] and "supernode" in seen["roles"], seen["roles"]
+    assert "link" not in seen["roles"] and "client" in seen["roles"], seen["roles"]
     assert seen["groups"] == set()
     assert not any("launcher.fleet.link" in c for c in seen["children"]), seen["children"]
     info = live.info()

@@ -20,7 +20,7 @@ import pytest
 from tests.helpers import Seen, run, run_json, running, runs, start
 
 SMALL = ("--client-num", "2", "--local-epochs", "1", "--grace", "5", "--rounds", "200")
-RESTART_LINE = re.compile(r"\[launcher\] clientapp exited, restart \d+ of \d+")
+RESTART_LINE = re.compile(r"\[launcher\] (?:client|clientapp) exited, restart \d+ of \d+")
 
 
 def _wait(predicate, timeout: float, what: str) -> None:
@@ -32,7 +32,7 @@ def _wait(predicate, timeout: float, what: str) -> None:
 
 def _clientapp(run_dir: Path, client: int) -> int:
     (pid,) = [p["pid"] for p in run_json(run_dir)["processes"]
-              if p["role"] == "clientapp" and p["client"] == client and p["exit_code"] is None]
+              if p["role"] == "client" and p["client"] == client and p["exit_code"] is None]
     return pid
 
 

@@ -39,6 +39,10 @@ def test_the_app_runs_with_its_run_config_on_three_clients(app_run):
     assert "[ROUND 2/2]" in streamed and "[ROUND 3/" not in streamed  # num-server-rounds=2 reached the app
     assert "final weights" in streamed  # the ServerApp's own print
     assert wait_until_nothing_tagged("test-user-app") == []
+    # the run's end stops every client's two processes with its SIGTERM, none waited for until the SIGKILL
+    ends = {(p["role"], p["client"]): p["exit"] for p in info["processes"] if p["client"] is not None}
+    assert sorted(ends) == sorted((role, c) for c in range(3) for role in ("clientapp", "supernode")), ends
+    assert not [k for k, why in ends.items() if "SIGKILL" in why], ends
 
 
 def test_each_client_log_holds_the_apps_output_and_the_round_lines(app_run):

@@ -52,6 +52,7 @@ UNRUNG_POLL = 0.1  # when the bell could not be bound
 
 _stopping = False
 _worker: TaskWorker | None = None
+_bell_dir = None  # the client folder whose worker bell this process waits on
 
 
 def _on_term(signum, _frame) -> None:
@@ -59,6 +60,8 @@ def _on_term(signum, _frame) -> None:
     _stopping = True
     if _worker is not None:
         _worker.stop()
+    if _bell_dir is not None:  # a wait on the bell resumes after a signal (PEP 475): ring it, so the loop sees the stop
+        wake(_bell_dir, "worker")
 
 
 def quiet_telemetry() -> None:
@@ -153,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     bell = WakeupSocket(client_dir, "worker")
     # a user's app (--app) gets a fresh process per task, as under Flower's own SuperExec; the built-in app's
     # tasks share one worker (launcher.flower.task_worker)
-    global _worker
+    global _worker, _bell_dir
+    _bell_dir = client_dir
     _worker = TaskWorker(args.runtime_api, client_dir if args.app_log else None,
                          tasks_per_worker=1 if args.app_log else 0, keep_out=[bell.sock] if bell.bound else [])
     try:
