@@ -151,7 +151,7 @@ def test_cpu_quota_and_link_in_a_run(tmp_path):
                 seen["throttled"] = int(stat[stat.index("nr_throttled") + 1])
             except (OSError, psutil.Error):
                 pass
-        links, nodes = live.live("link", 1), live.live("supernode", 1)
+        links, nodes = live.live("link", 1), live.live("client", 1)
         address = live.info().get("superlink") or ""
         seen["superlink"] = int(address.rsplit(":", 1)[1]) if ":" in address else None
         if links and nodes:
