@@ -134,16 +134,17 @@ def _array_bytes(arrays: ArrayRecord) -> tuple[int, ...]:
     return tuple(len(a.data) for a in arrays.values())
 
 
-def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, began: float,
+def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, cpu_seconds: float, began: float,
                    recv: tuple[int, ...], sent: tuple[int, ...]) -> dict:
-    """This task on its profile's device: compute (measured, over the CPU share when emulated), transfer over
+    """This task on its profile's device: compute (measured; emulated: its CPU time over the CPU share, as the
+    task's wall time here would count the time it waited for a core on a loaded machine), transfer over
     the profile's link as Flower exchanges the task and its reply (simulator.exchange_clock; ``recv``/``sent``:
     each array's bytes; ``download``: its part before the task), waiting since the round started (0 emulated: each
     device starts when the round does)."""
     profile = fleet.profile_of(partition) if 0 <= partition < fleet.num_clients else UNCONSTRAINED
     profile = profile.link_at(float(config.get("fleet-time", 0.0)))  # a schedule: the link of the round's start
     emulated = config.get("fleet-clock", "real") == "emulated"
-    compute = profile.compute_seconds(seconds) if emulated else seconds
+    compute = profile.compute_seconds(cpu_seconds) if emulated else seconds
     transfer = _transfer(profile.down, profile.up, profile.latency, recv, sent)
     waiting = 0.0 if emulated else max(0.0, began - float(config.get("round-start", began)))
     return {"profile": profile.name, "compute_s": compute, "transfer_s": transfer.total_s,
@@ -154,7 +155,7 @@ def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, began: 
 def train_round(msg: Message, context: Context) -> Message:
     began = time.time()
     _ready(context)  # a worker's first task, or a client new to it: not the device's compute
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()  # all of torch's threads: one core's work
     settings, partition, _, part, model, log = _setup(msg, context)
     server_round = int(msg.content["config"]["server-round"])
     log.write("round_start", round=server_round, rounds=settings.rounds)
@@ -182,7 +183,8 @@ def train_round(msg: Message, context: Context) -> Message:
     if fleet is None:
         log.write("round_end", **line)
     else:  # an emulated device: its figures in its log, its emulated duration to the server (fleet_rounds)
-        figures = _fleet_figures(fleet, partition, msg.content["config"], seconds, began,
+        figures = _fleet_figures(fleet, partition, msg.content["config"], seconds, time.process_time() - cpu_start,
+                                 began,
                                  _array_bytes(msg.content["arrays"]), _array_bytes(arrays))
         log.write("round_end_fleet", **line, **figures)
         metrics[EMULATED_METRIC] = figures["emulated_s"]

@@ -4,6 +4,9 @@
         lab.hosts_file(slots=2)          # a devices.toml naming dev0, dev1
         lab.ssh_config                   # -F file: aliases, key, known_hosts, strict checking
         lab.devices[0].ssh("ps -e")      # what runs there, seen from there
+        with cpu_group("held", lab.devices[0].tree(), 30000):      # the device held to 0.3 core
+            with lab.devices[0].shaped("4mbit", "2mbit"):           # tc tbf each way on its veth pair
+                config = lab.delayed_config(tmp_path, {"dev0": 0.04})  # 40 ms each way in a relay
 
 Traffic goes only to the namespaces' own addresses (10.231.x.2) and to loopback.
 A device's processes are invisible to the launcher's PID namespace checks, so
@@ -13,6 +16,7 @@ only SSH can find or stop them; stopping the namespace's init ends them all.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,6 +24,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
+
+CPU_ROOT = Path("/sys/fs/cgroup/cpu")
 
 
 def available() -> str | None:
@@ -64,6 +72,27 @@ class Device:
         """Cut the device off its network, or plug it back in."""
         _sh("ip", "netns", "exec", self.namespace, "ip", "link", "set", self.interface, "up" if up else "down")
 
+    def tree(self) -> list[int]:
+        """The device's sshd (the namespace's init: unshare's child) and all it started, as this machine sees them."""
+        proc = psutil.Process(self.sshd.pid)
+        return [proc.pid] + [p.pid for p in proc.children(recursive=True)]
+
+    @contextmanager
+    def shaped(self, down: str | None, up: str | None):
+        """The device's link held by a token bucket (tc tbf, a qdisc this kernel has) each way: ``down`` what
+        leaves this machine's end of the veth pair for the device, ``up`` what leaves the device's end."""
+        host_side = "fh" + self.interface[2:]  # make_devices names the pair fh<tag>x<i> / fd<tag>x<i>
+        shapes = [(prefix, interface, rate) for prefix, interface, rate in
+                  (([], host_side, down), (["ip", "netns", "exec", self.namespace], self.interface, up)) if rate]
+        try:
+            for prefix, interface, rate in shapes:  # a qdisc shapes what leaves the interface
+                _sh(*prefix, "tc", "qdisc", "add", "dev", interface, "root", "tbf", "rate", rate,
+                    "burst", "32kbit", "latency", "400ms")
+            yield
+        finally:
+            for prefix, interface, _ in shapes:
+                subprocess.run([*prefix, "tc", "qdisc", "del", "dev", interface, "root"], capture_output=True)
+
     def ssh(self, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run(["ssh", "-F", str(self.lab.ssh_config), self.name, "--", command],
                               capture_output=True, text=True, timeout=timeout)
@@ -80,9 +109,65 @@ class Device:
 
 
 def _quote(text: str) -> str:
-    import shlex
-
     return shlex.quote(text)
+
+
+@contextmanager
+def cpu_group(name: str, pids: list[int], quota_us: int | None):
+    """A cgroup v1 cpu group holding pids (their children follow), removed after with everything moved out.
+    Its weight is the highest (cpu.shares 262144): what other sessions run on this machine's two cores
+    takes from it only what its quota leaves, so the device it holds keeps a whole core otherwise."""
+    group = CPU_ROOT / f"fl-device-test-{os.getpid()}-{name}"
+    group.mkdir()
+    try:
+        (group / "cpu.shares").write_text("262144")
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text(str(quota_us or -1))
+        for pid in pids:
+            (group / "cgroup.procs").write_text(str(pid))
+        yield group
+    finally:
+        deadline = time.monotonic() + 10
+        while True:
+            for pid in (group / "cgroup.procs").read_text().split():
+                try:
+                    (CPU_ROOT / "cgroup.procs").write_text(pid)
+                except OSError:
+                    pass
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
+# A ProxyCommand that holds every chunk ``delay`` seconds each way (this kernel has no netem): a pipe, not
+# stop-and-wait. argv: HOST PORT DELAY.
+RELAY = r"""
+import os, queue, socket, sys, threading, time
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+delay = float(sys.argv[3])
+def pump(read, write, done):
+    due = queue.Queue()
+    def later():
+        while (item := due.get()) is not None:
+            time.sleep(max(0.0, item[0] - time.monotonic()))
+            write(item[1])
+        done()
+    writer = threading.Thread(target=later)
+    writer.start()
+    while data := read():
+        due.put((time.monotonic() + delay, data))
+    due.put(None)
+    return writer
+up = threading.Thread(target=pump, args=(lambda: os.read(0, 65536), sock.sendall,
+                                         lambda: sock.shutdown(socket.SHUT_WR)))
+up.start()
+pump(lambda: sock.recv(65536), lambda data: os.write(1, data), lambda: None).join()
+os._exit(0)
+"""
 
 
 @dataclass
@@ -90,6 +175,20 @@ class Lab:
     folder: Path
     ssh_config: Path
     devices: list[Device]
+
+    def delayed_config(self, folder: Path, delays: dict[str, float]) -> Path:
+        """An ssh config whose named devices go through a relay holding every chunk DELAY s each way, so all
+        that travels over SSH (the run's tunnel too) is delayed as on a link with that one-way latency."""
+        relay = Path(folder) / "relay.py"
+        relay.write_text(RELAY)
+        text = self.ssh_config.read_text()
+        for device in self.devices:
+            if device.name in delays:
+                proxy = f"  ProxyCommand {sys.executable} {relay} {device.address} 22 {delays[device.name]}\n"
+                text = text.replace(f"Host {device.name}\n", f"Host {device.name}\n{proxy}")
+        config = Path(folder) / "ssh_config_delayed"
+        config.write_text(text)
+        return config
 
     def hosts_file(self, slots: int = 1, extra: str = "") -> Path:
         path = self.folder / "devices.toml"

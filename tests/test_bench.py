@@ -1,22 +1,16 @@
 """fl-launch --check --bench on the namespace devices: a fleet.toml of them, and its CPU figure against a CPU quota."""
 
-import os
-import subprocess
-import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
 import pytest
 
 from launcher.devices.bench import Compute, DeviceBench, Link, fleet_toml
 from launcher.fleet.profiles import read_fleet
 from tests import devices as lab_devices
+from tests.devices import CPU_ROOT, cpu_group
 from tests.helpers import run
 
 needs_lab = pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available()))
-CPU_ROOT = Path("/sys/fs/cgroup/cpu")
 
 
 @pytest.fixture(scope="module")
@@ -57,49 +51,13 @@ def test_bench_prints_a_fleet_file_with_one_profile_per_device(lab, tmp_path):
     print(result.stdout)
 
 
-def _tree(pid: int) -> list[int]:
-    proc = psutil.Process(pid)
-    return [pid] + [p.pid for p in proc.children(recursive=True)]
-
-
-@contextmanager
-def cpu_group(name: str, pids: list[int], quota_us: int | None):
-    """A cgroup v1 cpu group holding pids (their children follow), removed after with everything moved out.
-    Its weight is the highest (cpu.shares 262144): what other sessions run on this machine's two cores
-    takes from it only what its quota leaves, so the device it holds keeps a whole core otherwise."""
-    group = CPU_ROOT / f"fl-bench-test-{os.getpid()}-{name}"
-    group.mkdir()
-    try:
-        (group / "cpu.shares").write_text("262144")
-        (group / "cpu.cfs_period_us").write_text("100000")
-        (group / "cpu.cfs_quota_us").write_text(str(quota_us or -1))
-        for pid in pids:
-            (group / "cgroup.procs").write_text(str(pid))
-        yield group
-    finally:
-        deadline = time.monotonic() + 10
-        while True:
-            for pid in (group / "cgroup.procs").read_text().split():
-                try:
-                    (CPU_ROOT / "cgroup.procs").write_text(pid)
-                except OSError:
-                    pass
-            try:
-                group.rmdir()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-
 @pytest.fixture
 def half_core(lab):
     """dev0's sshd (the namespace's init: unshare's child) and all it starts held to 0.5 core by a cgroup v1
     cpu quota (50000 of 100000 us); dev1's in a group of its own without a quota."""
     if not (CPU_ROOT / "cpu.cfs_quota_us").exists():
         pytest.skip("no cgroup v1 cpu controller")
-    held, whole = (_tree(device.sshd.pid) for device in lab.devices)
+    held, whole = (device.tree() for device in lab.devices)
     with cpu_group("held", held, 50000) as group, cpu_group("whole", whole, None):
         yield group
 
@@ -107,7 +65,7 @@ def half_core(lab):
 @needs_lab
 @pytest.mark.slow
 def test_a_device_held_to_half_a_core_measures_half_the_cpu_of_the_other(lab, tmp_path, half_core):
-    held = set(_tree(lab.devices[0].sshd.pid))
+    held = set(lab.devices[0].tree())
     assert held <= {int(p) for p in (half_core / "cgroup.procs").read_text().split()}
     ratios = []
     for _ in range(3):  # other tests share this machine's two cores: a busy moment may spoil one measurement
@@ -124,62 +82,23 @@ def test_a_device_held_to_half_a_core_measures_half_the_cpu_of_the_other(lab, tm
 
 @pytest.fixture
 def shaped_link(lab):
-    """dev1's link held by a token bucket (tc tbf, a qdisc this kernel has) each way: 8 Mbit/s down, 16 up."""
-    device = lab.devices[1]
-    host_side = "fh" + device.interface[2:]  # tests/devices.py names the pair fh<tag>x<i> / fd<tag>x<i>
-    shapes = [([], host_side, "16mbit"), (["ip", "netns", "exec", device.namespace], device.interface, "8mbit")]
-    try:
-        for prefix, interface, rate in shapes:  # a qdisc shapes what leaves the interface
-            subprocess.run([*prefix, "tc", "qdisc", "add", "dev", interface, "root", "tbf", "rate", rate,
-                            "burst", "32kbit", "latency", "400ms"], check=True, capture_output=True)
-        yield 8e6, 16e6
-    finally:
-        for prefix, interface, _ in shapes:
-            subprocess.run([*prefix, "tc", "qdisc", "del", "dev", interface, "root"], capture_output=True)
-
-
-RELAY = r"""
-import os, queue, socket, sys, threading, time
-sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-delay = float(sys.argv[3])
-def pump(read, write, done):
-    due = queue.Queue()
-    def later():
-        while (item := due.get()) is not None:
-            time.sleep(max(0.0, item[0] - time.monotonic()))
-            write(item[1])
-        done()
-    writer = threading.Thread(target=later)
-    writer.start()
-    while data := read():
-        due.put((time.monotonic() + delay, data))
-    due.put(None)
-    return writer
-up = threading.Thread(target=pump, args=(lambda: os.read(0, 65536), sock.sendall,
-                                         lambda: sock.shutdown(socket.SHUT_WR)))
-up.start()
-pump(lambda: sock.recv(65536), lambda data: os.write(1, data), lambda: None).join()
-os._exit(0)
-"""
+    """dev1's link held by a token bucket each way: 16 Mbit/s down (to the device), 8 up (from it)."""
+    with lab.devices[1].shaped("16mbit", "8mbit"):
+        yield 16e6, 8e6
 
 
 @pytest.fixture
 def delayed_config(lab, tmp_path):
     """An ssh config whose dev0 goes through a relay that holds every chunk 30 ms each way (ProxyCommand)."""
-    relay = tmp_path / "relay.py"
-    relay.write_text(RELAY)
-    device = lab.devices[0]
-    config = tmp_path / "ssh_config"
-    proxy = f"  ProxyCommand {sys.executable} {relay} {device.address} 22 0.03\n"
-    config.write_text(lab.ssh_config.read_text().replace(f"Host {device.name}\n", f"Host {device.name}\n{proxy}"))
-    return config, 0.03
+    return lab.delayed_config(tmp_path, {lab.devices[0].name: 0.03}), 0.03
 
 
 @needs_lab
 @pytest.mark.slow
 def test_links_delayed_or_held_by_a_token_bucket_measure_as_they_are_held(lab, tmp_path, delayed_config,
                                                                           shaped_link):
-    """dev0: 30 ms each way in a relay (the kernel has no netem); dev1: a token bucket each way (tc tbf)."""
+    """dev0: 30 ms each way in a relay (the kernel has no netem); dev1: a token bucket each way (tc tbf), the
+    device's download (down: this machine to it) twice its upload, as a fleet file means them."""
     (config, delay), (down, up) = delayed_config, shaped_link
     result = run("fl-launch", "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(config),
                  "--check", "--bench", timeout=240)

@@ -12,9 +12,10 @@ spoils a window, not the figure). cpu = this machine's time per batch / the devi
 floored at 0.01 (launcher.fleet.profiles reads a share of one core of this machine).
 There: wall time per batch, so that a device held to part of a core (a quota, a slow clock) shows it.
 Here: CPU time per batch, one whole core's figure even while other work shares this machine's cores.
-The link: one SSH master connection per device; down is `head -c N /dev/zero` read back here, up is N
-bytes fed to `wc -c` there (less the time of an empty such command), each N grown until the transfer
-lasts LINK_SECONDS; latency is half the median round trip of one byte echoed by `cat` in an open session.
+The link: one SSH master connection per device; down (the device's download, as a fleet file means it) is
+N bytes fed to `wc -c` there (the time of N less that of N/4: the session's set-up overlaps the bytes), up is
+`head -c N /dev/zero` read back here, each N grown until the transfer lasts LINK_SECONDS; latency is half the
+median round trip of one byte echoed by `cat` in an open session.
 Devices are timed one after another, so that devices sharing this machine's cores or network (test
 namespaces) do not slow each other.
 
@@ -132,8 +133,8 @@ class Compute:
 
 @dataclass(frozen=True)
 class Link:
-    down: float     # bits per second, device -> here
-    up: float       # bits per second, here -> device
+    down: float     # bits per second, here -> device: the device's download, as a fleet file's down
+    up: float       # bits per second, device -> here
     rtt: float      # seconds, one byte there and back
     down_bytes: int
     up_bytes: int
@@ -224,7 +225,9 @@ def probe_here(spec: BenchSpec) -> Probe:
 
 def probe_there(device: Device, ssh_config: str | None, spec: BenchSpec, here: Probe) -> Probe:
     python = remote_path(device.python) if device.python.startswith("~") else shlex.quote(device.python)
-    command = f"{python} -c {shlex.quote(COMPUTE_PROBE)} {shlex.quote(_spec_json(spec, here))}"
+    env = " ".join(shlex.quote(f"{k}={v}") for k, v in device.env.items())  # as the run's processes there
+    command = (f"{'env ' + env + ' ' if env else ''}{python} -c {shlex.quote(COMPUTE_PROBE)} "
+               f"{shlex.quote(_spec_json(spec, here))}")
     return Probe([*Ssh(device, ssh_config).argv(), "--", command], device.host)
 
 
@@ -264,8 +267,9 @@ class Master:
             pass
         os.rmdir(self.folder)
 
-    def down(self, size: int) -> tuple[int, float]:
-        """Bytes read back and seconds from the first chunk to the end (the bytes after the first chunk)."""
+    def fetch(self, size: int) -> tuple[int, float]:
+        """The device's upload: bytes read back and seconds from the first chunk to the end (the bytes after
+        the first chunk)."""
         proc = subprocess.Popen(self.argv(f"head -c {size} /dev/zero"), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         total = first = 0
@@ -277,11 +281,11 @@ class Master:
         elapsed = time.perf_counter() - started
         proc.stdout.close()
         if proc.wait(timeout=30) != 0 or total != size:
-            raise OSError(f"down: {total} of {size} bytes came back")
+            raise OSError(f"up: {total} of {size} bytes came back")
         return total - first, elapsed
 
-    def up(self, size: int) -> float:
-        """Seconds to feed size bytes to `wc -c` there and read its count back."""
+    def send(self, size: int) -> float:
+        """The device's download: seconds to feed size bytes to `wc -c` there and read its count back."""
         started = time.perf_counter()
         proc = subprocess.Popen(self.argv("wc -c"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)
@@ -294,7 +298,7 @@ class Master:
         elapsed = time.perf_counter() - started
         proc.stdout.close()
         if proc.wait(timeout=30) != 0 or counted.split()[:1] != [str(size).encode()]:
-            raise OSError(f"up: the device counted {counted.decode(errors='replace').strip()!r} of {size} bytes")
+            raise OSError(f"down: the device counted {counted.decode(errors='replace').strip()!r} of {size} bytes")
         return elapsed
 
     def round_trips(self, count: int) -> list[float]:
@@ -331,9 +335,12 @@ def measure_link(ssh: Ssh, seconds: float = LINK_SECONDS) -> Link:
     master = Master(ssh)
     try:
         rtt = statistics.median(master.round_trips(ECHOES))
-        down_bytes, down_s = _grown(master.down, seconds)
-        empty = min(master.up(0) for _ in range(3))  # opening a session, starting wc, its answer
-        up_bytes, up_s = _grown(lambda n: (n, max(master.up(n) - empty, 1e-6)), seconds)
+        up_bytes, up_s = _grown(master.fetch, seconds)
+        empty = min(master.send(0) for _ in range(3))  # opening a session, starting wc, its answer
+        size, _ = _grown(lambda n: (n, max(master.send(n) - empty, 1e-6)), seconds)
+        # The rate: the difference between sending size and a quarter of it. Less an empty session's time it read
+        # 30% fast over a 40 ms link: ssh sends the bytes while the session's set-up is still under way.
+        down_bytes, down_s = size - size // 4, max(master.send(size) - master.send(size // 4), 1e-6)
     finally:
         master.close()
     return Link(down=8 * down_bytes / down_s, up=8 * up_bytes / up_s, rtt=rtt, down_bytes=down_bytes,
