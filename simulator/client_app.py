@@ -148,7 +148,7 @@ def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, cpu_sec
     transfer = _transfer(profile.down, profile.up, profile.latency, recv, sent)
     waiting = 0.0 if emulated else max(0.0, began - float(config.get("round-start", began)))
     return {"profile": profile.name, "compute_s": compute, "transfer_s": transfer.total_s,
-            "download_s": transfer.down_s, "waiting_s": waiting, "emulated_s": compute + transfer.total_s}
+            "download_s": transfer.before_task_s, "waiting_s": waiting, "emulated_s": compute + transfer.total_s}
 
 
 @app.train()
