@@ -24,7 +24,7 @@ from contract.fleet import FLEET_FILE, UNCONSTRAINED, Fleet, Profile, read_fleet
 from contract.loglines import LogWriter, client_log_path, write_ray_node
 from contract.run_settings import RunSettings, node_paths
 from simulator.client_data import Partition, load_partition
-from simulator.exchange_clock import ExchangeTimes, exchange_times
+from simulator.exchange_clock import ExchangeTimes, exchange_times, node_work_seconds
 from simulator.fleet_rounds import EMULATED_METRIC
 from simulator.model import model_for
 from simulator.training import evaluate, predict, train, warm_up
@@ -146,9 +146,11 @@ def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, cpu_sec
     emulated = config.get("fleet-clock", "real") == "emulated"
     compute = profile.compute_seconds(cpu_seconds) if emulated else seconds
     transfer = _transfer(profile.down, profile.up, profile.latency, recv, sent)
+    node = node_work_seconds(profile) if transfer.total_s else 0.0  # a device's node: its exchange's own work
     waiting = 0.0 if emulated else max(0.0, began - float(config.get("round-start", began)))
-    return {"profile": profile.name, "compute_s": compute, "transfer_s": transfer.total_s,
-            "download_s": transfer.before_task_s, "waiting_s": waiting, "emulated_s": compute + transfer.total_s}
+    return {"profile": profile.name, "compute_s": compute, "transfer_s": transfer.total_s + node,
+            "download_s": transfer.before_task_s + node / 2, "waiting_s": waiting,
+            "emulated_s": compute + transfer.total_s + node}
 
 
 @app.train()

@@ -22,8 +22,10 @@ and the SuperLink), so that virtual mode predicts the round times process mode m
   object not there yet is tried again after 1 s, then 2, 4, ... at most 10 s, each with +-20% jitter, its
   backoff starting afresh for each object. The reply is held when the last object is pulled: the mean over
   JITTER_DRAWS seeded draws of that jitter (a deterministic figure; a real run varies around it).
-Left out: the SuperNode's and task host's local work (their CPU share slows it in process mode), a round's
-replies pulled one message after another by the server (the first one's backoff delays the rest).
+The node's own work (its SuperNode's and task host's, NODE_WORK_S of a core per task, node_work_seconds at its
+CPU share) is added beside these by the client's figures (simulator.client_app), half before the task.
+Left out: a round's replies pulled one message after another by the server (the first one's backoff delays the
+rest).
 The Flower constants this copies are pinned by tests/test_flower_internals.py.
 """
 
@@ -53,6 +55,11 @@ SMALL_OBJECTS = (100, 300, 600)  # the config or metric record, the RecordDict, 
 MESSAGE_CALL = 1500          # PullMessages' reply, PushMessages' request: the message head and object tree
 
 JITTER_DRAWS = 32
+# A node's own work per task, at a whole core of this machine: its SuperNode pulling, storing and pushing the
+# objects, its task host fetching the task and handing the reply back (the task's decoding is its compute).
+# Measured 2026-12-06 (benchmarks.closed_loop, 250 kB model): process mode's rounds, where that work runs under
+# the client's share, ran 0.72 s past this clock's at cpu 0.36, and devices held to 0.3 core 1.1 s: ~0.25 s.
+NODE_WORK_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -217,6 +224,11 @@ def _server_pulls(start: float, arrived: list[float], rng: random.Random) -> flo
             delay = min(delay * 2, BACKOFF_CAP)
         free[w] = t
     return max(free)
+
+
+def node_work_seconds(profile) -> float:
+    """NODE_WORK_S as the profile's CPU share takes it (split evenly around the task: receiving, replying)."""
+    return NODE_WORK_S / profile.cpu if getattr(profile, "cpu", None) else NODE_WORK_S
 
 
 def exchange_times(profile, down: Sequence[int], up: Sequence[int], seed: int = 0) -> ExchangeTimes:
