@@ -49,7 +49,7 @@ class DeviceLimits:
 
 
 DEVICES = (DeviceLimits(cpu=0.3, down="4mbit", up="2mbit", latency=0.04),
-           DeviceLimits(cpu=0.7, down="16mbit", up="8mbit", latency=0.01))
+           DeviceLimits(cpu=0.5, down="16mbit", up="8mbit", latency=0.01))
 
 
 @dataclass
@@ -141,7 +141,7 @@ def _run_dir_of(log_dir: Path) -> Path:
 
 
 def closed_loop(folder: Path, devices: tuple[DeviceLimits, ...] = DEVICES, slots: int = 1,
-                rounds: int = 4) -> Loop:
+                rounds: int = 5) -> Loop:
     """The three steps on devices made under ``folder``; the Loop holds their figures (or its problems)."""
     from tests import devices as lab_devices  # the device tests' namespaces, sshd and link shaping
 
@@ -190,7 +190,7 @@ def _bench(hosts: tuple[str, ...]):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--slots", type=int, default=1, help="clients per device")
     parser.add_argument("--keep", metavar="DIR", help="run in DIR and keep its run folders")
     args = parser.parse_args()

@@ -18,11 +18,11 @@ pytestmark = [pytest.mark.skipif(lab_devices.available() is not None, reason=str
 
 
 def test_a_fleet_benched_on_devices_predicts_their_rounds_and_tasks_in_both_modes(tmp_path):
-    loop = closed_loop(tmp_path, rounds=4)
+    loop = closed_loop(tmp_path, rounds=5)
     assert not loop.problems, loop.problems
     print(loop.fleet_toml, loop.table(), f"load: {loop.load}", sep="\n")
     real = loop.real
-    assert sorted(real.rounds) == [1, 2, 3, 4] and all(len(real.tasks[c]) == 4 for c in range(loop.clients))
+    assert sorted(real.rounds) == [1, 2, 3, 4, 5] and all(len(real.tasks[c]) == 5 for c in range(loop.clients))
     for mode, predicted in (("process", loop.process), ("virtual", loop.virtual)):
         assert predicted is not None, mode
         assert abs(loop.round_ratio(predicted) - 1) <= ROUND_BOUND, (mode, loop.table())

@@ -255,17 +255,18 @@ def test_a_deadline_cuts_the_profile_4x_slower(deadline_run):
 
 
 def test_emulated_compute_at_a_quarter_core_is_4x_the_measured(deadline_run):
+    """Every client trains the same work (40 samples, the same model): its CPU time, the emulated compute times
+    the share, is alike for both profiles, so a quarter core's compute is 4x a whole core's. (The wall time
+    beside it counts the wait for a core on a loaded machine: at load 12 CPU time was 0.14-0.45 of it.)"""
     run_dir, fleet = deadline_run
-    ratios = {"fast": [], "slow": []}
+    cpu_seconds = {"fast": [], "slow": []}
     for client in range(10):
+        profile = fleet.profile_of(client)
         for line in _client_ends(run_dir, client).values():
-            if line["time"] >= 0.02:  # 3 decimals logged: leave out times too short to read a ratio from
-                ratios[line["profile"]].append(line["compute"] / line["time"])
-    assert ratios["fast"] and ratios["slow"]
-    # compute is the task's CPU time over the share, time its wall time (CPU time and the wait for a core here)
-    assert all(0.5 <= r <= 1.01 for r in ratios["fast"]), ratios
-    assert all(2.0 <= r <= 4.04 for r in ratios["slow"]), ratios
-    assert statistics.mean(ratios["slow"]) / statistics.mean(ratios["fast"]) == pytest.approx(4.0, rel=0.2), ratios
+            assert line["compute"] <= line["time"] / profile.cpu * 1.01 + 0.003, line  # CPU time <= wall time
+            cpu_seconds[line["profile"]].append(line["compute"] * profile.cpu)
+    fast, slow = (statistics.median(cpu_seconds[p]) for p in ("fast", "slow"))
+    assert slow / fast == pytest.approx(1.0, rel=0.3), cpu_seconds
 
 
 def test_a_round_with_too_few_replies_by_the_deadline_fails_and_the_run_goes_on(tmp_path):

@@ -46,7 +46,7 @@ from launcher.fleet.units import format_rate
 
 COMPUTE_SECONDS = 1.0  # one window
 WINDOWS = 3
-LINK_SECONDS = 0.4
+LINK_SECONDS = 0.8
 LINK_FIRST = 64 * 1024
 LINK_MAX = 256 * 2**20
 ECHOES = 15
