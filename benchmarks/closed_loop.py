@@ -153,8 +153,8 @@ def closed_loop(folder: Path, devices: tuple[DeviceLimits, ...] = DEVICES, slots
             stack.enter_context(lab_devices.cpu_group(f"loop{i}", device.tree(), round(limits.cpu * 100000)))
             stack.enter_context(device.shaped(limits.down, limits.up))
         config = lab.delayed_config(folder, {d.name: limits.latency for d, limits in zip(lab.devices, devices)})
-        here = f'env = {{ PYTHONPATH = "{Path(__file__).resolve().parents[1]}" }}'  # this checkout's code there
-        hosts = ("--hosts", str(lab.hosts_file(slots=slots, extra=here)), "--ssh-config", str(config))
+        hosts = ("--hosts", str(lab.hosts_file(slots=slots, extra=lab_devices.THIS_CHECKOUT)), "--ssh-config",
+                 str(config))
 
         loop.load.append(_load())
         bench = _bench(hosts)

@@ -28,6 +28,8 @@ from pathlib import Path
 import psutil
 
 CPU_ROOT = Path("/sys/fs/cgroup/cpu")
+# a hosts file's [defaults] line: the devices' agents (and --bench's probes) run this checkout's code, as here
+THIS_CHECKOUT = f'env = {{ PYTHONPATH = "{Path(__file__).resolve().parents[1]}" }}'
 
 
 def available() -> str | None:

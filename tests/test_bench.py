@@ -7,7 +7,7 @@ import pytest
 from launcher.devices.bench import Compute, DeviceBench, Link, fleet_toml
 from launcher.fleet.profiles import read_fleet
 from tests import devices as lab_devices
-from tests.devices import CPU_ROOT, cpu_group
+from tests.devices import CPU_ROOT, THIS_CHECKOUT, cpu_group
 from tests.helpers import run
 
 needs_lab = pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available()))
@@ -20,8 +20,8 @@ def lab(tmp_path_factory):
 
 
 def bench(lab, tmp_path, slots=2):
-    result = run("fl-launch", "--hosts", str(lab.hosts_file(slots=slots)), "--ssh-config", str(lab.ssh_config),
-                 "--check", "--bench", timeout=240)
+    result = run("fl-launch", "--hosts", str(lab.hosts_file(slots=slots, extra=THIS_CHECKOUT)), "--ssh-config",
+                 str(lab.ssh_config), "--check", "--bench", timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     path = tmp_path / "fleet.toml"
     path.write_text(result.stdout)
@@ -100,7 +100,7 @@ def test_links_delayed_or_held_by_a_token_bucket_measure_as_they_are_held(lab, t
     """dev0: 30 ms each way in a relay (the kernel has no netem); dev1: a token bucket each way (tc tbf), the
     device's download (down: this machine to it) twice its upload, as a fleet file means them."""
     (config, delay), (down, up) = delayed_config, shaped_link
-    result = run("fl-launch", "--hosts", str(lab.hosts_file(slots=1)), "--ssh-config", str(config),
+    result = run("fl-launch", "--hosts", str(lab.hosts_file(slots=1, extra=THIS_CHECKOUT)), "--ssh-config", str(config),
                  "--check", "--bench", timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     print(result.stdout)
