@@ -75,8 +75,8 @@ def _check_figures(line: dict, profile: Profile, emulated_compute: bool) -> None
     upload: its pull backoff doubles from 1 s, so the try after the upload lands comes at most one step
     (<= 1.2 x the upload's time + 1.2 s, with jitter) later."""
     if emulated_compute:  # the task's CPU time over the share: at most its wall time's, which on a shared
-        share = profile.cpu or 1.0  # machine also counts waiting for a core (at least half of it is CPU here)
-        assert 0.5 * line["time"] / share - 0.003 <= line["compute"] <= line["time"] / share * 1.01 + 0.003, line
+        share = profile.cpu or 1.0  # machine also counts waiting for a core (at load 12 it was 2-7x the CPU time)
+        assert 0 < line["compute"] <= line["time"] / share * 1.01 + 0.003, line
     else:
         assert line["compute"] == pytest.approx(line["time"], rel=0.01, abs=0.003)
     assert line["emulated"] == pytest.approx(line["compute"] + line["transfer"], abs=0.0005)
