@@ -40,8 +40,8 @@ BASE = "fl-launch-fleet"
 PERIOD_US = 100_000
 # The highest CPU weight (v1 cpu.shares, v2 cpu.weight), on a client's group and the groups above it that we
 # make: a share is then the client's to use whatever else runs on this machine, as a device's core is its own
-# (at the default weight a client held to 0.3 got a twentieth of a core beside other work: tasks 13x slower
-# than the device it stood for); its quota still caps it.
+# (at the default weight, beside other sessions' work at load 12, clients held to 0.35 and 0.87 ran their tasks
+# 4x and 12x slower than the devices they stood for: benchmarks.closed_loop); its quota still caps it.
 V1_SHARES, V2_WEIGHT = "262144", "10000"
 
 
