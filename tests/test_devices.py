@@ -18,11 +18,10 @@ import pytest
 from benchmarks.femnist_files import write_mindspore
 from launcher.pyenv.python_facts import canonical_name
 from tests import devices as lab_devices
+from tests.devices import THIS_CHECKOUT
 from tests.helpers import Seen, run, run_json, running, runs, wait_until_nothing_tagged
 from tests.test_user_app import APP
 
-# the devices' agents run this checkout's code, as the launcher here does
-THIS_CHECKOUT = f'env = {{ PYTHONPATH = "{Path(__file__).resolve().parents[1]}" }}'
 pytestmark = [pytest.mark.skipif(lab_devices.available() is not None, reason=str(lab_devices.available())),
               pytest.mark.slow]
 
