@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import select
 import socket
+from collections.abc import Collection
 from pathlib import Path
 
 SERVER_PUSHED = b"s"  # the ServerApp pushed messages for this node
@@ -72,7 +73,8 @@ def wake(client_dir: str | Path, role: str, what: bytes = RUNG) -> None:
             pass
 
 
-def wake_all(run_dir: str | Path, role: str, what: bytes = RUNG) -> None:
-    """Ring the bell of every client folder of a run (those on this host hear it)."""
+def wake_all(run_dir: str | Path, role: str, what: bytes = RUNG, skip: Collection[str] = ()) -> None:
+    """Ring the bell of every client folder of a run (those on this host hear it), but those named in skip."""
     for client_dir in Path(run_dir).glob("client_*"):
-        wake(client_dir, role, what)
+        if client_dir.name not in skip:
+            wake(client_dir, role, what)

@@ -25,7 +25,7 @@ from contract.loglines import LogWriter, client_log_path, write_ray_node
 from contract.run_settings import RunSettings, node_paths
 from simulator.client_data import Partition, load_partition
 from simulator.device import TaskDevice, peak_gpu_mib, release, reset_peak, task_device
-from simulator.exchange_clock import ExchangeTimes, exchange_times
+from simulator.exchange_clock import ExchangeTimes, exchange_times, node_work_seconds
 from simulator.fleet_rounds import EMULATED_METRIC
 from simulator.model import model_for
 from simulator.training import evaluate, predict, train, warm_up
@@ -154,20 +154,23 @@ def _array_bytes(arrays: ArrayRecord) -> tuple[int, ...]:
     return tuple(len(a.data) for a in arrays.values())
 
 
-def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, began: float,
+def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, cpu_seconds: float, began: float,
                    recv: tuple[int, ...], sent: tuple[int, ...]) -> dict:
-    """This task on its profile's device: compute (measured, over the CPU share when emulated), transfer over
+    """This task on its profile's device: compute (measured; emulated: its CPU time over the CPU share, as the
+    task's wall time here would count the time it waited for a core on a loaded machine), transfer over
     the profile's link as Flower exchanges the task and its reply (simulator.exchange_clock; ``recv``/``sent``:
     each array's bytes; ``download``: its part before the task), waiting since the round started (0 emulated: each
     device starts when the round does)."""
     profile = fleet.profile_of(partition) if 0 <= partition < fleet.num_clients else UNCONSTRAINED
     profile = profile.link_at(float(config.get("fleet-time", 0.0)))  # a schedule: the link of the round's start
     emulated = config.get("fleet-clock", "real") == "emulated"
-    compute = profile.compute_seconds(seconds) if emulated else seconds
+    compute = profile.compute_seconds(cpu_seconds) if emulated else seconds
     transfer = _transfer(profile.down, profile.up, profile.latency, recv, sent)
+    node = node_work_seconds(profile) if transfer.total_s else 0.0  # a device's node: its exchange's own work
     waiting = 0.0 if emulated else max(0.0, began - float(config.get("round-start", began)))
-    return {"profile": profile.name, "compute_s": compute, "transfer_s": transfer.total_s,
-            "download_s": transfer.down_s, "waiting_s": waiting, "emulated_s": compute + transfer.total_s}
+    return {"profile": profile.name, "compute_s": compute, "transfer_s": transfer.total_s + node,
+            "download_s": transfer.before_task_s + node / 2, "waiting_s": waiting,
+            "emulated_s": compute + transfer.total_s + node}
 
 
 def on_gpu(handler):
@@ -187,7 +190,7 @@ def on_gpu(handler):
 def train_round(msg: Message, context: Context) -> Message:
     began = time.time()
     _ready(context)  # a worker's first task, or a client new to it: not the device's compute
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()  # all of torch's threads: one core's work
     settings, partition, _, part, model, log, dev = _setup(msg, context)
     server_round = int(msg.content["config"]["server-round"])
     log.write("round_start", round=server_round, rounds=settings.rounds)
@@ -217,7 +220,8 @@ def train_round(msg: Message, context: Context) -> Message:
     elif fleet is None:
         log.write("round_end", **line)
     else:  # an emulated device: its figures in its log, its emulated duration to the server (fleet_rounds)
-        figures = _fleet_figures(fleet, partition, msg.content["config"], seconds, began,
+        figures = _fleet_figures(fleet, partition, msg.content["config"], seconds, time.process_time() - cpu_start,
+                                 began,
                                  _array_bytes(msg.content["arrays"]), _array_bytes(arrays))
         log.write("round_end_fleet", **line, **figures)
         metrics[EMULATED_METRIC] = figures["emulated_s"]

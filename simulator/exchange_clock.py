@@ -1,7 +1,8 @@
 """How long Flower 1.41 takes to move one task's messages over an emulated link: the emulated clock's transfer.
 
     times = exchange_times(profile, down=[600, 9600, 192000], up=[600, 9600, 192000])  # each array's bytes
-    times.down_s     # round start -> the node holds the task (pull the message, pull its objects, confirm)
+    times.wait_s     # round start -> the node's next pull (a device's node pulls every 3 s while idle)
+    times.down_s     # then -> the node holds the task (pull the message, pull its objects, confirm)
     times.up_s       # reply ready -> the server holds all of it (push the message and its objects; the
                      # server's own pulls of those objects, each retried with Flower's backoff until it is there)
     times.total_s    # what the profile's link adds to a task: the "transfer" of its round end line
@@ -12,14 +13,19 @@ and the SuperLink), so that virtual mode predicts the round times process mode m
   chunks of at most 5 MiB and a head, then the records, then the message. Each pull or push of an object is
   one HTTP request (about 0.9 kB up) and its reply; two run at once (Flower's object pull and push pools) and
   share the link's rate while both send (processor sharing, as the emulator's one bucket per way does).
-- Down: PullMessages (the message and its object tree), the objects, ConfirmMessageReceived.
+- Down: the node's next pull: a device's SuperNode pulls every NODE_IDLE_PULL s while idle (no bell reaches it
+  from another machine; in process mode a client behind a shaped link is not rung either), so a round's message
+  waits half of that cycle (the sleep and an empty pull's exchange) on average; then PullMessages (the message
+  and its object tree), the objects, ConfirmMessageReceived.
 - Up: PushMessages, then the objects; the server sees the reply message once PushMessages has arrived (it
   polls every 0.1 s: half of that on average), pulls its objects two at a time in the same order, and an
   object not there yet is tried again after 1 s, then 2, 4, ... at most 10 s, each with +-20% jitter, its
   backoff starting afresh for each object. The reply is held when the last object is pulled: the mean over
   JITTER_DRAWS seeded draws of that jitter (a deterministic figure; a real run varies around it).
-Left out: the SuperNode's and task host's local work (their CPU share slows it in process mode), a round's
-replies pulled one message after another by the server (the first one's backoff delays the rest).
+The node's own work (its SuperNode's and task host's, NODE_WORK_S of a core per task, node_work_seconds at its
+CPU share) is added beside these by the client's figures (simulator.client_app), half before the task.
+Left out: a round's replies pulled one message after another by the server (the first one's backoff delays the
+rest).
 The Flower constants this copies are pinned by tests/test_flower_internals.py.
 """
 
@@ -37,6 +43,7 @@ INITIAL_BACKOFF = 1.0        # flwr.supercore.constant.PULL_INITIAL_BACKOFF
 BACKOFF_CAP = 10.0           # PULL_BACKOFF_CAP
 JITTER = 0.2                 # inflatable_utils.pull_objects: delay * (1 + uniform(-0.2, 0.2))
 SERVER_POLL = 0.1            # simulator.deadline_grid.POLL_SECONDS: the server's wait between reply pulls
+NODE_IDLE_PULL = 3.0         # flwr.supernode.start_client_internal: a node whose pull brought nothing sleeps 3 s
 
 # Bytes on the wire, measured through the link emulator (one HTTP request or reply each)
 REQUEST = 900                # an object pull, a confirmation, ... (request line, headers, protobuf)
@@ -48,16 +55,26 @@ SMALL_OBJECTS = (100, 300, 600)  # the config or metric record, the RecordDict, 
 MESSAGE_CALL = 1500          # PullMessages' reply, PushMessages' request: the message head and object tree
 
 JITTER_DRAWS = 32
+# A node's own work per task, at a whole core of this machine: its SuperNode pulling, storing and pushing the
+# objects, its task host fetching the task and handing the reply back (the task's decoding is its compute).
+# Measured 2026-12-06 (benchmarks.closed_loop, 250 kB model): process mode's rounds, where that work runs under
+# the client's share, ran 0.72 s past this clock's at cpu 0.36, and devices held to 0.3 core 1.1 s: ~0.25 s.
+NODE_WORK_S = 0.25
 
 
 @dataclass(frozen=True)
 class ExchangeTimes:
     down_s: float
     up_s: float
+    wait_s: float = 0.0  # before down_s: the round's message waiting for the node's next idle pull
 
     @property
     def total_s(self) -> float:
-        return self.down_s + self.up_s
+        return self.wait_s + self.down_s + self.up_s
+
+    @property
+    def before_task_s(self) -> float:
+        return self.wait_s + self.down_s
 
 
 def message_objects(array_bytes: Sequence[int]) -> list[int]:
@@ -161,6 +178,16 @@ def _download(down: float | None, up: float | None, latency: float, sizes: list[
     return end[0]
 
 
+def _idle_wait(down: float | None, up: float | None, latency: float) -> float:
+    """The mean wait of a round's message for the node's next pull: half of an idle cycle (its sleep, then an
+    empty PullMessages there and back)."""
+    link = _Link({"down": down, "up": up}, latency)
+    end = [0.0]
+    link.send("up", 0.0, REQUEST, lambda t1: link.send("down", t1, REPLY, lambda t2: end.__setitem__(0, t2)))
+    link.run()
+    return (NODE_IDLE_PULL + end[0]) / 2
+
+
 def _upload_arrivals(up: float | None, down: float | None, latency: float,
                      sizes: list[int]) -> tuple[float, list[float]]:
     """(when the server sees the message, when each object is at the SuperLink), from the reply's push."""
@@ -199,6 +226,11 @@ def _server_pulls(start: float, arrived: list[float], rng: random.Random) -> flo
     return max(free)
 
 
+def node_work_seconds(profile) -> float:
+    """NODE_WORK_S as the profile's CPU share takes it (split evenly around the task: receiving, replying)."""
+    return NODE_WORK_S / profile.cpu if getattr(profile, "cpu", None) else NODE_WORK_S
+
+
 def exchange_times(profile, down: Sequence[int], up: Sequence[int], seed: int = 0) -> ExchangeTimes:
     """The model's figures for one task on ``profile``'s link (anything with down, up and latency: bits per
     second or None, one-way seconds); ``down``/``up``: the byte count of each array of the task and reply."""
@@ -211,4 +243,4 @@ def exchange_times(profile, down: Sequence[int], up: Sequence[int], seed: int = 
     rng = random.Random(seed)
     start = seen + SERVER_POLL / 2
     held = sum(_server_pulls(start, arrived, rng) for _ in range(JITTER_DRAWS)) / JITTER_DRAWS
-    return ExchangeTimes(down_s=down_s, up_s=held)
+    return ExchangeTimes(down_s=down_s, up_s=held, wait_s=_idle_wait(profile.down, profile.up, latency))

@@ -26,6 +26,7 @@ from flwr.serverapp import Grid, ServerApp
 from contract.fleet_record import read_fleet_json
 from contract.loglines import LogWriter
 from contract.lost_nodes import read_lost
+from contract.run_layout import client_dir_name
 from contract.run_settings import RunSettings
 from contract.wakeups import SERVER_PUSHED, wake_all
 from simulator.deadline_grid import DeadlineGrid
@@ -45,10 +46,14 @@ def main(grid: Grid, context: Context) -> None:
     torch.set_num_threads(max(1, settings.torch_threads))
     log = LogWriter(Path(settings.run_dir) / "server" / "server.log", "FLServer")
     # a fleet (RUN/fleet.json), a deadline, over-commit: on the emulated clock under the simulation runtime
-    rounds = FleetRounds(settings, read_fleet_json(settings.run_dir), virtual=settings.virtual)
+    fleet = read_fleet_json(settings.run_dir)
+    rounds = FleetRounds(settings, fleet, virtual=settings.virtual)
     index_messages_by_node(grid)  # the simulation runtime: a node's messages found without scanning all
-    # SuperNodes (process mode, devices) hear a push at once by their bells; virtual nodes have none to ring
-    wake = (lambda: None) if settings.virtual else (lambda: wake_all(settings.run_dir, "supernode", SERVER_PUSHED))
+    # SuperNodes on this host hear a push at once by their bells; virtual nodes have none to ring, and a node
+    # behind an emulated link stands for a device, which no bell reaches: it pulls as Flower's does (every 3 s)
+    remote = {client_dir_name(c) for c in range(fleet.num_clients) if fleet.profile_of(c).shapes_link} if fleet else ()
+    wake = (lambda: None) if settings.virtual else (lambda: wake_all(settings.run_dir, "supernode", SERVER_PUSHED,
+                                                                     skip=remote))
     grid = DeadlineGrid(grid, lost_nodes=lambda: read_lost(settings.run_dir), after_push=wake)
     try:
         if settings.task == "train":

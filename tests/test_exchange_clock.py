@@ -73,3 +73,12 @@ def test_a_model_of_gigabytes_ends():
     trip for their request: at most 191 x 0.04 s more."""
     times = exchange_times(Profile("big", down=1e9, up=1e9, latency=0.02), [2_000_000_000], [2_000_000_000])
     assert 16.0 <= times.down_s <= 16.0 + 191 * 0.04 + 0.5 and times.up_s >= 16.0
+
+
+def test_a_devices_node_waits_half_an_idle_cycle_for_the_rounds_message():
+    """A device's SuperNode pulls every 3 s while idle (no bell reaches it): the round's message waits half of
+    that cycle, the sleep and an empty pull's exchange (here a 100 ms round trip), on average."""
+    times = exchange_times(Profile("lat", latency=0.05), [1000], [1000])
+    assert 0.5 * (3.0 + 0.1) <= times.wait_s <= 0.5 * (3.0 + 0.1) + 0.01
+    assert times.total_s == times.wait_s + times.down_s + times.up_s
+    assert exchange_times(Profile("none"), [1000], [1000]).wait_s == 0.0  # no link: a node on this host, rung

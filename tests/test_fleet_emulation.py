@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from contract.fleet_record import (
     write_fleet_round,
 )
 from contract.loglines import format_message, parse_line
+from simulator.exchange_clock import NODE_IDLE_PULL, node_work_seconds
 from tests.fleet_runs import fleet_run
 from tests.helpers import run_json, wait_until_nothing_tagged
 
@@ -72,11 +74,18 @@ def _check_figures(line: dict, profile: Profile, emulated_compute: bool) -> None
     (a one-array message is 6 objects each way, 2 at a time, plus 4 calls) and the server's wait for the
     upload: its pull backoff doubles from 1 s, so the try after the upload lands comes at most one step
     (<= 1.2 x the upload's time + 1.2 s, with jitter) later."""
-    compute = line["time"] / (profile.cpu or 1.0) if emulated_compute else line["time"]
-    assert line["compute"] == pytest.approx(compute, rel=0.01, abs=0.003)
+    if emulated_compute:  # the task's CPU time over the share: at most its wall time's, which on a shared
+        share = profile.cpu or 1.0  # machine also counts waiting for a core (at load 12 it was 2-7x the CPU time)
+        assert 0 < line["compute"] <= line["time"] / share * 1.01 + 0.003, line
+    else:
+        assert line["compute"] == pytest.approx(line["time"], rel=0.01, abs=0.003)
     assert line["emulated"] == pytest.approx(line["compute"] + line["transfer"], abs=0.0005)
     floor = _bytes_floor(line, profile)
     upload = line["sent"] * 8 / profile.up if profile.up else 0.0
+    # and before the exchange, half an idle pull cycle of the node (3 s and an empty pull), and the node's own
+    # work at its share (exchange_clock.node_work_seconds)
+    idle = (NODE_IDLE_PULL + 2 * profile.latency) / 2 if floor else 0.0
+    floor += idle + (node_work_seconds(profile) if floor else 0.0)
     ceiling = floor + 10 * 2 * profile.latency + 1.2 * (upload + 10 * 2 * profile.latency) + 1.2 + 0.1
     assert floor - 0.001 <= line["transfer"] <= ceiling, (line, floor, ceiling)
 
@@ -246,15 +255,18 @@ def test_a_deadline_cuts_the_profile_4x_slower(deadline_run):
 
 
 def test_emulated_compute_at_a_quarter_core_is_4x_the_measured(deadline_run):
+    """Every client trains the same work (40 samples, the same model): its CPU time, the emulated compute times
+    the share, is alike for both profiles, so a quarter core's compute is 4x a whole core's. (The wall time
+    beside it counts the wait for a core on a loaded machine: at load 12 CPU time was 0.14-0.45 of it.)"""
     run_dir, fleet = deadline_run
-    ratios = {"fast": [], "slow": []}
+    cpu_seconds = {"fast": [], "slow": []}
     for client in range(10):
+        profile = fleet.profile_of(client)
         for line in _client_ends(run_dir, client).values():
-            if line["time"] >= 0.02:  # 3 decimals logged: leave out times too short to read a ratio from
-                ratios[line["profile"]].append(line["compute"] / line["time"])
-    assert ratios["fast"] and ratios["slow"]
-    assert all(r == pytest.approx(1.0, rel=0.05) for r in ratios["fast"]), ratios
-    assert all(r == pytest.approx(4.0, rel=0.15) for r in ratios["slow"]), ratios
+            assert line["compute"] <= line["time"] / profile.cpu * 1.01 + 0.003, line  # CPU time <= wall time
+            cpu_seconds[line["profile"]].append(line["compute"] * profile.cpu)
+    fast, slow = (statistics.median(cpu_seconds[p]) for p in ("fast", "slow"))
+    assert slow / fast == pytest.approx(1.0, rel=0.3), cpu_seconds
 
 
 def test_a_round_with_too_few_replies_by_the_deadline_fails_and_the_run_goes_on(tmp_path):

@@ -180,6 +180,10 @@ def test_the_object_exchange_simulator_exchange_clock_models():
     source = inspect.getsource(inflatable_utils.pull_objects)
     assert "delay * (1 + random.uniform(-0.2, 0.2))" in source and "delay = min(delay * 2, backoff_cap)" in source
     assert model.SERVER_POLL == POLL_SECONDS
+    # a device's node pulls every NODE_IDLE_PULL s while idle: Flower's own sleep after a pull that brought nothing
+    import flwr.supernode.start_client_internal as sci
+
+    assert f"time.sleep({model.NODE_IDLE_PULL:g})" in inspect.getsource(sci.start_client_internal)
     # a reply's objects: sizes within a few bytes of the model's, one per chunk, head, record
     arrays = [np.zeros(n, dtype=np.float32) for n in (61_828, 10, 1)]
     content = RecordDict({"arrays": ArrayRecord({f"a{i}": Array(a) for i, a in enumerate(arrays)}),

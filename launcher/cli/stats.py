@@ -516,6 +516,7 @@ def _pull(folder: Path, console: Console, ssh_config: str | None) -> None:
         click.echo(f"fl-stats: run {folder.name}: {note}", err=True)
     for device, clients in devices:
         state = "pulled" if device.pull(folder) is not None else "unreachable or empty"
+        device.close()
         console.print(f"{device.host}: clients {', '.join(map(str, clients))}: {state}")
 
 

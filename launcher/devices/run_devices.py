@@ -130,6 +130,8 @@ class RunDevices:
             self.poll(final=True)
         finally:
             self._pool.shutdown(wait=True)
+            for device, _ in self.devices:
+                device.close()
 
     def _tunnel_log(self, device: RemoteDevice) -> Path:
         return self.run_dir / "devices" / device.host / "tunnel.log"

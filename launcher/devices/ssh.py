@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -61,6 +62,62 @@ class Ssh:
             return subprocess.run([*self.argv(), "--", command], capture_output=True, timeout=timeout, **feed)
         except subprocess.TimeoutExpired as err:
             return subprocess.CompletedProcess(err.cmd, 255, b"", f"ssh timed out after {timeout:.0f} s".encode())
+
+
+class Session:
+    """One ssh connection kept open to answer the same request again and again: a remote shell loop that, for
+    each line it reads, runs ``command`` and replies with its output's size on a line, then the output.
+
+    What a repeated ``Ssh.run`` costs the device each time (sshd's key exchange and session, the login
+    shell's rc files: 0.12-0.15 CPU-s a call on the test devices, whose ~/.bashrc runs pyenv init; conda's
+    init on a real device costs as much) is paid once. A session whose connection ended is started again
+    at the next call."""
+
+    def __init__(self, ssh: Ssh, setup: str, command: str, timeout: float = 120) -> None:
+        self.ssh, self.timeout = ssh, timeout
+        out = ".session.out"  # in the folder setup moves to; the command's whole output, then its size
+        self.script = (f"{setup} || exit 3; while read -r _; do rm -f {out}; ( {command} ) > {out} 2>/dev/null; "
+                       f"wc -c < {out}; cat {out}; done")
+        self._proc: subprocess.Popen | None = None
+        self.exit_code: int | None = None  # of the last connection that ended (255: ssh's own failure)
+
+    def call(self) -> bytes | None:
+        """The command's output, or None: the connection ended (``exit_code`` says how) or timed out."""
+        if self._proc is None:
+            self._proc = subprocess.Popen([*self.ssh.argv(), "--", self.script], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        proc = self._proc
+        watchdog = threading.Timer(self.timeout, proc.kill)
+        watchdog.start()
+        try:
+            proc.stdin.write(b"\n")
+            proc.stdin.flush()
+            size = proc.stdout.readline()
+            data = proc.stdout.read(int(size)) if size.strip().isdigit() else None
+        except (OSError, ValueError):
+            data = None
+        finally:
+            watchdog.cancel()
+        if data is None or proc.poll() is not None:
+            self.close()
+            return None
+        self.exit_code = None
+        return data
+
+    def close(self) -> None:
+        """End the connection (the remote loop ends with its input)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.exit_code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            self.exit_code = proc.wait()
 
 
 def remote_path(path: str) -> str:
