@@ -42,7 +42,7 @@ from launcher.processes.table import create_time
 from launcher.run.folder import RunFolder, RunFolderError
 from launcher.run.journal import write_record
 from launcher.run.options import MIN_SAMPLES_PER_CLIENT, CheckedOptions, LaunchOptions
-from launcher.run.record import RunRecord
+from launcher.run.record import RunRecord, recorded_rounds
 from launcher.run.run_plan import NodePlacement, RunPlan, Virtual
 from launcher.run.run_status import RunStatus
 from partitions import PartitionError, split
@@ -416,11 +416,9 @@ def _check_resumable(folder: RunFolder, stop_it: str) -> None:
 
 
 def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
-    try:
-        record = RunRecord.from_json(info)
-    except (KeyError, TypeError, ValueError):
-        raise PlanError(f"--resume: run {folder.run_id}: its run.json's record is not fl-launch's") from None
-    rounds = record.settings.rounds
+    not_ours = PlanError(f"--resume: run {folder.run_id}: its run.json's record is not fl-launch's")
+    if (rounds := recorded_rounds(info)) is None:
+        raise not_ours
     found = resume_checkpoint(folder.path, rounds)
     if found is None:
         raise PlanError(f"--resume: run {folder.run_id} has no checkpoint")
@@ -431,6 +429,10 @@ def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
         done = 0  # every round failed at its deadline: nothing learnt to evaluate; it trains again, from round 1
     # done == rounds: stopped after its last round, it goes on with the final evaluation only
     _check_checkpoint(path)
+    try:
+        record = RunRecord.from_json(info)
+    except (KeyError, TypeError, ValueError):
+        raise not_ours from None
     record = RunRecord.made(record.options, replace(record.plan, checkpoint=str(path.relative_to(folder.path))),
                             start_round=done + 1)
     write_app_dir(folder.path / "app", record.settings)
