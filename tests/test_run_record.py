@@ -94,7 +94,10 @@ def test_run_json_holds_each_field_of_the_record_once_and_the_same_record(tmp_pa
     before = _before(tmp_path)
     assert len(repeated(before)) >= 20  # the oracle sees the old format's repeats (rounds, seed, grace, ...)
     assert "settings" not in written and repeated(written) == []
-    assert written["options"] == before["options"]  # the options as given, key for key: --resume and --config's
+    # the options as given, key for key (--resume and --config's); options added since the fixture at their defaults
+    assert {k: written["options"][k] for k in before["options"]} == before["options"]
+    added = {k: v for k, v in written["options"].items() if k not in before["options"]}
+    assert added == {k: getattr(LaunchOptions(), k) for k in added}
     new_size = len(json.dumps({part: written[part] for part in SECTIONS if part in written}))
     assert new_size < 0.75 * len(json.dumps(before))
     # the same run: the app's settings and the plan derived from the record are what the old format stored
