@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from contract.run_settings import RunSettings
+from launcher.run.record import RunRecord
 from simulator.client_data import Partition, load_partition, partition_files
 from simulator.model import LeNet5, initial_model
 from simulator.training import evaluate, train
@@ -29,7 +30,7 @@ from simulator.training import evaluate, train
 
 def load_run(run_dir: str | Path) -> tuple[RunSettings, list[Partition]]:
     run_dir = Path(run_dir).resolve()
-    settings = RunSettings.from_config(json.loads((run_dir / "run.json").read_text())["settings"])
+    settings = RunRecord.from_json(json.loads((run_dir / "run.json").read_text())).settings
     return settings, [load_partition(p) for p in partition_files(run_dir / "data")]
 
 

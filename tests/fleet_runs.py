@@ -15,9 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from contract.fleet_record import Fleet, write_fleet
-from contract.run_settings import RunSettings
+from launcher.run.journal import write_record
 from launcher.run.options import LaunchOptions
 from launcher.run.plan import prepare_run
+from launcher.run.record import RunRecord
 from simulator.flower_app import write_app_dir
 
 
@@ -42,10 +43,11 @@ def prepare_fleet_run(log_dir: Path, fleet: Fleet | None, *, clients: int, round
     try:
         if fleet is not None:
             write_fleet(folder.path, fleet)
-        settings = replace(RunSettings.from_config(folder.read()["settings"]), round_deadline=deadline,
-                           overcommit=overcommit)
-        write_app_dir(folder.path / "app", settings)
-        folder.update(settings=settings.to_config())
+        record = RunRecord.read(folder)
+        record = RunRecord.made(replace(record.options, round_deadline=deadline or None, overcommit=overcommit),
+                                record.plan)
+        write_app_dir(folder.path / "app", record.settings)
+        write_record(folder, record)
     finally:
         folder.release()
     return folder.path

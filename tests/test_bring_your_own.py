@@ -1,7 +1,6 @@
 """The built-in app on a user's own model, own split (client_<i>.npz), Flower's other strategies, option files."""
 
 import hashlib
-import json
 
 import numpy as np
 import pytest
@@ -54,7 +53,7 @@ def test_a_users_model_on_a_users_split(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     run_dir = runs(tmp_path / "logs")[0]
     info = run_json(run_dir)
-    assert info["settings"]["num-classes"] == 4 and info["settings"]["channels"] == 1
+    assert info["plan"]["classes"] == 4 and info["plan"]["channels"] == 1
     state = torch.load(run_dir / "checkpoints" / "round_0002.pt", weights_only=True)
     assert {k: tuple(v.shape) for k, v in state.items()} == {
         "body.1.weight": (32, 784), "body.1.bias": (32,), "body.3.weight": (4, 32), "body.3.bias": (4,)}
@@ -121,7 +120,7 @@ def test_options_from_a_file_and_a_run_repeated_from_its_run_json(tmp_path):
            {k: v for k, v in options.items() if k != "kill_tag"}
     assert repeated["kill_tag"] != run_json(original)["kill_tag"]
     assert repeated["final_accuracy"] == pytest.approx(run_json(original)["final_accuracy"], abs=0.02)
-    assert json.loads((repeat / "run.json").read_text())["settings"]["proximal-mu"] == 0.1
+    assert repeated["options"]["proximal_mu"] == 0.1
 
 
 BROKEN_NET = '''

@@ -414,7 +414,7 @@ def test_generated_catalogue(sandbox, case):
         for folder in outcome.folders:  # a working plan: every node has its data (or the user's app has it)
             info = json.loads((folder / "run.json").read_text())
             assert info["status"] == "prepared" and len(info["plan"]["nodes"]) == info["options"]["client_num"]
-            assert info["plan"]["user_app"] or all(n["samples"] >= 2 for n in info["plan"]["nodes"])
+            assert info["options"]["app"] or all(n["samples"] >= 2 for n in info["plan"]["nodes"])
     new_dirs = {p for p in (_tree(work) | _tree(inputs)) - before if p.is_dir() and not p.is_symlink()}
     planned = {Path(f) for f in outcome.folders}
     stray = {p for p in new_dirs if not any(p == f or f in p.parents or p in f.parents for f in planned)}

@@ -27,7 +27,7 @@ def test_prepared_folder_for_the_flower_tutorial_setting(tmp_path):
     folder = prepare_run(LaunchOptions(client_num=10, dataset="cifar10", data_dir=str(tmp_path / "data"),
                                        log_dir=str(tmp_path / "logs")))
     info = folder.read()
-    assert info["status"] == "prepared" and info["settings"]["channels"] == 3
+    assert info["status"] == "prepared" and info["plan"]["channels"] == 3
     assert [n["samples"] for n in info["plan"]["nodes"]] == [30] * 10
     assert (folder.path / "app" / "pyproject.toml").read_text().count("num-clients = 10") == 1
     node = (folder.path / "client_3" / "node_config.toml").read_text()

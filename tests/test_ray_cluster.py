@@ -150,7 +150,7 @@ def test_200_virtual_clients_on_a_two_node_ray_cluster_which_the_run_leaves_as_i
                          "--ray-address", cluster.address, "--kill-tag", "test-ray-cluster")
         assert result.returncode == 0, result.stdout + result.stderr
         run_dir = runs(tmp_path / "logs")[0]
-        assert run_json(run_dir)["plan"]["virtual"]["ray_address"] == cluster.address
+        assert run_json(run_dir)["options"]["ray_address"] == cluster.address
         where: dict[str, set[int]] = {}
         for i in range(200):
             text = (run_dir / f"client_{i}" / "client.log").read_text()

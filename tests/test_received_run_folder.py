@@ -106,16 +106,17 @@ def _resumable(tmp_path: Path, **fields) -> Path:
     then ``fields`` written over its run.json, as a received folder could hold them."""
     import torch
 
-    from contract.run_settings import RunSettings, checkpoint_path
+    from contract.run_settings import checkpoint_path
     from launcher.run.options import LaunchOptions
     from launcher.run.plan import prepare_run
+    from launcher.run.record import RunRecord
     from simulator.model import model_for
 
     folder = prepare_run(LaunchOptions(client_num=2, rounds=1, log_dir=str(tmp_path / "inbox")))
     folder.release()
     checkpoint = checkpoint_path(folder.path, 0)
     checkpoint.parent.mkdir()
-    torch.save(model_for(RunSettings.from_config(folder.read()["settings"])).state_dict(), checkpoint)
+    torch.save(model_for(RunRecord.read(folder).settings).state_dict(), checkpoint)
     info = json.loads(folder.run_json.read_text())
     info.update(status="failed", supervisor=None, **fields)  # its supervisor (this test) is not the run's
     folder.run_json.write_text(json.dumps(info))

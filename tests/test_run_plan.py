@@ -1,10 +1,12 @@
-"""run.json's "plan" read into a RunPlan and written back is the very dict prepare_run wrote."""
+"""run.json's "plan" (the launch's facts) read into a RunPlan, with the options, and written back is the very
+dict prepare_run wrote; the fields it leaves out are the options'."""
 
 import json
 import socket
 
 from launcher.devices.hosts import Device, DevicePlacement
 from launcher.run.plan import LaunchOptions, prepare_run
+from launcher.run.record import RunRecord
 from launcher.run.run_plan import NodePlacement, RunPlan
 
 HOSTS = """
@@ -22,10 +24,13 @@ node-config = { dataset-path = "/data/part_{i}" }
 
 
 def _round_trip(opts: LaunchOptions) -> RunPlan:
-    written = prepare_run(opts).read()["plan"]
-    plan = RunPlan.from_json(written)
-    assert plan.to_json() == written
-    assert json.dumps(plan.to_json()) == json.dumps(written)  # the same keys in the same order
+    data = prepare_run(opts).read()
+    written = data["plan"]
+    plan = RunRecord.from_json(data).plan
+    assert plan.facts_json() == written
+    assert json.dumps(plan.facts_json()) == json.dumps(written)  # the same keys in the same order
+    assert (plan.grace, plan.max_restarts, plan.torch_threads, plan.startup_timeout) == \
+           (opts.grace, opts.max_restarts, opts.torch_threads, opts.startup_deadline())
     return plan
 
 

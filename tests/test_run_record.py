@@ -1,24 +1,37 @@
 """One run record, built once: options checked once (the fleet file read once, the resources checked once),
-the app's settings derived from them, and a run.json of today's format still read by everything that reads one.
+run.json holding the options as given and only the launch's facts beside them (the app's settings and the
+plan's other fields derived), and a run.json of the format before (options, settings and plan in full, issue
+27) still read by everything that reads one: --resume, --config, the supervisor, fl-stats and fl-finish.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from launcher.cli.config_file import read_config
 from launcher.cli.launch import OPTION_NAMES
 from launcher.run.folder import RunFolder
 from launcher.run.options import LaunchOptions
 from launcher.run.plan import prepare_run
+from launcher.run.record import RunRecord
 from launcher.run.supervisor import Supervisor
-from tests.helpers import runs
+from tests.helpers import run, run_json, runs, wait_until_nothing_tagged
 from tests.test_app_requirements import with_dependencies
 
 ROOT = Path(__file__).resolve().parents[1]
+# run.json as prepare_run wrote it before issue 27's record (main at e86275b): LaunchOptions(client_num=2,
+# rounds=1, local_epochs=1, log_dir="/tmp/h14fix", kill_tag="before-27"), prepared, not run
+BEFORE = ROOT / "tests" / "data" / "run-json-before-issue-27.json"
+OPTIONS = {"client_num": 2, "rounds": 1, "local_epochs": 1, "kill_tag": "before-27"}
+SECTIONS = ("options", "settings", "plan")
+ROUND_END = re.compile(r"<FLServer> \[round\] iteration:(\d+)/(\d+) end .*aggregated:yes")
 
 # fl-launch in a process whose interpreter counts each open() of the files named (Python's audit events)
 COUNTING = """
@@ -49,70 +62,103 @@ def test_a_launch_reads_the_fleet_file_and_checks_the_memory_once(tmp_path):
     assert runs(tmp_path / "logs") == []
 
 
-def todays_run_json(log_dir: Path) -> dict:
-    """run.json's options, settings and plan as fl-launch wrote them before the run record was one
-    (prepare_run of LaunchOptions(client_num=2, rounds=2, local_epochs=1, samples_per_client=40,
-    round_deadline=30, round_timeout=60) at bdfd3ae)."""
-    options = {
-        "client_num": 2, "task": "train", "rounds": 2, "local_epochs": 1, "batch_size": 32, "lr": 0.001,
-        "fraction_fit": None, "clients_per_round": None, "min_clients": None, "round_timeout": 60.0, "seed": 0,
-        "log_dir": str(log_dir), "kill_tag": "h10-record", "dataset": "digits", "data_dir": None, "partition": None,
-        "alpha": 0.5, "samples_per_client": 40, "num_classes": 10, "detach": False, "run": None, "torch_threads": 1,
-        "startup_timeout": None, "grace": 10.0, "hosts": None, "ssh_config": None, "tls": False, "max_restarts": 3,
-        "remote_data_dir": None, "mode": "auto", "workers": None, "ray_address": None, "model": "",
-        "strategy": "fedavg", "proximal_mu": 0.01, "server_lr": 0.0, "beta_1": 0.9, "beta_2": 0.99, "tau": 0.001,
-        "app": None, "run_config": None, "node_config": None, "fleet": None, "round_deadline": 30.0,
-        "overcommit": 1.0}
-    settings = {
-        "task": "train", "rounds": 2, "local-epochs": 1, "batch-size": 32, "lr": 0.001, "clients-per-round": 0,
-        "min-clients": 0, "round-timeout": 60.0, "seed": 0, "num-clients": 2, "channels": 1, "num-classes": 10,
-        "run-dir": ".", "checkpoint": "", "torch-threads": 1, "start-round": 1, "model": "", "model-path": "",
-        "strategy": "fedavg", "proximal-mu": 0.01, "server-lr": 0.0, "beta-1": 0.9, "beta-2": 0.99, "tau": 0.001,
-        "virtual": False, "round-deadline": 30.0, "overcommit": 1.0}
-    plan = {
-        "app_dir": "app", "nodes": [
-            {"client": 0, "host": "localhost", "node_config": "client_0/node_config.toml", "samples": 899},
-            {"client": 1, "host": "localhost", "node_config": "client_1/node_config.toml", "samples": 898}],
-        "startup_timeout": 66.0, "grace": 10.0, "torch_threads": 1, "devices": [], "ssh_config": None, "tls": None,
-        "remote_data_dir": None, "max_restarts": 3, "virtual": None, "user_app": False, "run_config": None,
-        "node_config": {}}
-    return {"options": options, "settings": settings, "plan": plan}
+def _before(log_dir: Path, **changed) -> dict:
+    """The old format's record of OPTIONS (with ``changed``) in ``log_dir``: options, settings and plan."""
+    data = json.loads(BEFORE.read_text())
+    data["options"].update(log_dir=str(log_dir), **changed)
+    data["settings"].update({key.replace("_", "-"): value for key, value in changed.items()})
+    return {part: data[part] for part in SECTIONS}
 
 
-OPTIONS = {"client_num": 2, "rounds": 2, "local_epochs": 1, "samples_per_client": 40, "round_deadline": 30.0,
-           "round_timeout": 60.0}
+def repeated(data: dict) -> list[tuple[str, object]]:
+    """The fields (key, value) that two of run.json's sections both hold (keys compared with '-' as '_'),
+    at any depth: the test's own walk of the JSON."""
+    def leaves(value, key=""):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from leaves(v, k.replace("-", "_"))
+        elif isinstance(value, list):
+            for v in value:
+                yield from leaves(v, key)
+        else:
+            yield key, json.dumps(value)
+
+    held = [set(leaves(data[part])) for part in SECTIONS if part in data]
+    return sorted({(k, json.loads(v)) for i, a in enumerate(held) for b in held[i + 1:] for k, v in a & b})
 
 
-# What options added since bdfd3ae record (their defaults here): --server-address (issue 28), --device and
-# --gpus-per-client (issue 30)
-ADDED_SINCE = {"options": {"server_address": None, "device": "auto", "gpus_per_client": None},
-               "settings": {"device": "auto", "gpus-per-client": 0.0}, "plan": {"server_address": None}}
-
-
-def test_a_new_run_records_what_todays_fl_launch_recorded(tmp_path):
-    folder = prepare_run(LaunchOptions(**OPTIONS, log_dir=str(tmp_path), kill_tag="h10-record"))
+def test_run_json_holds_each_field_of_the_record_once_and_the_same_record(tmp_path):
+    folder = prepare_run(LaunchOptions(**OPTIONS, log_dir=str(tmp_path)))
     folder.release()
-    written = json.loads((folder.path / "run.json").read_text())
-    before = todays_run_json(tmp_path)
-    assert {part: written[part] for part in before} == {part: {**before[part], **ADDED_SINCE[part]}
-                                                        for part in before}
+    written = run_json(folder.path)
+    before = _before(tmp_path)
+    assert len(repeated(before)) >= 20  # the oracle sees the old format's repeats (rounds, seed, grace, ...)
+    assert "settings" not in written and repeated(written) == []
+    # the options as given, key for key (--resume and --config's); options added since the fixture at their defaults
+    assert {k: written["options"][k] for k in before["options"]} == before["options"]
+    added = {k: v for k, v in written["options"].items() if k not in before["options"]}
+    assert added == {k: getattr(LaunchOptions(), k) for k in added}
+    new_size = len(json.dumps({part: written[part] for part in SECTIONS if part in written}))
+    assert new_size < 0.75 * len(json.dumps(before))
+    # the same run: the app's settings and the plan derived from the record are what the old format stored
+    now, then = RunRecord.from_json(written), RunRecord.from_json(before)
+    assert now.settings == then.settings and now.plan == then.plan
+    assert (now.plan.startup_timeout, now.settings.num_clients, now.settings.round_timeout) == (66.0, 2, 300.0)
 
 
-def test_a_run_json_of_todays_format_is_read_by_resume_config_and_the_supervisor(tmp_path):
-    folder = prepare_run(LaunchOptions(client_num=2, rounds=1, local_epochs=1, samples_per_client=40,
-                                       log_dir=str(tmp_path), kill_tag="h10-record"))
+def test_a_run_json_of_the_format_before_is_read_by_config_the_supervisor_stats_and_finish(tmp_path):
+    folder = prepare_run(LaunchOptions(**OPTIONS, log_dir=str(tmp_path)))
     folder.release()
-    run_json = folder.path / "run.json"
-    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), **todays_run_json(tmp_path)}, indent=2))
-    recorded = json.loads(run_json.read_text())["options"]
-    # --resume: the run's own options
-    resumed = LaunchOptions(**{k: v for k, v in recorded.items() if k in OPTION_NAMES})
-    assert resumed == LaunchOptions(**OPTIONS, log_dir=str(tmp_path), kill_tag="h10-record")
-    # --config RUN/run.json: the same options, each with its line in the file
-    entries = {e.name: e.value for e in read_config(run_json, OPTION_NAMES)}
-    assert entries == {k: v for k, v in recorded.items() if k not in ("kill_tag", "detach")}
-    # the supervisor: the plan, the app's settings and the limits it watches by
+    run_json_path = folder.path / "run.json"
+    before = _before(tmp_path, round_deadline=30.0, rounds=2)
+    run_json_path.write_text(json.dumps({**run_json(folder.path), **before, "supervisor": None}, indent=2))
+    # --config RUN/run.json: the options, each with its line in the file
+    entries = {e.name: e.value for e in read_config(run_json_path, OPTION_NAMES)}
+    assert entries == {k: v for k, v in before["options"].items() if k not in ("kill_tag", "detach")}
+    # the supervisor: the plan, the app's settings as stored, and the limits it watches by
     sup = Supervisor(RunFolder(folder.path))
     assert [n.client for n in sup.plan.local_nodes()] == [0, 1]
     assert (sup.progress.rounds, sup.progress.rounds_done, sup.progress.clients) == (2, 0, 2)
-    assert (sup.limits.startup_timeout, sup.limits.round_timeout, sup.settings.round_deadline) == (66.0, 60.0, 30.0)
+    assert (sup.limits.startup_timeout, sup.limits.round_timeout, sup.settings.round_deadline) == (66.0, 300.0, 30.0)
+    # fl-stats --runs: its rounds; fl-finish: nothing of it lives, its record left as it was
+    listed = run("fl-stats", "--runs", "--json", "--log-dir", str(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["run"], r["rounds"], r["clients"]) for r in json.loads(listed.stdout)] == [(folder.run_id, 2, 2)]
+    finished = run("fl-finish", "--run", folder.run_id, "--log-dir", str(tmp_path), "--grace", "1")
+    assert finished.returncode == 0 and "Traceback" not in finished.stderr, finished.stdout + finished.stderr
+    assert {part: run_json(folder.path)[part] for part in SECTIONS} == before
+
+
+@pytest.mark.slow
+def test_resume_goes_on_with_a_run_json_of_either_format(tmp_path):
+    """A real 1-round run, copied twice, each copy marked failed and given a second round: one in today's
+    format, one in the format before; --resume trains round 2 of each and leaves today's format."""
+    done = run("fl-launch", "--client-num", "2", "--rounds", "1", "--local-epochs", "1", "--grace", "3",
+               "--kill-tag", "h14-resume", "--log-dir", str(tmp_path / "first"), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [first] = runs(tmp_path / "first")
+    assert wait_until_nothing_tagged("h14-resume") == []
+    samples = [n["samples"] for n in run_json(first)["plan"]["nodes"]]
+    for fmt in ("today", "before"):
+        log_dir = tmp_path / fmt
+        copy = log_dir / first.name
+        shutil.copytree(first, copy, symlinks=True)
+        data = run_json(copy)
+        if fmt == "today":
+            data["options"].update(rounds=2, log_dir=str(log_dir))
+        else:
+            data.update(_before(log_dir, rounds=2, kill_tag="h14-resume"))
+            for node, n in zip(data["plan"]["nodes"], samples):
+                node["samples"] = n
+        data["status"] = "failed"
+        (copy / "run.json").write_text(json.dumps(data, indent=2))
+        again = run("fl-launch", "--resume", first.name, "--log-dir", str(log_dir), timeout=300)
+        assert again.returncode == 0, fmt + again.stdout + again.stderr
+        info = run_json(copy)
+        assert info["status"] == "finished" and info["rounds_done"] == 2 and info["resumed_from_round"] == 2, fmt
+        assert "settings" not in info and repeated(info) == [], fmt
+        log = (copy / "server" / "server.log").read_text()
+        assert ROUND_END.findall(log) == [("1", "1"), ("2", "2")], fmt  # round 2 of 2 trained by the resume
+        assert "[launcher] resumed from round 2" in log, fmt
+        assert sorted(p.name for p in (copy / "checkpoints").iterdir())[-1] == "round_0002.pt", fmt
+        assert wait_until_nothing_tagged("h14-resume") == []

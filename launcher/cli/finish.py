@@ -43,6 +43,7 @@ from launcher.processes.tagged import tagged_processes
 from launcher.run.folder import RunFolder, RunFolderError, RunFolderGone, malformed_kill_tag
 from launcher.run.liveness import LIVE, processes_of, recorded_alive, run_processes
 from launcher.run.ray_cluster import remove_ray_temp_link
+from launcher.run.record import recorded_ssh_config
 from launcher.run.run_status import RunStatus
 
 
@@ -183,7 +184,7 @@ def _devices(infos: list[dict], tag: str, ssh_config: str | None) -> tuple[list[
             click.echo(f"fl-finish: run {info.get('run_id')}: {why}; its devices are not contacted", err=True)
             refused.append(StopResult(0, f"devices of run {info.get('run_id')}", "survived"))
             continue
-        if devices and (note := unused_ssh_config(info, ssh_config)):
+        if devices and (note := unused_ssh_config(recorded_ssh_config(info), ssh_config)):
             click.echo(f"fl-finish: run {info.get('run_id')}: {note}", err=True)
         for device, _ in devices:
             found[device.host] = device

@@ -47,6 +47,7 @@ from launcher.run.folder import RunFolder
 from launcher.run.options import MODES, NATURAL, PROCESS_MODE_UP_TO, TASKS, LaunchOptions
 from launcher.run.plan import check_tag_free, discard_all, prepare_resume, prepare_run
 from launcher.run.ray_cluster import check_cluster_nodes, check_ray_address
+from launcher.run.record import RunRecord
 from launcher.run.run_status import RunStatus
 from launcher.run.supervisor import Supervisor
 from partitions import SCHEMES
@@ -220,12 +221,13 @@ def main(ctx: click.Context, **kwargs) -> None:
     if resume is not None:
         _check_resume_alone(ctx, kwargs, check, install)
         folder = prepare_resume(kwargs["log_dir"], resume, kwargs["ssh_config"])
-        options = {k: v for k, v in (folder.read().get("options") or {}).items() if k in OPTION_NAMES}
-        opts = LaunchOptions(**{**options, "detach": kwargs["detach"], "log_dir": kwargs["log_dir"],
-                                "ssh_config": kwargs["ssh_config"]})  # a run folder is data: ssh's config is named now
+        record = RunRecord.read(folder)  # prepare_resume read it: of fl-launch's shape
+        opts = replace(record.options, detach=kwargs["detach"], log_dir=kwargs["log_dir"],
+                       ssh_config=kwargs["ssh_config"])  # a run folder is data: ssh's config is named now
         if opts.ray_address is not None:  # the cluster it ran on must still be there
             check_ray_address(opts.ray_address)
-        if note := unused_ssh_config(folder.read(), opts.ssh_config):
+        if note := unused_ssh_config(record.options.ssh_config if record.plan.devices else None,
+                                      opts.ssh_config):
             click.echo(f"fl-launch: run {folder.run_id}: {note}", err=True)
         sys.exit(_detach(folder, opts) if opts.detach else _foreground(folder, opts.ssh_config))
     opts = _with_ray_address_from_env(LaunchOptions(**kwargs))

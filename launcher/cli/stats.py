@@ -36,6 +36,7 @@ from launcher.devices.remote import devices_of, unused_ssh_config
 from launcher.flower.strategy_log import read_strategy_log
 from launcher.run.folder import RUN_JSON, RunFolder, RunFolderError, RunFolderGone
 from launcher.run.liveness import LIVE, live_status
+from launcher.run.record import recorded_ssh_config, runs_user_app
 from launcher.run.run_status import RunStatus
 from launcher.stats.fleet_runs import by_profile, compare, plot_timeline, read_fleet_run
 from launcher.stats.history import read_client_log
@@ -434,8 +435,7 @@ def _run(folder: Path, console: Console, as_csv: bool, as_json: bool, output: st
         _emit(table.join(per_client(rounds, names), how="outer").to_csv(), output)
         return
     info = _info(folder)
-    server_rows = read_strategy_log(folder / "server" / "serverapp.log") if (info.get("plan") or {}).get("user_app") \
-        else []
+    server_rows = read_strategy_log(folder / "server" / "serverapp.log") if runs_user_app(info) else []
     gpu = _gpu_peaks(rounds)
     if as_json:
         _emit(json.dumps({
@@ -512,7 +512,7 @@ def _pull(folder: Path, console: Console, ssh_config: str | None) -> None:
         raise UserError(f"run {folder.name}: {err}; nothing pulled") from None
     if not devices:
         raise UserError(f"run {folder.name} has no devices to pull from")
-    if note := unused_ssh_config(info, ssh_config):
+    if note := unused_ssh_config(recorded_ssh_config(info), ssh_config):
         click.echo(f"fl-stats: run {folder.name}: {note}", err=True)
     for device, clients in devices:
         state = "pulled" if device.pull(folder) is not None else "unreachable or empty"

@@ -53,10 +53,10 @@ def devices_of(info: dict, ssh_config: str | None, tag: str | None = None) -> li
     return [(RemoteDevice(p.device, ssh_config, run_id, tag), list(p.clients)) for p in placed]
 
 
-def unused_ssh_config(info: dict, ssh_config: str | None) -> str | None:
-    """The line saying a run's recorded ssh config is not used (None: nothing to say)."""
-    recorded = (info.get("plan") or {}).get("ssh_config")
-    if not recorded or ssh_config is not None or not (info.get("plan") or {}).get("devices"):
+def unused_ssh_config(recorded: str | None, ssh_config: str | None) -> str | None:
+    """The line saying the ssh config a run on devices recorded (its --ssh-config) is not used (None: nothing
+    to say)."""
+    if not recorded or ssh_config is not None:
         return None
     return (f"the ssh config run.json names ({recorded!r}) is not used: a run folder is data; ssh reads your own "
             f"config (give --ssh-config FILE to use another)")

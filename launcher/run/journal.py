@@ -7,6 +7,7 @@
     journal.activity("2 of 5 clients connected")            # written only when it changed
     journal.restart(entry, host="localhost")                # a client restarted (or lost): the server told
     journal.end(records, RunStatus.FINISHED, "", events, rounds_done=3, user_app=False)
+    write_record(folder, record, status=RunStatus.PREPARED)  # the run's record (launcher.run.record), as planned
 
 The supervisor decides; this writes. Nothing here starts or stops a process.
 """
@@ -19,7 +20,21 @@ from launcher.flower.strategy_log import read_strategy_log
 from launcher.flower.task_log import task_failures
 from launcher.processes.clock import now_iso
 from launcher.run.folder import RunFolder
+from launcher.run.record import RunRecord
 from launcher.run.run_status import RunStatus
+
+
+def write_record(folder: RunFolder, record: RunRecord, before=None, **fields) -> dict:
+    """run.json's record of the run (its options and plan; a record of before issue 27 loses its "settings",
+    derived now), with ``fields`` beside it; ``before(data)``: what else changes in the same write."""
+
+    def write(data: dict) -> None:
+        if before is not None:
+            before(data)
+        data.pop("settings", None)
+        data.update(record.to_json(), **fields)
+
+    return folder.edit(write)
 
 
 class RunJournal:

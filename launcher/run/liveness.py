@@ -22,6 +22,7 @@ from launcher.processes.clock import now_iso
 from launcher.processes.roles import TASK_ROLES, Role
 from launcher.processes.table import same_process
 from launcher.run.folder import RunFolder
+from launcher.run.record import recorded_rounds
 from launcher.run.run_status import LIVE, RunStatus
 from launcher.stats.follow import LogFollower
 
@@ -118,7 +119,7 @@ def live_status(folder: RunFolder) -> dict:
     return {
         "run": info.get("run_id", folder.run_id), "tag": tag, "task": info.get("task"), "status": status,
         "clients_alive": len(alive), "clients": clients, "rounds_done": rounds_done,
-        "rounds": (info.get("settings") or {}).get("rounds"), "final_accuracy": info.get("final_accuracy"),
+        "rounds": recorded_rounds(info), "final_accuracy": info.get("final_accuracy"),
         "created": info.get("created"), "activity": _activity(status, info),
         "reason": NO_END if status == RunStatus.INTERRUPTED and info.get("status") in LIVE else info.get("reason"),
     }

@@ -7,7 +7,8 @@ The run folder and a first run.json (its id, kill tag and this process as its su
 come first, so the run is found by its tag while its data is prepared (fl-finish stops it
 then too); everything that can fail on bad input (the data set, the split, an earlier
 run's checkpoint) fails before anything is written into it, and a refused or interrupted
-launch leaves no folder behind. What the Supervisor needs later is in run.json's "plan".
+launch leaves no folder behind. What the Supervisor needs later is run.json's record (launcher.run.record:
+the options, and the plan's facts).
 
 A run folder is self-contained: run.json and the files in it name paths relative to
 the folder (getModel/inference copy the served checkpoint in, as served/round_NNNN.pt),
@@ -22,7 +23,7 @@ import os
 import shutil
 import signal
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from contract.errors import InputError
@@ -39,7 +40,9 @@ from launcher.processes.node_config import NodeConfigError, for_client, parse_no
 from launcher.processes.nodes import NODE_KEYS, write_node_config
 from launcher.processes.table import create_time
 from launcher.run.folder import RunFolder, RunFolderError
+from launcher.run.journal import write_record
 from launcher.run.options import MIN_SAMPLES_PER_CLIENT, CheckedOptions, LaunchOptions
+from launcher.run.record import RunRecord, recorded_rounds
 from launcher.run.run_plan import NodePlacement, RunPlan, Virtual
 from launcher.run.run_status import RunStatus
 from partitions import PartitionError, split
@@ -197,21 +200,17 @@ def _prepare_run(checked: CheckedOptions, made: list[RunFolder]) -> RunFolder:
         tls = paths.relative_to(folder.path)
     if opts.server_address:  # a key pair per start of each client (its first, one per restart)
         make_node_keys(folder.path / NODE_KEYS, [node.client for node in nodes], opts.max_restarts + 1)
-    folder.update(
-        run_id=folder.run_id, kill_tag=tag, status=RunStatus.PREPARED, task=opts.task, source_run=source_run,
-        source_checkpoint=source_checkpoint, options=asdict(opts),
-        settings=settings.to_config(),
-        plan=RunPlan(app_dir=str(app_dir), nodes=tuple(nodes), startup_timeout=opts.startup_deadline(),
-                     grace=opts.grace, torch_threads=opts.torch_threads,
-                     devices=tuple(by_device(placement)) if placement and not virtual else (),
-                     ssh_config=opts.ssh_config, tls=tls, server_address=opts.server_address,
-                     remote_data_dir=opts.remote_data_dir,
-                     max_restarts=opts.max_restarts,
-                     virtual=Virtual(opts.worker_count(), opts.ray_address) if virtual else None,
-                     user_app=user_app is not None, run_config=opts.run_config, node_config=extra).to_json(),
-        processes=[], activity=None, **({"warnings": warnings} if warnings else {}),
-        **({"fleet": fleet.as_record()} if fleet is not None else {}),
-    )
+    plan = RunPlan(app_dir=str(app_dir), nodes=tuple(nodes), startup_timeout=opts.startup_deadline(),
+                   grace=opts.grace, torch_threads=opts.torch_threads,
+                   devices=tuple(by_device(placement)) if placement and not virtual else (),
+                   tls=tls, virtual=Virtual(opts.worker_count(), opts.ray_address) if virtual else None,
+                   channels=channels, classes=num_classes, checkpoint=settings.checkpoint,
+                   model_path=settings.model_path)
+    write_record(folder, RunRecord.made(opts, plan),
+                 run_id=folder.run_id, kill_tag=tag, status=RunStatus.PREPARED, task=opts.task, source_run=source_run,
+                 source_checkpoint=source_checkpoint, processes=[], activity=None,
+                 **({"warnings": warnings} if warnings else {}),
+                 **({"fleet": fleet.as_record()} if fleet is not None else {}))
     folder.point_latest()
     return folder
 
@@ -372,7 +371,7 @@ def prepare_resume(log_dir: str, run: str, ssh_config: str | None = None) -> Run
         info = folder.read()
     except RunFolderError as err:
         raise PlanError(f"--resume: {err}") from None
-    if info.get("task") != "train" or "settings" not in info:
+    if info.get("task") != "train" or "options" not in info or "plan" not in info:
         raise PlanError(f"--resume: run {folder.run_id} is not a training run")
     _check_devices(folder, info, ssh_config)
     stop_it = f"fl-finish --run {folder.run_id} --log-dir {log_dir} stops it"
@@ -417,20 +416,27 @@ def _check_resumable(folder: RunFolder, stop_it: str) -> None:
 
 
 def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
-    settings = RunSettings.from_config(info["settings"])
-    found = resume_checkpoint(folder.path, settings.rounds)
+    not_ours = PlanError(f"--resume: run {folder.run_id}: its run.json's record is not fl-launch's")
+    if (rounds := recorded_rounds(info)) is None:
+        raise not_ours
+    found = resume_checkpoint(folder.path, rounds)
     if found is None:
         raise PlanError(f"--resume: run {folder.run_id} has no checkpoint")
     done, path = found
-    if done >= settings.rounds and info.get("status") == RunStatus.FINISHED:
-        raise PlanError(f"--resume: run {folder.run_id} already completed its {settings.rounds} rounds")
-    if done >= settings.rounds and path == checkpoint_path(folder.path, 0):
+    if done >= rounds and info.get("status") == RunStatus.FINISHED:
+        raise PlanError(f"--resume: run {folder.run_id} already completed its {rounds} rounds")
+    if done >= rounds and path == checkpoint_path(folder.path, 0):
         done = 0  # every round failed at its deadline: nothing learnt to evaluate; it trains again, from round 1
     # done == rounds: stopped after its last round, it goes on with the final evaluation only
     _check_checkpoint(path)
-    settings = replace(settings, start_round=done + 1, checkpoint=str(path.relative_to(folder.path)))
-    write_app_dir(folder.path / "app", settings)
-    local = [n.client for n in RunPlan.from_json(info["plan"]).nodes if n.local]  # devices mark their own
+    try:
+        record = RunRecord.from_json(info)
+    except (KeyError, TypeError, ValueError):
+        raise not_ours from None
+    record = RunRecord.made(record.options, replace(record.plan, checkpoint=str(path.relative_to(folder.path))),
+                            start_round=done + 1)
+    write_app_dir(folder.path / "app", record.settings)
+    local = [n.client for n in record.plan.nodes if n.local]  # devices mark their own
     logs = [(folder.server_dir / "server.log", "FLServer"),
             *((client_log_path(folder.client_dir(c)), "FLClient") for c in local)]
     for path, source in logs:
@@ -438,16 +444,16 @@ def _ready_resume(folder: RunFolder, info: dict) -> RunFolder:
         log.write("resume", level="WARNING", round=done + 1)
         log.close()
 
-    def resume(data: dict) -> None:
+    def attempt(data: dict) -> None:
         data.setdefault("attempts", []).append({
             "status": data.get("status"), "reason": data.get("reason"), "started": data.get("started"),
             "ended": data.get("ended"), "rounds_done": data.get("rounds_done"), "processes": data.get("processes"),
         })
         for key in ("reason", "ended", "rounds_done", "final_accuracy", "final_test_samples", "running_since"):
             data.pop(key, None)
-        data.update(status=RunStatus.PREPARED, settings=settings.to_config(), processes=[], resumed_from_round=done + 1)
 
-    folder.edit(resume)
+    write_record(folder, record, before=attempt, status=RunStatus.PREPARED, processes=[],
+                 resumed_from_round=done + 1)
     return folder
 
 

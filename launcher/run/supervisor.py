@@ -43,7 +43,6 @@ import time
 from pathlib import Path
 
 from contract.fleet_record import read_fleet_json
-from contract.run_settings import RunSettings
 from launcher.devices.direct import bind_address, check_server_address, fleet_address, register_node_keys
 from launcher.devices.remote import AgentStart, RemoteError, devices_of
 from launcher.devices.run_devices import RunDevices
@@ -63,8 +62,8 @@ from launcher.run.liveness import processes_of
 from launcher.run.outcome import Limits, Outcome, Progress, Seen, decide, gone_reason, stopping
 from launcher.run.parts import DeviceClients, FleetLinks, LocalClients, Part
 from launcher.run.ray_cluster import make_ray_temp_link, ray_env, remove_ray_temp_link
+from launcher.run.record import RunRecord
 from launcher.run.run_logs import RunLogs
-from launcher.run.run_plan import RunPlan
 from launcher.run.run_status import RunStatus
 
 POLL_SECONDS = 0.25
@@ -106,8 +105,9 @@ class Supervisor:
         self.folder = folder
         self.view = view or NullView()
         recorded = folder.read()
-        self.plan = RunPlan.from_json(recorded["plan"])
-        self.settings = RunSettings.from_config(recorded["settings"])  # the built-in app's, as run.json has them
+        record = RunRecord.from_json(recorded)
+        self.plan = record.plan
+        self.settings = record.settings  # the built-in app's, derived from the options
         self.table = ProcessTable(recorded["kill_tag"], recorded["run_id"])
         self.journal = RunJournal(folder, self.view)
         self.progress = Progress(rounds=self.settings.rounds, rounds_done=self.settings.start_round - 1,
