@@ -28,7 +28,6 @@ import psutil
 
 from benchmarks.memory import PeakMemory, tagged
 from benchmarks.workloads import Workload
-from contract.run_settings import RunSettings
 from launcher.flower.release import flwr_bin
 from launcher.processes.nodes import flower_env
 from launcher.processes.ports import free_ports, wait_for_port
@@ -36,6 +35,7 @@ from launcher.processes.table import ProcessTable, terminate_then_kill
 from launcher.processes.tagged import tagged_processes
 from launcher.run.flower_commands import write_flwr_config
 from launcher.run.plan import prepare_run
+from launcher.run.record import RunRecord
 from launcher.stats.follow import LogFollower
 from simulator.client_data import partition_files
 
@@ -143,7 +143,7 @@ def floor(workload: Workload, log_dir: Path, tag: str) -> Measured:
     folder = prepare_run(opts)
     measured = Measured("floor", run_dir=str(folder.path))
     files = partition_files(folder.path / "data")
-    settings = RunSettings.from_config(folder.read()["settings"])
+    settings = RunRecord.from_json(folder.read()).settings
     state = initial_model(settings.channels, settings.num_classes, settings.seed).state_dict()
     pool = multiprocessing.get_context("fork").Pool(CORES, initializer=_warm_worker)
     workers = [psutil.Process(p.pid) for p in pool._pool]  # noqa: SLF001 (the pool's own processes)

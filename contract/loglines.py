@@ -45,6 +45,7 @@ TEMPLATES: dict[str, str] = {
     "app_task_failed": "[round] iteration:{round} {task} task failed: {reason}",  # its traceback follows
     "client_restart": "[launcher] {role} exited, restart {restart} of {max_restarts}: {cause}",
     "client_lost": "[launcher] {role} exited, no restart left: {cause}",
+    "client_renewed": "[launcher] {role} restarted: {cause}",
     "ray_node": "[ray] node:{node} ip:{ip}",  # virtual mode: the Ray node whose worker opened this log
     "resume": "[launcher] resumed from round {round}: later lines replace what an aborted attempt wrote",
     # server

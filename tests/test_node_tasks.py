@@ -14,12 +14,13 @@ import time
 
 import psutil
 import pytest
+from flwr.clientapp import ClientApp
 from flwr.supercore.exit import exit_handler
 from flwr.supernode.runtime import run_clientapp as run_clientapp_module
 
 from launcher.flower import node_tasks
 from launcher.flower.node_tasks import NodeTasks
-from tests.helpers import run_json, runs, start
+from tests.helpers import run, run_json, runs, start
 
 _kept: list = []
 
@@ -48,6 +49,7 @@ def tasks(tmp_path, monkeypatch):
     """NodeTasks installed as a node installs it (Flower's names restored after the test)."""
     for name in ("RuntimeHttpClient", "register_signal_handlers", "flwr_exit", "install_from_fab", "push_task_output"):
         monkeypatch.setattr(run_clientapp_module, name, getattr(run_clientapp_module, name))
+    monkeypatch.setattr(ClientApp, "__call__", ClientApp.__call__)
     monkeypatch.setattr(NodeTasks, "_route_logs", lambda self, thread: None)
     monkeypatch.setattr(node_tasks.object_batch, "install_in_task_process", lambda: None)
     runner = NodeTasks(tmp_path / "worker.log", "127.0.0.1:1")
@@ -123,3 +125,43 @@ def test_a_built_in_apps_client_is_one_process_that_runs_its_tasks(tmp_path):
         ("client", 0), ("client", 1)]
     logs = [(runs(tmp_path)[0] / f"client_{i}" / "worker.log").read_text() for i in range(2)]
     assert [len(re.findall(r" task \d+: .* using [\d.]+ CPU-s", log)) for log in logs] == [4, 4], logs
+
+
+EXITING_NET = '''
+import os
+import sys
+
+from simulator.model import LeNet5
+
+
+class ExitingNet(LeNet5):
+    """LeNet5 whose first training step in client 0's process calls sys.exit(5), once (a file marks it)."""
+
+    def forward(self, x):
+        marker = os.path.join(os.path.dirname(__file__), "exited-once")  # the test's folder, where this file is
+        if self.training and os.path.basename(os.getcwd()) == "client_0" and not os.path.exists(marker):
+            open(marker, "w").close()
+            sys.exit(5)
+        return super().forward(x)
+'''
+ROUND_END = re.compile(r"\[round\] iteration:(\d+)/2 end replies:(\d+) failures:(\d+) .* time:([\d.]+)s")
+
+
+def test_a_task_that_calls_sys_exit_is_its_failed_reply_and_the_client_goes_on(tmp_path):
+    """A real run whose one training task calls sys.exit: that task's reply is its error at once (not a silence the
+    round waits out: the round timeout is 60 s), and the same client replies in round 2, no restart."""
+    (tmp_path / "exiting.py").write_text(EXITING_NET)
+    done = run("fl-launch", "--client-num", "2", "--rounds", "2", "--local-epochs", "1", "--min-clients", "1",
+               "--round-timeout", "60", "--model", "exiting:ExitingNet", "--log-dir", "logs", cwd=tmp_path,
+               timeout=400)
+    assert (tmp_path / "exited-once").exists(), done.stdout[-2000:] + done.stderr[-2000:]
+    run_dir = runs(tmp_path / "logs")[0]
+    ends = [(int(r), int(n), int(f), float(t)) for r, n, f, t in
+            ROUND_END.findall((run_dir / "server" / "server.log").read_text())]
+    assert [(r, n, f) for r, n, f, _ in ends] == [(1, 1, 1), (2, 2, 0)], ends
+    assert ends[0][3] < 30, ends  # the error came back: nobody waited for the round timeout
+    info = run_json(run_dir)
+    assert done.returncode == 0 and info["status"] == "finished", done.stdout[-2000:] + done.stderr[-2000:]
+    assert not info.get("restarts")
+    logs = "".join((run_dir / f"client_{i}" / "worker.log").read_text() for i in range(2))
+    assert "the ClientApp called sys.exit(5)" in logs

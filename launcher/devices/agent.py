@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         start_node(table, spec, client, port)
     restarts: list[dict] = []
     counts: dict[int, int] = {}
+    planned: dict[int, int] = {}
     _write(run_dir, table, "running", restarts)
     exits = SettlingExits()  # a stop's SIGTERM may reach a client first: no restart for it
     while not _stop and table.alive():
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
             again = lambda c=proc.client: start_node(table, spec, c, free_ports(1)[0],  # noqa: E731
                                                      incarnation=counts.get(c, 0))
             entry = restart_client(table, run_dir, proc, counts, args.max_restarts, start=again,
-                                   may_start=lambda: not _stop)
+                                   may_start=lambda: not _stop, planned=planned)
             if entry is not None:
                 restarts.append(entry)
         if ended or settled:  # an exit, or a restart's new processes: the launcher learns of it at its next pull

@@ -36,6 +36,7 @@ from flwr.supercore.logger import FLOWER_LOGGER, console_handler
 from flwr.supercore.runtime import RuntimeHttpClient
 
 from launcher.flower import object_batch, task_output
+from launcher.flower.clientapp_calls import around_every_call
 from launcher.flower.task_worker import (
     GROWTH_LIMIT_MIB,
     TaskEnd,
@@ -45,7 +46,7 @@ from launcher.flower.task_worker import (
     rss_mib,
 )
 
-EXIT_GREW = 75  # the process leaves after a task that grew its memory past GROWTH_LIMIT_MIB: restart it
+EXIT_GREW = 75  # the process leaves after a task that grew its memory past GROWTH_LIMIT_MIB: a planned restart
 
 
 class InNodeTransport(httpx.BaseTransport):
@@ -99,6 +100,17 @@ class InNodeRuntimeClient(RuntimeHttpClient):
         self._client = httpx.Client(transport=self.transport, timeout=timeout, follow_redirects=True)
 
 
+def _exit_is_an_error(call, message, context):
+    """A ClientApp call in which the app's ``sys.exit`` is an exception: Flower's run_clientapp catches only
+    those, and then replies with the error and ends the task through flwr_exit (its exit handlers: the heartbeat
+    stopped, the output pushed). A SystemExit passing run_clientapp would leave the task's heartbeat running and
+    no reply, and the SuperNode waiting for one for good."""
+    try:
+        return call(message=message, context=context)
+    except SystemExit as exit_:
+        raise RuntimeError(f"the ClientApp called sys.exit({exit_.code!r})") from exit_
+
+
 class TaskRecords(logging.Filter):
     """Flower's log records made by one thread (``keep``: only those; else all but those)."""
 
@@ -129,6 +141,7 @@ class NodeTasks:
         run_clientapp_module.install_from_fab = install_once(run_clientapp_module.install_from_fab)
         task_output.install()
         object_batch.install_in_task_process()
+        around_every_call(_exit_is_an_error)
         self._route_logs(thread)
 
     def _route_logs(self, thread: threading.Thread) -> None:
@@ -150,13 +163,17 @@ class NodeTasks:
         TaskEnded; never the process's exit."""
         if message and not 0 <= code < 100:
             FLOWER_LOGGER.error("Exit Code: %s\n%s", code, message)
+        self._run_exit_handlers()
+        raise TaskEnded(code)
+
+    def _run_exit_handlers(self) -> None:
+        """The task's exit handlers, last registered first, each once."""
         handlers, self._exit_handlers = self._exit_handlers, []
         for handler in reversed(handlers):
             try:
                 handler()
             except Exception:  # noqa: BLE001 (as Flower's: an exit handler's failure does not stop the others)
                 pass
-        raise TaskEnded(code)
 
     def ready(self) -> None:
         """Nothing to start: the task runs on this thread."""
@@ -169,13 +186,13 @@ class NodeTasks:
             code = 0
         except TaskEnded as ended:
             code = ended.code
-        except SystemExit as exit_:  # the app's own sys.exit: the task ends, the node stays
+        except SystemExit as exit_:  # outside the app's call (its own is an error reply): the task ends, the node stays
             code = exit_.code if isinstance(exit_.code, int) else 1
         except Exception:  # noqa: BLE001 (Flower's run_clientapp catches the app's; anything else fails the task)
             FLOWER_LOGGER.exception("fl-launch: the task failed outside its ClientApp")
             code = 1
         finally:
-            self._exit_handlers = []
+            self._run_exit_handlers()  # a task that did not end through flwr_exit: its heartbeat stopped all the same
         cpu = time.thread_time() - before
         give_back_freed_memory()
         rss = rss_mib()

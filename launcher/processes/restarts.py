@@ -34,6 +34,7 @@ from pathlib import Path
 from contract.loglines import LogWriter, client_log_path
 from contract.run_layout import client_dir
 from launcher.flower.node_log import supernode_id
+from launcher.flower.node_tasks import EXIT_GREW, GROWTH_LIMIT_MIB
 from launcher.processes.clock import now_iso
 from launcher.processes.roles import CLIENT_ROLES
 from launcher.processes.table import Managed, ProcessTable, describe_exit
@@ -66,6 +67,10 @@ class SettlingExits:
         self.waiting.clear()
 
 
+GREW_CAUSE = (f"its memory grew by over {GROWTH_LIMIT_MIB} MiB since its first task (a restart it asked for, "
+              f"not counted against --max-restarts)")
+
+
 def first_exit_per_client(ended: list[Managed]) -> list[Managed]:
     """One exit per client: when both processes of a pair end together, the pair restarts once."""
     first: dict[int, Managed] = {}
@@ -77,28 +82,37 @@ def first_exit_per_client(ended: list[Managed]) -> list[Managed]:
 
 def restart_client(table: ProcessTable, run_dir: Path, proc: Managed, restarts: dict[int, int], limit: int,
                    start: Callable[[], object], may_start: Callable[[], bool] = lambda: True,
-                   cause: str | None = None) -> dict | None:
-    """``cause``: why it exited, when the caller knows better than its exit code (an emulated device's
-    memory limit: "out of memory (profile pi4)"). ``may_start()`` is asked once the pair's other process
-    is stopped (that takes up to 2 s), just before anything is written or started: False (a stop has
-    begun, the run folder is gone) leaves the client down with nothing written or started, and returns None."""
-    client, cause = proc.client, cause or describe_exit(proc.exit_code)
+                   cause: str | None = None, planned: dict[int, int] | None = None) -> dict | None:
+    """``restarts``: every restart of each client so far (its next start's incarnation); ``planned``: those of
+    them a client asked for (a node that left after its memory grew past the limit, EXIT_GREW), which do not
+    count against ``limit``. ``cause``: why it exited, when the caller knows better than its exit code (an
+    emulated device's memory limit: "out of memory (profile pi4)"). ``may_start()`` is asked once the pair's
+    other process is stopped (that takes up to 2 s), just before anything is written or started: False (a stop
+    has begun, the run folder is gone) leaves the client down with nothing written or started, and returns None."""
+    planned = {} if planned is None else planned
+    asked = proc.exit_code == EXIT_GREW
+    client, cause = proc.client, cause or (GREW_CAUSE if asked else describe_exit(proc.exit_code))
     folder = client_dir(run_dir, client)
     node = supernode_id(folder / "supernode.log")
     table.stop(CLIENT_ROLES, grace=2.0, client=client)
     if not may_start():
         return None
-    done = restarts.get(client, 0)
+    done = restarts.get(client, 0) - planned.get(client, 0)  # the crashes restarted so far
     log = LogWriter(client_log_path(folder), "FLClient")
     try:
-        if done < limit:
-            restarts[client] = done + 1
-            log.write("client_restart", level="WARNING", role=proc.role, restart=done + 1, max_restarts=limit,
-                      cause=cause)
+        if asked or done < limit:
+            restarts[client] = restarts.get(client, 0) + 1
+            if asked:
+                planned[client] = planned.get(client, 0) + 1
+                log.write("client_renewed", level="WARNING", role=proc.role, cause=cause)
+            else:
+                log.write("client_restart", level="WARNING", role=proc.role, restart=done + 1, max_restarts=limit,
+                          cause=cause)
             start()
         else:
             log.write("client_lost", level="ERROR", role=proc.role, cause=cause)
     finally:
         log.close()
     return {"client": client, "role": proc.role, "cause": cause, "at": now_iso(), "node_id": node,
-            "restarted": done < limit, "restart": min(done + 1, limit)}
+            "restarted": asked or done < limit, "restart": done if asked else min(done + 1, limit),
+            **({"planned": True} if asked else {})}

@@ -56,7 +56,8 @@ class LocalClients:
         self.table, self.nodes, self.ports, self.max_restarts = table, nodes, ports, max_restarts
         self.fleet, self.on_restart = fleet, on_restart
         self.exits = SettlingExits()  # client exits not restarted yet
-        self.restarts: dict[int, int] = {}
+        self.restarts: dict[int, int] = {}  # every restart of a client (its next start's incarnation)
+        self.planned: dict[int, int] = {}  # those the client asked for (launcher.processes.restarts)
         self._node_log_at: dict[int, int] = {}  # client -> its supernode.log's size when its node (last) started
         self._registered: set[int] = set()  # clients whose (newest) node was seen registered
         self._reconnecting: set[int] = set()  # restarted clients whose new node has not registered yet
@@ -96,7 +97,7 @@ class LocalClients:
             cause = self.fleet.exit_cause(proc.client) if self.fleet is not None else None
             entry = restart_client(self.table, self.nodes.run_dir, proc, self.restarts, self.max_restarts,
                                    start=lambda c=proc.client: self.start_node(c, free_ports(1)[0]),
-                                   may_start=may_start, cause=cause)
+                                   may_start=may_start, cause=cause, planned=self.planned)
             if entry is None:
                 continue
             changed = True
