@@ -102,7 +102,7 @@ def test_detached_remote_run_is_stopped_by_fl_finish(lab, tmp_path):
     result = launch(lab, tmp_path, "--client-num", "4", "--rounds", "50", "--kill-tag", tag, "--detach", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     for device in lab.devices:
-        assert len(device.tagged_pids(tag)) >= 5  # the agent, two (node, app) pairs, tasks at work
+        assert len(device.tagged_pids(tag)) >= 4  # the agent, the fork server, two clients (one process each)
     done = run("fl-finish", "--kill-tag", tag, "--log-dir", str(tmp_path), "--grace", "5",
                "--ssh-config", str(lab.ssh_config), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
