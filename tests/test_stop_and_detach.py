@@ -46,14 +46,18 @@ def test_detached_run_is_stopped_by_fl_finish_and_nothing_else(tmp_path):
     assert info["status"] == "running" and info["kill_tag"] == tag
     supervisor = info["supervisor"]["pid"]
     tagged = {p.pid for p in tagged_processes(tag)}
-    assert supervisor in tagged and len(tagged) >= 7  # supervisor, superlink and its apps, 2 x (node, app)
+    live = {p["role"]: p["pid"] for p in info["processes"] if p["exit_code"] is None and p["role"] != "client"}
+    clients = [p["pid"] for p in info["processes"] if p["exit_code"] is None and p["role"] == "client"]
+    assert {"superlink", "forkserver", "flwr-run"} <= set(live) and len(clients) == 2, info["processes"]
+    # the supervisor, every live process it records, and what the SuperLink started (its SuperExec, the ServerApp)
+    assert {supervisor, *live.values(), *clients} < tagged and len(tagged) >= 7, (tagged, info["processes"])
     decoys = _decoy(tag, tmp_path)
     try:
         dry = run("fl-finish", "--kill-tag", tag, "--dry-run", "--log-dir", str(tmp_path))
         assert dry.returncode == 0 and "would stop" in dry.stdout
         # the run's own processes are all still there (task processes come and go with each round)
         lasting = {p["pid"] for p in run_json(run_dir)["processes"] if p["exit_code"] is None} | {supervisor}
-        assert lasting <= {p.pid for p in tagged_processes(tag)} and len(lasting) >= 7
+        assert lasting <= {p.pid for p in tagged_processes(tag)} and len(lasting) >= 6  # 2 one-process clients
         done = run("fl-finish", "--kill-tag", tag, "--log-dir", str(tmp_path), "--grace", "5")
         assert done.returncode == 0, done.stdout + done.stderr
         assert str(supervisor) in done.stdout
