@@ -64,20 +64,30 @@ def parse_ls(text: str) -> list[FlowerRun]:
     return sorted(runs, key=lambda r: int(r.run_id) if r.run_id.isdigit() else 0)
 
 
+CALL_TIMEOUT = 10.0  # one `flwr ls` (a Python start and one request) on a loaded machine
+ASK_FOR = 30.0  # how long a SuperLink that does not answer `flwr ls` is asked again
+
+
 def flower_run(env: dict[str, str], wait: float = 10.0) -> FlowerRun | None:
-    """The newest run on the run's SuperLink, once it has ended (or as it is after ``wait`` seconds);
-    None when the SuperLink knows no run (``flwr run`` failed before submitting) or cannot be asked."""
-    deadline = time.monotonic() + wait
+    """The newest run on the run's SuperLink, once it has ended (or as it is after ``wait`` seconds of answers);
+    None when the SuperLink knows no run (``flwr run`` failed before submitting) or cannot be asked for ASK_FOR
+    seconds (a ``flwr ls`` that hangs or fails is tried again, each at most CALL_TIMEOUT seconds)."""
+    started = time.monotonic()
     while True:
         try:
             done = subprocess.run([flwr_bin("flwr"), "ls", "local", "--format", "json"], env=env,
-                                  capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-            runs = parse_ls(done.stdout)
+                                  capture_output=True, text=True, timeout=CALL_TIMEOUT, stdin=subprocess.DEVNULL)
+            runs = parse_ls(done.stdout) if done.returncode == 0 else None
         except (OSError, subprocess.TimeoutExpired):
-            runs = []
-        newest = runs[-1] if runs else None
-        if (newest is not None and newest.ended) or time.monotonic() >= deadline:
-            return newest
+            runs = None
+        waited = time.monotonic() - started
+        if runs is None:
+            if waited >= ASK_FOR:
+                return None
+        else:
+            newest = runs[-1] if runs else None
+            if (newest is not None and newest.ended) or waited >= wait:
+                return newest
         time.sleep(0.5)
 
 
