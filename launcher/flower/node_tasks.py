@@ -37,14 +37,7 @@ from flwr.supercore.runtime import RuntimeHttpClient
 
 from launcher.flower import object_batch, task_output
 from launcher.flower.clientapp_calls import around_every_call
-from launcher.flower.task_worker import (
-    GROWTH_LIMIT_MIB,
-    TaskEnd,
-    TaskEnded,
-    give_back_freed_memory,
-    install_once,
-    rss_mib,
-)
+from launcher.flower.task_worker import MemoryGrowth, TaskEnd, TaskEnded, install_once
 
 EXIT_GREW = 75  # the process leaves after a task that grew its memory past GROWTH_LIMIT_MIB: a planned restart
 
@@ -127,7 +120,7 @@ class NodeTasks:
 
     def __init__(self, worker_log: Path, runtime_api: str) -> None:
         self.worker_log, self.runtime_api = worker_log, runtime_api  # the API's address: in this process, a name
-        self.first_rss: float | None = None
+        self.growth = MemoryGrowth()
         self.leave_note = ""  # set once the process should leave after the reply in hand is sent
         self._exit_handlers: list = []
 
@@ -194,13 +187,9 @@ class NodeTasks:
         finally:
             self._run_exit_handlers()  # a task that did not end through flwr_exit: its heartbeat stopped all the same
         cpu = time.thread_time() - before
-        give_back_freed_memory()
-        rss = rss_mib()
-        self.first_rss = rss if self.first_rss is None else self.first_rss
         note = ""
-        if rss - self.first_rss > GROWTH_LIMIT_MIB:
-            note = self.leave_note = (f"client process restarted once its reply is sent: its memory grew from "
-                                      f"{self.first_rss:.0f} to {rss:.0f} MiB")
+        if grown := self.growth.after_task():
+            note = self.leave_note = f"client process restarted once its reply is sent: {grown}"
         return TaskEnd(code, cpu, note)
 
     def leave_if_grown(self) -> None:

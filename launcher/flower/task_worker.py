@@ -96,6 +96,21 @@ def install_once(install):
     return install_from_fab
 
 
+class MemoryGrowth:
+    """A long-lived task runner's resident memory after each task against after its first (the heap the task
+    freed given back first): the rule that replaces a worker, or restarts a node running its own tasks."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+
+    def after_task(self) -> str:
+        """"" while within GROWTH_LIMIT_MIB of the first task's, else how it grew."""
+        give_back_freed_memory()
+        rss = rss_mib()
+        self.first = rss if self.first is None else self.first
+        return f"its memory grew from {self.first:.0f} to {rss:.0f} MiB" if rss - self.first > GROWTH_LIMIT_MIB else ""
+
+
 def give_back_freed_memory() -> None:
     """Return the heap a task freed to the kernel (glibc keeps it otherwise): a worker idles between tasks,
     fifty of them at once on one host."""
@@ -134,7 +149,7 @@ def _serve(tokens, results, runtime_api: str, app_log_dir, tasks_per_worker: int
     object_batch.install_in_task_process()  # a message's objects in one exchange each way
     run_clientapp_module.flwr_exit = end_task
     run_clientapp_module.install_from_fab = install_once(run_clientapp_module.install_from_fab)
-    first_rss = None
+    growth = MemoryGrowth()
     served = 0
     for line in tokens:
         before = _cpu_seconds()
@@ -151,14 +166,12 @@ def _serve(tokens, results, runtime_api: str, app_log_dir, tasks_per_worker: int
             return
         _plain_signals()
         served += 1
-        give_back_freed_memory()
-        rss = rss_mib()
-        first_rss = rss if first_rss is None else first_rss
+        grown = growth.after_task()
         note = ""
         if tasks_per_worker and served >= tasks_per_worker:
             note = "-"
-        elif rss - first_rss > GROWTH_LIMIT_MIB:
-            note = f"worker replaced: its memory grew from {first_rss:.0f} to {rss:.0f} MiB"
+        elif grown:
+            note = f"worker replaced: {grown}"
         sys.stdout.flush()
         sys.stderr.flush()
         results.write(f"{code} {_cpu_seconds() - before:.6f} {note}\n")
