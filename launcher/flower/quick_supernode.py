@@ -94,39 +94,23 @@ def install(client_dir, tasks: NodeTasks | None = None) -> None:
     loop.time = WakeupClock(WakeupSocket(client_dir, "supernode"))
 
 
-def node_config_from_argv(argv: list[str]) -> str:
-    for i, arg in enumerate(argv):
-        if arg == "--node-config" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--node-config="):
-            return arg.split("=", 1)[1]
-    raise SystemExit("quick_supernode: --node-config is required")
-
-
 def own_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """This module's options (the node runs its own tasks), and the rest: flower-supernode's."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--tasks-in-node", default="", metavar="PRELOAD")
-    parser.add_argument("--torch-threads", type=int, default=1)
-    parser.add_argument("--gpu", default=None)
-    parser.add_argument("--gpus-per-client", type=float, default=0.0)
-    parser.add_argument("--port", default="")  # also flower-supernode's: kept in the rest
-    own, _ = parser.parse_known_args(argv)
-    return own, _flower_argv(argv)
-
-
-def _flower_argv(argv: list[str]) -> list[str]:
-    """``argv`` less this module's own options (and their values)."""
-    own_flags = {"--tasks-in-node", "--torch-threads", "--gpu", "--gpus-per-client"}
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in own_flags:
-            skip = True
-        elif arg.split("=", 1)[0] not in own_flags:
-            out.append(arg)
-    return out
+    """This module's options (the node runs its own tasks), and the rest: flower-supernode's, of which the node's
+    config (required) and Runtime API port are read too."""
+    own = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    own.add_argument("--tasks-in-node", default="", metavar="PRELOAD")
+    own.add_argument("--torch-threads", type=int, default=1)
+    own.add_argument("--gpu", default=None)
+    own.add_argument("--gpus-per-client", type=float, default=0.0)
+    options, flower_argv = own.parse_known_args(argv)
+    flower = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    flower.add_argument("--node-config", default=None)
+    flower.add_argument("--port", default="")
+    read, _ = flower.parse_known_args(flower_argv)
+    if read.node_config is None:
+        raise SystemExit("quick_supernode: --node-config is required")
+    options.node_config, options.port = read.node_config, read.port
+    return options, flower_argv
 
 
 def serve_in_node(own: argparse.Namespace, node_config: dict, client_dir) -> NodeTasks:
@@ -167,7 +151,7 @@ def serve_in_node(own: argparse.Namespace, node_config: dict, client_dir) -> Nod
 
 def main(argv: list[str] | None = None) -> None:
     own, argv = own_options(list(sys.argv[1:] if argv is None else argv))
-    node_config = load_node_config(node_config_from_argv(argv))
+    node_config = load_node_config(own.node_config)
     _, client_dir, _ = node_paths(node_config, run_dir=".")
     colour_only_on_a_terminal()
     quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery
