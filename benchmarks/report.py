@@ -3,16 +3,22 @@
     pip install -c constraints.txt -e ".[bench]"                  # for the simulation column
     python -m benchmarks.report                                   # everything, ~30 min on 2 cores
     python -m benchmarks.report --workloads W0,W1 --variants floor,fl-launch
+    python -m benchmarks.report --workloads SEED --clients 5 --rounds 2 --out /tmp/quick   # a quick look
 
 Each workload runs as: floor (the clients' compute alone, one single-thread process
-per core), fl-launch, plain Flower started by hand, and Flower's simulation runtime;
-W3 runs fl-launch beside its two references (central training, in-process FedAvg).
+per core), fl-launch, fl-launch --mode virtual, plain Flower started by hand, and Flower's
+simulation runtime; W3 runs fl-launch beside its two references (central training,
+in-process FedAvg). SEED is the seed's own command, `fl-launch --client-num 50 --task train`.
 Runs go to ``<out>/logs`` and are kept for fl-stats; nothing else is left running.
+A run of some workloads or variants replaces those in ``<out>/report.json`` and keeps the
+others, each marked with when it was measured. ``--clients``/``--rounds`` resize every chosen
+workload for a quick look: its figures go to ``<out>/quick.json`` and stdout, not the report or the page.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import platform
@@ -24,18 +30,20 @@ import psutil
 
 from benchmarks import references
 from benchmarks.performance_page import PAGE, write_section
-from benchmarks.variants import Measured, fl_launch, floor, plain_flower, simulation
+from benchmarks.variants import Measured, fl_launch, fl_launch_virtual, floor, plain_flower, simulation
 from benchmarks.workloads import W, Workload
 
-VARIANTS = {"floor": floor, "fl-launch": fl_launch, "plain-flower": plain_flower, "flower-simulation": simulation}
+VARIANTS = {"floor": floor, "fl-launch": fl_launch, "fl-launch-virtual": fl_launch_virtual,
+            "plain-flower": plain_flower, "flower-simulation": simulation}
 VARIANT_TIMEOUT = 1800.0  # seconds; a variant still running then is stopped and reported as such
-SPEED = ("W0", "W1", "W2")
+SPEED = ("W0", "W1", "W2", "SEED")
+NOT_BY_HAND = {"SEED": ("plain-flower",)}  # 50 flower-supernodes by hand reach the memory limit (W2)
 ACCURACY = ("W3-iid", "W3-dirichlet")
 
 
 def run_speed(workload: Workload, variants: list[str], log_dir: Path) -> dict[str, Measured]:
     results = {}
-    for name in variants:
+    for name in [v for v in variants if v not in NOT_BY_HAND.get(workload.name, ())]:
         tag = f"bench-{workload.name.lower()}-{name}-{uuid.uuid4().hex[:6]}"
         print(f"[{workload.name}] {name} ...", flush=True)
         limits = {} if name == "floor" else {"timeout": VARIANT_TIMEOUT}
@@ -82,9 +90,32 @@ def speed_table(workload: Workload, results: dict) -> str:
                   "| variant | delivery (s) | slowest delivery (s) | task (s) | return (s) |", "|---|---|---|---|---|"]
         lines += [f"| {name} | {t['delivery_s']:.2f} | {t['delivery_max_s']:.2f} | {t['task_s']:.2f} | "
                   f"{t['return_s']:.2f} |" for name, t in timed.items()]
+    lines += cpu_table(results)
     if any(m["note"] for m in results.values()):
         lines += [""] + [f"- {name}: {m['note']}" for name, m in results.items() if m["note"]]
+    lines += measured_earlier(results)
     return "\n".join(lines) + "\n"
+
+
+def cpu_table(results: dict) -> list[str]:
+    """Rounds 2 on: wall per round and CPU per task, by role; [] where no variant has them (older reports)."""
+    rows = {name: m for name, m in results.items() if m.get("cpu_ms_per_task") is not None}
+    if not rows:
+        return []
+    lines = ["", "Rounds 2 on (round 1 pays the start): wall per round, and the CPU-seconds every process of the "
+             "variant spent per client task, read from /proc at the ServerApp's round start lines (fl-launch: its "
+             "cgroup; by hand: the tagged processes and their children; floor: its workers).", "",
+             "| variant | s/round (2 on) | CPU-ms per task | by role (ms per task) |", "|---|---|---|---|"]
+    lines += [f"| {name} | {_fmt(m.get('later_round_s'))} | {m['cpu_ms_per_task']:.1f} | "
+              f"{', '.join(f'{k} {v:.0f}' for k, v in m.get('cpu_by_role', {}).items())} |"
+              for name, m in rows.items()]
+    return lines
+
+
+def measured_earlier(entries: dict) -> list[str]:
+    """A line for each entry a later partial run kept (report.json's "measured": when and at which commit)."""
+    kept = [f"- {name}: measured {m['measured']}" for name, m in entries.items() if m.get("measured")]
+    return ["", *kept] if kept else []
 
 
 def accuracy_table(results: dict) -> str:
@@ -128,6 +159,14 @@ def check_targets(report: dict) -> list[dict]:
     w2 = speed.get("W2", {}).get("fl-launch")
     add("W2 fl-launch total PSS (GiB)", w2["peak_pss_mib"] / 1024 if w2 else None, 10.0, unit=" GiB")
     add("W2 fl-launch round 1 start (s)", w2["to_round1_s"] if w2 else None, 45.0, unit=" s")
+    seed = speed.get("SEED", {}).get("fl-launch")
+    seed = seed if seed and seed["status"] == "ok" else None
+    add("SEED fl-launch per round / fl-launch-virtual's (rounds 2 on)",
+        ratio("SEED", "fl-launch", "fl-launch-virtual", "later_round_s"), 1.5, unit="x")
+    add("SEED fl-launch CPU-s per task (rounds 2 on)",
+        seed["cpu_ms_per_task"] / 1000 if seed and seed.get("cpu_ms_per_task") else None, 0.10, unit=" CPU-s")
+    add("SEED fl-launch total PSS (GiB)", seed["peak_pss_mib"] / 1024 if seed else None, 3.0, unit=" GiB")
+    add("SEED fl-launch to round 1 (s)", seed["to_round1_s"] if seed else None, 8.0, unit=" s")
     for name, r in acc.items():
         run_acc = r["run"]["final_acc"]
         add(f"{name} |run - in-process FedAvg| (points)",
@@ -174,6 +213,8 @@ def report_markdown(report: dict) -> str:
     parts.append(stock_latency(report))
     if report["accuracy"]:
         parts += ["### Accuracy (W3)\n", accuracy_table(report["accuracy"])]
+        if kept := measured_earlier(report["accuracy"]):
+            parts.append("\n".join(kept[1:]) + "\n")
     parts += ["### Targets\n", "| target | value | goal | met | by |", "|---|---|---|---|---|"]
     parts += [f"| {t['target']} | {t['value']} | {t['goal']} | "
               f"{'-' if t['met'] is None else ('yes' if t['met'] else 'NO')} | {t['by']} |" for t in report["targets"]]
@@ -200,12 +241,35 @@ def _commit() -> str:
         return "unknown"
 
 
+def merged(previous: dict | None, report: dict) -> dict:
+    """The new report with what the previous one measured and this run did not (a workload's other variants,
+    the other workloads), each of those marked with when it was measured."""
+    if not previous:
+        return report
+    when = f"{previous.get('date', '?')[:10]}, commit {previous.get('commit', '?')}"
+    out = dict(report, speed={}, accuracy={})
+    for name in [*previous.get("speed", {}), *(w for w in report["speed"] if w not in previous.get("speed", {}))]:
+        kept = {v: {"measured": when, **m} for v, m in previous.get("speed", {}).get(name, {}).items()}
+        out["speed"][name] = {**kept, **report["speed"].get(name, {})}
+    kept = {w: {"measured": when, **r} for w, r in previous.get("accuracy", {}).items()}
+    out["accuracy"] = {**kept, **report["accuracy"]}
+    return out
+
+
+def resized(workload: Workload, clients: int | None, rounds: int | None) -> Workload:
+    """The workload with fewer clients or rounds, for a quick look (W3's accuracy would not compare)."""
+    return dataclasses.replace(workload, clients=clients or workload.clients, rounds=rounds or workload.rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results")
-    parser.add_argument("--workloads", default="W0,W1,W2,W3")
+    parser.add_argument("--workloads", default=",".join((*SPEED, "W3")))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--central-epochs", type=int, default=20)
+    parser.add_argument("--clients", type=int, help="a quick look: every chosen workload with this many clients "
+                        "(written to <out>/quick.json, not to the report or the page)")
+    parser.add_argument("--rounds", type=int, help="a quick look: every chosen workload with this many rounds")
     parser.add_argument("--rewrite", action="store_true",
                         help="only redo the targets and the page from report.json")
     args = parser.parse_args()
@@ -213,12 +277,15 @@ def main() -> None:
         rewrite(Path(args.out).resolve())
         return
     out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     chosen = args.workloads.split(",")
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS] + [w for w in chosen if w not in (*SPEED, "W3")]
     if unknown:
-        raise SystemExit(f"unknown workload or variant: {', '.join(unknown)}")
+        parser.exit(2, f"unknown workload or variant: {', '.join(unknown)}\n")
+    if any(n is not None and n < 1 for n in (args.clients, args.rounds)):
+        parser.exit(2, "--clients and --rounds take a whole number of at least 1\n")
+    quick = args.clients is not None or args.rounds is not None
+    out.mkdir(parents=True, exist_ok=True)
     report = {
         "date": dt.datetime.now().isoformat(timespec="seconds"), "commit": _commit(),
         "machine": {"cores": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
@@ -227,15 +294,25 @@ def main() -> None:
     }
     for name in SPEED:
         if name in chosen:
-            results = run_speed(W[name], variants, out / "logs")
+            results = run_speed(resized(W[name], args.clients, args.rounds), variants, out / "logs")
             report["speed"][name] = {k: m.as_dict() for k, m in results.items()}
     if "W3" in chosen:
         for name in ACCURACY:
-            report["accuracy"][name] = run_accuracy(W[name], out / "logs", args.central_epochs)
+            workload = resized(W[name], args.clients, args.rounds)
+            report["accuracy"][name] = run_accuracy(workload, out / "logs", args.central_epochs)
+    if quick:
+        report["targets"] = check_targets(report)
+        (out / "quick.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(report_markdown(report))
+        print(f"wrote {out / 'quick.json'} (a quick look: the report and the page are left as they were)")
+        return
+    previous = out / "report.json"
+    if previous.is_file():
+        report = merged(json.loads(previous.read_text()), report)
     report["targets"] = check_targets(report)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    previous.write_text(json.dumps(report, indent=2) + "\n")
     write_section("report", report_markdown(report))
-    print(f"wrote {out / 'report.json'} and {PAGE}'s report")
+    print(f"wrote {previous} and {PAGE}'s report")
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@
 
 - floor: each client's round work (evaluate the received model, train its local
   epochs), no federation, on a pool of single-thread worker processes, one per core.
-- fl_launch: the `fl-launch` command.
+- fl_launch: the `fl-launch` command (its default mode: one process per client up to 100 clients);
+  fl_launch_virtual: the same with `--mode virtual` (virtual clients on Ray).
 - plain_flower: what a user starts by hand: flower-superlink, N flower-supernode in
   their default (subprocess) isolation, `flwr run` of the same app.
 - simulation: Flower's simulation runtime (`flower-superlink --simulation`, Ray) on
   the same app.
-The last three run the same ServerApp and ClientApp, so their round times and the
-final accuracy come from the same server.log lines.
+All but the floor run the same ServerApp and ClientApp, so their round times and the
+final accuracy come from the same server.log lines, and their CPU per task from /proc at
+those lines (benchmarks.round_cpu).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.memory import PeakMemory, tagged
+from benchmarks.memory import PeakMemory
+from benchmarks.round_cpu import RoundCpu, per_task, run_processes
 from benchmarks.workloads import Workload
 from launcher.flower.release import flwr_bin
 from launcher.processes.nodes import flower_env
@@ -49,12 +52,15 @@ class Measured:
     status: str = "ok"
     wall_s: float = 0.0
     per_round_s: float | None = None
+    later_round_s: float | None = None  # rounds 2 on (round 1 pays the start)
     to_round1_s: float | None = None
     peak_pss_mib: float = 0.0
     processes: int = 0
     final_acc: float | None = None
     round_s: list[float] = field(default_factory=list)
     latency: dict | None = None  # latency_breakdown()
+    cpu_ms_per_task: float | None = None  # rounds 2 on, every process of the variant (benchmarks.round_cpu)
+    cpu_by_role: dict = field(default_factory=dict)
     run_dir: str = ""
     note: str = ""
 
@@ -100,6 +106,9 @@ def read_logs(run_dir: Path, started: dt.datetime, measured: Measured) -> None:
         measured.to_round1_s = round((min(starts.values()) - started).total_seconds(), 2)
     if starts and ends:
         measured.per_round_s = round((max(ends.values()) - min(starts.values())).total_seconds() / len(ends), 2)
+    later = [r for r in ends if r >= 2]
+    if later and min(later) in starts:
+        measured.later_round_s = round((max(ends.values()) - starts[min(later)]).total_seconds() / len(later), 2)
     clients = [LogFollower(p).events() for p in sorted(run_dir.glob("client_*/client.log"))]
     measured.latency = latency_breakdown(server, clients)
 
@@ -135,6 +144,16 @@ def _client_round(job) -> float:
     return time.perf_counter() - start
 
 
+def _cpu_s(workers: list[psutil.Process]) -> dict[str, float]:
+    """The pool's workers' CPU-seconds so far, as the floor's one role."""
+    return {"compute": sum(sum(w.cpu_times()[:2]) for w in workers)}
+
+
+def _set_cpu(measured: Measured, figures: dict) -> None:
+    measured.cpu_ms_per_task = figures.get("cpu_ms_per_task")
+    measured.cpu_by_role = figures.get("cpu_by_role", {})
+
+
 def floor(workload: Workload, log_dir: Path, tag: str) -> Measured:
     """The clients' round work on CORES single-thread processes, over the partitions fl-launch makes."""
     from simulator.model import initial_model  # noqa: PLC0415
@@ -148,17 +167,24 @@ def floor(workload: Workload, log_dir: Path, tag: str) -> Measured:
     pool = multiprocessing.get_context("fork").Pool(CORES, initializer=_warm_worker)
     workers = [psutil.Process(p.pid) for p in pool._pool]  # noqa: SLF001 (the pool's own processes)
     started = time.monotonic()
+    cpu_marks = []  # the workers' CPU-seconds at the start of round 2, 3, ... and at the end
     with PeakMemory(lambda: [psutil.Process(), *workers]) as peak:
         for server_round in range(1, workload.rounds + 1):
+            if server_round >= 2:
+                cpu_marks.append(_cpu_s(workers))
             t0 = time.monotonic()
             jobs = [(str(f), state, opts.local_epochs, opts.batch_size, opts.lr, server_round * 10_007 + i)
                     for i, f in enumerate(files)]
             pool.map(_client_round, jobs, chunksize=1)
             measured.round_s.append(round(time.monotonic() - t0, 3))
+        cpu_marks.append(_cpu_s(workers))
     pool.close()
     pool.join()
     measured.wall_s = round(time.monotonic() - started, 1)
     measured.per_round_s = round(sum(measured.round_s) / len(measured.round_s), 2)
+    if len(measured.round_s) >= 2:
+        measured.later_round_s = round(sum(measured.round_s[1:]) / len(measured.round_s[1:]), 2)
+    _set_cpu(measured, per_task(cpu_marks, len(files)))
     measured.peak_pss_mib, measured.processes = round(peak.mib, 1), peak.processes
     return measured
 
@@ -166,15 +192,22 @@ def floor(workload: Workload, log_dir: Path, tag: str) -> Measured:
 # ---- (b) fl-launch --------------------------------------------------------------------------
 
 def fl_launch(workload: Workload, log_dir: Path, tag: str, timeout: float = 3600) -> Measured:
-    return launch(workload.launch_args(str(log_dir), tag), log_dir, tag, timeout)
+    return launch(workload.launch_args(str(log_dir), tag), log_dir, tag, timeout, tasks_per_round=workload.clients)
 
 
-def launch(args: list[str], log_dir: Path, tag: str, timeout: float = 3600, variant: str = "fl-launch") -> Measured:
-    """``fl-launch ARGS`` (which must name ``--log-dir log_dir``), its peak memory and its run's own figures."""
+def fl_launch_virtual(workload: Workload, log_dir: Path, tag: str, timeout: float = 3600) -> Measured:
+    return launch([*workload.launch_args(str(log_dir), tag), "--mode", "virtual"], log_dir, tag, timeout,
+                  variant="fl-launch-virtual", tasks_per_round=workload.clients)
+
+
+def launch(args: list[str], log_dir: Path, tag: str, timeout: float = 3600, variant: str = "fl-launch",
+           tasks_per_round: int = 0) -> Measured:
+    """``fl-launch ARGS`` (which must name ``--log-dir log_dir``), its peak memory and its run's own figures;
+    with tasks_per_round, its CPU per task (rounds 2 on)."""
     measured = Measured(variant)
     argv = [flwr_bin("fl-launch"), *args]
     started, t0 = dt.datetime.now(), time.monotonic()
-    with PeakMemory(tagged(tag)) as peak:
+    with PeakMemory(lambda: run_processes(tag)) as peak, RoundCpu(tag, log_dir) as cpu:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=dict(os.environ, FL_LAUNCH_TAG=tag), text=True)
         try:
@@ -191,6 +224,7 @@ def launch(args: list[str], log_dir: Path, tag: str, timeout: float = 3600, vari
         measured.status = f"failed (exit {proc.returncode})"
         measured.note = out.strip().splitlines()[-1] if out.strip() else ""
     read_logs(run_dir, started, measured)
+    _set_cpu(measured, cpu.per_task(tasks_per_round))
     return measured
 
 
@@ -206,7 +240,8 @@ def _by_hand(workload: Workload, log_dir: Path, tag: str, simulation: bool, time
     env = flower_env(run_dir, threads=1)
     link_port, *node_ports = free_ports(1 + (0 if simulation else workload.clients))
     write_flwr_config(env, link_port, None)
-    with PeakMemory(tagged(tag), limit_mib=MEMORY_LIMIT_MIB) as peak:
+    with (PeakMemory(lambda: run_processes(tag), limit_mib=MEMORY_LIMIT_MIB) as peak,
+          RoundCpu(tag, log_dir, run_dir) as cpu):
         try:
             link = table.spawn("superlink", [flwr_bin("flower-superlink"), "--insecure", "--host", "127.0.0.1",
                                              "--port", str(link_port), "--disable-runtime-dependency-installation",
@@ -246,6 +281,7 @@ def _by_hand(workload: Workload, log_dir: Path, tag: str, simulation: bool, time
     measured.wall_s = round(time.monotonic() - t0, 1)
     measured.peak_pss_mib, measured.processes = round(peak.mib, 1), peak.processes
     read_logs(run_dir, started, measured)
+    _set_cpu(measured, cpu.per_task(workload.clients))
     return measured
 
 

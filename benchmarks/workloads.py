@@ -31,8 +31,11 @@ class Workload:
     num_classes: int = 10
     partition: str = "iid"
     batch_size: int = 32
+    as_given: bool = False  # only --client-num and --rounds: every other option is fl-launch's default
 
     def options(self, log_dir: str, tag: str) -> LaunchOptions:
+        if self.as_given:
+            return LaunchOptions(client_num=self.clients, rounds=self.rounds, log_dir=log_dir, kill_tag=tag)
         per_client = math.ceil(self.train_samples / (1 - TEST_FRACTION)) if self.train_samples else 500
         return LaunchOptions(
             client_num=self.clients, rounds=self.rounds, local_epochs=self.local_epochs,
@@ -41,6 +44,9 @@ class Workload:
         )
 
     def launch_args(self, log_dir: str, tag: str) -> list[str]:
+        if self.as_given:
+            return ["--client-num", str(self.clients), "--task", "train", "--rounds", str(self.rounds),
+                    "--log-dir", log_dir, "--kill-tag", tag]
         o = self.options(log_dir, tag)
         return ["--client-num", str(o.client_num), "--rounds", str(o.rounds), "--local-epochs", str(o.local_epochs),
                 "--batch-size", str(o.batch_size), "--dataset", o.dataset, "--samples-per-client",
@@ -60,6 +66,7 @@ W = {w.name: w for w in [
     Workload("W3-dirichlet", "accuracy: digits, 10 Dirichlet(0.5) clients, 20 rounds, default options",
              clients=10, rounds=20, local_epochs=_DEFAULT.local_epochs, dataset="digits",
              partition="dirichlet"),
-    Workload("SEED", "the seed's command: fl-launch --client-num 50 --task train (digits, 3 local epochs), "
-             "5 rounds", clients=50, rounds=5, local_epochs=3, dataset="digits"),
+    Workload("SEED", "the seed's command: fl-launch --client-num 50 --task train --rounds 5 (its defaults: "
+             "digits, 3 local epochs; 50 clients run one process each)", clients=50, rounds=5,
+             local_epochs=_DEFAULT.local_epochs, dataset="digits", as_given=True),
 ]}
