@@ -10,6 +10,7 @@ per core), fl-launch, fl-launch --mode virtual, plain Flower started by hand, an
 simulation runtime; W3 runs fl-launch beside its two references (central training,
 in-process FedAvg). SEED is the seed's own command, `fl-launch --client-num 50 --task train`.
 Runs go to ``<out>/logs`` and are kept for fl-stats; nothing else is left running.
+docs/performance.md's report is written from ``benchmarks/results/report.json`` only.
 A run of some workloads or variants replaces those in ``<out>/report.json`` and keeps the
 others, each marked with when it was measured. ``--clients``/``--rounds`` resize every chosen
 workload for a quick look: its figures go to ``<out>/quick.json`` and stdout, not the report or the page.
@@ -35,15 +36,16 @@ from benchmarks.workloads import W, Workload
 
 VARIANTS = {"floor": floor, "fl-launch": fl_launch, "fl-launch-virtual": fl_launch_virtual,
             "plain-flower": plain_flower, "flower-simulation": simulation}
+RESULTS = Path(__file__).resolve().parent / "results"
 VARIANT_TIMEOUT = 1800.0  # seconds; a variant still running then is stopped and reported as such
 SPEED = ("W0", "W1", "W2", "SEED")
-NOT_BY_HAND = {"SEED": ("plain-flower",)}  # 50 flower-supernodes by hand reach the memory limit (W2)
+NO_PLAIN_FLOWER = ("SEED",)  # 50 flower-supernodes started by hand reached the memory limit on W2
 ACCURACY = ("W3-iid", "W3-dirichlet")
 
 
 def run_speed(workload: Workload, variants: list[str], log_dir: Path) -> dict[str, Measured]:
     results = {}
-    for name in [v for v in variants if v not in NOT_BY_HAND.get(workload.name, ())]:
+    for name in [v for v in variants if v != "plain-flower" or workload.name not in NO_PLAIN_FLOWER]:
         tag = f"bench-{workload.name.lower()}-{name}-{uuid.uuid4().hex[:6]}"
         print(f"[{workload.name}] {name} ...", flush=True)
         limits = {} if name == "floor" else {"timeout": VARIANT_TIMEOUT}
@@ -152,7 +154,7 @@ def check_targets(report: dict) -> list[dict]:
 
     add("W1 fl-launch per round / floor", ratio("W1", "fl-launch", "floor"), 2.0, unit="x")
     add("W2 fl-launch per round / floor", ratio("W2", "fl-launch", "floor"), 1.1, unit="x")
-    for w in SPEED:
+    for w in [w for w in SPEED if w not in NO_PLAIN_FLOWER]:
         plain = speed.get(w, {}).get("plain-flower", {})
         add(f"{w} fl-launch wall / plain Flower wall", ratio(w, "fl-launch", "plain-flower", "wall_s"), 0.3, unit="x",
             missing=f"plain Flower: {plain['status']}" if plain.get("status", "ok") != "ok" else "not measured")
@@ -229,8 +231,16 @@ def rewrite(out: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     report["targets"] = check_targets(report)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_page(report, out)
+
+
+def write_page(report: dict, out: Path) -> None:
+    """The page's report section, from the committed report only (benchmarks/results)."""
+    if out != RESULTS:
+        print(f"wrote {out / 'report.json'} ({PAGE} shows {RESULTS / 'report.json'}: left as it was)")
+        return
     write_section("report", report_markdown(report))
-    print(f"rewrote {PAGE}'s report")
+    print(f"wrote {out / 'report.json'} and {PAGE}'s report")
 
 
 def _commit() -> str:
@@ -263,7 +273,8 @@ def resized(workload: Workload, clients: int | None, rounds: int | None) -> Work
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="where report.json and the runs go (the page is written from benchmarks/results only)")
     parser.add_argument("--workloads", default=",".join((*SPEED, "W3")))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--central-epochs", type=int, default=20)
@@ -274,9 +285,9 @@ def main() -> None:
                         help="only redo the targets and the page from report.json")
     args = parser.parse_args()
     if args.rewrite:
-        rewrite(Path(args.out).resolve())
+        rewrite(args.out.resolve())
         return
-    out = Path(args.out).resolve()
+    out = args.out.resolve()
     chosen = args.workloads.split(",")
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS] + [w for w in chosen if w not in (*SPEED, "W3")]
@@ -311,8 +322,7 @@ def main() -> None:
         report = merged(json.loads(previous.read_text()), report)
     report["targets"] = check_targets(report)
     previous.write_text(json.dumps(report, indent=2) + "\n")
-    write_section("report", report_markdown(report))
-    print(f"wrote {previous} and {PAGE}'s report")
+    write_page(report, out)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,6 @@ def test_the_performance_page_holds_the_benchmark_report_as_written_from_its_jso
     page.write_text(PAGE.read_text())
     write_section("report", report_markdown(json.loads((ROOT / "benchmarks/results/report.json").read_text())), page)
     assert page.read_text() == PAGE.read_text()
-    write_section("seed_command", "| mode |\n|---|\n| x |", page)
-    assert "<!-- begin seed_command -->\n| mode |\n|---|\n| x |\n<!-- end seed_command -->" in page.read_text()
+    write_section("femnist_scale", "| mode |\n|---|\n| x |", page)
+    assert "<!-- begin femnist_scale -->\n| mode |\n|---|\n| x |\n<!-- end femnist_scale -->" in page.read_text()
     assert "| mode |\n|---|\n| x |" not in PAGE.read_text()
