@@ -1,18 +1,28 @@
-"""A tiny run of the benchmark's own pieces: the floor, fl-launch measured, the report written."""
+"""A tiny run of the benchmark's own pieces: the floor, fl-launch in both modes measured, the report written."""
 
 import json
+import shlex
 
-from benchmarks.report import check_targets, write_markdown
-from benchmarks.variants import fl_launch, floor
-from benchmarks.workloads import Workload
+from benchmarks.report import check_targets, merged, report_markdown, write_markdown
+from benchmarks.variants import CORES, fl_launch, fl_launch_virtual, floor
+from benchmarks.workloads import W, Workload
+from launcher.run.options import LaunchOptions
 
 TINY = Workload("W0", "tiny", clients=2, rounds=2, local_epochs=1, train_samples=16)
+
+
+def cpu_fits_the_machine(m, clients: int) -> bool:
+    """A round's CPU-seconds (rounds 2 on, a task's CPU times the tasks) can be no more than the cores give in
+    its wall time (0.5 s for the /proc reads' lag behind the log lines)."""
+    return 0 < m.cpu_ms_per_task * clients / 1000 <= (m.later_round_s + 0.5) * CORES
 
 
 def test_floor_and_fl_launch_are_measured_and_reported(tmp_path):
     base = floor(TINY, tmp_path / "floor", "smoke-floor")
     assert base.status == "ok" and len(base.round_s) == 2 and base.per_round_s > 0
     assert base.peak_pss_mib > 100 and base.processes == 3  # this process and its two workers
+    assert base.later_round_s == round(base.round_s[1], 2) and cpu_fits_the_machine(base, TINY.clients)
+    assert list(base.cpu_by_role) == ["compute"]
 
     run = fl_launch(TINY, tmp_path / "run", "smoke-run", timeout=600)
     assert run.status == "ok", run.note
@@ -20,6 +30,8 @@ def test_floor_and_fl_launch_are_measured_and_reported(tmp_path):
     assert 0.0 <= run.final_acc <= 1.0 and run.peak_pss_mib > base.peak_pss_mib / 2
     latency = run.latency
     assert latency and all(v >= 0 for v in latency.values())
+    assert 0 < run.later_round_s <= run.wall_s and cpu_fits_the_machine(run, TINY.clients)
+    assert {"client", "superlink", "serverapp"} <= set(run.cpu_by_role), run.cpu_by_role  # run.json's roles
 
     report = {"date": "now", "commit": "abc", "machine": {"cores": 2, "memory_gib": 24, "python": "3", "platform": "x"},
               "speed": {"W0": {"floor": base.as_dict(), "fl-launch": run.as_dict()}},
@@ -30,3 +42,40 @@ def test_floor_and_fl_launch_are_measured_and_reported(tmp_path):
     assert f"| fl-launch | ok | {run.per_round_s:.2f} | {run.per_round_s / base.per_round_s:.2f} |" in text
     assert "| fl-launch | " in text.split("Where a round goes")[1]
     json.dumps(report)  # the JSON report holds plain values only
+    assert "| fl-launch | " in text.split("Rounds 2 on")[1]
+
+
+def test_fl_launch_virtual_is_measured_with_ray_in_its_cpu(tmp_path):
+    run = fl_launch_virtual(TINY, tmp_path / "run", "smoke-virtual", timeout=600)
+    assert run.status == "ok" and run.variant == "fl-launch-virtual", run.note
+    record = json.loads((tmp_path / "run" / "latest" / "run.json").read_text())
+    assert record["plan"]["virtual"] and "client" not in {p["role"] for p in record["processes"]}
+    assert len(run.round_s) == 2 and 0.0 <= run.final_acc <= 1.0
+    assert cpu_fits_the_machine(run, TINY.clients)
+    assert "ray" in run.cpu_by_role, run.cpu_by_role  # Ray's workers: the run's cgroup, not its tag, finds them
+
+
+def test_the_seed_workload_is_the_seed_command_with_its_defaults():
+    args = W["SEED"].launch_args("logs", "t")
+    assert shlex.join(args) == "--client-num 50 --task train --rounds 5 --log-dir logs --kill-tag t"
+    assert W["SEED"].options("logs", "t") == LaunchOptions(client_num=50, rounds=5, log_dir="logs", kill_tag="t")
+
+
+def test_a_partial_run_replaces_what_it_measured_and_keeps_the_rest_marked():
+    def entry(s):
+        return {"variant": "v", "status": "ok", "per_round_s": s, "to_round1_s": 1.0, "wall_s": 9.0,
+                "peak_pss_mib": 900.0, "processes": 3, "final_acc": None, "note": ""}
+
+    machine = {"cores": 2, "memory_gib": 24, "python": "3", "platform": "x"}
+    before = {"date": "2026-11-24T09:02:56", "commit": "old", "machine": machine, "accuracy": {},
+              "speed": {"W0": {"floor": entry(0.25)}, "W2": {"floor": entry(18.0), "fl-launch": entry(36.0)}}}
+    now = {"date": "2026-12-06T22:00:00", "commit": "new", "machine": machine, "accuracy": {},
+           "speed": {"W2": {"floor": entry(20.0), "fl-launch-virtual": entry(22.0)}}}
+    report = merged(before, now)
+    w2 = report["speed"]["W2"]
+    assert [w2[v]["per_round_s"] for v in ("floor", "fl-launch", "fl-launch-virtual")] == [20.0, 36.0, 22.0]
+    assert w2["fl-launch"]["measured"] == "2026-11-24, commit old" and "measured" not in w2["floor"]
+    assert report["speed"]["W0"]["floor"]["measured"] == "2026-11-24, commit old" and report["commit"] == "new"
+    report["targets"] = check_targets(report)
+    text = report_markdown(report)
+    assert "- fl-launch: measured 2026-11-24, commit old" in text.split("#### W2")[1]
