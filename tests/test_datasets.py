@@ -1,6 +1,9 @@
 """The loaders on real formats: CIFAR-10 pickles written here, scikit-learn's digits."""
 
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,6 +64,24 @@ def test_digits_is_the_real_bundled_set_at_32x32():
     assert ds.x.shape == (1797, 1, 32, 32) and ds.num_classes == 10
     assert np.bincount(ds.y).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
     assert ds.x.max() == 255 and ds.x.min() == 0
+
+
+def test_digits_are_scikit_learns_own_load_digits_read_without_importing_it():
+    """The same images and labels as scikit-learn's load_digits gives (the oracle, imported here), while a process
+    that loads the set never imports scikit-learn (its import cost fl-launch ~1.5 s before any process started)."""
+    from sklearn.datasets import load_digits
+
+    from simulator.datasets import grey_to_uint8_32
+
+    bunch = load_digits()
+    ds = load_dataset("digits")
+    assert np.array_equal(ds.x, grey_to_uint8_32(bunch.images.astype(np.float32) / 16.0))
+    assert np.array_equal(ds.y, bunch.target) and ds.y.dtype == np.int64
+    probe = ("import sys; from simulator.datasets import load_dataset; load_dataset('digits'); "
+             "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent.parent)
+    assert out.stdout.strip() == "[]", out
 
 
 def test_synthetic_shape_and_determinism():

@@ -1000,3 +1000,53 @@ def test_a_task_in_the_node_reaches_flowers_runtime_api_app_as_over_http(monkeyp
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+_PREBUILT_PROBE = """
+import json, sys
+import flwr.supernode.main as supernode_main
+from flwr.supercore.object_store import ObjectStoreFactory
+from flwr.supernode.nodestate import NodeStateFactory
+from launcher.flower import quick_supernode
+
+flowers = supernode_main.create_app  # Flower's own, before anything of fl-launch is installed
+factory = NodeStateFactory(ObjectStoreFactory())
+fresh = flowers(state_factory=factory, superexec_auth_secret=None)
+quick_supernode.prebuild_runtime_app()  # what the fork server runs before it forks any SuperNode
+quick_supernode.tune_flower()  # what each forked SuperNode then runs: no-ops
+made = supernode_main.create_app(state_factory=factory, superexec_auth_secret=None)
+again = supernode_main.create_app(state_factory=factory, superexec_auth_secret=None)
+import asyncio, httpx
+async def answer(app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
+        r = await client.post("/v1/runtime/acquire-task", content=b"", headers={"content-type": "application/protobuf"})
+        return [r.status_code, r.content.hex()]
+print(json.dumps({
+    "state_same": made.state._state == fresh.state._state,
+    "state_keys": sorted(made.state._state),
+    "built_before_first_call": made.middleware_stack is not None,
+    "second_call_builds_anew": again is not made and again.middleware_stack is None,
+    "answers": [asyncio.run(answer(fresh)), asyncio.run(answer(made))],
+}))
+"""
+
+
+def test_the_supernode_app_the_fork_server_prebuilds_is_flowers_app_given_the_nodes_state():
+    """launcher.flower.quick_supernode.prebuild_runtime_app builds Flower's SuperNode app once in the fork server
+    and sets, in each forked node, the state Flower's create_app sets from its arguments. Flower's own create_app,
+    called with the same arguments, is the oracle: the same state, the same answer to a Runtime API call. In a
+    fresh interpreter (it installs fl-launch's SuperNode changes for good)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", _PREBUILT_PROBE], capture_output=True, text=True,
+                         cwd=Path(__file__).parent.parent, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["state_same"], seen["state_keys"]
+    assert "runtime_state_factory" in seen["state_keys"] and "superexec_auth_secret" in seen["state_keys"]
+    assert seen["built_before_first_call"] and seen["second_call_builds_anew"]
+    assert seen["answers"][0] == seen["answers"][1], seen["answers"]
+    assert seen["answers"][0][0] == 200, seen["answers"]

@@ -18,7 +18,7 @@ from flwr.clientapp import ClientApp
 from flwr.supercore.exit import exit_handler
 from flwr.supernode.runtime import run_clientapp as run_clientapp_module
 
-from launcher.flower import node_tasks, task_worker
+from launcher.flower import memory_growth, node_tasks
 from launcher.flower.node_tasks import NodeTasks
 from tests.helpers import run, run_json, runs, start
 
@@ -82,7 +82,7 @@ def test_a_task_that_exits_or_raises_ends_the_task_not_the_node(tasks):
 
 def test_a_node_whose_memory_grew_past_the_limit_leaves_after_the_reply(tasks, monkeypatch):
     runner, *_ = tasks
-    monkeypatch.setattr(task_worker, "GROWTH_LIMIT_MIB", 64)  # the rule's own module (MemoryGrowth)
+    monkeypatch.setattr(memory_growth, "GROWTH_LIMIT_MIB", 64)  # the rule's own module (MemoryGrowth)
     assert runner.run("a").note == ""
     runner.leave_if_grown()  # nothing grew: the node stays
     grown = runner.run("grow120")

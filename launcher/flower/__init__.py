@@ -17,6 +17,7 @@ Flower release in setup.py's range (release: the range, and which release is her
     quick_http        Flower's unary routes answered without the per-layer machinery of its HTTP stack
     http_gates        Flower's HTTP middleware, each layer run only on the requests it acts on
     task_worker       the task host's child that runs a task (a user's app: one per task)
+    memory_growth     the rule that renews a task runner whose memory grew (a worker, a built-in client)
     task_output       a task's last push to its SuperNode, retried on a fresh connection
     task_log          an --app ClientApp's output and round lines in client_<i>/client.log
     compute_slots     a few tasks compute at a time on a host (about one per core), the others wait

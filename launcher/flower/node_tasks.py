@@ -37,9 +37,8 @@ from flwr.supercore.runtime import RuntimeHttpClient
 
 from launcher.flower import object_batch, task_output
 from launcher.flower.clientapp_calls import around_every_call
-from launcher.flower.task_worker import MemoryGrowth, TaskEnd, TaskEnded, install_once
-
-EXIT_GREW = 75  # the process leaves after a task that grew its memory past GROWTH_LIMIT_MIB: a planned restart
+from launcher.flower.memory_growth import EXIT_GREW, MemoryGrowth
+from launcher.flower.task_worker import TaskEnd, TaskEnded, install_once
 
 
 class InNodeTransport(httpx.BaseTransport):

@@ -28,7 +28,9 @@ tests/test_flower_internals.py checks that the loop still has this shape.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
+import logging
 import os
 import sys
 import threading
@@ -36,6 +38,8 @@ import time as _time
 import traceback
 
 import flwr.supernode.start_client_internal as loop
+import httpx
+from flwr.supercore.logger import FLOWER_LOGGER
 from flwr.supernode.cli import flower_supernode
 
 from contract.run_settings import node_paths
@@ -149,14 +153,55 @@ def serve_in_node(own: argparse.Namespace, node_config: dict, client_dir) -> Nod
     return tasks
 
 
+def tune_flower() -> None:
+    """This module's changes to Flower's SuperNode in this process (each made once)."""
+    quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery
+    slow_tick()  # and its server wakes once a second while idle, not ten times
+    batch_objects()  # a message's objects to and from the SuperLink in one exchange each way
+
+
+def prebuild_runtime_app() -> None:
+    """Run once by the fork server, before it forks any SuperNode: Flower's Runtime API app for a SuperNode is
+    built here, and its lazily built parts (the middleware stack, the router's table of routes) made by one
+    request, so that the first ``create_app`` of every forked SuperNode gets it ready, given its own node's
+    state, instead of each of fifty clients building it (~30 CPU-ms each). Later calls build as Flower does."""
+    import flwr.supernode.main as supernode_main  # noqa: PLC0415
+
+    tune_flower()
+    create = supernode_main.create_app
+    ready = [create(state_factory=None, superexec_auth_secret=None)]
+    asyncio.run(_one_request(ready[0]))
+
+    def create_app(state_factory=None, superexec_auth_secret=None):
+        if not ready:
+            return create(state_factory=state_factory, superexec_auth_secret=superexec_auth_secret)
+        app = ready.pop()
+        app.state.runtime_state_factory = state_factory  # what Flower's create_app sets from its arguments
+        app.state.superexec_auth_secret = superexec_auth_secret
+        return app
+
+    create_app.transforms = getattr(create, "transforms", ())  # the transforms it has, installed again: no-ops
+    supernode_main.create_app = create_app
+
+
+async def _one_request(app) -> None:
+    """A Runtime API call through ``app`` (answered 503: no node state yet), its log line held back."""
+    level = FLOWER_LOGGER.level
+    FLOWER_LOGGER.setLevel(logging.CRITICAL)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
+            await client.post("/v1/runtime/acquire-task", content=b"",
+                              headers={"content-type": "application/protobuf"})
+    finally:
+        FLOWER_LOGGER.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> None:
     own, argv = own_options(list(sys.argv[1:] if argv is None else argv))
     node_config = load_node_config(own.node_config)
     _, client_dir, _ = node_paths(node_config, run_dir=".")
     colour_only_on_a_terminal()
-    quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery
-    slow_tick()  # and its server wakes once a second while idle, not ten times
-    batch_objects()  # a message's objects to and from the SuperLink in one exchange each way
+    tune_flower()
     install(client_dir, serve_in_node(own, node_config, client_dir) if own.tasks_in_node else None)
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()

@@ -24,11 +24,12 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-
-from flwr.app import Message
+from typing import TYPE_CHECKING
 
 from contract.loglines import LogWriter, client_log_path, iter_events
-from launcher.flower.clientapp_calls import around_every_call
+
+if TYPE_CHECKING:  # the supervisor reads task failures here without importing Flower
+    from flwr.app import Message
 
 SHOWN_PATHS = 5  # client logs named in a failure line; the rest counted
 
@@ -94,6 +95,8 @@ def logged_task(log: LogWriter, call, message: Message, context) -> Message:
 
 def log_app_tasks(client_dir: str | Path) -> LogWriter:
     """Route this process's prints into the client log and wrap every ClientApp call in round lines."""
+    from launcher.flower.clientapp_calls import around_every_call  # noqa: PLC0415 (Flower, in the task's process only)
+
     log = LogWriter(client_log_path(client_dir), "FLClient")
     sys.stdout = LinesToLog(log, "INFO")
     sys.stderr = LinesToLog(log, "WARNING")

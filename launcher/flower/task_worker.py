@@ -25,7 +25,6 @@ fork, not the client. ``tasks_per_worker=1`` is Flower's own model, a fresh proc
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import resource
@@ -41,9 +40,8 @@ from flwr.supercore.exit import exit_handler
 from flwr.supernode.runtime import run_clientapp as run_clientapp_module
 
 from launcher.flower import object_batch, task_output
+from launcher.flower.memory_growth import MemoryGrowth
 from launcher.flower.task_log import log_app_tasks
-
-GROWTH_LIMIT_MIB = 256  # a worker's resident memory may grow this much past its first task before it is replaced
 
 
 @dataclass(frozen=True)
@@ -96,41 +94,9 @@ def install_once(install):
     return install_from_fab
 
 
-class MemoryGrowth:
-    """A long-lived task runner's resident memory after each task against after its first (the heap the task
-    freed given back first): the rule that replaces a worker, or restarts a node running its own tasks."""
-
-    def __init__(self) -> None:
-        self.first: float | None = None
-
-    def after_task(self) -> str:
-        """"" while within GROWTH_LIMIT_MIB of the first task's, else how it grew."""
-        give_back_freed_memory()
-        rss = rss_mib()
-        self.first = rss if self.first is None else self.first
-        return f"its memory grew from {self.first:.0f} to {rss:.0f} MiB" if rss - self.first > GROWTH_LIMIT_MIB else ""
-
-
-def give_back_freed_memory() -> None:
-    """Return the heap a task freed to the kernel (glibc keeps it otherwise): a worker idles between tasks,
-    fifty of them at once on one host."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def rss_mib() -> float:
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def _plain_signals() -> None:

@@ -36,7 +36,10 @@ PRELOAD = ("torch", "flwr.supernode.cli", "flwr.supernode.runtime.run_clientapp"
            QUICK_SUPERNODE, WARM_CLIENTAPP, BUILT_IN_PRELOAD.split(":")[0])
 # What a SuperNode imports only once it runs (its HTTP server): shared too, when present.
 PRELOAD_IF_PRESENT = ("flwr.supernode.main", "uvicorn", "uvicorn.loops.uvloop", "uvicorn.protocols.http.httptools_impl",
+                      "uvicorn.protocols.http.auto", "uvicorn.protocols.websockets.auto", "uvicorn.lifespan.on",
                       "uvloop", "httptools", "httpcore", "h11", "trio", "websockets")
+# Run once, in order, after the imports: state every forked process would otherwise build for itself.
+WARM_UPS = ("simulator.training:warm_up", f"{QUICK_SUPERNODE}:prebuild_runtime_app")
 
 
 def address(run_dir: str | Path) -> bytes:
@@ -167,7 +170,9 @@ def main(argv: list[str] | None = None) -> None:
             pass
     torch = sys.modules["torch"]
     torch.set_num_threads(1)  # no thread pool exists to be lost across fork
-    importlib.import_module("simulator.training").warm_up()
+    for warm_up in WARM_UPS:
+        module, function = warm_up.split(":")
+        getattr(importlib.import_module(module), function)()
     # Keep the collector off what is imported: a collection writes to every object it scans,
     # and each written page stops being shared with the forked processes.
     gc.freeze()

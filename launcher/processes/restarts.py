@@ -33,9 +33,8 @@ from pathlib import Path
 
 from contract.loglines import LogWriter, client_log_path
 from contract.run_layout import client_dir
+from launcher.flower.memory_growth import EXIT_GREW, GROWTH_LIMIT_MIB
 from launcher.flower.node_log import supernode_id
-from launcher.flower.node_tasks import EXIT_GREW
-from launcher.flower.task_worker import GROWTH_LIMIT_MIB
 from launcher.processes.clock import now_iso
 from launcher.processes.roles import CLIENT_ROLES
 from launcher.processes.table import Managed, ProcessTable, describe_exit

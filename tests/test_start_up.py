@@ -1,0 +1,34 @@
+"""What stands between `fl-launch` and its first process: the command's own imports.
+
+Every second before the fork server and the SuperLink start is a second of the time to round 1 that nothing
+overlaps. The oracle: the modules a fresh interpreter holds after importing fl-launch's command and loading the
+seed's data set (sys.modules, read in that interpreter), and `python -X importtime`'s own figure.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+# each of these costs the command 0.3-1.5 s of import where it needs none of them before its processes start
+NOT_BEFORE_START = ("flwr", "fastapi", "torch", "sklearn", "scipy", "ray", "pandas", "grpc")
+
+
+def test_the_command_imports_neither_flower_nor_torch_nor_scikit_learn_before_it_starts_processes():
+    probe = ("import json, sys; from launcher.cli.launch import main; from launcher.run.supervisor import Supervisor; "
+             "from simulator.datasets import load_dataset; load_dataset('digits'); "
+             f"print(json.dumps(sorted(m for m in {NOT_BEFORE_START!r} if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [], out.stdout
+
+
+def test_the_command_imports_under_half_the_modules_it_did():
+    """Before: launcher.cli.launch pulled 1243 modules (fastapi and Flower's HTTP stack through the restart rules,
+    Flower's Message through the journal); after: 553. A module count holds on a loaded machine where times do not."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import launcher.cli.launch"],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    modules = len(re.findall(r"^import time:", out.stderr, re.MULTILINE))
+    assert re.search(r"\| launcher\.cli\.launch$", out.stderr, re.MULTILINE), out.stderr[-2000:]
+    assert modules < 800, f"{modules} modules imported by the command"
