@@ -1050,3 +1050,91 @@ def test_the_supernode_app_the_fork_server_prebuilds_is_flowers_app_given_the_no
     assert seen["built_before_first_call"] and seen["second_call_builds_anew"]
     assert seen["answers"][0] == seen["answers"][1], seen["answers"]
     assert seen["answers"][0][0] == 200, seen["answers"]
+
+
+def test_the_names_node_signatures_replaces_in_flowers_node_authentication():
+    """authenticate_node parses the key and verifies through its module's names; the SuperNode's interceptor takes
+    the time and signs through its module's names (launcher.flower.node_signatures replaces those names)."""
+    import flwr.superlink.routers.fleet.node_auth as node_auth
+    import flwr.supernode.node_auth_http_interceptor as interceptor
+
+    used = set(node_auth.authenticate_node.__code__.co_names)
+    assert {"bytes_to_public_key", "verify_signature", "now"} <= used
+    assert {"now", "sign_message"} <= set(interceptor.NodeAuthHttpInterceptor.intercept.__code__.co_names)
+
+
+def _signed_headers(interceptor_module, private_key, public_key) -> dict:
+    import httpx
+    from flwr.supercore.protobuf.client import ProtobufRequestContext
+
+    request = httpx.Request("POST", "http://link/v1/fleet/register-node")
+    context = ProtobufRequestContext(rpc_method="RegisterNode", message=None, request=request)
+    interceptor_module.NodeAuthHttpInterceptor(private_key, public_key).intercept(context, lambda ctx: None)
+    return dict(request.headers)
+
+
+def test_a_signed_timestamp_is_signed_once_and_verified_once_and_anything_else_as_flower_does(monkeypatch):
+    """The oracle is Flower's own authenticate_node and crypto, counted: a SuperNode's calls within REUSE_SECONDS
+    carry one timestamp signed once, and the SuperLink verifies that triple once; a changed signature, or the same
+    triple once the timestamp is older than Flower's tolerance, is refused as Flower refuses it."""
+    import datetime
+
+    import flwr.superlink.routers.fleet.node_auth as node_auth
+    import flwr.supernode.node_auth_http_interceptor as interceptor
+    from fastapi import HTTPException
+    from flwr.proto.fleet_pb2 import RegisterNodeFleetRequest  # pylint: disable=E0611
+    from flwr.supercore.constant import FLEET_HTTP_SIGNATURE_HEADER
+    from flwr.supercore.primitives.asymmetric import generate_key_pairs, public_key_to_bytes
+    from starlette.requests import Request
+
+    from launcher.flower import node_signatures
+
+    for module, names in ((node_auth, ("verify_signature", "bytes_to_public_key", "now")),
+                          (interceptor, ("sign_message", "now"))):
+        for name in names:
+            monkeypatch.setattr(module, name, getattr(module, name))  # put back after the test
+    calls = {"sign": 0, "verify": 0}
+    sign, verify = interceptor.sign_message, node_auth.verify_signature
+
+    def counted_sign(*args):
+        calls["sign"] += 1
+        return sign(*args)
+
+    def counted_verify(*args):
+        calls["verify"] += 1
+        return verify(*args)
+
+    monkeypatch.setattr(interceptor, "sign_message", counted_sign)
+    monkeypatch.setattr(node_auth, "verify_signature", counted_verify)
+    node_signatures.sign_once_in_supernode()
+    node_signatures.verify_once_in_superlink()
+    private_key, public_key = generate_key_pairs()
+    key_bytes = public_key_to_bytes(public_key)
+
+    def authenticate(headers) -> int:
+        scope = {"type": "http", "method": "POST", "path": "/v1/fleet/register-node", "query_string": b"",
+                 "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+        request = Request(scope)
+        request.state.protobuf_request = RegisterNodeFleetRequest(public_key=key_bytes)
+        try:
+            node_auth.authenticate_node(request)
+            return 200
+        except HTTPException as err:
+            return err.status_code
+
+    sent = [_signed_headers(interceptor, private_key, public_key) for _ in range(5)]
+    assert len({h["flwr-timestamp"] for h in sent}) == 1 and calls["sign"] == 1
+    assert [authenticate(h) for h in sent] == [200] * 5 and calls["verify"] == 1
+    forged = dict(sent[0])
+    signature = bytearray(forged[FLEET_HTTP_SIGNATURE_HEADER].encode())
+    signature[-6] = ord("A") if signature[-6] != ord("A") else ord("B")
+    forged[FLEET_HTTP_SIGNATURE_HEADER] = signature.decode()
+    assert authenticate(forged) == 401
+    later = node_auth.now() + datetime.timedelta(seconds=400)
+    monkeypatch.setattr(node_auth, "now", lambda: later)
+    assert authenticate(sent[0]) == 401  # Flower's age check, before any signature
+    monkeypatch.setattr(node_signatures.time, "monotonic",
+                        lambda: __import__("time").perf_counter() + node_signatures.REUSE_SECONDS + 1000)
+    fresh = _signed_headers(interceptor, private_key, public_key)
+    assert calls["sign"] == 2
+    assert fresh["flwr-timestamp"] != sent[0]["flwr-timestamp"]

@@ -15,6 +15,7 @@ Flower release in setup.py's range (release: the range, and which release is her
                       its commands (flwr_bin) from this environment
     quick_superlink   Flower's SuperLink, its HTTP middleware run only on the requests it acts on
     quick_http        Flower's unary routes answered without the per-layer machinery of its HTTP stack
+    node_signatures   a SuperNode's signed timestamp made every few seconds, each checked once by the SuperLink
     http_gates        Flower's HTTP middleware, each layer run only on the requests it acts on
     task_worker       the task host's child that runs a task (a user's app: one per task)
     memory_growth     the rule that renews a task runner whose memory grew (a worker, a built-in client)

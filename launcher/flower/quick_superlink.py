@@ -9,7 +9,8 @@ This runs Flower's unchanged flower-superlink entry point after
 one substitution in this process (Flower's files are not touched): the app it builds answers Flower's
 unary Fleet and Runtime API calls through the middleware that acts on them, as plain awaits
 (launcher.flower.quick_http), and gates the rest (launcher.flower.http_gates); its server ticks once a second
-while idle (launcher.flower.server_tick).
+while idle (launcher.flower.server_tick); a node's signed timestamp is verified once, not on every call
+(launcher.flower.node_signatures).
 The SuperExec and ServerApp it starts are Flower's own commands, as ever, started through
 launcher.flower.plain_logs (no colour codes in log files).
 """
@@ -22,6 +23,7 @@ import sys
 from flwr.superlink.cli import flower_superlink
 
 from launcher.flower.fleet_listener import listen_also
+from launcher.flower.node_signatures import verify_once_in_superlink
 from launcher.flower.plain_logs import colour_only_on_a_terminal, install_in_superlink
 from launcher.flower.quick_http import install
 from launcher.flower.server_tick import install as slow_tick
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         listen_also(fleet.fleet_host, fleet.fleet_port)
     install("flwr.superlink.main")
     slow_tick()
+    verify_once_in_superlink()  # each node's signed timestamp checked once, not on every Fleet call
     colour_only_on_a_terminal()
     install_in_superlink()  # its SuperExec and ServerApps log without colour into files too
     sys.argv = ["flower-superlink", *argv]

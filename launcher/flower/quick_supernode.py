@@ -19,7 +19,8 @@ of the loop becomes a wait on the node's ``supernode`` bell, of the same length:
   the task runner rings when the task ends.
 Its Runtime API answers unary calls without the per-layer machinery (launcher.flower.quick_http), and its
 server ticks once a second while idle (launcher.flower.server_tick); a message's objects move to and from
-the SuperLink in one exchange each way (launcher.flower.object_batch).
+the SuperLink in one exchange each way (launcher.flower.object_batch); the timestamp its Fleet calls carry is
+signed every few seconds, not per call (launcher.flower.node_signatures).
 With ``--tasks-in-node PRELOAD`` (the built-in app) the node runs its own tasks on a thread of this process
 (launcher.flower.node_tasks): PRELOAD is called with the node's config first, and no task host is started beside it.
 tests/test_flower_internals.py checks that the loop still has this shape.
@@ -47,6 +48,7 @@ from contract.wakeups import SERVER_PUSHED, WakeupSocket, wake
 from launcher.flower.compute_slots import host_slots
 from launcher.flower.config_args import load_node_config
 from launcher.flower.http_gates import wrap_app_factory
+from launcher.flower.node_signatures import sign_once_in_supernode
 from launcher.flower.node_tasks import InNodeRuntimeClient, NodeTasks
 from launcher.flower.object_batch import install_in_supernode as batch_objects
 from launcher.flower.plain_logs import colour_only_on_a_terminal
@@ -158,6 +160,7 @@ def tune_flower() -> None:
     quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery
     slow_tick()  # and its server wakes once a second while idle, not ten times
     batch_objects()  # a message's objects to and from the SuperLink in one exchange each way
+    sign_once_in_supernode()  # its Fleet calls' signed timestamp made every few seconds, not per call
 
 
 def prebuild_runtime_app() -> None:
