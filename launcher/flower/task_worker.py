@@ -35,6 +35,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from flwr.supercore import log
 from flwr.supercore.constant import FORCE_EXIT_TIMEOUT_SECONDS
 from flwr.supercore.exit import exit_handler
@@ -133,6 +134,16 @@ def rss_mib() -> float:
         return 0.0
 
 
+def _main_thread_ended(pid: int) -> bool:
+    """Whether a worker's main thread has exited. A killed worker shows as a zombie while its other threads
+    (gRPC's, a task's timer) still exit, and waitpid WNOHANG reports it only after them: such a worker cannot
+    take a task, and one handed to it would be lost with it."""
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _plain_signals() -> None:
     """SIGTERM and SIGINT end an idle worker at once (not the host's handler it was forked with, nor the last
     task's Flower handler, which would try to report a task that is over)."""
@@ -227,6 +238,8 @@ class TaskWorker:
                 exited = self.pid
             if exited:
                 self._reap(exited=True)
+            elif _main_thread_ended(self.pid):
+                self._reap()  # dying: its status comes once its last threads are gone
         if not self.pid:
             self._start()
 
