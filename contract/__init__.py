@@ -10,7 +10,7 @@
     errors.py        InputError: the one base class of errors in what the user gave (one line, exit 2)
     fleet_record.py  the emulated fleet as both sides read it: profiles, availability, fleet.json
     loglines.py      the one writer and parser of client and server log lines
-    lost_nodes.py    nodes known gone or away (server/lost_nodes.json, away_nodes.json)
+    lost_nodes.py    nodes known gone, away or renewing (server/lost_nodes.json, away_nodes.json, renewing/)
     run_layout.py    where a client's files lie in a run folder
     run_settings.py  the keys the built-in app reads from Flower's run config and node config
     user_toml.py     a user's TOML file (fleet, hosts, --config) read once, its errors named by file and line

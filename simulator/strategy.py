@@ -35,7 +35,7 @@ from flwr.serverapp.strategy import FedAdagrad, FedAdam, FedAvg, FedProx, FedYog
 
 from contract.fleet_record import FleetRound, round_acknowledged, write_fleet_round
 from contract.loglines import LogWriter, client_log_path
-from contract.lost_nodes import read_lost, read_lost_clients
+from contract.lost_nodes import read_lost, read_lost_clients, read_renewals
 from contract.run_layout import client_dir_name
 from contract.run_settings import STRATEGY_NAMES, RunSettings, checkpoint_path, failed_round_path
 from simulator.fleet_rounds import Cut, FleetRounds
@@ -67,13 +67,22 @@ def pooled_accuracy(replies: Iterable[Message]) -> tuple[float, int]:
     return pooled_counts(map(test_counts, replies))
 
 
+RENEWAL_WAIT_S = 120.0  # the most a round waits for a client restarting as it asked (its memory grew)
+
+
 def wait_for_nodes(grid: Grid, count: int, run_dir: str, poll: float = 0.2) -> list[int]:
     """The connected nodes not known to be lost or away, once there are at least ``count`` less the clients
-    lost for good before they ever connected (contract.lost_nodes)."""
-    while len(nodes := [n for n in grid.get_node_ids() if n not in read_lost(run_dir)]) < max(
-            1, count - len(read_lost_clients(run_dir))):
+    lost for good before they ever connected, and the clients whose node left to be restarted (its memory grew)
+    are connected again, for up to RENEWAL_WAIT_S: a round does not go on without them (contract.lost_nodes)."""
+    deadline = time.monotonic() + RENEWAL_WAIT_S
+    while True:
+        renewals, gone = read_renewals(run_dir), read_lost_clients(run_dir)
+        skip = read_lost(run_dir) | renewals.nodes
+        nodes = [n for n in grid.get_node_ids() if n not in skip]
+        renewing = renewals.pending - gone
+        if len(nodes) >= max(1, count - len(gone)) and (not renewing or time.monotonic() > deadline):
+            return nodes
         time.sleep(poll)
-    return nodes
 
 
 LINK_SWITCH_SECONDS = 3.0  # process mode: the most a round waits for the launcher's links to switch

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.processes.tagged import tagged_processes
@@ -23,7 +24,33 @@ def command(name: str) -> list[str]:
     return [sys.executable, "-m", f"launcher.cli.{module}"]
 
 
+@dataclass
+class _Launch:
+    """One fl-launch of this test: its log dir and the run folders that were there before it (or the folder it
+    resumes, ``before`` None), and its process if started in the background."""
+
+    where: Path
+    before: frozenset[str] | None
+    proc: subprocess.Popen | None = None
+
+    def folders(self) -> list[Path]:
+        if self.before is None:
+            return [self.where]
+        return [self.where / name for name in _run_names(self.where) - self.before]
+
+
+def _run_names(log_dir: Path) -> frozenset[str]:
+    try:
+        return frozenset(p.name for p in runs(log_dir))
+    except (OSError, ValueError):  # a test's --log-dir that fl-launch refuses (a file, a NUL)
+        return frozenset()
+
+
+_launched: list[_Launch] = []  # stopped after the test (stop_runs_left)
+
+
 def run(name: str, *args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    _note_launch(name, args, cwd, None)
     env = dict(os.environ, COLUMNS="200")
     return subprocess.run(
         [*command(name), *args],
@@ -37,7 +64,7 @@ def run(name: str, *args: str, cwd: Path | None = None, timeout: float = 600) ->
 
 
 def start(name: str, *args: str, cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [*command(name), *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
@@ -45,6 +72,34 @@ def start(name: str, *args: str, cwd: Path | None = None) -> subprocess.Popen:
         text=True,
         stdin=subprocess.DEVNULL,
     )
+    _note_launch(name, args, cwd, proc)
+    return proc
+
+
+def _note_launch(name: str, args: tuple[str, ...], cwd: Path | None, proc: subprocess.Popen | None) -> None:
+    """Remember an fl-launch's log dir (and --resume's folder): stop_runs_left stops what its runs leave."""
+    if name != "fl-launch":
+        return
+    base = Path.cwd() if cwd is None else Path(cwd)
+    given = dict(zip(args, args[1:]))
+    log_dir = base / given.get("--log-dir", "logs")
+    _launched.append(_Launch(log_dir, _run_names(log_dir), proc))
+    if "--resume" in given and (base / given["--resume"] / "run.json").is_file():
+        _launched.append(_Launch(base / given["--resume"], None))
+
+
+def stop_runs_left() -> list[str]:
+    """After a test (tests/conftest.py): stop the whole run of each fl-launch it started that left a process
+    (a test that failed between its start and its own stop) with fl-finish --kill-tag, the product's own stop,
+    and end its fl-launch; the tags stopped."""
+    launched = list(_launched)
+    _launched.clear()
+    stopped = _finish_tags([folder for launch in launched for folder in launch.folders()])
+    for launch in launched:
+        if launch.proc is not None and launch.proc.poll() is None:  # still preparing, no run folder yet
+            launch.proc.kill()
+            launch.proc.wait()
+    return stopped + _finish_tags([folder for launch in launched for folder in launch.folders()])
 
 
 def run_json(run_dir: Path) -> dict:
@@ -96,19 +151,29 @@ def running(*args: str, log_dir: Path, timeout: float = 180):
         yield proc, run_dir
     finally:
         if proc.poll() is None:  # a test that failed mid-run: its run's processes must not outlive it
-            proc.kill()
-            proc.wait()
-            _finish_tags(log_dir)
+            stop_runs_left()
 
 
-def _finish_tags(log_dir: Path) -> None:
-    """Stop what the runs in ``log_dir`` left (fl-finish by each run's tag)."""
-    for run_dir in runs(log_dir):
+def _finish_tags(folders: list[Path]) -> list[str]:
+    """fl-finish --kill-tag for each of these runs with a process left: one of its tag, or its supervisor; the
+    tags stopped."""
+    import psutil
+
+    stopped: list[str] = []
+    for run_dir in sorted(set(folders)):
         try:
-            tag = run_json(run_dir)["kill_tag"]
+            info = run_json(run_dir)
+            tag, supervisor = info["kill_tag"], info.get("supervisor") or {}
         except (OSError, ValueError, KeyError):
             continue
-        run("fl-finish", "--kill-tag", tag, "--log-dir", str(log_dir), "--grace", "3", timeout=120)
+        try:
+            supervised = abs(psutil.Process(supervisor["pid"]).create_time() - supervisor["created"]) < 1.0
+        except (KeyError, TypeError, psutil.Error):
+            supervised = False
+        if tag not in stopped and (supervised or tagged_processes(tag)):
+            run("fl-finish", "--kill-tag", tag, "--log-dir", str(run_dir.parent), "--grace", "3", timeout=120)
+            stopped.append(tag)
+    return stopped
 
 
 class Seen:

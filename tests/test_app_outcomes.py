@@ -88,3 +88,22 @@ def test_a_client_that_raises_in_round_2_is_counted_with_its_traceback(tmp_path)
     assert re.search(r"iteration:2 type:train 1 of 3 clients raised; tracebacks in client_1/client\.log", server_log)
     assert "round 2 train: 1 of 3 clients raised; tracebacks in client_1/client.log" in result.stdout
     assert info["client_failures"] == [{"round": 2, "task": "train", "failed": [1], "clients": 3}]
+
+
+def test_an_app_whose_replies_carry_only_their_sample_counts_has_its_rounds_counted(tmp_path):
+    """Its strategy aggregates every round but logs no metric of it: the rounds done are those Flower's strategy
+    counted replies in (its own line each round)."""
+    app = make_app(tmp_path, "counts_only")
+    client = app / "npapp" / "client_app.py"
+    text = client.read_text()
+    for metrics in ('"train_loss": loss, ', '"eval_loss": loss, "eval_acc": acc,\n' + " " * 56):
+        assert metrics in text
+        text = text.replace(metrics, "")
+    client.write_text(text)
+    result, run_dir = launch(app, tmp_path / "logs", "test-outcome-counts", rounds=2)
+    assert result.returncode == 0, result.stdout + result.stderr
+    streamed = (run_dir / "server" / "serverapp.log").read_text()
+    assert len(re.findall(r"aggregate_train: Received 2 results and 0 failures", streamed)) == 2, streamed
+    assert not re.search(r"MetricRecord: \{'", streamed)  # no metric logged: each record is empty
+    info = run_json(run_dir)
+    assert info["status"] == "finished" and info["rounds_done"] == 2

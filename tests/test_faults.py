@@ -111,6 +111,29 @@ class SlowEvalNet(LeNet5):
             time.sleep(3)
         return super().forward(x)
 '''
+HELD_FINAL_NET = '''
+import time
+from pathlib import Path
+
+from simulator.model import LeNet5
+
+HERE = Path(__file__).parent
+
+
+def _final_evaluation_held():
+    return (HERE / "hold").exists() and any("[final] evaluating the final model" in log.read_text()
+                                            for log in HERE.glob("logs/*/server/server.log"))
+
+
+class HeldFinalNet(LeNet5):
+    """LeNet5 whose final evaluation waits while a file ``hold`` lies beside this module: a run stopped in it
+    stays stopped in it, however long its stop takes."""
+
+    def forward(self, x):
+        while not self.training and _final_evaluation_held():
+            time.sleep(0.05)
+        return super().forward(x)
+'''
 FINAL_LINE = re.compile(r"\[final\] final model accuracy: ", re.M)
 ROUND_LINE = re.compile(r"\[round\] iteration:(\d+)/2 (start|end)", re.M)
 
@@ -163,7 +186,9 @@ def test_resume_after_a_stop_in_the_final_evaluation_only_evaluates(tmp_path):
 def test_resume_of_a_fleet_run_whose_round_failed_at_its_deadline_only_evaluates(tmp_path, monkeypatch):
     """A --fleet run whose round 1 fails at its deadline (seed 29: both clients offline in round 1, both online in
     round 2, availability 0.5) and whose round 2 is aggregated, stopped during its final evaluation: --resume
-    trains no round again (the failed round is done, not a gap), evaluates the final model, and ends finished."""
+    trains no round again (the failed round is done, not a gap), evaluates the final model, and ends finished.
+    The virtual clients' final evaluation runs in Flower's simulation process, which outlives the SuperLink's
+    SIGKILL until the supervisor stops it: the test holds that evaluation (HELD_FINAL_NET) until the run ended."""
     import subprocess
     import sys
 
@@ -171,16 +196,18 @@ def test_resume_of_a_fleet_run_whose_round_failed_at_its_deadline_only_evaluates
     from tests.fleet_runs import prepare_fleet_run
     from tests.helpers import run
 
-    (tmp_path / "sloweval.py").write_text(SLOW_EVAL_NET)
+    (tmp_path / "heldfinal.py").write_text(HELD_FINAL_NET)
+    (tmp_path / "hold").touch()
     monkeypatch.chdir(tmp_path)  # --model's module is imported from here
     fleet = Fleet.of("fleet.toml", 2, (Profile("half", range(0, 2), availability=0.5),))
     run_dir = prepare_fleet_run(tmp_path / "logs", fleet, clients=2, rounds=2, deadline=60.0, seed=29,
-                                tag="t-failed-final", model="sloweval:SlowEvalNet")
+                                tag="t-failed-final", model="heldfinal:HeldFinalNet")
     server_log = run_dir / "server" / "server.log"
     proc = subprocess.Popen([sys.executable, "-m", "launcher.run.supervisor", str(run_dir)], text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _, out = _kill_the_superlink_once(proc, lambda: run_dir if server_log.exists() and
                                       "[final] evaluating the final model" in server_log.read_text() else None)
+    (tmp_path / "hold").unlink()
     text = server_log.read_text()
     assert re.findall(r"\[round\] iteration:(\d+) failed at the deadline", text) == ["1"], text
     assert run_json(run_dir)["status"] == "failed" and not FINAL_LINE.search(text), out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -35,6 +36,7 @@ def _task(done: list, thread_ids: list):
             ballast = bytearray(int(token[4:]) * 2**20)
             ballast[::4096] = b"x" * len(ballast[::4096])
             _kept.append(ballast)
+        ClientApp.__call__(None, SimpleNamespace(metadata=SimpleNamespace(dst_node_id=4242)), None)  # the app's call
         if token == "sys-exit":
             raise SystemExit(3)
         if token == "raise":
@@ -49,7 +51,7 @@ def tasks(tmp_path, monkeypatch):
     """NodeTasks installed as a node installs it (Flower's names restored after the test)."""
     for name in ("RuntimeHttpClient", "register_signal_handlers", "flwr_exit", "install_from_fab", "push_task_output"):
         monkeypatch.setattr(run_clientapp_module, name, getattr(run_clientapp_module, name))
-    monkeypatch.setattr(ClientApp, "__call__", ClientApp.__call__)
+    monkeypatch.setattr(ClientApp, "__call__", lambda self, message, context: "the app's reply")
     monkeypatch.setattr(NodeTasks, "_route_logs", lambda self, thread: None)
     monkeypatch.setattr(node_tasks.object_batch, "install_in_task_process", lambda: None)
     runner = NodeTasks(tmp_path / "worker.log", "127.0.0.1:1")
@@ -81,12 +83,15 @@ def test_a_task_that_exits_or_raises_ends_the_task_not_the_node(tasks):
 
 
 def test_a_node_whose_memory_grew_past_the_limit_leaves_after_the_reply(tasks, monkeypatch):
-    runner, *_ = tasks
+    runner, done, *_ = tasks
     monkeypatch.setattr(memory_growth, "GROWTH_LIMIT_MIB", 64)  # the rule's own module (MemoryGrowth)
+    told: list = []
+    runner.on_leaving = lambda node: told.append((node, len(done)))
     assert runner.run("a").note == ""
     runner.leave_if_grown()  # nothing grew: the node stays
     grown = runner.run("grow120")
     assert grown.code == 0 and "memory grew" in grown.note and runner.leave_note == grown.note
+    assert told == [(4242, 1)]  # its node id, told once its app replied, before the task's end (its exit handler)
     left = []
     monkeypatch.setattr(node_tasks.os, "_exit", left.append)
     runner.leave_if_grown()

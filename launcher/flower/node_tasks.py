@@ -15,8 +15,10 @@ What a task can do to the client: an exception is the task's failed reply (run_c
 ``flwr_exit`` at a task's end, or the app's ``sys.exit``, ends the task and not the node (only the task's own exit
 handlers run, never the SuperNode's); a crash of the interpreter ends the client's one process, which the supervisor
 restarts and logs as it does any client's; a process whose memory grew by more than GROWTH_LIMIT_MIB since its first
-task exits once that task's reply is sent, saying so, and is restarted. Each task's line (as the task host writes it)
-and Flower's log records made by the task go to client_<i>/worker.log; the SuperNode's own stay in supernode.log.
+task exits once that task's reply is sent, saying so, and is restarted; it tells the server before its reply leaves
+the app (contract.lost_nodes.start_renewal), so the next round waits for its new node: the client loses no round.
+Each task's line (as the task host writes it) and Flower's log records made by the task go to client_<i>/worker.log;
+the SuperNode's own stay in supernode.log.
 tests/test_flower_internals.py pins the names of run_clientapp's module this relies on.
 """
 
@@ -28,6 +30,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import flwr.supernode.runtime.run_clientapp as run_clientapp_module
@@ -117,10 +120,12 @@ class TaskRecords(logging.Filter):
 class NodeTasks:
     """Runs this node's tasks in this process, one at a time, on the thread that calls ``run``."""
 
-    def __init__(self, worker_log: Path, runtime_api: str) -> None:
+    def __init__(self, worker_log: Path, runtime_api: str, on_leaving: Callable[[int], None] = lambda node: None,
+                 ) -> None:
         self.worker_log, self.runtime_api = worker_log, runtime_api  # the API's address: in this process, a name
         self.growth = MemoryGrowth()
         self.leave_note = ""  # set once the process should leave after the reply in hand is sent
+        self.on_leaving = on_leaving  # told this node's id before the reply leaves the app, when it will leave
         self._exit_handlers: list = []
 
     def install(self, app, thread: threading.Thread) -> None:
@@ -134,7 +139,19 @@ class NodeTasks:
         task_output.install()
         object_batch.install_in_task_process()
         around_every_call(_exit_is_an_error)
+        around_every_call(self._judge_growth)
         self._route_logs(thread)
+
+    def _judge_growth(self, call, message, context):
+        """A ClientApp call, then this process's memory against after its first call, before the reply is handed
+        to the SuperNode: a node that will leave says so (``on_leaving``) before the server can have its reply,
+        so that the server's next round waits for its restart instead of going on without it."""
+        try:
+            return call(message=message, context=context)
+        finally:
+            if not self.leave_note and (grown := self.growth.after_task()):
+                self.leave_note = f"client process restarted once its reply is sent: {grown}"
+                self.on_leaving(message.metadata.dst_node_id)
 
     def _route_logs(self, thread: threading.Thread) -> None:
         for handler in FLOWER_LOGGER.handlers:
@@ -171,7 +188,7 @@ class NodeTasks:
         """Nothing to start: the task runs on this thread."""
 
     def run(self, token: str) -> TaskEnd:
-        before = time.thread_time()
+        before, leaving = time.thread_time(), self.leave_note
         try:
             run_clientapp_module.run_clientapp(runtime_api_address=self.runtime_api, token=token, insecure=True,
                                                runtime_dependency_install=False)
@@ -186,10 +203,7 @@ class NodeTasks:
         finally:
             self._run_exit_handlers()  # a task that did not end through flwr_exit: its heartbeat stopped all the same
         cpu = time.thread_time() - before
-        note = ""
-        if grown := self.growth.after_task():
-            note = self.leave_note = f"client process restarted once its reply is sent: {grown}"
-        return TaskEnd(code, cpu, note)
+        return TaskEnd(code, cpu, self.leave_note if self.leave_note != leaving else "")
 
     def leave_if_grown(self) -> None:
         """Called by the SuperNode's loop before each pull, i.e. once the last task's reply is sent."""

@@ -37,12 +37,14 @@ import sys
 import threading
 import time as _time
 import traceback
+from pathlib import Path
 
 import flwr.supernode.start_client_internal as loop
 import httpx
 from flwr.supercore.logger import FLOWER_LOGGER
 from flwr.supernode.cli import flower_supernode
 
+from contract.lost_nodes import end_renewal, start_renewal
 from contract.run_settings import node_paths
 from contract.wakeups import SERVER_PUSHED, WakeupSocket, wake
 from launcher.flower.compute_slots import host_slots
@@ -80,14 +82,19 @@ class WakeupClock:
         return getattr(_time, name)
 
 
-def install(client_dir, tasks: NodeTasks | None = None) -> None:
+def install(client_dir, tasks: NodeTasks | None = None, client: int | None = None) -> None:
     """Put the bells into Flower's SuperNode loop (this process only), and hold the node's pull lock
     (launcher.flower.pull_lock) while it pulls a message, for its task host to wait on. ``tasks``: the node runs
-    its own, and leaves before a pull (its last reply sent) when a task grew its memory too much."""
+    its own, and leaves before a pull (its last reply sent) when a task grew its memory too much; at its first
+    pull (connected), the node of ``client`` that left so before it is replaced (contract.lost_nodes)."""
     pull = loop._pull_and_store_message  # noqa: SLF001
     pulling = PullLock(client_dir)
+    connected = threading.Event()
 
     def pull_then_ring(*args, **kwargs):
+        if not connected.is_set() and client is not None:
+            end_renewal(Path(client_dir).parent, client)
+            connected.set()
         if tasks is not None:
             tasks.leave_if_grown()
         with pulling.held():
@@ -125,7 +132,9 @@ def serve_in_node(own: argparse.Namespace, node_config: dict, client_dir) -> Nod
     load_preload(own.tasks_in_node)(node_config, torch_threads=own.torch_threads)
     gc.freeze()  # what the node loaded stays as it is: collections do not touch it
     runtime_api = f"127.0.0.1:{own.port}"  # a name here: the calls stay in this process
-    tasks = NodeTasks(client_dir / "worker.log", runtime_api)
+    client = int(node_config["partition-id"])
+    tasks = NodeTasks(client_dir / "worker.log", runtime_api,
+                      on_leaving=lambda node: start_renewal(client_dir.parent, client, node))
     app: list = []
     made = threading.Event()
 
@@ -205,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     _, client_dir, _ = node_paths(node_config, run_dir=".")
     colour_only_on_a_terminal()
     tune_flower()
-    install(client_dir, serve_in_node(own, node_config, client_dir) if own.tasks_in_node else None)
+    install(client_dir, serve_in_node(own, node_config, client_dir) if own.tasks_in_node else None,
+            client=int(node_config["partition-id"]))
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()
 

@@ -2,6 +2,8 @@
 
     round_started("INFO :      [ROUND 2/5]")
     # (2, 5)
+    aggregated_rounds("logs/latest/server/serverapp.log")
+    # {1, 2, 3}
     read_strategy_log("logs/latest/server/serverapp.log")
     # [{'round': 1, 'phase': 'train', 'metrics': {'train_loss': 0.29}},
     # {'round': 1, 'phase': 'evaluate', 'metrics': {'eval_acc': 0.92, 'eval_loss': 0.31}}, ...]
@@ -22,23 +24,42 @@ from pathlib import Path
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ROUND = re.compile(r"\[ROUND (\d+)/(\d+)\]")
 _RECORD = re.compile(r"(Aggregated )?MetricRecord: (\{.*\})\s*$")
+_TRAIN_RESULTS = re.compile(r"aggregate_train: Received (\d+) results")
 _PHASES = (("aggregate_train:", "train"), ("aggregate_evaluate:", "evaluate"), ("Global evaluation", "server"))
 
 
-def read_strategy_log(path: str | Path) -> list[dict]:
+def _rounds_lines(path: str | Path):
+    """(round, line) for each line of the log from the first ``[ROUND r/n]`` on, its colours taken out."""
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:
-        return []
-    rows, current, phase = [], 0, ""
+        return
+    current = 0
     for line in _ANSI.sub("", text).splitlines():
         if m := _ROUND.search(line):
-            current, phase = int(m.group(1)), ""
+            current = int(m.group(1))
+        if current:
+            yield current, line
+
+
+def aggregated_rounds(path: str | Path) -> set[int]:
+    """The rounds in which Flower's strategy aggregated replies: its own count of each round's training replies
+    (``aggregate_train: Received 2 results and 0 failures``, which FedAvg and the strategies built on it log
+    every round, whatever the replies carry), or an aggregated metric record (another strategy's)."""
+    counted = {r for r, line in _rounds_lines(path) if (m := _TRAIN_RESULTS.search(line)) and int(m.group(1))}
+    return counted | {row["round"] for row in read_strategy_log(path)}
+
+
+def read_strategy_log(path: str | Path) -> list[dict]:
+    rows, phase = [], ""
+    for current, line in _rounds_lines(path):
+        if _ROUND.search(line):
+            phase = ""
             continue
         for marker, name in _PHASES:
             if marker in line:
                 phase = name
-        if current and (m := _RECORD.search(line)):
+        if m := _RECORD.search(line):
             try:
                 record = ast.literal_eval(m.group(2))
             except (ValueError, SyntaxError):

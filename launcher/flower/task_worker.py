@@ -34,6 +34,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from flwr.supercore import log
 from flwr.supercore.constant import FORCE_EXIT_TIMEOUT_SECONDS
 from flwr.supercore.exit import exit_handler
@@ -97,6 +98,16 @@ def install_once(install):
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _main_thread_ended(pid: int) -> bool:
+    """Whether a worker's main thread has exited. A killed worker shows as a zombie while its other threads
+    (gRPC's, a task's timer) still exit, and waitpid WNOHANG reports it only after them: such a worker cannot
+    take a task, and one handed to it would be lost with it."""
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _plain_signals() -> None:
@@ -193,6 +204,8 @@ class TaskWorker:
                 exited = self.pid
             if exited:
                 self._reap(exited=True)
+            elif _main_thread_ended(self.pid):
+                self._reap()  # dying: its status comes once its last threads are gone
         if not self.pid:
             self._start()
 

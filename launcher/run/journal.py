@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from contract.loglines import Event, LogWriter
 from contract.lost_nodes import add_lost, add_lost_client
-from launcher.flower.strategy_log import read_strategy_log
+from launcher.flower.strategy_log import aggregated_rounds
 from launcher.flower.task_log import task_failures
 from launcher.processes.clock import now_iso
 from launcher.run.folder import RunFolder
@@ -83,8 +83,7 @@ class RunJournal:
             if event.kind == "server_final":
                 summary = {"final_accuracy": event.values["acc"], "final_test_samples": event.values["num_test"]}
         if user_app:  # the rounds whose replies Flower's strategy aggregated
-            rounds_done = max((r["round"] for r in read_strategy_log(self.folder.server_dir / "serverapp.log")),
-                              default=0)
+            rounds_done = max(aggregated_rounds(self.folder.server_dir / "serverapp.log"), default=0)
             summary["client_failures"] = self._task_failures(events)
         self.processes(records, status=status, reason=reason, ended=now_iso(), rounds_done=rounds_done,
                        activity=None, **summary)
