@@ -18,7 +18,7 @@ import pytest
 from flwr.supercore.exit import add_exit_handler
 from flwr.supernode.runtime import run_clientapp as run_clientapp_module
 
-from launcher.flower import task_worker
+from launcher.flower import memory_growth, task_worker
 from launcher.flower.task_worker import TaskWorker
 
 
@@ -130,7 +130,7 @@ def test_a_task_that_exits_the_process_ends_its_worker_not_the_host(fake_task):
 
 
 def test_a_worker_whose_memory_grew_past_the_limit_is_replaced_after_its_task(fake_task, monkeypatch):
-    monkeypatch.setattr(task_worker, "GROWTH_LIMIT_MIB", 64)
+    monkeypatch.setattr(memory_growth, "GROWTH_LIMIT_MIB", 64)  # the rule's own module (MemoryGrowth)
     worker = TaskWorker("127.0.0.1:1")
     assert worker.run("a").code == 0
     grown = worker.run("grow120")
