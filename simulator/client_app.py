@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from contract.fleet_record import FLEET_FILE, UNCONSTRAINED, Fleet, Profile, read_fleet_json
@@ -155,22 +155,42 @@ def _array_bytes(arrays: ArrayRecord) -> tuple[int, ...]:
 
 
 def _fleet_figures(fleet: Fleet, partition: int, config, seconds: float, cpu_seconds: float, began: float,
-                   recv: tuple[int, ...], sent: tuple[int, ...]) -> dict:
+                   recv: tuple[int, ...], sent: tuple[int, ...], node_state: RecordDict | None = None) -> dict:
     """This task on its profile's device: compute (measured; emulated: its CPU time over the CPU share, as the
     task's wall time here would count the time it waited for a core on a loaded machine), transfer over
     the profile's link as Flower exchanges the task and its reply (simulator.exchange_clock; ``recv``/``sent``:
     each array's bytes; ``download``: its part before the task), waiting since the round started (0 emulated: each
-    device starts when the round does)."""
+    device starts when the round does). On the emulated clock a device's node keeps its pull phase in
+    ``node_state`` (its Context's state): the round's message waits for that node's next idle pull, counted from
+    when it last went back to pulling (its previous reply pushed), not half a cycle (the mean, its first task)."""
     profile = fleet.profile_of(partition) if 0 <= partition < fleet.num_clients else UNCONSTRAINED
-    profile = profile.link_at(float(config.get("fleet-time", 0.0)))  # a schedule: the link of the round's start
+    now = float(config.get("fleet-time", 0.0))  # the run's clock at the round's start
+    profile = profile.link_at(now)  # a schedule: the link of the round's start
     emulated = config.get("fleet-clock", "real") == "emulated"
     compute = profile.compute_seconds(cpu_seconds) if emulated else seconds
     transfer = _transfer(profile.down, profile.up, profile.latency, recv, sent)
     node = node_work_seconds(profile) if transfer.total_s else 0.0  # a device's node: its exchange's own work
+    if emulated and node_state is not None and transfer.total_s:
+        transfer = transfer.at_phase(_pulling_since(node_state, now))
+        _pulls_again(node_state, now + transfer.before_task_s + node + compute + transfer.pushed_s)
     waiting = 0.0 if emulated else max(0.0, began - float(config.get("round-start", began)))
     return {"profile": profile.name, "compute_s": compute, "transfer_s": transfer.total_s + node,
             "download_s": transfer.before_task_s + node / 2, "waiting_s": waiting,
             "emulated_s": compute + transfer.total_s + node}
+
+
+PULL_PHASE = "fleet-pull-phase"  # a node's Context state: when (the run's emulated clock) it went back to pulling
+
+
+def _pulling_since(node_state: RecordDict, now: float) -> float | None:
+    """How long before ``now`` the node went back to pulling (below 0: it is still pushing a late reply); None
+    when it has had no task yet."""
+    record = node_state.get(PULL_PHASE)
+    return None if record is None else now - float(record["at"])
+
+
+def _pulls_again(node_state: RecordDict, at: float) -> None:
+    node_state[PULL_PHASE] = ConfigRecord({"at": at})
 
 
 def on_gpu(handler):
@@ -222,7 +242,7 @@ def train_round(msg: Message, context: Context) -> Message:
     else:  # an emulated device: its figures in its log, its emulated duration to the server (fleet_rounds)
         figures = _fleet_figures(fleet, partition, msg.content["config"], seconds, time.process_time() - cpu_start,
                                  began,
-                                 _array_bytes(msg.content["arrays"]), _array_bytes(arrays))
+                                 _array_bytes(msg.content["arrays"]), _array_bytes(arrays), context.state)
         log.write("round_end_fleet", **line, **figures)
         metrics[EMULATED_METRIC] = figures["emulated_s"]
     return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)

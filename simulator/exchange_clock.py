@@ -1,7 +1,8 @@
 """How long Flower 1.41 takes to move one task's messages over an emulated link: the emulated clock's transfer.
 
     times = exchange_times(profile, down=[600, 9600, 192000], up=[600, 9600, 192000])  # each array's bytes
-    times.wait_s     # round start -> the node's next pull (a device's node pulls every 3 s while idle)
+    times.wait_s     # round start -> the node's next pull (a device's node pulls every 3 s while idle): a mean
+    times.wait_after(idle_s)  # the same for a node that went back to pulling idle_s before the round started
     times.down_s     # then -> the node holds the task (pull the message, pull its objects, confirm)
     times.up_s       # reply ready -> the server holds all of it (push the message and its objects; the
                      # server's own pulls of those objects, each retried with Flower's backoff until it is there)
@@ -14,16 +15,19 @@ and the SuperLink), so that virtual mode predicts the round times process mode m
   one HTTP request (about 0.9 kB up) and its reply; two run at once (Flower's object pull and push pools) and
   share the link's rate while both send (processor sharing, as the emulator's one bucket per way does).
 - Down: the node's next pull: a device's SuperNode pulls every NODE_IDLE_PULL s while idle (no bell reaches it
-  from another machine; in process mode a client behind a shaped link is not rung either), so a round's message
-  waits half of that cycle (the sleep and an empty pull's exchange) on average; then PullMessages (the message
-  and its object tree), the objects, ConfirmMessageReceived.
+  from another machine; in process mode a client behind a shaped link is not rung either): once it has pushed
+  a reply it pulls at once, then after each sleep and empty pull (its cycle). A round's message waits for the
+  first of those pulls to reach the SuperLink after it: the emulated clock keeps each node's phase (when it went
+  back to pulling) from round to round (simulator.client_app), so the wait is where the round's start falls in
+  that node's cycle; a node's first task, whose phase is unknown, waits half a cycle (the mean). Then
+  PullMessages (the message and its object tree), the objects, ConfirmMessageReceived.
 - Up: PushMessages, then the objects; the server sees the reply message once PushMessages has arrived (it
   polls every 0.1 s: half of that on average), pulls its objects two at a time in the same order, and an
   object not there yet is tried again after 1 s, then 2, 4, ... at most 10 s, each with +-20% jitter, its
   backoff starting afresh for each object. The reply is held when the last object is pulled: the mean over
   JITTER_DRAWS seeded draws of that jitter (a deterministic figure; a real run varies around it).
-The node's own work (its SuperNode's and task host's, NODE_WORK_S of a core per task, node_work_seconds at its
-CPU share) is added beside these by the client's figures (simulator.client_app), half before the task.
+The node's own work (its SuperNode's, NODE_WORK_S of a core per task, node_work_seconds at its CPU share) is
+added beside these by the client's figures (simulator.client_app), half before the task.
 Left out: a round's replies pulled one message after another by the server (the first one's backoff delays the
 rest).
 The Flower constants this copies are pinned by tests/test_flower_internals.py.
@@ -32,9 +36,10 @@ The Flower constants this copies are pinned by tests/test_flower_internals.py.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Flower 1.41 (pinned by tests/test_flower_internals.py)
 CHUNK_BYTES = 5_242_880      # flwr.common.constant.FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE
@@ -56,17 +61,23 @@ MESSAGE_CALL = 1500          # PullMessages' reply, PushMessages' request: the m
 
 JITTER_DRAWS = 32
 # A node's own work per task, at a whole core of this machine: its SuperNode pulling, storing and pushing the
-# objects, its task host fetching the task and handing the reply back (the task's decoding is its compute).
-# Measured 2026-12-06 (benchmarks.closed_loop, 250 kB model): process mode's rounds, where that work runs under
-# the client's share, ran 0.72 s past this clock's at cpu 0.36, and devices held to 0.3 core 1.1 s: ~0.25 s.
-NODE_WORK_S = 0.25
+# objects and handing the task to its task thread (the task's decoding is its compute). Fitted 2026-12-06 on the
+# closed loop (benchmarks.closed_loop, 250 kB model, a built-in client being one process): a device's node whose
+# round's message waits for its idle pull starts its tasks one node cycle apart (sleep and empty pull, download,
+# node work, task, push), 6.49-6.51 s on the device held to 0.3 core; the cycle less this model's sleep, empty
+# pull, download and push and the task's own logged seconds is the node's work at that share: 0.23 s there,
+# 0.07 s of a core (three processes per client, before: ~0.25 s).
+NODE_WORK_S = 0.07
 
 
 @dataclass(frozen=True)
 class ExchangeTimes:
     down_s: float
     up_s: float
-    wait_s: float = 0.0  # before down_s: the round's message waiting for the node's next idle pull
+    wait_s: float = 0.0  # before down_s: the round's message waiting for the node's next idle pull (a mean)
+    cycle_s: float = 0.0  # an idle node's pull cycle: its sleep and an empty pull there and back
+    reach_s: float = 0.0  # a pull's request: sent -> at the SuperLink
+    pushed_s: float = 0.0  # reply ready -> the node has pushed it all and pulls again (its first pull at once)
 
     @property
     def total_s(self) -> float:
@@ -75,6 +86,19 @@ class ExchangeTimes:
     @property
     def before_task_s(self) -> float:
         return self.wait_s + self.down_s
+
+    def wait_after(self, idle_s: float) -> float:
+        """The round's message's wait for the node's next pull when the node went back to pulling ``idle_s``
+        before the round started: it pulls at once, then every cycle; the message is found by the first pull
+        that reaches the SuperLink after it was stored."""
+        if not self.cycle_s:
+            return self.wait_s
+        pulls = max(0, math.ceil((idle_s - self.reach_s) / self.cycle_s - 1e-9))
+        return max(0.0, pulls * self.cycle_s - idle_s)
+
+    def at_phase(self, idle_s: float | None) -> ExchangeTimes:
+        """These times with the wait of a node whose pull phase is known (``idle_s``; None: the mean)."""
+        return self if idle_s is None else replace(self, wait_s=self.wait_after(idle_s))
 
 
 def message_objects(array_bytes: Sequence[int]) -> list[int]:
@@ -178,21 +202,25 @@ def _download(down: float | None, up: float | None, latency: float, sizes: list[
     return end[0]
 
 
-def _idle_wait(down: float | None, up: float | None, latency: float) -> float:
-    """The mean wait of a round's message for the node's next pull: half of an idle cycle (its sleep, then an
-    empty PullMessages there and back)."""
+def _empty_pull(down: float | None, up: float | None, latency: float) -> tuple[float, float]:
+    """(request at the SuperLink, reply back at the node) of a PullMessages that brings nothing."""
     link = _Link({"down": down, "up": up}, latency)
-    end = [0.0]
-    link.send("up", 0.0, REQUEST, lambda t1: link.send("down", t1, REPLY, lambda t2: end.__setitem__(0, t2)))
+    reach, end = [0.0], [0.0]
+
+    def arrived(t1: float) -> None:
+        reach[0] = t1
+        link.send("down", t1, REPLY, lambda t2: end.__setitem__(0, t2))
+    link.send("up", 0.0, REQUEST, arrived)
     link.run()
-    return (NODE_IDLE_PULL + end[0]) / 2
+    return reach[0], end[0]
 
 
 def _upload_arrivals(up: float | None, down: float | None, latency: float,
-                     sizes: list[int]) -> tuple[float, list[float]]:
-    """(when the server sees the message, when each object is at the SuperLink), from the reply's push."""
+                     sizes: list[int]) -> tuple[float, list[float], float]:
+    """(when the server sees the message, when each object is at the SuperLink, when the node has pushed them
+    all), from the reply's push."""
     link = _Link({"down": down, "up": up}, latency)
-    seen = [0.0]
+    seen, pushed = [0.0], [0.0]
     arrived = [0.0] * len(sizes)
     index = iter(range(len(sizes)))
 
@@ -206,11 +234,11 @@ def _upload_arrivals(up: float | None, down: float | None, latency: float,
 
     def pushed_message(t1: float) -> None:
         seen[0] = t1
-        link.send("down", t1, REPLY, lambda t2: _workers(link, t2, sizes, push, lambda t: None))
+        link.send("down", t1, REPLY, lambda t2: _workers(link, t2, sizes, push, lambda t: pushed.__setitem__(0, t)))
 
     link.send("up", 0.0, MESSAGE_CALL + 70 * len(sizes), pushed_message)
     link.run()
-    return seen[0], arrived
+    return seen[0], arrived, pushed[0]
 
 
 def _server_pulls(start: float, arrived: list[float], rng: random.Random) -> float:
@@ -239,8 +267,10 @@ def exchange_times(profile, down: Sequence[int], up: Sequence[int], seed: int = 
         return ExchangeTimes(0.0, 0.0)
     down_sizes, up_sizes = message_objects(down), message_objects(up)
     down_s = _download(profile.down, profile.up, latency, down_sizes)
-    seen, arrived = _upload_arrivals(profile.up, profile.down, latency, up_sizes)
+    seen, arrived, pushed = _upload_arrivals(profile.up, profile.down, latency, up_sizes)
     rng = random.Random(seed)
     start = seen + SERVER_POLL / 2
     held = sum(_server_pulls(start, arrived, rng) for _ in range(JITTER_DRAWS)) / JITTER_DRAWS
-    return ExchangeTimes(down_s=down_s, up_s=held, wait_s=_idle_wait(profile.down, profile.up, latency))
+    reach, empty = _empty_pull(profile.down, profile.up, latency)
+    cycle = NODE_IDLE_PULL + empty
+    return ExchangeTimes(down_s=down_s, up_s=held, wait_s=cycle / 2, cycle_s=cycle, reach_s=reach, pushed_s=pushed)

@@ -82,3 +82,63 @@ def test_a_devices_node_waits_half_an_idle_cycle_for_the_rounds_message():
     assert 0.5 * (3.0 + 0.1) <= times.wait_s <= 0.5 * (3.0 + 0.1) + 0.01
     assert times.total_s == times.wait_s + times.down_s + times.up_s
     assert exchange_times(Profile("none"), [1000], [1000]).wait_s == 0.0  # no link: a node on this host, rung
+
+
+def test_a_node_whose_pull_phase_is_known_waits_for_its_next_pull():
+    """A node pulls at once when its reply is pushed, then every cycle (3 s and an empty pull: 3.1 s at 50 ms
+    one way); a pull finds the round's message when it reaches the SuperLink (50 ms after it is sent) after the
+    message was stored. By hand, with the node gone back to pulling idle_s before the round started."""
+    times = exchange_times(Profile("lat", latency=0.05), [1000], [1000])
+    assert times.cycle_s == pytest.approx(3.1, abs=0.005) and times.reach_s == pytest.approx(0.05, abs=0.001)
+    assert times.wait_after(0.02) == 0.0  # its first pull reaches the SuperLink after the message
+    assert times.wait_after(1.0) == pytest.approx(2.1, abs=0.005)  # the pull after the first sleep
+    assert times.wait_after(3.0) == pytest.approx(0.1, abs=0.005)
+    assert times.wait_after(3.2) == pytest.approx(3.0, abs=0.005)  # that pull reached it at 3.15 s: the next
+    assert times.wait_after(-0.4) == pytest.approx(0.4)  # still pushing a late reply: it pulls once done
+    # over a phase spread evenly across the cycle, the mean is the half cycle a first task waits
+    phases = [i * times.cycle_s / 1000 for i in range(1000)]
+    assert sum(map(times.wait_after, phases)) / 1000 == pytest.approx(times.wait_s, abs=0.06)
+    assert times.at_phase(None) == times and times.at_phase(1.0).wait_s == times.wait_after(1.0)
+
+
+def test_a_node_pulls_again_once_its_reply_is_pushed():
+    """100 ms one way, one small array: PushMessages there and back (0.2 s), then 6 objects pushed two at a
+    time, each there and back (3 x 0.2 s): the node pulls again at 0.8 s, before the server holds the reply
+    (its pull backoff: ~1.2 s)."""
+    times = exchange_times(Profile("lat", latency=0.1), [1000], [1000])
+    assert times.pushed_s == pytest.approx(0.8, abs=1e-6) and times.up_s > times.pushed_s + 0.2
+
+
+def test_the_emulated_clock_carries_each_nodes_pull_phase_to_its_next_round():
+    """A virtual client's figures (simulator.client_app) on one device node, two rounds: its first task waits half
+    a cycle; the node goes back to pulling when its reply is pushed (before the server holds it, which ends the
+    round), so its next round's message, stored when the round starts, waits the rest of that node's cycle."""
+    from flwr.app import RecordDict
+
+    from contract.fleet_record import Fleet
+    from simulator.client_app import _fleet_figures
+
+    profile = Profile("dev", range(0, 1), cpu=0.5, latency=0.05)
+    fleet = Fleet.of("fleet.toml", 1, (profile,))
+    times = exchange_times(profile, [1000], [1000])
+    node = exchange_clock.node_work_seconds(profile)
+    state = RecordDict()
+
+    def task(now: float) -> dict:
+        return _fleet_figures(fleet, 0, {"fleet-clock": "emulated", "fleet-time": now}, seconds=9.0,
+                              cpu_seconds=1.0, began=0.0, recv=(1000,), sent=(1000,), node_state=state)
+
+    first = task(0.0)
+    assert first["compute_s"] == 2.0 and first["download_s"] == pytest.approx(times.wait_s + times.down_s + node / 2)
+    pulls_again = first["download_s"] + node / 2 + 2.0 + times.pushed_s
+    second = task(first["emulated_s"])  # the round lasted this client's time
+    idle = first["emulated_s"] - pulls_again
+    assert idle == pytest.approx(times.up_s - times.pushed_s) and idle > times.reach_s
+    assert second["download_s"] - first["download_s"] == pytest.approx((times.cycle_s - idle) - times.wait_s)
+    later = task(first["emulated_s"] + second["emulated_s"] + 10.0)  # a round without it: still in phase
+    idle = second["emulated_s"] + 10.0 - (second["download_s"] + node / 2 + 2.0 + times.pushed_s)
+    assert later["download_s"] == pytest.approx(times.down_s + node / 2 + times.cycle_s * 4 - idle)
+    # process mode (the real clock) logs the model's mean beside the real times
+    real = _fleet_figures(fleet, 0, {"fleet-clock": "real", "fleet-time": 30.0}, seconds=2.0, cpu_seconds=1.0,
+                          began=0.0, recv=(1000,), sent=(1000,), node_state=state)
+    assert real["download_s"] == pytest.approx(times.wait_s + times.down_s + node / 2)
