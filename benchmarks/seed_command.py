@@ -2,13 +2,15 @@
 
     python -m benchmarks.seed_command                        # 50 clients, 5 rounds: floor, both modes (~7 min)
     python -m benchmarks.seed_command --clients 20 --rounds 4 --modes process
+    python -m benchmarks.seed_command --workload W2 --modes floor virtual   # MindSpore's shape (~4 min)
 
 For each mode: wall per round (rounds 2 on: round 1 pays the start), time to round 1, peak summed
 PSS (benchmarks.memory), and the CPU-seconds every process of the run (its cgroup) spent per client
 task, by role, read from /proc at each round's start line in server/server.log. CPU-seconds hold under
 contention where wall time does not: the figure to compare across machines' load. A process's
 reaped children count with it (a task child with its client process, under "task"). Writes
-benchmarks/results/seed_command.json and its section of docs/performance.md.
+benchmarks/results/seed_command.json and its section of docs/performance.md (another workload:
+benchmarks/results/seed_command_<workload>.json and the table on stdout).
 """
 
 from __future__ import annotations
@@ -28,14 +30,15 @@ import psutil
 
 from benchmarks.performance_page import write_section
 from benchmarks.variants import floor, launch
-from benchmarks.workloads import W
+from benchmarks.workloads import W, Workload
 from launcher.processes.cgroup import RunGroup
 from launcher.processes.tagged import tagged_processes
 
 RESULTS = Path(__file__).parent / "results"
 _ROUND_START = re.compile(r"iteration:(\d+)/\d+ start")
 _CMDLINE_ROLES = (("flwr-serverapp", "serverapp"), ("flower-superexec", "superexec"), ("flwr run", "flwr-run"),
-                  ("flwr-simulation", "simulation"), ("ray", "ray"), ("raylet", "ray"), ("gcs_server", "ray"))
+                  ("flwr-simulation", "simulation"), ("ray::", "ray-worker"),
+                  ("default_worker.py", "ray-worker"), ("ray", "ray"), ("raylet", "ray"), ("gcs_server", "ray"))
 
 
 def _role_by_cmdline(proc: psutil.Process) -> str:
@@ -146,30 +149,34 @@ class RoundCpu:
                 "by_role": {k: round(v, 1) for k, v in sorted(roles.items(), key=lambda kv: -kv[1]) if v >= 0.5}}
 
 
-def measure(mode: str, clients: int, rounds: int, out_dir: Path) -> dict:
+def measure(mode: str, workload: Workload, out_dir: Path) -> dict:
     tag = f"bench-seed-{mode}-{os.getpid()}"
     log_dir = out_dir / mode
-    args = ["--client-num", str(clients), "--task", "train", "--rounds", str(rounds), "--mode", mode,
-            "--log-dir", str(log_dir), "--kill-tag", tag]
+    args = [*workload.launch_args(str(log_dir), tag), "--mode", mode] if workload.name != "SEED" else [
+        "--client-num", str(workload.clients), "--task", "train", "--rounds", str(workload.rounds), "--mode", mode,
+        "--log-dir", str(log_dir), "--kill-tag", tag]
     with RoundCpu(tag, log_dir) as cpu:
         run = launch(args, log_dir, tag, timeout=1800, variant=f"fl-launch {mode}")
     return {"mode": mode, "status": run.status, "to_round1_s": run.to_round1_s,
             "peak_pss_mib": run.peak_pss_mib, "processes": run.processes, "final_acc": run.final_acc,
-            "run_dir": run.run_dir, **cpu.per_task(clients)}
+            "run_dir": run.run_dir, **cpu.per_task(workload.clients)}
 
 
-def measure_floor(clients: int, rounds: int, out_dir: Path) -> dict:
+def measure_floor(workload: Workload, out_dir: Path) -> dict:
     """The clients' compute alone (benchmarks.variants.floor: every client's round work on one single-thread
-    process per core, over the partitions fl-launch makes), as the SEED workload's floor."""
-    workload = dataclasses.replace(W["SEED"], clients=clients, rounds=rounds)
+    process per core, over the partitions fl-launch makes), as the workload's floor; CPU per task rounds 2 on."""
     run = floor(workload, out_dir / "floor", f"bench-seed-floor-{os.getpid()}")
     later = run.round_s[1:] or run.round_s
-    return {"mode": "floor", "s_per_round": round(sum(later) / len(later), 2), "peak_pss_mib": run.peak_pss_mib}
+    cpu = run.task_cpu_s[workload.clients:] or run.task_cpu_s
+    return {"mode": "floor", "s_per_round": round(sum(later) / len(later), 2), "peak_pss_mib": run.peak_pss_mib,
+            "cpu_ms_per_task": round(1000 * sum(cpu) / max(1, len(cpu)), 1)}
 
 
-def markdown(rows: list[dict], clients: int, rounds: int) -> str:
-    lines = [f"`fl-launch --client-num {clients} --task train --rounds {rounds}` (digits, 3 local epochs), "
-             f"{os.cpu_count()} cores, {platform.machine()}; CPU per task: every process of the run, rounds 2 on; "
+def markdown(rows: list[dict], workload: Workload) -> str:
+    what = (f"`fl-launch --client-num {workload.clients} --task train --rounds {workload.rounds}` (digits, "
+            f"3 local epochs)" if workload.name == "SEED" else f"{workload.name}: {workload.title}")
+    lines = [f"{what}, {os.cpu_count()} cores, {platform.machine()}; CPU per task: every process of the run, "
+             "rounds 2 on; "
              "floor: the clients' compute alone.",
              "", "| mode | s/round (2 on) | x floor | to round 1 | CPU-ms per task | by role (ms per task) | peak PSS "
              "| final acc |",
@@ -187,19 +194,28 @@ def markdown(rows: list[dict], clients: int, rounds: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workload", default="SEED", choices=sorted(W),
+                        help="benchmarks.workloads' workload (SEED: the seed's command)")
+    parser.add_argument("--clients", type=int, help="the workload's clients (SEED: 50)")
+    parser.add_argument("--rounds", type=int, help="the workload's rounds (SEED: 5)")
+    parser.add_argument("--local-epochs", type=int, help="the workload's local epochs")
     parser.add_argument("--modes", nargs="+", default=["floor", "process", "virtual"],
                         choices=["floor", "process", "virtual"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    workload = W[args.workload]
+    workload = dataclasses.replace(workload, clients=args.clients or workload.clients,
+                                   rounds=args.rounds or workload.rounds,
+                                   local_epochs=args.local_epochs or workload.local_epochs)
     logs = args.out / "logs" / "seed_command"
-    rows = [measure_floor(args.clients, args.rounds, logs) if mode == "floor" else
-            measure(mode, args.clients, args.rounds, logs) for mode in args.modes]
+    rows = [measure_floor(workload, logs) if mode == "floor" else measure(mode, workload, logs)
+            for mode in args.modes]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "seed_command.json").write_text(json.dumps(rows, indent=1) + "\n")
-    text = markdown(rows, args.clients, args.rounds)
-    write_section("seed_command", text)
+    name = "seed_command" if workload.name == "SEED" else f"seed_command_{workload.name}"
+    (args.out / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    text = markdown(rows, workload)
+    if workload.name == "SEED":
+        write_section("seed_command", text)
     print(text)
 
 
