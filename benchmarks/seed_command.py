@@ -157,7 +157,7 @@ def measure(mode: str, workload: Workload, out_dir: Path) -> dict:
         "--log-dir", str(log_dir), "--kill-tag", tag]
     with RoundCpu(tag, log_dir) as cpu:
         run = launch(args, log_dir, tag, timeout=1800, variant=f"fl-launch {mode}")
-    return {"mode": mode, "status": run.status, "to_round1_s": run.to_round1_s,
+    return {"mode": mode, "status": run.status, "to_round1_s": run.to_round1_s, "s_per_round_all": run.per_round_s,
             "peak_pss_mib": run.peak_pss_mib, "processes": run.processes, "final_acc": run.final_acc,
             "run_dir": run.run_dir, **cpu.per_task(workload.clients)}
 
@@ -168,7 +168,8 @@ def measure_floor(workload: Workload, out_dir: Path) -> dict:
     run = floor(workload, out_dir / "floor", f"bench-seed-floor-{os.getpid()}")
     later = run.round_s[1:] or run.round_s
     cpu = run.task_cpu_s[workload.clients:] or run.task_cpu_s
-    return {"mode": "floor", "s_per_round": round(sum(later) / len(later), 2), "peak_pss_mib": run.peak_pss_mib,
+    return {"mode": "floor", "s_per_round": round(sum(later) / len(later), 2), "s_per_round_all": run.per_round_s,
+            "peak_pss_mib": run.peak_pss_mib,
             "cpu_ms_per_task": round(1000 * sum(cpu) / max(1, len(cpu)), 1)}
 
 
@@ -208,8 +209,11 @@ def main() -> None:
                                    rounds=args.rounds or workload.rounds,
                                    local_epochs=args.local_epochs or workload.local_epochs)
     logs = args.out / "logs" / "seed_command"
-    rows = [measure_floor(workload, logs) if mode == "floor" else measure(mode, workload, logs)
-            for mode in args.modes]
+    rows = []
+    for mode in args.modes:
+        load = os.getloadavg()[0]
+        rows.append(measure_floor(workload, logs) if mode == "floor" else measure(mode, workload, logs))
+        rows[-1]["load_1m"] = [round(load, 1), round(os.getloadavg()[0], 1)]  # at its start and end
     args.out.mkdir(parents=True, exist_ok=True)
     name = "seed_command" if workload.name == "SEED" else f"seed_command_{workload.name}"
     (args.out / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
