@@ -63,6 +63,7 @@ class Measured:
     cpu_by_role: dict = field(default_factory=dict)
     run_dir: str = ""
     note: str = ""
+    task_cpu_s: list[float] = field(default_factory=list)  # floor: each task's CPU-seconds, in task order
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -128,12 +129,14 @@ def _warm_worker() -> None:
 
 
 def _client_round(job) -> float:
+    """One client's round work; returns its CPU-seconds (the worker is single-threaded: its wall time on a
+    loaded machine is not the work's)."""
     from simulator.client_data import load_partition  # noqa: PLC0415
     from simulator.model import LeNet5  # noqa: PLC0415
     from simulator.training import evaluate, train  # noqa: PLC0415
 
     path, state, epochs, batch_size, lr, seed = job
-    start = time.perf_counter()
+    start = time.process_time()
     if path not in _PARTS:
         _PARTS[path] = load_partition(path)
     part = _PARTS[path]
@@ -141,7 +144,7 @@ def _client_round(job) -> float:
     model.load_state_dict(state)
     evaluate(model, part.x_test, part.y_test)
     train(model, part.x_train, part.y_train, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def _cpu_s(workers: list[psutil.Process]) -> dict[str, float]:
@@ -175,7 +178,7 @@ def floor(workload: Workload, log_dir: Path, tag: str) -> Measured:
             t0 = time.monotonic()
             jobs = [(str(f), state, opts.local_epochs, opts.batch_size, opts.lr, server_round * 10_007 + i)
                     for i, f in enumerate(files)]
-            pool.map(_client_round, jobs, chunksize=1)
+            measured.task_cpu_s += pool.map(_client_round, jobs, chunksize=1)
             measured.round_s.append(round(time.monotonic() - t0, 3))
         cpu_marks.append(_cpu_s(workers))
     pool.close()

@@ -85,6 +85,27 @@ def test_a_local_virtual_runs_ray_logs_are_in_its_run_folder(tmp_path, monkeypat
         tmp.rmdir()
 
 
+PRESTARTED_WORKER = re.compile(r"worker-[0-9a-f]+-ffffffff-\d+\.out")  # Ray's log of a worker of no job
+
+
+@pytest.mark.slow
+def test_a_local_virtual_run_starts_no_ray_workers_that_serve_no_client(tmp_path, monkeypatch):
+    """Ray prestarts a Python worker per CPU for its first driver, but Flower's job (its runtime environment) starts
+    its actors' workers itself, and the prestarted ones, each importing Ray within round 1, exit unused. Ray's own
+    logs (RUN/ray) have a log per worker process, named by its job: the nil job's are the prestarted."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_prestart_worker_first_driver", raising=False)
+    result = _launch(tmp_path / "logs", "--client-num", "2", "--workers", "2", "--kill-tag", "test-ray-prestart")
+    assert result.returncode == 0, result.stdout + result.stderr
+    logs = list((runs(tmp_path / "logs")[0] / "ray").glob("session_*/logs"))
+    assert len(logs) == 1, logs
+    names = sorted(p.name for p in logs[0].iterdir())
+    workers = [n for n in names if n.startswith("worker-") and n.endswith(".out")]
+    assert workers, names  # the oracle's files are there
+    assert [n for n in workers if PRESTARTED_WORKER.fullmatch(n)] == [], workers
+    assert len(workers) <= 2, workers  # an actor per worker Ray is given (--workers 2), nothing else
+
+
 OBJECT_STORE_USED = re.compile(r"Object store memory is idle|num bytes created total: [1-9]")
 
 
