@@ -152,9 +152,13 @@ def check_targets(report: dict) -> list[dict]:
         both_ok = x.get("status") == "ok" and y.get("status") == "ok"
         return x[key] / y[key] if x.get(key) and y.get(key) and both_ok else None
 
-    add("W1 fl-launch per round / floor", ratio("W1", "fl-launch", "floor"), 1.10, unit="x")  # issue 25
-    add("W2 fl-launch per round / floor", ratio("W2", "fl-launch", "floor"), 1.25, unit="x")  # issue 25
-    add("W2 fl-launch-virtual per round / floor", ratio("W2", "fl-launch-virtual", "floor"), 1.05, unit="x")  # issue 26
+    # rounds 2 on: a virtual run's round 1 holds Ray's start (the floor's pool starts before its first round)
+    add("W1 fl-launch per round / floor (rounds 2 on)", ratio("W1", "fl-launch", "floor", "later_round_s"), 1.10,
+        unit="x")  # issue 25
+    add("W2 fl-launch per round / floor (rounds 2 on)", ratio("W2", "fl-launch", "floor", "later_round_s"), 1.25,
+        unit="x")  # issue 25
+    add("W2 fl-launch-virtual per round / floor (rounds 2 on)",
+        ratio("W2", "fl-launch-virtual", "floor", "later_round_s"), 1.05, unit="x")  # issue 26
     for w in [w for w in SPEED if w not in NO_PLAIN_FLOWER]:
         plain = speed.get(w, {}).get("plain-flower", {})
         add(f"{w} fl-launch wall / plain Flower wall", ratio(w, "fl-launch", "plain-flower", "wall_s"), 0.3, unit="x",
