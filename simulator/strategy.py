@@ -156,6 +156,10 @@ class RoundRunner:
         available = wait_for_nodes(grid, self.min_available_nodes, self.settings.run_dir)
         # Round 1 waits for every client; later rounds go on with those connected.
         self.min_available_nodes = 1
+        if self.rounds.active or self.settings.clients_per_round:
+            # which client each node is, asked before the round's clock starts: in process mode one query message a
+            # node, and a node behind an emulated link answers at its next idle pull (up to 3 s): not the round's
+            self.directory.learn(grid, available, timeout=self.settings.round_timeout)
         self._round_start = time.perf_counter()
         chosen, nodes = None, available
         if self.rounds.active:
