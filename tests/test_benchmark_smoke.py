@@ -8,7 +8,8 @@ from benchmarks.variants import CORES, fl_launch, fl_launch_virtual, floor
 from benchmarks.workloads import W, Workload
 from launcher.run.options import LaunchOptions
 
-TINY = Workload("W0", "tiny", clients=2, rounds=2, local_epochs=1, train_samples=16)
+# rounds long enough (~0.5 s) for round_cpu to read the CPU between two round-start lines (it polls every 0.2 s)
+TINY = Workload("W0", "tiny", clients=2, rounds=2, local_epochs=2, train_samples=1024)
 
 
 def cpu_fits_the_machine(m, clients: int) -> bool:
