@@ -165,7 +165,6 @@ class RoundRunner:
         if self.rounds.active:
             chosen, nodes = self._sample_fleet(grid, available, server_round, config)
         elif self.settings.clients_per_round:
-            self.directory.learn(grid, available, timeout=self.settings.round_timeout)
             known = [self.directory.partition_of[n] for n in available if n in self.directory.partition_of]
             chosen = choose_partitions(known, self.settings.clients_per_round, self.settings.seed, server_round)
             nodes = self.directory.nodes_for(chosen, among=available)
@@ -187,9 +186,9 @@ class RoundRunner:
 
     def _sample_fleet(self, grid: Grid, available: list[int], server_round: int, config: ConfigRecord):
         """(partitions, node ids) of a round under a fleet, a deadline or over-commit: the online clients,
-        ceil(K x overcommit) of them; the launcher learns who is offline (contract.fleet_record's round file)."""
+        ceil(K x overcommit) of them; the launcher learns who is offline (contract.fleet_record's round file).
+        Each node's client is known already (configure_train asked before the round's clock started)."""
         rounds = self.rounds
-        self.directory.learn(grid, available, timeout=self.settings.round_timeout)
         known = [self.directory.partition_of[n] for n in available if n in self.directory.partition_of]
         online, offline = rounds.split(known, server_round)
         self._offline = len(offline)

@@ -126,13 +126,12 @@ def own_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return options, flower_argv
 
 
-def serve_in_node(own: argparse.Namespace, node_config: dict, client_dir) -> NodeTasks:
+def serve_in_node(own: argparse.Namespace, node_config: dict, client_dir, client: int) -> NodeTasks:
     """The node's tasks on a thread of this process, from the moment Flower's Runtime API app exists."""
     quiet_telemetry()
     load_preload(own.tasks_in_node)(node_config, torch_threads=own.torch_threads)
     gc.freeze()  # what the node loaded stays as it is: collections do not touch it
     runtime_api = f"127.0.0.1:{own.port}"  # a name here: the calls stay in this process
-    client = int(node_config["partition-id"])
     tasks = NodeTasks(client_dir / "worker.log", runtime_api,
                       on_leaving=lambda node: start_renewal(client_dir.parent, client, node))
     app: list = []
@@ -214,8 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     _, client_dir, _ = node_paths(node_config, run_dir=".")
     colour_only_on_a_terminal()
     tune_flower()
-    install(client_dir, serve_in_node(own, node_config, client_dir) if own.tasks_in_node else None,
-            client=int(node_config["partition-id"]))
+    client = int(node_config["partition-id"])
+    install(client_dir, serve_in_node(own, node_config, client_dir, client) if own.tasks_in_node else None,
+            client=client)
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()
 
