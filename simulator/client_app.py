@@ -205,12 +205,20 @@ def on_gpu(handler):
     return task
 
 
+def _task_cpu_clock():
+    """The task's CPU clock: its own thread's when torch computes on it alone (a Ray worker's or a SuperNode's
+    other threads, their polls and heartbeats, are not the device's compute), else the process's (all of
+    torch's threads: one core's work)."""
+    return time.thread_time if torch.get_num_threads() == 1 else time.process_time
+
+
 @app.train()
 @on_gpu
 def train_round(msg: Message, context: Context) -> Message:
     began = time.time()
     _ready(context)  # a worker's first task, or a client new to it: not the device's compute
-    start, cpu_start = time.perf_counter(), time.process_time()  # all of torch's threads: one core's work
+    cpu_clock = _task_cpu_clock()
+    start, cpu_start = time.perf_counter(), cpu_clock()
     settings, partition, _, part, model, log, dev = _setup(msg, context)
     server_round = int(msg.content["config"]["server-round"])
     log.write("round_start", round=server_round, rounds=settings.rounds)
@@ -240,7 +248,7 @@ def train_round(msg: Message, context: Context) -> Message:
     elif fleet is None:
         log.write("round_end", **line)
     else:  # an emulated device: its figures in its log, its emulated duration to the server (fleet_rounds)
-        figures = _fleet_figures(fleet, partition, msg.content["config"], seconds, time.process_time() - cpu_start,
+        figures = _fleet_figures(fleet, partition, msg.content["config"], seconds, cpu_clock() - cpu_start,
                                  began,
                                  _array_bytes(msg.content["arrays"]), _array_bytes(arrays), context.state)
         log.write("round_end_fleet", **line, **figures)
