@@ -1138,3 +1138,72 @@ def test_a_signed_timestamp_is_signed_once_and_verified_once_and_anything_else_a
     fresh = _signed_headers(interceptor, private_key, public_key)
     assert calls["sign"] == 2
     assert fresh["flwr-timestamp"] != sent[0]["flwr-timestamp"]
+
+
+def test_the_httpx_names_response_cookies_replaces_under_flowers_clients():
+    """Flower's protobuf clients are httpx clients, which make their jar with the name Cookies of httpx._client and
+    hand it every response (launcher.flower.response_cookies replaces that name)."""
+    import httpx
+    import httpx._client as httpx_client
+    from flwr.supercore.protobuf.client import ProtobufClient
+
+    assert issubclass(httpx_client.Cookies, httpx.Cookies)
+    assert "Cookies" in httpx_client.BaseClient.__init__.__code__.co_names
+    assert "extract_cookies" in httpx.Client._send_single_request.__code__.co_names
+    assert issubclass(RuntimeHttpClient, ProtobufClient)
+    client = RuntimeHttpClient.from_server_address("127.0.0.1:9", insecure=True, root_certificates=None,
+                                                   interceptors=[])
+    assert isinstance(client._client, httpx.Client)
+    client.close()
+
+
+def _cookie_server(set_cookie: bool):
+    """An HTTP server on a free port that answers every POST with an empty protobuf (an AcquireTaskResponse)."""
+    import http.server
+    import threading
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.send_header("content-type", "application/protobuf")
+            self.send_header("content-length", "0")
+            if set_cookie:
+                self.send_header("set-cookie", "session=abc; Path=/")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("set_cookie", [False, True])
+def test_a_flower_client_reads_a_reply_into_its_cookie_jar_only_when_it_sets_a_cookie(monkeypatch, set_cookie):
+    """Flower's Runtime API client over a real socket: a reply without Set-Cookie never reaches http.cookiejar (the
+    ~8% of a client's CPU it cost), a reply with one is kept as httpx keeps it."""
+    import http.cookiejar
+
+    import httpx._client as httpx_client
+
+    from launcher.flower import response_cookies
+
+    monkeypatch.setattr(httpx_client, "Cookies", httpx_client.Cookies)  # put back after the test
+    response_cookies.install()
+    reads = []
+    extract = http.cookiejar.CookieJar.extract_cookies
+    monkeypatch.setattr(http.cookiejar.CookieJar, "extract_cookies",
+                        lambda jar, response, request: reads.append(1) or extract(jar, response, request))
+    server = _cookie_server(set_cookie)
+    client = RuntimeHttpClient.from_server_address(f"127.0.0.1:{server.server_address[1]}", insecure=True,
+                                                   root_certificates=None, interceptors=[])
+    try:
+        for _ in range(3):
+            assert not client.AcquireTask(AcquireTaskRequest()).HasField("task")
+        assert len(reads) == (3 if set_cookie else 0)
+        assert dict(client._client.cookies) == ({"session": "abc"} if set_cookie else {})
+    finally:
+        client.close()
+        server.shutdown()
