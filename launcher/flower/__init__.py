@@ -26,7 +26,6 @@ Flower release in setup.py's range (release: the range, and which release is her
     plain_logs        Flower's commands with their colour off where their output goes to a file
     fleet_listener    the SuperLink's Fleet API (only it) on a second address, for nodes that connect directly
     register_nodes    SuperNodes' public keys registered through Flower's CLI app, in one process
-    response_cookies  Flower's HTTP clients (httpx) read a reply into their cookie jar only when it sets a cookie
 
 Imports contract/ only: a leaf that processes/, apps/ and everything above use, never the other way.
 """

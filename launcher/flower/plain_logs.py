@@ -25,7 +25,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from launcher.flower.object_batch import install_in_serverapp
-from launcher.flower.response_cookies import install as cookies_only_when_set
 
 # Flower's commands that a SuperExec starts (flwr.supercore.constant.TASK_TYPE_TO_COMMAND's values we run)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -117,7 +116,6 @@ def main(argv: list[str] | None = None) -> None:
         _install_in_superexec()
     if name == "flwr-serverapp":
         install_in_serverapp()  # not about logs: the one place of ours a ServerApp process runs (object_batch)
-        cookies_only_when_set()  # its grid's HTTP client skips the cookie jar for cookie-less replies
     sys.argv = [name, *args]  # Flower reads its command's name from argv[0] (flwr.supercore.exit)
     sys.exit(run())
 

@@ -20,8 +20,7 @@ of the loop becomes a wait on the node's ``supernode`` bell, of the same length:
 Its Runtime API answers unary calls without the per-layer machinery (launcher.flower.quick_http), and its
 server ticks once a second while idle (launcher.flower.server_tick); a message's objects move to and from
 the SuperLink in one exchange each way (launcher.flower.object_batch); the timestamp its Fleet calls carry is
-signed every few seconds, not per call (launcher.flower.node_signatures); its HTTP clients read a reply into their
-cookie jar only when it sets a cookie (launcher.flower.response_cookies).
+signed every few seconds, not per call (launcher.flower.node_signatures).
 With ``--tasks-in-node PRELOAD`` (the built-in app) the node runs its own tasks on a thread of this process
 (launcher.flower.node_tasks): PRELOAD is called with the node's config first, and no task host is started beside it.
 tests/test_flower_internals.py checks that the loop still has this shape.
@@ -57,7 +56,6 @@ from launcher.flower.object_batch import install_in_supernode as batch_objects
 from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
 from launcher.flower.quick_http import install as quick_http
-from launcher.flower.response_cookies import install as cookies_only_when_set
 from launcher.flower.server_tick import install as slow_tick
 from launcher.flower.warm_clientapp import load_preload, quiet_telemetry, runtime_client, serve_tasks
 
@@ -171,7 +169,6 @@ def tune_flower() -> None:
     slow_tick()  # and its server wakes once a second while idle, not ten times
     batch_objects()  # a message's objects to and from the SuperLink in one exchange each way
     sign_once_in_supernode()  # its Fleet calls' signed timestamp made every few seconds, not per call
-    cookies_only_when_set()  # its HTTP clients (Fleet, in-node Runtime) skip the cookie jar for cookie-less replies
 
 
 def prebuild_runtime_app() -> None:

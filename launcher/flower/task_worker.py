@@ -40,7 +40,7 @@ from flwr.supercore.constant import FORCE_EXIT_TIMEOUT_SECONDS
 from flwr.supercore.exit import exit_handler
 from flwr.supernode.runtime import run_clientapp as run_clientapp_module
 
-from launcher.flower import object_batch, response_cookies, task_output
+from launcher.flower import object_batch, task_output
 from launcher.flower.memory_growth import MemoryGrowth
 from launcher.flower.task_log import log_app_tasks
 
@@ -124,7 +124,6 @@ def _serve(tokens, results, runtime_api: str, app_log_dir, tasks_per_worker: int
         log_app_tasks(app_log_dir)
     task_output.install()  # the task's last push survives a closed connection too
     object_batch.install_in_task_process()  # a message's objects in one exchange each way
-    response_cookies.install()  # the task's HTTP client skips the cookie jar for cookie-less replies
     run_clientapp_module.flwr_exit = end_task
     run_clientapp_module.install_from_fab = install_once(run_clientapp_module.install_from_fab)
     growth = MemoryGrowth()
