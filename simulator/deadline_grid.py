@@ -37,7 +37,8 @@ POLL_SECONDS = 0.1
 
 class DeadlineGrid:
     """``lost_nodes()``: node ids known to be gone; waiting ends once only they are left.
-    ``after_push()``: called once the messages are on the SuperLink (the ServerApp rings the nodes' bells)."""
+    ``after_push()``: called once messages are on the SuperLink (the ServerApp rings the nodes' bells); not after a
+    push of none: a ring makes every idle node pull, and a pull that brings nothing is a Fleet call for nothing."""
 
     def __init__(self, grid, poll: float = POLL_SECONDS, lost_nodes=lambda: set(), after_push=lambda: None) -> None:
         self._grid = grid
@@ -65,8 +66,9 @@ class DeadlineGrid:
         messages = list(messages)
         started = time.monotonic()
         ids = list(self._grid.push_messages(messages))
-        self._after_push()
         destination = {mid: m.metadata.dst_node_id for mid, m in zip(ids, messages) if mid is not None}
+        if destination:  # an empty push (Flower's evaluate step with fraction_evaluate 0, every round) rings nobody
+            self._after_push()
         pending = set(destination)
         replies: list[Message] = []
         ends = [started + t for t in (timeout, deadline if deadline and deadline > 0 else None) if t is not None]

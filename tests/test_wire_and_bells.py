@@ -99,3 +99,46 @@ def test_a_ring_to_a_bell_nobody_reads_does_not_block(tmp_path):
         wake(tmp_path, "supernode")
     assert _time.monotonic() - started < 2
     assert bell.wait(0) is True
+
+
+def test_the_serverapp_rings_only_after_a_push_of_messages():
+    """Flower's strategy sends each round's evaluate messages even when it has none (fraction_evaluate 0): the grid
+    rings nobody for an empty push, and rings once for one with messages."""
+    from types import SimpleNamespace
+
+    from simulator.deadline_grid import DeadlineGrid
+
+    class Grid:
+        def push_messages(self, messages):
+            return [f"m{i}" for i, _ in enumerate(messages)]
+
+        def pull_messages(self, ids):
+            return [SimpleNamespace(metadata=SimpleNamespace(reply_to_message_id=mid, src_node_id=7),
+                                    has_error=lambda: False) for mid in ids]
+
+    rings = []
+    grid = DeadlineGrid(Grid(), poll=0.01, after_push=lambda: rings.append(1))
+    assert list(grid.send_and_receive([])) == [] and rings == []
+    replies = grid.send_and_receive([SimpleNamespace(metadata=SimpleNamespace(dst_node_id=7))], timeout=0.5)
+    assert len(replies) == 1 and rings == [1]
+
+
+def test_a_process_mode_node_pulls_twice_a_task_not_once_more_each_round(tmp_path, monkeypatch):
+    """A real run, 2 clients, 6 rounds: each node's Fleet pulls, counted by the SuperLink's own DEBUG line. A node
+    pulls for each task's message (8: the partition query, 6 rounds, the final evaluation) and once after each reply
+    it pushes (Flower's loop), the first one or two of those before the first ring: 15 a node here, 3 spare for a
+    slow start. Before, the ServerApp rang every node after each round's empty evaluate push as well: one more
+    empty pull per node and round (21 a node)."""
+    import re
+
+    from tests.helpers import run, runs
+
+    monkeypatch.setenv("FLWR_LOG_LEVEL", "DEBUG")
+    done = run("fl-launch", "--client-num", "2", "--task", "train", "--rounds", "6", "--log-dir", str(tmp_path),
+               timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    superlink_log = (runs(tmp_path)[-1] / "server" / "superlink.log").read_text()
+    pulls: dict[str, int] = {}
+    for node in re.findall(r"\[Fleet\.PullMessages\] node_id=(\d+)", superlink_log):
+        pulls[node] = pulls.get(node, 0) + 1
+    assert len(pulls) == 2 and all(8 <= n <= 15 + 3 for n in pulls.values()), pulls
