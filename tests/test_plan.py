@@ -36,7 +36,7 @@ def test_prepared_folder_for_the_flower_tutorial_setting(tmp_path):
 
 def test_a_fleet_asking_more_cores_than_the_machine_has_is_warned_about(tmp_path, capsys, monkeypatch):
     """Process mode: the shares of the clients that may train at once (a round's sample, at most one per
-    compute slot: cores + 1) against the cores, half a core kept for the server."""
+    compute slot: cores + 1 for held clients) against the cores, half a core kept for the server."""
     import os
 
     from contract.fleet_record import Fleet, Profile

@@ -1,27 +1,36 @@
-"""A few tasks compute at a time on a host (about one per core); the others wait without CPU.
+"""A few tasks compute at a time on a host (one per core); the others wait without CPU.
 
-    slots = ComputeSlots(run_dir / "slots", count=os.cpu_count() + 1)
+    slots = ComputeSlots(run_dir / "slots", count=os.cpu_count())
     with slots.held():
             run_the_task()
 
-Fifty clients training at once on two cores finish no sooner than a few at a time,
-but each holds its activations and optimiser state meanwhile: measured on W2 (50
-clients x 20 epochs, 2 cores), peak memory 4.8 GiB without slots, 3.7 GiB with three,
-and the same time per round. A slot is an flock on a file in the run folder: the
-kernel releases it when its holder dies, however it dies, so a killed client never
-keeps one. Waiters queue on one more lock and only the head of the queue polls, so
-slots are handed out first come, first served.
+Fifty clients training at once on two cores finish no sooner than a few at a time, but each
+holds its activations and optimiser state meanwhile: measured on W2 (50 clients x 20 epochs,
+2 cores), peak memory 4.8 GiB without slots, 3.7 GiB with three, and the same time per
+round. One per core, not one more: three tasks time-sliced on two cores cost a third more
+CPU each (their data evicting each other's from the caches) and a round's last task computes
+alone (W1, 10 clients x 5000 samples: 8.74 s a round with three slots, 6.14 s with two).
+Clients held to a share of a core by an emulated fleet (launcher.fleet) do not fill a core
+each: one more computes beside them.
+
+A slot is an flock on a file in the run folder: the kernel releases it when its holder dies,
+however it dies, so a killed client never keeps one. Waiters queue on one more lock, first
+come, first served; the head of the queue sleeps on a bell (a FIFO in the slots folder) that
+a holder rings as it lets go, so a freed slot is taken at once, and looks again every
+DEATH_POLL_SECONDS for a holder that died without ringing.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import select
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-POLL_SECONDS = 0.01  # only the process at the head of the queue polls
+POLL_SECONDS = 0.01  # where no bell can be made: only the process at the head of the queue polls
+DEATH_POLL_SECONDS = 0.05  # a holder killed before it could ring: its slot is seen free within this
 
 
 class ComputeSlots:
@@ -29,6 +38,13 @@ class ComputeSlots:
         folder.mkdir(parents=True, exist_ok=True)
         self.queue = folder / "queue.lock"
         self.paths = [folder / f"slot_{i}.lock" for i in range(max(1, count))]
+        self.bell: Path | None = folder / "freed.fifo"
+        try:
+            os.mkfifo(self.bell, 0o600)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without FIFOs: the head of the queue polls
+            self.bell = None
 
     @staticmethod
     def _lock(path: Path, block: bool) -> int | None:
@@ -51,15 +67,54 @@ class ComputeSlots:
     def held(self):
         """Queue (asleep, in the kernel) for the right to look; the one at the head polls the slots."""
         queue = self._lock(self.queue, block=True)
+        bell = self._listen()  # before the first look: a slot freed after it rings this
         try:
             while (fd := self._first_free()) is None:
-                time.sleep(POLL_SECONDS)
+                self._wait(bell)
         finally:
+            if bell is not None:
+                os.close(bell)
             os.close(queue)
         try:
             yield
         finally:
             os.close(fd)  # closing the last descriptor releases the lock
+            self._ring()
+
+    def _listen(self) -> int | None:
+        """The bell's read end (opened read-write: a FIFO with no writer would read as ended at once)."""
+        if self.bell is None:
+            return None
+        try:
+            return os.open(self.bell, os.O_RDWR | os.O_NONBLOCK)
+        except OSError:
+            return None
+
+    @staticmethod
+    def _wait(bell: int | None) -> None:
+        if bell is None:
+            time.sleep(POLL_SECONDS)
+            return
+        if select.select([bell], [], [], DEATH_POLL_SECONDS)[0]:
+            try:
+                os.read(bell, 4096)  # every ring so far: the head looks again anyway
+            except BlockingIOError:
+                pass
+
+    def _ring(self) -> None:
+        """Wake the head of the queue, if one waits (no reader: nobody to wake)."""
+        if self.bell is None:
+            return
+        try:
+            fd = os.open(self.bell, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: nobody waits
+            return
+        try:
+            os.write(fd, b"!")
+        except BlockingIOError:  # full of rings already: it will wake
+            pass
+        finally:
+            os.close(fd)
 
 
 def gpu_slot_count(gpus_per_client: float) -> int:
@@ -67,9 +122,16 @@ def gpu_slot_count(gpus_per_client: float) -> int:
     return max(1, int(1.0 / gpus_per_client + 1e-9))
 
 
-def host_slots(folder: Path, gpu: str | None, gpus_per_client: float, torch_threads: int) -> ComputeSlots:
-    """A client's slots: the host's CPU slots (cores + 1, each task taking ``torch_threads``), or, for a client
-    given a GPU, that GPU's: floor(1/F) tasks at once."""
+def cpu_slot_count(torch_threads: int, held: bool = False) -> int:
+    """Tasks that compute on this host's CPUs at once: one per core (each taking ``torch_threads``), one more
+    for clients ``held`` to a share of a core (an emulated fleet's)."""
+    return max(1, (os.cpu_count() or 1) // max(1, torch_threads)) + (1 if held else 0)
+
+
+def host_slots(folder: Path, gpu: str | None, gpus_per_client: float, torch_threads: int,
+               held: bool = False) -> ComputeSlots:
+    """A client's slots: the host's CPU slots (cpu_slot_count), or, for a client given a GPU, that GPU's:
+    floor(1/F) tasks at once."""
     if gpu is not None and gpus_per_client > 0:
         return ComputeSlots(folder / f"gpu-{gpu}", count=gpu_slot_count(gpus_per_client))
-    return ComputeSlots(folder, count=(os.cpu_count() or 1) // max(1, torch_threads) + 1)
+    return ComputeSlots(folder, count=cpu_slot_count(torch_threads, held))

@@ -115,6 +115,7 @@ def own_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     own.add_argument("--torch-threads", type=int, default=1)
     own.add_argument("--gpu", default=None)
     own.add_argument("--gpus-per-client", type=float, default=0.0)
+    own.add_argument("--held", action="store_true")  # held to a share of a core: compute_slots.cpu_slot_count
     options, flower_argv = own.parse_known_args(argv)
     flower = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     flower.add_argument("--node-config", default=None)
@@ -143,7 +144,7 @@ def serve_in_node(own: argparse.Namespace, node_config: dict, client_dir, client
         return created
 
     wrap_app_factory(["flwr.supernode.main"], keep)
-    slots = host_slots(client_dir.parent / "slots", own.gpu, own.gpus_per_client, own.torch_threads)
+    slots = host_slots(client_dir.parent / "slots", own.gpu, own.gpus_per_client, own.torch_threads, own.held)
     bell = WakeupSocket(client_dir, "worker")
 
     def serve() -> None:

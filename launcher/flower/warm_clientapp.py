@@ -12,7 +12,7 @@ copy-on-write: one worker serves all the built-in app's tasks, a user's ``--app`
 fresh one per task. One task runs at a time; SIGTERM stops the current task and this process. Between tasks it waits
 on the node's ``worker`` bell (contract.wakeups), which the SuperNode rings when it pulls
 a message, and asks anyway every IDLE_POLL seconds (UNRUNG_POLL when it could not bind the
-bell). A task runs only while it holds one of the host's compute slots (cores + 1 of them:
+bell). A task runs only while it holds one of the host's compute slots (one per core:
 launcher.flower.compute_slots; a client given a GPU, --gpu: one of that GPU's floor(1/F)), and only once its
 SuperNode has pulled the task's message (launcher.flower.pull_lock: on a slow link a task is visible
 before its bytes are in); when it ends, this process rings the SuperNode's bell, which is waiting to send
@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu", default=None, help="the GPU this client computes on (its CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--gpus-per-client", type=float, default=0.0,
                         help="with --gpu: its share of the GPU; floor(1/F) clients compute on it at once")
+    parser.add_argument("--held", action="store_true",
+                        help="held to a share of a core (an emulated fleet): one more task computes at once")
     parser.add_argument("--app-log", action="store_true",
                         help="a user's app: its output and round lines go to the client's client.log")
     args = parser.parse_args(argv)
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     _worker = TaskWorker(args.runtime_api, client_dir if args.app_log else None,
                          tasks_per_worker=1 if args.app_log else 0, keep_out=[bell.sock] if bell.bound else [])
     try:
-        slots = host_slots(client_dir.parent / "slots", args.gpu, args.gpus_per_client, args.torch_threads)
+        slots = host_slots(client_dir.parent / "slots", args.gpu, args.gpus_per_client, args.torch_threads, args.held)
         serve_tasks(runtime_client(args.runtime_api), _worker, bell, slots, client_dir)
     except KeyboardInterrupt:
         pass

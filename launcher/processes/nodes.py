@@ -117,6 +117,7 @@ class NodeStart:
     node_keys: Path | None = None
     gpus: tuple[str, ...] = ()  # this host's GPUs the clients share (launcher.processes.gpus); () none
     gpus_per_client: float = 0.0  # each client's share of its GPU (--gpus-per-client)
+    held: bool = False  # held to a share of a core (an emulated fleet): one more task computes at once
 
     def through(self, superlink: str) -> "NodeStart":
         """The same start, reaching the SuperLink at another address (an emulated link, launcher.fleet)."""
@@ -140,6 +141,7 @@ def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: 
     node_env = dict(spec.env, FLWR_HOME=str(run_dir / "flwr_home" / "nodes" / client_dir_name(client)))
     gpu = gpu_of(client, spec.gpus) if spec.gpus_per_client > 0 else None
     gpu_args = ["--gpu", gpu, "--gpus-per-client", repr(spec.gpus_per_client)] if gpu is not None else []
+    task_args = [*gpu_args, *(["--held"] if spec.held else [])]
     task_env = dict(node_env, CUDA_VISIBLE_DEVICES=gpu) if gpu is not None else node_env
     supernode = table.fork(
         Role.SUPERNODE if spec.user_app else Role.CLIENT, QUICK_SUPERNODE,
@@ -150,7 +152,7 @@ def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: 
          *(["--auth-supernode-private-key", str(node_key(spec.node_keys, client, incarnation))]
            if spec.node_keys else []),
          *([] if spec.user_app else ["--tasks-in-node", BUILT_IN_PRELOAD, "--torch-threads", str(spec.threads),
-                                     *gpu_args])],
+                                     *task_args])],
         log=folder / "supernode.log", env=node_env if spec.user_app else task_env, cwd=folder, client=client,
         port=runtime_port,
     )
@@ -159,7 +161,7 @@ def start_node(table: ProcessTable, spec: NodeStart, client: int, runtime_port: 
     clientapp = table.fork(
         Role.CLIENTAPP, WARM_CLIENTAPP,
         ["--runtime-api", f"127.0.0.1:{runtime_port}",
-         "--node-config", node_config, "--torch-threads", str(spec.threads), *gpu_args, "--app-log"],
+         "--node-config", node_config, "--torch-threads", str(spec.threads), *task_args, "--app-log"],
         log=folder / "worker.log", env=task_env, cwd=folder, client=client,
     )
     return supernode, clientapp

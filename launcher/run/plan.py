@@ -35,6 +35,7 @@ from launcher.devices.direct import addresses_of, make_node_keys
 from launcher.devices.hosts import Device, HostsError, by_device, load_hosts, place_clients
 from launcher.devices.tls import make_run_certificates
 from launcher.fleet.profiles import cpu_warning
+from launcher.flower.compute_slots import cpu_slot_count
 from launcher.processes.clock import now_iso
 from launcher.processes.node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
 from launcher.processes.nodes import NODE_KEYS, write_node_config
@@ -220,7 +221,7 @@ def _fleet_cpu_warning(fleet, opts: LaunchOptions, placement) -> list[str]:
     (a warning line, printed and kept for run.json; a device's own cores are its own)."""
     local = [c for c in range(opts.client_num) if not placement or placement[c] is None]
     cores = os.cpu_count() or 1
-    at_once = min(opts.sampled_per_round(), len(local), cores // max(1, opts.torch_threads) + 1)  # compute slots
+    at_once = min(opts.sampled_per_round(), len(local), cpu_slot_count(opts.torch_threads, held=True))
     line = cpu_warning(fleet, local, at_once, cores)
     if line:
         print(line, file=sys.stderr, flush=True)

@@ -246,7 +246,8 @@ class Supervisor:
             gpus, share = self._gpu_share()
             nodes = NodeStart(self.folder.path, f"127.0.0.1:{link_port}", self._env, plan.torch_threads,
                               root_certificates=str(tls.ca) if tls else None, user_app=plan.user_app,
-                              node_keys=self._node_keys, gpus=gpus, gpus_per_client=share)
+                              node_keys=self._node_keys, gpus=gpus, gpus_per_client=share,
+                              held=self.fleet is not None)
             self.local_clients = LocalClients(self.table, nodes, ports, int(plan.max_restarts), self.fleet,
                                               on_restart=self.journal.restart)
             parts.append(self.local_clients)
