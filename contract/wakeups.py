@@ -63,6 +63,11 @@ class WakeupSocket:
                 break
         return rung
 
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
 
 def wake(client_dir: str | Path, role: str, what: bytes = RUNG) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:

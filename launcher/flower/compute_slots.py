@@ -15,36 +15,32 @@ each: one more computes beside them.
 
 A slot is an flock on a file in the run folder: the kernel releases it when its holder dies,
 however it dies, so a killed client never keeps one. Waiters queue on one more lock, first
-come, first served; the head of the queue sleeps on a bell (a FIFO in the slots folder) that
-a holder rings as it lets go, so a freed slot is taken at once, and looks again every
-DEATH_POLL_SECONDS for a holder that died without ringing.
+come, first served; the head of the queue sleeps on the slots' bell (contract.wakeups: an
+abstract Unix socket, nothing in the run folder) that a holder rings as it lets go, so a freed
+slot is taken at once, and looks again every DEATH_POLL_SECONDS for a holder that died
+without ringing.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import select
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
-POLL_SECONDS = 0.01  # where no bell can be made: only the process at the head of the queue polls
+from contract.wakeups import WakeupSocket, wake
+
+POLL_SECONDS = 0.01  # where the bell cannot be bound: only the process at the head of the queue polls
 DEATH_POLL_SECONDS = 0.05  # a holder killed before it could ring: its slot is seen free within this
+BELL = "slots"  # the bell's role name (contract.wakeups), keyed by the slots folder
 
 
 class ComputeSlots:
     def __init__(self, folder: Path, count: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
         self.queue = folder / "queue.lock"
         self.paths = [folder / f"slot_{i}.lock" for i in range(max(1, count))]
-        self.bell: Path | None = folder / "freed.fifo"
-        try:
-            os.mkfifo(self.bell, 0o600)
-        except FileExistsError:
-            pass
-        except OSError:  # a file system without FIFOs: the head of the queue polls
-            self.bell = None
 
     @staticmethod
     def _lock(path: Path, block: bool) -> int | None:
@@ -65,56 +61,21 @@ class ComputeSlots:
 
     @contextmanager
     def held(self):
-        """Queue (asleep, in the kernel) for the right to look; the one at the head polls the slots."""
+        """Queue (asleep, in the kernel) for the right to look; the one at the head sleeps on the bell between
+        looks at the slots."""
         queue = self._lock(self.queue, block=True)
-        bell = self._listen()  # before the first look: a slot freed after it rings this
+        bell = WakeupSocket(self.folder, BELL)  # bound before the first look: a slot freed after it rings this
         try:
             while (fd := self._first_free()) is None:
-                self._wait(bell)
+                bell.wait(DEATH_POLL_SECONDS if bell.bound else POLL_SECONDS)
         finally:
-            if bell is not None:
-                os.close(bell)
+            bell.close()
             os.close(queue)
         try:
             yield
         finally:
             os.close(fd)  # closing the last descriptor releases the lock
-            self._ring()
-
-    def _listen(self) -> int | None:
-        """The bell's read end (opened read-write: a FIFO with no writer would read as ended at once)."""
-        if self.bell is None:
-            return None
-        try:
-            return os.open(self.bell, os.O_RDWR | os.O_NONBLOCK)
-        except OSError:
-            return None
-
-    @staticmethod
-    def _wait(bell: int | None) -> None:
-        if bell is None:
-            time.sleep(POLL_SECONDS)
-            return
-        if select.select([bell], [], [], DEATH_POLL_SECONDS)[0]:
-            try:
-                os.read(bell, 4096)  # every ring so far: the head looks again anyway
-            except BlockingIOError:
-                pass
-
-    def _ring(self) -> None:
-        """Wake the head of the queue, if one waits (no reader: nobody to wake)."""
-        if self.bell is None:
-            return
-        try:
-            fd = os.open(self.bell, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:  # ENXIO: nobody waits
-            return
-        try:
-            os.write(fd, b"!")
-        except BlockingIOError:  # full of rings already: it will wake
-            pass
-        finally:
-            os.close(fd)
+            wake(self.folder, BELL)  # the head of the queue, if one waits
 
 
 def gpu_slot_count(gpus_per_client: float) -> int:
