@@ -70,12 +70,12 @@ class WakeupSocket:
 
 
 def wake(client_dir: str | Path, role: str, what: bytes = RUNG) -> None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)  # a bell whose queue is full (its owner stopped, wedged) is not waited for
-        try:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)  # a bell whose queue is full (its owner stopped, wedged) is not waited for
             sock.sendto(what, _address(client_dir, role))
-        except OSError:  # nobody listening (not started yet, or on another host)
-            pass
+    except OSError:  # nobody listening (not started yet, or on another host); no socket to be had
+        pass
 
 
 def wake_all(run_dir: str | Path, role: str, what: bytes = RUNG, skip: Collection[str] = ()) -> None:

@@ -208,8 +208,9 @@ def on_gpu(handler):
 def _task_cpu_clock():
     """The task's CPU clock: its own thread's when torch computes on it alone (a Ray worker's or a SuperNode's
     other threads, their polls and heartbeats, are not the device's compute), else the process's (all of
-    torch's threads: one core's work)."""
-    return time.thread_time if torch.get_num_threads() == 1 else time.process_time
+    torch's threads: one core's work; with CUDA, autograd's backward runs on a thread of its own)."""
+    alone = torch.get_num_threads() == 1 and not torch.cuda.is_available()
+    return time.thread_time if alone else time.process_time
 
 
 @app.train()

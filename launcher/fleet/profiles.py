@@ -262,6 +262,12 @@ def _spans(clients: list[int]) -> str:
     return ", ".join(f"{a}..{b}" if b > a else f"{a}" for a, b in runs) or "none"
 
 
+def holds_cpu(fleet: Fleet, clients) -> bool:
+    """Whether any of these clients is held to less than a whole core by its profile's cpu share: their host
+    computes one more task at once (launcher.flower.compute_slots.cpu_slot_count)."""
+    return any(c < fleet.num_clients and (fleet.profile_of(c).cpu or 1.0) < 1.0 for c in clients)
+
+
 def cpu_warning(fleet: Fleet, clients: list[int], at_once: int, cores: int) -> str | None:
     """A warning line when the local ``clients`` that may train at once (``at_once``: a round's sample, at
     most one per compute slot) ask more of this machine's ``cores`` than the server leaves them (half a core

@@ -64,12 +64,14 @@ class ComputeSlots:
         """Queue (asleep, in the kernel) for the right to look; the one at the head sleeps on the bell between
         looks at the slots."""
         queue = self._lock(self.queue, block=True)
-        bell = WakeupSocket(self.folder, BELL)  # bound before the first look: a slot freed after it rings this
+        bell = None
         try:
+            bell = WakeupSocket(self.folder, BELL)  # bound before the first look: a slot freed after it rings it
             while (fd := self._first_free()) is None:
                 bell.wait(DEATH_POLL_SECONDS if bell.bound else POLL_SECONDS)
         finally:
-            bell.close()
+            if bell is not None:
+                bell.close()
             os.close(queue)
         try:
             yield

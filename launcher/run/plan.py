@@ -34,7 +34,7 @@ from launcher.apps.user_app import AppError, read_app
 from launcher.devices.direct import addresses_of, make_node_keys
 from launcher.devices.hosts import Device, HostsError, by_device, load_hosts, place_clients
 from launcher.devices.tls import make_run_certificates
-from launcher.fleet.profiles import cpu_warning
+from launcher.fleet.profiles import cpu_warning, holds_cpu
 from launcher.flower.compute_slots import cpu_slot_count
 from launcher.processes.clock import now_iso
 from launcher.processes.node_config import NodeConfigError, for_client, parse_node_config_option, write_extra
@@ -221,7 +221,7 @@ def _fleet_cpu_warning(fleet, opts: LaunchOptions, placement) -> list[str]:
     (a warning line, printed and kept for run.json; a device's own cores are its own)."""
     local = [c for c in range(opts.client_num) if not placement or placement[c] is None]
     cores = os.cpu_count() or 1
-    at_once = min(opts.sampled_per_round(), len(local), cpu_slot_count(opts.torch_threads, held=True))
+    at_once = min(opts.sampled_per_round(), len(local), cpu_slot_count(opts.torch_threads, holds_cpu(fleet, local)))
     line = cpu_warning(fleet, local, at_once, cores)
     if line:
         print(line, file=sys.stderr, flush=True)

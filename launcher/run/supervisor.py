@@ -47,6 +47,7 @@ from launcher.devices.direct import bind_address, check_server_address, fleet_ad
 from launcher.devices.remote import AgentStart, RemoteError, devices_of
 from launcher.devices.run_devices import RunDevices
 from launcher.fleet.emulation import EmulatedFleet
+from launcher.fleet.profiles import holds_cpu
 from launcher.flower.run_record import describe_failure, flower_run
 from launcher.processes.cgroup import RunGroup, TagInUse
 from launcher.processes.clock import now_iso
@@ -247,7 +248,7 @@ class Supervisor:
             nodes = NodeStart(self.folder.path, f"127.0.0.1:{link_port}", self._env, plan.torch_threads,
                               root_certificates=str(tls.ca) if tls else None, user_app=plan.user_app,
                               node_keys=self._node_keys, gpus=gpus, gpus_per_client=share,
-                              held=self.fleet is not None)
+                              held=self.fleet is not None and holds_cpu(self.fleet.fleet, ports))
             self.local_clients = LocalClients(self.table, nodes, ports, int(plan.max_restarts), self.fleet,
                                               on_restart=self.journal.restart)
             parts.append(self.local_clients)
