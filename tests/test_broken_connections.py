@@ -229,10 +229,21 @@ def _socket_fd(pid: int, *ss_filter: str) -> int:
 
 def _small_receive_buffers(pid: int, port: int) -> None:
     """The SuperNode's connections get a small receive buffer that does not grow (set on its listening
-    socket, which they inherit): a client's large write to it stays queued on the client's end."""
+    socket, which they inherit, and on those it accepted before: a task host quick to connect, its receive
+    buffer grown, drains a 12 MB reply in the 1 ms slices _stop_mid_reply gives it): a client's large write
+    to it stays queued on the client's end."""
     assert _wait(lambda: _ss("-l", f"( sport = :{port} )"), 120), "the SuperNode never listened"
     with socket.socket(fileno=_pidfd_getfd(pid, _socket_fd(pid, "-l", f"( sport = :{port} )"))) as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+    for inode in re.findall(r"\bino:(\d+)", _ss("-e", "state", "established", f"( sport = :{port} )")):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") != f"socket:[{inode}]":
+                    continue
+                with socket.socket(fileno=_pidfd_getfd(pid, int(fd))) as accepted:
+                    accepted.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+            except OSError:  # closed meanwhile
+                continue
 
 
 def _why_connections_cannot_be_broken() -> str | None:
