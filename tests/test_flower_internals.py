@@ -964,7 +964,7 @@ def test_a_task_in_the_node_reaches_flowers_runtime_api_app_as_over_http(monkeyp
     from flwr.supernode.main import create_app
     from flwr.supernode.nodestate import NodeStateFactory
 
-    from launcher.flower.node_tasks import InNodeRuntimeClient, InNodeTransport
+    from launcher.flower.in_node_runtime import InNodeRuntimeClient, InNodeTransport
     from launcher.flower.quick_http import quick
 
     app = quick(create_app(state_factory=NodeStateFactory(ObjectStoreFactory())))
@@ -1000,6 +1000,154 @@ def test_a_task_in_the_node_reaches_flowers_runtime_api_app_as_over_http(monkeyp
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def _node_state_with_a_task(run_id: int = 11, node_id: int = 7):
+    """A SuperNode's state as Flower's loop leaves it once it pulled a message (start_client_internal's
+    _pull_and_store_message): the run, its FAB and context, the message (its objects in the object store), a task."""
+    import hashlib
+
+    import numpy as np
+    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+    from flwr.app.message import remove_content_from_message
+    from flwr.supercore.fab import Fab
+    from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects, get_object_tree
+    from flwr.supercore.object_store import ObjectStoreFactory
+    from flwr.supercore.run import Run
+    from flwr.supercore.task_identity import TaskIdentity
+    from flwr.supernode.nodestate import NodeStateFactory
+
+    factory = NodeStateFactory(ObjectStoreFactory())
+    state = factory.state()
+    state.set_node_id(node_id)
+    run = Run.create_empty(run_id)
+    run.fab_hash, run.series_id = hashlib.sha256(b"a fab").hexdigest(), 3
+    state.store_run(run)
+    state.store_fab(Fab(run.fab_hash, b"a fab", {}))
+    state.set_run_series_context(3, Context(run_id=run_id, node_id=node_id, node_config={"partition-id": 0},
+                                            state=RecordDict(), run_config={"lr": 0.1}, series_id=3))
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = run_id, 1, 99  # a message as the server made it
+    message = Message(RecordDict({"arrays": ArrayRecord([np.arange(6, dtype=np.float32)]),
+                                  "config": ConfigRecord({"round": 1})}), dst_node_id=node_id, message_type="train",
+                      group_id="1")
+    message.metadata.__dict__["_message_id"] = message.object_id
+    state.object_store.preregister(run_id, get_object_tree(message))
+    for object_id, obj in get_all_nested_objects(message).items():
+        state.object_store.put(object_id, obj.deflate())
+    state.store_message(remove_content_from_message(message))
+    state.create_task(task_type=TaskType.CLIENT_APP, run_id=run_id, fab_hash=run.fab_hash)
+    return factory, state
+
+
+def _a_tasks_round(cls, address: str) -> dict:
+    """The Runtime API calls of a task's round, made by Flower's own run_clientapp functions through a client of
+    ``cls``: a task acquired, its input and message pulled, a reply and the node's context pushed."""
+    import numpy as np
+    from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+    from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor
+    from flwr.supernode.runtime import run_clientapp as module
+
+    def client(token=None):
+        interceptors = [RuntimeVersionHttpInterceptor(component_name="SuperExec")]
+        interceptors += [RuntimeTokenHttpInterceptor(token)] if token else []
+        return cls.from_server_address(server_address=address, insecure=True, root_certificates=None,
+                                       interceptors=interceptors)
+
+    acquired = client().AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value]))
+    task_client = client(acquired.token)
+    message, context, run, fab = module.pull_task_input(task_client)
+    reply = Message(RecordDict({"arrays": ArrayRecord([np.ones(3, dtype=np.float32)])}), reply_to=message)
+    context.state["seen"] = ConfigRecord({"round": 1})
+    module.push_message(task_client, reply, context)
+    module.push_task_output(task_client, context, "completed", "")
+    return {"pulled": ([a.tolist() for a in message.content["arrays"].to_numpy_ndarrays()],
+                       dict(message.content["config"]), message.metadata.message_type, run.run_id, fab.content)}
+
+
+def _what_the_round_left(state, run_id: int = 11) -> dict:
+    """The reply the state holds (its type, whether it answers the state's message, its objects below the message
+    object, which carries creation times), the task's status, the node's context."""
+    (reply,) = state.get_messages_legacy(run_ids=[run_id], is_reply=True)
+    tree = state.object_store.get_object_tree(reply.metadata.message_id)
+    (task,) = state.get_tasks()
+    objects = [state.object_store.get(child.object_id) for child in tree.children]
+    return {"reply": (reply.metadata.message_type, objects),
+            "task": (task.status.status, task.status.sub_status),
+            "context": repr(state.get_run_series_context(3))}
+
+
+def test_a_tasks_round_in_the_node_takes_flowers_handlers_and_leaves_what_the_http_api_leaves():
+    """launcher.flower.in_node_runtime: a task's round of calls (Flower's run_clientapp functions) against one node
+    state served by Flower's own SuperNode app over a real HTTP connection, and against another through
+    InNodeRuntimeClient: the same message, input and FAB pulled, the same reply objects, task status and context
+    left; the in-process round reached Flower's app not once (Flower's handlers, called as its routes call them),
+    while a token naming no task still goes through the app and is refused as over HTTP."""
+    import socket
+    import threading
+
+    import uvicorn
+    from flwr.proto.runtime_pb2 import PullTaskInputRequest  # pylint: disable=E0611
+    from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor
+    from flwr.supernode.main import create_app
+
+    from launcher.flower.in_node_runtime import DIRECT, InNodeRuntimeClient, InNodeTransport
+    from launcher.flower.quick_http import quick
+
+    factory, state = _node_state_with_a_task()
+    app = quick(create_app(state_factory=factory))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        over_http = _a_tasks_round(RuntimeHttpClient, f"127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+    in_factory, in_state = _node_state_with_a_task()
+    in_app = quick(create_app(state_factory=in_factory))
+    reached = []
+
+    async def counted(scope, receive, send):
+        reached.append(scope["path"])
+        await in_app(scope, receive, send)
+
+    counted.state = in_app.state
+    previous = InNodeRuntimeClient.transport
+    InNodeRuntimeClient.transport = InNodeTransport(counted)
+    try:
+        in_node = _a_tasks_round(InNodeRuntimeClient, "127.0.0.1:1")
+        assert reached == []  # every call of the round answered by Flower's handlers
+        refused = InNodeRuntimeClient.from_server_address(
+            server_address="127.0.0.1:1", insecure=True, root_certificates=None,
+            interceptors=[RuntimeTokenHttpInterceptor("names-no-task")])
+        with pytest.raises(Exception) as refusal:
+            refused.PullTaskInput(PullTaskInputRequest())
+        assert reached and reached[-1] == "/v1/runtime/pull-task-input"  # through Flower's app, its token check
+        assert getattr(getattr(refusal.value, "response", None), "status_code", 0) >= 400
+    finally:
+        InNodeRuntimeClient.transport = previous
+    assert in_node == over_http
+    assert over_http["pulled"][0] == [[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]]
+    left = _what_the_round_left(state)  # (the state hands a reply out once)
+    assert _what_the_round_left(in_state) == left
+    assert left["task"] == ("finished", "completed") and "'seen'" in left["context"]
+    # Flower's routes at these paths call these handlers with (request, state[, task]) (the router's own source)
+    source = " ".join(inspect.getsource(importlib.import_module("flwr.supercore.routers.runtime.router")).split())
+    for path in DIRECT:
+        name = path.rsplit("/", 1)[1]
+        assert f'@router.post("/{name}")' in source, path
+    for call in ("handlers.acquire_task(request, state)", "core_runtime_handlers.send_task_heartbeat(request, state, "
+                 "task)", "handlers.pull_task_input(request, state, task)", "handlers.push_task_output(request, state, "
+                 "task)", "handlers.push_object(request, state, task)", "handlers.pull_object(request, state, task)",
+                 "handlers.confirm_message_received(request, state, task)", "handlers.push_messages(request, state, "
+                 "task)", "handlers.pull_messages(request, state, task)"):
+        assert f"return {call}" in source, call
 
 
 _PREBUILT_PROBE = """

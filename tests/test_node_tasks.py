@@ -53,7 +53,6 @@ def tasks(tmp_path, monkeypatch):
         monkeypatch.setattr(run_clientapp_module, name, getattr(run_clientapp_module, name))
     monkeypatch.setattr(ClientApp, "__call__", lambda self, message, context: "the app's reply")
     monkeypatch.setattr(NodeTasks, "_route_logs", lambda self, thread: None)
-    monkeypatch.setattr(node_tasks.object_batch, "install_in_task_process", lambda: None)
     runner = NodeTasks(tmp_path / "worker.log", "127.0.0.1:1")
     runner.install(app=None, thread=threading.current_thread())
     done: list = []

@@ -5,6 +5,7 @@ Flower release in setup.py's range (release: the range, and which release is her
     object_batch      a message's objects pulled or pushed in one HTTP exchange (a batch path QuickRoutes answers)
     server_tick       Flower's HTTP servers (uvicorn) tick once a second while idle, waking at once on a stop
     node_tasks        the built-in app's tasks run by its SuperNode's own process (Runtime API calls in-process)
+    in_node_runtime   those tasks' Runtime API calls answered by Flower's handlers, as its routes call them
     warm_clientapp    a long-lived task host on the SuperNode's Runtime API (Flower's run_clientapp), a user's app
     strategy_log      the lines Flower's strategies write, read back (rounds, aggregated metrics)
     run_record        a run's status as the SuperLink records it (flwr ls --format json)

@@ -6,10 +6,10 @@
 Flower's SuperNode with ``--isolation process`` waits for another process (flower-superexec, or fl-launch's
 launcher.flower.warm_clientapp with its task worker) to ask its Runtime API for tasks, and every call of a task
 then crosses a socket and both HTTP stacks. Here a thread of the SuperNode's own process asks, and runs each task
-with Flower's own ``run_clientapp``, whose Runtime API client reaches Flower's app in this same process
-(InNodeTransport: the same ASGI app, middleware, token check and handlers; no socket, no HTTP parsing, no second
-and third process with their own copies of the model and data). Only for the built-in app, preloaded once: a user's
-``--app`` keeps a fresh process per task, as under Flower's own SuperExec.
+with Flower's own ``run_clientapp``, whose Runtime API client reaches Flower's handlers in this same process
+(launcher.flower.in_node_runtime: a round's calls go to the handlers Flower's routes call, the rest through Flower's
+app; no socket, no HTTP, no second and third process with their own copies of the model and data). Only for the
+built-in app, preloaded once: a user's ``--app`` keeps a fresh process per task, as under Flower's own SuperExec.
 
 What a task can do to the client: an exception is the task's failed reply (run_clientapp catches it); Flower's
 ``flwr_exit`` at a task's end, or the app's ``sys.exit``, ends the task and not the node (only the task's own exit
@@ -24,7 +24,6 @@ tests/test_flower_internals.py pins the names of run_clientapp's module this rel
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -34,65 +33,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import flwr.supernode.runtime.run_clientapp as run_clientapp_module
-import httpx
 from flwr.supercore.logger import FLOWER_LOGGER, console_handler
-from flwr.supercore.runtime import RuntimeHttpClient
 
-from launcher.flower import object_batch, task_output
+from launcher.flower import task_output
 from launcher.flower.clientapp_calls import around_every_call
+from launcher.flower.in_node_runtime import InNodeRuntimeClient, InNodeTransport
 from launcher.flower.memory_growth import EXIT_GREW, MemoryGrowth
 from launcher.flower.task_worker import TaskEnd, TaskEnded, install_once
-
-
-class InNodeTransport(httpx.BaseTransport):
-    """httpx's transport into an ASGI app of this process: each calling thread runs the app on its own event loop
-    (a task's calls, and its heartbeat thread's), as the server's loop would, with the request's bytes as sent."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-        self._local = threading.local()
-
-    def _loop(self) -> asyncio.AbstractEventLoop:
-        loop = getattr(self._local, "loop", None)
-        if loop is None:
-            loop = self._local.loop = asyncio.new_event_loop()
-        return loop
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        body = request.read()
-        url = request.url
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
-                 "scheme": url.scheme, "path": url.path, "raw_path": url.raw_path.split(b"?", 1)[0],
-                 "query_string": url.query, "root_path": "", "headers": [(k.lower(), v) for k, v in
-                                                                         request.headers.raw],
-                 "client": ("127.0.0.1", 0), "server": (url.host, url.port or 80)}
-        start: dict = {}
-        chunks: list[bytes] = []
-
-        async def receive() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        self._loop().run_until_complete(self.app(scope, receive, send))
-        return httpx.Response(start.get("status", 500), headers=start.get("headers", []), content=b"".join(chunks),
-                              request=request)
-
-
-class InNodeRuntimeClient(RuntimeHttpClient):
-    """Flower's Runtime API client, its requests carried by ``transport`` instead of a connection."""
-
-    transport: InNodeTransport | None = None
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        timeout = self._client.timeout
-        self._client.close()
-        self._client = httpx.Client(transport=self.transport, timeout=timeout, follow_redirects=True)
 
 
 def _exit_is_an_error(call, message, context):
@@ -136,8 +83,7 @@ class NodeTasks:
         run_clientapp_module.register_signal_handlers = self._register
         run_clientapp_module.flwr_exit = self._end
         run_clientapp_module.install_from_fab = install_once(run_clientapp_module.install_from_fab)
-        task_output.install()
-        object_batch.install_in_task_process()
+        task_output.install()  # (its objects move one call each: a call here is a function call, no batch needed)
         around_every_call(_exit_is_an_error)
         around_every_call(self._judge_growth)
         self._route_logs(thread)

@@ -50,8 +50,9 @@ from contract.wakeups import SERVER_PUSHED, WakeupSocket, wake
 from launcher.flower.compute_slots import host_slots
 from launcher.flower.config_args import load_node_config
 from launcher.flower.http_gates import wrap_app_factory
+from launcher.flower.in_node_runtime import InNodeRuntimeClient
 from launcher.flower.node_signatures import sign_once_in_supernode
-from launcher.flower.node_tasks import InNodeRuntimeClient, NodeTasks
+from launcher.flower.node_tasks import NodeTasks
 from launcher.flower.object_batch import install_in_supernode as batch_objects
 from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
