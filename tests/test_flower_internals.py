@@ -1286,3 +1286,78 @@ def test_a_signed_timestamp_is_signed_once_and_verified_once_and_anything_else_a
     fresh = _signed_headers(interceptor, private_key, public_key)
     assert calls["sign"] == 2
     assert fresh["flwr-timestamp"] != sent[0]["flwr-timestamp"]
+
+
+def test_a_rounds_fleet_calls_take_flowers_endpoints_directly_and_answer_as_its_stack(monkeypatch):
+    """launcher.flower.direct_routes: a node registered, activated and signed in to Flower's own SuperLink app and
+    to the quick one (each with its own LinkState through Flower's lifespan) makes the same Fleet calls of a round
+    (heartbeat, pull messages; an object pulled and pushed, a confirmation and an empty push for a run that is not
+    there, which Flower's handlers fail; a pull in another node's name, refused by its authentication); the answers
+    (status, content type, bytes) are the same both ways, and in the quick app every call past the authentication
+    was answered by Flower's endpoint called directly, none by FastAPI's router."""
+    import flwr.superlink.main as superlink_main
+    import flwr.supernode.node_auth_http_interceptor as interceptor
+    from flwr.proto.fleet_pb2 import (  # pylint: disable=E0611
+        ActivateNodeRequest,
+        PullMessagesRequest,
+        PushMessagesRequest,
+        RegisterNodeFleetRequest,
+        RegisterNodeFleetResponse,
+    )
+    from flwr.proto.heartbeat_pb2 import SendNodeHeartbeatRequest  # pylint: disable=E0611
+    from flwr.proto.message_pb2 import (  # pylint: disable=E0611
+        ConfirmMessageReceivedRequest,
+        PullObjectRequest,
+        PushObjectRequest,
+    )
+    from flwr.proto.node_pb2 import Node  # pylint: disable=E0611
+    from flwr.supercore.primitives.asymmetric import generate_key_pairs, public_key_to_bytes
+    from starlette.testclient import TestClient
+
+    from launcher.flower import direct_routes
+    from launcher.flower.quick_http import quick
+
+    direct = []
+    original = direct_routes.DirectRoute.__call__
+
+    async def counted(self, scope, receive, send):
+        direct.append(scope["path"])
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(direct_routes.DirectRoute, "__call__", counted)
+    monkeypatch.setattr(superlink_main, "create_app", superlink_main.create_app)
+    private_key, public_key = generate_key_pairs()
+    key = public_key_to_bytes(public_key)
+    pb = {"content-type": "application/protobuf"}
+
+    def a_round(app) -> list[tuple]:
+        with TestClient(app) as client:
+            def post(path, message):
+                headers = dict(pb, **_signed_headers(interceptor, private_key, public_key))
+                return client.post(path, content=message.SerializeToString(), headers=headers)
+
+            registered = post("/v1/fleet/register-node", RegisterNodeFleetRequest(public_key=key))
+            post("/v1/fleet/activate-node", ActivateNodeRequest(public_key=key, heartbeat_interval=30))
+            node = Node(node_id=RegisterNodeFleetResponse.FromString(registered.content).node_id)
+            calls = [("/v1/fleet/send-node-heartbeat", SendNodeHeartbeatRequest(node=node, heartbeat_interval=30)),
+                     ("/v1/fleet/pull-messages", PullMessagesRequest(node=node)),
+                     ("/v1/fleet/pull-object", PullObjectRequest(node=node, run_id=5, object_id="ab" * 32)),
+                     ("/v1/fleet/push-object", PushObjectRequest(node=node, run_id=5, object_id="ab" * 32,
+                                                                object_content=b"x")),
+                     ("/v1/fleet/confirm-message-received",
+                      ConfirmMessageReceivedRequest(node=node, run_id=5, message_object_id="ab" * 32)),
+                     ("/v1/fleet/push-messages", PushMessagesRequest(node=node)),
+                     ("/v1/fleet/pull-messages", PullMessagesRequest(node=Node(node_id=node.node_id + 1)))]
+            answers = [(registered.status_code,)]
+            for path, message in calls:
+                response = post(path, message)
+                answers.append((path, response.status_code, response.headers.get("content-type"), response.content))
+            return answers
+
+    flowers = a_round(superlink_main.create_app())
+    assert direct == []
+    ours = a_round(quick(superlink_main.create_app()))
+    assert ours == flowers
+    assert flowers[0] == (200,) and [a[1] for a in flowers[1:]] == [200, 200, 500, 500, 500, 500, 401], flowers
+    assert direct == [path for path, *_ in ours[1:-1]]  # every call past the node's authentication, in order
+    assert set(direct) == direct_routes.DIRECT

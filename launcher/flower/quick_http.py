@@ -33,6 +33,7 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from launcher.flower.direct_routes import direct_route
 from launcher.flower.http_gates import Gated, gated, wrap_app_factory
 from launcher.flower.object_batch import BATCH_PATHS, BATCHABLE, join_answers, split_calls
 
@@ -201,7 +202,8 @@ class QuickRoutes:
             if dispatch is not None:
                 dispatches.append(dispatch)
         handlers = {k: v for k, v in app.exception_handlers.items() if k not in (500, Exception)}
-        inner = ExceptionMiddleware(AsyncExitStackMiddleware(app.router), handlers=handlers, debug=app.debug)
+        route = direct_route(app, scope["path"]) or app.router  # a round's Fleet call: Flower's endpoint, no router
+        inner = ExceptionMiddleware(AsyncExitStackMiddleware(route), handlers=handlers, debug=app.debug)
         return QuickRoute(tuple(dispatches), inner)
 
 
