@@ -1,19 +1,21 @@
-"""Flower's Fleet routes of a round called without FastAPI's per-request routing and dependency solving.
+"""Flower's Fleet and Runtime routes called without FastAPI's per-request routing and dependency solving.
 
     inner = direct_route(app, "/v1/fleet/pull-messages") or app.router   # launcher.flower.quick_http's plan
 
-A Fleet call at the SuperLink (pull or push a message, an object, a confirmation, a heartbeat) passes, after
-Flower's middleware, FastAPI's router (its included routers matched anew on every request, API versions compared
-with ``packaging``), the dependency solver (the protobuf request, the LinkState, the router's version check) and a
-thread hand-off, to reach a function of two arguments; on this machine that machinery is about a third of the
-SuperLink's CPU. For the paths in DIRECT, ``direct_route`` finds the function Flower's route runs (its Fleet
-router's endpoint, unwrapped from its ProtobufRoute) and checks that the route takes exactly what it takes today:
-``request`` (the protobuf request the translation middleware parsed) and ``state`` (``get_linkstate``), under
-router dependencies that only look at versions and never refuse (``VersionDependency(reject_incompatible=False)``).
-The ASGI app it returns calls that function with those two and leaves its answer where Flower's ProtobufRoute does
+A Fleet or Runtime call (a message, an object, a confirmation, a heartbeat) passes, after Flower's middleware,
+FastAPI's router (its included routers matched anew on every request, API versions compared with ``packaging``),
+the dependency solver (the protobuf request, the state, the task its token names, the router's version check) and
+a thread hand-off, to reach a function of two to four arguments; on this machine that machinery is about a third of
+the SuperLink's CPU. ``direct_route`` finds the function Flower's route runs at a path (its endpoint, unwrapped
+from its ProtobufRoute) and checks that every parameter is one of the dependencies RESOLVED knows (the protobuf
+request the translation middleware parsed, the LinkState, the Runtime state and handlers, the task authenticated
+by its token header through Flower's own ``authenticate_task``) and that the route's other dependencies are version
+checks. The ASGI app it returns runs the version checks that can refuse, resolves those parameters once each by
+Flower's own functions, calls the endpoint, and leaves its answer where Flower's ProtobufRoute does
 (``request.state.protobuf_response``, serialized by Flower's translation middleware on the way out); an exception
-leaves it as Flower's route would leave it, to the same exception middleware. Any other shape: None, and the
-router serves the path as before. tests/test_flower_internals.py compares the answers both ways.
+leaves it as Flower's route would, to the same exception middleware. A route of any other shape (a SuperExec's
+signed AcquireTask, a tracing dependency, dependency overrides): None, and the router serves it as before.
+tests/test_flower_internals.py compares the answers both ways.
 """
 
 from __future__ import annotations
@@ -22,12 +24,36 @@ import inspect
 import typing
 from collections.abc import Callable
 
+from flwr.supercore.constant import TASK_TOKEN_HEADER
+from flwr.supercore.dependencies.runtime import get_runtime_handlers, get_runtime_state, get_task
+from flwr.supercore.dependencies.task import authenticate_task
+from flwr.supercore.dependencies.version import VersionDependency
+from flwr.supercore.protobuf.translation import get_protobuf_request
+from flwr.superlink.dependencies.linkstate import get_linkstate
 from starlette.requests import Request
 from starlette.responses import Response
 
-DIRECT = frozenset(f"/v1/fleet/{call}" for call in (
-    "pull-messages", "push-messages", "pull-object", "push-object", "confirm-message-received",
-    "send-node-heartbeat"))
+
+def _task(request: Request, resolved: dict):
+    """Flower's get_task: the task the request's one token header names (its own check refuses anything else)."""
+    return authenticate_task(request, request.headers.get(TASK_TOKEN_HEADER), _value(get_runtime_state, request,
+                                                                                     resolved))
+
+
+# Flower's dependency function -> how its value is had from the request (each once a request, as FastAPI caches)
+RESOLVED: dict[Callable, Callable[[Request, dict], object]] = {
+    get_protobuf_request: lambda request, resolved: get_protobuf_request(request),
+    get_linkstate: lambda request, resolved: get_linkstate(request),
+    get_runtime_state: lambda request, resolved: get_runtime_state(request),
+    get_runtime_handlers: lambda request, resolved: get_runtime_handlers(request),
+    get_task: _task,
+}
+
+
+def _value(dependency: Callable, request: Request, resolved: dict):
+    if dependency not in resolved:
+        resolved[dependency] = RESOLVED[dependency](request, resolved)
+    return resolved[dependency]
 
 
 def _flat(routes):
@@ -48,60 +74,50 @@ def _include_dependencies(routes, target) -> list | None:
     return None
 
 
-def _takes_request_and_linkstate(endpoint: Callable) -> bool:
-    from flwr.supercore.protobuf.translation import get_protobuf_request
-    from flwr.superlink.dependencies.linkstate import get_linkstate
-
-    parameters = inspect.signature(endpoint).parameters
-    if list(parameters) != ["request", "state"]:
-        return False
+def _parameters(endpoint: Callable) -> dict[str, Callable] | None:
+    """The endpoint's parameters by name -> the dependency function each is, when RESOLVED knows them all."""
     hints = typing.get_type_hints(endpoint, include_extras=True)
-    wanted = {"request": get_protobuf_request, "state": get_linkstate}
-    for name, dependency in wanted.items():
-        metadata = getattr(hints.get(name), "__metadata__", ())
-        if [getattr(m, "dependency", None) for m in metadata] != [dependency]:
-            return False
-    return True
-
-
-def _only_version_checks(dependencies) -> bool:
-    from flwr.supercore.dependencies.version import VersionDependency
-
-    return all(isinstance(d.dependency, VersionDependency) and not d.dependency._reject_incompatible  # noqa: SLF001
-               for d in dependencies)
+    out = {}
+    for name in inspect.signature(endpoint).parameters:
+        dependencies = [getattr(m, "dependency", None) for m in getattr(hints.get(name), "__metadata__", ())]
+        if len(dependencies) != 1 or dependencies[0] not in RESOLVED:
+            return None
+        out[name] = dependencies[0]
+    return out
 
 
 def direct_route(app, path: str):
     """An ASGI app answering POSTs to ``path`` as Flower's route there would, or None (see the module's docstring)."""
     from fastapi.routing import APIRoute
 
-    if path not in DIRECT:
-        return None
     found = [route for route in _flat(app.router.routes)
              if isinstance(route, APIRoute) and route.path == path and "POST" in route.methods]
-    if len(found) != 1:
+    if len(found) != 1 or app.dependency_overrides:
         return None
     route = found[0]
     endpoint = getattr(route.endpoint, "__wrapped__", None)
     included = _include_dependencies(app.router.routes, route)
-    if endpoint is None or included is None or app.dependency_overrides or not _takes_request_and_linkstate(endpoint):
+    parameters = _parameters(endpoint) if endpoint is not None else None
+    if included is None or parameters is None:
         return None
-    if not _only_version_checks(list(route.dependencies) + included):  # (the route's own include its router's)
+    checks = list(route.dependencies) + included  # (a route's own hold its router's)
+    if not all(isinstance(d.dependency, VersionDependency) for d in checks):
         return None
-    return DirectRoute(endpoint)
+    refusing = [d.dependency for d in checks if d.dependency._reject_incompatible]  # noqa: SLF001 (pinned)
+    return DirectRoute(endpoint, parameters, refusing)
 
 
 class DirectRoute:
-    """ASGI: Flower's Fleet endpoint called with the parsed protobuf request and the LinkState."""
+    """ASGI: Flower's endpoint called with its parameters resolved by Flower's own dependency functions."""
 
-    def __init__(self, endpoint: Callable) -> None:
-        self.endpoint = endpoint
+    def __init__(self, endpoint: Callable, parameters: dict[str, Callable], checks: list[Callable]) -> None:
+        self.endpoint, self.parameters, self.checks = endpoint, parameters, checks
 
     async def __call__(self, scope, receive, send) -> None:
-        from flwr.supercore.protobuf.translation import get_protobuf_request
-        from flwr.superlink.dependencies.linkstate import get_linkstate
-
         request = Request(scope, receive)
-        request.state.protobuf_response = self.endpoint(request=get_protobuf_request(request),
-                                                        state=get_linkstate(request))
+        for check in self.checks:
+            check(request)
+        resolved: dict = {}
+        arguments = {name: _value(dependency, request, resolved) for name, dependency in self.parameters.items()}
+        request.state.protobuf_response = self.endpoint(**arguments)
         await Response()(scope, receive, send)

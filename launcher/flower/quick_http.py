@@ -202,7 +202,8 @@ class QuickRoutes:
             if dispatch is not None:
                 dispatches.append(dispatch)
         handlers = {k: v for k, v in app.exception_handlers.items() if k not in (500, Exception)}
-        route = direct_route(app, scope["path"]) or app.router  # a round's Fleet call: Flower's endpoint, no router
+        # a call of a round (in-memory, inline): Flower's endpoint without the router; the rest through the router
+        route = (direct_route(app, scope["path"]) if scope["path"] in INLINE_PATHS else None) or app.router
         inner = ExceptionMiddleware(AsyncExitStackMiddleware(route), handlers=handlers, debug=app.debug)
         return QuickRoute(tuple(dispatches), inner)
 
