@@ -1076,12 +1076,13 @@ def _what_the_round_left(state, run_id: int = 11) -> dict:
             "context": repr(state.get_run_series_context(3))}
 
 
-def test_a_tasks_round_in_the_node_takes_flowers_handlers_and_leaves_what_the_http_api_leaves():
+def test_a_tasks_round_in_the_node_takes_flowers_handlers_and_leaves_what_the_http_api_leaves(monkeypatch):
     """launcher.flower.in_node_runtime: a task's round of calls (Flower's run_clientapp functions) against one node
-    state served by Flower's own SuperNode app over a real HTTP connection, and against another through
-    InNodeRuntimeClient: the same message, input and FAB pulled, the same reply objects, task status and context
-    left; the in-process round reached Flower's app not once (Flower's handlers, called as its routes call them),
-    while a token naming no task still goes through the app and is refused as over HTTP."""
+    state served by Flower's own SuperNode app over a real HTTP connection, against another served by the quick app
+    (launcher.flower.direct_routes), and against a third through InNodeRuntimeClient: the same message, input and
+    FAB pulled, the same reply objects, task status and context left; the quick app answered the task's calls by
+    Flower's endpoints directly; the in-process round reached Flower's app not once (Flower's handlers, called as
+    its routes call them), while a token naming no task still goes through the app and is refused as over HTTP."""
     import socket
     import threading
 
@@ -1090,24 +1091,39 @@ def test_a_tasks_round_in_the_node_takes_flowers_handlers_and_leaves_what_the_ht
     from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor
     from flwr.supernode.main import create_app
 
+    from launcher.flower import direct_routes
     from launcher.flower.in_node_runtime import DIRECT, InNodeRuntimeClient, InNodeTransport
     from launcher.flower.quick_http import quick
 
-    factory, state = _node_state_with_a_task()
-    app = quick(create_app(state_factory=factory))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        over_http = _a_tasks_round(RuntimeHttpClient, f"127.0.0.1:{port}")
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    def served_round(make_app) -> tuple[dict, dict]:
+        """The round over a real HTTP connection to ``make_app(state_factory)`` served by uvicorn, and what it left."""
+        factory, state = _node_state_with_a_task()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(make_app(factory), host="127.0.0.1", port=port, log_level="error"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        try:
+            return _a_tasks_round(RuntimeHttpClient, f"127.0.0.1:{port}"), _what_the_round_left(state)
+        finally:
+            server.should_exit = True
+            thread.join(10)
+
+    over_http, left = served_round(lambda factory: create_app(state_factory=factory))  # Flower's own app: the oracle
+    direct = []
+    answer = direct_routes.DirectRoute.__call__
+
+    async def counted_direct(self, scope, receive, send):
+        direct.append(scope["path"].rsplit("/", 1)[1])
+        await answer(self, scope, receive, send)
+
+    monkeypatch.setattr(direct_routes.DirectRoute, "__call__", counted_direct)
+    assert served_round(lambda factory: quick(create_app(state_factory=factory))) == (over_http, left)  # direct_routes
+    assert {"pull-task-input", "pull-messages", "pull-object", "confirm-message-received", "push-messages",
+            "push-object"} <= set(direct), direct
 
     in_factory, in_state = _node_state_with_a_task()
     in_app = quick(create_app(state_factory=in_factory))
@@ -1134,7 +1150,6 @@ def test_a_tasks_round_in_the_node_takes_flowers_handlers_and_leaves_what_the_ht
         InNodeRuntimeClient.transport = previous
     assert in_node == over_http
     assert over_http["pulled"][0] == [[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]]
-    left = _what_the_round_left(state)  # (the state hands a reply out once)
     assert _what_the_round_left(in_state) == left
     assert left["task"] == ("finished", "completed") and "'seen'" in left["context"]
     # Flower's routes at these paths call these handlers with (request, state[, task]) (the router's own source)
