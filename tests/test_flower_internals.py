@@ -1376,3 +1376,23 @@ def test_a_rounds_fleet_calls_take_flowers_endpoints_directly_and_answer_as_its_
     assert flowers[0] == (200,) and [a[1] for a in flowers[1:]] == [200, 200, 500, 500, 500, 500, 401], flowers
     assert direct == [path for path, *_ in ours[1:-1]]  # every call past the node's authentication, in order
     assert len(set(direct)) == 6
+
+
+def test_what_reply_batch_relies_on_in_flowers_http_grid():
+    """launcher.flower.reply_batch wraps the grid's client while its pull_messages runs: the grid reaches that client
+    through ``_runtime_client`` (a property giving ``self._client``; connected means ``_client`` is set), makes one
+    PullMessages, then per reply pulls its tree's objects through the module's ``pull_objects`` and confirms it
+    through the client's ConfirmMessageReceived; its node is ``self.node`` and its run ``self._run``."""
+    import flwr.superlink.grid.http_grid as grid_module
+
+    grid = grid_module.HttpGrid
+    source = " ".join(inspect.getsource(grid.pull_messages).split())
+    for text in ("res: PullAppMessagesResponse = self._runtime_client.PullMessages(",
+                 "all_object_contents = pull_objects( object_ids=[ tree.object_id for tree in "
+                 "iterate_object_tree(msg_tree) ], pull_object_fn=make_pull_object_fn_protobuf( "
+                 "pull_object_protobuf=self._runtime_client.PullObject, node=self.node, run_id=run_id, ), )",
+                 "self._runtime_client.ConfirmMessageReceived( ConfirmMessageReceivedRequest( node=self.node, "
+                 "run_id=run_id, message_object_id=msg_id ) )", "run_id = cast(Run, self._run).run_id"):
+        assert text in source, text
+    assert "return cast(RuntimeHttpClient, self._client)" in inspect.getsource(grid._runtime_client.fget)
+    assert "return self._client is not None" in inspect.getsource(grid._is_connected.fget)

@@ -27,6 +27,8 @@ Flower release in setup.py's range (release: the range, and which release is her
     plain_logs        Flower's commands with their colour off where their output goes to a file
     fleet_listener    the SuperLink's Fleet API (only it) on a second address, for nodes that connect directly
     register_nodes    SuperNodes' public keys registered through Flower's CLI app, in one process
+    direct_routes     a round's Fleet and Runtime calls answered by Flower's endpoint without FastAPI's router
+    reply_batch       a ServerApp's replies: all their objects pulled in one exchange, their confirmations in one
 
 Imports contract/ only: a leaf that processes/, apps/ and everything above use, never the other way.
 """

@@ -9,7 +9,8 @@ Flower moves a message as its object tree: a PullObject (or PushObject) request 
 built-in app's model message, each paying the HTTP stack on both sides. A batch is one POST to
 ``/v1/<api>/fl-launch-batch`` carrying those same protobuf requests; the server answers each through the same
 quick route (the same middleware, authentication included, and handler) a single call would take, and returns
-each answer in order. Only object pulls and pushes are batched (BATCHABLE). The client falls back to Flower's
+each answer in order. Only object pulls and pushes (and a ServerApp's confirmations: launcher.flower.reply_batch)
+are batched (BATCHABLE). The client falls back to Flower's
 own per-object calls, with its retries and back-off, for every object the batch did not settle (not yet
 available, not stored, an error) and for a server that does not know the batch path (a stock Flower one).
 
@@ -26,7 +27,8 @@ BATCH_PATHS = frozenset({"/v1/runtime/fl-launch-batch", "/v1/fleet/fl-launch-bat
 # A batch holds at most this many calls (a model message is about 6 objects; a large model's chunks go in several
 # batches): a server runs a batch's calls one after another, so one request cannot hold it for long.
 MAX_BATCH_CALLS = 64
-BATCHABLE = frozenset(f"/v1/{api}/{call}" for api in ("runtime", "fleet") for call in ("pull-object", "push-object"))
+BATCHABLE = frozenset(f"/v1/{api}/{call}" for api in ("runtime", "fleet") for call in ("pull-object", "push-object")
+                      ) | {"/v1/runtime/confirm-message-received"}  # a ServerApp's confirmations (reply_batch)
 _CALL = struct.Struct(">H")
 _LEN = struct.Struct(">I")
 

@@ -25,6 +25,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from launcher.flower.object_batch import install_in_serverapp
+from launcher.flower.reply_batch import install as replies_in_one
 
 # Flower's commands that a SuperExec starts (flwr.supercore.constant.TASK_TYPE_TO_COMMAND's values we run)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         _install_in_superexec()
     if name == "flwr-serverapp":
         install_in_serverapp()  # not about logs: the one place of ours a ServerApp process runs (object_batch)
+        replies_in_one()  # its grid's replies: their objects in one exchange, their confirmations in one
     sys.argv = [name, *args]  # Flower reads its command's name from argv[0] (flwr.supercore.exit)
     sys.exit(run())
 

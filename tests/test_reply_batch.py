@@ -1,0 +1,29 @@
+"""launcher.flower.reply_batch: a ServerApp takes the replies a pull brings in one exchange for all their objects and
+one for all their confirmations, judged by the SuperLink's own access and handler lines."""
+
+from __future__ import annotations
+
+import re
+
+from tests.helpers import run, runs
+
+
+def test_a_serverapp_confirms_its_replies_in_batches_and_pulls_their_objects_together(tmp_path, monkeypatch):
+    """A real run, 8 clients, 2 rounds, Flower's DEBUG lines on: every reply a node pushed is confirmed by the
+    ServerApp (the SuperLink's Runtime handler line, once each), yet no confirmation came as a request of its own
+    (before: one request each), and the ServerApp's batch exchanges number fewer than its replies (before: one
+    object exchange per reply, besides the confirmations)."""
+    monkeypatch.setenv("FLWR_LOG_LEVEL", "DEBUG")
+    done = run("fl-launch", "--client-num", "8", "--task", "train", "--rounds", "2", "--log-dir", str(tmp_path),
+               timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "status: finished" in done.stdout
+    log = (runs(tmp_path)[-1] / "server" / "superlink.log").read_text()
+    replies = len(re.findall(r"\[Fleet\.PushMessages\] Push replies from node_id=\d+", log))
+    confirmed = len(re.findall(r"^DEBUG [^\n]*\s{2,}Runtime\.ConfirmMessageReceived$", log, re.M))
+    alone = len(re.findall(r'"POST /v1/runtime/confirm-message-received HTTP', log))
+    batches = len(re.findall(r'"POST /v1/runtime/fl-launch-batch HTTP', log))
+    pushes = len(re.findall(r'"POST /v1/runtime/push-messages HTTP', log))  # each with its own object batch
+    assert replies >= 16 and confirmed == replies, (replies, confirmed)
+    assert alone == 0
+    assert batches - pushes < replies, (batches, pushes, replies)
