@@ -49,6 +49,7 @@ from contract.run_settings import node_paths
 from contract.wakeups import SERVER_PUSHED, WakeupSocket, wake
 from launcher.flower.compute_slots import host_slots
 from launcher.flower.config_args import load_node_config
+from launcher.flower.fleet_chain import install_in_supernode as chain_fleet_calls
 from launcher.flower.http_gates import wrap_app_factory
 from launcher.flower.node_signatures import sign_once_in_supernode
 from launcher.flower.node_tasks import InNodeRuntimeClient, NodeTasks
@@ -169,6 +170,7 @@ def tune_flower() -> None:
     quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery
     slow_tick()  # and its server wakes once a second while idle, not ten times
     batch_objects()  # a message's objects to and from the SuperLink in one exchange each way
+    chain_fleet_calls()  # and with its message: pull, confirm and push in three exchanges a task, not six
     sign_once_in_supernode()  # its Fleet calls' signed timestamp made every few seconds, not per call
 
 
