@@ -3,6 +3,8 @@ Flower release in setup.py's range (release: the range, and which release is her
 
     quick_supernode   Flower's SuperNode with its idle sleeps answered by bells (its loop module rewired)
     object_batch      a message's objects pulled or pushed in one HTTP exchange (a batch path QuickRoutes answers)
+    fleet_chain       a SuperNode's Fleet calls for a task in three exchanges: the message with its objects, the
+                      reply with its objects and the confirmation, the pull after a push (QuickRoutes answers it)
     server_tick       Flower's HTTP servers (uvicorn) tick once a second while idle, waking at once on a stop
     node_tasks        the built-in app's tasks run by its SuperNode's own process (Runtime API calls in-process)
     warm_clientapp    a long-lived task host on the SuperNode's Runtime API (Flower's run_clientapp), a user's app

@@ -1,7 +1,7 @@
 """A SuperNode's Fleet calls for a task chained: three exchanges with the SuperLink a task, not six.
 
     # a server: QuickRoutes (launcher.flower.quick_http) answers CHAIN_PATH with run_chain
-    install_in_supernode()   # in a SuperNode (launcher.flower.quick_supernode), after object_batch's
+    install()   # in a SuperNode (launcher.flower.quick_supernode), after object_batch's
 
 Flower's SuperNode loop makes, for each task, a pull-messages that brings the message, an object pull (one
 exchange with launcher.flower.object_batch), confirm-message-received, push-messages, an object push, and the
@@ -188,7 +188,7 @@ class Chain:
         return set(reply.objects_to_push) - stored, reply.session_id
 
 
-def install_in_supernode() -> None:
+def install() -> None:
     """Flower's SuperNode loop in this process pulls, confirms and pushes through the chain (see the module)."""
     import flwr.supernode.start_client_internal as loop
 

@@ -49,7 +49,7 @@ from contract.run_settings import node_paths
 from contract.wakeups import SERVER_PUSHED, WakeupSocket, wake
 from launcher.flower.compute_slots import host_slots
 from launcher.flower.config_args import load_node_config
-from launcher.flower.fleet_chain import install_in_supernode as chain_fleet_calls
+from launcher.flower.fleet_chain import install as chain_fleet_calls
 from launcher.flower.http_gates import wrap_app_factory
 from launcher.flower.node_signatures import sign_once_in_supernode
 from launcher.flower.node_tasks import InNodeRuntimeClient, NodeTasks
