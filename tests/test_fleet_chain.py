@@ -95,11 +95,11 @@ def test_a_superlink_without_the_chain_path_gets_flower_s_own_calls_from_then_on
     assert flower[-1] == ("confirm", "m2") and not chain.supported  # at once, as Flower does
 
 
-def test_a_task_takes_three_fleet_requests_not_six(tmp_path, monkeypatch):
+def test_a_task_takes_two_fleet_requests_not_six(tmp_path, monkeypatch):
     """A real run, 2 clients, 2 rounds: every HTTP request to the SuperLink's Fleet API from the ServerApp's first
     push on, counted from its own access lines; tasks counted by its PushMessages lines. A task is a pull that
-    brings the message and its objects, a push that carries confirm, push-messages and the reply's objects, and
-    the pull that follows each push: 3 (a node's get-run, get-fab, heartbeats and goodbye aside; before:
+    brings the message and its objects, and a push that carries confirm, push-messages, the reply's objects and
+    the pull that follows each push: 2 (a node's get-run, get-fab, heartbeats and goodbye aside; before:
     pull-messages, the object batch, confirm-message-received, push-messages, the object batch, pull-messages: 6).
     Every message is still confirmed."""
     from tests.helpers import run, runs
@@ -117,4 +117,46 @@ def test_a_task_takes_three_fleet_requests_not_six(tmp_path, monkeypatch):
     once = ("get-run", "get-fab", "send-node-heartbeat", "deactivate-node", "unregister-node")  # a node's, not a task's
     per_task = [path for path in fleet if path not in once]
     assert tasks >= 6 and confirmed == tasks, (tasks, confirmed)
-    assert len(per_task) <= 3 * tasks + 2, (tasks, sorted(per_task))
+    assert len(per_task) <= 2 * tasks + 2, (tasks, sorted(per_task))
+
+
+def test_the_pull_a_push_s_exchange_ends_with_is_the_loop_s_next_receive_unless_the_node_is_leaving(monkeypatch):
+    """The oracle: the calls each exchange carried (a fake post that answers as a SuperLink with one message)."""
+    from types import SimpleNamespace
+
+    import flwr.common.serde as serde
+    from flwr.proto.message_pb2 import Message as MessageProto
+
+    posted = []
+    pulled = PullMessagesResponse(message_object_trees=[ObjectTree(object_id="n")])
+    pulled.messages_list.add().metadata.run_id = 7
+
+    def post_calls(client, path, calls, first, refused=None):
+        posted.append([p for p, _ in calls])
+        answers = []
+        for path_, _ in calls:
+            if path_ == PUSH_MESSAGES:
+                answers.append((200, PushMessagesResponse(session_id="s").SerializeToString()))
+            elif path_ == PULL_MESSAGES:
+                answers += [(200, pulled.SerializeToString()), (500, b"")]  # its object not settled: Flower's pull
+            else:
+                answers.append((200, b""))
+        return answers
+
+    monkeypatch.setattr(fleet_chain, "post_calls", post_calls)
+    monkeypatch.setattr(serde, "message_from_proto", lambda proto: proto)  # no Flower task here to make a Message
+    monkeypatch.setattr(serde, "message_to_proto", lambda message: MessageProto())
+    chain, flower = Chain(), []
+    reply = SimpleNamespace(has_content=lambda: False, metadata=SimpleNamespace(run_id=7))
+    store = type("Store", (), {"get": lambda self, i: None})()
+
+    def receive():
+        flower.append("receive")
+
+    assert chain.send(object(), Node(node_id=1), store, None, reply, ObjectTree(object_id="r"), 0.1) == (set(), "s")
+    assert posted == [[PUSH_MESSAGES, PULL_MESSAGES]]
+    got = chain.receive(object(), Node(node_id=1), receive)
+    assert got[1] == pulled.message_object_trees[0] and posted == [[PUSH_MESSAGES, PULL_MESSAGES]] and flower == []
+    chain.pull_after_push = lambda: False  # the node leaves before its next pull
+    chain.send(object(), Node(node_id=1), store, None, reply, ObjectTree(object_id="r"), 0.1)
+    assert posted[-1] == [PUSH_MESSAGES] and chain.next_pull is None

@@ -1,7 +1,8 @@
-"""A SuperNode's Fleet calls for a task chained: three exchanges with the SuperLink a task, not six.
+"""A SuperNode's Fleet calls for a task chained: two exchanges with the SuperLink a task, not six.
 
     # a server: QuickRoutes (launcher.flower.quick_http) answers CHAIN_PATH with run_chain
-    install()   # in a SuperNode (launcher.flower.quick_supernode), after object_batch's
+    install()                      # in a SuperNode (launcher.flower.quick_supernode), after object_batch's
+    pull_after_push_when(ready)    # a push's exchange ends with the loop's next pull only while ready()
 
 Flower's SuperNode loop makes, for each task, a pull-messages that brings the message, an object pull (one
 exchange with launcher.flower.object_batch), confirm-message-received, push-messages, an object push, and the
@@ -13,12 +14,16 @@ pull-messages that follows each push: six HTTP requests, each paying the HTTP st
   before that exchange's other calls: the SuperLink deletes the confirmed message's objects then, not at once
   (Flower's confirmation does nothing else; a failed one is no longer the task's failure);
 - a push is one exchange: push-messages, then a push-object call for each object of the reply the node already
-  has; the SuperLink runs those the push-messages answer asks for (with that answer's session), answers the
-  others NOT_ASKED unrun, and Flower's loop pushes what is still missing as before.
+  has (the SuperLink runs those the push-messages answer asks for, with that answer's session, and answers the
+  others NOT_ASKED unrun; Flower's loop pushes what is still missing as before), then the pull-messages (with its
+  message's objects) that Flower's loop makes right after each push: the loop's next receive takes its answer.
+  A node about to leave (its memory grew: launcher.flower.node_tasks) does not pull in its push's exchange: it
+  leaves before its next pull, and a message pulled would be lost with it.
 Each call goes through the same quick route (middleware, node authentication, handler) it would take alone; once
 one is refused (401, 403) the rest are too, unrun. A SuperLink without the chain path (a stock Flower one: 404)
 gets Flower's own calls from then on; any exchange that gets no answer, or whose pull-messages or push-messages
-failed, is done again with Flower's own calls (their retries and errors).
+failed, is done again with Flower's own calls (their retries and errors); a message a push's exchange pulled is
+kept whatever became of the push.
 
 Frames as launcher.flower.object_batch's; the answers: one per call, and after a pull-messages one per object
 pulled (tree_ids of its first message's tree, in that order).
@@ -113,6 +118,8 @@ class Chain:
     supported: bool = True  # False once the SuperLink answered the chain path 404
     confirms: list[tuple[bytes, Callable[[], None]]] = field(default_factory=list)  # (request, Flower's call)
     pulled: dict[str, bytes] = field(default_factory=dict)  # objects the last pull brought, by id
+    next_pull: list[tuple[int, bytes]] | None = None  # the answers of the pull a push's exchange ended with
+    pull_after_push: Callable[[], bool] = lambda: True  # whether the loop will pull after this push (not leave)
 
     def post(self, client, calls: list[tuple[str, bytes]], first) -> list[tuple[int, bytes]] | None:
         """The pending confirmations, then ``calls``, in one exchange; the answers to ``calls``, or None (the
@@ -143,15 +150,24 @@ class Chain:
         return later
 
     def receive(self, client, node, receive: Callable[[], tuple | None]) -> tuple | None:
-        """Flower's ``receive`` (pull-messages) with the message's objects pulled in the same exchange."""
-        from flwr.common.serde import message_from_proto
-        from flwr.proto.fleet_pb2 import PullMessagesRequest, PullMessagesResponse
-        from flwr.proto.message_pb2 import PullObjectResponse
+        """Flower's ``receive`` (pull-messages) with the message's objects pulled in the same exchange; or what
+        the pull that ended the last push's exchange brought."""
+        from flwr.proto.fleet_pb2 import PullMessagesRequest
 
-        request = PullMessagesRequest(node=node)
-        answers = self.post(client, [(PULL_MESSAGES, request.SerializeToString())], request)
+        answers, self.next_pull = self.next_pull, None
+        if answers is None:
+            request = PullMessagesRequest(node=node)
+            answers = self.post(client, [(PULL_MESSAGES, request.SerializeToString())], request)
         if answers is None or answers[0][0] != 200:
             return receive()
+        return self._pulled(answers)
+
+    def _pulled(self, answers: list[tuple[int, bytes]]) -> tuple | None:
+        """The message a pull-messages answer (``answers[0]``) brings and its tree, the objects after it kept."""
+        from flwr.common.serde import message_from_proto
+        from flwr.proto.fleet_pb2 import PullMessagesResponse
+        from flwr.proto.message_pb2 import PullObjectResponse
+
         reply = PullMessagesResponse.FromString(answers[0][1])
         if not reply.messages_list:
             return None
@@ -164,11 +180,12 @@ class Chain:
         return message_from_proto(reply.messages_list[0]), tree
 
     def send(self, client, node, store, send: Callable, message, tree, runtime: float) -> tuple[set[str], str]:
-        """Flower's ``send`` (push-messages) with the reply's objects pushed in the same exchange; what it returns:
-        the objects the SuperLink asked for and did not store yet, and the session."""
+        """Flower's ``send`` (push-messages) with the reply's objects pushed in the same exchange, and the pull
+        Flower's loop makes next, unless ``pull_after_push`` says no; what it returns: the objects the SuperLink
+        asked for and did not store yet, and the session."""
         from flwr.app.message import remove_content_from_message
         from flwr.common.serde import message_to_proto
-        from flwr.proto.fleet_pb2 import PushMessagesRequest, PushMessagesResponse
+        from flwr.proto.fleet_pb2 import PullMessagesRequest, PushMessagesRequest, PushMessagesResponse
         from flwr.proto.message_pb2 import PushObjectRequest, PushObjectResponse
 
         plain = remove_content_from_message(message) if message.has_content() else message
@@ -176,10 +193,13 @@ class Chain:
                                       message_object_trees=[tree], clientapp_runtime_list=[runtime])
         run_id = message.metadata.run_id
         contents = {i: c for i in tree_ids(tree) if (c := store.get(i))}
-        ids = list(contents)[:MAX_BATCH_CALLS - 1 - len(self.confirms)]
+        ids = list(contents)[:MAX_BATCH_CALLS - 2 - len(self.confirms)]
         pushes = [(PUSH_OBJECT, PushObjectRequest(node=node, run_id=run_id, object_id=i,
                                                   object_content=contents[i]).SerializeToString()) for i in ids]
-        answers = self.post(client, [(PUSH_MESSAGES, request.SerializeToString()), *pushes], request)
+        pull = [(PULL_MESSAGES, PullMessagesRequest(node=node).SerializeToString())] if self.pull_after_push() else []
+        answers = self.post(client, [(PUSH_MESSAGES, request.SerializeToString()), *pushes, *pull], request)
+        if answers is not None and pull and answers[1 + len(ids)][0] == 200:
+            self.next_pull = answers[1 + len(ids):]  # a message it brought is this node's now: kept, come what may
         if answers is None or answers[0][0] != 200:
             return send(message, tree, runtime)
         reply = PushMessagesResponse.FromString(answers[0][1])
@@ -225,6 +245,15 @@ def install() -> None:
         return got
 
     push_chained.chained = True
+    push_chained.chain = chain
     loop._pull_and_store_message = pull_chained  # noqa: SLF001
     loop._push_messages = push_chained  # noqa: SLF001
     loop.pull_objects = pull_pulled
+
+
+def pull_after_push_when(predicate: Callable[[], bool]) -> None:
+    """The installed chain pulls in a push's exchange only while ``predicate()`` (a node about to leave does not:
+    a message it pulled would be lost with it)."""
+    import flwr.supernode.start_client_internal as loop
+
+    loop._push_messages.chain.pull_after_push = predicate  # noqa: SLF001
