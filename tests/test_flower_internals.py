@@ -880,6 +880,36 @@ def test_an_unauthenticated_batch_runs_one_call_not_all(monkeypatch):
     assert checked == ["/v1/fleet/pull-object"]
 
 
+def test_a_chain_of_fleet_calls_is_answered_as_each_call_alone(monkeypatch):
+    """launcher.flower.fleet_chain's path on a quick SuperLink app: each call gets the status and bytes Flower's own
+    stack gives it alone (node authentication per call: unauthenticated calls are refused, and the rest with them,
+    unrun); calls that are not chainable are not run (404); a malformed chain is 400."""
+    import flwr.superlink.main as superlink_main
+    from flwr.proto.fleet_pb2 import PullMessagesRequest
+    from starlette.testclient import TestClient
+
+    from launcher.flower.fleet_chain import CHAIN_PATH, CONFIRM, PULL_MESSAGES
+    from launcher.flower.object_batch import join_calls, split_answers
+    from launcher.flower.quick_http import install, quick
+
+    monkeypatch.setattr(superlink_main, "create_app", superlink_main.create_app)
+    install()
+    pb = "application/protobuf"
+    pull = (PULL_MESSAGES, PullMessagesRequest().SerializeToString())
+    alone = [(status, body) for status, _, body in _answers(superlink_main.create_app(), [(*pull, pb)])]
+    assert [status for status, _ in alone] == [401]
+    with TestClient(quick(superlink_main.create_app())) as client:
+        def chain(calls):
+            reply = client.post(CHAIN_PATH, headers={"content-type": pb}, content=join_calls(calls))
+            return reply.status_code, (split_answers(reply.content) if reply.status_code == 200 else None)
+
+        assert chain([pull, (CONFIRM, b"")]) == (200, [alone[0], (401, b"")])
+        assert chain([("/v1/fleet/get-run", b""), ("/v1/runtime/pull-messages", b""), pull]) == \
+            (200, [(404, b""), (404, b""), alone[0]])
+        assert client.post(CHAIN_PATH, headers={"content-type": pb}, content=join_calls([pull])[:-1]).status_code \
+            == 400
+
+
 def test_what_object_batch_replaces_in_a_task_process():
     """launcher.flower.object_batch.install_in_task_process swaps these names: run_clientapp builds its object
     functions with the two makers from a RuntimeHttpClient's bound methods and pushes with push_objects;
