@@ -880,6 +880,36 @@ def test_an_unauthenticated_batch_runs_one_call_not_all(monkeypatch):
     assert checked == ["/v1/fleet/pull-object"]
 
 
+def test_a_chain_of_fleet_calls_is_answered_as_each_call_alone(monkeypatch):
+    """launcher.flower.fleet_chain's path on a quick SuperLink app: each call gets the status and bytes Flower's own
+    stack gives it alone (node authentication per call: unauthenticated calls are refused, and the rest with them,
+    unrun); calls that are not chainable are not run (404); a malformed chain is 400."""
+    import flwr.superlink.main as superlink_main
+    from flwr.proto.fleet_pb2 import PullMessagesRequest
+    from starlette.testclient import TestClient
+
+    from launcher.flower.fleet_chain import CHAIN_PATH, CONFIRM, PULL_MESSAGES
+    from launcher.flower.object_batch import join_calls, split_answers
+    from launcher.flower.quick_http import install, quick
+
+    monkeypatch.setattr(superlink_main, "create_app", superlink_main.create_app)
+    install()
+    pb = "application/protobuf"
+    pull = (PULL_MESSAGES, PullMessagesRequest().SerializeToString())
+    alone = [(status, body) for status, _, body in _answers(superlink_main.create_app(), [(*pull, pb)])]
+    assert [status for status, _ in alone] == [401]
+    with TestClient(quick(superlink_main.create_app())) as client:
+        def chain(calls):
+            reply = client.post(CHAIN_PATH, headers={"content-type": pb}, content=join_calls(calls))
+            return reply.status_code, (split_answers(reply.content) if reply.status_code == 200 else None)
+
+        assert chain([pull, (CONFIRM, b"")]) == (200, [alone[0], (401, b"")])
+        assert chain([("/v1/fleet/get-run", b""), ("/v1/runtime/pull-messages", b""), pull]) == \
+            (200, [(404, b""), (404, b""), alone[0]])
+        assert client.post(CHAIN_PATH, headers={"content-type": pb}, content=join_calls([pull])[:-1]).status_code \
+            == 400
+
+
 def test_what_object_batch_replaces_in_a_task_process():
     """launcher.flower.object_batch.install_in_task_process swaps these names: run_clientapp builds its object
     functions with the two makers from a RuntimeHttpClient's bound methods and pushes with push_objects;
@@ -921,6 +951,43 @@ def test_what_object_batch_replaces_in_a_supernode_and_a_serverapp():
     assert "pull_object_protobuf=self._runtime_client.PullObject" in grid_flat
     assert "push_objects(all_objects,push_object_fn=make_push_object_fn_protobuf(" in grid_flat
     assert "push_object_protobuf=self._runtime_client.PushObject" in grid_flat
+
+
+def test_what_fleet_chain_replaces_in_a_supernode_and_relies_on_in_the_superlink():
+    """launcher.flower.fleet_chain swaps the loop's _pull_and_store_message (called with keywords: receive,
+    pull_object, confirm_message_received), _push_messages (object_store, send, push_object) and pull_objects; its
+    receive and send make the requests Flower's connection makes; the SuperLink's confirm-message-received only
+    deletes the message's objects (so it may come later), and its push-object stores under the request's session."""
+    import flwr.superlink.servicer.fleet.fleet_handlers as handlers
+    import flwr.supernode.fleet_http_connection as connection
+    import flwr.supernode.start_client_internal as loop
+
+    def flat(thing) -> str:
+        return inspect.getsource(thing).replace("\n", "").replace(" ", "")
+
+    main = flat(loop.start_client_internal)
+    assert "run_id=_pull_and_store_message(state=state," in main
+    for keyword in ("receive=receive,", "pull_object=pull_object,",
+                    "confirm_message_received=confirm_message_received,"):
+        assert keyword in main.split("_pull_and_store_message(", 1)[1].split(")", 1)[0], keyword
+    assert "_push_messages(state=state,object_store=store,send=send,push_object=push_object,)" in main
+    pull = flat(loop._pull_and_store_message)
+    assert "if(recv:=receive())isNone:returnNone" in pull and "message,object_tree=recv" in pull
+    assert "obj_contents=pull_objects(obj_ids_to_pull," in pull
+    assert "confirm_message_received(run_id,message.metadata.message_id)" in pull
+    push = flat(loop._push_messages)
+    assert "ids_obj_to_send,session_id=send(message,object_tree,clientapp_runtime)" in push
+    assert "yield_object_contents(object_tree,ids_obj_to_send)" in push
+    link = flat(connection.http_request_response)
+    assert "client.PullMessages,PullMessagesRequest(node=node)" in link
+    assert "message_from_proto(response.messages_list[0]),response.message_object_trees[0]," in link
+    assert "message=remove_content_from_message(message)" in link
+    assert ("PushMessagesRequest(node=node,messages_list=[message_to_proto(message)],"
+            "message_object_trees=[object_tree],clientapp_runtime_list=[clientapp_runtime],)") in link
+    assert "returnset(response.objects_to_push),response.session_id" in link
+    confirm = flat(handlers.confirm_message_received)
+    assert "store.delete(request.message_object_id)" in confirm and confirm.count("state.") == 0
+    assert "request.session_id," in flat(handlers.push_object)
 
 
 def test_what_node_tasks_replaces_in_run_clientapp_and_its_runtime_client():

@@ -90,25 +90,35 @@ def exchange(client, single_path: str, requests: list) -> list[tuple[int, bytes]
 
 
 def _exchange_one(client, single_path: str, requests: list) -> list[tuple[int, bytes]] | None:
+    calls = [(single_path, r.SerializeToString(deterministic=True)) for r in requests]
+    answers = post_calls(client, batch_path(single_path), calls, requests[0])
+    return answers if answers is not None and len(answers) == len(requests) else None
+
+
+def post_calls(client, path: str, calls: list[tuple[str, bytes]], first, refused: Callable[[int], None] = None,
+               ) -> list[tuple[int, bytes]] | None:
+    """``calls`` in one POST to ``path`` through ``client``'s interceptors (a Flower ProtobufClient: its token or
+    node signature headers; ``first``, the first call's protobuf message, is what they are shown); the answers, or
+    None when none came (a lost connection, a status other than 200: ``refused`` is told it, a malformed answer)."""
     from flwr.supercore.protobuf.client import ProtobufRequestContext
     from flwr.supercore.protobuf.translation import PROTOBUF_MEDIA_TYPE
 
-    content = join_calls((single_path, r.SerializeToString(deterministic=True)) for r in requests)
     http_request = client._client.build_request(  # noqa: SLF001 (pinned by tests/test_flower_internals.py)
-        method="POST", url=f"{client._base_url}{batch_path(single_path)}", content=content,  # noqa: SLF001
+        method="POST", url=f"{client._base_url}{path}", content=join_calls(calls),  # noqa: SLF001
         headers={"content-type": PROTOBUF_MEDIA_TYPE, "accept": PROTOBUF_MEDIA_TYPE})
     try:
         response = client._send(ProtobufRequestContext(  # noqa: SLF001
-            rpc_method="fl-launch-batch", message=requests[0], request=http_request))
-    except Exception:  # noqa: BLE001 (the per-object calls below retry and report as Flower does)
+            rpc_method="fl-launch-batch", message=first, request=http_request))
+    except Exception:  # noqa: BLE001 (the caller falls back to Flower's own calls, which retry and report)
         return None
     if response.status_code != 200:
+        if refused is not None:
+            refused(response.status_code)
         return None
     try:
-        answers = split_answers(response.content)
+        return split_answers(response.content)
     except (struct.error, ValueError):
         return None
-    return answers if len(answers) == len(requests) else None
 
 
 def pull_many(client, single_path: str, node, run_id: int, object_ids: list[str]) -> dict[str, bytes]:
@@ -246,7 +256,7 @@ def _free_variables(function) -> dict:
     return out
 
 
-def _fleet_call(connection_call) -> tuple:
+def fleet_call(connection_call) -> tuple:
     """(client, node) of Flower's fleet connection function (pull_object / push_object of its
     http_request_response), or (None, None) when it is not one."""
     from flwr.supercore.protobuf.client import ProtobufClient
@@ -261,13 +271,13 @@ def install_in_supernode() -> None:
     reply's, in one exchange each (falling back per object as above)."""
     import flwr.supernode.start_client_internal as loop
 
-    if getattr(loop.pull_objects, "batchable", False):
-        return
+    if getattr(loop.push_object_contents_from_iterable, "batchable", False):  # (loop.pull_objects may be wrapped
+        return  # again since: launcher.flower.fleet_chain)
     pull_objects, push_contents = loop.pull_objects, loop.push_object_contents_from_iterable
 
     def pull_in_one(object_ids, pull_object_fn, **kwargs):
         names = _free_variables(pull_object_fn)  # Flower's ``lambda obj_id: pull_object(run_id, obj_id)``
-        client, node = _fleet_call(names.get("pull_object"))
+        client, node = fleet_call(names.get("pull_object"))
         if client is None or not isinstance(names.get("run_id"), int) or not object_ids:
             return pull_objects(object_ids, pull_object_fn=pull_object_fn, **kwargs)
         pulled = pull_many(client, "/v1/fleet/pull-object", node, names["run_id"], list(object_ids))
@@ -278,7 +288,7 @@ def install_in_supernode() -> None:
 
     def push_in_one(object_contents, push_object_fn, **kwargs):
         # Flower's ``partial(push_object, run_id, session_id)``
-        client, node = _fleet_call(getattr(push_object_fn, "func", None))
+        client, node = fleet_call(getattr(push_object_fn, "func", None))
         args = getattr(push_object_fn, "args", ())
         if client is None or len(args) != 2:
             return push_contents(object_contents, push_object_fn=push_object_fn, **kwargs)
@@ -288,6 +298,6 @@ def install_in_supernode() -> None:
         if rest:
             push_contents(rest, push_object_fn=push_object_fn, **kwargs)
 
-    pull_in_one.batchable = True
+    push_in_one.batchable = True
     loop.pull_objects = pull_in_one
     loop.push_object_contents_from_iterable = push_in_one

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from launcher.flower.direct_routes import direct_route
+from launcher.flower.fleet_chain import CHAIN_PATH, run_chain
 from launcher.flower.http_gates import Gated, gated, wrap_app_factory
 from launcher.flower.object_batch import BATCH_PATHS, BATCHABLE, join_answers, split_calls
 
@@ -137,6 +138,9 @@ class QuickRoutes:
         if post and scope["path"] in BATCH_PATHS:
             await self._batch(scope, receive, send)
             return
+        if post and scope["path"] == CHAIN_PATH:
+            await self._chain(scope, receive, send)
+            return
         quick = self._quick(scope) if post else None
         if quick is None:
             await self.app(scope, receive, send)
@@ -162,23 +166,39 @@ class QuickRoutes:
         answers: list[tuple[int, bytes]] = []
         refused = 0
         for path, body in calls:
-            call = dict(scope, path=path, raw_path=path.encode())
-            quick = self._quick(call) if not refused and path in BATCHABLE and path.startswith(api) else None
-            if quick is None:
+            if refused or path not in BATCHABLE or not path.startswith(api):
                 answers.append((refused or 404, b""))
                 continue
-            inline = _quick_call.set(True)
-            try:
-                response = await quick.answer(call, _replay(body))
-                answer = (response.status_code, getattr(response, "body", b""))
-            except Exception:  # noqa: BLE001 (this call fails alone: the client retries it on its own)
-                answer = (500, b"")
-            finally:
-                _quick_call.reset(inline)
+            answer = await self._call(scope, path, body)
             refused = answer[0] if answer[0] in (401, 403) else 0
             answers.append(answer)
             await asyncio.sleep(0)  # the other requests' turn between calls
         await Response(join_answers(answers), media_type=PROTOBUF_MEDIA_TYPE)(scope, receive, send)
+
+    async def _chain(self, scope, receive, send) -> None:
+        """A SuperNode's chained Fleet calls (launcher.flower.fleet_chain), each through its own quick route."""
+        try:
+            calls = split_calls(await _read_body(receive))
+        except ValueError:
+            await Response(status_code=400)(scope, receive, send)
+            return
+        answers = await run_chain(calls, lambda path, body: self._call(scope, path, body))
+        await Response(join_answers(answers), media_type=PROTOBUF_MEDIA_TYPE)(scope, receive, send)
+
+    async def _call(self, scope, path: str, body: bytes) -> tuple[int, bytes]:
+        """One call of a batch or chain through its quick route (404 where there is none), run inline."""
+        call = dict(scope, path=path, raw_path=path.encode())
+        quick = self._quick(call)
+        if quick is None:
+            return 404, b""
+        inline = _quick_call.set(True)
+        try:
+            response = await quick.answer(call, _replay(body))
+            return response.status_code, getattr(response, "body", b"")
+        except Exception:  # noqa: BLE001 (this call fails alone: the client retries it on its own)
+            return 500, b""
+        finally:
+            _quick_call.reset(inline)
 
     def _quick(self, scope) -> QuickRoute | None:
         path = scope["path"]

@@ -49,6 +49,8 @@ from contract.run_settings import node_paths
 from contract.wakeups import SERVER_PUSHED, WakeupSocket, wake
 from launcher.flower.compute_slots import host_slots
 from launcher.flower.config_args import load_node_config
+from launcher.flower.fleet_chain import install as chain_fleet_calls
+from launcher.flower.fleet_chain import pull_after_push_when
 from launcher.flower.http_gates import wrap_app_factory
 from launcher.flower.in_node_runtime import InNodeRuntimeClient
 from launcher.flower.node_signatures import sign_once_in_supernode
@@ -105,6 +107,8 @@ def install(client_dir, tasks: NodeTasks | None = None, client: int | None = Non
         return run_id
 
     loop._pull_and_store_message = pull_then_ring  # noqa: SLF001
+    if tasks is not None:  # a node about to leave pulls nothing more with its last push
+        pull_after_push_when(lambda: not tasks.leave_note)
     loop.time = WakeupClock(WakeupSocket(client_dir, "supernode"))
 
 
@@ -170,6 +174,7 @@ def tune_flower() -> None:
     quick_http("flwr.supernode.main")  # its Runtime API: tracing only when enabled, no per-layer machinery
     slow_tick()  # and its server wakes once a second while idle, not ten times
     batch_objects()  # a message's objects to and from the SuperLink in one exchange each way
+    chain_fleet_calls()  # and with its message: a task in two Fleet exchanges, not six
     sign_once_in_supernode()  # its Fleet calls' signed timestamp made every few seconds, not per call
 
 

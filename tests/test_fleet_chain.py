@@ -1,0 +1,162 @@
+"""launcher.flower.fleet_chain: a SuperNode's Fleet calls for a task in three exchanges, and Flower's own calls
+where the SuperLink has no chain path."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from flwr.proto.fleet_pb2 import PullMessagesRequest, PullMessagesResponse, PushMessagesResponse
+from flwr.proto.message_pb2 import ObjectTree, PullObjectRequest, PushObjectRequest
+from flwr.proto.node_pb2 import Node
+
+from launcher.flower import fleet_chain
+from launcher.flower.fleet_chain import (
+    CONFIRM,
+    NOT_ASKED,
+    PULL_MESSAGES,
+    PULL_OBJECT,
+    PUSH_MESSAGES,
+    PUSH_OBJECT,
+    Chain,
+    run_chain,
+    tree_ids,
+)
+
+
+def _tree() -> ObjectTree:
+    return ObjectTree(object_id="m", children=[ObjectTree(object_id="a", children=[ObjectTree(object_id="a1")]),
+                                               ObjectTree(object_id="b")])
+
+
+def test_tree_ids_are_root_first_depth_first():
+    assert tree_ids(_tree()) == ["m", "a", "a1", "b"]
+
+
+def test_the_superlink_runs_the_pushes_asked_for_with_the_session_and_pulls_a_pulled_message_s_objects():
+    """The oracle: the calls the chain hands its quick routes (a fake route that records them)."""
+    ran: list[tuple[str, bytes]] = []
+
+    async def call(path: str, body: bytes) -> tuple[int, bytes]:
+        ran.append((path, body))
+        if path == PUSH_MESSAGES:
+            return 200, PushMessagesResponse(objects_to_push=["x", "z"], session_id="s1").SerializeToString()
+        if path == PULL_MESSAGES:
+            reply = PullMessagesResponse(message_object_trees=[_tree()])
+            reply.messages_list.add().metadata.run_id = 7
+            return 200, reply.SerializeToString()
+        return 200, b"ok:" + path.encode()
+
+    def push(object_id: str) -> tuple[str, bytes]:
+        return PUSH_OBJECT, PushObjectRequest(object_id=object_id, object_content=b"c").SerializeToString()
+
+    node = Node(node_id=5)
+    calls = [(CONFIRM, b"c1"), (PUSH_MESSAGES, b"p"), push("x"), push("y"), push("z"),
+             (PULL_MESSAGES, PullMessagesRequest(node=node).SerializeToString()), ("/v1/fleet/get-run", b"")]
+    answers = asyncio.run(run_chain(calls, call))
+    assert [status for status, _ in answers] == [200, 200, 200, NOT_ASKED, 200, 200, 200, 200, 200, 200, 404]
+    pushed = [PushObjectRequest.FromString(body) for path, body in ran if path == PUSH_OBJECT]
+    assert [(p.object_id, p.session_id) for p in pushed] == [("x", "s1"), ("z", "s1")]
+    pulled = [PullObjectRequest.FromString(body) for path, body in ran if path == PULL_OBJECT]
+    assert [(p.object_id, p.run_id, p.node.node_id) for p in pulled] == [("m", 7, 5), ("a", 7, 5), ("a1", 7, 5),
+                                                                         ("b", 7, 5)]
+    assert "/v1/fleet/get-run" not in [path for path, _ in ran]
+
+
+def test_once_a_call_is_refused_the_rest_are_not_run():
+    ran = []
+
+    async def call(path: str, body: bytes) -> tuple[int, bytes]:
+        ran.append(path)
+        return 401, b""
+
+    answers = asyncio.run(run_chain([(CONFIRM, b""), (PUSH_MESSAGES, b""), (PUSH_OBJECT, b"")], call))
+    assert answers == [(401, b"")] * 3 and ran == [CONFIRM]
+
+
+def test_a_superlink_without_the_chain_path_gets_flower_s_own_calls_from_then_on(monkeypatch):
+    """A stock SuperLink answers the chain path 404: the deferred confirmation is made with Flower's own call, the
+    pull with Flower's receive, and no chain is tried again; the oracle: which of Flower's functions were called."""
+    posted, flower = [], []
+
+    def post_calls(client, path, calls, first, refused=None):
+        posted.append([p for p, _ in calls])
+        refused(404)
+        return None
+
+    monkeypatch.setattr(fleet_chain, "post_calls", post_calls)
+    chain = Chain()
+    confirm = chain.defer_confirm(Node(node_id=1), lambda run_id, message_id: flower.append(("confirm", message_id)))
+    confirm(3, "m1")
+    assert flower == []  # deferred while the chain may carry it
+    assert chain.receive(object(), Node(node_id=1), lambda: flower.append(("receive",))) is None
+    assert posted == [[CONFIRM, PULL_MESSAGES]] and flower == [("confirm", "m1"), ("receive",)]
+    confirm(3, "m2")
+    assert flower[-1] == ("confirm", "m2") and not chain.supported  # at once, as Flower does
+
+
+def test_a_task_takes_two_fleet_requests_not_six(tmp_path, monkeypatch):
+    """A real run, 2 clients, 2 rounds: every HTTP request to the SuperLink's Fleet API from the ServerApp's first
+    push on, counted from its own access lines; tasks counted by its PushMessages lines. A task is a pull that
+    brings the message and its objects, and a push that carries confirm, push-messages, the reply's objects and
+    the pull that follows each push: 2 (a node's get-run, get-fab, heartbeats and goodbye aside; before:
+    pull-messages, the object batch, confirm-message-received, push-messages, the object batch, pull-messages: 6).
+    Every message is still confirmed."""
+    from tests.helpers import run, runs
+
+    monkeypatch.setenv("FLWR_LOG_LEVEL", "DEBUG")
+    done = run("fl-launch", "--client-num", "2", "--task", "train", "--rounds", "2", "--log-dir", str(tmp_path),
+               timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "status: finished" in done.stdout
+    log = (runs(tmp_path)[-1] / "server" / "superlink.log").read_text()
+    log = log[log.index('"POST /v1/runtime/push-messages'):]  # the ServerApp's first push
+    tasks = len(re.findall(r"\[Fleet\.PushMessages\] Push replies from node_id=\d+", log))
+    confirmed = len(re.findall(r"\[Fleet\.ConfirmMessageReceived\] Message with ID", log))
+    fleet = re.findall(r'"POST /v1/fleet/([a-z-]+) HTTP', log)
+    once = ("get-run", "get-fab", "send-node-heartbeat", "deactivate-node", "unregister-node")  # a node's, not a task's
+    per_task = [path for path in fleet if path not in once]
+    assert tasks >= 6 and confirmed == tasks, (tasks, confirmed)
+    assert len(per_task) <= 2 * tasks + 2, (tasks, sorted(per_task))
+
+
+def test_the_pull_a_push_s_exchange_ends_with_is_the_loop_s_next_receive_unless_the_node_is_leaving(monkeypatch):
+    """The oracle: the calls each exchange carried (a fake post that answers as a SuperLink with one message)."""
+    from types import SimpleNamespace
+
+    import flwr.common.serde as serde
+    from flwr.proto.message_pb2 import Message as MessageProto
+
+    posted = []
+    pulled = PullMessagesResponse(message_object_trees=[ObjectTree(object_id="n")])
+    pulled.messages_list.add().metadata.run_id = 7
+
+    def post_calls(client, path, calls, first, refused=None):
+        posted.append([p for p, _ in calls])
+        answers = []
+        for path_, _ in calls:
+            if path_ == PUSH_MESSAGES:
+                answers.append((200, PushMessagesResponse(session_id="s").SerializeToString()))
+            elif path_ == PULL_MESSAGES:
+                answers += [(200, pulled.SerializeToString()), (500, b"")]  # its object not settled: Flower's pull
+            else:
+                answers.append((200, b""))
+        return answers
+
+    monkeypatch.setattr(fleet_chain, "post_calls", post_calls)
+    monkeypatch.setattr(serde, "message_from_proto", lambda proto: proto)  # no Flower task here to make a Message
+    monkeypatch.setattr(serde, "message_to_proto", lambda message: MessageProto())
+    chain, flower = Chain(), []
+    reply = SimpleNamespace(has_content=lambda: False, metadata=SimpleNamespace(run_id=7))
+    store = type("Store", (), {"get": lambda self, i: None})()
+
+    def receive():
+        flower.append("receive")
+
+    assert chain.send(object(), Node(node_id=1), store, None, reply, ObjectTree(object_id="r"), 0.1) == (set(), "s")
+    assert posted == [[PUSH_MESSAGES, PULL_MESSAGES]]
+    got = chain.receive(object(), Node(node_id=1), receive)
+    assert got[1] == pulled.message_object_trees[0] and posted == [[PUSH_MESSAGES, PULL_MESSAGES]] and flower == []
+    chain.pull_after_push = lambda: False  # the node leaves before its next pull
+    chain.send(object(), Node(node_id=1), store, None, reply, ObjectTree(object_id="r"), 0.1)
+    assert posted[-1] == [PUSH_MESSAGES] and chain.next_pull is None
