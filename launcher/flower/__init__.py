@@ -3,8 +3,8 @@ Flower release in setup.py's range (release: the range, and which release is her
 
     quick_supernode   Flower's SuperNode with its idle sleeps answered by bells (its loop module rewired)
     object_batch      a message's objects pulled or pushed in one HTTP exchange (a batch path QuickRoutes answers)
-    fleet_chain       a SuperNode's Fleet calls for a task in three exchanges: the message with its objects, the
-                      reply with its objects and the confirmation, the pull after a push (QuickRoutes answers it)
+    fleet_chain       a SuperNode's Fleet calls for a task in two exchanges: the message with its objects; the
+                      confirmation, the reply with its objects and the pull after it (QuickRoutes answers them)
     server_tick       Flower's HTTP servers (uvicorn) tick once a second while idle, waking at once on a stop
     node_tasks        the built-in app's tasks run by its SuperNode's own process (Runtime API calls in-process)
     in_node_runtime   those tasks' Runtime API calls answered by Flower's handlers, as its routes call them
