@@ -1,4 +1,4 @@
-"""launcher.flower.fleet_chain: a SuperNode's Fleet calls for a task in three exchanges, and Flower's own calls
+"""launcher.flower.fleet_chain: a SuperNode's Fleet calls for a task in two exchanges, and Flower's own calls
 where the SuperLink has no chain path."""
 
 from __future__ import annotations
@@ -160,3 +160,9 @@ def test_the_pull_a_push_s_exchange_ends_with_is_the_loop_s_next_receive_unless_
     chain.pull_after_push = lambda: False  # the node leaves before its next pull
     chain.send(object(), Node(node_id=1), store, None, reply, ObjectTree(object_id="r"), 0.1)
     assert posted[-1] == [PUSH_MESSAGES] and chain.next_pull is None
+    chain.pull_after_push = lambda: True  # two replies pushed in a row: the first's pull brought a message
+    chain.send(object(), Node(node_id=1), store, None, reply, ObjectTree(object_id="r"), 0.1)
+    assert posted[-1] == [PUSH_MESSAGES, PULL_MESSAGES] and chain.next_pull is not None
+    chain.send(object(), Node(node_id=1), store, None, reply, ObjectTree(object_id="r"), 0.1)
+    assert posted[-1] == [PUSH_MESSAGES]  # no second pull: the message the first brought is kept for the loop
+    assert chain.receive(object(), Node(node_id=1), receive)[1] == pulled.message_object_trees[0]

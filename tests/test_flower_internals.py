@@ -1120,15 +1120,19 @@ def _a_tasks_round(cls, address: str) -> dict:
         return cls.from_server_address(server_address=address, insecure=True, root_certificates=None,
                                        interceptors=interceptors)
 
+    from flwr.proto.runtime_pb2 import SendTaskHeartbeatRequest  # pylint: disable=E0611
+
     acquired = client().AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value]))
     task_client = client(acquired.token)
     message, context, run, fab = module.pull_task_input(task_client)
+    beat = task_client.SendTaskHeartbeat(SendTaskHeartbeatRequest())
     reply = Message(RecordDict({"arrays": ArrayRecord([np.ones(3, dtype=np.float32)])}), reply_to=message)
     context.state["seen"] = ConfigRecord({"round": 1})
     module.push_message(task_client, reply, context)
     module.push_task_output(task_client, context, "completed", "")
     return {"pulled": ([a.tolist() for a in message.content["arrays"].to_numpy_ndarrays()],
-                       dict(message.content["config"]), message.metadata.message_type, run.run_id, fab.content)}
+                       dict(message.content["config"]), message.metadata.message_type, run.run_id, fab.content),
+            "heartbeat": beat.success}
 
 
 def _what_the_round_left(state, run_id: int = 11) -> dict:
@@ -1189,8 +1193,8 @@ def test_a_tasks_round_in_the_node_takes_flowers_handlers_and_leaves_what_the_ht
 
     monkeypatch.setattr(direct_routes.DirectRoute, "__call__", counted_direct)
     assert served_round(lambda factory: quick(create_app(state_factory=factory))) == (over_http, left)  # direct_routes
-    assert {"pull-task-input", "pull-messages", "pull-object", "confirm-message-received", "push-messages",
-            "push-object"} <= set(direct), direct
+    assert {"pull-task-input", "send-task-heartbeat", "pull-messages", "pull-object", "confirm-message-received",
+            "push-messages", "push-object"} <= set(direct), direct
 
     in_factory, in_state = _node_state_with_a_task()
     in_app = quick(create_app(state_factory=in_factory))
@@ -1200,7 +1204,8 @@ def test_a_tasks_round_in_the_node_takes_flowers_handlers_and_leaves_what_the_ht
         reached.append(scope["path"])
         await in_app(scope, receive, send)
 
-    counted.state = in_app.state
+    counted.state, counted.router = in_app.state, in_app.router  # (what direct_routes reads of an app)
+    counted.dependency_overrides = in_app.dependency_overrides
     previous = InNodeRuntimeClient.transport
     InNodeRuntimeClient.transport = InNodeTransport(counted)
     try:

@@ -87,20 +87,30 @@ def _parameters(endpoint: Callable) -> dict[str, Callable] | None:
 
 
 def direct_route(app, path: str):
-    """An ASGI app answering POSTs to ``path`` as Flower's route there would, or None (see the module's docstring)."""
-    from fastapi.routing import APIRoute
+    """An ASGI app answering POSTs to ``path`` as Flower's route there would, or None (see the module's docstring;
+    None too where the app is not of the shape this knows, whatever in it is not)."""
+    try:
+        return _direct_route(app, path)
+    except Exception:  # noqa: BLE001 (a shape this does not know: the router serves the path, as Flower's app does)
+        return None
+
+
+def _direct_route(app, path: str):
+    from flwr.supercore.protobuf.routing import ProtobufRoute
 
     found = [route for route in _flat(app.router.routes)
-             if isinstance(route, APIRoute) and route.path == path and "POST" in route.methods]
+             if isinstance(route, ProtobufRoute) and route.path == path and "POST" in route.methods]
     if len(found) != 1 or app.dependency_overrides:
         return None
     route = found[0]
     endpoint = getattr(route.endpoint, "__wrapped__", None)
     included = _include_dependencies(app.router.routes, route)
-    parameters = _parameters(endpoint) if endpoint is not None else None
+    if endpoint is None or inspect.iscoroutinefunction(endpoint):
+        return None
+    parameters = _parameters(endpoint)
     if included is None or parameters is None:
         return None
-    checks = list(route.dependencies) + included  # (a route's own hold its router's)
+    checks = included + list(route.dependencies)  # FastAPI's order (a route's own hold its router's)
     if not all(isinstance(d.dependency, VersionDependency) for d in checks):
         return None
     refusing = [d.dependency for d in checks if d.dependency._reject_incompatible]  # noqa: SLF001 (pinned)

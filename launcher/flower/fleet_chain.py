@@ -12,7 +12,8 @@ pull-messages that follows each push: six HTTP requests, each paying the HTTP st
   objects it asks for from those, and pulls any other as before;
 - confirm-message-received is sent with the node's next exchange (the reply's push, or else its next pull),
   before that exchange's other calls: the SuperLink deletes the confirmed message's objects then, not at once
-  (Flower's confirmation does nothing else; a failed one is no longer the task's failure);
+  (Flower's confirmation does nothing else; a failed one is no longer the task's failure); so a message's objects
+  stay in the SuperLink's store for the task's length, and for good when the node dies before its next exchange;
 - a push is one exchange: push-messages, then a push-object call for each object of the reply the node already
   has (the SuperLink runs those the push-messages answer asks for, with that answer's session, and answers the
   others NOT_ASKED unrun; Flower's loop pushes what is still missing as before), then the pull-messages (with its
@@ -111,6 +112,14 @@ def _object_pulls(request: bytes, answer: bytes) -> list[bytes]:
             for i in tree_ids(reply.message_object_trees[0])[:MAX_BATCH_CALLS]]
 
 
+def _log_failed_confirm(err: Exception) -> None:
+    from logging import WARNING
+
+    from flwr.supercore import log
+
+    log(WARNING, "fl-launch: a deferred confirm-message-received failed: %s", err)
+
+
 @dataclass
 class Chain:
     """One SuperNode's chained exchanges (its loop's thread only)."""
@@ -129,7 +138,10 @@ class Chain:
                              refused=self._refused) if self.supported else None
         if answers is None or len(answers) < len(confirms) + len(calls):
             for _, confirm in confirms:
-                confirm()
+                try:
+                    confirm()
+                except Exception as err:  # noqa: BLE001 (a late confirmation's failure is not this exchange's)
+                    _log_failed_confirm(err)
             return None
         return answers[len(confirms):]
 
@@ -161,6 +173,14 @@ class Chain:
         if answers is None or answers[0][0] != 200:
             return receive()
         return self._pulled(answers)
+
+    def _holds_a_message(self) -> bool:
+        """Whether the pull an earlier push's exchange ended with brought a message (the loop's next receive's)."""
+        from flwr.proto.fleet_pb2 import PullMessagesResponse
+
+        if not self.next_pull or self.next_pull[0][0] != 200:
+            return False
+        return bool(PullMessagesResponse.FromString(self.next_pull[0][1]).messages_list)
 
     def _pulled(self, answers: list[tuple[int, bytes]]) -> tuple | None:
         """The message a pull-messages answer (``answers[0]``) brings and its tree, the objects after it kept."""
@@ -196,7 +216,8 @@ class Chain:
         ids = list(contents)[:MAX_BATCH_CALLS - 2 - len(self.confirms)]
         pushes = [(PUSH_OBJECT, PushObjectRequest(node=node, run_id=run_id, object_id=i,
                                                   object_content=contents[i]).SerializeToString()) for i in ids]
-        pull = [(PULL_MESSAGES, PullMessagesRequest(node=node).SerializeToString())] if self.pull_after_push() else []
+        pull = ([(PULL_MESSAGES, PullMessagesRequest(node=node).SerializeToString())]
+                if self.pull_after_push() and not self._holds_a_message() else [])  # (several replies pushed in a row)
         answers = self.post(client, [(PUSH_MESSAGES, request.SerializeToString()), *pushes, *pull], request)
         if answers is not None and pull and answers[1 + len(ids)][0] == 200:
             self.next_pull = answers[1 + len(ids):]  # a message it brought is this node's now: kept, come what may
@@ -219,7 +240,7 @@ def install() -> None:
 
     def pull_chained(*args, **kwargs):
         client, node = fleet_call(kwargs.get("pull_object"))
-        if args or client is None or not chain.supported:
+        if args or client is None or not chain.supported or not {"receive", "confirm_message_received"} <= set(kwargs):
             return pull_and_store(*args, **kwargs)
         receive = kwargs["receive"]
         kwargs["receive"] = lambda: chain.receive(client, node, receive)
@@ -231,7 +252,7 @@ def install() -> None:
 
     def push_chained(*args, **kwargs):
         client, node = fleet_call(kwargs.get("push_object"))
-        if args or client is None or not chain.supported:
+        if args or client is None or not chain.supported or not {"send", "object_store"} <= set(kwargs):
             return push(*args, **kwargs)
         send, store = kwargs["send"], kwargs["object_store"]
         kwargs["send"] = lambda message, tree, runtime: chain.send(client, node, store, send, message, tree, runtime)

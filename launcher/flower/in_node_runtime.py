@@ -13,9 +13,11 @@ call, with the same arguments: the request, the node's state from the app's stat
 and the task that the call's token names (``state.get_task_by_token``, as Flower's token check does). Everything
 else takes Flower's app through InNodeTransport (no socket: the same ASGI app, middleware, token check and
 handlers, the request's bytes as sent): another call, a call whose token names no task, a handler that raises
-(its refusal made and translated by Flower's own stack; the handlers refuse before they change any state), a
-SuperExec secret set (its signed AcquireTask), tracing enabled (its spans). tests/test_flower_internals.py runs a
-task's calls both ways against Flower's own app and compares the answers and the state they leave.
+(its refusal made and translated by Flower's own stack; a handler that refuses has at most recorded a
+processing time or opened a session, which the call through the app does again), a route whose dependencies
+are not the ones DIRECT gives (launcher.flower.direct_routes checks each route's shape once), a SuperExec secret
+set (its signed AcquireTask), tracing enabled (its spans). tests/test_flower_internals.py runs a task's calls
+both ways against Flower's own app and compares the answers and the state they leave.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor
 from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supercore.servicer.runtime import runtime_handlers as core_handlers
 
+from launcher.flower.direct_routes import direct_route
 from launcher.flower.http_gates import tracing_enabled
 
 # path -> how Flower's route calls its handler: (handlers of the app, state, task) -> handler(request, ...)
@@ -47,6 +50,17 @@ DIRECT: dict[str, Handler] = {
         request, state, task),
 }
 NO_TASK_NEEDED = frozenset({"/v1/runtime/acquire-task"})  # a SuperExec's call: no task token (its own auth instead)
+# routes with a dependency direct_routes does not resolve, each checked here: the SuperExec's signed AcquireTask
+# (no secret set), push-task-output's tracing (tracing off)
+CHECKED_HERE = frozenset({"/v1/runtime/acquire-task", "/v1/runtime/push-task-output"})
+_shape_known: dict[tuple[int, str], bool] = {}  # (app, path) -> its route takes what DIRECT gives (direct_routes)
+
+
+def _route_shape_known(app, path: str) -> bool:
+    key = (id(app), path)
+    if key not in _shape_known:
+        _shape_known[key] = path in CHECKED_HERE or direct_route(app, path) is not None
+    return _shape_known[key]
 
 
 class InNodeTransport(httpx.BaseTransport):
@@ -93,7 +107,7 @@ def direct_answer(app, path: str, request, token: str | None):
     take the app instead (see the module's docstring)."""
     call = DIRECT.get(path)
     state_factory = getattr(app.state, "runtime_state_factory", None)
-    if call is None or state_factory is None or tracing_enabled({}):
+    if call is None or state_factory is None or tracing_enabled({}) or not _route_shape_known(app, path):
         return None
     if path in NO_TASK_NEEDED:
         if getattr(app.state, "superexec_auth_secret", None) is not None:

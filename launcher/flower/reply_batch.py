@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from logging import WARNING
 
 from launcher.flower.object_batch import exchange, pull_many
 
@@ -84,15 +85,25 @@ def install() -> None:
             return pull_messages(self, message_ids)
         _pending.fetched, _pending.confirms = {}, []
         try:
-            return pull_messages(self, message_ids)
-        finally:
+            replies = pull_messages(self, message_ids)
+        except BaseException:
             held = _pending.confirms
             _pending.fetched = _pending.confirms = None
-            _send_confirms(client, held)
+            try:
+                _send_confirms(client, held)  # those Flower would have sent before it raised
+            except Exception as err:  # noqa: BLE001 (the pull's own error is the one to raise)
+                from flwr.supercore import log  # noqa: PLC0415
+
+                log(WARNING, "fl-launch: held confirmations not sent: %s", err)
+            raise
+        held = _pending.confirms
+        _pending.fetched = _pending.confirms = None
+        _send_confirms(client, held)
+        return replies
 
     def pull_fetched(object_ids, pull_object_fn, **kwargs):
         fetched = getattr(_pending, "fetched", None) or {}
-        got = {i: fetched.pop(i) for i in object_ids if i in fetched}
+        got = {i: fetched[i] for i in object_ids if i in fetched}  # (kept: two replies may share an object)
         rest = [i for i in object_ids if i not in got]
         if rest:
             got.update(pull_objects(rest, pull_object_fn=pull_object_fn, **kwargs))
