@@ -32,3 +32,22 @@ def test_the_command_imports_under_half_the_modules_it_did():
     modules = len(re.findall(r"^import time:", out.stderr, re.MULTILINE))
     assert re.search(r"\| launcher\.cli\.launch$", out.stderr, re.MULTILINE), out.stderr[-2000:]
     assert modules < 800, f"{modules} modules imported by the command"
+
+
+def test_the_superexec_asks_for_the_runs_serverapp_five_times_a_second(tmp_path, monkeypatch):
+    """The ServerApp's start (its imports) is round 1's critical path and begins when Flower's SuperExec, polling,
+    acquires the run's task: it polls every 0.2 s here (Flower's default 1 s). The oracle: the SuperExec's own
+    acquire-task requests in the SuperLink's access lines over the run's span, at least 2.5 a second (1 before)."""
+    import datetime
+
+    from tests.helpers import run, runs
+
+    monkeypatch.setenv("FLWR_LOG_LEVEL", "DEBUG")
+    done = run("fl-launch", "--client-num", "2", "--task", "train", "--rounds", "2", "--log-dir", str(tmp_path),
+               timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    stamps = [datetime.datetime.fromisoformat(m.replace("Z", "+00:00")) for m in re.findall(
+        r"^(\S+Z) \w+ \[uvicorn\.access\] [^\n]*\"POST /v1/runtime/acquire-task HTTP",
+        (runs(tmp_path)[-1] / "server" / "superlink.log").read_text(), re.M)]
+    span = (stamps[-1] - stamps[0]).total_seconds()
+    assert span > 2 and (len(stamps) - 1) / span >= 2.5, (len(stamps), span)

@@ -30,7 +30,8 @@ from launcher.processes.node_config import toml_lines, toml_value
 from launcher.processes.roles import Role
 from launcher.processes.table import Managed, ProcessTable
 
-NODE_KEYS = Path("tls") / "nodes"  # in a run folder: the nodes' key pairs, with fl-launch --server-address
+NODE_KEYS = Path("tls") / "nodes"
+SUPEREXEC_POLL_S = 0.2  # in a run folder: the nodes' key pairs, with fl-launch --server-address
 
 
 def own_bin_first_path() -> str:
@@ -55,6 +56,9 @@ def flower_env(run_dir: Path, threads: int) -> dict[str, str]:
         "FLWR_TELEMETRY_ENABLED": "0",
         "FLWR_DISABLE_UPDATE_CHECK": "1",
         "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        # the SuperExec asks for a ServerApp to start every 0.2 s, not every 1 s: the run's ServerApp starts
+        # ~0.4 s sooner after `flwr run` (its imports are round 1's critical path), for ~1% of a core idle
+        "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(SUPEREXEC_POLL_S),
         "PYTHONSAFEPATH": "1",  # a run folder must never shadow a package
         "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": str(threads),
