@@ -110,6 +110,17 @@ def runs(log_dir: Path) -> list[Path]:
     return sorted(p for p in log_dir.iterdir() if p.is_dir() and not p.is_symlink()) if log_dir.exists() else []
 
 
+def superlink_log_of_a_run(log_dir: Path, monkeypatch, clients: int, rounds: int) -> str:
+    """The SuperLink's log of a finished built-in run with Flower's DEBUG lines on (its access lines, its handlers'
+    lines): what the request-counting tests read."""
+    monkeypatch.setenv("FLWR_LOG_LEVEL", "DEBUG")
+    done = run("fl-launch", "--client-num", str(clients), "--task", "train", "--rounds", str(rounds), "--log-dir",
+               str(log_dir), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "status: finished" in done.stdout
+    return (runs(log_dir)[-1] / "server" / "superlink.log").read_text()
+
+
 def wait_for_status(run_dir: Path, statuses: set[str], timeout: float) -> str:
     deadline = time.monotonic() + timeout
     status = ""

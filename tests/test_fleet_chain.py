@@ -102,14 +102,9 @@ def test_a_task_takes_two_fleet_requests_not_six(tmp_path, monkeypatch):
     the pull that follows each push: 2 (a node's get-run, get-fab, heartbeats and goodbye aside; before:
     pull-messages, the object batch, confirm-message-received, push-messages, the object batch, pull-messages: 6).
     Every message is still confirmed."""
-    from tests.helpers import run, runs
+    from tests.helpers import superlink_log_of_a_run
 
-    monkeypatch.setenv("FLWR_LOG_LEVEL", "DEBUG")
-    done = run("fl-launch", "--client-num", "2", "--task", "train", "--rounds", "2", "--log-dir", str(tmp_path),
-               timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "status: finished" in done.stdout
-    log = (runs(tmp_path)[-1] / "server" / "superlink.log").read_text()
+    log = superlink_log_of_a_run(tmp_path, monkeypatch, clients=2, rounds=2)
     log = log[log.index('"POST /v1/runtime/push-messages'):]  # the ServerApp's first push
     tasks = len(re.findall(r"\[Fleet\.PushMessages\] Push replies from node_id=\d+", log))
     confirmed = len(re.findall(r"\[Fleet\.ConfirmMessageReceived\] Message with ID", log))

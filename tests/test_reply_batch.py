@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.helpers import run, runs
+from tests.helpers import superlink_log_of_a_run
 
 
 def test_a_serverapp_confirms_its_replies_in_batches_and_pulls_their_objects_together(tmp_path, monkeypatch):
@@ -14,12 +14,7 @@ def test_a_serverapp_confirms_its_replies_in_batches_and_pulls_their_objects_tog
     (before: one request each), and the ServerApp made no more requests for its replies than before (before: an
     object exchange and a confirmation for each; now an exchange for the objects and one for the confirmations of
     every pull that brought replies, however many it brought: how many a pull brings depends on when they come)."""
-    monkeypatch.setenv("FLWR_LOG_LEVEL", "DEBUG")
-    done = run("fl-launch", "--client-num", "8", "--task", "train", "--rounds", "2", "--log-dir", str(tmp_path),
-               timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "status: finished" in done.stdout
-    log = (runs(tmp_path)[-1] / "server" / "superlink.log").read_text()
+    log = superlink_log_of_a_run(tmp_path, monkeypatch, clients=8, rounds=2)
     replies = len(re.findall(r"\[Fleet\.PushMessages\] Push replies from node_id=\d+", log))
     confirmed = len(re.findall(r"^DEBUG [^\n]*\s{2,}Runtime\.ConfirmMessageReceived$", log, re.M))
     alone = len(re.findall(r'"POST /v1/runtime/confirm-message-received HTTP', log))

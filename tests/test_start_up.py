@@ -40,14 +40,10 @@ def test_the_superexec_asks_for_the_runs_serverapp_five_times_a_second(tmp_path,
     acquire-task requests in the SuperLink's access lines over the run's span, at least 2.5 a second (1 before)."""
     import datetime
 
-    from tests.helpers import run, runs
+    from tests.helpers import superlink_log_of_a_run
 
-    monkeypatch.setenv("FLWR_LOG_LEVEL", "DEBUG")
-    done = run("fl-launch", "--client-num", "2", "--task", "train", "--rounds", "2", "--log-dir", str(tmp_path),
-               timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    log = superlink_log_of_a_run(tmp_path, monkeypatch, clients=2, rounds=2)
     stamps = [datetime.datetime.fromisoformat(m.replace("Z", "+00:00")) for m in re.findall(
-        r"^(\S+Z) \w+ \[uvicorn\.access\] [^\n]*\"POST /v1/runtime/acquire-task HTTP",
-        (runs(tmp_path)[-1] / "server" / "superlink.log").read_text(), re.M)]
+        r"^(\S+Z) \w+ \[uvicorn\.access\] [^\n]*\"POST /v1/runtime/acquire-task HTTP", log, re.M)]
     span = (stamps[-1] - stamps[0]).total_seconds()
     assert span > 2 and (len(stamps) - 1) / span >= 2.5, (len(stamps), span)

@@ -36,7 +36,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from launcher.flower.object_batch import MAX_BATCH_CALLS, fleet_call, post_calls
+from launcher.flower.object_batch import MAX_BATCH_CALLS, fleet_call, held_first, post_calls
 
 CHAIN_PATH = "/v1/fleet/fl-launch-chain"
 PULL_MESSAGES, PUSH_MESSAGES = "/v1/fleet/pull-messages", "/v1/fleet/push-messages"
@@ -258,18 +258,11 @@ def install() -> None:
         kwargs["send"] = lambda message, tree, runtime: chain.send(client, node, store, send, message, tree, runtime)
         return push(**kwargs)
 
-    def pull_pulled(object_ids, pull_object_fn, **kwargs):
-        got = {i: chain.pulled.pop(i) for i in object_ids if i in chain.pulled}
-        rest = [i for i in object_ids if i not in got]
-        if rest:
-            got.update(pull_objects(rest, pull_object_fn=pull_object_fn, **kwargs))
-        return got
-
     push_chained.chained = True
     push_chained.chain = chain
     loop._pull_and_store_message = pull_chained  # noqa: SLF001
     loop._push_messages = push_chained  # noqa: SLF001
-    loop.pull_objects = pull_pulled
+    loop.pull_objects = held_first(pull_objects, lambda: chain.pulled)
 
 
 def pull_after_push_when(predicate: Callable[[], bool]) -> None:

@@ -146,6 +146,22 @@ def push_many(client, single_path: str, node, run_id: int, session_id: str, cont
             if status == 200 and PushObjectResponse.FromString(body).stored}
 
 
+def held_first(pull_objects: Callable, held: Callable[[], dict | None], keep: bool = False) -> Callable:
+    """Flower's ``pull_objects(object_ids, pull_object_fn, **kwargs)`` that takes the objects ``held()`` has
+    first (taken out of it, or left there with ``keep``) and pulls only the rest with ``pull_objects``
+    (launcher.flower.fleet_chain: a chained pull's objects; launcher.flower.reply_batch: a pull's replies')."""
+
+    def pull(object_ids, pull_object_fn, **kwargs):
+        store = held() or {}
+        got = {i: store[i] if keep else store.pop(i) for i in object_ids if i in store}
+        rest = [i for i in object_ids if i not in got]
+        if rest:
+            got.update(pull_objects(rest, pull_object_fn=pull_object_fn, **kwargs))
+        return got
+
+    return pull
+
+
 class BatchablePull:
     """Flower's pull_object_fn (called per object, as ever) that can also pull many in one exchange."""
 

@@ -20,7 +20,7 @@ import functools
 import threading
 from logging import WARNING
 
-from launcher.flower.object_batch import exchange, pull_many
+from launcher.flower.object_batch import exchange, held_first, pull_many
 
 CONFIRM = "/v1/runtime/confirm-message-received"
 PULL_OBJECT = "/v1/runtime/pull-object"
@@ -101,14 +101,7 @@ def install() -> None:
         _send_confirms(client, held)
         return replies
 
-    def pull_fetched(object_ids, pull_object_fn, **kwargs):
-        fetched = getattr(_pending, "fetched", None) or {}
-        got = {i: fetched[i] for i in object_ids if i in fetched}  # (kept: two replies may share an object)
-        rest = [i for i in object_ids if i not in got]
-        if rest:
-            got.update(pull_objects(rest, pull_object_fn=pull_object_fn, **kwargs))
-        return got
-
     pull_in_one.replies_in_one = True
     grid_class.pull_messages = pull_in_one
-    grid_module.pull_objects = pull_fetched
+    # (kept, not taken: two replies may share an object)
+    grid_module.pull_objects = held_first(pull_objects, lambda: getattr(_pending, "fetched", None), keep=True)
