@@ -25,6 +25,7 @@ Flower release in setup.py's range (release: the range, and which release is her
     task_output       a task's last push to its SuperNode, retried on a fresh connection
     task_log          an --app ClientApp's output and round lines in client_<i>/client.log
     compute_slots     a few tasks compute at a time on a host (about one per core), the others wait
+    task_claim        an acquired task kept claimed (Flower's task heartbeat) while it waits for a compute slot
     pull_lock         a SuperNode's pull of a message, visible to its task host
     plain_logs        Flower's commands with their colour off where their output goes to a file
     fleet_listener    the SuperLink's Fleet API (only it) on a second address, for nodes that connect directly

@@ -22,6 +22,7 @@ the reply.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import signal
@@ -41,6 +42,7 @@ from launcher.flower.compute_slots import ComputeSlots, host_slots
 from launcher.flower.config_args import load_node_config
 from launcher.flower.plain_logs import colour_only_on_a_terminal
 from launcher.flower.pull_lock import PullLock
+from launcher.flower.task_claim import kept_claimed
 from launcher.flower.task_worker import TaskEnd, TaskWorker
 
 # The SuperNode rings the worker bell whenever it has pulled a message (the only way a task appears:
@@ -115,10 +117,12 @@ def serve_tasks(client: RuntimeHttpClient, runner: TaskRunner, bell: WakeupSocke
         if res.HasField("task") and res.token:
             acquired = time.time()
             runner.ready()  # e.g. a live worker, forked here if need be: no compute slot or pull lock held to inherit
-            if not pulling.wait_free(stop=stopping):  # its message's objects are all with the SuperNode
-                break  # SIGTERM while the SuperNode was still pulling: no task is started
-            pulled = time.time()
-            with slots.held():
+            with contextlib.ExitStack() as slot:
+                with kept_claimed(client, res.token):  # the waits below may outlast Flower's 30 s claim
+                    if not pulling.wait_free(stop=stopping):  # its message's objects are all with the SuperNode
+                        break  # SIGTERM while the SuperNode was still pulling: no task is started
+                    pulled = time.time()
+                    slot.enter_context(slots.held())
                 started = time.time()
                 end = runner.run(res.token)
             wake(client_dir, "supernode")  # the reply is with the SuperNode: no need to poll for it
