@@ -15,6 +15,12 @@ Then, close in time (CPU shares are ratios of a loaded machine):
     compute).
 Predicted against real, rounds 2 on (round 1 also starts the clients): the mean round time within 15%, each
 client's mean task time within 20%, in both modes.
+
+The devices are this machine, so a task's time on them moves with this host's speed, which drifts on a shared
+host (CI's, 2026-12-07: the same device's mean task 1.27-1.73 s from loop to loop, minutes apart). A probe
+(HostProbe) times one fixed LeNet5 step on one thread twice a second through the whole loop, the CPU time of
+the same work; a prediction's tasks are compared at the real run's host speed: times the probe's median during
+the real run over its median during the prediction's run. The table shows both.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.fleet_emulation import _events, _launch
+from benchmarks.host_probe import HostProbe
 
 ROUND_BOUND = 0.15
 TASK_BOUND = 0.20
@@ -98,6 +105,7 @@ class Loop:
     process: Figures | None = None
     virtual: Figures | None = None
     load: list[float] = field(default_factory=list)  # the 1-minute load average before each step
+    host_ms: dict[str, float] = field(default_factory=dict)  # run -> the probe's median step (CPU ms) during it
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -107,8 +115,19 @@ class Loop:
     def round_ratio(self, predicted: Figures) -> float:
         return predicted.mean_round() / self.real.mean_round()
 
-    def task_ratios(self, predicted: Figures) -> list[float]:
+    def host_factor(self, predicted: Figures) -> float:
+        """The host's speed during the real run over its speed during ``predicted``'s (1.0 without a probe)."""
+        mode = "process" if predicted is self.process else "virtual"
+        if "devices" not in self.host_ms or mode not in self.host_ms:
+            return 1.0
+        return self.host_ms["devices"] / self.host_ms[mode]
+
+    def raw_task_ratios(self, predicted: Figures) -> list[float]:
         return [predicted.mean_task(c) / self.real.mean_task(c) for c in range(self.clients)]
+
+    def task_ratios(self, predicted: Figures) -> list[float]:
+        """Each client's predicted mean task over the real one, the prediction at the real run's host speed."""
+        return [ratio * self.host_factor(predicted) for ratio in self.raw_task_ratios(predicted)]
 
     def within(self, predicted: Figures | None) -> bool:
         return (predicted is not None and abs(self.round_ratio(predicted) - 1) <= ROUND_BOUND
@@ -131,8 +150,12 @@ class Loop:
             limits = self.devices[client // self.slots]
             rows.append(f"| client {client} task (dev{client // self.slots}: {limits.describe()}) | "
                         f"{self.real.mean_task(client):.2f} s | "
-                        + " | ".join(cell(m, m.mean_task(client), m.mean_task(client) / self.real.mean_task(client))
+                        + " | ".join(f"{m.mean_task(client):.2f} s ({self.raw_task_ratios(m)[client]:.2f}x; "
+                                     f"{self.task_ratios(m)[client]:.2f}x at the real run's host speed)"
                                      for m in modes) + " |")
+        rows.append("| the host probe's LeNet5 step, median CPU ms | "
+                    + " | ".join(f"{self.host_ms[run]:.2f}" if run in self.host_ms else "-"
+                                 for run in ("devices", "process", "virtual")) + " |")
         return "\n".join(rows)
 
 
@@ -151,35 +174,39 @@ def closed_loop(folder: Path, devices: tuple[DeviceLimits, ...] = DEVICES, slots
 
     loop = Loop(devices, slots)
     job = ("--client-num", str(loop.clients), "--rounds", str(rounds), "--seed", "0", "--round-timeout", "300")
-    with ExitStack() as stack:
-        lab = stack.enter_context(lab_devices.make_devices(folder / "lab", len(devices)))
-        for i, (device, limits) in enumerate(zip(lab.devices, devices)):
-            stack.enter_context(lab_devices.cpu_group(f"loop{i}", device.tree(), round(limits.cpu * 100000)))
-            stack.enter_context(device.shaped(limits.down, limits.up))
-        config = lab.delayed_config(folder, {d.name: limits.latency for d, limits in zip(lab.devices, devices)})
-        hosts = ("--hosts", str(lab.hosts_file(slots=slots, extra=lab_devices.THIS_CHECKOUT)), "--ssh-config",
-                 str(config))
+    with HostProbe(folder / "host_probe.txt") as probe:
+        loop.host_ms = probe.medians  # each run's, as it ends
+        with ExitStack() as stack:
+            lab = stack.enter_context(lab_devices.make_devices(folder / "lab", len(devices)))
+            for i, (device, limits) in enumerate(zip(lab.devices, devices)):
+                stack.enter_context(lab_devices.cpu_group(f"loop{i}", device.tree(), round(limits.cpu * 100000)))
+                stack.enter_context(device.shaped(limits.down, limits.up))
+            config = lab.delayed_config(folder, {d.name: limits.latency for d, limits in zip(lab.devices, devices)})
+            hosts = ("--hosts", str(lab.hosts_file(slots=slots, extra=lab_devices.THIS_CHECKOUT)), "--ssh-config",
+                     str(config))
 
+            loop.load.append(_load())
+            bench = _bench(hosts)
+            if bench.returncode != 0:
+                loop.problems.append(f"--check --bench failed: {bench.stderr.strip()[-500:]}")
+                return loop
+            loop.fleet_toml = bench.stdout
+            loop.load.append(_load())
+            with probe.during("devices"):
+                real_dir, code = _launch(folder, "devices", None, *job, *hosts)
+            if code != 0:
+                loop.problems.append(f"the run on the devices failed ({code}): {real_dir}")
+                return loop
+            loop.real = read_figures(real_dir, loop.clients)
+        for mode in ("process", "virtual"):
+            loop.load.append(_load())
+            with probe.during(mode):
+                run_dir, code = _launch(folder, mode, loop.fleet_toml, *job, "--mode", mode)
+            if code != 0:
+                loop.problems.append(f"the {mode}-mode run failed ({code}): {run_dir}")
+                continue
+            setattr(loop, mode, read_figures(run_dir, loop.clients, emulated=mode == "virtual"))
         loop.load.append(_load())
-        bench = _bench(hosts)
-        if bench.returncode != 0:
-            loop.problems.append(f"--check --bench failed: {bench.stderr.strip()[-500:]}")
-            return loop
-        loop.fleet_toml = bench.stdout
-        loop.load.append(_load())
-        real_dir, code = _launch(folder, "devices", None, *job, *hosts)
-        if code != 0:
-            loop.problems.append(f"the run on the devices failed ({code}): {real_dir}")
-            return loop
-        loop.real = read_figures(real_dir, loop.clients)
-    for mode in ("process", "virtual"):
-        loop.load.append(_load())
-        run_dir, code = _launch(folder, mode, loop.fleet_toml, *job, "--mode", mode)
-        if code != 0:
-            loop.problems.append(f"the {mode}-mode run failed ({code}): {run_dir}")
-            continue
-        setattr(loop, mode, read_figures(run_dir, loop.clients, emulated=mode == "virtual"))
-    loop.load.append(_load())
     return loop
 
 

@@ -161,3 +161,40 @@ def test_the_pull_a_push_s_exchange_ends_with_is_the_loop_s_next_receive_unless_
     chain.send(object(), Node(node_id=1), store, None, reply, ObjectTree(object_id="r"), 0.1)
     assert posted[-1] == [PUSH_MESSAGES]  # no second pull: the message the first brought is kept for the loop
     assert chain.receive(object(), Node(node_id=1), receive)[1] == pulled.message_object_trees[0]
+
+
+def test_a_push_messages_that_failed_after_the_superlink_ran_it_is_not_pushed_again(monkeypatch):
+    """A 500 from the chained push-messages (the SuperLink may have stored the reply) raises the error Flower's own
+    call raises (its retry invoker gives up on 500) and Flower's send is not called: no reply pushed twice; a status
+    Flower retries (503) or a refusal (401) goes to Flower's send. The oracle: which of Flower's functions ran."""
+    from types import SimpleNamespace
+
+    import flwr.common.serde as serde
+    import httpx
+    import pytest
+    from flwr.proto.message_pb2 import Message as MessageProto
+
+    status = {"now": 500}
+
+    def post_calls(client, path, calls, first, refused=None):
+        return [(status["now"], b"")] + [(NOT_ASKED, b"")] * (len(calls) - 1)
+
+    monkeypatch.setattr(fleet_chain, "post_calls", post_calls)
+    monkeypatch.setattr(serde, "message_to_proto", lambda message: MessageProto())
+    reply = SimpleNamespace(has_content=lambda: False, metadata=SimpleNamespace(run_id=7))
+    store = type("Store", (), {"get": lambda self, i: None})()
+    flower = []
+
+    def send(message, tree, runtime):
+        flower.append("send")
+        return set(), "flower's"
+
+    chain = Chain()
+    with pytest.raises(httpx.HTTPStatusError) as raised:
+        chain.send(object(), Node(node_id=1), store, send, reply, ObjectTree(object_id="r"), 0.1)
+    assert raised.value.response.status_code == 500 and flower == []
+    for again in (503, 401):
+        status["now"] = again
+        assert chain.send(object(), Node(node_id=1), store, send, reply, ObjectTree(object_id="r"), 0.1) == (
+            set(), "flower's")
+    assert flower == ["send", "send"]

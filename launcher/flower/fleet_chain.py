@@ -22,9 +22,10 @@ pull-messages that follows each push: six HTTP requests, each paying the HTTP st
   leaves before its next pull, and a message pulled would be lost with it.
 Each call goes through the same quick route (middleware, node authentication, handler) it would take alone; once
 one is refused (401, 403) the rest are too, unrun. A SuperLink without the chain path (a stock Flower one: 404)
-gets Flower's own calls from then on; any exchange that gets no answer, or whose pull-messages or push-messages
-failed, is done again with Flower's own calls (their retries and errors); a message a push's exchange pulled is
-kept whatever became of the push.
+gets Flower's own calls from then on; any exchange that gets no answer, or whose pull-messages failed, is done
+again with Flower's own calls (their retries and errors); so is a push-messages refused or answered a status
+Flower retries (PUSH_AGAIN), while any other status raises Flower's error (httpx.HTTPStatusError) as its own call
+would, never pushing the reply twice; a message a push's exchange pulled is kept whatever became of the push.
 
 Frames as launcher.flower.object_batch's; the answers: one per call, and after a pull-messages one per object
 pulled (tree_ids of its first message's tree, in that order).
@@ -44,6 +45,10 @@ PULL_OBJECT, PUSH_OBJECT = "/v1/fleet/pull-object", "/v1/fleet/push-object"
 CONFIRM = "/v1/fleet/confirm-message-received"
 CHAINABLE = frozenset({PULL_MESSAGES, PUSH_MESSAGES, PUSH_OBJECT, CONFIRM})
 NOT_ASKED = 204  # a push-object the push-messages before it did not ask for (or that failed): not run
+# push-messages answered one of these in a chain: refused unrun (authentication, the run not running) or a status
+# Flower's own call retries; Flower's call is made (its own outcome, no reply pushed twice). Any other status
+# (a 500 after the SuperLink may have stored the reply) raises as Flower's call would, not retried.
+PUSH_AGAIN = frozenset({401, 403, 502, 503, 504})
 
 Call = Callable[[str, bytes], Awaitable[tuple[int, bytes]]]
 
@@ -221,12 +226,23 @@ class Chain:
         answers = self.post(client, [(PUSH_MESSAGES, request.SerializeToString()), *pushes, *pull], request)
         if answers is not None and pull and answers[1 + len(ids)][0] == 200:
             self.next_pull = answers[1 + len(ids):]  # a message it brought is this node's now: kept, come what may
-        if answers is None or answers[0][0] != 200:
+        if answers is None or answers[0][0] in PUSH_AGAIN:
             return send(message, tree, runtime)
+        if answers[0][0] != 200:
+            raise _status_error(client, PUSH_MESSAGES, answers[0][0])
         reply = PushMessagesResponse.FromString(answers[0][1])
         stored = {i for i, (status, body) in zip(ids, answers[1:])
                   if status == 200 and PushObjectResponse.FromString(body).stored}
         return set(reply.objects_to_push) - stored, reply.session_id
+
+
+def _status_error(client, path: str, status: int):
+    """The error Flower's ProtobufClient raises for ``status`` from ``path`` (its retry invoker gives up on it)."""
+    import httpx
+
+    request = httpx.Request("POST", f"{getattr(client, '_base_url', 'http://superlink')}{path}")
+    return httpx.HTTPStatusError(f"{status} from {path} (in fl-launch's chained exchange)", request=request,
+                                 response=httpx.Response(status, request=request))
 
 
 def install() -> None:
