@@ -14,13 +14,17 @@ Then, close in time (CPU shares are ratios of a loaded machine):
     time under its profile's share) and in virtual mode (the emulated clock's round, each task's emulated
     compute).
 Predicted against real, rounds 2 on (round 1 also starts the clients): the mean round time within 15%, each
-client's mean task time within 20%, in both modes.
+client's mean task time within 20%, at the real run's host speed (below; a round with its slowest client's task
+so), and within 25% and 35% as measured, in both modes.
 
 The devices are this machine, so a task's time on them moves with this host's speed, which drifts on a shared
 host (CI's, 2026-12-07: the same device's mean task 1.27-1.73 s from loop to loop, minutes apart). A probe
 (HostProbe) times one fixed LeNet5 step on one thread twice a second through the whole loop, the CPU time of
 the same work; a prediction's tasks are compared at the real run's host speed: times the probe's median during
-the real run over its median during the prediction's run. The table shows both.
+the real run over its median during the prediction's run (a loop whose factor leaves 0.75-1.33 counts for
+nothing). The table shows both. The probe sees whatever slows the host's CPU, the run's own load included (in
+virtual mode, tasks computing side by side on the two cores): the looser bound as measured limits what it can
+excuse.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ from benchmarks.fleet_emulation import _events, _launch
 from benchmarks.host_probe import HostProbe
 
 ROUND_BOUND = 0.15
-TASK_BOUND = 0.20
+TASK_BOUND = 0.20  # a task at the real run's host speed (the probe's factor applied)
+RAW_TASK_BOUND = 0.35  # and as measured: the probe's factor may not carry a task further than this
+RAW_ROUND_BOUND = 0.25  # a round as measured (ROUND_BOUND: its slowest task at the real run's host speed)
+HOST_FACTOR_RANGE = (0.75, 1.33)  # a loop whose host changed more between its runs counts for nothing
 # Rounds 2-8 are measured: a round's real time swings by ~2 s with whether Flower's 1 s pull retry (+-20%) finds
 # the slow device's upload there, but the rounds follow that node's pull cycle, so the mean over rounds 2..n is
 # its cycle plus (round n's swing - round 1's) / (n - 1): at n = 5 that alone could part two runs by 16%.
@@ -112,50 +119,63 @@ class Loop:
     def clients(self) -> int:
         return self.slots * len(self.devices)
 
-    def round_ratio(self, predicted: Figures) -> float:
-        return predicted.mean_round() / self.real.mean_round()
+    def raw_round_ratio(self, mode: str) -> float:
+        return self.predicted(mode).mean_round() / self.real.mean_round()
 
-    def host_factor(self, predicted: Figures) -> float:
-        """The host's speed during the real run over its speed during ``predicted``'s (1.0 without a probe)."""
-        mode = "process" if predicted is self.process else "virtual"
-        if "devices" not in self.host_ms or mode not in self.host_ms:
-            return 1.0
+    def round_ratio(self, mode: str) -> float:
+        """The mode's mean round over the real one, its slowest client's task in it at the real run's host speed (a
+        round follows the slowest device's cycle, whose compute is that task; the rest is links and polls)."""
+        predicted = self.predicted(mode)
+        task = max(predicted.mean_task(c) for c in range(self.clients))
+        return (predicted.mean_round() - task * (1 - self.host_factor(mode))) / self.real.mean_round()
+
+    def predicted(self, mode: str) -> Figures | None:
+        return {"process": self.process, "virtual": self.virtual}[mode]
+
+    def host_factor(self, mode: str) -> float:
+        """The host's speed during the real run over its speed during ``mode``'s (the probe's medians)."""
         return self.host_ms["devices"] / self.host_ms[mode]
 
-    def raw_task_ratios(self, predicted: Figures) -> list[float]:
+    def raw_task_ratios(self, mode: str) -> list[float]:
+        predicted = self.predicted(mode)
         return [predicted.mean_task(c) / self.real.mean_task(c) for c in range(self.clients)]
 
-    def task_ratios(self, predicted: Figures) -> list[float]:
+    def task_ratios(self, mode: str) -> list[float]:
         """Each client's predicted mean task over the real one, the prediction at the real run's host speed."""
-        return [ratio * self.host_factor(predicted) for ratio in self.raw_task_ratios(predicted)]
+        return [ratio * self.host_factor(mode) for ratio in self.raw_task_ratios(mode)]
 
-    def within(self, predicted: Figures | None) -> bool:
-        return (predicted is not None and abs(self.round_ratio(predicted) - 1) <= ROUND_BOUND
-                and all(abs(r - 1) <= TASK_BOUND for r in self.task_ratios(predicted)))
+    def within(self, mode: str) -> bool:
+        """The mode's mean round within ROUND_BOUND, each task within TASK_BOUND at the real run's host speed and
+        within RAW_TASK_BOUND as measured, the host's factor within HOST_FACTOR_RANGE."""
+        low, high = HOST_FACTOR_RANGE
+        return (self.predicted(mode) is not None and abs(self.round_ratio(mode) - 1) <= ROUND_BOUND
+                and abs(self.raw_round_ratio(mode) - 1) <= RAW_ROUND_BOUND
+                and low <= self.host_factor(mode) <= high
+                and all(abs(r - 1) <= TASK_BOUND for r in self.task_ratios(mode))
+                and all(abs(r - 1) <= RAW_TASK_BOUND for r in self.raw_task_ratios(mode)))
 
     @property
     def ok(self) -> bool:
-        return not self.problems and self.within(self.process) and self.within(self.virtual)
+        return not self.problems and self.within("process") and self.within("virtual")
 
     def table(self) -> str:
-        rows = ["| measure | real (devices) | process mode | virtual mode |", "|---|---|---|---|"]
-        modes = [self.process, self.virtual]
-
-        def cell(figure: Figures, value: float, ratio: float) -> str:
-            return f"{value:.2f} s ({ratio:.2f}x)"
-
+        modes = [mode for mode in ("process", "virtual") if self.predicted(mode) is not None]
+        rows = ["| measure | real (devices) | " + " | ".join(f"{mode} mode" for mode in modes) + " |",
+                "|---|---|" + "---|" * len(modes)]
         rows.append(f"| mean round, rounds 2-{max(self.real.rounds)} | {self.real.mean_round():.2f} s | "
-                    + " | ".join(cell(m, m.mean_round(), self.round_ratio(m)) for m in modes) + " |")
+                    + " | ".join(f"{self.predicted(m).mean_round():.2f} s ({self.raw_round_ratio(m):.2f}x; "
+                                 f"{self.round_ratio(m):.2f}x at the real run's host speed)" for m in modes) + " |")
         for client in range(self.clients):
             limits = self.devices[client // self.slots]
             rows.append(f"| client {client} task (dev{client // self.slots}: {limits.describe()}) | "
                         f"{self.real.mean_task(client):.2f} s | "
-                        + " | ".join(f"{m.mean_task(client):.2f} s ({self.raw_task_ratios(m)[client]:.2f}x; "
+                        + " | ".join(f"{self.predicted(m).mean_task(client):.2f} s "
+                                     f"({self.raw_task_ratios(m)[client]:.2f}x; "
                                      f"{self.task_ratios(m)[client]:.2f}x at the real run's host speed)"
                                      for m in modes) + " |")
-        rows.append("| the host probe's LeNet5 step, median CPU ms | "
+        rows.append("| the host probe's LeNet5 step, median CPU ms (bench: " + f"{self.host_ms.get('bench', 0):.2f}) | "
                     + " | ".join(f"{self.host_ms[run]:.2f}" if run in self.host_ms else "-"
-                                 for run in ("devices", "process", "virtual")) + " |")
+                                 for run in ("devices", *modes)) + " |")
         return "\n".join(rows)
 
 
@@ -186,7 +206,8 @@ def closed_loop(folder: Path, devices: tuple[DeviceLimits, ...] = DEVICES, slots
                      str(config))
 
             loop.load.append(_load())
-            bench = _bench(hosts)
+            with probe.during("bench"):
+                bench = _bench(hosts)
             if bench.returncode != 0:
                 loop.problems.append(f"--check --bench failed: {bench.stderr.strip()[-500:]}")
                 return loop
@@ -235,7 +256,10 @@ def main() -> int:
         print("\n".join(loop.problems), file=sys.stderr)
         return 1
     print(loop.table())
-    print(f"\nbounds: mean round within {ROUND_BOUND:.0%}, each client's mean task within {TASK_BOUND:.0%}: "
+    print(f"\nbounds: mean round within {ROUND_BOUND:.0%} at the real run's host speed and {RAW_ROUND_BOUND:.0%} as "
+          f"measured, each client's mean task within {TASK_BOUND:.0%} and {RAW_TASK_BOUND:.0%}, the host's factor "
+          "within "
+          f"{HOST_FACTOR_RANGE[0]:g}-{HOST_FACTOR_RANGE[1]:g}: "
           f"{'met' if loop.ok else 'MISSED'}; 1-minute load average before each step (bench, devices, process, "
           f"virtual, end): {', '.join(f'{x:.1f}' for x in loop.load)}; {time.monotonic() - started:.0f} s")
     return 0 if loop.ok else 1

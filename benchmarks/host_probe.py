@@ -14,6 +14,7 @@ the samples inside its window. Its CPU time (not wall) is the measure: waiting f
 
 from __future__ import annotations
 
+import select
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERVAL_S = 0.5
+START_S = 120.0  # torch's import on a loaded machine
 
 _SCRIPT = f"""
 import sys, time
@@ -58,23 +60,29 @@ class HostProbe:
         self.samples: list[tuple[float, float]] = []
         self._child: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
+        self._out = None
 
     def __enter__(self) -> HostProbe:
-        self._child = subprocess.Popen([sys.executable, "-c", _SCRIPT], cwd=ROOT, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        if self._child.stdout.readline().strip() != "ready":  # torch imported and warm before any window
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._out = self.path.open("a")
+        errors = self.path.with_suffix(".stderr")
+        with errors.open("w") as stderr:
+            self._child = subprocess.Popen([sys.executable, "-c", _SCRIPT], cwd=ROOT, stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.PIPE, stderr=stderr, text=True)
+        ready, _, _ = select.select([self._child.stdout], [], [], START_S)
+        if not ready or self._child.stdout.readline().strip() != "ready":  # torch imported and warm first
             self.__exit__(None, None, None)
-            raise RuntimeError("the host probe did not start")
+            raise RuntimeError(f"the host probe did not start in {START_S:.0f} s: {errors.read_text()[-500:]}")
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self
 
     def _read(self) -> None:
-        with self.path.open("a") as out:
-            for line in self._child.stdout:
-                at, ms = (float(x) for x in line.split())
-                self.samples.append((at, ms))
-                out.write(line)
+        for line in self._child.stdout:
+            at, ms = (float(x) for x in line.split())
+            self.samples.append((at, ms))
+            self._out.write(line)
+            self._out.flush()
 
     def __exit__(self, *exc) -> None:
         if self._child is not None and self._child.poll() is None:
@@ -83,15 +91,17 @@ class HostProbe:
             self._child.wait()
         if self._reader is not None:
             self._reader.join(timeout=5)
+        if self._out is not None:
+            self._out.close()
 
     @contextmanager
     def during(self, name: str):
-        """The median of the samples taken while the block ran, as ``medians[name]`` (absent without one)."""
+        """The median of the samples taken while the block ran, as ``medians[name]``; a block that took none
+        (the probe died) raises once it has run: a window without a figure must not pass for an unchanged host."""
         began = time.time()
-        try:
-            yield
-        finally:
-            ended = time.time()
-            inside = [ms for at, ms in list(self.samples) if began <= at <= ended]
-            if inside:
-                self.medians[name] = statistics.median(inside)
+        yield
+        ended = time.time()
+        inside = [ms for at, ms in list(self.samples) if began <= at <= ended]
+        if not inside:
+            raise RuntimeError(f"the host probe took no sample during {name} ({ended - began:.0f} s)")
+        self.medians[name] = statistics.median(inside)

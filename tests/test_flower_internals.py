@@ -988,6 +988,18 @@ def test_what_fleet_chain_replaces_in_a_supernode_and_relies_on_in_the_superlink
     confirm = flat(handlers.confirm_message_received)
     assert "store.delete(request.message_object_id)" in confirm and confirm.count("state.") == 0
     assert "request.session_id," in flat(handlers.push_object)
+    # PUSH_AGAIN: a chained push-messages answered one of these goes to Flower's send; any other status raises
+    # httpx.HTTPStatusError as Flower's call does once its retry invoker gives up (it retries only these three),
+    # and the loop's push catches it as its own (logs the failure, drops the reply)
+    from flwr.supercore.retry import http_retry
+
+    from launcher.flower.fleet_chain import PUSH_AGAIN
+
+    assert set(http_retry._RETRYABLE_STATUS_CODES) == {502, 503, 504} <= PUSH_AGAIN
+    giveup = flat(http_retry.make_simple_http_retry_invoker)
+    assert "ifisinstance(exc,httpx.HTTPStatusError):" in giveup
+    assert "returnstatus_codenotin_RETRYABLE_STATUS_CODES" in giveup
+    assert "exceptExceptionaserr:" in push.split("send(message,object_tree,clientapp_runtime)", 1)[1]
 
 
 def test_what_node_tasks_replaces_in_run_clientapp_and_its_runtime_client():

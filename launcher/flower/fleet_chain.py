@@ -25,7 +25,9 @@ one is refused (401, 403) the rest are too, unrun. A SuperLink without the chain
 gets Flower's own calls from then on; any exchange that gets no answer, or whose pull-messages failed, is done
 again with Flower's own calls (their retries and errors); so is a push-messages refused or answered a status
 Flower retries (PUSH_AGAIN), while any other status raises Flower's error (httpx.HTTPStatusError) as its own call
-would, never pushing the reply twice; a message a push's exchange pulled is kept whatever became of the push.
+would once its retries give up: a reply the SuperLink answered with a 500 is not pushed again (an exchange that got
+no answer at all is, as Flower's own call retries a lost connection); a message a push's exchange pulled is kept
+whatever became of the push.
 
 Frames as launcher.flower.object_batch's; the answers: one per call, and after a pull-messages one per object
 pulled (tree_ids of its first message's tree, in that order).

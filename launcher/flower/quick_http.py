@@ -195,7 +195,7 @@ class QuickRoutes:
         try:
             response = await quick.answer(call, _replay(body))
             return response.status_code, getattr(response, "body", b"")
-        except Exception:  # noqa: BLE001 (this call fails alone: the client retries it on its own)
+        except Exception:  # noqa: BLE001 (this call fails alone: the client falls back or fails as Flower's would)
             return 500, b""
         finally:
             _quick_call.reset(inline)
