@@ -145,8 +145,8 @@ class Loop:
         return [ratio * self.host_factor(mode) for ratio in self.raw_task_ratios(mode)]
 
     def within(self, mode: str) -> bool:
-        """The mode's mean round within ROUND_BOUND, each task within TASK_BOUND at the real run's host speed and
-        within RAW_TASK_BOUND as measured, the host's factor within HOST_FACTOR_RANGE."""
+        """The mode's mean round within ROUND_BOUND and each task within TASK_BOUND at the real run's host speed,
+        within RAW_ROUND_BOUND and RAW_TASK_BOUND as measured, the host's factor within HOST_FACTOR_RANGE."""
         low, high = HOST_FACTOR_RANGE
         return (self.predicted(mode) is not None and abs(self.round_ratio(mode) - 1) <= ROUND_BOUND
                 and abs(self.raw_round_ratio(mode) - 1) <= RAW_ROUND_BOUND
@@ -258,8 +258,7 @@ def main() -> int:
     print(loop.table())
     print(f"\nbounds: mean round within {ROUND_BOUND:.0%} at the real run's host speed and {RAW_ROUND_BOUND:.0%} as "
           f"measured, each client's mean task within {TASK_BOUND:.0%} and {RAW_TASK_BOUND:.0%}, the host's factor "
-          "within "
-          f"{HOST_FACTOR_RANGE[0]:g}-{HOST_FACTOR_RANGE[1]:g}: "
+          f"within {HOST_FACTOR_RANGE[0]:g}-{HOST_FACTOR_RANGE[1]:g}: "
           f"{'met' if loop.ok else 'MISSED'}; 1-minute load average before each step (bench, devices, process, "
           f"virtual, end): {', '.join(f'{x:.1f}' for x in loop.load)}; {time.monotonic() - started:.0f} s")
     return 0 if loop.ok else 1

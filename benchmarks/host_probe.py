@@ -54,9 +54,9 @@ while True:
 class HostProbe:
     """The probe's child process and its samples; ``medians`` holds each finished window's median (CPU ms)."""
 
-    def __init__(self, path: Path, medians: dict[str, float] | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.medians: dict[str, float] = {} if medians is None else medians
+        self.medians: dict[str, float] = {}
         self.samples: list[tuple[float, float]] = []
         self._child: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None

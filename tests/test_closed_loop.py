@@ -3,8 +3,8 @@
 Two namespace devices (tests/devices.py), each held to a CPU share (a cgroup v1 cpu quota on all its sshd
 starts) and a link (tc tbf each way, a relay's one-way delay): the job really run on them over SSH is the
 oracle, read from its own logs; the same job here with the benched fleet.toml, in process and virtual mode,
-must come within 15% on the mean round and 20% on each client's mean task (benchmarks.closed_loop), a task
-at the real run's host speed.
+must come within 15% on the mean round and 20% on each client's mean task (benchmarks.closed_loop) at the real
+run's host speed, and within 25% and 35% as measured.
 """
 
 import time
@@ -33,8 +33,8 @@ needs_cpu_quota = pytest.mark.skipif(not (CPU_ROOT / "cpu.cfs_quota_us").exists(
 # The devices are this machine: a task's time on them moves with the host's speed, which drifts on a shared host
 # (CI's, 2026-12-07: device 0's mean task 1.27-1.73 s from loop to loop, its runs minutes apart; six loops in a
 # row missed on a task that way, both ways). Each prediction's tasks are compared at the real run's host speed
-# (benchmarks.host_probe: the CPU time of one fixed LeNet5 step, sampled through the loop) and, more loosely, as
-# measured; rounds as they are. Another loop when one misses, while one more fits the test's time.
+# (benchmarks.host_probe: the CPU time of one fixed LeNet5 step, sampled through the loop), a round with its
+# slowest client's task so, and, more loosely, as measured. Another loop when one misses, while one more fits.
 ATTEMPTS = 3
 TIMEOUT_S = 1500
 
@@ -93,7 +93,8 @@ def test_the_host_probe_s_factor_is_bounded():
     # a round: its slowest client's task at the real run's host speed, the rest (links, polls) as it is
     drift = loop(1.2, 6.0, 7.2)  # tasks 1.2x, the host 1.2x slower during the predictions: 1.0x at equal speed
     drift.process = drift.virtual = _figures(6.9, 1.2)
+    # by hand: the factor 6.0 / 7.2 takes a sixth off the 1.2 s task, 0.2 s off the 6.9 s round: 6.7 s against 6.0
     assert drift.raw_round_ratio("virtual") == pytest.approx(1.15) and drift.round_ratio("virtual") == pytest.approx(
-        (6.9 - 1.2 * (1 - 6.0 / 7.2)) / 6.0) and drift.ok
+        6.7 / 6.0) and drift.ok
     drift.process = drift.virtual = _figures(7.6, 1.2)
     assert not drift.ok  # 7.4 s at equal speed: 1.23x, a round too long for what the host explains

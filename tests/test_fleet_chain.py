@@ -189,12 +189,12 @@ def test_a_push_messages_that_failed_after_the_superlink_ran_it_is_not_pushed_ag
         flower.append("send")
         return set(), "flower's"
 
-    chain = Chain()
+    chain, client = Chain(), SimpleNamespace(_base_url="http://127.0.0.1:9095")
     with pytest.raises(httpx.HTTPStatusError) as raised:
-        chain.send(object(), Node(node_id=1), store, send, reply, ObjectTree(object_id="r"), 0.1)
+        chain.send(client, Node(node_id=1), store, send, reply, ObjectTree(object_id="r"), 0.1)
     assert raised.value.response.status_code == 500 and flower == []
     for again in (503, 401):
         status["now"] = again
-        assert chain.send(object(), Node(node_id=1), store, send, reply, ObjectTree(object_id="r"), 0.1) == (
+        assert chain.send(client, Node(node_id=1), store, send, reply, ObjectTree(object_id="r"), 0.1) == (
             set(), "flower's")
     assert flower == ["send", "send"]

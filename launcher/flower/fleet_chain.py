@@ -242,7 +242,7 @@ def _status_error(client, path: str, status: int):
     """The error Flower's ProtobufClient raises for ``status`` from ``path`` (its retry invoker gives up on it)."""
     import httpx
 
-    request = httpx.Request("POST", f"{getattr(client, '_base_url', 'http://superlink')}{path}")
+    request = httpx.Request("POST", f"{client._base_url}{path}")  # noqa: SLF001 (pinned, as post_calls)
     return httpx.HTTPStatusError(f"{status} from {path} (in fl-launch's chained exchange)", request=request,
                                  response=httpx.Response(status, request=request))
 
