@@ -126,7 +126,10 @@ def cpu_group(name: str, pids: list[int], quota_us: int | None):
         (group / "cpu.cfs_period_us").write_text("100000")
         (group / "cpu.cfs_quota_us").write_text(str(quota_us or -1))
         for pid in pids:
-            (group / "cgroup.procs").write_text(str(pid))
+            try:
+                (group / "cgroup.procs").write_text(str(pid))
+            except ProcessLookupError:  # it exited after it was listed (an ssh session closing)
+                continue
         yield group
     finally:
         deadline = time.monotonic() + 10

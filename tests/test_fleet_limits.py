@@ -122,7 +122,10 @@ def processes():
     yield started
     for proc in started:
         for child in psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []:
-            child.kill()  # the forked worker, in its own session
+            try:
+                child.kill()  # the forked worker, in its own session
+            except psutil.NoSuchProcess:
+                continue
         proc.kill()
         proc.wait(timeout=10)
 

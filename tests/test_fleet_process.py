@@ -408,9 +408,15 @@ def test_a_run_without_fleet_has_no_link_and_no_fleet_cgroup(tmp_path):
 
 # --- a run whose supervisor was SIGKILLed: fl-finish removes its cgroups, a resume meets those left -----------
 def _fleet_groups(tag: str) -> list[Path]:
-    """The tag's client groups in the cpu and memory hierarchies, listed from /sys/fs/cgroup."""
-    return sorted(g for root in (CPU_ROOT, MEM_ROOT) if root.exists()
-                  for g in root.rglob(f"{FLEET_GROUP}/{tag}-client-*") if g.is_dir())
+    """The tag's client groups in the cpu and memory hierarchies, listed from /sys/fs/cgroup (listed again when
+    a folder went away while it was read: pathlib's glob lets that FileNotFoundError through)."""
+    for _ in range(5):
+        try:
+            return sorted(g for root in (CPU_ROOT, MEM_ROOT) if root.exists()
+                          for g in root.rglob(f"{FLEET_GROUP}/{tag}-client-*") if g.is_dir())
+        except FileNotFoundError:
+            time.sleep(0.05)
+    raise AssertionError("the cgroup trees kept changing while they were listed")
 
 
 @pytest.fixture

@@ -186,7 +186,8 @@ class RunGroup:
 
     def _groups(self) -> list[Path]:
         """This group and every group below it (deepest first)."""
-        return sorted((p for p in [self.path, *self.path.rglob("*")] if (p / "cgroup.procs").is_file()),
+        below = [Path(top) / name for top, names, _ in os.walk(self.path) for name in names]  # a folder removed
+        return sorted((p for p in [self.path, *below] if (p / "cgroup.procs").is_file()),  # meanwhile is skipped
                       key=lambda p: len(p.parts), reverse=True)
 
     def pids(self) -> set[int]:
