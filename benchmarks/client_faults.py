@@ -7,8 +7,10 @@ Runs ``fl-launch --client-num N --task train --rounds R`` (one process per clien
 tasks) and reads each client process's /proc/<pid>/stat at the start of round 2 and of round R (round 1 pays the
 start): minor page faults, user and kernel CPU-ms, per task. A page a task touches that the process gave back to
 the kernel before (glibc's trim, an unmapped block) costs a fault and a zeroed page: that is the kernel time here.
-Measured 2026-12-07 on the seed's command (2 cores): ~1,900 faults and ~6.8 kernel CPU-ms a task of ~44 CPU-ms
-(the heap given back after every task: launcher/flower/memory_growth.py); docs/performance.md has the rest.
+Measured 2026-12-07 on the seed's command (2 cores): ~1,900 faults and ~6.8 kernel CPU-ms a task beside 37-44 user
+CPU-ms (the heap given back after every task: launcher/flower/memory_growth.py); docs/performance.md has the rest.
+A task is a sampled client's round: the round start lines' ``sampled`` counts, rounds 2 to R-1. A client process
+restarted between the marks is left out of the sums (its tasks are not: the figures then read low).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -86,6 +89,7 @@ def measure(clients: int, rounds: int, log_dir: Path, extra: list[str]) -> PerTa
                "--log-dir", str(log_dir), *extra]
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     marks: dict[int, dict[int, ProcessCounters]] = {}
+    sampled: dict[int, int] = {}  # clients sampled per round (--clients-per-round), from the round start lines
     follower = None
     while run.poll() is None and len(marks) < 2:
         runs = [p for p in log_dir.glob("2*") if p.is_dir() and not p.is_symlink()]
@@ -93,12 +97,14 @@ def measure(clients: int, rounds: int, log_dir: Path, extra: list[str]) -> PerTa
             run_dir = runs[0]
             follower = LogFollower(run_dir / "server" / "server.log")
         for event in follower.events() if follower else []:
-            if event.kind == "server_round_start" and event.values["round"] in (2, rounds):
-                marks[event.values["round"]] = snapshot(run_dir)
+            if event.kind == "server_round_start":
+                sampled[event.values["round"]] = int(event.values.get("sampled", clients))
+                if event.values["round"] in (2, rounds):
+                    marks[event.values["round"]] = snapshot(run_dir)
         time.sleep(0.05)
     if run.wait() != 0 or len(marks) < 2:
-        raise SystemExit(f"client_faults: the run failed or ended early: {' '.join(command)} (its log: {log_dir})")
-    return per_task(marks[2], marks[rounds], clients * (rounds - 2))
+        raise SystemExit(f"client_faults: the run failed or ended early: {' '.join(command)} (its logs: {log_dir})")
+    return per_task(marks[2], marks[rounds], sum(sampled.get(r, clients) for r in range(2, rounds)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,8 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.rounds < 3 or args.clients < 1:
         parser.error("--rounds must be 3 or more and --clients 1 or more")
-    with tempfile.TemporaryDirectory(prefix="client-faults-") as logs:
-        figures = measure(args.clients, args.rounds, Path(logs), args.launch_options)
+    logs = Path(tempfile.mkdtemp(prefix="client-faults-"))
+    figures = measure(args.clients, args.rounds, logs, args.launch_options)  # a failed run's logs are kept
+    shutil.rmtree(logs, ignore_errors=True)
     text = json.dumps(asdict(figures))
     print(text)
     if args.out:
