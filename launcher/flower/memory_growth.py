@@ -6,7 +6,9 @@
         ...                      # "its memory grew from 310 to 590 MiB": leave after this task's reply
     sys.exit(EXIT_GREW)          # a node's planned exit: the supervisor restarts it without counting a crash
 
-A leak costs a fresh process, not the client. A leaf module (no Flower import): the supervisor reads
+A leak costs a fresh process, not the client. Also where a task's freed heap goes: given back after each task
+(a worker), or kept for the next (``keep_task_heap``: a client that runs its own tasks) and given back once the
+client idles (``give_back_freed_memory``). A leaf module (no Flower import): the supervisor reads
 EXIT_GREW and GROWTH_LIMIT_MIB from here without importing what runs the tasks.
 """
 
@@ -20,18 +22,40 @@ EXIT_GREW = 75  # a built-in client's process leaves after a task that grew its 
 
 
 class MemoryGrowth:
-    """A long-lived task runner's resident memory after each task against after its first (the heap the task
-    freed given back first): the rule that replaces a worker, or restarts a node running its own tasks."""
+    """A long-lived task runner's resident memory after each task against after its first: the rule that
+    replaces a worker, or restarts a node running its own tasks. ``give_back``: the heap the task freed is given
+    back first (a worker); else it is kept for the next task (``keep_task_heap``), in every figure alike."""
 
-    def __init__(self) -> None:
+    def __init__(self, give_back: bool = True) -> None:
         self.first: float | None = None
+        self.give_back = give_back
 
     def after_task(self) -> str:
         """"" while within GROWTH_LIMIT_MIB of the first task's, else how it grew."""
-        give_back_freed_memory()
+        if self.give_back:
+            give_back_freed_memory()
         rss = rss_mib()
         self.first = rss if self.first is None else self.first
         return f"its memory grew from {self.first:.0f} to {rss:.0f} MiB" if rss - self.first > GROWTH_LIMIT_MIB else ""
+
+
+# glibc's mallopt parameters (malloc.h) and what a client that runs its own tasks sets them to
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEPT_HEAP_BYTES = 16 * 2**20  # the freed top of the heap kept (glibc gives back what lies above it)
+HEAP_BLOCK_BYTES = 4 * 2**20  # blocks up to this size come from the heap, not a mapping unmapped when freed
+
+
+def keep_task_heap() -> None:
+    """Keep what a task frees for the next task in this process: a task's training makes ~6-10 MB of buffers,
+    and given back after every task they cost the next one ~1,900 page faults and ~4.5 kernel CPU-ms on the
+    seed's command (benchmarks/client_faults.py). glibc otherwise gives back a freed top above 128 kB, and maps
+    (and unmaps when freed) every block from 128 kB up to where its sliding threshold has reached."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, HEAP_BLOCK_BYTES)
+        libc.mallopt(M_TRIM_THRESHOLD, KEPT_HEAP_BYTES)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def give_back_freed_memory() -> None:

@@ -38,7 +38,7 @@ from flwr.supercore.logger import FLOWER_LOGGER, console_handler
 from launcher.flower import task_output
 from launcher.flower.clientapp_calls import around_every_call
 from launcher.flower.in_node_runtime import InNodeRuntimeClient, InNodeTransport
-from launcher.flower.memory_growth import EXIT_GREW, MemoryGrowth
+from launcher.flower.memory_growth import EXIT_GREW, MemoryGrowth, give_back_freed_memory
 from launcher.flower.task_worker import TaskEnd, TaskEnded, install_once
 
 
@@ -70,7 +70,8 @@ class NodeTasks:
     def __init__(self, worker_log: Path, runtime_api: str, on_leaving: Callable[[int], None] = lambda node: None,
                  ) -> None:
         self.worker_log, self.runtime_api = worker_log, runtime_api  # the API's address: in this process, a name
-        self.growth = MemoryGrowth()
+        self.growth = MemoryGrowth(give_back=False)  # the next task reuses what this one freed (keep_task_heap)
+        self._ran_since_idle = False
         self.leave_note = ""  # set once the process should leave after the reply in hand is sent
         self.on_leaving = on_leaving  # told this node's id before the reply leaves the app, when it will leave
         self._exit_handlers: list = []
@@ -133,8 +134,15 @@ class NodeTasks:
     def ready(self) -> None:
         """Nothing to start: the task runs on this thread."""
 
+    def idle(self) -> None:
+        """Called when no task came for a while: the heap the last tasks freed goes back to the kernel."""
+        if self._ran_since_idle:
+            give_back_freed_memory()
+            self._ran_since_idle = False
+
     def run(self, token: str) -> TaskEnd:
         before, leaving = time.thread_time(), self.leave_note
+        self._ran_since_idle = True
         try:
             run_clientapp_module.run_clientapp(runtime_api_address=self.runtime_api, token=token, insecure=True,
                                                runtime_dependency_install=False)

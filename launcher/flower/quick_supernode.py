@@ -53,6 +53,7 @@ from launcher.flower.fleet_chain import install as chain_fleet_calls
 from launcher.flower.fleet_chain import pull_after_push_when
 from launcher.flower.http_gates import wrap_app_factory
 from launcher.flower.in_node_runtime import InNodeRuntimeClient
+from launcher.flower.memory_growth import keep_task_heap
 from launcher.flower.node_signatures import sign_once_in_supernode
 from launcher.flower.node_tasks import NodeTasks
 from launcher.flower.object_batch import install_in_supernode as batch_objects
@@ -135,6 +136,7 @@ def own_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def serve_in_node(own: argparse.Namespace, node_config: dict, client_dir, client: int) -> NodeTasks:
     """The node's tasks on a thread of this process, from the moment Flower's Runtime API app exists."""
     quiet_telemetry()
+    keep_task_heap()  # a task's freed buffers stay for the next (NodeTasks.idle gives them back)
     load_preload(own.tasks_in_node)(node_config, torch_threads=own.torch_threads)
     gc.freeze()  # what the node loaded stays as it is: collections do not touch it
     runtime_api = f"127.0.0.1:{own.port}"  # a name here: the calls stay in this process
@@ -158,7 +160,7 @@ def serve_in_node(own: argparse.Namespace, node_config: dict, client_dir, client
         try:
             with open(tasks.worker_log, "a", buffering=1) as out:
                 serve_tasks(runtime_client(runtime_api, InNodeRuntimeClient), tasks, bell, slots, client_dir,
-                            out=out, stopping=lambda: False)
+                            out=out, stopping=lambda: False, idle=tasks.idle)
         except BaseException:  # noqa: BLE001 - a node that no longer runs its tasks must not stay up: restart it
             traceback.print_exc()
             print("fl-launch: this client stopped serving its tasks; it exits to be restarted", file=sys.stderr,

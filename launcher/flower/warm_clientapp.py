@@ -107,9 +107,10 @@ def task_line(task_id: int, acquired: float, pulled: float, started: float, end:
 
 
 def serve_tasks(client: RuntimeHttpClient, runner: TaskRunner, bell: WakeupSocket, slots: ComputeSlots, client_dir,
-                out=sys.stdout, stopping=lambda: _stopping) -> None:
+                out=sys.stdout, stopping=lambda: _stopping, idle=lambda: None) -> None:
     """Ask the node for a task, wait for its message and a compute slot, run it with ``runner``, ring the node,
-    write the task's line to ``out``; between tasks wait on ``bell``. Until ``stopping()``."""
+    write the task's line to ``out``; between tasks wait on ``bell`` (``idle()`` after a wait nobody rang).
+    Until ``stopping()``."""
     request = AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value])
     pulling = PullLock(client_dir)
     while not stopping():
@@ -132,7 +133,8 @@ def serve_tasks(client: RuntimeHttpClient, runner: TaskRunner, bell: WakeupSocke
             if end.note:
                 print(f"fl-launch: {end.note}", file=out, flush=True)
             continue  # a reply often follows at once: ask again without sleeping
-        bell.wait(IDLE_POLL if bell.bound else UNRUNG_POLL)
+        if not bell.wait(IDLE_POLL if bell.bound else UNRUNG_POLL) and bell.bound:
+            idle()
 
 
 def main(argv: list[str] | None = None) -> None:
