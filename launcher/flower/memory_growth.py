@@ -8,7 +8,7 @@
 
 A leak costs a fresh process, not the client. Also where a task's freed heap goes: given back after each task
 (a worker), or kept for the next (``keep_task_heap``: a client that runs its own tasks) and given back once the
-client idles (``give_back_freed_memory``). A leaf module (no Flower import): the supervisor reads
+client idles (``give_back_task_heap``). A leaf module (no Flower import): the supervisor reads
 EXIT_GREW and GROWTH_LIMIT_MIB from here without importing what runs the tasks.
 """
 
@@ -43,6 +43,7 @@ class MemoryGrowth:
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 KEPT_HEAP_BYTES = 16 * 2**20  # the freed top of the heap kept (glibc gives back what lies above it)
 HEAP_BLOCK_BYTES = 4 * 2**20  # blocks up to this size come from the heap, not a mapping unmapped when freed
+TRIM_NUDGE_BYTES = 128 * 2**10  # glibc trims an arena's top on a free of 64 kB or more
 
 
 def keep_task_heap() -> None:
@@ -53,6 +54,22 @@ def keep_task_heap() -> None:
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(M_MMAP_THRESHOLD, HEAP_BLOCK_BYTES)
+        libc.mallopt(M_TRIM_THRESHOLD, KEPT_HEAP_BYTES)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def give_back_task_heap() -> None:
+    """On the thread that ran the tasks, once the client idles: what ``keep_task_heap`` kept goes back. glibc's
+    malloc_trim returns the main heap's free top and the free pages inside a thread's arena, but the free top of
+    a thread's arena only goes back when a free() finds it above the trim threshold: so the threshold is lowered
+    for one such free of this thread's, then restored."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_NUDGE_BYTES)
+        libc.free(libc.malloc(TRIM_NUDGE_BYTES))  # from this thread's arena (under HEAP_BLOCK_BYTES), >= 64 kB
+        libc.malloc_trim(0)
         libc.mallopt(M_TRIM_THRESHOLD, KEPT_HEAP_BYTES)
     except (OSError, AttributeError):  # not glibc
         pass

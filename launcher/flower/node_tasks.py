@@ -38,7 +38,7 @@ from flwr.supercore.logger import FLOWER_LOGGER, console_handler
 from launcher.flower import task_output
 from launcher.flower.clientapp_calls import around_every_call
 from launcher.flower.in_node_runtime import InNodeRuntimeClient, InNodeTransport
-from launcher.flower.memory_growth import EXIT_GREW, MemoryGrowth, give_back_freed_memory
+from launcher.flower.memory_growth import EXIT_GREW, MemoryGrowth, give_back_task_heap
 from launcher.flower.task_worker import TaskEnd, TaskEnded, install_once
 
 
@@ -135,9 +135,10 @@ class NodeTasks:
         """Nothing to start: the task runs on this thread."""
 
     def idle(self) -> None:
-        """Called when no task came for a while: the heap the last tasks freed goes back to the kernel."""
+        """Called on the tasks' thread when no task came for a while: the heap the last tasks freed goes back to
+        the kernel."""
         if self._ran_since_idle:
-            give_back_freed_memory()
+            give_back_task_heap()
             self._ran_since_idle = False
 
     def run(self, token: str) -> TaskEnd:

@@ -109,10 +109,11 @@ def task_line(task_id: int, acquired: float, pulled: float, started: float, end:
 def serve_tasks(client: RuntimeHttpClient, runner: TaskRunner, bell: WakeupSocket, slots: ComputeSlots, client_dir,
                 out=sys.stdout, stopping=lambda: _stopping, idle=lambda: None) -> None:
     """Ask the node for a task, wait for its message and a compute slot, run it with ``runner``, ring the node,
-    write the task's line to ``out``; between tasks wait on ``bell`` (``idle()`` after a wait nobody rang).
+    write the task's line to ``out``; between tasks wait on ``bell`` (``idle()`` once no task came for IDLE_POLL s).
     Until ``stopping()``."""
     request = AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value])
     pulling = PullLock(client_dir)
+    last_task = time.monotonic()
     while not stopping():
         res = client.AcquireTask(request)
         if res.HasField("task") and res.token:
@@ -132,8 +133,10 @@ def serve_tasks(client: RuntimeHttpClient, runner: TaskRunner, bell: WakeupSocke
                 print(f"fl-launch: task {res.task.task_id} exited with code {end.code}", file=out, flush=True)
             if end.note:
                 print(f"fl-launch: {end.note}", file=out, flush=True)
+            last_task = time.monotonic()
             continue  # a reply often follows at once: ask again without sleeping
-        if not bell.wait(IDLE_POLL if bell.bound else UNRUNG_POLL) and bell.bound:
+        bell.wait(IDLE_POLL if bell.bound else UNRUNG_POLL)
+        if time.monotonic() - last_task >= IDLE_POLL:
             idle()
 
 
