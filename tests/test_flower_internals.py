@@ -1480,3 +1480,99 @@ def test_what_reply_batch_relies_on_in_flowers_http_grid():
         assert text in source, text
     assert "return cast(RuntimeHttpClient, self._client)" in inspect.getsource(grid._runtime_client.fget)
     assert "return self._client is not None" in inspect.getsource(grid._is_connected.fget)
+
+
+def test_object_moves_made_on_the_tasks_thread_run_on_it_and_elsewhere_on_flowers_pools(monkeypatch):
+    """launcher.flower.inline_moves swaps inflatable_utils' ``concurrent``: its push_objects and pull_objects (the
+    ones run_clientapp moves a message's objects with) make their pools as concurrent.futures.ThreadPoolExecutor.
+    Judged by the thread each call ran on: on the tasks' thread every call runs there, in order, with Flower's
+    retries and errors; on any other thread Flower's pool threads run them."""
+    import threading
+
+    import flwr.supercore.inflatable.inflatable_utils as objects
+    from flwr.app import Array, ArrayRecord
+    from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+    from flwr.supercore.inflatable.inflatable_utils import ObjectPullError, ObjectUnavailableError
+
+    from launcher.flower.inline_moves import inline_object_moves
+
+    record = ArrayRecord({f"a{i}": Array(__import__("numpy").full(4, i, dtype="float32")) for i in range(4)})
+    nested = get_all_nested_objects(record)
+    assert len(nested) >= 4  # several objects: a pool would spread them over its threads
+
+    def move(results: dict) -> None:
+        pushed, ran_on, tries = {}, [], {}
+
+        def push(object_id, content):
+            ran_on.append(threading.current_thread())
+            pushed[object_id] = content
+
+        def pull(object_id):
+            ran_on.append(threading.current_thread())
+            tries[object_id] = tries.get(object_id, 0) + 1
+            if tries[object_id] == 1 and object_id == first:  # not there yet: Flower's back-off, then again
+                raise ObjectUnavailableError(object_id)
+            return pushed[object_id]
+
+        def missing(object_id):
+            raise ObjectUnavailableError(object_id)
+
+        objects.push_objects(dict(nested), push, keep_objects=True)
+        first = next(iter(pushed))
+        pulled = objects.pull_objects(list(pushed), pull, initial_backoff=0.01)
+        try:
+            objects.pull_objects(list(pushed), missing, max_tries_per_object=2, initial_backoff=0.01)
+            error = None
+        except ObjectPullError as err:
+            error = err
+        results.update(pushed=pushed, pulled=pulled, ran_on=ran_on, tries=tries, error=error,
+                       threads=threading.active_count())
+
+    tasks_thread = threading.Thread(target=lambda: None)
+    monkeypatch.setattr(objects, "concurrent", objects.concurrent)  # Flower's again after the test
+    inline_object_moves(tasks_thread)
+    inline, pooled = {}, {}
+    tasks_thread._target = lambda: move(inline)  # the thread that runs this process's tasks
+    before = threading.active_count()
+    tasks_thread.start()
+    tasks_thread.join()
+    other = threading.Thread(target=move, args=(pooled,))
+    other.start()
+    other.join()
+
+    for result in (inline, pooled):
+        assert set(result["pushed"]) == set(nested) and result["pulled"] == result["pushed"]
+        assert result["tries"][next(iter(result["pushed"]))] == 2  # retried after its back-off
+        assert isinstance(result["error"], ObjectPullError)  # an object never there: Flower's error, raised
+    assert set(inline["ran_on"]) == {tasks_thread}
+    assert inline["threads"] == before + 1  # no thread started for a move: the tasks' thread alone
+    assert other not in pooled["ran_on"] and len(pooled["ran_on"]) == len(inline["ran_on"])
+
+
+def test_flowers_logger_makes_records_only_at_levels_its_handlers_write(monkeypatch):
+    """launcher.flower.plain_logs.records_only_at_written_levels: Flower's logger (level DEBUG) drops no record
+    any of its handlers would write; a DEBUG call makes none while its console handler is at INFO."""
+    import logging
+
+    from flwr.supercore.logger import FLOWER_LOGGER, console_handler
+
+    from launcher.flower.plain_logs import records_only_at_written_levels
+
+    made = []
+    monkeypatch.setattr(FLOWER_LOGGER, "level", FLOWER_LOGGER.level)  # restored after the test
+    monkeypatch.setattr(console_handler, "level", console_handler.level)
+    factory = logging.getLogRecordFactory()
+    monkeypatch.setattr(logging, "_logRecordFactory", lambda *a, **k: made.append(a) or factory(*a, **k))
+
+    assert FLOWER_LOGGER.level == logging.DEBUG and console_handler.level == logging.INFO  # Flower's defaults
+    FLOWER_LOGGER.debug("made and dropped")
+    assert len(made) == 1
+    records_only_at_written_levels()
+    FLOWER_LOGGER.debug("not made")
+    FLOWER_LOGGER.info("made")
+    assert len(made) == 2
+    console_handler.setLevel(logging.DEBUG)  # FLWR_LOG_LEVEL=DEBUG: every level written, so made
+    FLOWER_LOGGER.setLevel(logging.DEBUG)
+    records_only_at_written_levels()
+    FLOWER_LOGGER.debug("made")
+    assert len(made) == 3 and FLOWER_LOGGER.level == logging.DEBUG

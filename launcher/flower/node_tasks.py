@@ -38,6 +38,7 @@ from flwr.supercore.logger import FLOWER_LOGGER, console_handler
 from launcher.flower import task_output
 from launcher.flower.clientapp_calls import around_every_call
 from launcher.flower.in_node_runtime import InNodeRuntimeClient, InNodeTransport
+from launcher.flower.inline_moves import inline_object_moves
 from launcher.flower.memory_growth import EXIT_GREW, MemoryGrowth, give_back_task_heap
 from launcher.flower.task_worker import TaskEnd, TaskEnded, install_once
 
@@ -85,6 +86,7 @@ class NodeTasks:
         run_clientapp_module.flwr_exit = self._end
         run_clientapp_module.install_from_fab = install_once(run_clientapp_module.install_from_fab)
         task_output.install()  # (its objects move one call each: a call here is a function call, no batch needed)
+        inline_object_moves(thread)  # and on the task's thread, not a pool's threads made for each move
         around_every_call(_exit_is_an_error)
         around_every_call(self._judge_growth)
         self._route_logs(thread)

@@ -1,6 +1,7 @@
 """Flower's log lines without ANSI colour where they go to a file; coloured still on a terminal.
 
     colour_only_on_a_terminal()        # in a process of ours that imported Flower (SuperNode, task host)
+    records_only_at_written_levels()   # in one that runs no user code (SuperLink, SuperNode)
     python -m launcher.flower.plain_logs flwr run APP local --stream   # one of Flower's own commands
 
 Flower's console handler (flwr.supercore.logger.ConsoleHandler) colours every level name and has no
@@ -37,6 +38,18 @@ def colour_only_on_a_terminal() -> None:
     from flwr.supercore.logger import update_console_handler  # noqa: PLC0415 pylint: disable=import-outside-toplevel
 
     update_console_handler(colored=sys.stderr.isatty())
+
+
+def records_only_at_written_levels() -> None:
+    """Flower's logger makes a record of every call at its own level, DEBUG, which its console handler (INFO
+    unless FLWR_LOG_LEVEL says otherwise) then drops: a SuperLink made ~10 a task for nothing (a few percent of
+    its CPU). Its level here is its handlers' lowest. Only in our processes that run no user code (SuperLink,
+    SuperNode): an app may add a handler of its own at any level (flwr.common.configure)."""
+    from flwr.supercore.logger import FLOWER_LOGGER  # noqa: PLC0415 pylint: disable=import-outside-toplevel
+
+    levels = [handler.level for handler in FLOWER_LOGGER.handlers]
+    if levels:
+        FLOWER_LOGGER.setLevel(max(FLOWER_LOGGER.level, min(levels)))
 
 
 class PlainStream:

@@ -24,7 +24,7 @@ from flwr.superlink.cli import flower_superlink
 
 from launcher.flower.fleet_listener import listen_also
 from launcher.flower.node_signatures import verify_once_in_superlink
-from launcher.flower.plain_logs import colour_only_on_a_terminal, install_in_superlink
+from launcher.flower.plain_logs import colour_only_on_a_terminal, install_in_superlink, records_only_at_written_levels
 from launcher.flower.quick_http import install
 from launcher.flower.server_tick import install as slow_tick
 
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     slow_tick()
     verify_once_in_superlink()  # each node's signed timestamp checked once, not on every Fleet call
     colour_only_on_a_terminal()
+    records_only_at_written_levels()
     install_in_superlink()  # its SuperExec and ServerApps log without colour into files too
     sys.argv = ["flower-superlink", *argv]
     flower_superlink()

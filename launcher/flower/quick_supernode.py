@@ -57,7 +57,7 @@ from launcher.flower.memory_growth import keep_task_heap
 from launcher.flower.node_signatures import sign_once_in_supernode
 from launcher.flower.node_tasks import NodeTasks
 from launcher.flower.object_batch import install_in_supernode as batch_objects
-from launcher.flower.plain_logs import colour_only_on_a_terminal
+from launcher.flower.plain_logs import colour_only_on_a_terminal, records_only_at_written_levels
 from launcher.flower.pull_lock import PullLock
 from launcher.flower.quick_http import install as quick_http
 from launcher.flower.server_tick import install as slow_tick
@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     node_config = load_node_config(own.node_config)
     _, client_dir, _ = node_paths(node_config, run_dir=".")
     colour_only_on_a_terminal()
+    records_only_at_written_levels()
     tune_flower()
     client = int(node_config["partition-id"])
     install(client_dir, serve_in_node(own, node_config, client_dir, client) if own.tasks_in_node else None,
