@@ -8,7 +8,8 @@ tasks) and reads each client process's /proc/<pid>/stat at the start of round 2 
 start): minor page faults, user and kernel CPU-ms, per task. A page a task touches that the process gave back to
 the kernel before (glibc's trim, an unmapped block) costs a fault and a zeroed page: that is the kernel time here.
 Measured 2026-12-07 on the seed's command (2 cores): ~1,900 faults and ~6.8 kernel CPU-ms a task beside 37-44 user
-CPU-ms (the heap given back after every task: launcher/flower/memory_growth.py); docs/performance.md has the rest.
+CPU-ms while the heap was given back after every task; ~125 and ~2 since a client keeps it for the next task
+(launcher/flower/memory_growth.py::keep_task_heap); docs/performance.md has the rest.
 A task is a sampled client's round: the round start lines' ``sampled`` counts, rounds 2 to R-1. A client process
 restarted between the marks is left out of the sums (its tasks are not: the figures then read low).
 """
