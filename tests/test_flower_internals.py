@@ -1525,15 +1525,16 @@ def test_object_moves_made_on_the_tasks_thread_run_on_it_and_elsewhere_on_flower
             error = None
         except ObjectPullError as err:
             error = err
-        results.update(pushed=pushed, pulled=pulled, ran_on=ran_on, tries=tries, error=error,
-                       threads=threading.active_count())
+        results.update(pushed=pushed, pulled=pulled, ran_on=ran_on, tries=tries, error=error)
 
-    tasks_thread = threading.Thread(target=lambda: None)
+    inline, pooled = {}, {}
+    tasks_thread = threading.Thread(target=move, args=(inline,))  # the thread that runs this process's tasks
     monkeypatch.setattr(objects, "concurrent", objects.concurrent)  # Flower's again after the test
     inline_object_moves(tasks_thread)
-    inline, pooled = {}, {}
-    tasks_thread._target = lambda: move(inline)  # the thread that runs this process's tasks
-    before = threading.active_count()
+    started_by: list = []  # the thread that started each thread, from here on
+    start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda self: started_by.append(threading.current_thread()) or
+                        start(self))
     tasks_thread.start()
     tasks_thread.join()
     other = threading.Thread(target=move, args=(pooled,))
@@ -1545,8 +1546,9 @@ def test_object_moves_made_on_the_tasks_thread_run_on_it_and_elsewhere_on_flower
         assert result["tries"][next(iter(result["pushed"]))] == 2  # retried after its back-off
         assert isinstance(result["error"], ObjectPullError)  # an object never there: Flower's error, raised
     assert set(inline["ran_on"]) == {tasks_thread}
-    assert inline["threads"] == before + 1  # no thread started for a move: the tasks' thread alone
+    assert tasks_thread not in started_by  # no thread started for a move
     assert other not in pooled["ran_on"] and len(pooled["ran_on"]) == len(inline["ran_on"])
+    assert other in started_by  # Flower's pools, started by the thread that moved
 
 
 def test_flowers_logger_makes_records_only_at_levels_its_handlers_write(monkeypatch):
@@ -1558,21 +1560,22 @@ def test_flowers_logger_makes_records_only_at_levels_its_handlers_write(monkeypa
 
     from launcher.flower.plain_logs import records_only_at_written_levels
 
+    monkeypatch.setattr(FLOWER_LOGGER, "level", logging.DEBUG)  # Flower's defaults; restored after the test
+    monkeypatch.setattr(console_handler, "level", logging.INFO)
     made = []
-    monkeypatch.setattr(FLOWER_LOGGER, "level", FLOWER_LOGGER.level)  # restored after the test
-    monkeypatch.setattr(console_handler, "level", console_handler.level)
     factory = logging.getLogRecordFactory()
-    monkeypatch.setattr(logging, "_logRecordFactory", lambda *a, **k: made.append(a) or factory(*a, **k))
 
-    assert FLOWER_LOGGER.level == logging.DEBUG and console_handler.level == logging.INFO  # Flower's defaults
-    FLOWER_LOGGER.debug("made and dropped")
-    assert len(made) == 1
+    def record(*args, **kwargs):
+        made.append(args[4]) if args[4].startswith("fl-launch test:") else None  # this test's calls only
+        return factory(*args, **kwargs)
+
+    monkeypatch.setattr(logging, "_logRecordFactory", record)
+    FLOWER_LOGGER.debug("fl-launch test: made and dropped")
     records_only_at_written_levels()
-    FLOWER_LOGGER.debug("not made")
-    FLOWER_LOGGER.info("made")
-    assert len(made) == 2
+    FLOWER_LOGGER.debug("fl-launch test: not made")
+    FLOWER_LOGGER.info("fl-launch test: made")
     console_handler.setLevel(logging.DEBUG)  # FLWR_LOG_LEVEL=DEBUG: every level written, so made
     FLOWER_LOGGER.setLevel(logging.DEBUG)
     records_only_at_written_levels()
-    FLOWER_LOGGER.debug("made")
-    assert len(made) == 3 and FLOWER_LOGGER.level == logging.DEBUG
+    FLOWER_LOGGER.debug("fl-launch test: made at DEBUG")
+    assert made == ["fl-launch test: made and dropped", "fl-launch test: made", "fl-launch test: made at DEBUG"]

@@ -22,6 +22,7 @@ import psutil
 import pytest
 from flwr.clientapp import ClientApp
 from flwr.supercore.exit import exit_handler
+from flwr.supercore.inflatable import inflatable_utils
 from flwr.supernode.runtime import run_clientapp as run_clientapp_module
 
 from launcher.flower import memory_growth, node_tasks
@@ -58,6 +59,7 @@ def tasks(tmp_path, monkeypatch):
         monkeypatch.setattr(run_clientapp_module, name, getattr(run_clientapp_module, name))
     monkeypatch.setattr(ClientApp, "__call__", lambda self, message, context: "the app's reply")
     monkeypatch.setattr(NodeTasks, "_route_logs", lambda self, thread: None)
+    monkeypatch.setattr(inflatable_utils, "concurrent", inflatable_utils.concurrent)  # inline_moves' swap undone
     runner = NodeTasks(tmp_path / "worker.log", "127.0.0.1:1")
     runner.install(app=None, thread=threading.current_thread())
     done: list = []
@@ -225,3 +227,57 @@ def test_a_task_that_calls_sys_exit_is_its_failed_reply_and_the_client_goes_on(t
     assert not info.get("restarts")
     logs = "".join((run_dir / f"client_{i}" / "worker.log").read_text() for i in range(2))
     assert "the ClientApp called sys.exit(5)" in logs
+
+
+def test_the_tasks_loop_calls_idle_once_no_task_came_for_idle_poll_seconds(tmp_path, monkeypatch):
+    """serve_tasks calls ``idle()`` on its own thread at a wake IDLE_POLL s or more after the last task ended (the
+    bell bound or not), never right after a task. Judged by the clock at each call."""
+    from contextlib import nullcontext
+
+    from flwr.proto.runtime_pb2 import AcquireTaskResponse
+
+    from launcher.flower import warm_clientapp
+    from launcher.flower.task_worker import TaskEnd
+
+    monkeypatch.setattr(warm_clientapp, "IDLE_POLL", 0.3)
+    monkeypatch.setattr(warm_clientapp, "UNRUNG_POLL", 0.05)
+    events: list = []
+    tasks_at = {0, 12}  # the loop's calls that get a task
+
+    class Client:
+        calls = 0
+
+        def AcquireTask(self, request):  # noqa: N802 - Flower's name
+            Client.calls += 1
+            if Client.calls - 1 in tasks_at:
+                res = AcquireTaskResponse(token="t")
+                res.task.task_id = Client.calls
+                return res
+            return AcquireTaskResponse()
+
+    class Runner:
+        def ready(self):
+            pass
+
+        def run(self, token):
+            events.append(("task", time.monotonic(), threading.current_thread()))
+            return TaskEnd(code=0, cpu=0.0)
+
+    for bound in (True, False):
+        events.clear()
+        Client.calls = 0
+        bell = SimpleNamespace(bound=bound, wait=lambda timeout: time.sleep(timeout / (6 if bound else 1)))
+        slots = SimpleNamespace(held=nullcontext)
+        monkeypatch.setattr(warm_clientapp, "kept_claimed", lambda client, token: nullcontext())
+        warm_clientapp.serve_tasks(Client(), Runner(), bell, slots, tmp_path, out=open(os.devnull, "w"),
+                                   stopping=lambda: Client.calls >= 30,
+                                   idle=lambda: events.append(("idle", time.monotonic(), threading.current_thread())))
+        kinds = [kind for kind, _, _ in events]
+        assert kinds[0] == "task" and "idle" in kinds and kinds.count("task") == 2, kinds
+        assert {thread for _, _, thread in events} == {threading.current_thread()}
+        last_task = None
+        for kind, at, _ in events:
+            if kind == "task":
+                last_task = at
+            else:
+                assert at - last_task >= 0.3  # IDLE_POLL since the last task, not before

@@ -31,25 +31,23 @@ class InlineExecutor(concurrent.futures.Executor):
         return future
 
 
-class _PoolsByThread:
-    """``concurrent`` as inflatable_utils sees it: ``futures.ThreadPoolExecutor`` inline on the tasks' thread."""
+class _Futures:
+    """concurrent.futures with ``ThreadPoolExecutor`` inline on one thread; every other name is the module's."""
 
     def __init__(self, thread: threading.Thread) -> None:
         self.thread = thread
-        self.futures = types.SimpleNamespace(ThreadPoolExecutor=self._pool,
-                                             as_completed=concurrent.futures.as_completed)
 
-    def _pool(self, *args, **kwargs) -> concurrent.futures.Executor:
+    def ThreadPoolExecutor(self, *args, **kwargs) -> concurrent.futures.Executor:  # noqa: N802 - the name it stands in for
         if threading.current_thread() is self.thread:
             return InlineExecutor()
         return concurrent.futures.ThreadPoolExecutor(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(concurrent.futures, name)
 
 
 def inline_object_moves(thread: threading.Thread) -> None:
     """Object moves made on ``thread`` (the thread that runs this process's tasks) run on it, one by one."""
     import flwr.supercore.inflatable.inflatable_utils as objects
 
-    if isinstance(objects.concurrent, _PoolsByThread):
-        objects.concurrent.thread = thread
-    else:
-        objects.concurrent = _PoolsByThread(thread)
+    objects.concurrent = types.SimpleNamespace(futures=_Futures(thread))  # the module's ``concurrent`` name

@@ -60,19 +60,23 @@ def keep_task_heap() -> None:
 
 
 def give_back_task_heap() -> None:
-    """On the thread that ran the tasks, once the client idles: what ``keep_task_heap`` kept goes back. glibc's
-    malloc_trim returns the main heap's free top and the free pages inside a thread's arena, but the free top of
-    a thread's arena only goes back when a free() finds it above the trim threshold: so the threshold is lowered
-    for one such free of this thread's, then restored."""
+    """On the thread that ran the tasks, once the client idles: what ``keep_task_heap`` kept for its tasks goes
+    back. glibc's malloc_trim returns the main heap's free top and the free pages inside every arena, but the free
+    top of a thread's arena only goes back when a free() on it finds the top above the trim threshold: so the
+    threshold is lowered for one such free of this thread's, then restored. Other threads' arenas keep their
+    free tops (up to KEPT_HEAP_BYTES each: the node's server thread, torch's with --torch-threads above 1)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
-        libc.mallopt(M_TRIM_THRESHOLD, TRIM_NUDGE_BYTES)
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+    except (OSError, AttributeError):  # not glibc
+        return
+    libc.mallopt(M_TRIM_THRESHOLD, TRIM_NUDGE_BYTES)
+    try:
         libc.free(libc.malloc(TRIM_NUDGE_BYTES))  # from this thread's arena (under HEAP_BLOCK_BYTES), >= 64 kB
         libc.malloc_trim(0)
+    finally:
         libc.mallopt(M_TRIM_THRESHOLD, KEPT_HEAP_BYTES)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def give_back_freed_memory() -> None:
