@@ -8,6 +8,7 @@ Flower release in setup.py's range (release: the range, and which release is her
     server_tick       Flower's HTTP servers (uvicorn) tick once a second while idle, waking at once on a stop
     node_tasks        the built-in app's tasks run by its SuperNode's own process (Runtime API calls in-process)
     in_node_runtime   those tasks' Runtime API calls answered by Flower's handlers, as its routes call them
+    inline_moves      those tasks' object pulls and pushes run on the task's thread, not a pool's per move
     warm_clientapp    a long-lived task host on the SuperNode's Runtime API (Flower's run_clientapp), a user's app
     strategy_log      the lines Flower's strategies write, read back (rounds, aggregated metrics)
     run_record        a run's status as the SuperLink records it (flwr ls --format json)
@@ -21,13 +22,15 @@ Flower release in setup.py's range (release: the range, and which release is her
     node_signatures   a SuperNode's signed timestamp made every few seconds, each checked once by the SuperLink
     http_gates        Flower's HTTP middleware, each layer run only on the requests it acts on
     task_worker       the task host's child that runs a task (a user's app: one per task)
-    memory_growth     the rule that renews a task runner whose memory grew (a worker, a built-in client)
+    memory_growth     the rule that renews a task runner whose memory grew (a worker, a built-in client);
+                      a task's freed heap given back, or kept for the next (a built-in client)
     task_output       a task's last push to its SuperNode, retried on a fresh connection
     task_log          an --app ClientApp's output and round lines in client_<i>/client.log
     compute_slots     a few tasks compute at a time on a host (about one per core), the others wait
     task_claim        an acquired task kept claimed (Flower's task heartbeat) while it waits for a compute slot
     pull_lock         a SuperNode's pull of a message, visible to its task host
-    plain_logs        Flower's commands with their colour off where their output goes to a file
+    plain_logs        Flower's commands with their colour off where their output goes to a file; its logger
+                      making records only at the levels its handlers write
     fleet_listener    the SuperLink's Fleet API (only it) on a second address, for nodes that connect directly
     register_nodes    SuperNodes' public keys registered through Flower's CLI app, in one process
     direct_routes     a round's Fleet and Runtime calls answered by Flower's endpoint without FastAPI's router
