@@ -15,6 +15,7 @@ EXIT_GREW and GROWTH_LIMIT_MIB from here without importing what runs the tasks.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 GROWTH_LIMIT_MIB = 256  # resident memory may grow this much past the first task's before the runner is renewed
@@ -39,6 +40,19 @@ class MemoryGrowth:
         return f"its memory grew from {self.first:.0f} to {rss:.0f} MiB" if rss - self.first > GROWTH_LIMIT_MIB else ""
 
 
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """This process's glibc, its allocator's functions declared once; None where the C library is another."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+        _ = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 # glibc's mallopt parameters (malloc.h) and what a client that runs its own tasks sets them to
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 KEPT_HEAP_BYTES = 16 * 2**20  # the freed top of the heap kept (glibc gives back what lies above it)
@@ -51,12 +65,9 @@ def keep_task_heap() -> None:
     and given back after every task they cost the next one ~1,900 page faults and ~4.5 kernel CPU-ms on the
     seed's command (benchmarks/client_faults.py). glibc otherwise gives back a freed top above 128 kB, and maps
     (and unmaps when freed) every block from 128 kB up to where its sliding threshold has reached."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
+    if (libc := _glibc()) is not None:
         libc.mallopt(M_MMAP_THRESHOLD, HEAP_BLOCK_BYTES)
         libc.mallopt(M_TRIM_THRESHOLD, KEPT_HEAP_BYTES)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def give_back_task_heap() -> None:
@@ -65,11 +76,7 @@ def give_back_task_heap() -> None:
     top of a thread's arena only goes back when a free() on it finds the top above the trim threshold: so the
     threshold is lowered for one such free of this thread's, then restored. Other threads' arenas keep their
     free tops (up to KEPT_HEAP_BYTES each: the node's server thread, torch's with --torch-threads above 1)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-        libc.free.argtypes = [ctypes.c_void_p]
-    except (OSError, AttributeError):  # not glibc
+    if (libc := _glibc()) is None:
         return
     libc.mallopt(M_TRIM_THRESHOLD, TRIM_NUDGE_BYTES)
     try:
@@ -82,10 +89,8 @@ def give_back_task_heap() -> None:
 def give_back_freed_memory() -> None:
     """Return the heap a task freed to the kernel (glibc keeps it otherwise): a worker idles between tasks,
     fifty of them at once on one host."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    if (libc := _glibc()) is not None:
+        libc.malloc_trim(0)
 
 
 def rss_mib() -> float:
