@@ -31,8 +31,8 @@ _CMDLINE_ROLES = (("flwr-serverapp", "serverapp"), ("flower-superexec", "superex
 
 
 def _role_by_cmdline(proc: psutil.Process) -> str:
-    try:
-        cmd = " ".join(proc.cmdline())
+    try:  # a process the fork server forked has its command line and the name it was given (flwr-serverapp)
+        cmd = " ".join([*proc.cmdline(), proc.name()])
     except psutil.Error:
         return "other"
     return next((role for key, role in _CMDLINE_ROLES if key in cmd), "other")

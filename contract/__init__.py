@@ -7,6 +7,7 @@
     from contract.wakeups import WakeupSocket, wake   # wake a node's processes without polling
 
     wakeups.py       wake-ups between a run's processes on one host, so none sleeps through a message
+    fork_requests.py asking a run's fork server for a process: its address, a request, its readiness
     errors.py        InputError: the one base class of errors in what the user gave (one line, exit 2)
     fleet_record.py  the emulated fleet as both sides read it: profiles, availability, fleet.json
     loglines.py      the one writer and parser of client and server log lines

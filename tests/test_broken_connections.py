@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.processes import fork_server
+from contract import fork_requests
 from tests.helpers import command, run, run_json, runs, start, wait_for_status, wait_until_nothing_tagged
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,9 +68,9 @@ def test_a_process_the_fork_server_starts_gets_broken_pipe_errors_not_sigpipe(tm
     server = subprocess.Popen([sys.executable, "-m", "launcher.processes.fork_server", "--run-dir", str(run_dir)],
                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert fork_server.wait_ready(run_dir, timeout=180, alive=lambda: server.poll() is None)
+        assert fork_requests.wait_ready(run_dir, timeout=180, alive=lambda: server.poll() is None)
         out = tmp_path / "outcome"
-        pid = fork_server.request_fork(run_dir, "sigpipe_probe", [str(out)], str(tmp_path / "probe.log"), {},
+        pid = fork_requests.request_fork(run_dir, "sigpipe_probe", [str(out)], str(tmp_path / "probe.log"), {},
                                        str(tmp_path))
         deadline = time.monotonic() + 30
         while not out.exists() and time.monotonic() < deadline and Path(f"/proc/{pid}").exists():

@@ -1,6 +1,7 @@
 """The Flower internals fl-launch calls, for each release in its range (1.41, 1.42). If an upgrade changes them,
 these fail first. CI runs them on constraints.txt's release and, in a second job, on the other (.ci/run)."""
 
+import dataclasses
 import importlib
 import inspect
 import re
@@ -542,6 +543,43 @@ def test_what_launcher_flower_plain_logs_substitutes():
     source = inspect.getsource(subprocess_executor.SubprocessExecutor.launch)
     assert "subprocess.Popen(" in source and "TASK_TYPE_TO_COMMAND[spec.task_type]" in source
     assert {TASK_TYPE_TO_COMMAND[t] for t in (TaskType.SERVER_APP, TaskType.SIMULATION)} <= TASK_COMMANDS
+
+
+def test_the_superexec_keeps_nothing_of_the_popen_that_starts_a_serverapp():
+    """launcher.flower.forked_tasks returns a stand-in with only ``pid`` and ``args`` for a ServerApp the fork
+    server forked: Flower's SubprocessExecutor must neither keep nor use what Popen returns, nor pass it more than
+    stdout and stderr. Its launch is run here with a Popen whose result fails on any use."""
+    from flwr.supercore.superexec.executor import subprocess_executor
+    from flwr.supercore.superexec.executor.types import ExecutionSpec
+
+    calls = []
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"the executor used Popen's {name}")
+
+    class Recorder:
+        DEVNULL = subprocess_executor.subprocess.DEVNULL
+
+        def Popen(self, args, *rest, **kwargs):  # noqa: N802
+            calls.append((list(args), rest, set(kwargs)))
+            return Untouchable()
+
+    fields = {f.name for f in dataclasses.fields(ExecutionSpec)}
+    kept = subprocess_executor.subprocess
+    subprocess_executor.subprocess = Recorder()
+    try:
+        for quiet in (False, True):
+            spec = ExecutionSpec(**{name: value for name, value in dict(
+                task_type=TaskType.SERVER_APP, runtime_api_address="127.0.0.1:9091", token="t", insecure=True,
+                root_certificates_path=None, parent_pid=1, runtime_dependency_install=False, suppress_output=quiet,
+                task_id=1).items() if name in fields})
+            result = subprocess_executor.SubprocessExecutor().launch(spec)
+            assert not any(isinstance(getattr(result, f.name), Untouchable) for f in dataclasses.fields(result))
+    finally:
+        subprocess_executor.subprocess = kept
+    assert [(args[0], rest, kwargs) for args, rest, kwargs in calls] == [
+        ("flwr-serverapp", (), set()), ("flwr-serverapp", (), {"stdout", "stderr"})]
 
 
 def test_how_run_clientapp_ends_and_installs_the_app_as_the_task_worker_relies_on():

@@ -6,6 +6,7 @@ seed's data set (sys.modules, read in that interpreter), and `python -X importti
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -47,3 +48,39 @@ def test_the_superexec_asks_for_the_runs_serverapp_five_times_a_second(tmp_path,
         r"^(\S+Z) \w+ \[uvicorn\.access\] [^\n]*\"POST /v1/runtime/acquire-task HTTP", log, re.M)]
     span = (stamps[-1] - stamps[0]).total_seconds()
     assert span > 2 and (len(stamps) - 1) / span >= 2.5, (len(stamps), span)
+
+
+def test_the_runs_serverapp_is_forked_by_the_fork_server_and_run_to_its_end(tmp_path):
+    """A fresh ServerApp imports torch, Flower and the app (~3 CPU-s) while fifty clients start on the same cores;
+    forked by the run's fork server it has them already. The oracles, read from /proc while round 1 runs: the
+    process named flwr-serverapp has the fork server's command line (forked, not exec'd), the supervisor for its
+    parent (the fork server's subreaper; a Popen'd one's is the SuperExec), and the streams Flower asked for; the
+    run then finishes with every round aggregated, its lines in serverapp.log."""
+    import psutil
+
+    from tests.helpers import run_json, running
+
+    tag = f"forked-serverapp-{tmp_path.name}"
+    with running("--client-num", "2", "--task", "train", "--rounds", "3", "--kill-tag", tag,
+                 log_dir=tmp_path) as (proc, run_dir):
+        supervisor = run_json(run_dir)["supervisor"]["pid"]
+        found = {}
+        for p in psutil.process_iter(["name", "cmdline", "ppid"]):
+            if p.info["name"] == "flwr-serverapp" or "flower-superexec" in " ".join(p.info["cmdline"] or []):
+                try:
+                    if p.environ().get("FL_LAUNCH_TAG") == tag:
+                        found["serverapp" if p.info["name"] == "flwr-serverapp" else "superexec"] = p
+                except psutil.Error:
+                    continue
+        assert set(found) == {"serverapp", "superexec"}, found
+        serverapp, superexec = found["serverapp"], found["superexec"]
+        assert "launcher.processes.fork_server" in " ".join(serverapp.cmdline())
+        assert serverapp.ppid() == supervisor != superexec.pid
+        # what Flower's SuperExec asks Popen for (its output reaches serverapp.log through the SuperLink's stream)
+        assert [os.readlink(f"/proc/{serverapp.pid}/fd/{fd}") for fd in (1, 2)] == [os.devnull] * 2
+        out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "status: finished" in out, out[-2000:]
+    ends = re.findall(r"\[round\] iteration:\d+/3 end replies:2 failures:0 aggregated:yes",
+                      (run_dir / "server" / "server.log").read_text())
+    assert len(ends) == 3
+    assert "[ROUND 3/3]" in (run_dir / "server" / "serverapp.log").read_text()

@@ -35,6 +35,8 @@ Flower release in setup.py's range (release: the range, and which release is her
     register_nodes    SuperNodes' public keys registered through Flower's CLI app, in one process
     direct_routes     a round's Fleet and Runtime calls answered by Flower's endpoint without FastAPI's router
     reply_batch       a ServerApp's replies: all their objects pulled in one exchange, their confirmations in one
+    forked_tasks      the ServerApp a run's SuperExec starts, forked warm by the run's fork server (its Popen)
+    imports_frozen    a start's imports made with Python's collector off, then frozen out of its reach
 
 Imports contract/ only: a leaf that processes/, apps/ and everything above use, never the other way.
 """

@@ -25,8 +25,8 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from launcher.flower.object_batch import install_in_serverapp
-from launcher.flower.reply_batch import install as replies_in_one
+from launcher.flower.forked_tasks import fork_task
+from launcher.flower.imports_frozen import imports_frozen
 
 # Flower's commands that a SuperExec starts (flwr.supercore.constant.TASK_TYPE_TO_COMMAND's values we run)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -82,10 +82,14 @@ def plain(command: list[str]) -> list[str]:
 
 class _PlainPopen:
     """Stands in for the ``subprocess`` module inside Flower's SubprocessExecutor: a task command
-    (``flwr-serverapp ...``) starts through this module."""
+    (``flwr-serverapp ...``) starts through this module, forked by the run's fork server where it has one
+    (launcher.flower.forked_tasks)."""
 
     def Popen(self, args, *rest, **kwargs):  # noqa: N802 (subprocess's own name)
         if isinstance(args, list) and args and args[0] in TASK_COMMANDS:
+            forked = None if rest else fork_task(__spec__.name, args, **kwargs)  # a ServerApp, warm
+            if forked is not None:
+                return forked
             args = plain(args)
         return subprocess.Popen(args, *rest, **kwargs)
 
@@ -123,14 +127,18 @@ def main(argv: list[str] | None = None) -> None:
     if not argv:
         raise SystemExit("usage: python -m launcher.flower.plain_logs FLOWER_COMMAND [ARGS...]")
     name, args = Path(argv[0]).name, argv[1:]
-    run = _entry_point(name)
-    colour_only_on_a_terminal()
-    plain_streams()
-    if name == "flower-superexec":
-        _install_in_superexec()
-    if name == "flwr-serverapp":
-        install_in_serverapp()  # not about logs: the one place of ours a ServerApp process runs (object_batch)
-        replies_in_one()  # its grid's replies: their objects in one exchange, their confirmations in one
+    with imports_frozen():  # Flower's command and what it imports, made with the collector off
+        run = _entry_point(name)
+        colour_only_on_a_terminal()
+        plain_streams()
+        if name == "flower-superexec":
+            _install_in_superexec()
+        if name == "flwr-serverapp":
+            from launcher.flower.object_batch import install_in_serverapp  # noqa: PLC0415
+            from launcher.flower.reply_batch import install as replies_in_one  # noqa: PLC0415
+
+            install_in_serverapp()  # not about logs: the one place of ours a ServerApp process runs (object_batch)
+            replies_in_one()  # its grid's replies: their objects in one exchange, their confirmations in one
     sys.argv = [name, *args]  # Flower reads its command's name from argv[0] (flwr.supercore.exit)
     sys.exit(run())
 

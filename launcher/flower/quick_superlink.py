@@ -20,29 +20,36 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flwr.superlink.cli import flower_superlink
-
-from launcher.flower.fleet_listener import listen_also
-from launcher.flower.node_signatures import verify_once_in_superlink
-from launcher.flower.plain_logs import colour_only_on_a_terminal, install_in_superlink, records_only_at_written_levels
-from launcher.flower.quick_http import install
-from launcher.flower.server_tick import install as slow_tick
+from launcher.flower.imports_frozen import imports_frozen
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    own = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    own.add_argument("--fleet-host")
-    own.add_argument("--fleet-port", type=int)
-    fleet, argv = own.parse_known_args(argv)
-    if fleet.fleet_host is not None:
-        listen_also(fleet.fleet_host, fleet.fleet_port)
-    install("flwr.superlink.main")
-    slow_tick()
-    verify_once_in_superlink()  # each node's signed timestamp checked once, not on every Fleet call
-    colour_only_on_a_terminal()
-    records_only_at_written_levels()
-    install_in_superlink()  # its SuperExec and ServerApps log without colour into files too
+    with imports_frozen():  # Flower's imports and ours, made with the collector off
+        from flwr.superlink.cli import flower_superlink  # noqa: PLC0415
+
+        from launcher.flower.fleet_listener import listen_also  # noqa: PLC0415
+        from launcher.flower.node_signatures import verify_once_in_superlink  # noqa: PLC0415
+        from launcher.flower.plain_logs import (  # noqa: PLC0415
+            colour_only_on_a_terminal,
+            install_in_superlink,
+            records_only_at_written_levels,
+        )
+        from launcher.flower.quick_http import install  # noqa: PLC0415
+        from launcher.flower.server_tick import install as slow_tick  # noqa: PLC0415
+
+        argv = list(sys.argv[1:] if argv is None else argv)
+        own = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        own.add_argument("--fleet-host")
+        own.add_argument("--fleet-port", type=int)
+        fleet, argv = own.parse_known_args(argv)
+        if fleet.fleet_host is not None:
+            listen_also(fleet.fleet_host, fleet.fleet_port)
+        install("flwr.superlink.main")
+        slow_tick()
+        verify_once_in_superlink()  # each node's signed timestamp checked once, not on every Fleet call
+        colour_only_on_a_terminal()
+        records_only_at_written_levels()
+        install_in_superlink()  # its SuperExec and ServerApps log without colour into files too
     sys.argv = ["flower-superlink", *argv]
     flower_superlink()
 

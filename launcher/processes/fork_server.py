@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import gc
-import hashlib
 import importlib
 import json
 import os
@@ -26,53 +24,22 @@ import runpy
 import signal
 import socket
 import sys
-import time
 import traceback
-from pathlib import Path
 
-from launcher.processes.entry_modules import BUILT_IN_PRELOAD, QUICK_SUPERNODE, WARM_CLIENTAPP
+from contract.fork_requests import address, read_request
+from launcher.flower.imports_frozen import imports_frozen
+from launcher.processes.entry_modules import BUILT_IN_PRELOAD, PLAIN_LOGS, QUICK_SUPERNODE, WARM_CLIENTAPP
 
 PRELOAD = ("torch", "flwr.supernode.cli", "flwr.supernode.runtime.run_clientapp",
-           QUICK_SUPERNODE, WARM_CLIENTAPP, BUILT_IN_PRELOAD.split(":")[0])
+           QUICK_SUPERNODE, WARM_CLIENTAPP, BUILT_IN_PRELOAD.split(":")[0],
+           # a ServerApp the run's SuperExec asks for (launcher.flower.forked_tasks): ~0.05 CPU-s more here
+           PLAIN_LOGS, "flwr.superlink.cli.flwr_serverapp", "simulator.server_app")
 # What a SuperNode imports only once it runs (its HTTP server): shared too, when present.
 PRELOAD_IF_PRESENT = ("flwr.supernode.main", "uvicorn", "uvicorn.loops.uvloop", "uvicorn.protocols.http.httptools_impl",
                       "uvicorn.protocols.http.auto", "uvicorn.protocols.websockets.auto", "uvicorn.lifespan.on",
                       "uvloop", "httptools", "httpcore", "h11", "trio", "websockets")
 # Run once, in order, after the imports: state every forked process would otherwise build for itself.
 WARM_UPS = ("simulator.training:warm_up", f"{QUICK_SUPERNODE}:prebuild_runtime_app")
-
-
-def address(run_dir: str | Path) -> bytes:
-    key = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:24]
-    return b"\0fl-launch-forks-" + key.encode()
-
-
-def request_fork(run_dir: str | Path, module: str, args: list[str], log: str, env: dict[str, str],
-                 cwd: str, timeout: float = 30.0) -> int:
-    """Ask the run's fork server for a process; returns its PID (raises OSError when none answers)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(address(run_dir))
-        sock.sendall(json.dumps({"module": module, "args": args, "log": log, "env": env, "cwd": cwd}).encode()
-                     + b"\n")
-        reply = sock.makefile("rb").readline()
-    pid = json.loads(reply or b"{}").get("pid")
-    if not pid:
-        raise OSError(f"the fork server did not start {module}")
-    return int(pid)
-
-
-def wait_ready(run_dir: str | Path, timeout: float, alive=lambda: True) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive():
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            try:
-                sock.connect(address(run_dir))
-                return True
-            except OSError:
-                pass
-        time.sleep(0.1)
-    return False
 
 
 def _name_process(name: str) -> None:
@@ -84,26 +51,36 @@ def _name_process(name: str) -> None:
         pass
 
 
-def _become(request: dict) -> None:
+def _become(request: dict, stdio: list[int]) -> None:
     """In the grandchild: turn into ``python -m module args``; never returns."""
     code = 1
     try:
         os.setsid()
-        _name_process(request["module"].rsplit(".", 1)[-1])
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        _name_process(request.get("name") or request["module"].rsplit(".", 1)[-1])
+        for signum in (signal.SIGTERM, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, as a fresh Python has it
         # As a fresh Python has it: a write to a connection the peer closed raises BrokenPipeError, which
         # Flower's HTTP clients retry on a fresh connection, instead of killing the process.
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        os.close(null)
+        if len(stdio) == 3:  # the asker's own stdin, stdout and stderr, as a child it started would inherit them
+            for target, fd in enumerate(stdio):
+                os.dup2(fd, target)
+            for fd in set(stdio) - {0, 1, 2}:
+                os.close(fd)
+        else:
+            log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.close(log)
+            os.close(null)
         os.chdir(request["cwd"])
+        if request.get("exact_env"):
+            os.environ.clear()
         os.environ.update(request["env"])
+        _threads_as_started(os.environ.get("OMP_NUM_THREADS", ""))
         sys.argv = [request["module"], *request["args"]]
         runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
         code = 0
@@ -119,7 +96,13 @@ def _become(request: dict) -> None:
             os._exit(code)
 
 
-def _fork_twice(request: dict) -> int:
+def _threads_as_started(omp_threads: str) -> None:
+    """torch's threads as a fresh process with this environment would have them (the server keeps one)."""
+    if omp_threads.isdigit() and int(omp_threads) > 0:
+        sys.modules["torch"].set_num_threads(int(omp_threads))
+
+
+def _fork_twice(request: dict, stdio: list[int]) -> int:
     read_end, write_end = os.pipe()
     middle = os.fork()
     if middle == 0:
@@ -127,7 +110,7 @@ def _fork_twice(request: dict) -> int:
         pid = os.fork()
         if pid == 0:
             os.close(write_end)
-            _become(request)
+            _become(request, stdio)
         os.write(write_end, str(pid).encode())
         os._exit(0)
     os.close(write_end)
@@ -144,16 +127,21 @@ def serve_forks(run_dir: str) -> None:
     print(f"fork server ready, pid {os.getpid()}", flush=True)
     while True:
         conn, _ = listener.accept()
+        stdio: list[int] = []
         with conn:
             try:
-                line = conn.makefile("rb").readline()
-                if not line.strip():  # a readiness probe
+                request, stdio = read_request(conn)
+                if request is None:  # a readiness probe
                     continue
-                request = json.loads(line)
-                pid = _fork_twice(request)
+                if request.get("stdio") and len(stdio) != 3:
+                    raise ValueError(f"{len(stdio)} descriptors came with a request for three")
+                pid = _fork_twice(request, stdio)
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
             except (OSError, ValueError, KeyError) as err:
                 print(f"fork server: request failed: {err}", file=sys.stderr, flush=True)
+            finally:
+                for fd in stdio:
+                    os.close(fd)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,21 +149,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", required=True)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    for module in PRELOAD:
-        importlib.import_module(module)
-    for module in PRELOAD_IF_PRESENT:
-        try:
+    # The collector stays off what is imported (launcher.flower.imports_frozen): a collection writes to every
+    # object it scans, and each written page would stop being shared with the forked processes.
+    with imports_frozen():
+        for module in PRELOAD:
             importlib.import_module(module)
-        except ImportError:
-            pass
-    torch = sys.modules["torch"]
-    torch.set_num_threads(1)  # no thread pool exists to be lost across fork
-    for warm_up in WARM_UPS:
-        module, function = warm_up.split(":")
-        getattr(importlib.import_module(module), function)()
-    # Keep the collector off what is imported: a collection writes to every object it scans,
-    # and each written page stops being shared with the forked processes.
-    gc.freeze()
+        for module in PRELOAD_IF_PRESENT:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                pass
+        torch = sys.modules["torch"]
+        torch.set_num_threads(1)  # no thread pool exists to be lost across fork
+        for warm_up in WARM_UPS:
+            module, function = warm_up.split(":")
+            getattr(importlib.import_module(module), function)()
     serve_forks(args.run_dir)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from contract.fork_requests import ForkServer, request_fork, wait_ready
 from launcher.processes.entry_modules import FORK_SERVER
 from launcher.processes.roles import Role
 
@@ -139,33 +140,30 @@ class ProcessTable:
         self._by_pid[proc.pid] = proc
         return proc
 
-    def start_fork_server(self, run_dir: Path, env: dict[str, str]) -> None:
+    def start_fork_server(self, run_dir: Path, env: dict[str, str]) -> ForkServer:
         """Start launcher.processes.fork_server for this run (it imports while other things start);
-        later ``fork`` calls go through it once it is ready."""
-        self.spawn(Role.FORKSERVER, [sys.executable, "-m", FORK_SERVER, "--run-dir", str(run_dir)],
-                   log=run_dir / "server" / "forkserver.log", env=env, cwd=run_dir)
+        later ``fork`` calls go through it once it is ready, and so may the run's other processes it is named to."""
+        proc = self.spawn(Role.FORKSERVER, [sys.executable, "-m", FORK_SERVER, "--run-dir", str(run_dir)],
+                          log=run_dir / "server" / "forkserver.log", env=env, cwd=run_dir)
         self._forks_for = run_dir
+        return ForkServer(proc.pid, run_dir)
 
     def _fork_server_ready(self, timeout: float = 120.0) -> bool:
-        from launcher.processes import fork_server  # noqa: PLC0415
-
         if self._forks_for is None or not self.alive(Role.FORKSERVER):
             return False
         if not self._forks_ready:
-            self._forks_ready = fork_server.wait_ready(
+            self._forks_ready = wait_ready(
                 self._forks_for, timeout, alive=lambda: (self.reap(), bool(self.alive(Role.FORKSERVER)))[1])
         return self._forks_ready
 
     def fork(self, role: Role, module: str, args: list[str], log: Path, env: dict[str, str], cwd: Path,
              client: int | None = None, port: int | None = None) -> Managed:
         """``python -m module args``, forked by the fork server when there is one, else spawned."""
-        from launcher.processes import fork_server  # noqa: PLC0415
-
         argv = [sys.executable, "-m", module, *args]
         if not self._fork_server_ready():
             return self.spawn(role, argv, log=log, env=env, cwd=cwd, client=client, port=port)
         log.parent.mkdir(parents=True, exist_ok=True)
-        pid = fork_server.request_fork(self._forks_for, module, args, str(log), env, str(cwd))
+        pid = request_fork(self._forks_for, module, args, str(log), env, str(cwd))
         proc = Managed(role=role, pid=pid, argv=argv, log=str(log), client=client, port=port)
         self.procs.append(proc)
         self._by_pid[pid] = proc

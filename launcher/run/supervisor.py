@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 from contract.fleet_record import read_fleet_json
+from contract.fork_requests import FORK_SERVER_ENV
 from launcher.devices.direct import bind_address, check_server_address, fleet_address, register_node_keys
 from launcher.devices.remote import AgentStart, RemoteError, devices_of
 from launcher.devices.run_devices import RunDevices
@@ -201,15 +202,17 @@ class Supervisor:
         if plan.virtual:  # Ray joins the cluster of --ray-address, or starts its own; its logs go to RUN/ray
             env.update(ray_env(plan.virtual.ray_address, make_ray_temp_link(self.folder.path)))
         link_port, *node_ports = free_ports(1 + (0 if plan.virtual else len(plan.nodes)))
-        if plan.local_nodes():  # imports torch while the SuperLink starts
-            self.table.start_fork_server(self.folder.path, env)
+        link_env = env
+        if plan.local_nodes():  # imports torch while the SuperLink starts; forks the clients and the ServerApp
+            forks = self.table.start_fork_server(self.folder.path, env)
+            link_env = dict(env, **{FORK_SERVER_ENV: forks.to_env()})  # its SuperExec asks it for the ServerApp
         direct = self._direct_listener()
         if isinstance(direct, str):
             return RunStatus.FAILED, direct
         tls = plan.tls.under(self.folder.path) if plan.tls else None
         write_flwr_config(env, link_port, str(tls.ca) if tls else None)
         superlink = self.table.spawn(Role.SUPERLINK, superlink_argv(link_port, tls, bool(plan.virtual), direct),
-                                     log=self.folder.server_dir / "superlink.log", env=env, cwd=self.folder.path,
+                                     log=self.folder.server_dir / "superlink.log", env=link_env, cwd=self.folder.path,
                                      port=link_port)
         self._write_processes(status=RunStatus.STARTING, started=now_iso(), superlink=f"127.0.0.1:{link_port}",
                               fleet_api=fleet_address(plan.server_address, direct[1]) if direct else None,

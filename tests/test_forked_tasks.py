@@ -1,0 +1,121 @@
+"""A ServerApp the SuperExec starts, forked by the run's fork server (launcher.flower.forked_tasks).
+
+The oracles are the kernel's: what the forked process itself wrote to the descriptors it was handed, the
+environment and torch threads it saw, its name in /proc, its command line (the fork server's: forked, not run
+fresh); the wall clock only where no fork server can answer.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from contract.fork_requests import FORK_SERVER_ENV, ForkServer, wait_ready
+from launcher.flower.forked_tasks import fork_task
+
+REPO = Path(__file__).resolve().parent.parent
+
+PROBE = '''"""Forked as a flwr-serverapp would be: says what it was given."""
+import json
+import os
+import sys
+
+warm = "torch" in sys.modules  # already there: forked from the fork server, not started fresh
+import torch
+
+told = {"warm": warm, "name": open("/proc/self/comm").read().strip(),
+        "cmdline": open("/proc/self/cmdline").read().replace("\\0", " "), "argv": sys.argv[1:],
+        "env": dict(os.environ), "threads": torch.get_num_threads(), "cwd": os.getcwd(),
+        "streams": [os.readlink(f"/proc/self/fd/{fd}") for fd in (0, 1, 2)]}
+print("to stdout", flush=True)
+print("to stderr", file=sys.stderr, flush=True)
+with open(os.environ["PROBE_OUT"] + ".part", "w") as out:
+    json.dump(told, out)
+os.rename(os.environ["PROBE_OUT"] + ".part", os.environ["PROBE_OUT"])
+'''
+
+
+@pytest.fixture(scope="module")
+def fork_server(tmp_path_factory):
+    """A real fork server for a run folder, the probe module importable by it."""
+    root = tmp_path_factory.mktemp("forks")
+    (root / "serverapp_probe.py").write_text(PROBE)
+    run_dir = root / "run"
+    (run_dir / "server").mkdir(parents=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(root), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1", ONLY_IN_THE_SERVER="yes")
+    server = subprocess.Popen([sys.executable, "-m", "launcher.processes.fork_server", "--run-dir", str(run_dir)],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_ready(run_dir, timeout=180, alive=lambda: server.poll() is None)
+        yield ForkServer(server.pid, run_dir)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _told(path: Path, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return json.loads(path.read_text())
+
+
+def test_a_serverapp_is_forked_with_the_superexecs_environment_folder_and_streams(fork_server, tmp_path,
+                                                                                 monkeypatch):
+    monkeypatch.setenv(FORK_SERVER_ENV, fork_server.to_env())
+    monkeypatch.setenv("ONLY_IN_THE_SUPEREXEC", "here")
+    monkeypatch.delenv("ONLY_IN_THE_SERVER", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the server keeps torch at one thread; a fresh process: two
+    monkeypatch.setenv("PROBE_OUT", str(tmp_path / "told.json"))
+    monkeypatch.chdir(tmp_path)
+    log = tmp_path / "superexec.log"
+    args = ["flwr-serverapp", "--serverappio-api-address", "127.0.0.1:1", "--token", "t"]
+    with open(log, "ab") as stdout:
+        task = fork_task("serverapp_probe", args, stdout=stdout, stderr=stdout)
+    assert task is not None and task.args == args
+    told = _told(tmp_path / "told.json")
+    assert told["argv"] == args  # what plain_logs is given: the command, then its arguments
+    assert told["env"] == dict(os.environ)  # the SuperExec's, exactly: nothing of the server's own
+    assert told["threads"] == 2
+    assert Path(told["cwd"]) == tmp_path
+    assert told["streams"][1:] == [str(log)] * 2 and told["streams"][0] == os.readlink("/proc/self/fd/0")
+    assert log.read_text().splitlines() == ["to stdout", "to stderr"]
+    assert told["warm"] and "launcher.processes.fork_server" in told["cmdline"]  # forked, not run fresh
+    assert told["name"] == "flwr-serverapp"  # what ps and psutil's name() show
+
+
+def test_a_serverapp_whose_output_flower_suppresses_writes_to_dev_null(fork_server, tmp_path, monkeypatch):
+    monkeypatch.setenv(FORK_SERVER_ENV, fork_server.to_env())
+    monkeypatch.setenv("PROBE_OUT", str(tmp_path / "told.json"))
+    task = fork_task("serverapp_probe", ["flwr-serverapp", "--token", "t"], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
+    assert task is not None
+    assert _told(tmp_path / "told.json")["streams"][1:] == [os.devnull] * 2
+
+
+@pytest.mark.parametrize("command, kwargs", [
+    (["flwr-simulation", "--token", "t"], {}),  # Ray's runtime: started fresh
+    (["flwr-serverapp", "--token", "t"], {"stdout": subprocess.PIPE}),  # a pipe back to the SuperExec
+    (["flwr-serverapp", "--token", "t"], {"env": {}}),  # anything more than the three streams
+])
+def test_what_is_not_a_plain_serverapp_start_is_left_to_popen(command, kwargs, monkeypatch):
+    monkeypatch.setenv(FORK_SERVER_ENV, f"{os.getpid()} /nonexistent")  # alive, but would never answer
+    started = time.monotonic()
+    assert fork_task("serverapp_probe", command, **kwargs) is None
+    assert time.monotonic() - started < 1
+
+
+def test_without_a_fork_server_or_with_a_dead_one_the_serverapp_starts_fresh_at_once(monkeypatch, tmp_path):
+    monkeypatch.delenv(FORK_SERVER_ENV, raising=False)
+    assert fork_task("serverapp_probe", ["flwr-serverapp"]) is None
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    monkeypatch.setenv(FORK_SERVER_ENV, ForkServer(gone.pid, tmp_path).to_env())
+    started = time.monotonic()
+    assert fork_task("serverapp_probe", ["flwr-serverapp"]) is None
+    assert time.monotonic() - started < 1  # not READY_TIMEOUT_S: the server's PID is gone
