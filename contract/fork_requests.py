@@ -59,41 +59,61 @@ class ForkServer:
         return True
 
 
+class RequestLost(OSError):
+    """The request went out but no answer came back: the process may have started."""
+
+
 def request_fork(run_dir: str | Path, module: str, args: list[str], log: str, env: dict[str, str],
                  cwd: str, timeout: float = 30.0, stdio: tuple[int, int, int] | None = None,
                  name: str | None = None, exact_env: bool = False) -> int:
-    """Ask the run's fork server for ``python -m module args``; returns its PID (OSError when none answers).
+    """Ask the run's fork server for ``python -m module args``; returns its PID. OSError when no server took the
+    request or it said it started nothing; RequestLost when it took the request and its answer was lost.
 
     ``log``: the file its stdout and stderr append to, unless ``stdio`` gives three descriptors of this process
     for its stdin, stdout and stderr. ``env``: added to the server's environment, or with ``exact_env`` the whole
-    environment. ``name``: what ps shows (else the module's last part)."""
+    environment, and torch's threads set as a fresh process with it would have them. ``name``: what ps shows
+    (else the module's last part)."""
     request = {"module": module, "args": args, "log": log, "env": env, "cwd": cwd, "name": name,
                "exact_env": exact_env, "stdio": stdio is not None}
     line = json.dumps(request).encode() + b"\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(address(run_dir))
-        if stdio is None:
-            sock.sendall(line)
-        else:
-            sent = socket.send_fds(sock, [line], list(stdio))
-            sock.sendall(line[sent:])
-        reply = sock.makefile("rb").readline()
-    pid = json.loads(reply or b"{}").get("pid")
-    if not pid:
-        raise OSError(f"the fork server did not start {module}")
-    return int(pid)
+        try:
+            if stdio is None:
+                sock.sendall(line)
+            else:
+                sent = socket.send_fds(sock, [line], list(stdio))
+                sock.sendall(line[sent:])
+            reply = json.loads(sock.makefile("rb").readline() or b"null")
+        except (OSError, ValueError) as err:
+            raise RequestLost(f"the fork server took the request for {module} and did not answer: {err}") from err
+    pid = reply.get("pid") if isinstance(reply, dict) else None
+    if not isinstance(pid, int) or pid <= 0:
+        raise (RequestLost if reply is None else OSError)(f"the fork server did not start {module}")
+    return pid
 
 
 def read_request(conn: socket.socket) -> tuple[dict | None, list[int]]:
-    """The server's side: one request and the descriptors it carried (None for a readiness probe)."""
+    """The server's side: one request and the descriptors it carried (None for a readiness probe). Raises
+    ValueError or OSError for a request it cannot read, its descriptors closed."""
     data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
-    while data and not data.endswith(b"\n") and len(data) < MAX_REQUEST:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return (json.loads(data) if data.strip() else None), fds
+    try:
+        while data and not data.endswith(b"\n"):
+            if len(data) > MAX_REQUEST:
+                raise ValueError(f"a request of over {MAX_REQUEST} bytes")
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        request = json.loads(data) if data.strip() else None
+        if request is not None and not isinstance(request, dict):
+            raise ValueError("a request that is not a JSON object")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return request, fds
 
 
 def wait_ready(run_dir: str | Path, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
@@ -101,6 +121,7 @@ def wait_ready(run_dir: str | Path, timeout: float, alive: Callable[[], bool] = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and alive():
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
             try:
                 sock.connect(address(run_dir))
                 return True

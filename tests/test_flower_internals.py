@@ -582,6 +582,36 @@ def test_the_superexec_keeps_nothing_of_the_popen_that_starts_a_serverapp():
         ("flwr-serverapp", (), set()), ("flwr-serverapp", (), {"stdout", "stderr"})]
 
 
+def test_a_serverapp_watches_its_superexec_by_pid_not_as_its_parent():
+    """A ServerApp the fork server forked (launcher.flower.forked_tasks) is the supervisor's child: Flower's
+    --parent-pid watch must ask whether that PID exists, not whether it is the process's parent. Run here in a
+    child process told to watch a third process: alive while the third lives, interrupted once it is gone."""
+    import subprocess
+    import sys
+
+    watched = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    watcher = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from flwr.supercore.app_utils import start_parent_process_monitor\n"
+        f"start_parent_process_monitor({watched.pid})\n"
+        "try:\n"
+        "    for _ in range(600):\n"
+        "        time.sleep(0.1)  # the signal reaches the watching thread; the main one acts on it when it wakes\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(3)\n")])
+    try:
+        time.sleep(1.5)
+        assert watcher.poll() is None  # a parent check would have ended it within 0.2 s
+        watched.kill()
+        watched.wait()
+        assert watcher.wait(timeout=10) == 3
+    finally:
+        for proc in (watched, watcher):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def test_how_run_clientapp_ends_and_installs_the_app_as_the_task_worker_relies_on():
     """launcher.flower.task_worker replaces two names in run_clientapp's module: ``flwr_exit`` (the task's exit
     handlers in two phases, a force-exit thread, then sys.exit) and ``install_from_fab`` (called per task)."""

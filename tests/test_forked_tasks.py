@@ -119,3 +119,109 @@ def test_without_a_fork_server_or_with_a_dead_one_the_serverapp_starts_fresh_at_
     started = time.monotonic()
     assert fork_task("serverapp_probe", ["flwr-serverapp"]) is None
     assert time.monotonic() - started < 1  # not READY_TIMEOUT_S: the server's PID is gone
+
+
+def test_a_fork_server_that_never_answers_is_waited_for_once_then_not_asked_again(monkeypatch, tmp_path):
+    """Flower voids a claimed ServerApp task after 30 s: the wait is bounded, and paid once."""
+    import launcher.flower.forked_tasks as forked_tasks
+
+    monkeypatch.setattr(forked_tasks, "READY_TIMEOUT_S", 0.5)
+    monkeypatch.setenv(FORK_SERVER_ENV, ForkServer(os.getpid(), tmp_path).to_env())  # alive, never listening
+    started = time.monotonic()
+    assert fork_task("serverapp_probe", ["flwr-serverapp"]) is None
+    first = time.monotonic() - started
+    started = time.monotonic()
+    assert fork_task("serverapp_probe", ["flwr-serverapp"]) is None
+    assert 0.5 <= first < 3 and time.monotonic() - started < 0.1
+
+
+def test_a_request_taken_and_not_answered_starts_nothing_fresh(monkeypatch, tmp_path):
+    """The fork server took the request and its answer was lost: the ServerApp may be running, and a second one
+    would find the task taken and fail the run, so the caller gets a handle without a PID, not None (Popen)."""
+    import socket
+    import threading
+
+    from contract.fork_requests import address
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address(tmp_path))
+    listener.listen(8)
+    requests = []
+
+    def take_and_drop():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data, fds, _, _ = socket.recv_fds(conn, 65536, 3)
+                for fd in fds:
+                    os.close(fd)
+                if data:
+                    requests.append(json.loads(data))
+
+    threading.Thread(target=take_and_drop, daemon=True).start()
+    monkeypatch.setenv(FORK_SERVER_ENV, ForkServer(os.getpid(), tmp_path).to_env())
+    try:
+        task = fork_task("serverapp_probe", ["flwr-serverapp", "--token", "t"])
+    finally:
+        listener.close()
+    assert task is not None and task.pid is None
+    assert [r["args"] for r in requests] == [["flwr-serverapp", "--token", "t"]]
+
+
+def test_the_fork_server_refuses_another_users_request(fork_server, tmp_path):
+    """Its socket is in the abstract namespace, reachable by every local user: only its own user's requests are
+    served (the kernel's peer credentials)."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to ask as another user")
+    from contract.fork_requests import request_fork
+
+    out = tmp_path / "told.json"
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # as user nobody: what any other local user could send
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                request_fork(fork_server.run_dir, "serverapp_probe", [], log=os.devnull,
+                             env={"PROBE_OUT": str(out)}, cwd="/", timeout=30)
+                os.write(write_end, b"started")
+            except OSError as err:
+                os.write(write_end, f"refused {type(err).__name__}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as said:
+        answer = said.read().decode()
+    os.waitpid(child, 0)
+    time.sleep(1.0)
+    assert answer.startswith("refused"), answer
+    assert not out.exists()
+
+
+def test_the_fork_server_closes_every_descriptor_it_is_sent(fork_server, tmp_path, monkeypatch):
+    """A request with three descriptors, one with two (refused), one whose line is not JSON, one that is not a
+    JSON object: none of them leaves a descriptor open in the server."""
+    import socket
+
+    from contract.fork_requests import address, request_fork
+
+    fds = Path(f"/proc/{fork_server.pid}/fd")
+    before = len(list(fds.iterdir()))
+    monkeypatch.setenv("PROBE_OUT", str(tmp_path / "told.json"))
+    with open(os.devnull, "r+b") as null:
+        request_fork(fork_server.run_dir, "serverapp_probe", [], log=str(tmp_path / "log"), env=dict(os.environ),
+                     cwd=str(tmp_path), stdio=(null.fileno(),) * 3)
+        for line, sent in ((json.dumps({"module": "serverapp_probe", "args": [], "log": "", "env": {},
+                                        "cwd": "/", "stdio": True}), 2), ("not json", 3), ("[1, 2]", 3)):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(30)
+                sock.connect(address(fork_server.run_dir))
+                socket.send_fds(sock, [line.encode() + b"\n"], [null.fileno()] * sent)
+                assert sock.recv(100) == b""  # refused: closed without an answer
+    assert _told(tmp_path / "told.json")["argv"] == []
+    assert len(list(fds.iterdir())) == before

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
@@ -65,13 +66,16 @@ def test_the_runs_serverapp_is_forked_by_the_fork_server_and_run_to_its_end(tmp_
                  log_dir=tmp_path) as (proc, run_dir):
         supervisor = run_json(run_dir)["supervisor"]["pid"]
         found = {}
-        for p in psutil.process_iter(["name", "cmdline", "ppid"]):
-            if p.info["name"] == "flwr-serverapp" or "flower-superexec" in " ".join(p.info["cmdline"] or []):
-                try:
-                    if p.environ().get("FL_LAUNCH_TAG") == tag:
-                        found["serverapp" if p.info["name"] == "flwr-serverapp" else "superexec"] = p
-                except psutil.Error:
-                    continue
+        deadline = time.monotonic() + 30
+        while set(found) != {"serverapp", "superexec"} and time.monotonic() < deadline:
+            for p in psutil.process_iter(["name", "cmdline", "ppid"]):
+                if p.info["name"] == "flwr-serverapp" or "flower-superexec" in " ".join(p.info["cmdline"] or []):
+                    try:
+                        if p.environ().get("FL_LAUNCH_TAG") == tag:
+                            found["serverapp" if p.info["name"] == "flwr-serverapp" else "superexec"] = p
+                    except psutil.Error:
+                        continue
+            time.sleep(0.1)
         assert set(found) == {"serverapp", "superexec"}, found
         serverapp, superexec = found["serverapp"], found["superexec"]
         assert "launcher.processes.fork_server" in " ".join(serverapp.cmdline())

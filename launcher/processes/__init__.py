@@ -8,6 +8,7 @@ node commands, restarts, a host's GPUs and how its clients share them.
                      preloads
     gpus.py          A host's GPUs (asked in a Python of its own) and how its local clients share them
     fork_server.py   One process that imports torch, Flower and the app once, then forks every client process
+                     (and the built-in app's ServerApp, for the SuperExec)
     node_config.py   What a user adds to every client's node config (``--node-config``, hosts.toml's ``node-config``)
     nodes.py         How one client node is started, on this machine or on a device: the same two processes
     ports.py         Free TCP ports on 127.0.0.1, picked by the kernel

@@ -1,18 +1,18 @@
-"""One process that imports torch, Flower and the app once, then forks every client process.
+"""One process that imports torch, Flower and the app once, then forks every client process (and the ServerApp).
 
     table.start_fork_server(run_dir, env)       # ProcessTable: logs to server/forkserver.log
     table.fork(Role.CLIENTAPP, "launcher.flower.warm_clientapp", [...], log=..., env=..., cwd=...)
+    fork_task(PLAIN_LOGS, ["flwr-serverapp", ...])   # in the run's SuperExec (launcher.flower.forked_tasks)
 
-A forked process runs ``python -m MODULE ARGS`` as if started fresh (its own
-session, stdout and stderr to its log, its own cwd and extra environment), but the
-interpreter, torch and Flower it would import are already there: their pages are
-shared copy-on-write between all clients instead of loaded once per process, and
-nothing imports torch twice. Each request is forked twice: the middle process exits
-at once, so the new process is re-parented to the nearest child subreaper, the
-supervisor (or device agent), which reaps it and sees its exit status like any
-child's. The server listens on an abstract Unix socket named after the run folder.
+A forked process runs ``python -m MODULE ARGS`` as if started fresh (its own session, its own cwd and
+environment; stdout and stderr to its log, or the asker's own stdin, stdout and stderr where it sends them:
+contract.fork_requests), but the interpreter, torch and Flower it would import are already there: their pages
+are shared copy-on-write between all clients instead of loaded once per process, and nothing imports torch
+twice. Each request is forked twice: the middle process exits at once, so the new process is re-parented to the
+nearest child subreaper, the supervisor (or device agent), which reaps it and sees its exit status like any
+child's. The server listens on an abstract Unix socket named after the run folder and serves only its own user
+(the kernel's peer credentials); it answers one request at a time, each within REQUEST_TIMEOUT_S.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -23,6 +23,7 @@ import os
 import runpy
 import signal
 import socket
+import struct
 import sys
 import traceback
 
@@ -34,10 +35,13 @@ PRELOAD = ("torch", "flwr.supernode.cli", "flwr.supernode.runtime.run_clientapp"
            QUICK_SUPERNODE, WARM_CLIENTAPP, BUILT_IN_PRELOAD.split(":")[0],
            # a ServerApp the run's SuperExec asks for (launcher.flower.forked_tasks): ~0.05 CPU-s more here
            PLAIN_LOGS, "flwr.superlink.cli.flwr_serverapp", "simulator.server_app")
-# What a SuperNode imports only once it runs (its HTTP server): shared too, when present.
+# What a SuperNode imports only once it runs (its HTTP server; the OpenSSL backend its node key signs with, ~7 ms
+# a client): shared too, when present.
 PRELOAD_IF_PRESENT = ("flwr.supernode.main", "uvicorn", "uvicorn.loops.uvloop", "uvicorn.protocols.http.httptools_impl",
                       "uvicorn.protocols.http.auto", "uvicorn.protocols.websockets.auto", "uvicorn.lifespan.on",
-                      "uvloop", "httptools", "httpcore", "h11", "trio", "websockets")
+                      "uvicorn.loops.auto", "uvloop", "httptools", "httpcore", "h11", "trio", "websockets",
+                      "cryptography.hazmat.backends.openssl")
+REQUEST_TIMEOUT_S = 5.0  # an asker that stalls mid-request does not hold the server
 # Run once, in order, after the imports: state every forked process would otherwise build for itself.
 WARM_UPS = ("simulator.training:warm_up", f"{QUICK_SUPERNODE}:prebuild_runtime_app")
 
@@ -51,10 +55,12 @@ def _name_process(name: str) -> None:
         pass
 
 
-def _become(request: dict, stdio: list[int]) -> None:
+def _become(request: dict, stdio: list[int], servers: list[socket.socket]) -> None:
     """In the grandchild: turn into ``python -m module args``; never returns."""
     code = 1
     try:
+        for server_socket in servers:  # the listener and the request's connection are the server's, not its
+            server_socket.close()
         os.setsid()
         _name_process(request.get("name") or request["module"].rsplit(".", 1)[-1])
         for signum in (signal.SIGTERM, signal.SIGCHLD):
@@ -77,10 +83,12 @@ def _become(request: dict, stdio: list[int]) -> None:
             os.close(log)
             os.close(null)
         os.chdir(request["cwd"])
-        if request.get("exact_env"):
+        if request.get("exact_env"):  # it stands for a fresh Popen with this environment (a ServerApp)
             os.environ.clear()
-        os.environ.update(request["env"])
-        _threads_as_started(os.environ.get("OMP_NUM_THREADS", ""))
+            os.environ.update(request["env"])
+            _threads_as_started(os.environ.get("OMP_NUM_THREADS", ""))
+        else:
+            os.environ.update(request["env"])
         sys.argv = [request["module"], *request["args"]]
         runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
         code = 0
@@ -102,22 +110,34 @@ def _threads_as_started(omp_threads: str) -> None:
         sys.modules["torch"].set_num_threads(int(omp_threads))
 
 
-def _fork_twice(request: dict, stdio: list[int]) -> int:
+def _fork_twice(request: dict, stdio: list[int], servers: list[socket.socket]) -> int:
     read_end, write_end = os.pipe()
     middle = os.fork()
     if middle == 0:
-        os.close(read_end)
-        pid = os.fork()
-        if pid == 0:
-            os.close(write_end)
-            _become(request, stdio)
-        os.write(write_end, str(pid).encode())
-        os._exit(0)
+        try:
+            os.close(read_end)
+            pid = os.fork()
+            if pid == 0:
+                os.close(write_end)
+                _become(request, stdio, servers)
+            os.write(write_end, str(pid).encode())
+        finally:
+            os._exit(0)  # never back into the server's loop, whatever failed (the server then reads no PID)
     os.close(write_end)
     data = os.read(read_end, 32)
     os.close(read_end)
-    os.waitpid(middle, 0)
-    return int(data or 0)
+    return int(data or 0)  # the middle's exit (the unmapping of its copy) runs while the next request is served
+
+
+def _reap_middles() -> None:
+    """The middle processes that have exited (this server's only children)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def serve_forks(run_dir: str) -> None:
@@ -130,18 +150,28 @@ def serve_forks(run_dir: str) -> None:
         stdio: list[int] = []
         with conn:
             try:
+                conn.settimeout(REQUEST_TIMEOUT_S)
+                if (asker := _asker_uid(conn)) != os.getuid():  # the socket is visible to every local user
+                    raise PermissionError(f"a request from uid {asker} refused")
                 request, stdio = read_request(conn)
                 if request is None:  # a readiness probe
                     continue
                 if request.get("stdio") and len(stdio) != 3:
                     raise ValueError(f"{len(stdio)} descriptors came with a request for three")
-                pid = _fork_twice(request, stdio)
+                pid = _fork_twice(request, stdio, [listener, conn])
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
-            except (OSError, ValueError, KeyError) as err:
-                print(f"fork server: request failed: {err}", file=sys.stderr, flush=True)
+            except Exception as err:  # noqa: BLE001 (a bad request never ends the server)
+                print(f"fork server: request failed: {err!r}", file=sys.stderr, flush=True)
             finally:
                 for fd in stdio:
                     os.close(fd)
+        _reap_middles()
+
+
+def _asker_uid(conn: socket.socket) -> int:
+    """The user id of the process at the other end (the kernel's SO_PEERCRED: pid, uid, gid)."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
 
 
 def main(argv: list[str] | None = None) -> None:

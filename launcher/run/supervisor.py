@@ -203,9 +203,10 @@ class Supervisor:
             env.update(ray_env(plan.virtual.ray_address, make_ray_temp_link(self.folder.path)))
         link_port, *node_ports = free_ports(1 + (0 if plan.virtual else len(plan.nodes)))
         link_env = env
-        if plan.local_nodes():  # imports torch while the SuperLink starts; forks the clients and the ServerApp
+        if plan.local_nodes():  # imports torch while the SuperLink starts; forks the clients (and the ServerApp)
             forks = self.table.start_fork_server(self.folder.path, env)
-            link_env = dict(env, **{FORK_SERVER_ENV: forks.to_env()})  # its SuperExec asks it for the ServerApp
+            if not plan.user_app:  # the built-in ServerApp, asked for by the SuperExec; a user's starts fresh
+                link_env = dict(env, **{FORK_SERVER_ENV: forks.to_env()})
         direct = self._direct_listener()
         if isinstance(direct, str):
             return RunStatus.FAILED, direct
