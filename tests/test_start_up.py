@@ -64,7 +64,8 @@ def test_the_runs_serverapp_is_forked_by_the_fork_server_and_run_to_its_end(tmp_
     tag = f"forked-serverapp-{tmp_path.name}"
     with running("--client-num", "2", "--task", "train", "--rounds", "3", "--kill-tag", tag,
                  log_dir=tmp_path) as (proc, run_dir):
-        supervisor = run_json(run_dir)["supervisor"]["pid"]
+        supervisor = proc.pid  # a foreground fl-launch is its run's supervisor: the PID this test started
+        assert run_json(run_dir)["supervisor"]["pid"] == supervisor
         found = {}
         deadline = time.monotonic() + 30
         while set(found) != {"serverapp", "superexec"} and time.monotonic() < deadline:
