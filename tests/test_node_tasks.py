@@ -281,3 +281,53 @@ def test_the_tasks_loop_calls_idle_once_no_task_came_for_idle_poll_seconds(tmp_p
                 last_task = at
             else:
                 assert at - last_task >= 0.3  # IDLE_POLL since the last task, not before
+
+
+def test_a_task_lines_ran_is_the_time_its_compute_slot_was_held_not_until_the_line_was_written(tmp_path, monkeypatch):
+    """worker.log's "ran" ends when the slot is freed: ringing the node afterwards (slow here: 0.3 s) is not in it.
+    Judged by the clock the slot itself records as it is taken and freed (tests/test_gpu_clients reads these spans
+    to show two clients on one GPU never compute at once)."""
+    import io
+    from contextlib import contextmanager, nullcontext
+
+    from flwr.proto.runtime_pb2 import AcquireTaskResponse
+
+    from launcher.flower import warm_clientapp
+    from launcher.flower.task_worker import TaskEnd
+
+    held: list[tuple[float, float]] = []
+
+    @contextmanager
+    def slot_held():
+        taken = time.time()
+        try:
+            yield
+        finally:
+            held.append((taken, time.time()))
+
+    class Client:
+        calls = 0
+
+        def AcquireTask(self, request):  # noqa: N802 - Flower's name
+            Client.calls += 1
+            res = AcquireTaskResponse(token="t")
+            res.task.task_id = Client.calls
+            return res
+
+    class Runner:
+        def ready(self):
+            pass
+
+        def run(self, token):
+            time.sleep(0.2)
+            return TaskEnd(code=0, cpu=0.0)
+
+    monkeypatch.setattr(warm_clientapp, "kept_claimed", lambda client, token: nullcontext())
+    monkeypatch.setattr(warm_clientapp, "wake", lambda folder, name: time.sleep(0.3))
+    out = io.StringIO()
+    warm_clientapp.serve_tasks(Client(), Runner(), SimpleNamespace(bound=True, wait=lambda timeout: None),
+                               SimpleNamespace(held=slot_held), tmp_path, out=out, stopping=lambda: Client.calls >= 2)
+    ran = [float(x) for x in re.findall(r"ran ([\d.]+) s", out.getvalue())]
+    assert len(ran) == len(held) == 2
+    for line_ran, (taken, freed) in zip(ran, held):
+        assert abs(line_ran - (freed - taken)) < 0.01, (ran, held)

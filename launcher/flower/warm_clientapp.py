@@ -99,11 +99,12 @@ class TaskRunner(Protocol):
     def run(self, token: str) -> TaskEnd: ...  # returns once the task's reply is with the SuperNode
 
 
-def task_line(task_id: int, acquired: float, pulled: float, started: float, end: TaskEnd) -> str:
-    """A task's line in worker.log."""
+def task_line(task_id: int, acquired: float, pulled: float, started: float, finished: float, end: TaskEnd) -> str:
+    """A task's line in worker.log: ``finished`` is when its run returned, its compute slot still held (the line is
+    written later, after the slot is freed and the node rung)."""
     stamp = f"{time.strftime('%H:%M:%S', time.localtime(acquired))}.{int(acquired % 1 * 1000):03d}"
     return (f"{stamp} task {task_id}: waited {pulled - acquired:.3f} s for its message, {started - pulled:.3f} s "
-            f"for a compute slot, ran {time.time() - started:.3f} s using {end.cpu:.3f} CPU-s")
+            f"for a compute slot, ran {finished - started:.3f} s using {end.cpu:.3f} CPU-s")
 
 
 def serve_tasks(client: RuntimeHttpClient, runner: TaskRunner, bell: WakeupSocket, slots: ComputeSlots, client_dir,
@@ -127,8 +128,9 @@ def serve_tasks(client: RuntimeHttpClient, runner: TaskRunner, bell: WakeupSocke
                     slot.enter_context(slots.held())
                 started = time.time()
                 end = runner.run(res.token)
+                finished = time.time()  # before the slot is freed: "ran" is the time the task held it
             wake(client_dir, "supernode")  # the reply is with the SuperNode: no need to poll for it
-            print(task_line(res.task.task_id, acquired, pulled, started, end), file=out, flush=True)
+            print(task_line(res.task.task_id, acquired, pulled, started, finished, end), file=out, flush=True)
             if end.code != 0 and not stopping():
                 print(f"fl-launch: task {res.task.task_id} exited with code {end.code}", file=out, flush=True)
             if end.note:
