@@ -3,6 +3,7 @@
     pip install -c constraints.txt -e ".[bench]"                  # for the simulation column
     python -m benchmarks.report                                   # everything, ~30 min on 2 cores
     python -m benchmarks.report --workloads W0,W1 --variants floor,fl-launch
+    python -m benchmarks.report --workloads W1 --variants floor,fl-launch --repeat 3   # alternated, medians
     python -m benchmarks.report --workloads SEED --clients 5 --rounds 2 --out /tmp/quick   # a quick look
 
 Each workload runs as: floor (the clients' compute alone, one single-thread process
@@ -43,17 +44,36 @@ NO_PLAIN_FLOWER = ("SEED",)  # 50 flower-supernodes started by hand reached the 
 ACCURACY = ("W3-iid", "W3-dirichlet")
 
 
-def run_speed(workload: Workload, variants: list[str], log_dir: Path) -> dict[str, Measured]:
-    results = {}
-    for name in [v for v in variants if v != "plain-flower" or workload.name not in NO_PLAIN_FLOWER]:
-        tag = f"bench-{workload.name.lower()}-{name}-{uuid.uuid4().hex[:6]}"
-        print(f"[{workload.name}] {name} ...", flush=True)
-        limits = {} if name == "floor" else {"timeout": VARIANT_TIMEOUT}
-        results[name] = VARIANTS[name](workload, log_dir / workload.name, tag, **limits)
-        m = results[name]
-        print(f"[{workload.name}] {name}: {m.status}, {m.per_round_s} s/round, wall {m.wall_s} s, "
-              f"peak {m.peak_pss_mib / 1024:.2f} GiB", flush=True)
-    return results
+def run_speed(workload: Workload, variants: list[str], log_dir: Path, repeat: int = 1) -> dict[str, dict]:
+    """Each variant's figures; with ``repeat`` > 1 the variants run that many times alternated (floor, fl-launch,
+    floor, fl-launch, ...: a host that slows for a minute slows both) and each keeps its median run by rounds 2 on,
+    with every run's figures under "repeats"."""
+    runs: dict[str, list[Measured]] = {}
+    for attempt in range(1, repeat + 1):
+        for name in [v for v in variants if v != "plain-flower" or workload.name not in NO_PLAIN_FLOWER]:
+            tag = f"bench-{workload.name.lower()}-{name}-{uuid.uuid4().hex[:6]}"
+            label = f"{name} ({attempt}/{repeat})" if repeat > 1 else name
+            print(f"[{workload.name}] {label} ...", flush=True)
+            limits = {} if name == "floor" else {"timeout": VARIANT_TIMEOUT}
+            m = VARIANTS[name](workload, log_dir / workload.name, tag, **limits)
+            runs.setdefault(name, []).append(m)
+            print(f"[{workload.name}] {label}: {m.status}, {m.per_round_s} s/round ({m.later_round_s} from round 2), "
+                  f"wall {m.wall_s} s, peak {m.peak_pss_mib / 1024:.2f} GiB", flush=True)
+    return {name: median_run(measured) for name, measured in runs.items()}
+
+
+def median_run(measured: list[Measured]) -> dict:
+    """The run whose time a round from round 2 on (else a round) is the median of the runs that finished (the lower
+    middle one of an even count), with every run's main figures beside it; a single run as it is."""
+    if len(measured) == 1:
+        return measured[0].as_dict()
+    ok = [m for m in measured if m.status == "ok" and (m.later_round_s or m.per_round_s)]
+    pool = sorted(ok, key=lambda m: m.later_round_s or m.per_round_s) or measured
+    chosen = pool[(len(pool) - 1) // 2]
+    return dict(chosen.as_dict(), repeats=[
+        {"status": m.status, "later_round_s": m.later_round_s, "per_round_s": m.per_round_s,
+         "cpu_ms_per_task": m.cpu_ms_per_task, "to_round1_s": m.to_round1_s, "run_dir": m.run_dir}
+        for m in measured])
 
 
 def run_accuracy(workload: Workload, log_dir: Path, central_epochs: int) -> dict:
@@ -95,6 +115,7 @@ def speed_table(workload: Workload, results: dict) -> str:
     lines += cpu_table(results)
     if any(m["note"] for m in results.values()):
         lines += [""] + [f"- {name}: {m['note']}" for name, m in results.items() if m["note"]]
+    lines += repeated(results)
     lines += measured_earlier(results)
     return "\n".join(lines) + "\n"
 
@@ -112,6 +133,17 @@ def cpu_table(results: dict) -> list[str]:
               f"{', '.join(f'{k} {v:.0f}' for k, v in m.get('cpu_by_role', {}).items())} |"
               for name, m in rows.items()]
     return lines
+
+
+def repeated(results: dict) -> list[str]:
+    """A line for each variant run more than once (``--repeat``): which run its rows show, and every run's times."""
+    lines = []
+    for name, m in results.items():
+        if len(m.get("repeats") or []) > 1:
+            times = ", ".join(_fmt(r["later_round_s"] or r["per_round_s"]) for r in m["repeats"])
+            lines.append(f"- {name}: the median of {len(m['repeats'])} runs alternated with the other variants "
+                         f"(s/round from round 2 on, in order: {times})")
+    return ["", *lines] if lines else []
 
 
 def measured_earlier(entries: dict) -> list[str]:
@@ -286,6 +318,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, help="a quick look: every chosen workload with this many clients "
                         "(written to <out>/quick.json, not to the report or the page)")
     parser.add_argument("--rounds", type=int, help="a quick look: every chosen workload with this many rounds")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each workload's variants this many times, alternated, and keep each one's median "
+                        "run (the host's speed moves by 10-20%% from minute to minute here)")
     parser.add_argument("--rewrite", action="store_true",
                         help="only redo the targets and the page from report.json")
     args = parser.parse_args()
@@ -298,8 +333,8 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS] + [w for w in chosen if w not in (*SPEED, "W3")]
     if unknown:
         parser.exit(2, f"unknown workload or variant: {', '.join(unknown)}\n")
-    if any(n is not None and n < 1 for n in (args.clients, args.rounds)):
-        parser.exit(2, "--clients and --rounds take a whole number of at least 1\n")
+    if any(n is not None and n < 1 for n in (args.clients, args.rounds, args.repeat)):
+        parser.exit(2, "--clients, --rounds and --repeat take a whole number of at least 1\n")
     quick = args.clients is not None or args.rounds is not None
     out.mkdir(parents=True, exist_ok=True)
     report = {
@@ -310,8 +345,8 @@ def main() -> None:
     }
     for name in SPEED:
         if name in chosen:
-            results = run_speed(resized(W[name], args.clients, args.rounds), variants, out / "logs")
-            report["speed"][name] = {k: m.as_dict() for k, m in results.items()}
+            report["speed"][name] = run_speed(resized(W[name], args.clients, args.rounds), variants, out / "logs",
+                                              args.repeat)
     if "W3" in chosen:
         for name in ACCURACY:
             workload = resized(W[name], args.clients, args.rounds)

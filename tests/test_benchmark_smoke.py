@@ -80,3 +80,36 @@ def test_a_partial_run_replaces_what_it_measured_and_keeps_the_rest_marked():
     report["targets"] = check_targets(report)
     text = report_markdown(report)
     assert "- fl-launch: measured 2026-11-24, commit old" in text.split("#### W2")[1]
+
+
+def test_repeated_variants_run_alternated_and_keep_their_median_run(tmp_path, monkeypatch):
+    """--repeat 3: floor, fl-launch, floor, fl-launch, floor, fl-launch (each variant run beside the other, not all of
+    one then all of the other); each keeps the run with the median time a round from round 2 on, a failed run never
+    chosen; the page names every run's time."""
+    from benchmarks import report as report_module
+    from benchmarks.variants import Measured
+
+    calls = []
+    times = {"floor": iter([7.0, 6.0, 8.0]), "fl-launch": iter([9.0, None, 6.5])}
+
+    def fake(name):
+        def variant(workload, log_dir, tag, **limits):
+            calls.append(name)
+            later = next(times[name])
+            return Measured(name, status="ok" if later else "failed (exit 1)", later_round_s=later,
+                            per_round_s=later, run_dir=f"{name}-{len(calls)}")
+        return variant
+
+    monkeypatch.setattr(report_module, "VARIANTS", {"floor": fake("floor"), "fl-launch": fake("fl-launch")})
+    results = report_module.run_speed(TINY, ["floor", "fl-launch"], tmp_path, repeat=3)
+    assert calls == ["floor", "fl-launch"] * 3
+    assert results["floor"]["later_round_s"] == 7.0 and results["floor"]["run_dir"] == "floor-1"
+    assert results["fl-launch"]["later_round_s"] == 6.5  # the lower middle of the two that finished
+    assert [r["later_round_s"] for r in results["fl-launch"]["repeats"]] == [9.0, None, 6.5]
+    report = {"date": "now", "commit": "abc", "machine": {"cores": 2, "memory_gib": 24, "python": "3", "platform": "x"},
+              "speed": {"W1": results}, "accuracy": {}}
+    report["targets"] = check_targets(report)
+    assert next(t for t in report["targets"] if t["target"].startswith("W1 fl-launch per round"))["value"] == 0.929
+    text = report_markdown(report)
+    assert "- floor: the median of 3 runs alternated with the other variants (s/round from round 2 on, in order: " \
+           "7.00, 6.00, 8.00)" in text
