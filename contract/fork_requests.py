@@ -90,7 +90,8 @@ def request_fork(run_dir: str | Path, module: str, args: list[str], log: str, en
             raise RequestLost(f"the fork server took the request for {module} and did not answer: {err}") from err
     pid = reply.get("pid") if isinstance(reply, dict) else None
     if not isinstance(pid, int) or pid <= 0:
-        raise (RequestLost if reply is None else OSError)(f"the fork server did not start {module}")
+        why = f": {reply['error']}" if isinstance(reply, dict) and reply.get("error") else ""
+        raise (RequestLost if reply is None else OSError)(f"the fork server did not start {module}{why}")
     return pid
 
 

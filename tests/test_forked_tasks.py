@@ -199,13 +199,14 @@ def test_the_fork_server_refuses_another_users_request(fork_server, tmp_path):
         answer = said.read().decode()
     os.waitpid(child, 0)
     time.sleep(1.0)
-    assert answer.startswith("refused"), answer
+    assert answer == "refused OSError", answer  # told it was refused, not left to guess (RequestLost)
     assert not out.exists()
 
 
 def test_the_fork_server_closes_every_descriptor_it_is_sent(fork_server, tmp_path, monkeypatch):
-    """A request with three descriptors, one with two (refused), one whose line is not JSON, one that is not a
-    JSON object: none of them leaves a descriptor open in the server."""
+    """A request with three descriptors, one with two, one whose line is not JSON, one that is not a JSON object:
+    the last three are answered "nothing started" (PID 0, and why), and none leaves a descriptor open in the
+    server."""
     import socket
 
     from contract.fork_requests import address, request_fork
@@ -222,6 +223,7 @@ def test_the_fork_server_closes_every_descriptor_it_is_sent(fork_server, tmp_pat
                 sock.settimeout(30)
                 sock.connect(address(fork_server.run_dir))
                 socket.send_fds(sock, [line.encode() + b"\n"], [null.fileno()] * sent)
-                assert sock.recv(100) == b""  # refused: closed without an answer
+                answer = json.loads(sock.makefile("rb").readline())
+                assert answer["pid"] == 0 and answer["error"], answer  # refused, and said why
     assert _told(tmp_path / "told.json")["argv"] == []
     assert len(list(fds.iterdir())) == before

@@ -11,7 +11,8 @@ are shared copy-on-write between all clients instead of loaded once per process,
 twice. Each request is forked twice: the middle process exits at once, so the new process is re-parented to the
 nearest child subreaper, the supervisor (or device agent), which reaps it and sees its exit status like any
 child's. The server listens on an abstract Unix socket named after the run folder and serves only its own user
-(the kernel's peer credentials); it answers one request at a time, each within REQUEST_TIMEOUT_S.
+(the kernel's peer credentials); it answers one request at a time, each within REQUEST_TIMEOUT_S, with the
+new PID, or PID 0 and why for a request it started nothing for.
 """
 from __future__ import annotations
 
@@ -148,6 +149,7 @@ def serve_forks(run_dir: str) -> None:
     while True:
         conn, _ = listener.accept()
         stdio: list[int] = []
+        forked = False
         with conn:
             try:
                 conn.settimeout(REQUEST_TIMEOUT_S)
@@ -158,14 +160,25 @@ def serve_forks(run_dir: str) -> None:
                     continue
                 if request.get("stdio") and len(stdio) != 3:
                     raise ValueError(f"{len(stdio)} descriptors came with a request for three")
+                forked = True
                 pid = _fork_twice(request, stdio, [listener, conn])
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
             except Exception as err:  # noqa: BLE001 (a bad request never ends the server)
                 print(f"fork server: request failed: {err!r}", file=sys.stderr, flush=True)
+                if not forked:  # nothing started: said so, the asker may start it another way
+                    _refuse(conn, err)
             finally:
                 for fd in stdio:
                     os.close(fd)
         _reap_middles()
+
+
+def _refuse(conn: socket.socket, err: Exception) -> None:
+    """Answer a request that started nothing (PID 0, and why), if the asker still listens."""
+    try:
+        conn.sendall(json.dumps({"pid": 0, "error": repr(err)}).encode() + b"\n")
+    except OSError:
+        pass
 
 
 def _asker_uid(conn: socket.socket) -> int:
