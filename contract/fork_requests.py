@@ -63,11 +63,16 @@ class RequestLost(OSError):
     """The request went out but no answer came back: the process may have started."""
 
 
+class NotStarted(OSError):
+    """The fork server answered that it started nothing (and why): the asker may start it another way."""
+
+
 def request_fork(run_dir: str | Path, module: str, args: list[str], log: str, env: dict[str, str],
                  cwd: str, timeout: float = 30.0, stdio: tuple[int, int, int] | None = None,
                  name: str | None = None, exact_env: bool = False) -> int:
     """Ask the run's fork server for ``python -m module args``; returns its PID. OSError when no server took the
-    request or it said it started nothing; RequestLost when it took the request and its answer was lost.
+    request, NotStarted when it said it started nothing, RequestLost when it took the request and its answer was
+    lost.
 
     ``log``: the file its stdout and stderr append to, unless ``stdio`` gives three descriptors of this process
     for its stdin, stdout and stderr. ``env``: added to the server's environment, or with ``exact_env`` the whole
@@ -84,14 +89,15 @@ def request_fork(run_dir: str | Path, module: str, args: list[str], log: str, en
                 sock.sendall(line)
             else:
                 sent = socket.send_fds(sock, [line], list(stdio))
-                sock.sendall(line[sent:])
+                if sent < len(line):  # a send of nothing to a server that has answered and closed fails (EPIPE)
+                    sock.sendall(line[sent:])
             reply = json.loads(sock.makefile("rb").readline() or b"null")
         except (OSError, ValueError) as err:
             raise RequestLost(f"the fork server took the request for {module} and did not answer: {err}") from err
     pid = reply.get("pid") if isinstance(reply, dict) else None
     if not isinstance(pid, int) or pid <= 0:
         why = f": {reply['error']}" if isinstance(reply, dict) and reply.get("error") else ""
-        raise (RequestLost if reply is None else OSError)(f"the fork server did not start {module}{why}")
+        raise (RequestLost if reply is None else NotStarted)(f"the fork server did not start {module}{why}")
     return pid
 
 

@@ -171,6 +171,80 @@ def test_a_request_taken_and_not_answered_starts_nothing_fresh(monkeypatch, tmp_
     assert [r["args"] for r in requests] == [["flwr-serverapp", "--token", "t"]]
 
 
+def test_a_fork_server_that_answers_it_started_nothing_leaves_the_serverapp_to_start_fresh(monkeypatch, tmp_path):
+    """An answer of PID 0 (and why): request_fork raises NotStarted, not RequestLost; fork_task returns None (the
+    caller starts it fresh) and the server is asked again next time (it answered)."""
+    import socket
+    import threading
+
+    from contract.fork_requests import NotStarted, RequestLost, address, read_request, request_fork
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address(tmp_path))
+    listener.listen(8)
+    asked = []
+
+    def refuse():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                request, fds = read_request(conn)
+                for fd in fds:
+                    os.close(fd)
+                if request is not None:  # not a readiness probe
+                    asked.append(request["args"])
+                    conn.sendall(b'{"pid": 0, "error": "OSError(11, \'Resource temporarily unavailable\')"}\n')
+
+    threading.Thread(target=refuse, daemon=True).start()
+    monkeypatch.setenv(FORK_SERVER_ENV, ForkServer(os.getpid(), tmp_path).to_env())
+    try:
+        with pytest.raises(NotStarted, match="Resource temporarily unavailable") as refused:
+            request_fork(tmp_path, "serverapp_probe", [], log=os.devnull, env={}, cwd="/", timeout=30)
+        assert not isinstance(refused.value, RequestLost)
+        assert fork_task("serverapp_probe", ["flwr-serverapp", "--token", "a"]) is None
+        assert fork_task("serverapp_probe", ["flwr-serverapp", "--token", "b"]) is None
+    finally:
+        listener.close()
+    assert asked == [[], ["flwr-serverapp", "--token", "a"], ["flwr-serverapp", "--token", "b"]]
+
+
+PIDS_CGROUP = Path("/sys/fs/cgroup/pids")
+
+
+def test_a_fork_the_kernel_refuses_is_answered_started_nothing_and_the_server_goes_on(fork_server, tmp_path):
+    """The fork server in a pids cgroup allowed no more tasks (the kernel refuses its fork: EAGAIN): the request is
+    answered NotStarted with the kernel's reason, no descriptor is left open in the server, and once the limit is
+    gone the next request is forked."""
+    from contract.fork_requests import NotStarted, request_fork
+
+    if os.getuid() != 0 or not (PIDS_CGROUP / "cgroup.procs").exists():
+        pytest.skip("needs root and the pids cgroup (v1) to limit the server's forks")
+    group = PIDS_CGROUP / f"fl-launch-test-{os.getpid()}"
+    group.mkdir()
+    fds = Path(f"/proc/{fork_server.pid}/fd")
+    before = len(list(fds.iterdir()))
+    try:
+        (group / "pids.max").write_text("1")
+        (group / "cgroup.procs").write_text(str(fork_server.pid))
+        with pytest.raises(NotStarted, match="Resource temporarily unavailable"):
+            request_fork(fork_server.run_dir, "serverapp_probe", [], log=str(tmp_path / "log"),
+                         env={"PROBE_OUT": str(tmp_path / "told.json")}, cwd="/", timeout=30)
+    finally:
+        (PIDS_CGROUP / "cgroup.procs").write_text(str(fork_server.pid))
+        group.rmdir()
+    deadline = time.monotonic() + 10  # the server closes its end once the asker has closed its own
+    while len(list(fds.iterdir())) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(fds.iterdir())) == before  # the pipe made for the fork closed too
+    assert not (tmp_path / "told.json").exists()
+    request_fork(fork_server.run_dir, "serverapp_probe", ["again"], log=str(tmp_path / "log"),
+                 env={"PROBE_OUT": str(tmp_path / "told.json")}, cwd="/", timeout=30)
+    assert _told(tmp_path / "told.json")["argv"] == ["again"]
+
+
 def test_the_fork_server_refuses_another_users_request(fork_server, tmp_path):
     """Its socket is in the abstract namespace, reachable by every local user: only its own user's requests are
     served (the kernel's peer credentials)."""
@@ -199,7 +273,7 @@ def test_the_fork_server_refuses_another_users_request(fork_server, tmp_path):
         answer = said.read().decode()
     os.waitpid(child, 0)
     time.sleep(1.0)
-    assert answer == "refused OSError", answer  # told it was refused, not left to guess (RequestLost)
+    assert answer == "refused NotStarted", answer  # told it was refused, not left to guess (RequestLost)
     assert not out.exists()
 
 

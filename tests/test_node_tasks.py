@@ -334,4 +334,4 @@ def test_a_task_lines_ran_is_the_time_its_compute_slot_was_held_not_until_the_li
     ran = [float(x) for x in re.findall(r"ran ([\d.]+) s", out.getvalue())]
     assert len(ran) == len(held) == 2
     for line_ran, (taken, freed) in zip(ran, held):
-        assert abs(line_ran - (freed - taken)) < 0.01, (ran, held)
+        assert abs(line_ran - (freed - taken)) < 0.1, (ran, held)  # the ring's 0.3 s is not in it

@@ -12,7 +12,8 @@ SuperExec's environment, working folder, stdin, stdout and stderr. The new proce
 fork server's subreaper), not the SuperExec's: Flower's SubprocessExecutor keeps nothing of the Popen it makes,
 and the ServerApp watches the SuperExec by ``--parent-pid`` (a PID that exists, not its parent's) as before
 (tests/test_flower_internals.py pins both). Where the fork server does not answer within READY_TIMEOUT_S, the
-command starts fresh as it did, and the fork server is not asked again.
+command starts fresh as it did, and the fork server is not asked again; where it answers that it started nothing
+(a fork that failed), the command starts fresh and the next one asks again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from contract.fork_requests import ForkServer, RequestLost, request_fork, wait_ready
+from contract.fork_requests import ForkServer, NotStarted, RequestLost, request_fork, wait_ready
 
 FORKED_COMMANDS = frozenset({"flwr-serverapp"})  # flwr-simulation runs Ray, whose workers the fork server lacks
 # Flower voids a claimed task whose process has not pulled it within 30 s: the wait for the fork server (its
@@ -62,6 +63,8 @@ def fork_task(module: str, args: list[str], **popen_kwargs) -> ForkedTask | None
                     timeout=left, stdio=stdio, name=args[0], exact_env=True))
     except RequestLost:
         return ForkedTask(list(args), None)  # it may run: a second one would find its task taken, and fail the run
+    except NotStarted:  # it answered: nothing started this time, the caller starts it fresh
+        return None
     except Exception:  # noqa: BLE001 (nothing was started: the caller starts it fresh)
         pass
     _unanswered.add(forks)

@@ -26,6 +26,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 
 from contract.fork_requests import address, read_request
@@ -43,6 +44,7 @@ PRELOAD_IF_PRESENT = ("flwr.supernode.main", "uvicorn", "uvicorn.loops.uvloop", 
                       "uvicorn.loops.auto", "uvloop", "httptools", "httpcore", "h11", "trio", "websockets",
                       "cryptography.hazmat.backends.openssl")
 REQUEST_TIMEOUT_S = 5.0  # an asker that stalls mid-request does not hold the server
+REFUSAL_DRAIN_S = 1.0  # after a refusal, how long the rest of the request is taken before the socket is closed
 # Run once, in order, after the imports: state every forked process would otherwise build for itself.
 WARM_UPS = ("simulator.training:warm_up", f"{QUICK_SUPERNODE}:prebuild_runtime_app")
 
@@ -111,9 +113,21 @@ def _threads_as_started(omp_threads: str) -> None:
         sys.modules["torch"].set_num_threads(int(omp_threads))
 
 
+class NothingForked(Exception):
+    """The pipe or the first fork failed: no process was started."""
+
+
 def _fork_twice(request: dict, stdio: list[int], servers: list[socket.socket]) -> int:
-    read_end, write_end = os.pipe()
-    middle = os.fork()
+    try:
+        read_end, write_end = os.pipe()
+    except OSError as err:
+        raise NothingForked(repr(err)) from err
+    try:
+        middle = os.fork()
+    except OSError as err:
+        os.close(read_end)
+        os.close(write_end)
+        raise NothingForked(repr(err)) from err
     if middle == 0:
         try:
             os.close(read_end)
@@ -165,7 +179,7 @@ def serve_forks(run_dir: str) -> None:
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
             except Exception as err:  # noqa: BLE001 (a bad request never ends the server)
                 print(f"fork server: request failed: {err!r}", file=sys.stderr, flush=True)
-                if not forked:  # nothing started: said so, the asker may start it another way
+                if not forked or isinstance(err, NothingForked):  # said so: the asker may start it another way
                     _refuse(conn, err)
             finally:
                 for fd in stdio:
@@ -174,9 +188,17 @@ def serve_forks(run_dir: str) -> None:
 
 
 def _refuse(conn: socket.socket, err: Exception) -> None:
-    """Answer a request that started nothing (PID 0, and why), if the asker still listens."""
+    """Answer a request that started nothing (PID 0, and why), if the asker still listens; then take what it still
+    sends, for a while: a Unix socket closed with unread bytes resets the other end, which may not have read the
+    answer yet (the descriptors such bytes carry are closed by the kernel)."""
+    deadline = time.monotonic() + REFUSAL_DRAIN_S
     try:
         conn.sendall(json.dumps({"pid": 0, "error": repr(err)}).encode() + b"\n")
+        conn.shutdown(socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            if not conn.recv(65536):
+                return
     except OSError:
         pass
 
