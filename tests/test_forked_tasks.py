@@ -7,14 +7,26 @@ fresh); the wall clock only where no fork server can answer.
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from contract.fork_requests import FORK_SERVER_ENV, ForkServer, wait_ready
+from contract.fork_requests import (
+    FORK_SERVER_ENV,
+    ForkServer,
+    NotStarted,
+    RequestLost,
+    address,
+    read_request,
+    request_fork,
+    wait_ready,
+)
 from launcher.flower.forked_tasks import fork_task
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,6 +68,15 @@ def fork_server(tmp_path_factory):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _open_descriptors_settle_at(fds: Path, count: int, timeout: float = 10) -> bool:
+    """Whether the server's open descriptors come back to ``count`` (it closes its end of a refused request once
+    the asker has closed its own)."""
+    deadline = time.monotonic() + timeout
+    while len(list(fds.iterdir())) != count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(list(fds.iterdir())) == count
 
 
 def _told(path: Path, timeout: float = 30) -> dict:
@@ -135,56 +156,16 @@ def test_a_fork_server_that_never_answers_is_waited_for_once_then_not_asked_agai
     assert 0.5 <= first < 3 and time.monotonic() - started < 0.1
 
 
-def test_a_request_taken_and_not_answered_starts_nothing_fresh(monkeypatch, tmp_path):
-    """The fork server took the request and its answer was lost: the ServerApp may be running, and a second one
-    would find the task taken and fail the run, so the caller gets a handle without a PID, not None (Popen)."""
-    import socket
-    import threading
-
-    from contract.fork_requests import address
-
+@contextmanager
+def fake_fork_server(run_dir: Path, answer: bytes | None):
+    """A listener at the run's fork-server address that reads each request as the server does and records its
+    args (readiness probes aside), then sends ``answer``, or closes without one (None); closed on exit."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(address(tmp_path))
+    listener.bind(address(run_dir))
     listener.listen(8)
-    requests = []
+    asked: list[list[str]] = []
 
-    def take_and_drop():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                data, fds, _, _ = socket.recv_fds(conn, 65536, 3)
-                for fd in fds:
-                    os.close(fd)
-                if data:
-                    requests.append(json.loads(data))
-
-    threading.Thread(target=take_and_drop, daemon=True).start()
-    monkeypatch.setenv(FORK_SERVER_ENV, ForkServer(os.getpid(), tmp_path).to_env())
-    try:
-        task = fork_task("serverapp_probe", ["flwr-serverapp", "--token", "t"])
-    finally:
-        listener.close()
-    assert task is not None and task.pid is None
-    assert [r["args"] for r in requests] == [["flwr-serverapp", "--token", "t"]]
-
-
-def test_a_fork_server_that_answers_it_started_nothing_leaves_the_serverapp_to_start_fresh(monkeypatch, tmp_path):
-    """An answer of PID 0 (and why): request_fork raises NotStarted, not RequestLost; fork_task returns None (the
-    caller starts it fresh) and the server is asked again next time (it answered)."""
-    import socket
-    import threading
-
-    from contract.fork_requests import NotStarted, RequestLost, address, read_request, request_fork
-
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(address(tmp_path))
-    listener.listen(8)
-    asked = []
-
-    def refuse():
+    def serve():
         while True:
             try:
                 conn, _ = listener.accept()
@@ -194,20 +175,39 @@ def test_a_fork_server_that_answers_it_started_nothing_leaves_the_serverapp_to_s
                 request, fds = read_request(conn)
                 for fd in fds:
                     os.close(fd)
-                if request is not None:  # not a readiness probe
+                if request is not None:
                     asked.append(request["args"])
-                    conn.sendall(b'{"pid": 0, "error": "OSError(11, \'Resource temporarily unavailable\')"}\n')
+                    if answer is not None:
+                        conn.sendall(answer)
 
-    threading.Thread(target=refuse, daemon=True).start()
-    monkeypatch.setenv(FORK_SERVER_ENV, ForkServer(os.getpid(), tmp_path).to_env())
+    threading.Thread(target=serve, daemon=True).start()
     try:
+        yield asked
+    finally:
+        listener.close()
+
+
+def test_a_request_taken_and_not_answered_starts_nothing_fresh(monkeypatch, tmp_path):
+    """The fork server took the request and its answer was lost: the ServerApp may be running, and a second one
+    would find the task taken and fail the run, so the caller gets a handle without a PID, not None (Popen)."""
+    monkeypatch.setenv(FORK_SERVER_ENV, ForkServer(os.getpid(), tmp_path).to_env())
+    with fake_fork_server(tmp_path, answer=None) as asked:
+        task = fork_task("serverapp_probe", ["flwr-serverapp", "--token", "t"])
+    assert task is not None and task.pid is None
+    assert asked == [["flwr-serverapp", "--token", "t"]]
+
+
+def test_a_fork_server_that_answers_it_started_nothing_leaves_the_serverapp_to_start_fresh(monkeypatch, tmp_path):
+    """An answer of PID 0 (and why): request_fork raises NotStarted, not RequestLost; fork_task returns None (the
+    caller starts it fresh) and the server is asked again next time (it answered)."""
+    monkeypatch.setenv(FORK_SERVER_ENV, ForkServer(os.getpid(), tmp_path).to_env())
+    refusal = b'{"pid": 0, "error": "OSError(11, \'Resource temporarily unavailable\')"}\n'
+    with fake_fork_server(tmp_path, answer=refusal) as asked:
         with pytest.raises(NotStarted, match="Resource temporarily unavailable") as refused:
             request_fork(tmp_path, "serverapp_probe", [], log=os.devnull, env={}, cwd="/", timeout=30)
         assert not isinstance(refused.value, RequestLost)
         assert fork_task("serverapp_probe", ["flwr-serverapp", "--token", "a"]) is None
         assert fork_task("serverapp_probe", ["flwr-serverapp", "--token", "b"]) is None
-    finally:
-        listener.close()
     assert asked == [[], ["flwr-serverapp", "--token", "a"], ["flwr-serverapp", "--token", "b"]]
 
 
@@ -218,8 +218,6 @@ def test_a_fork_the_kernel_refuses_is_answered_started_nothing_and_the_server_go
     """The fork server in a pids cgroup allowed no more tasks (the kernel refuses its fork: EAGAIN): the request is
     answered NotStarted with the kernel's reason, no descriptor is left open in the server, and once the limit is
     gone the next request is forked."""
-    from contract.fork_requests import NotStarted, request_fork
-
     if os.getuid() != 0 or not (PIDS_CGROUP / "cgroup.procs").exists():
         pytest.skip("needs root and the pids cgroup (v1) to limit the server's forks")
     group = PIDS_CGROUP / f"fl-launch-test-{os.getpid()}"
@@ -235,10 +233,7 @@ def test_a_fork_the_kernel_refuses_is_answered_started_nothing_and_the_server_go
     finally:
         (PIDS_CGROUP / "cgroup.procs").write_text(str(fork_server.pid))
         group.rmdir()
-    deadline = time.monotonic() + 10  # the server closes its end once the asker has closed its own
-    while len(list(fds.iterdir())) != before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(list(fds.iterdir())) == before  # the pipe made for the fork closed too
+    assert _open_descriptors_settle_at(fds, before)  # the pipe made for the fork closed too
     assert not (tmp_path / "told.json").exists()
     request_fork(fork_server.run_dir, "serverapp_probe", ["again"], log=str(tmp_path / "log"),
                  env={"PROBE_OUT": str(tmp_path / "told.json")}, cwd="/", timeout=30)
@@ -250,8 +245,6 @@ def test_the_fork_server_refuses_another_users_request(fork_server, tmp_path):
     served (the kernel's peer credentials)."""
     if os.getuid() != 0:
         pytest.skip("needs root to ask as another user")
-    from contract.fork_requests import request_fork
-
     out = tmp_path / "told.json"
     read_end, write_end = os.pipe()
     child = os.fork()
@@ -281,10 +274,6 @@ def test_the_fork_server_closes_every_descriptor_it_is_sent(fork_server, tmp_pat
     """A request with three descriptors, one with two, one whose line is not JSON, one that is not a JSON object:
     the last three are answered "nothing started" (PID 0, and why), and none leaves a descriptor open in the
     server."""
-    import socket
-
-    from contract.fork_requests import address, request_fork
-
     fds = Path(f"/proc/{fork_server.pid}/fd")
     before = len(list(fds.iterdir()))
     monkeypatch.setenv("PROBE_OUT", str(tmp_path / "told.json"))
@@ -300,4 +289,4 @@ def test_the_fork_server_closes_every_descriptor_it_is_sent(fork_server, tmp_pat
                 answer = json.loads(sock.makefile("rb").readline())
                 assert answer["pid"] == 0 and answer["error"], answer  # refused, and said why
     assert _told(tmp_path / "told.json")["argv"] == []
-    assert len(list(fds.iterdir())) == before
+    assert _open_descriptors_settle_at(fds, before)
