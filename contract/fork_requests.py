@@ -95,9 +95,10 @@ def request_fork(run_dir: str | Path, module: str, args: list[str], log: str, en
         except (OSError, ValueError) as err:
             raise RequestLost(f"the fork server took the request for {module} and did not answer: {err}") from err
     pid = reply.get("pid") if isinstance(reply, dict) else None
+    if pid == 0 and reply.get("error"):
+        raise NotStarted(f"the fork server did not start {module}: {reply['error']}")
     if not isinstance(pid, int) or pid <= 0:
-        why = f": {reply['error']}" if isinstance(reply, dict) and reply.get("error") else ""
-        raise (RequestLost if reply is None else NotStarted)(f"the fork server did not start {module}{why}")
+        raise RequestLost(f"the fork server gave no PID for {module}: {reply!r}")
     return pid
 
 

@@ -11,8 +11,9 @@ are shared copy-on-write between all clients instead of loaded once per process,
 twice. Each request is forked twice: the middle process exits at once, so the new process is re-parented to the
 nearest child subreaper, the supervisor (or device agent), which reaps it and sees its exit status like any
 child's. The server listens on an abstract Unix socket named after the run folder and serves only its own user
-(the kernel's peer credentials); it answers one request at a time, each within REQUEST_TIMEOUT_S, with the
-new PID, or PID 0 and why for a request it started nothing for.
+(the kernel's peer credentials: another user's request is closed unread); it answers one request at a time, each
+within REQUEST_TIMEOUT_S, with the new PID, or PID 0 and why for a request it started nothing for (none where a
+process may have started).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ PRELOAD_IF_PRESENT = ("flwr.supernode.main", "uvicorn", "uvicorn.loops.uvloop", 
                       "uvicorn.loops.auto", "uvloop", "httptools", "httpcore", "h11", "trio", "websockets",
                       "cryptography.hazmat.backends.openssl")
 REQUEST_TIMEOUT_S = 5.0  # an asker that stalls mid-request does not hold the server
-REFUSAL_DRAIN_S = 1.0  # after a refusal, how long the rest of the request is taken before the socket is closed
+REFUSAL_DRAIN_S = 0.1  # after a refusal, how long the rest of the request is taken before the socket is closed
 # Run once, in order, after the imports: state every forked process would otherwise build for itself.
 WARM_UPS = ("simulator.training:warm_up", f"{QUICK_SUPERNODE}:prebuild_runtime_app")
 
@@ -114,7 +115,10 @@ def _threads_as_started(omp_threads: str) -> None:
 
 
 class NothingForked(Exception):
-    """The pipe or the first fork failed: no process was started."""
+    """A pipe or fork the kernel refused: no process was started."""
+
+
+NOT_FORKED = b"0"  # what a middle process whose fork failed writes (no word at all: it may have forked)
 
 
 def _fork_twice(request: dict, stdio: list[int], servers: list[socket.socket]) -> int:
@@ -131,7 +135,11 @@ def _fork_twice(request: dict, stdio: list[int], servers: list[socket.socket]) -
     if middle == 0:
         try:
             os.close(read_end)
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:
+                os.write(write_end, NOT_FORKED)
+                raise
             if pid == 0:
                 os.close(write_end)
                 _become(request, stdio, servers)
@@ -141,7 +149,11 @@ def _fork_twice(request: dict, stdio: list[int], servers: list[socket.socket]) -
     os.close(write_end)
     data = os.read(read_end, 32)
     os.close(read_end)
-    return int(data or 0)  # the middle's exit (the unmapping of its copy) runs while the next request is served
+    if data == NOT_FORKED:
+        raise NothingForked("the second fork failed")
+    if not data:  # the middle ended (killed?) without a word: the process may run, so no answer is given
+        raise ChildProcessError("the middle process ended without saying whether it forked")
+    return int(data)  # the middle's exit (the unmapping of its copy) runs while the next request is served
 
 
 def _reap_middles() -> None:
@@ -163,23 +175,24 @@ def serve_forks(run_dir: str) -> None:
     while True:
         conn, _ = listener.accept()
         stdio: list[int] = []
-        forked = False
+        tell_refusal = True  # until the fork: nothing started, which the asker is told
         with conn:
             try:
                 conn.settimeout(REQUEST_TIMEOUT_S)
                 if (asker := _asker_uid(conn)) != os.getuid():  # the socket is visible to every local user
+                    tell_refusal = False  # another user: closed at once, unread and unanswered
                     raise PermissionError(f"a request from uid {asker} refused")
                 request, stdio = read_request(conn)
                 if request is None:  # a readiness probe
                     continue
                 if request.get("stdio") and len(stdio) != 3:
                     raise ValueError(f"{len(stdio)} descriptors came with a request for three")
-                forked = True
+                tell_refusal = False  # from here a failure may follow a fork: no answer (the asker reads it lost)
                 pid = _fork_twice(request, stdio, [listener, conn])
                 conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
             except Exception as err:  # noqa: BLE001 (a bad request never ends the server)
                 print(f"fork server: request failed: {err!r}", file=sys.stderr, flush=True)
-                if not forked or isinstance(err, NothingForked):  # said so: the asker may start it another way
+                if tell_refusal or isinstance(err, NothingForked):  # the asker may start it another way
                     _refuse(conn, err)
             finally:
                 for fd in stdio:
